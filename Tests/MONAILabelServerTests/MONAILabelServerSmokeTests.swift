@@ -1,0 +1,4 @@
+import Testing
+@testable import MONAILabelServer
+
+@Test func moduleLoads() { #expect(Bool(true)) }

@@ -1,0 +1,4 @@
+import Testing
+@testable import MONAILabel
+
+@Test func moduleLoads() { #expect(Bool(true)) }

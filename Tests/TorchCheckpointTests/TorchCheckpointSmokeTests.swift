@@ -1,0 +1,4 @@
+import Testing
+@testable import TorchCheckpoint
+
+@Test func moduleLoads() { #expect(Bool(true)) }

@@ -1,0 +1,4 @@
+import Testing
+@testable import TorchKit
+
+@Test func moduleLoads() { #expect(Bool(true)) }

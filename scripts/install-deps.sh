@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system libraries monailabel-swift builds against. Idempotent; Debian 12 with the Swift toolchain.
+set -euo pipefail
+PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
