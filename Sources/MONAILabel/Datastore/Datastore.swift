@@ -1,0 +1,61 @@
+import Foundation
+
+/// The two tags every store knows: what a model produced and what a user approved.
+public enum LabelTag {
+    public static let original = "original"
+    public static let final = "final"
+}
+
+/// `GET /datastore/` stats: `{"total", "completed", "label_tags"}`.
+public struct DatastoreStatus: Sendable, Equatable {
+    public var total: Int
+    public var completed: Int
+    public var labelTags: OrderedMap<Int>
+
+    public var json: JSONValue {
+        var tags = JSONObject()
+        for (k, v) in labelTags { tags[k] = .int(v) }
+        return ["total": .int(total), "completed": .int(completed), "label_tags": .object(tags)]
+    }
+}
+
+/// An image with its `final` label, as training reads them.
+public struct DatalistItem: Sendable, Equatable {
+    public var image: String
+    public var label: String
+}
+
+/// Where images and labels live. Mirrors upstream's `Datastore` interface (spec section 3.1); label id ==
+/// image id, "labeled" means "has a `final` label".
+public protocol Datastore: AnyObject, Sendable {
+    var name: String { get }
+    var description: String { get }
+
+    func status() -> DatastoreStatus
+    /// The whole datastore document (`GET /datastore/?output=all`).
+    func json() -> JSONValue
+    func datalist() -> [DatalistItem]
+    func listImages() -> [String]
+    func labeledImages() -> [String]
+    func unlabeledImages() -> [String]
+    /// Absolute path of an image, or nil when the id is unknown.
+    func imageURI(_ id: String) -> String?
+    func labelURI(_ id: String, tag: String) -> String?
+    func imageInfo(_ id: String) -> JSONObject?
+    func labelInfo(_ id: String, tag: String) -> JSONObject?
+    /// `{tag: label id}` for an image.
+    func labelsByImage(_ id: String) -> OrderedMap<String>
+
+    /// Adds (or replaces) an image from a file whose name carries the extension; returns the id.
+    @discardableResult
+    func addImage(id: String, file: URL, fileName: String, info: JSONObject) throws -> String
+    func removeImage(_ id: String) throws
+    /// Saves a label for an existing image under `tag`; returns the label id.
+    @discardableResult
+    func saveLabel(imageID: String, file: URL, fileName: String, tag: String, info: JSONObject) throws -> String
+    func removeLabel(_ id: String, tag: String) throws
+    func updateImageInfo(_ id: String, info: JSONObject) throws
+    func updateLabelInfo(_ id: String, tag: String, info: JSONObject) throws
+    /// Re-reads the disk and reconciles the document with it.
+    func refresh()
+}

@@ -1,0 +1,32 @@
+/// An error of the MONAI Label domain. The kind says what went wrong in terms a transport can map to a status
+/// (the endpoint layer turns `.notFound` into 404 and so on); the domain itself knows nothing of HTTP.
+public struct MONAILabelError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// An unknown image, label, model, strategy, session or file.
+        case notFound
+        /// A request that can never succeed as sent: bad ids, malformed params, unreadable uploads.
+        case invalidInput
+        /// A feature switched off by settings (upstream's 406 for sessions).
+        case notEnabled
+        /// A task of the same kind is already running.
+        case busy
+        /// A bounded queue is full or a dependency is down; retrying later may work.
+        case unavailable
+        /// Our own failure (I/O, corrupt state).
+        case internalError
+    }
+
+    public let kind: Kind
+    public let message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    public static func notFound(_ m: String) -> MONAILabelError { MONAILabelError(.notFound, m) }
+    public static func invalid(_ m: String) -> MONAILabelError { MONAILabelError(.invalidInput, m) }
+    public static func io(_ m: String) -> MONAILabelError { MONAILabelError(.internalError, m) }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import MONAILabel
-
-@Test func moduleLoads() { #expect(Bool(true)) }
