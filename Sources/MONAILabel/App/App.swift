@@ -1,0 +1,205 @@
+import Foundation
+
+/// An inference model as `/info/` lists it and `/model/` serves its weights (spec sections 2.1, 4.1).
+public protocol InferTask: Sendable {
+    var name: String { get }
+    /// segmentation, annotation, classification, deepgrow, deepedit, scribbles, detection or others.
+    var type: String { get }
+    /// A list of names or a `{name: index}` map.
+    var labels: JSONValue { get }
+    var dimension: Int { get }
+    var description: String { get }
+    var config: JSONObject { get }
+    /// Model files in priority order, pretrained first and published last; the last existing one is used.
+    var modelPaths: [URL] { get }
+}
+
+extension InferTask {
+    /// `{"type","labels","dimension","description","config"}`.
+    public var info: JSONValue {
+        ["type": .string(type), "labels": labels, "dimension": .int(dimension), "description": .string(description),
+         "config": .object(config)]
+    }
+
+    /// The model file inference would load now, if any.
+    public var currentModelFile: URL? { modelPaths.last { FileOps.isRegularFile($0.path) } }
+}
+
+/// The static description of an app, read from `<app>/app.json`.
+public struct AppDefinition: Sendable {
+    public var name: String
+    public var description: String
+    public var version: String
+    /// Model names this app knows, with their definitions, in file order.
+    public var models: JSONObject
+    public var strategies: [String]
+
+    public init(json: JSONValue) throws {
+        guard let o = json.objectValue else { throw MONAILabelError.invalid("app.json is not an object") }
+        name = o["name"]?.stringValue ?? "MONAILabel App"
+        description = o["description"]?.stringValue ?? ""
+        version = o["version"]?.stringValue ?? "0.8.5"
+        models = o["models"]?.objectValue ?? JSONObject()
+        strategies = o["strategies"]?.arrayValue?.compactMap(\.stringValue) ?? ["random", "first"]
+    }
+
+    public static func load(appDir: URL) throws -> AppDefinition {
+        let url = appDir.appendingPathComponent("app.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw MONAILabelError.notFound("\(url.path) not found: is \(appDir.path) a MONAI Label app?")
+        }
+        do {
+            return try AppDefinition(json: try JSONValue.parse(Array(data)))
+        } catch let e as JSONParseError {
+            throw MONAILabelError.invalid("\(url.path): \(e)")
+        }
+    }
+
+    /// Resolves `--conf models a,b` (or `all`) against the known models, as upstream's radiology app requires.
+    public func selectModels(_ conf: [String: String]) throws -> [String] {
+        let known = models.keys
+        guard let spec = conf["models"], !spec.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw MONAILabelError.invalid(
+                "--conf models is required; choose from: all, \(known.joined(separator: ", "))")
+        }
+        if spec.trimmingCharacters(in: .whitespaces) == "all" { return known }
+        let names = spec.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for n in names where models[n] == nil {
+            throw MONAILabelError.invalid("unknown model '\(n)'; choose from: all, \(known.joined(separator: ", "))")
+        }
+        return names
+    }
+}
+
+/// Builds the infer task for a model definition, or nil when this build cannot run that model yet.
+public typealias InferTaskFactory = @Sendable (_ name: String, _ definition: JSONObject, _ app: AppContext) throws
+    -> (any InferTask)?
+
+/// What a task factory may need from the app being built.
+public struct AppContext: Sendable {
+    public var appDir: URL
+    public var modelDir: URL { appDir.appendingPathComponent("model") }
+    public var settings: Settings
+}
+
+/// A MONAI Label app: datastore, models, strategies, sessions (spec section 2). One instance per server.
+public final class MONAILabelApp: @unchecked Sendable {
+    public let settings: Settings
+    public let definition: AppDefinition
+    public let appDir: URL
+    public let datastore: Datastore
+    public let sessions: SessionStore?
+    public let inferTasks: OrderedMap<any InferTask>
+    public let strategies: OrderedMap<any Strategy>
+
+    public var modelDir: URL { appDir.appendingPathComponent("model") }
+    public var logFile: URL { appDir.appendingPathComponent("logs/app.log") }
+
+    public init(settings: Settings, datastore: Datastore, factory: InferTaskFactory? = nil) throws {
+        self.settings = settings
+        appDir = settings.appDir
+        definition = try AppDefinition.load(appDir: settings.appDir)
+        self.datastore = datastore
+        for sub in ["model", "logs", "lib", "bin"] {
+            try FileOps.makeDirectory(appDir.appendingPathComponent(sub))
+        }
+        let context = AppContext(appDir: appDir, settings: settings)
+        var tasks = OrderedMap<any InferTask>()
+        for name in try definition.selectModels(settings.conf) {
+            if let f = factory, let t = try f(name, definition.models[name]?.objectValue ?? JSONObject(), context) {
+                tasks[t.name] = t
+            }
+        }
+        inferTasks = tasks
+        var strats = OrderedMap<any Strategy>()
+        if settings.tasksStrategy {
+            for s in definition.strategies {
+                switch s {
+                case "random": strats[s] = RandomStrategy()
+                case "first": strats[s] = FirstStrategy()
+                case "last": strats[s] = LastStrategy()
+                default: throw MONAILabelError.invalid("app.json names an unknown strategy '\(s)'")
+                }
+            }
+        }
+        strategies = strats
+        sessions = settings.sessions
+            ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil
+    }
+
+    /// `app.info()` in upstream's exact shape (spec section 2.1). There is deliberately no `config` key: the
+    /// Slicer plugin refuses servers whose info has one.
+    public func info() -> JSONValue {
+        var models = JSONObject()
+        for (name, t) in inferTasks { models[name] = t.info }
+        var strategyInfo = JSONObject()
+        for (name, s) in strategies { strategyInfo[name] = ["description": .string(s.description)] }
+        var info = JSONObject()
+        info["name"] = .string("\(definition.name) (\(definition.version))")
+        info["description"] = .string(definition.description)
+        info["version"] = .string(definition.version)
+        info["labels"] = .array(mergedLabels().map { .string($0) })
+        info["models"] = .object(models)
+        info["trainers"] = .object(JSONObject())
+        info["strategies"] = .object(strategyInfo)
+        info["scoring"] = .object(JSONObject())
+        info["train_stats"] = .object(JSONObject())
+        info["datastore"] = datastore.status().json
+        return .object(info)
+    }
+
+    /// Upstream's label union: every model's labels in model order, a `{name: index}` map sorted by index,
+    /// duplicates dropped.
+    func mergedLabels() -> [String] {
+        var out: [String] = []
+        for (_, t) in inferTasks {
+            var names: [String] = []
+            switch t.labels {
+            case .array(let a): names = a.compactMap(\.stringValue)
+            case .object(let o):
+                names = o.map { ($0.key, $0.value.doubleValue ?? 0) }.sorted { $0.1 < $1.1 }.map(\.0)
+            case .string(let s): names = [s]
+            default: break
+            }
+            for n in names where !out.contains(n) { out.append(n) }
+        }
+        return out
+    }
+
+    // MARK: Active learning
+
+    /// `POST /activelearning/{strategy}` (spec section 1.5): picks an image, records who got it and when, and
+    /// answers the strategy's output plus `path` and the image's info; `{}` when nothing is left.
+    public func nextSample(strategy name: String, request: JSONObject, user: String = "admin") throws -> JSONObject {
+        guard let strategy = strategies[name] else {
+            throw MONAILabelError.notFound("Strategy '\(name)' not found; available: \(strategies.keys.joined(separator: ", "))")
+        }
+        guard var result = try strategy.select(request: request, datastore: datastore),
+            let id = result["id"]?.stringValue
+        else { return JSONObject() }
+        var strategyInfo = datastore.imageInfo(id)?["strategy"]?.objectValue ?? JSONObject()
+        strategyInfo[name] = [
+            "ts": .int(Int(Date().timeIntervalSince1970)),
+            "client_id": request["client_id"] ?? .string(user),
+        ]
+        try? datastore.updateImageInfo(id, info: ["strategy": .object(strategyInfo)])
+        result["path"] = .string(datastore.imageURI(id) ?? "")
+        result.merge(datastore.imageInfo(id) ?? JSONObject())
+        return result
+    }
+
+    // MARK: Model files
+
+    public func inferTask(_ model: String) throws -> any InferTask {
+        guard let t = inferTasks[model] else { throw MONAILabelError.notFound("Model '\(model)' not found") }
+        return t
+    }
+
+    /// The weights file `GET /model/{model}` serves: the last existing of the task's paths.
+    public func modelFile(_ model: String) throws -> URL {
+        guard let t = inferTasks[model], let f = t.currentModelFile else {
+            throw MONAILabelError.notFound("Model File NOT Found for \(model)")
+        }
+        return f
+    }
+}

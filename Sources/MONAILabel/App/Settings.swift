@@ -1,0 +1,90 @@
+import Foundation
+
+/// Server settings, read from `MONAI_LABEL_*` environment variables with upstream's names and defaults
+/// (spec section 6). Lists are JSON, booleans `true`/`false` (case-insensitive, also 1/0).
+public struct Settings: Sendable, Equatable {
+    public var appDir: URL
+    public var studies: String
+    public var conf: [String: String]
+
+    public var corsOrigins: [String] = []
+    public var tasksTrain = true
+    public var tasksStrategy = true
+    public var tasksScoring = true
+    public var tasksBatchInfer = true
+    public var datastoreAutoReload = true
+    public var datastoreReadOnly = false
+    public var datastoreFileExt = StoreNames.defaultPatterns
+    public var autoUpdateScoring = true
+    public var sessions = true
+    public var sessionPath = ""
+    public var sessionExpiry = 3600
+    public var inferConcurrency = -1
+    public var inferTimeout = 600
+    public var serverPort = 8000
+
+    public init(appDir: URL, studies: String, conf: [String: String] = [:]) {
+        self.appDir = appDir
+        self.studies = studies
+        self.conf = conf
+    }
+
+    /// Settings with every `MONAI_LABEL_*` variable of `environment` applied.
+    public static func fromEnvironment(
+        appDir: URL, studies: String, conf: [String: String],
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> Settings {
+        var s = Settings(appDir: appDir, studies: studies, conf: conf)
+        func value(_ key: String) -> String? { environment["MONAI_LABEL_" + key] }
+        func bool(_ key: String, _ into: inout Bool) throws {
+            guard let v = value(key) else { return }
+            switch v.lowercased() {
+            case "true", "1", "yes", "on": into = true
+            case "false", "0", "no", "off": into = false
+            default: throw MONAILabelError.invalid("MONAI_LABEL_\(key) must be true or false, not '\(v)'")
+            }
+        }
+        func int(_ key: String, _ into: inout Int) throws {
+            guard let v = value(key) else { return }
+            guard let i = Int(v.trimmingCharacters(in: .whitespaces)) else {
+                throw MONAILabelError.invalid("MONAI_LABEL_\(key) must be an integer, not '\(v)'")
+            }
+            into = i
+        }
+        func list(_ key: String, _ into: inout [String]) throws {
+            guard let v = value(key) else { return }
+            guard let arr = (try? JSONValue.parse(v))?.arrayValue else {
+                throw MONAILabelError.invalid("MONAI_LABEL_\(key) must be a JSON list of strings")
+            }
+            into = arr.compactMap(\.stringValue)
+        }
+        try list("CORS_ORIGINS", &s.corsOrigins)
+        try bool("TASKS_TRAIN", &s.tasksTrain)
+        try bool("TASKS_STRATEGY", &s.tasksStrategy)
+        try bool("TASKS_SCORING", &s.tasksScoring)
+        try bool("TASKS_BATCH_INFER", &s.tasksBatchInfer)
+        try bool("DATASTORE_AUTO_RELOAD", &s.datastoreAutoReload)
+        try bool("DATASTORE_READ_ONLY", &s.datastoreReadOnly)
+        try list("DATASTORE_FILE_EXT", &s.datastoreFileExt)
+        try bool("AUTO_UPDATE_SCORING", &s.autoUpdateScoring)
+        try bool("SESSIONS", &s.sessions)
+        if let p = value("SESSION_PATH") { s.sessionPath = p }
+        try int("SESSION_EXPIRY", &s.sessionExpiry)
+        try int("INFER_CONCURRENCY", &s.inferConcurrency)
+        try int("INFER_TIMEOUT", &s.inferTimeout)
+        try int("SERVER_PORT", &s.serverPort)
+        return s
+    }
+
+    /// Where sessions live: `MONAI_LABEL_SESSION_PATH`, else `~/.cache/monailabel/sessions` as upstream.
+    public var sessionRoot: URL {
+        if !sessionPath.isEmpty { return URL(fileURLWithPath: sessionPath) }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/monailabel/sessions")
+    }
+
+    /// A `--conf` value read as a boolean the way upstream's apps do (`"true"` string compare, case-insensitive).
+    public func confFlag(_ key: String, default d: Bool) -> Bool {
+        guard let v = conf[key] else { return d }
+        return v.lowercased() == "true"
+    }
+}

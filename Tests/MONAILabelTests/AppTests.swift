@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+@testable import MONAILabel
+
+/// A radiology-like app in a temp folder with a store of `ids`, the first `labeled` of them with final labels.
+func makeApp(_ tmp: TempDir, ids: [String] = ["a", "b", "c"], labeled: Int = 1, conf: [String: String] = ["models": "segmentation_spleen"],
+             factory: InferTaskFactory? = nil) throws -> MONAILabelApp {
+    let appDir = tmp.url.appendingPathComponent("app")
+    try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
+    let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    try FileManager.default.copyItem(at: repo.appendingPathComponent("sample-apps/radiology/app.json"),
+                                     to: appDir.appendingPathComponent("app.json"))
+    let studies = tmp.url.appendingPathComponent("studies")
+    for (n, id) in ids.enumerated() {
+        _ = tmp.write("studies/\(id).nii.gz", [UInt8(n)])
+        if n < labeled { _ = tmp.write("studies/labels/final/\(id).nii.gz", [1]) }
+    }
+    var settings = Settings(appDir: appDir, studies: studies.path, conf: conf)
+    settings.sessionPath = tmp.url.appendingPathComponent("sessions").path
+    let ds = try LocalDatastore(root: studies)
+    return try MONAILabelApp(settings: settings, datastore: ds, factory: factory)
+}
+
+@Test func info_hasUpstreamKeysAndNoConfig() throws {
+    let tmp = TempDir()
+    let app = try makeApp(tmp)
+    let info = app.info()
+    #expect(info.objectValue?.keys == ["name", "description", "version", "labels", "models", "trainers", "strategies",
+                                       "scoring", "train_stats", "datastore"])
+    #expect(info["name"] == .string("MONAILabel - Radiology (0.8.5)"))
+    #expect(info["config"] == nil)
+    #expect(info["strategies"]?.objectValue?.keys == ["random", "first", "last"])
+    #expect(info["strategies"]?["first"]?["description"] == .string("Get First Sample"))
+    // The empty labels/original folder counts nothing, as upstream's label_tags.
+    #expect(info["datastore"] == ["total": 3, "completed": 1, "label_tags": ["final": 1]])
+}
+
+@Test func conf_modelsMissingOrUnknown_isAClearError() throws {
+    let tmp = TempDir()
+    #expect(throws: MONAILabelError.self) { try makeApp(tmp, conf: [:]) }
+    let tmp2 = TempDir()
+    #expect(throws: MONAILabelError.self) { try makeApp(tmp2, conf: ["models": "segmentation_spleen,nope"]) }
+}
+
+private struct FakeTask: InferTask {
+    let name: String
+    let type = "segmentation"
+    let labels: JSONValue
+    let dimension = 3
+    let description = "d"
+    let config: JSONObject = ["device": ["cpu"]]
+    let modelPaths: [URL]
+}
+
+@Test func info_mergesLabelsInModelOrderSortedByIndex() throws {
+    let tmp = TempDir()
+    let app = try makeApp(tmp, conf: ["models": "all"]) { name, def, _ in
+        FakeTask(name: name, labels: def["labels"] ?? .null, modelPaths: [])
+    }
+    let labels = app.info()["labels"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    #expect(labels.first == "spleen")
+    #expect(labels.count == 25)
+    #expect(labels.last == "pulmonary_artery")
+    #expect(app.info()["models"]?.objectValue?.keys == ["segmentation_spleen", "segmentation"])
+}
+
+@Test func nextSample_firstAndLast_pickUnlabeledAndRecordStrategy() throws {
+    let tmp = TempDir()
+    let app = try makeApp(tmp)
+    let first = try app.nextSample(strategy: "first", request: ["client_id": "tester"])
+    #expect(first["id"] == .string("b"))
+    #expect(first["path"]?.stringValue?.hasSuffix("/studies/b.nii.gz") == true)
+    #expect(first["name"] == .string("b.nii.gz"))
+    #expect(first["strategy"]?["first"]?["client_id"] == .string("tester"))
+    let last = try app.nextSample(strategy: "last", request: [:])
+    #expect(last["id"] == .string("c"))
+    #expect(app.datastore.imageInfo("c")?["strategy"]?["last"]?["client_id"] == .string("admin"))
+}
+
+@Test func nextSample_random_returnsChosenImagesWeight() throws {
+    let tmp = TempDir()
+    let app = try makeApp(tmp, ids: ["a", "b", "c", "d"], labeled: 0)
+    let now = Int(Date().timeIntervalSince1970)
+    for id in ["a", "b", "c"] {
+        try app.datastore.updateImageInfo(id, info: ["strategy": ["random": ["ts": .int(now), "client_id": "x"]]])
+    }
+    // Three images were just served (weight ~0); the never-served one has weight ~now and must win.
+    let r = try app.nextSample(strategy: "random", request: [:])
+    #expect(r["id"] == .string("d"))
+    #expect((r["weight"]?.intValue ?? 0) > now - 10)
+}
+
+@Test func nextSample_allLabeled_returnsEmpty_unknownStrategy_throwsNotFound() throws {
+    let tmp = TempDir()
+    let app = try makeApp(tmp, ids: ["a"], labeled: 1)
+    #expect(try app.nextSample(strategy: "random", request: [:]).isEmpty)
+    #expect(throws: MONAILabelError.self) { try app.nextSample(strategy: "nope", request: [:]) }
+}
