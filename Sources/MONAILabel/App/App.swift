@@ -202,4 +202,20 @@ public final class MONAILabelApp: @unchecked Sendable {
         }
         return f
     }
+
+    /// Replaces a model's published weights atomically (`PUT /model/{model}`); inference sees the new file on
+    /// its next request.
+    public func publishModel(_ model: String, from source: URL, to destination: URL) throws {
+        guard inferTasks[model] != nil else { throw MONAILabelError.notFound("Model File Name NOT configured for \(model)") }
+        try FileOps.makeDirectory(destination.deletingLastPathComponent())
+        try FileOps.atomicCopy(from: source, to: destination)
+    }
+
+    /// `<model>/train_stats.json` under the model folder, as `/info/` and `/model/info/` report it; nil when
+    /// the model has never been trained here.
+    public func trainStats(_ model: String) -> JSONObject? {
+        let url = modelDir.appendingPathComponent(model).appendingPathComponent("train_stats.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else { return nil }
+        return (try? JSONValue.parse(Array(data)))?.objectValue
+    }
 }

@@ -43,6 +43,11 @@ public protocol Datastore: AnyObject, Sendable {
     func labelURI(_ id: String, tag: String) -> String?
     func imageInfo(_ id: String) -> JSONObject?
     func labelInfo(_ id: String, tag: String) -> JSONObject?
+    /// The stored file name of an image (`<id><ext>`), or nil when unknown.
+    func imageFileName(_ id: String) -> String?
+    func labelFileName(_ id: String, tag: String) -> String?
+    /// The whole document as compact JSON bytes (may be cached by the store).
+    func compactJSON() -> [UInt8]
     /// `{tag: label id}` for an image.
     func labelsByImage(_ id: String) -> OrderedMap<String>
 

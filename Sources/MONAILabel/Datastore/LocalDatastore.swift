@@ -142,8 +142,11 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         }
     }
 
-    /// File extension of the stored image, e.g. `.nii.gz`.
-    public func imageExtension(_ id: String) -> String? { withLock { doc.objects[id]?.image.ext } }
+    public func imageFileName(_ id: String) -> String? { withLock { doc.objects[id].map { id + $0.image.ext } } }
+
+    public func labelFileName(_ id: String, tag: String) -> String? {
+        withLock { doc.objects[id]?.labels[tag].map { id + $0.ext } }
+    }
 
     private func imagePathLocked(_ id: String, _ obj: ImageObject) -> URL {
         imagesRoot.appendingPathComponent(id + obj.image.ext)

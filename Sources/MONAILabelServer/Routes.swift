@@ -1,0 +1,63 @@
+import Foundation
+import HTTPServer
+import MONAILabel
+
+/// What every route group gets: the app, the log and who the caller is.
+struct RouteContext: Sendable {
+    let app: MONAILabelApp
+    let log: Logger
+    /// With auth disabled every request runs as upstream's `admin` user, and that name is what upstream
+    /// records in image info.
+    let user = "admin"
+}
+
+/// Wraps a handler so FastAPI-style validation failures become their 422 body; domain errors pass through
+/// to the router, which answers `{"detail": ...}` with their status.
+func route(_ body: @escaping @Sendable (HTTPRequest) throws -> HTTPResponse) -> HTTPHandler {
+    { request in
+        do {
+            return try body(request)
+        } catch let v as ValidationFailure {
+            return v.response
+        }
+    }
+}
+
+/// Builds the router for an app: every REST route of MONAI Label 0.8.5 this build implements.
+public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = []) -> HTTPRouter {
+    var options = HTTPRouter.Options()
+    options.cors = CORSPolicy(allowedOrigins: corsOrigins.isEmpty ? ["*"] : corsOrigins)
+    var router = HTTPRouter(options: options)
+    let ctx = RouteContext(app: app, log: log)
+    InfoRoutes.register(&router, ctx)
+    DatastoreRoutes.register(&router, ctx)
+    ActiveLearningRoutes.register(&router, ctx)
+    SessionRoutes.register(&router, ctx)
+    ModelRoutes.register(&router, ctx)
+    LogsRoutes.register(&router, ctx)
+    return router
+}
+
+/// `GET /info/` (and `GET /` as a plain liveness page, which the Slicer Reviewer probes).
+enum InfoRoutes {
+    static func register(_ r: inout HTTPRouter, _ ctx: RouteContext) {
+        r.get("/info/", route { _ in .json(ctx.app.info()) })
+        r.get("/", route { _ in
+            let name = ctx.app.info()["name"]?.stringValue ?? "MONAI Label"
+            let html = "<!doctype html><html><head><title>\(name)</title></head><body><h1>\(name)</h1>"
+                + "<p>MONAI Label REST API. See <a href=\"/info/\">/info/</a>.</p></body></html>"
+            return .bytes(Array(html.utf8), contentType: "text/html; charset=utf-8")
+        })
+    }
+}
+
+/// `POST /activelearning/{strategy}`.
+enum ActiveLearningRoutes {
+    static func register(_ r: inout HTTPRouter, _ ctx: RouteContext) {
+        r.post("/activelearning/{strategy}", route { req in
+            let strategy = req.pathParameters["strategy"] ?? ""
+            let params = try req.jsonObjectBody()
+            return .json(.object(try ctx.app.nextSample(strategy: strategy, request: params, user: ctx.user)))
+        })
+    }
+}
