@@ -42,8 +42,12 @@ let package = Package(
         // A general HTTP/1.1 server; knows nothing of MONAI.
         .target(name: "HTTPServer", dependencies: ["COpenSSL"]),
 
-        // Layer 3: the MONAI Label domain (apps, datastore, tasks, networks). Never imports HTTPServer.
-        .target(name: "MONAILabel", dependencies: ["TorchKit", "Imaging"]),
+        // Layer 3: the MONAI Label domain. Never imports HTTPServer.
+        // The torch-free core: datastore, sessions, JSON, crash-safe files. Small processes (the datastore
+        // crash test's child) link it without paying libtorch's start-up.
+        .target(name: "MONAILabelCore"),
+        // Apps, strategies, tasks and networks.
+        .target(name: "MONAILabel", dependencies: ["MONAILabelCore", "TorchKit", "Imaging"]),
 
         // Layer 4: REST endpoints mapping HTTP to the domain.
         .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer"]),
@@ -61,7 +65,9 @@ let package = Package(
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
-        .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel"]),
+        .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "datastore-crash-child"]),
+        // Saves labels in a loop until killed; driven by the crash test.
+        .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
         .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer"]),
     ],
     swiftLanguageModes: [.v6],

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MONAILabel
+@testable import MONAILabelCore
 
 /// A radiology-like app in a temp folder with a store of `ids`, the first `labeled` of them with final labels.
 func makeApp(_ tmp: TempDir, ids: [String] = ["a", "b", "c"], labeled: Int = 1, conf: [String: String] = ["models": "segmentation_spleen"],

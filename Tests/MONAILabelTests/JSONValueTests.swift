@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MONAILabel
+@testable import MONAILabelCore
 
 @Test func parse_keepsKeyOrderAndIntFloatDistinction() throws {
     let v = try JSONValue.parse(#"{"b": 1, "a": 2.5, "c": [true, null, "x\n\u00e9"]}"#)

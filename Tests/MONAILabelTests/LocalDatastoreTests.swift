@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MONAILabel
+@testable import MONAILabelCore
 
 private func copyUpstreamStudies(to dir: URL) throws -> URL {
     let src = Fixtures.shared.appendingPathComponent("reference/upstream-studies")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MONAILabel
+@testable import MONAILabelCore
 
 @Test func create_singleFile_keepsBaseNameAndCapsExpiry() throws {
     let tmp = TempDir()

@@ -1,5 +1,6 @@
 import Testing
 @testable import MONAILabel
+@testable import MONAILabelCore
 
 @Test func generate_isDeterministicAndTheSpleenIsAPlausibleBrightBlob() {
     let a = SyntheticCase.generate(index: 3, shape: [48, 48, 32], spacing: [3, 3, 4])

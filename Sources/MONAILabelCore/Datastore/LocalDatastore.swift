@@ -48,6 +48,7 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
             try FileOps.makeDirectory(labelsRoot.appendingPathComponent(LabelTag.final))
             try FileOps.makeDirectory(labelsRoot.appendingPathComponent(LabelTag.original))
         }
+        if !readOnly { removeStaleStagedFiles() }
         try reconcileLocked()
         if autoReload {
             watcher = DirectoryWatcher(root: self.root, labelsDir: labelsRoot) { [weak self] in self?.refresh() }
@@ -351,6 +352,16 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
                 let s = StoreNames.split(name, patterns: patterns)
                 return s.id.isEmpty ? nil : s
             }
+    }
+
+    /// A writer killed mid-save leaves its staged copy behind; nothing else uses our temp prefix.
+    private func removeStaleStagedFiles() {
+        let dirs = [imagesRoot] + tagDirectories().map { labelsRoot.appendingPathComponent($0) } + [root]
+        for dir in dirs {
+            for name in FileOps.listDirectory(dir.path) where name.hasPrefix(FileOps.tempPrefix) {
+                unlink(dir.appendingPathComponent(name).path)
+            }
+        }
     }
 
     /// Tag directories under `labels/` that stay inside the studies folder.

@@ -1,4 +1,0 @@
-import Testing
-@testable import MONAILabelServer
-
-@Test func moduleLoads() { #expect(Bool(true)) }
