@@ -27,6 +27,7 @@ let package = Package(
             name: "CNifti",
             linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]
         ),
+        .target(name: "CHTTPSys"),
         .target(
             name: "COpenSSL",
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
@@ -40,7 +41,9 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["CNifti"]),
 
         // A general HTTP/1.1 server; knows nothing of MONAI.
-        .target(name: "HTTPServer", dependencies: ["COpenSSL"]),
+        .target(name: "HTTPServer", dependencies: ["COpenSSL", "CHTTPSys"]),
+        // Benchmark server for scripts/bench/http.sh; not part of the product.
+        .executableTarget(name: "httpbench", dependencies: ["HTTPServer"]),
 
         // Layer 3: the MONAI Label domain. Never imports HTTPServer.
         // The torch-free core: datastore, sessions, JSON, crash-safe files. Small processes (the datastore

@@ -83,7 +83,7 @@ public struct HTTPStatus: Hashable, Sendable {
     }
 }
 
-/// Header fields in arrival order with case-insensitive lookup.
+/// Header fields in arrival order with case-insensitive lookup (ASCII, no Foundation in the hot path).
 public struct HTTPHeaders: Sendable, Sequence {
     public private(set) var fields: [(name: String, value: String)] = []
 
@@ -94,15 +94,18 @@ public struct HTTPHeaders: Sendable, Sequence {
 
     /// The first value of `name`, compared case-insensitively.
     public subscript(_ name: String) -> String? {
-        fields.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+        for f in fields where f.name.equalsIgnoringASCIICase(name) { return f.value }
+        return nil
     }
 
     /// Every value of `name`, in order.
     public func values(_ name: String) -> [String] {
-        fields.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }.map(\.value)
+        fields.filter { $0.name.equalsIgnoringASCIICase(name) }.map(\.value)
     }
 
     public func contains(_ name: String) -> Bool { self[name] != nil }
+
+    public var count: Int { fields.count }
 
     public mutating func add(_ name: String, _ value: String) { fields.append((name: name, value: value)) }
 
@@ -113,17 +116,18 @@ public struct HTTPHeaders: Sendable, Sequence {
     }
 
     public mutating func remove(_ name: String) {
-        fields.removeAll { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+        fields.removeAll { $0.name.equalsIgnoringASCIICase(name) }
     }
 
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
 }
 
-/// A request body: small ones stay in memory, large ones are spooled to a temporary file owned by the request.
+/// A request body as the server received it: small ones stay in memory, large ones were spooled to a temporary
+/// file while reading (see `HTTPServerConfiguration.spoolThreshold`). The server deletes the file after the
+/// response has been sent; a handler that wants to keep it must move it away first.
 public enum HTTPBody: Sendable {
     case empty
     case bytes([UInt8])
-    /// A spooled body; the server deletes the file after the response has been sent.
     case file(path: String, length: Int)
 
     public var count: Int {
@@ -135,58 +139,33 @@ public enum HTTPBody: Sendable {
     }
 }
 
-/// A parsed request as handlers see it.
-public struct HTTPRequest: Sendable {
-    public var method: HTTPMethod
-    /// The request target exactly as received (path and query, still percent-encoded).
-    public var target: String
-    /// The percent-decoded path without the query.
-    public var path: String
-    /// Query items in order, percent-decoded, `+` as space.
-    public var query: [(name: String, value: String)]
-    public var headers: HTTPHeaders
-    public var body: HTTPBody
-    /// Values captured by `{param}` segments of the matched route.
-    public var pathParameters: [String: String]
-    /// The peer address as text, e.g. `127.0.0.1:53122` or `[::1]:53122`.
-    public var remoteAddress: String
-
-    public init(
-        method: HTTPMethod, target: String, path: String, query: [(name: String, value: String)] = [],
-        headers: HTTPHeaders = HTTPHeaders(), body: HTTPBody = .empty,
-        pathParameters: [String: String] = [:], remoteAddress: String = ""
-    ) {
-        self.method = method
-        self.target = target
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self.pathParameters = pathParameters
-        self.remoteAddress = remoteAddress
-    }
-
-    /// The first query value called `name`.
-    public func queryValue(_ name: String) -> String? { query.first { $0.name == name }?.value }
+/// Produces the bytes of a streamed response body, chunk by chunk, on the worker thread sending it.
+public protocol HTTPBodyStream: Sendable {
+    /// Returns the next chunk (may be empty), or nil at the end. Called from one thread at a time.
+    func next() throws -> [UInt8]?
 }
 
-/// Something that produces the bytes of a streamed response body, chunk by chunk.
-public protocol HTTPBodyStream: Sendable {
-    /// Returns the next chunk, or nil at the end. Called from one thread at a time.
-    func next() throws -> [UInt8]?
+/// One piece of a response body made of several pieces (e.g. multipart).
+public enum HTTPBodySegment: Sendable {
+    case bytes([UInt8])
+    /// A file sent from disk without loading it; deleted after the response when `deleteAfter`.
+    case file(path: String, deleteAfter: Bool)
 }
 
 /// A response body.
 public enum HTTPResponseBody: Sendable {
     case empty
     case bytes([UInt8])
-    /// A file sent from disk in chunks, never loaded whole; deleted afterwards when `deleteAfter`.
+    /// A file sent from disk (`sendfile` on plain sockets), never loaded whole; deleted afterwards when `deleteAfter`.
     case file(path: String, deleteAfter: Bool)
-    /// A body of unknown length sent with chunked transfer-encoding.
+    /// Bytes and files sent one after another with a `Content-Length` of their sum.
+    case segments([HTTPBodySegment])
+    /// A body of unknown length, sent with chunked transfer-encoding (or until close to an HTTP/1.0 client).
     case stream(any HTTPBodyStream)
 }
 
-/// A response as handlers produce it. The server adds Date, Content-Length or Transfer-Encoding and Connection.
+/// A response as handlers produce it. The server adds `Date`, `Server`, `Content-Length` (or
+/// `Transfer-Encoding: chunked`) and `Connection`; a handler sets `Content-Type` and anything else.
 public struct HTTPResponse: Sendable {
     public var status: HTTPStatus
     public var headers: HTTPHeaders
@@ -198,17 +177,71 @@ public struct HTTPResponse: Sendable {
         self.body = body
     }
 
+    /// A response with `Content-Type: contentType` and the given bytes.
+    public static func bytes(_ bytes: [UInt8], contentType: String, status: HTTPStatus = .ok) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", contentType)
+        return HTTPResponse(status: status, headers: headers, body: .bytes(bytes))
+    }
+
     /// A JSON response from already-serialised bytes.
     public static func json(_ bytes: [UInt8], status: HTTPStatus = .ok) -> HTTPResponse {
-        var headers = HTTPHeaders()
-        headers.add("Content-Type", "application/json")
-        return HTTPResponse(status: status, headers: headers, body: .bytes(bytes))
+        .bytes(bytes, contentType: "application/json", status: status)
+    }
+
+    /// A JSON response encoding `value` compactly with `JSONEncoder` (keys unsorted, slashes unescaped).
+    public static func json<T: Encodable>(encoding value: T, status: HTTPStatus = .ok) throws -> HTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return .json(Array(try encoder.encode(value)), status: status)
+    }
+
+    /// A JSON response from a `JSONSerialization` object (dictionaries, arrays, strings, numbers, NSNull).
+    public static func json(object: Any, status: HTTPStatus = .ok) throws -> HTTPResponse {
+        guard JSONSerialization.isValidJSONObject(object) || object is String || object is NSNumber || object is NSNull
+        else { throw HTTPError(.internalServerError, "Response is not valid JSON") }
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.fragmentsAllowed, .withoutEscapingSlashes])
+        return .json(Array(data), status: status)
+    }
+
+    /// A `text/plain; charset=utf-8` response.
+    public static func text(_ text: String, status: HTTPStatus = .ok) -> HTTPResponse {
+        .bytes(Array(text.utf8), contentType: "text/plain; charset=utf-8", status: status)
     }
 
     /// `{"detail": message}` with the given status, as FastAPI's HTTPException answers.
     public static func detail(_ message: String, status: HTTPStatus) -> HTTPResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: ["detail": message])) ?? Data("{}".utf8)
-        return .json(Array(data), status: status)
+        var out: [UInt8] = Array(#"{"detail":"#.utf8)
+        JSONText.appendString(message, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return .json(out, status: status)
+    }
+
+    /// A file download streamed from disk, like Starlette's `FileResponse`: `Content-Disposition: attachment`
+    /// with `downloadName` when given.
+    public static func file(
+        _ path: String, contentType: String = "application/octet-stream", downloadName: String? = nil,
+        deleteAfter: Bool = false, status: HTTPStatus = .ok
+    ) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", contentType)
+        if let name = downloadName { headers.add("Content-Disposition", contentDisposition(attachment: name)) }
+        return HTTPResponse(status: status, headers: headers, body: .file(path: path, deleteAfter: deleteAfter))
+    }
+
+    /// A redirect with an empty body.
+    public static func redirect(to location: String, status: HTTPStatus = .temporaryRedirect) -> HTTPResponse {
+        var headers = HTTPHeaders()
+        headers.add("Location", location)
+        return HTTPResponse(status: status, headers: headers, body: .empty)
+    }
+
+    /// `attachment; filename="name"`, or `attachment; filename*=utf-8''<pct>` when the name needs quoting
+    /// (Starlette's rule: the name changes under URL quoting).
+    public static func contentDisposition(attachment name: String) -> String {
+        let quoted = PercentEncoding.encode(name, keeping: "/")
+        if quoted != name { return "attachment; filename*=utf-8''\(quoted)" }
+        return "attachment; filename=\"\(name)\""
     }
 }
 
@@ -216,19 +249,51 @@ public struct HTTPResponse: Sendable {
 public protocol HTTPResponseError: Error {
     var status: HTTPStatus { get }
     var detail: String { get }
+    /// Extra headers for the error response (e.g. `Allow`, `WWW-Authenticate`). Empty by default.
+    var headers: HTTPHeaders { get }
+}
+
+extension HTTPResponseError {
+    public var headers: HTTPHeaders { HTTPHeaders() }
 }
 
 /// The plain error type for handlers that need nothing richer.
 public struct HTTPError: HTTPResponseError, CustomStringConvertible {
     public let status: HTTPStatus
     public let detail: String
-    public init(_ status: HTTPStatus, _ detail: String) {
+    public let headers: HTTPHeaders
+    public init(_ status: HTTPStatus, _ detail: String, headers: HTTPHeaders = HTTPHeaders()) {
         self.status = status
         self.detail = detail
+        self.headers = headers
     }
     public var description: String { "\(status.code) \(detail)" }
 }
 
 /// A synchronous request handler. It runs on a worker thread of the server's bounded pool, never on the
-/// accept/read loop, so it may block on file or model work.
+/// accept/read loop, so it may block on file or model work. A thrown `HTTPResponseError` becomes
+/// `{"detail": ...}` with its status; any other error becomes 500 `text/plain` `Internal Server Error`
+/// (upstream's behaviour for unhandled exceptions) and is reported to the error logger.
 public typealias HTTPHandler = @Sendable (HTTPRequest) throws -> HTTPResponse
+
+/// Minimal JSON text helpers that avoid Foundation for the common small cases.
+public enum JSONText {
+    /// Appends `s` as a JSON string literal (quotes included).
+    public static func appendString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
+            case 10: out.append(contentsOf: [92, UInt8(ascii: "n")])
+            case 13: out.append(contentsOf: [92, UInt8(ascii: "r")])
+            case 9: out.append(contentsOf: [92, UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 15)]])
+            default: out.append(b)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}

@@ -36,11 +36,14 @@ public enum PercentEncoding {
         return items
     }
 
-    /// Encodes every byte outside RFC 3986's unreserved set.
-    public static func encode(_ s: String) -> String {
+    /// Encodes every byte outside RFC 3986's unreserved set and `keeping`.
+    public static func encode(_ s: String, keeping: String = "") -> String {
         var out = ""
+        let keep = Set(keeping.utf8)
         for b in s.utf8 {
             switch b {
+            case _ where keep.contains(b):
+                out.unicodeScalars.append(Unicode.Scalar(b))
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."),
                 UInt8(ascii: "_"), UInt8(ascii: "~"):

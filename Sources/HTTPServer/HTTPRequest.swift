@@ -1,0 +1,207 @@
+import Foundation
+import Synchronization
+
+/// A parsed request as handlers see it.
+public struct HTTPRequest: Sendable {
+    public var method: HTTPMethod
+    /// The request target exactly as received (path and query, still percent-encoded).
+    public var target: String
+    /// The percent-decoded path without the query.
+    public var path: String
+    /// Query items in order, percent-decoded, `+` as space.
+    public var query: [(name: String, value: String)]
+    public var version: HTTPVersion
+    public var headers: HTTPHeaders
+    public var body: HTTPBody
+    /// Values captured by `{param}` segments of the matched route, percent-decoded.
+    public var pathParameters: [String: String]
+    /// The peer address as text, e.g. `127.0.0.1:53122` or `[::1]:53122`.
+    public var remoteAddress: String
+    /// True when the request arrived over TLS.
+    public var isSecure: Bool
+    /// Per-request scratch space: temporary files deleted after the response, the parsed form.
+    public let context: HTTPRequestContext
+
+    public init(
+        method: HTTPMethod, target: String, path: String, query: [(name: String, value: String)] = [],
+        version: HTTPVersion = .http1_1, headers: HTTPHeaders = HTTPHeaders(), body: HTTPBody = .empty,
+        pathParameters: [String: String] = [:], remoteAddress: String = "", isSecure: Bool = false,
+        context: HTTPRequestContext = HTTPRequestContext()
+    ) {
+        self.method = method
+        self.target = target
+        self.path = path
+        self.query = query
+        self.version = version
+        self.headers = headers
+        self.body = body
+        self.pathParameters = pathParameters
+        self.remoteAddress = remoteAddress
+        self.isSecure = isSecure
+        self.context = context
+    }
+
+    /// Builds a request from a target such as `/a%20b?x=1`, decoding path and query. Throws 400 on bad escapes.
+    public init(
+        method: HTTPMethod, target: String, version: HTTPVersion = .http1_1, headers: HTTPHeaders = HTTPHeaders(),
+        body: HTTPBody = .empty, remoteAddress: String = "", isSecure: Bool = false,
+        context: HTTPRequestContext = HTTPRequestContext()
+    ) throws {
+        let (rawPath, rawQuery) = HTTPRequest.split(target: target)
+        guard let path = PercentEncoding.decode(rawPath, plusAsSpace: false) else {
+            throw HTTPError(.badRequest, "Invalid percent-encoding in path")
+        }
+        guard let query = PercentEncoding.parseQuery(rawQuery ?? "") else {
+            throw HTTPError(.badRequest, "Invalid percent-encoding in query")
+        }
+        self.init(
+            method: method, target: target, path: path, query: query, version: version, headers: headers,
+            body: body, remoteAddress: remoteAddress, isSecure: isSecure, context: context)
+    }
+
+    /// Splits a target into its raw path and raw query (nil when there is no `?`). A fragment is dropped.
+    public static func split(target: String) -> (path: Substring, query: Substring?) {
+        var t = Substring(target)
+        if let hash = t.firstIndex(of: "#") { t = t[..<hash] }
+        guard let q = t.firstIndex(of: "?") else { return (t, nil) }
+        return (t[..<q], t[t.index(after: q)...])
+    }
+
+    /// The first query value called `name`.
+    public func queryValue(_ name: String) -> String? { query.first { $0.name == name }?.value }
+
+    /// Every query value called `name`, in order.
+    public func queryValues(_ name: String) -> [String] { query.filter { $0.name == name }.map(\.value) }
+
+    /// The media type of the body without parameters, lowercased (`multipart/form-data`), or nil.
+    public var mediaType: String? {
+        guard let ct = headers["Content-Type"] else { return nil }
+        let main = ct.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces() } ?? ""
+        return main.isEmpty ? nil : main.lowercased()
+    }
+
+    /// The whole body in memory. Throws 413 when it is larger than `limit` (spooled bodies are read from disk).
+    public func bodyBytes(limit: Int = 64 << 20) throws -> [UInt8] {
+        switch body {
+        case .empty: return []
+        case .bytes(let b):
+            if b.count > limit { throw HTTPError(.payloadTooLarge, "Request body too large") }
+            return b
+        case .file(let path, let length):
+            if length > limit { throw HTTPError(.payloadTooLarge, "Request body too large") }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw HTTPError(.internalServerError, "Spooled request body is missing")
+            }
+            return Array(data)
+        }
+    }
+
+    /// Decodes the body as JSON into `T`. Throws 400 with the decoder's reason on invalid JSON.
+    public func decodeJSON<T: Decodable>(_ type: T.Type = T.self) throws -> T {
+        let bytes = try bodyBytes()
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes))
+        } catch {
+            throw HTTPError(.badRequest, "Invalid JSON body: \(error)")
+        }
+    }
+
+    /// The body parsed with `JSONSerialization` (fragments allowed); nil for an empty body. Throws 400 on bad JSON.
+    public func jsonObject() throws -> Any? {
+        let bytes = try bodyBytes()
+        if bytes.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 10 || $0 == 13 }) { return nil }
+        do {
+            return try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+        } catch {
+            throw HTTPError(.badRequest, "Invalid JSON body")
+        }
+    }
+
+    /// The form in the body: `multipart/form-data` (parsed as a stream; file parts go to temporary files that
+    /// are deleted after the response) or `application/x-www-form-urlencoded`. An empty body or another
+    /// media type gives an empty form. Parsed once per request; later calls return the same form.
+    public func form(limits: HTTPFormLimits = HTTPFormLimits()) throws -> HTTPForm {
+        try context.form {
+            switch mediaType {
+            case "multipart/form-data":
+                guard let ct = headers["Content-Type"], let boundary = MultipartParser.boundary(fromContentType: ct) else {
+                    throw HTTPError(.badRequest, "multipart/form-data without a boundary")
+                }
+                return try MultipartFormReader(boundary: boundary, limits: limits, context: context).read(body)
+            case "application/x-www-form-urlencoded":
+                let bytes = try bodyBytes(limit: limits.maxFieldBytes)
+                guard let fields = PercentEncoding.parseQuery(String(decoding: bytes, as: UTF8.self)) else {
+                    throw HTTPError(.badRequest, "Invalid percent-encoding in form")
+                }
+                return HTTPForm(fields: fields, files: [])
+            default:
+                return HTTPForm(fields: [], files: [])
+            }
+        }
+    }
+}
+
+/// Per-request state shared by the server and the handler: the temporary files to delete once the response
+/// has gone out, and the parsed form.
+public final class HTTPRequestContext: Sendable {
+    private struct State {
+        var cleanup: [String] = []
+        var form: HTTPForm?
+    }
+    private let state = Mutex(State())
+    /// Where this request's temporary files go.
+    public let temporaryDirectory: String
+
+    public init(temporaryDirectory: String = HTTPRequestContext.defaultTemporaryDirectory) {
+        self.temporaryDirectory = temporaryDirectory
+    }
+
+    /// `$TMPDIR` or `/tmp`.
+    public static var defaultTemporaryDirectory: String {
+        ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+    }
+
+    /// Deletes `path` after the response has been sent (or when the request is dropped).
+    public func deleteAfterResponse(_ path: String) {
+        state.withLock { $0.cleanup.append(path) }
+    }
+
+    /// Creates an empty temporary file (mode 0600) that is deleted after the response; returns its path and an
+    /// open descriptor the caller must close.
+    public func makeTemporaryFile(suffix: String = "") throws -> (path: String, fd: Int32) {
+        let (path, fd) = try TemporaryFile.create(in: temporaryDirectory, suffix: suffix)
+        deleteAfterResponse(path)
+        return (path, fd)
+    }
+
+    func form(_ parse: () throws -> HTTPForm) throws -> HTTPForm {
+        if let f = state.withLock({ $0.form }) { return f }
+        let f = try parse()
+        state.withLock { $0.form = f }
+        return f
+    }
+
+    /// Deletes every registered temporary file. Called by the server after the response.
+    public func cleanUp() {
+        let paths = state.withLock { s -> [String] in
+            defer { s.cleanup.removeAll() }
+            return s.cleanup
+        }
+        for p in paths { unlink(p) }
+    }
+}
+
+/// Creates uniquely named temporary files without Foundation's slower paths.
+enum TemporaryFile {
+    static func create(in directory: String, suffix: String) throws -> (path: String, fd: Int32) {
+        for _ in 0..<16 {
+            var name = "http-"
+            for _ in 0..<16 { name.append(Character(Unicode.Scalar(UInt8.random(in: 0..<26) + 97))) }
+            let path = directory + "/" + name + suffix
+            let fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            if fd >= 0 { return (path, fd) }
+            if errno != EEXIST { break }
+        }
+        throw HTTPError(.internalServerError, "Cannot create a temporary file in \(directory): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,723 @@
+import CHTTPSys
+import Foundation
+import Synchronization
+
+/// Why the server could not start.
+public struct HTTPServerError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
+    static func errno(_ what: String) -> HTTPServerError { HTTPServerError("\(what): \(String(cString: strerror(Glibc.errno)))") }
+}
+
+/// An HTTP/1.1 server over POSIX sockets (and OpenSSL for HTTPS).
+///
+/// One event-loop thread (epoll) accepts connections, performs TLS handshakes, reads and parses requests and
+/// spools bodies; it never runs handler code. Complete requests go to a bounded pool of worker threads that run
+/// the handler and write the response (files with `sendfile`); a full queue gets 503.
+///
+/// ```swift
+/// var router = HTTPRouter()
+/// router.get("/info/") { _ in .json(Array(#"{"ok":true}"#.utf8)) }
+/// var config = HTTPServerConfiguration(host: "0.0.0.0", port: 8000,
+///                                      tls: TLSConfiguration(certificateFile: "c.pem", keyFile: "k.pem"))
+/// config.accessLog = { print($0.line) }
+/// let server = HTTPServer(configuration: config, router: router)
+/// try server.start()                    // binds; `server.port` is the real port (for port 0)
+/// HTTPServer.stopOnSignals(server)      // SIGINT/SIGTERM -> shutdown(gracePeriod: 10)
+/// server.wait()                         // returns once stopped
+/// ```
+public final class HTTPServer: Sendable {
+    public let configuration: HTTPServerConfiguration
+    private let loop: EventLoop
+
+    public init(configuration: HTTPServerConfiguration, router: HTTPRouter) {
+        self.configuration = configuration
+        self.loop = EventLoop(configuration: configuration, router: router)
+    }
+
+    /// Binds every address of `configuration.host`, loads TLS material and starts the threads.
+    public func start() throws { try loop.start() }
+
+    /// The bound port (the ephemeral one when configured with 0); nil before `start()`.
+    public var port: Int? { loop.boundPort }
+
+    /// The bound addresses, e.g. `["127.0.0.1:8000"]`.
+    public var boundAddresses: [String] { loop.boundAddresses }
+
+    /// Stops accepting, lets in-flight requests finish for up to `gracePeriod` seconds, then closes everything.
+    /// Returns at once; `wait()` returns when it is done. Safe to call from any thread, more than once.
+    public func shutdown(gracePeriod: Double = 10) { loop.requestShutdown(grace: gracePeriod) }
+
+    /// Blocks until the server has stopped.
+    public func wait() { loop.waitUntilStopped() }
+
+    /// `start()` then `wait()`.
+    public func run() throws {
+        try start()
+        wait()
+    }
+
+    /// Makes SIGINT and SIGTERM call `server.shutdown(gracePeriod:)`. A second signal exits at once.
+    public static func stopOnSignals(_ server: HTTPServer, gracePeriod: Double = 10) {
+        SignalRelay.install(server, grace: gracePeriod)
+    }
+}
+
+/// Turns SIGINT/SIGTERM into a shutdown on a normal thread: the handler only writes to a pipe.
+enum SignalRelay {
+    nonisolated(unsafe) private static var writeFD: Int32 = -1
+    nonisolated(unsafe) private static var count: Int32 = 0
+
+    static func install(_ server: HTTPServer, grace: Double) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return }
+        writeFD = fds[1]
+        let readFD = fds[0]
+        let handler: @convention(c) (Int32) -> Void = { _ in
+            SignalRelay.count += 1
+            if SignalRelay.count > 1 { _exit(130) }
+            var b: UInt8 = 1
+            _ = Glibc.write(SignalRelay.writeFD, &b, 1)
+        }
+        signal(SIGINT, handler)
+        signal(SIGTERM, handler)
+        let t = Thread {
+            var b: UInt8 = 0
+            while Glibc.read(readFD, &b, 1) < 0 && errno == EINTR {}
+            server.shutdown(gracePeriod: grace)
+        }
+        t.name = "http-signals"
+        t.start()
+    }
+}
+
+/// The epoll loop and the connection table. Only the loop thread touches `connections` and connection state
+/// (workers hold a connection only between dispatch and completion).
+final class EventLoop: @unchecked Sendable {
+    private let config: HTTPServerConfiguration
+    private let router: HTTPRouter
+    private var epfd: Int32 = -1
+    private var wakeFD: Int32 = -1
+    private var listeners: [Int32] = []
+    private var connections: [Int32: Connection] = [:]
+    private var pool: WorkerPool?
+    private var tlsContext: TLSContext?
+    private let serverNameBytes: [UInt8]?
+    private let readCap: Int
+
+    private struct Shared {
+        var completions: [(Connection, Bool)] = []
+        var shutdownGrace: Double?
+        var loopExited = false
+        var stopped = false
+        var port: Int?
+        var addresses: [String] = []
+    }
+    private let shared = Mutex(Shared())
+    private let stopLock = ConditionLock()
+
+    private var stopping = false
+    private var stopDeadline: UInt64 = 0
+    private var nextSweep: UInt64 = 0
+    private var listenersPaused = false
+    /// Connections that still had bytes to read when their per-event budget ran out.
+    private var backlog: [Connection] = []
+
+    init(configuration: HTTPServerConfiguration, router: HTTPRouter) {
+        self.config = configuration
+        self.router = router
+        self.serverNameBytes = configuration.serverName.map { Array($0.utf8) }
+        self.readCap = max(configuration.limits.maxHeaderBytes + 1024, 64 * 1024)
+    }
+
+    var boundPort: Int? { shared.withLock { $0.port } }
+    var boundAddresses: [String] { shared.withLock { $0.addresses } }
+
+    func start() throws {
+        if let tls = config.tls { tlsContext = try TLSContext(tls) }
+        epfd = chttp_epoll_create()
+        guard epfd >= 0 else { throw HTTPServerError.errno("epoll_create") }
+        wakeFD = chttp_eventfd()
+        guard wakeFD >= 0 else { throw HTTPServerError.errno("eventfd") }
+        _ = chttp_epoll_add(epfd, wakeFD, CHTTP_EV_IN, UInt64(UInt32(bitPattern: wakeFD)))
+        let (fds, addresses, port) = try Listener.bind(host: config.host, port: config.port)
+        listeners = fds
+        for fd in fds { _ = chttp_epoll_add(epfd, fd, CHTTP_EV_IN, UInt64(UInt32(bitPattern: fd))) }
+        shared.withLock {
+            $0.port = port
+            $0.addresses = addresses
+        }
+        pool = WorkerPool(threads: config.workerCount, capacity: config.queueCapacity, name: "http-worker")
+        let t = Thread { [self] in self.run() }
+        t.name = "http-loop"
+        t.stackSize = 4 << 20
+        t.start()
+    }
+
+    func requestShutdown(grace: Double) {
+        let first = shared.withLock { s -> Bool in
+            if s.shutdownGrace != nil || s.loopExited { return false }
+            s.shutdownGrace = grace
+            return true
+        }
+        if first { _ = chttp_eventfd_signal(wakeFD) }
+    }
+
+    func waitUntilStopped() {
+        stopLock.lock()
+        while !shared.withLock({ $0.stopped }) { stopLock.wait() }
+        stopLock.unlock()
+    }
+
+    // MARK: loop
+
+    private func run() {
+        var tokens = [UInt64](repeating: 0, count: 256)
+        var events = [UInt32](repeating: 0, count: 256)
+        while true {
+            let timeout: Int32 = backlog.isEmpty ? 100 : 0
+            let n = tokens.withUnsafeMutableBufferPointer { t in
+                events.withUnsafeMutableBufferPointer { e in chttp_epoll_wait(epfd, t.baseAddress, e.baseAddress, 256, timeout) }
+            }
+            if n < 0 && errno != EINTR { config.errorLog?("epoll_wait failed: \(String(cString: strerror(errno)))") }
+            for i in 0..<max(0, Int(n)) {
+                let fd = Int32(truncatingIfNeeded: tokens[i])
+                let ev = events[i]
+                if fd == wakeFD {
+                    chttp_eventfd_drain(wakeFD)
+                    drainCompletions()
+                } else if listeners.contains(fd) {
+                    acceptConnections(fd)
+                } else if let conn = connections[fd] {
+                    handleEvent(conn, ev)
+                }
+            }
+            if !backlog.isEmpty {
+                let pending = backlog
+                backlog.removeAll(keepingCapacity: true)
+                for c in pending where connections[c.fd] === c { service(c) }
+            }
+            let now = monotonicNanos()
+            if now >= nextSweep {
+                nextSweep = now + 100_000_000
+                sweep(now)
+            }
+            if !stopping, let grace = shared.withLock({ $0.shutdownGrace }) { beginShutdown(grace: grace, now: now) }
+            if stopping {
+                if connections.isEmpty || now >= stopDeadline { break }
+            }
+        }
+        finishShutdown()
+    }
+
+    private func acceptConnections(_ lfd: Int32) {
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var len = UInt32(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) { chttp_accept(lfd, $0, &len) }
+            if fd < 0 {
+                if errno == EMFILE || errno == ENFILE {
+                    // Out of descriptors: stop listening briefly instead of spinning on a ready listener.
+                    config.errorLog?("accept: \(String(cString: strerror(errno))); pausing accepts")
+                    for l in listeners { _ = chttp_epoll_del(epfd, l) }
+                    listenersPaused = true
+                }
+                return
+            }
+            if connections.count >= config.maxConnections || stopping {
+                close(fd)
+                continue
+            }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var text = [CChar](repeating: 0, count: 64)
+            withUnsafePointer(to: &storage) { p in text.withUnsafeMutableBufferPointer { chttp_format_address(p, $0.baseAddress, 64) } }
+            let remote = text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            var session: TLSSession?
+            if let ctx = tlsContext {
+                guard let s = TLSSession(context: ctx, fd: fd) else {
+                    close(fd)
+                    continue
+                }
+                session = s
+            }
+            let conn = Connection(fd: fd, tls: session, remoteAddress: remote, limits: config.limits)
+            conn.deadlineKind = .head
+            conn.deadline = monotonicNanos() + nanos(config.headerTimeout)
+            connections[fd] = conn
+            let interest = CHTTP_EV_IN | CHTTP_EV_OUT | CHTTP_EV_RDHUP | CHTTP_EV_ET
+            if chttp_epoll_add(epfd, fd, interest, UInt64(UInt32(bitPattern: fd))) != 0 {
+                connections[fd] = nil
+                close(fd)
+            }
+        }
+    }
+
+    private func nanos(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1e9) }
+
+    private func handleEvent(_ conn: Connection, _ ev: UInt32) {
+        if ev & (CHTTP_EV_IN | CHTTP_EV_RDHUP | CHTTP_EV_HUP | CHTTP_EV_ERR) != 0 { conn.mayRead = true }
+        switch conn.phase {
+        case .dispatched, .closed:
+            return
+        case .writing:
+            flush(conn)
+        case .handshake, .head, .body:
+            service(conn)
+        }
+    }
+
+    /// Moves a readable connection forward: handshake, read, parse, until it blocks or is dispatched.
+    private func service(_ conn: Connection) {
+        if case .handshake = conn.phase {
+            guard let tls = conn.tls else { return }
+            switch tls.handshake() {
+            case .ok: conn.phase = .head
+            case .wantRead, .wantWrite: return
+            case .closed, .error:
+                closeConnection(conn)
+                return
+            }
+        }
+        var budget = 16
+        while true {
+            switch conn.phase {
+            case .head, .body: break
+            default: return
+            }
+            // Parse what is buffered before reading more, so pipelined requests are served in order.
+            if conn.buffered > 0 {
+                if !process(conn) { return }
+            }
+            switch conn.phase {
+            case .head, .body: break
+            default: return
+            }
+            if !conn.mayRead { return }
+            if budget == 0 {
+                backlog.append(conn)
+                return
+            }
+            budget -= 1
+            let before = conn.buffered
+            switch conn.readIntoBuffer(maxCapacity: readCap) {
+            case .bytes(let n):
+                if n == 0 && conn.buffered == before {
+                    // Buffer full and the parser wants more: only possible past the head limit, which the parser
+                    // reports; stop reading until something is consumed.
+                    return
+                }
+                if case .head = conn.phase, conn.deadlineKind == .idle {
+                    conn.deadlineKind = .head
+                    conn.deadline = monotonicNanos() + nanos(config.headerTimeout)
+                }
+                if case .body = conn.phase { conn.deadline = monotonicNanos() + nanos(config.bodyTimeout) }
+            case .wouldBlock:
+                conn.mayRead = false
+                return
+            case .eof:
+                conn.peerClosed = true
+                conn.mayRead = false
+                if conn.buffered > 0, case .head = conn.phase { _ = process(conn) }
+                if case .dispatched = conn.phase { return }
+                if case .writing = conn.phase { return }
+                closeConnection(conn)
+                return
+            case .failed:
+                closeConnection(conn)
+                return
+            }
+        }
+    }
+
+    /// Runs the parser over the buffer. Returns false when the connection left the reading phases.
+    private func process(_ conn: Connection) -> Bool {
+        while conn.buffered > 0 || conn.parser.isInBody {
+            let (action, consumed): (HTTPRequestParser.Action, Int) = conn.buffer.withUnsafeBytes { p in
+                let slice = UnsafeRawBufferPointer(rebasing: p[conn.start..<conn.end])
+                var parser = conn.parser
+                let r = parser.next(slice)
+                conn.parser = parser
+                if case .body(let range) = r.action, case .body(var pending) = conn.phase {
+                    do {
+                        try pending.spool.append(UnsafeRawBufferPointer(rebasing: slice[range]))
+                        conn.phase = .body(pending)
+                    } catch {
+                        return (.error(.malformed("spool")), -1)
+                    }
+                }
+                return r
+            }
+            if consumed < 0 {
+                config.errorLog?("Cannot spool a request body to \(config.temporaryDirectory)")
+                respondAndClose(conn, .detail("Internal Server Error", status: .internalServerError), version: .http1_1)
+                return false
+            }
+            conn.start += consumed
+            switch action {
+            case .needMore:
+                return true
+            case .head(let head):
+                if !beginRequest(conn, head) { return false }
+            case .body:
+                continue
+            case .end:
+                guard case .body(var pending) = conn.phase else { return false }
+                let context = HTTPRequestContext(temporaryDirectory: config.temporaryDirectory)
+                let body = pending.spool.finish(context: context)
+                conn.phase = .dispatched
+                dispatch(conn, pending, body: body, context: context)
+                return false
+            case .error(let e):
+                respondAndClose(conn, .detail(e.reason, status: e.status), version: .http1_1)
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Routes a fresh head. Returns false when the connection left the reading phases.
+    private func beginRequest(_ conn: Connection, _ head: HTTPRequestHead) -> Bool {
+        let (rawPath, rawQuery) = HTTPRequest.split(target: head.target)
+        guard let path = PercentEncoding.decode(rawPath, plusAsSpace: false) else {
+            respondAndClose(conn, .detail("Invalid percent-encoding in path", status: .badRequest), version: head.version)
+            return false
+        }
+        let hasBody = head.framing != .none && head.framing != .length(0)
+        switch router.resolve(method: head.method, path: path, rawQuery: rawQuery, headers: head.headers, isSecure: conn.tls != nil) {
+        case .response(var r):
+            router.finish(&r, requestHeaders: head.headers)
+            // The body was not read: the connection cannot be reused unless there was none.
+            let keep = head.keepAlive && !hasBody && !stopping
+            let started = monotonicNanos()
+            writeFromLoop(conn, r, keepAlive: keep, version: head.version, isHead: head.method == .head)
+            log(method: head.method, target: head.target, status: r.status.code, bytes: r.body.count, started: started, remote: conn.remoteAddress)
+            return keep && isReading(conn)
+        case .handler(let handler, let params):
+            var expected: Int?
+            if case .length(let n) = head.framing { expected = n }
+            let spool = BodySpool(threshold: config.spoolThreshold, directory: config.temporaryDirectory, expected: expected)
+            conn.phase = .body(Connection.PendingRequest(head: head, handler: handler, parameters: params, spool: spool, started: monotonicNanos()))
+            if hasBody {
+                conn.deadlineKind = .body
+                conn.deadline = monotonicNanos() + nanos(config.bodyTimeout)
+                if head.expectsContinue && conn.buffered == 0 {
+                    let interim = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                    let w = interim.withUnsafeBytes { conn.writeNonBlocking($0.baseAddress!, $0.count) }
+                    if w != interim.count {
+                        // A 25-byte write into an empty socket buffer does not fail partially in practice; if it
+                        // does, the client will send the body after its own timeout anyway.
+                        if w < 0 {
+                            closeConnection(conn)
+                            return false
+                        }
+                    }
+                }
+            }
+            return true
+        }
+    }
+
+    private func isReading(_ conn: Connection) -> Bool {
+        switch conn.phase {
+        case .head, .body: return true
+        default: return false
+        }
+    }
+
+    private func dispatch(_ conn: Connection, _ pending: Connection.PendingRequest, body: HTTPBody, context: HTTPRequestContext) {
+        conn.deadlineKind = .none
+        let head = pending.head
+        let request: HTTPRequest
+        do {
+            var r = try HTTPRequest(
+                method: head.method, target: head.target, version: head.version, headers: head.headers, body: body,
+                remoteAddress: conn.remoteAddress, isSecure: conn.tls != nil, context: context)
+            r.pathParameters = pending.parameters.mapValues { $0 }
+            request = r
+        } catch {
+            context.cleanUp()
+            conn.phase = .head
+            respondAndClose(conn, .detail("Invalid percent-encoding in query", status: .badRequest), version: head.version)
+            return
+        }
+        let handler = pending.handler
+        let router = self.router
+        let config = self.config
+        let started = pending.started
+        let keepAliveWanted = head.keepAlive && !stopping
+        let accepted = pool?.submit { [self] in
+            var response = HTTPRouter.run(handler, request) { error in
+                config.errorLog?("Handler for \(request.method) \(request.path) failed: \(error)")
+            }
+            router.finish(&response, requestHeaders: request.headers)
+            var writer = WorkerScratch.writer(serverName: config.serverName, timeout: config.writeTimeout)
+            let keepAlive = keepAliveWanted && !self.isStopping
+            let result = writer.write(response, on: conn, requestVersion: request.version, isHead: request.method == .head,
+                                      keepAlive: keepAlive, onError: { config.errorLog?($0) })
+            WorkerScratch.store(writer)
+            request.context.cleanUp()
+            self.log(method: request.method, target: request.target, status: result.status, bytes: result.bytes, started: started,
+                     remote: request.remoteAddress)
+            self.complete(conn, keepAlive: result.ok)
+        } ?? false
+        if !accepted {
+            context.cleanUp()
+            conn.phase = .head
+            respondAndClose(conn, .detail("Service Unavailable", status: .serviceUnavailable), version: head.version)
+        }
+    }
+
+    private var isStopping: Bool { shared.withLock { $0.shutdownGrace != nil } }
+
+    /// Called by a worker when it has finished with `conn`.
+    private func complete(_ conn: Connection, keepAlive: Bool) {
+        let (signal, loopGone) = shared.withLock { s -> (Bool, Bool) in
+            if s.loopExited { return (false, true) }
+            s.completions.append((conn, keepAlive))
+            return (s.completions.count == 1, false)
+        }
+        if loopGone {
+            close(conn.fd)
+            conn.phase = .closed
+        } else if signal {
+            _ = chttp_eventfd_signal(wakeFD)
+        }
+    }
+
+    private func drainCompletions() {
+        let done = shared.withLock { s -> [(Connection, Bool)] in
+            defer { s.completions.removeAll(keepingCapacity: true) }
+            return s.completions
+        }
+        for (conn, keepAlive) in done {
+            guard connections[conn.fd] === conn else { continue }
+            if !keepAlive || stopping || conn.peerClosed && conn.buffered == 0 {
+                closeConnection(conn)
+                continue
+            }
+            conn.phase = .head
+            conn.deadlineKind = conn.buffered > 0 ? .head : .idle
+            conn.deadline = monotonicNanos() + nanos(conn.buffered > 0 ? config.headerTimeout : config.keepAliveTimeout)
+            if conn.buffered > 0 || conn.mayRead { service(conn) }
+        }
+    }
+
+    // MARK: loop-written responses
+
+    private func respondAndClose(_ conn: Connection, _ r: HTTPResponse, version: HTTPVersion) {
+        writeFromLoop(conn, r, keepAlive: false, version: version, isHead: false)
+    }
+
+    /// Queues a small response made by the loop and writes what the socket takes now.
+    private func writeFromLoop(_ conn: Connection, _ r: HTTPResponse, keepAlive: Bool, version: HTTPVersion, isHead: Bool) {
+        if case .body(var p) = conn.phase { p.spool.discard() }
+        conn.out = ResponseWriter.serialize(r, keepAlive: keepAlive, requestVersion: version, isHead: isHead, serverName: serverNameBytes)
+        conn.outOffset = 0
+        conn.phase = .writing(close: !keepAlive)
+        conn.deadlineKind = .write
+        conn.deadline = monotonicNanos() + nanos(config.writeTimeout)
+        flush(conn)
+    }
+
+    private func flush(_ conn: Connection) {
+        guard case .writing(let closeAfter) = conn.phase else { return }
+        while conn.outOffset < conn.out.count {
+            let w = conn.out.withUnsafeBytes { conn.writeNonBlocking($0.baseAddress! + conn.outOffset, $0.count - conn.outOffset) }
+            if w < 0 {
+                closeConnection(conn)
+                return
+            }
+            if w == 0 { return }
+            conn.outOffset += w
+        }
+        conn.out = []
+        if closeAfter || stopping {
+            closeConnection(conn, lingering: true)
+            return
+        }
+        conn.phase = .head
+        conn.deadlineKind = conn.buffered > 0 ? .head : .idle
+        conn.deadline = monotonicNanos() + nanos(conn.buffered > 0 ? config.headerTimeout : config.keepAliveTimeout)
+        service(conn)
+    }
+
+    private func closeConnection(_ conn: Connection, lingering: Bool = false) {
+        if case .body(var p) = conn.phase { p.spool.discard() }
+        conn.phase = .closed
+        connections[conn.fd] = nil
+        _ = chttp_epoll_del(epfd, conn.fd)
+        if lingering, conn.tls == nil {
+            // Half-close first so an error response is not destroyed by a reset for unread request bytes.
+            shutdown(conn.fd, Int32(SHUT_WR))
+            var scratch = [UInt8](repeating: 0, count: 4096)
+            _ = scratch.withUnsafeMutableBytes { read(conn.fd, $0.baseAddress!, $0.count) }
+        }
+        close(conn.fd)
+    }
+
+    // MARK: timers and shutdown
+
+    private func sweep(_ now: UInt64) {
+        if listenersPaused && !stopping {
+            for fd in listeners { _ = chttp_epoll_add(epfd, fd, CHTTP_EV_IN, UInt64(UInt32(bitPattern: fd))) }
+            listenersPaused = false
+        }
+        var expired: [Connection] = []
+        for (_, c) in connections where c.deadlineKind != .none && now >= c.deadline { expired.append(c) }
+        for c in expired {
+            switch c.deadlineKind {
+            case .head where c.buffered > 0 || c.tls == nil:
+                if case .handshake = c.phase { closeConnection(c) } else {
+                    writeFromLoop(c, .detail("Request Timeout", status: .requestTimeout), keepAlive: false, version: .http1_1, isHead: false)
+                    if case .writing = c.phase { closeConnection(c) }
+                }
+            case .body:
+                writeFromLoop(c, .detail("Request Timeout", status: .requestTimeout), keepAlive: false, version: .http1_1, isHead: false)
+                if case .writing = c.phase { closeConnection(c) }
+            default:
+                closeConnection(c)
+            }
+        }
+    }
+
+    private func beginShutdown(grace: Double, now: UInt64) {
+        stopping = true
+        stopDeadline = now + nanos(grace)
+        for fd in listeners {
+            _ = chttp_epoll_del(epfd, fd)
+            close(fd)
+        }
+        listeners = []
+        for (_, c) in connections {
+            if case .head = c.phase, c.buffered == 0 { closeConnection(c) }
+            if case .handshake = c.phase { closeConnection(c) }
+        }
+    }
+
+    private func finishShutdown() {
+        let leftovers = shared.withLock { s -> [(Connection, Bool)] in
+            s.loopExited = true
+            defer { s.completions.removeAll() }
+            return s.completions
+        }
+        for (c, _) in leftovers where connections[c.fd] === c { closeConnection(c) }
+        for (_, c) in connections {
+            if case .dispatched = c.phase {
+                // A worker still writes here; make its writes fail, and let it close the descriptor.
+                shutdown(c.fd, Int32(SHUT_RDWR))
+            } else {
+                closeConnection(c)
+            }
+        }
+        connections.removeAll()
+        pool?.stop()
+        close(epfd)
+        close(wakeFD)
+        shared.withLock { $0.stopped = true }
+        stopLock.lock()
+        stopLock.broadcast()
+        stopLock.unlock()
+    }
+
+    // MARK: logging
+
+    private func log(method: HTTPMethod, target: String, status: Int, bytes: Int, started: UInt64, remote: String) {
+        guard let logger = config.accessLog else { return }
+        let path = HTTPRequest.split(target: target).path
+        let ms = Double(monotonicNanos() &- started) / 1e6
+        logger(HTTPAccessLogEntry(method: method.rawValue, path: String(path), status: status, bytes: bytes,
+                                  durationMilliseconds: ms, remoteAddress: remote))
+    }
+}
+
+extension HTTPResponseBody {
+    var count: Int {
+        switch self {
+        case .bytes(let b): return b.count
+        default: return 0
+        }
+    }
+}
+
+/// Per-thread reusable response buffers, so workers do not allocate a head buffer per request.
+enum WorkerScratch {
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k) { p in if let p { Unmanaged<Box>.fromOpaque(p).release() } }
+        return k
+    }()
+
+    private final class Box {
+        var writer: ResponseWriter
+        init(_ w: ResponseWriter) { writer = w }
+    }
+
+    static func writer(serverName: String?, timeout: Double) -> ResponseWriter {
+        if let p = pthread_getspecific(key) { return Unmanaged<Box>.fromOpaque(p).takeUnretainedValue().writer }
+        return ResponseWriter(serverName: serverName, timeoutSeconds: timeout)
+    }
+
+    static func store(_ w: ResponseWriter) {
+        if let p = pthread_getspecific(key) {
+            Unmanaged<Box>.fromOpaque(p).takeUnretainedValue().writer = w
+        } else {
+            pthread_setspecific(key, Unmanaged.passRetained(Box(w)).toOpaque())
+        }
+    }
+}
+
+/// Binding listening sockets.
+enum Listener {
+    static func bind(host: String, port: Int) throws -> (fds: [Int32], addresses: [String], port: Int) {
+        var hints = addrinfo()
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var fds: [Int32] = []
+        var addresses: [String] = []
+        var chosenPort = port
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &result)
+        guard rc == 0, let first = result else {
+            throw HTTPServerError("Cannot resolve host \(host): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(first) }
+        var lastError = ""
+        var ai: UnsafeMutablePointer<addrinfo>? = first
+        while let a = ai {
+            ai = a.pointee.ai_next
+            let family = a.pointee.ai_family
+            let fd = chttp_socket(family)
+            if fd < 0 { lastError = String(cString: strerror(errno)); continue }
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            if family == AF_INET6, host != "::" {
+                setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
+            // All addresses of one name share the port chosen for the first when the caller asked for 0.
+            if chosenPort != port || port == 0 && !fds.isEmpty {
+                let p = UInt16(chosenPort).bigEndian
+                if family == AF_INET {
+                    a.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_port = p }
+                } else if family == AF_INET6 {
+                    a.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_port = p }
+                }
+            }
+            if Glibc.bind(fd, a.pointee.ai_addr, a.pointee.ai_addrlen) != 0 || listen(fd, 1024) != 0 {
+                lastError = String(cString: strerror(errno))
+                close(fd)
+                continue
+            }
+            chosenPort = Int(chttp_local_port(fd))
+            var text = [CChar](repeating: 0, count: 64)
+            text.withUnsafeMutableBufferPointer { chttp_format_address(a.pointee.ai_addr, $0.baseAddress, 64) }
+            var addr = text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            if let colon = addr.lastIndex(of: ":") { addr = String(addr[..<colon]) + ":\(chosenPort)" }
+            addresses.append(addr)
+            fds.append(fd)
+        }
+        guard !fds.isEmpty else { throw HTTPServerError("Cannot listen on \(host):\(port): \(lastError)") }
+        return (fds, addresses, chosenPort)
+    }
+}

@@ -1,0 +1,59 @@
+/// One access-log record, produced after a response has been written (or abandoned).
+public struct HTTPAccessLogEntry: Sendable {
+    public var method: String
+    /// The path with the query dropped, so tokens and other secrets in it never reach the log.
+    public var path: String
+    public var status: Int
+    /// Response body bytes written (headers excluded).
+    public var bytes: Int
+    public var durationMilliseconds: Double
+    public var remoteAddress: String
+
+    /// `127.0.0.1:5000 "GET /info/" 200 123B 1.2ms`.
+    public var line: String {
+        let ms = (durationMilliseconds * 10).rounded() / 10
+        return "\(remoteAddress) \"\(method) \(path)\" \(status) \(bytes)B \(ms)ms"
+    }
+}
+
+/// Everything a server needs; every limit and timeout has a default suited to MONAI Label's traffic
+/// (hundreds-of-MB uploads, few concurrent clients) and to the open internet.
+public struct HTTPServerConfiguration: Sendable {
+    /// `0.0.0.0`, `::`, `127.0.0.1`, `localhost` or any name getaddrinfo resolves; every address is bound.
+    public var host: String = "127.0.0.1"
+    /// 0 picks an ephemeral port; read it back from `HTTPServer.port`.
+    public var port: Int = 8000
+    /// HTTPS when set.
+    public var tls: TLSConfiguration?
+    public var limits = HTTPLimits()
+    /// Threads running handlers.
+    public var workerCount: Int = 4
+    /// Requests waiting for a worker beyond which new requests get 503.
+    public var queueCapacity: Int = 256
+    /// Most open connections; more are accepted and closed at once.
+    public var maxConnections: Int = 10_000
+    /// Time to receive a complete request head (and the TLS handshake) once it has started: against slowloris.
+    public var headerTimeout: Double = 10
+    /// Longest wait for the next body bytes.
+    public var bodyTimeout: Double = 60
+    /// How long an idle keep-alive connection is kept.
+    public var keepAliveTimeout: Double = 15
+    /// Longest wait for the client to accept more response bytes.
+    public var writeTimeout: Double = 60
+    /// Request bodies larger than this are spooled to a temporary file while they arrive.
+    public var spoolThreshold: Int = 1 << 20
+    /// Where spooled bodies and uploaded files go.
+    public var temporaryDirectory: String = HTTPRequestContext.defaultTemporaryDirectory
+    /// The `Server` header; nil omits it.
+    public var serverName: String? = "swift-httpserver"
+    /// Called once per request from the thread that finished it.
+    public var accessLog: (@Sendable (HTTPAccessLogEntry) -> Void)?
+    /// Called with unexpected errors: handler errors that became 500, socket failures worth knowing about.
+    public var errorLog: (@Sendable (String) -> Void)?
+
+    public init(host: String = "127.0.0.1", port: Int = 8000, tls: TLSConfiguration? = nil) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+    }
+}
