@@ -5,7 +5,7 @@ import MONAILabel
 /// `/session/` (spec section 1.9): 406 for every call when sessions are disabled.
 enum SessionRoutes {
     static func register(_ r: inout HTTPRouter, _ ctx: RouteContext) {
-        func store() throws -> SessionStore {
+        @Sendable func store() throws -> SessionStore {
             guard let s = ctx.app.sessions else { throw MONAILabelError(.notEnabled, "Session Feature is Not Enabled") }
             return s
         }

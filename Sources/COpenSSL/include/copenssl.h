@@ -4,6 +4,7 @@
 // and the passphrase callback are handled here so Swift sees plain functions.
 #include <openssl/ssl.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 
 /// Status values of the I/O helpers.
 enum {

@@ -1,0 +1,159 @@
+import Foundation
+import HTTPServer
+import MONAILabel
+
+/// What `monailabel start_server` was asked for.
+public struct ServerOptions: Sendable {
+    public var appDir: String
+    public var studies: String
+    public var conf: [String: String]
+    public var host: String
+    public var port: Int
+    public var sslCertfile: String?
+    public var sslKeyfile: String?
+    public var sslKeyfilePassword: String?
+    public var workers: Int?
+    public var queueLimit: Int?
+    public var logLevel: LogLevel
+
+    public init(
+        appDir: String, studies: String, conf: [String: String] = [:], host: String = "0.0.0.0", port: Int = 8000,
+        sslCertfile: String? = nil, sslKeyfile: String? = nil, sslKeyfilePassword: String? = nil, workers: Int? = nil,
+        queueLimit: Int? = nil, logLevel: LogLevel = .info
+    ) {
+        self.appDir = appDir
+        self.studies = studies
+        self.conf = conf
+        self.host = host
+        self.port = port
+        self.sslCertfile = sslCertfile
+        self.sslKeyfile = sslKeyfile
+        self.sslKeyfilePassword = sslKeyfilePassword
+        self.workers = workers
+        self.queueLimit = queueLimit
+        self.logLevel = logLevel
+    }
+}
+
+/// Versions for `monailabel --version`.
+public enum ServerInfo {
+    public static let version = "0.1.0"
+    public static let apiVersion = "0.8.5"
+
+    public static func versionText() -> String {
+        "monailabel-swift \(version) (MONAI Label REST API \(apiVersion))"
+    }
+}
+
+/// A running MONAI Label server: the app, its HTTP server and housekeeping.
+public final class RunningServer: Sendable {
+    public let app: MONAILabelApp
+    public let http: HTTPServer
+    public let log: Logger
+
+    init(app: MONAILabelApp, http: HTTPServer, log: Logger) {
+        self.app = app
+        self.http = http
+        self.log = log
+    }
+
+    /// The bound port (the real one when started with port 0).
+    public var port: Int { http.port ?? 0 }
+
+    public func shutdown(gracePeriod: Double = 10) { http.shutdown(gracePeriod: gracePeriod) }
+    public func wait() { http.wait() }
+}
+
+public enum ServerMain {
+    /// Builds the app from the options and the `MONAI_LABEL_*` environment and starts serving; returns once
+    /// the socket is bound.
+    public static func start(_ options: ServerOptions, environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> RunningServer
+    {
+        let appDir = URL(fileURLWithPath: options.appDir).standardizedFileURL
+        guard FileOps.isDirectory(appDir.path) else {
+            throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")
+        }
+        let studies = URL(fileURLWithPath: options.studies).standardizedFileURL
+        if options.studies.hasPrefix("http://") || options.studies.hasPrefix("https://") {
+            throw MONAILabelError.invalid("DICOMweb studies (\(options.studies)) are not supported by this build yet")
+        }
+        try FileOps.makeDirectory(studies)
+        var settings = try Settings.fromEnvironment(
+            appDir: appDir, studies: studies.path, conf: options.conf, environment: environment)
+        settings.serverPort = options.port
+        let log = Logger(file: appDir.appendingPathComponent("logs/app.log"), level: options.logLevel)
+        log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
+
+        let datastore = try LocalDatastore(
+            root: studies, patterns: settings.datastoreFileExt, readOnly: settings.datastoreReadOnly,
+            autoReload: settings.datastoreAutoReload, validator: ImageValidation.validator)
+        let app = try MONAILabelApp(settings: settings, datastore: datastore)
+        log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)")
+        if let sessions = app.sessions {
+            let purged = sessions.purgeExpired()
+            log.info("Session Path: \(sessions.root.path); expiry (max): \(sessions.globalExpiry) s; purged \(purged)")
+            SessionJanitor.start(sessions, log: log)
+        }
+
+        var config = HTTPServerConfiguration(host: options.host, port: options.port)
+        if let cert = options.sslCertfile, let key = options.sslKeyfile {
+            config.tls = TLSConfiguration(certificateFile: cert, keyFile: key, keyPassword: options.sslKeyfilePassword)
+        }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        config.workerCount = options.workers ?? max(8, 2 * cores)
+        if let q = options.queueLimit { config.queueCapacity = q }
+        config.serverName = "monailabel-swift/\(ServerInfo.version)"
+        config.accessLog = { entry in log.info(entry.line, source: "access") }
+        config.errorLog = { message in log.error(message, source: "http") }
+        let http = HTTPServer(
+            configuration: config, router: makeRouter(app: app, log: log, corsOrigins: settings.corsOrigins))
+        try http.start()
+        let scheme = config.tls == nil ? "http" : "https"
+        let shownHost = options.host == "0.0.0.0" || options.host == "::" ? "127.0.0.1" : options.host
+        log.info("Serving MONAI Label on \(scheme)://\(shownHost):\(http.port ?? options.port) (\(http.boundAddresses.joined(separator: ", ")))")
+        return RunningServer(app: app, http: http, log: log)
+    }
+
+    /// `start_server`: start, stop on SIGINT/SIGTERM, return when stopped.
+    public static func run(_ options: ServerOptions) throws {
+        let server = try start(options)
+        HTTPServer.stopOnSignals(server.http)
+        server.wait()
+        server.log.info("Server stopped")
+    }
+
+    /// `start_server --dryrun`: writes `<app>/.env` with `export KEY=VALUE` lines for the settings, as upstream.
+    public static func writeDotEnv(_ options: ServerOptions) throws -> String {
+        let appDir = URL(fileURLWithPath: options.appDir).standardizedFileURL
+        guard FileOps.isDirectory(appDir.path) else {
+            throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")
+        }
+        var conf = JSONObject()
+        for (k, v) in options.conf.sorted(by: { $0.key < $1.key }) { conf[k] = .string(v) }
+        let lines = [
+            "export MONAI_LABEL_APP_DIR=\(appDir.path)",
+            "export MONAI_LABEL_STUDIES=\(URL(fileURLWithPath: options.studies).standardizedFileURL.path)",
+            "export MONAI_LABEL_SERVER_PORT=\(options.port)",
+            "export MONAI_LABEL_APP_CONF='\(JSONValue.object(conf).compactString())'",
+        ]
+        let url = appDir.appendingPathComponent(".env")
+        try FileOps.atomicWrite(Array((lines.joined(separator: "\n") + "\n").utf8), to: url)
+        return url.path
+    }
+}
+
+/// Purges expired sessions every five minutes, as upstream's scheduler does.
+enum SessionJanitor {
+    static func start(_ sessions: SessionStore, log: Logger) {
+        let t = Thread {
+            while true {
+                Thread.sleep(forTimeInterval: 300)
+                let n = sessions.purgeExpired()
+                if n > 0 { log.info("Purged \(n) expired sessions") }
+            }
+        }
+        t.name = "session-janitor"
+        t.start()
+    }
+}
