@@ -4,6 +4,9 @@ import Foundation
 public enum VoxelType: String, Sendable, CaseIterable {
     case int8, uint8, int16, uint16, int32, uint32, int64, float32, float64
 
+    /// Whether the type holds integers.
+    public var isInteger: Bool { self != .float32 && self != .float64 }
+
     /// Bytes per element.
     public var size: Int {
         switch self {
@@ -12,6 +15,16 @@ public enum VoxelType: String, Sendable, CaseIterable {
         case .int32, .uint32, .float32: return 4
         case .int64, .float64: return 8
         }
+    }
+}
+
+private func saturatingIntegers<T: FixedWidthInteger>(_ values: [Float]) -> [T] {
+    let lo = Float(T.min), hi = Float(T.max)
+    return values.map { v -> T in
+        if v.isNaN { return 0 }
+        if v <= lo { return T.min }
+        if v >= hi { return T.max }
+        return T(v.rounded(.towardZero))
     }
 }
 
@@ -67,6 +80,35 @@ public enum VoxelData: Sendable, Equatable {
         case .int64(let a): return a.map { Float($0) }
         case .float32(let a): return a
         case .float64(let a): return a.map { Float($0) }
+        }
+    }
+
+    /// A buffer of `type` holding `values` converted as NumPy's `astype` does for in-range values (floats
+    /// truncated toward zero); out-of-range values saturate and NaN becomes 0 instead of being undefined.
+    public static func converting(_ values: [Float], to type: VoxelType) -> VoxelData {
+        switch type {
+        case .float32: return .float32(values)
+        case .float64: return .float64(values.map { Double($0) })
+        case .int8: return .int8(saturatingIntegers(values))
+        case .uint8: return .uint8(saturatingIntegers(values))
+        case .int16: return .int16(saturatingIntegers(values))
+        case .uint16: return .uint16(saturatingIntegers(values))
+        case .int32: return .int32(saturatingIntegers(values))
+        case .uint32: return .uint32(saturatingIntegers(values))
+        case .int64: return .int64(saturatingIntegers(values))
+        }
+    }
+
+    /// This buffer as `type`; integer to integer conversions saturate, float to integer as `converting`.
+    public func converted(to type: VoxelType) -> VoxelData {
+        if type == self.type { return self }
+        switch (self, type) {
+        case (.float64(let a), .float64): return .float64(a)
+        case (.float64(let a), _) where type != .float32:
+            return VoxelData.converting(a.map { Float($0.rounded(.towardZero)) }, to: type)
+        default:
+            if self.type.isInteger && type == .float64 { return .float64(asDouble()) }
+            return VoxelData.converting(asFloat(), to: type)
         }
     }
 

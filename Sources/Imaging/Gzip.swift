@@ -1,0 +1,165 @@
+import CNifti
+import Foundation
+
+/// A zlib file handle (reads plain files transparently), owned by exactly one Swift object.
+final class GzipFile: @unchecked Sendable {
+    private let handle: gzFile
+    let path: String
+
+    init(path: String, mode: String) throws {
+        guard let h = gzopen(path, mode) else {
+            throw ImagingError("cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        handle = h
+        self.path = path
+        // A large buffer lets zlib inflate straight into our destination instead of many small copies.
+        gzbuffer(h, 1 << 18)
+    }
+
+    deinit { gzclose(handle) }
+
+    /// Reads exactly `count` bytes, or throws naming what went wrong (truncated file, corrupt stream).
+    func readExactly(into buffer: UnsafeMutableRawPointer, count: Int) throws {
+        var done = 0
+        while done < count {
+            let chunk = UInt32(min(count - done, 1 << 30))
+            let n = gzread(handle, buffer + done, chunk)
+            if n < 0 { throw ImagingError("\(path): corrupt compressed data (\(lastError()))") }
+            if n == 0 {
+                let detail = lastError()
+                throw ImagingError(
+                    "\(path): file is truncated: expected \(count) bytes of voxel data, got \(done)"
+                        + (detail.isEmpty ? "" : " (\(detail))"))
+            }
+            done += Int(n)
+        }
+    }
+
+    /// Reads up to `count` bytes; returns how many were read.
+    func read(into buffer: UnsafeMutableRawPointer, count: Int) throws -> Int {
+        var done = 0
+        while done < count {
+            let n = gzread(handle, buffer + done, UInt32(min(count - done, 1 << 30)))
+            if n < 0 { throw ImagingError("\(path): corrupt compressed data (\(lastError()))") }
+            if n == 0 { break }
+            done += Int(n)
+        }
+        return done
+    }
+
+    /// Skips `count` bytes forward.
+    func skip(_ count: Int) throws {
+        guard count > 0 else { return }
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: min(count, 1 << 16), alignment: 16)
+        defer { scratch.deallocate() }
+        var left = count
+        while left > 0 {
+            let n = min(left, 1 << 16)
+            try readExactly(into: scratch, count: n)
+            left -= n
+        }
+    }
+
+    func write(_ buffer: UnsafeRawPointer, count: Int) throws {
+        var done = 0
+        while done < count {
+            let chunk = min(count - done, 1 << 30)
+            let n = gzwrite(handle, buffer + done, UInt32(chunk))
+            if n <= 0 { throw ImagingError("\(path): write failed (\(lastError()))") }
+            done += Int(n)
+        }
+    }
+
+    /// Flushes and closes explicitly so that write errors surface (deinit cannot report them).
+    func finish() throws {
+        let rc = gzflush(handle, Z_FINISH)
+        if rc != Z_OK { throw ImagingError("\(path): write failed (\(lastError()))") }
+    }
+
+    private func lastError() -> String {
+        var code: Int32 = 0
+        guard let msg = gzerror(handle, &code) else { return "" }
+        return code == Z_OK ? "" : String(cString: msg)
+    }
+}
+
+enum FileBytes {
+    /// The size of a file in bytes.
+    static func size(_ path: String) throws -> Int {
+        let attrs: [FileAttributeKey: Any]
+        do { attrs = try FileManager.default.attributesOfItem(atPath: path) } catch {
+            throw ImagingError("cannot open \(path): no such file or not readable")
+        }
+        if (attrs[.type] as? FileAttributeType) == .typeDirectory {
+            throw ImagingError("\(path) is a directory, not an image file")
+        }
+        return (attrs[.size] as? NSNumber)?.intValue ?? 0
+    }
+
+    /// Whether the file starts with the gzip magic bytes.
+    static func isGzip(_ path: String) -> Bool {
+        guard let fh = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? fh.close() }
+        let head = fh.readData(ofLength: 2)
+        return head.count == 2 && head[head.startIndex] == 0x1f && head[head.startIndex + 1] == 0x8b
+    }
+
+    /// Deflate cannot expand data by more than about 1032:1; a header claiming more voxels than that from the
+    /// compressed size is lying, which lets us refuse it before allocating anything.
+    static func maxInflatedSize(compressedSize: Int) -> Int {
+        compressedSize.multipliedReportingOverflow(by: 1032).overflow
+            ? Int.max : compressedSize * 1032 + (1 << 16)
+    }
+}
+
+/// Whole-buffer zlib helpers for formats that embed compressed payloads (NRRD).
+enum Zlib {
+    /// gzip-compresses `data` (level 1, as nibabel writes).
+    static func gzip(_ data: UnsafeRawBufferPointer, level: Int32 = 1) throws -> [UInt8] {
+        var stream = z_stream()
+        // windowBits 15 + 16 selects the gzip wrapper.
+        var rc = deflateInit2_(
+            &stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        guard rc == Z_OK else { throw ImagingError("zlib deflateInit failed (\(rc))") }
+        defer { deflateEnd(&stream) }
+        var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(data.count))) + 64)
+        var produced = 0
+        try out.withUnsafeMutableBytes { ob in
+            stream.next_in = UnsafeMutablePointer(mutating: data.baseAddress?.assumingMemoryBound(to: Bytef.self))
+            stream.avail_in = UInt32(data.count)
+            stream.next_out = ob.baseAddress?.assumingMemoryBound(to: Bytef.self)
+            stream.avail_out = UInt32(ob.count)
+            rc = deflate(&stream, Z_FINISH)
+            guard rc == Z_STREAM_END else { throw ImagingError("zlib deflate failed (\(rc))") }
+            produced = Int(stream.total_out)
+        }
+        out.removeSubrange(produced...)
+        return out
+    }
+
+    /// Inflates a gzip or zlib stream into exactly `expected` bytes at `dest`.
+    static func gunzip(_ data: UnsafeRawBufferPointer, into dest: UnsafeMutableRawPointer, expected: Int) throws {
+        var stream = z_stream()
+        // 15 + 32: detect gzip or zlib headers automatically.
+        var rc = inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        guard rc == Z_OK else { throw ImagingError("zlib inflateInit failed (\(rc))") }
+        defer { inflateEnd(&stream) }
+        stream.next_in = UnsafeMutablePointer(mutating: data.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = UInt32(clamping: data.count)
+        var done = 0
+        while done < expected {
+            stream.next_out = (dest + done).assumingMemoryBound(to: Bytef.self)
+            let chunk = min(expected - done, 1 << 30)
+            stream.avail_out = UInt32(chunk)
+            rc = inflate(&stream, Z_NO_FLUSH)
+            let wrote = chunk - Int(stream.avail_out)
+            done += wrote
+            if rc == Z_STREAM_END { break }
+            if rc != Z_OK { throw ImagingError("corrupt compressed data (zlib error \(rc))") }
+            if wrote == 0 && stream.avail_in == 0 { break }
+        }
+        if done < expected {
+            throw ImagingError("compressed data is truncated: expected \(expected) bytes, got \(done)")
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+
+/// Loading and writing images by file name, as MONAI Label's `LoadImage` and result writer pick formats.
+public enum ImageIO {
+    /// The known image extensions, longest first (`.seg.nrrd` before `.nrrd`, `.nii.gz` before `.gz`).
+    public static let extensions = [".seg.nrrd", ".nii.gz", ".nii", ".nrrd"]
+
+    /// The image extension of a file name (`.nii.gz`, `.seg.nrrd`, ...), or nil when it is not one we read.
+    public static func fileExtension(of name: String) -> String? {
+        let lower = name.lowercased()
+        return extensions.first { lower.hasSuffix($0) }
+    }
+
+    /// Reads a `.nii`, `.nii.gz`, `.nrrd` or `.seg.nrrd` image (`LoadImage` + `EnsureChannelFirst`).
+    public static func load(_ url: URL) throws -> Volume {
+        switch fileExtension(of: url.lastPathComponent) {
+        case ".nii", ".nii.gz": return try NIfTI.read(url)
+        case ".nrrd", ".seg.nrrd": return try NRRD.read(url)
+        default:
+            throw ImagingError("\(url.path): unsupported image format (supported: \(extensions.joined(separator: ", ")))")
+        }
+    }
+
+    /// Writes `volume` in the format its extension names (`result_extension`), converted to `dtype`
+    /// (`result_dtype`, e.g. `.uint8`) when given. `segments` apply to NRRD only.
+    public static func write(
+        _ volume: Volume, to url: URL, dtype: VoxelType? = nil, segments: [NRRD.Segment] = []
+    ) throws {
+        switch fileExtension(of: url.lastPathComponent) {
+        case ".nii", ".nii.gz": try NIfTI.write(volume, to: url, dtype: dtype)
+        case ".nrrd", ".seg.nrrd": try NRRD.write(volume, to: url, dtype: dtype, segments: segments)
+        default:
+            throw ImagingError("\(url.path): cannot write this extension (supported: \(extensions.joined(separator: ", ")))")
+        }
+    }
+
+    /// Writes `volume` to a new temporary file with `resultExtension` (e.g. ".nrrd" from 3D Slicer, or the input
+    /// image's extension), as upstream's writer does, and returns its URL.
+    public static func writeTemporary(
+        _ volume: Volume, resultExtension: String, dtype: VoxelType? = nil, directory: URL? = nil
+    ) throws -> URL {
+        var ext = resultExtension.hasPrefix(".") ? resultExtension : "." + resultExtension
+        ext = ext.lowercased()
+        guard extensions.contains(ext) else {
+            throw ImagingError("unsupported result_extension \(resultExtension) (supported: \(extensions.joined(separator: ", ")))")
+        }
+        let dir = directory ?? FileManager.default.temporaryDirectory
+        let url = dir.appendingPathComponent("tmp\(UUID().uuidString.prefix(8).lowercased())\(ext)")
+        try write(volume, to: url, dtype: dtype)
+        return url
+    }
+}
+
+extension VoxelType {
+    /// Parses a `result_dtype` / NumPy dtype name (`uint8`, `int16`, `float32`, `float`, ...).
+    public init?(numpyName: String) {
+        switch numpyName.lowercased() {
+        case "int8": self = .int8
+        case "uint8", "u1": self = .uint8
+        case "int16": self = .int16
+        case "uint16": self = .uint16
+        case "int32": self = .int32
+        case "uint32": self = .uint32
+        case "int64", "int": self = .int64
+        case "float32": self = .float32
+        case "float64", "float", "double": self = .float64
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,306 @@
+import Foundation
+
+/// `monai.transforms.Activations`: softmax over the channel dimension (or sigmoid per voxel).
+public struct Activations: Sendable {
+    public var softmax: Bool
+    public var sigmoid: Bool
+
+    public init(softmax: Bool = false, sigmoid: Bool = false) {
+        self.softmax = softmax
+        self.sigmoid = sigmoid
+    }
+
+    public func callAsFunction(_ v: Volume) -> Volume {
+        let x = v.floats
+        let c = v.channels, n = v.voxelCount
+        if sigmoid && !softmax {
+            return v.with(floats: Parallel.map(x) { 1 / (1 + exp(-$0)) })
+        }
+        guard softmax else { return v.with(floats: x) }
+        var out = [Float](repeating: 0, count: x.count)
+        x.withUnsafeBufferPointer { sp in
+            out.withUnsafeMutableBufferPointer { dp in
+                let s = sp.baseAddress!, d = dp.baseAddress!
+                Parallel.forChunks(count: n) { lo, hi in
+                    for i in lo..<hi {
+                        var m = -Float.infinity
+                        for ch in 0..<c { m = max(m, s[ch * n + i]) }
+                        var sum: Float = 0
+                        for ch in 0..<c {
+                            let e = exp(s[ch * n + i] - m)
+                            d[ch * n + i] = e
+                            sum += e
+                        }
+                        for ch in 0..<c { d[ch * n + i] /= sum }
+                    }
+                }
+            }
+        }
+        return v.with(floats: out)
+    }
+}
+
+/// `monai.transforms.AsDiscrete`: `argmax` over channels (keeping one channel, first maximum wins as in
+/// `torch.argmax`), or thresholding.
+public struct AsDiscrete: Sendable {
+    public var argmax: Bool
+    public var threshold: Double?
+
+    public init(argmax: Bool = false, threshold: Double? = nil) {
+        self.argmax = argmax
+        self.threshold = threshold
+    }
+
+    public func callAsFunction(_ v: Volume) -> Volume {
+        var x = v.floats
+        var channels = v.channels
+        if argmax {
+            let c = v.channels, n = v.voxelCount
+            var out = [Float](repeating: 0, count: n)
+            x.withUnsafeBufferPointer { sp in
+                out.withUnsafeMutableBufferPointer { dp in
+                    let s = sp.baseAddress!, d = dp.baseAddress!
+                    Parallel.forChunks(count: n) { lo, hi in
+                        for i in lo..<hi {
+                            var best = 0
+                            var bv = s[i]
+                            for ch in 1..<max(c, 1) where s[ch * n + i] > bv || (bv.isNaN && !s[ch * n + i].isNaN) {
+                                best = ch
+                                bv = s[ch * n + i]
+                            }
+                            d[i] = Float(best)
+                        }
+                    }
+                }
+            }
+            x = out
+            channels = 1
+        }
+        if let t = threshold {
+            let tf = Float(t)
+            x = Parallel.map(x) { $0 >= tf ? 1 : 0 }
+        }
+        return v.with(floats: x, channels: channels)
+    }
+}
+
+/// `monai.transforms.KeepLargestConnectedComponent` (MONAI 1.4 defaults: every non-zero label independently,
+/// full connectivity — 26 neighbours in 3D, 8 in 2D — as `skimage.measure.label(connectivity=None)`, one
+/// component kept). Works on a one-channel label volume; other voxels of a label are set to 0.
+public struct KeepLargestConnectedComponent: Sendable {
+    /// Labels to process; nil means every non-zero value present.
+    public var appliedLabels: [Int]?
+    /// 1 = face neighbours only ... rank = full connectivity (nil).
+    public var connectivity: Int?
+    public var numComponents: Int
+
+    public init(appliedLabels: [Int]? = nil, connectivity: Int? = nil, numComponents: Int = 1) {
+        self.appliedLabels = appliedLabels
+        self.connectivity = connectivity
+        self.numComponents = numComponents
+    }
+
+    public func callAsFunction(_ v: Volume) throws -> Volume {
+        guard v.channels == 1 else {
+            throw ImagingError("KeepLargestConnectedComponent: expects a one-channel label volume, got \(v.channels)")
+        }
+        var x = v.floats
+        let labels = appliedLabels ?? Array(Set(x.filter { $0 != 0 && !$0.isNaN }.map { Int($0) })).sorted()
+        let (nx, ny, nz) = v.dims3
+        let sr = v.spatialShape.count
+        let conn = min(max(connectivity ?? sr, 1), sr)
+        var offsets: [(Int, Int, Int)] = []
+        for dx in -1...1 {
+            for dy in -1...1 {
+                for dz in (sr > 2 ? -1 : 0)...(sr > 2 ? 1 : 0) {
+                    let hops = abs(dx) + abs(dy) + abs(dz)
+                    if hops > 0 && hops <= conn { offsets.append((dx, dy, dz)) }
+                }
+            }
+        }
+        var comp = [Int32](repeating: 0, count: x.count)
+        for label in labels {
+            let lf = Float(label)
+            for i in 0..<comp.count { comp[i] = 0 }
+            var sizes: [Int] = [0]
+            var stack: [Int] = []
+            for seed in 0..<x.count where x[seed] == lf && comp[seed] == 0 {
+                let id = Int32(sizes.count)
+                var size = 0
+                comp[seed] = id
+                stack.append(seed)
+                while let p = stack.popLast() {
+                    size += 1
+                    let px = p / (ny * nz), py = (p / nz) % ny, pz = p % nz
+                    for (dx, dy, dz) in offsets {
+                        let qx = px + dx, qy = py + dy, qz = pz + dz
+                        if qx < 0 || qy < 0 || qz < 0 || qx >= nx || qy >= ny || qz >= nz { continue }
+                        let q = (qx * ny + qy) * nz + qz
+                        if comp[q] == 0 && x[q] == lf {
+                            comp[q] = id
+                            stack.append(q)
+                        }
+                    }
+                }
+                sizes.append(size)
+            }
+            if sizes.count - 1 <= numComponents { continue }
+            // Largest first; among equal sizes the earlier component (C-order first voxel) wins.
+            let order = (1..<sizes.count).sorted { (a: Int, b: Int) -> Bool in
+                sizes[a] != sizes[b] ? sizes[a] > sizes[b] : a < b
+            }
+            let keep = Set(order.prefix(numComponents).map { Int32($0) })
+            for i in 0..<x.count where x[i] == lf && !keep.contains(comp[i]) { x[i] = 0 }
+        }
+        return v.with(floats: x)
+    }
+}
+
+/// Interpolation of `Resize`, as `torch.nn.functional.interpolate` modes used by MONAI.
+public enum ResizeMode: String, Sendable {
+    /// PyTorch's legacy `nearest`: source index `floor(dst * in / out)`.
+    case nearest
+    /// `nearest-exact`: source index `floor((dst + 0.5) * in / out)`.
+    case nearestExact = "nearest-exact"
+    /// `bilinear`/`trilinear` with `align_corners=False`.
+    case linear
+    /// `area`: adaptive average pooling (MONAI's default).
+    case area
+}
+
+/// `monai.transforms.Resize` (`size_mode="all"`, no anti-aliasing): resizes the spatial shape, leaving the
+/// affine scaled as MONAI does (zooms by in/out, centred).
+public struct Resize: Sendable {
+    /// Target spatial size; entries <= 0 keep the input size.
+    public var spatialSize: [Int]
+    public var mode: ResizeMode
+
+    public init(spatialSize: [Int], mode: ResizeMode = .area) {
+        self.spatialSize = spatialSize
+        self.mode = mode
+    }
+
+    public func callAsFunction(_ v: Volume) throws -> Volume {
+        let sr = v.spatialShape.count
+        guard spatialSize.count == sr || spatialSize.count == 1 else {
+            throw ImagingError("Resize: spatial_size \(spatialSize) does not match rank \(sr)")
+        }
+        let out = (0..<sr).map { i -> Int in
+            let s = spatialSize.count == 1 ? spatialSize[0] : spatialSize[i]
+            return s > 0 ? s : v.spatialShape[i]
+        }
+        if out == v.spatialShape { return v.with(floats: v.floats) }
+        let (nx, ny, nz) = v.dims3
+        let o3 = [out[0], out[1], sr > 2 ? out[2] : 1]
+        let i3 = [nx, ny, nz]
+        let x = v.floats
+        // Separable: each axis is a 1-D resampling with per-output-index taps and weights.
+        let taps = (0..<3).map { Resize.taps(inSize: i3[$0], outSize: o3[$0], mode: mode) }
+        var cur = x
+        var curShape = i3
+        for axis in 0..<3 where curShape[axis] != o3[axis] || mode == .area {
+            cur = Resize.apply(cur, channels: v.channels, shape: curShape, axis: axis, taps: taps[axis], outSize: o3[axis])
+            curShape[axis] = o3[axis]
+        }
+        // MONAI scales the affine by in/out about the grid's corner at -0.5 voxels (align_corners=False).
+        var aff = v.affine
+        for i in 0..<sr {
+            let scale = Double(v.spatialShape[i]) / Double(out[i])
+            let shift = (scale - 1) / 2
+            for r in 0..<3 {
+                aff[r, 3] += aff[r, i] * shift
+            }
+            for r in 0..<3 { aff[r, i] *= scale }
+        }
+        return v.with(floats: cur, spatialShape: out, affine: aff)
+    }
+
+    typealias Taps = [[(Int, Float)]]
+
+    static func taps(inSize: Int, outSize: Int, mode: ResizeMode) -> Taps {
+        let scale = Float(inSize) / Float(outSize)
+        return (0..<outSize).map { o -> [(Int, Float)] in
+            switch mode {
+            case .nearest:
+                return [(min(Int((Float(o) * scale).rounded(.down)), inSize - 1), 1)]
+            case .nearestExact:
+                return [(min(Int(((Float(o) + 0.5) * scale).rounded(.down)), inSize - 1), 1)]
+            case .linear:
+                let src = max(scale * (Float(o) + 0.5) - 0.5, 0)
+                let i0 = min(Int(src), inSize - 1)
+                let i1 = i0 + (i0 < inSize - 1 ? 1 : 0)
+                let l1 = src - Float(i0)
+                return i1 == i0 ? [(i0, Float(1))] : [(i0, 1 - l1), (i1, l1)]
+            case .area:
+                let start = (o * inSize) / outSize
+                let end = ((o + 1) * inSize + outSize - 1) / outSize
+                let w = 1 / Float(end - start)
+                return (start..<end).map { ($0, w) }
+            }
+        }
+    }
+
+    static func apply(_ x: [Float], channels: Int, shape: [Int], axis: Int, taps: Taps, outSize: Int) -> [Float] {
+        var outShape = shape
+        outShape[axis] = outSize
+        let inner = shape[(axis + 1)...].reduce(1, *)
+        let outer = channels * shape[..<axis].reduce(1, *)
+        let n = shape[axis]
+        return x.withUnsafeBufferPointer { sp in
+            [Float](unsafeUninitializedCapacity: outer * outSize * inner) { dp, count in
+                let s = sp.baseAddress!, d = dp.baseAddress!
+                Parallel.forChunks(count: outer, minChunk: 1) { lo, hi in
+                    for o in lo..<hi {
+                        for (j, tp) in taps.enumerated() {
+                            let db = d + (o * outSize + j) * inner
+                            for k in 0..<inner { (db + k).initialize(to: 0) }
+                            for (i, w) in tp {
+                                let sb = s + (o * n + i) * inner
+                                for k in 0..<inner { db[k] += w * sb[k] }
+                            }
+                        }
+                    }
+                }
+                count = outer * outSize * inner
+            }
+        }
+    }
+}
+
+/// Brings a prediction back onto the grid of the image it was computed from (`Restored` in MONAI Label).
+///
+/// Unlike upstream's `Restored`, which only resizes back to the original spatial shape and leaves the
+/// orientation applied by `Orientation` in place (MONAI Label 0.8.5, spec section 4.1), this resamples through
+/// world space: every voxel of the reference grid takes the prediction's value at the same RAS position
+/// (nearest for labels), which undoes `Spacing` and `Orientation` (and any crop or pad that kept the affine
+/// right) in one step. The result carries the reference affine and source header, ready to be written.
+public struct Restored: Sendable {
+    public var reference: Grid
+    public var source: SourceHeader?
+    public var mode: InterpolationMode
+    /// What reference voxels outside the prediction's grid get: `border` (as MONAI's inverse of `Spacing`) suits
+    /// a prediction covering the whole image; `zeros` suits one computed on a crop.
+    public var padding: ResamplePadding
+
+    /// Restores onto `original`'s grid, keeping its source header for writing.
+    public init(original: Volume, mode: InterpolationMode = .nearest, padding: ResamplePadding = .border) {
+        self.init(reference: original.grid, source: original.source, mode: mode, padding: padding)
+    }
+
+    public init(
+        reference: Grid, source: SourceHeader? = nil, mode: InterpolationMode = .nearest,
+        padding: ResamplePadding = .border
+    ) {
+        self.reference = reference
+        self.source = source
+        self.mode = mode
+        self.padding = padding
+    }
+
+    public func callAsFunction(_ prediction: Volume) throws -> Volume {
+        var out = try SpatialResample.resample(prediction, to: reference, mode: mode, padding: padding)
+        out.affine = reference.affine
+        out.source = source
+        return out
+    }
+}
