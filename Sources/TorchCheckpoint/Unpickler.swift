@@ -115,7 +115,7 @@ struct Unpickler {
     /// Nesting allowed in the result; deeper structures are not checkpoints and would risk the stack.
     static let maxDepth = 200
     /// Objects the result may expand to; memo GETs can share subtrees, which conversion copies.
-    static let maxNodes = 10_000_000
+    static let maxNodes = 2_000_000
 
     private let bytes: [UInt8]
     private var position = 0

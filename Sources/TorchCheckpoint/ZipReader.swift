@@ -107,6 +107,23 @@ final class ZipReader {
         index[name].map { entries[$0] }
     }
 
+    /// Where a member's data starts in the file (after its local header).
+    func dataOffset(of entry: ZipEntry) throws -> UInt64 {
+        guard entry.localHeaderOffset <= fileSize, fileSize - entry.localHeaderOffset >= 30 else {
+            throw CheckpointError(.corruptZip, "local header of \"\(entry.name)\" lies outside the file")
+        }
+        var header = LittleEndianCursor(
+            try read(at: entry.localHeaderOffset, count: 30, what: "local header of \"\(entry.name)\""),
+            context: "local header of \"\(entry.name)\"")
+        guard try header.u32() == ZipReader.localHeaderSignature else {
+            throw CheckpointError(.corruptZip, "bad local header signature for \"\(entry.name)\"")
+        }
+        header.position = 26
+        let nameLength = UInt64(try header.u16())
+        let extraLength = UInt64(try header.u16())
+        return entry.localHeaderOffset + 30 + nameLength + extraLength
+    }
+
     /// The bytes of a stored member, CRC-checked.
     func contents(of entry: ZipEntry) throws -> [UInt8] {
         guard entry.flags & 0x1 == 0 else {
@@ -120,19 +137,7 @@ final class ZipReader {
         guard entry.compressedSize == entry.uncompressedSize else {
             throw CheckpointError(.corruptZip, "stored entry \"\(entry.name)\" has different compressed and uncompressed sizes")
         }
-        guard entry.localHeaderOffset <= fileSize, fileSize - entry.localHeaderOffset >= 30 else {
-            throw CheckpointError(.corruptZip, "local header of \"\(entry.name)\" lies outside the file")
-        }
-        var header = LittleEndianCursor(
-            try read(at: entry.localHeaderOffset, count: 30, what: "local header of \"\(entry.name)\""),
-            context: "local header of \"\(entry.name)\"")
-        guard try header.u32() == ZipReader.localHeaderSignature else {
-            throw CheckpointError(.corruptZip, "bad local header signature for \"\(entry.name)\"")
-        }
-        header.position = 26
-        let nameLength = UInt64(try header.u16())
-        let extraLength = UInt64(try header.u16())
-        let dataStart = entry.localHeaderOffset + 30 + nameLength + extraLength
+        let dataStart = try dataOffset(of: entry)
         guard dataStart <= fileSize, entry.uncompressedSize <= fileSize - dataStart else {
             throw CheckpointError(
                 .corruptZip,
