@@ -64,7 +64,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"]),
+        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"], resources: [.copy("Resources")]),
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),

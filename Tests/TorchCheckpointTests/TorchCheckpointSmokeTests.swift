@@ -1,4 +1,0 @@
-import Testing
-@testable import TorchCheckpoint
-
-@Test func moduleLoads() { #expect(Bool(true)) }
