@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Installs the system packages, builds a release binary, generates a demo studies folder and starts the server.
+# Installs the system packages, builds a release binary, generates a synthetic demo studies folder (no
+# downloads) and starts the server on http://127.0.0.1:8000 (override with HOST / PORT / STUDIES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-swift build -c release
+swift build -c release --product monailabel
 BIN="$(swift build -c release --show-bin-path)/monailabel"
-"$BIN" --help
+STUDIES="${STUDIES:-$PWD/demo-studies}"
+"$BIN" datasets --download --name synthetic_spleen --output "$STUDIES" --count 12 --labeled 4
+echo "Starting MONAI Label on http://${HOST:-127.0.0.1}:${PORT:-8000} (studies: $STUDIES)"
+exec "$BIN" start_server --app sample-apps/radiology --studies "$STUDIES" \
+  --conf models segmentation_spleen --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"

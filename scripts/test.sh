@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs the system packages, builds, and runs every test. Exits non-zero when any test fails.
+# Installs the system packages and the Python client venv, builds, and runs every test.
+# Exits non-zero when any test fails (XCTest or Swift Testing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/make-client-venv.sh
 swift build --build-tests
-swift test --skip-build --parallel 2>&1 | tee .build/test.log
+mkdir -p .build
+swift test --skip-build 2>&1 | tee .build/test.log

@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+import MONAILabel
+@testable import MONAILabelServer
+
+private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+private let clientPython = repoRoot.appendingPathComponent(".venv-client/bin/python")
+
+/// Starts the real server (HTTP on an ephemeral loopback port) on a generated studies folder.
+func startLiveServer(_ tmp: TempDir, cases: Int = 4, labeled: Int = 2) throws -> RunningServer {
+    let studies = tmp.url.appendingPathComponent("studies")
+    try DemoStudies.write(to: studies, count: cases, labeled: labeled, shape: [32, 32, 16], spacing: [3, 3, 4])
+    let app = tmp.url.appendingPathComponent("app")
+    try FileManager.default.createDirectory(at: app, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(at: repoRoot.appendingPathComponent("sample-apps/radiology/app.json"),
+                                     to: app.appendingPathComponent("app.json"))
+    let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
+                                host: "127.0.0.1", port: 0, logLevel: .warning)
+    return try ServerMain.start(options, environment: ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path])
+}
+
+/// The Slicer plugin's call sequence through the real `monailabel.client` 0.8.5 (made by
+/// scripts/make-client-venv.sh, which the README's test command runs first).
+@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path),
+               "needs .venv-client (scripts/make-client-venv.sh)"))
+func pythonClient_slicerCallSequence_passes() throws {
+    let tmp = TempDir()
+    let server = try startLiveServer(tmp)
+    defer {
+        server.shutdown(gracePeriod: 1)
+        server.wait()
+    }
+    let p = Process()
+    p.executableURL = clientPython
+    p.arguments = [repoRoot.appendingPathComponent("Tests/e2e/slicer_sequence.py").path,
+                   "http://127.0.0.1:\(server.port)", tmp.url.path]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0, "\(text)")
+    #expect(text.contains("SLICER SEQUENCE OK"))
+}
+
+/// Real sockets: curl-style requests against the live server, including a bad request and a redirect.
+@Test func liveServer_answersInfoRedirectsAndRejectsTraversal() throws {
+    let tmp = TempDir()
+    let server = try startLiveServer(tmp)
+    defer {
+        server.shutdown(gracePeriod: 1)
+        server.wait()
+    }
+    func get(_ path: String) throws -> (Int, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        p.arguments = ["-s", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(server.port)\(path)"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+    let (status, body) = try get("/info/")
+    #expect(status == 200)
+    #expect(body.contains("\"datastore\":{\"total\":4,\"completed\":2"))
+    #expect(try get("/datastore/image?image=..%2F..%2Fetc%2Fpasswd").0 == 404)
+    #expect(try get("/datastore/label?label=spleen_00&tag=..%2F..").0 == 404)
+}
