@@ -20,9 +20,15 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
     private let validator: (@Sendable (URL, String) throws -> Void)?
 
     private let lock = NSLock()
-    private var doc = DatastoreDocument()
+    private var doc = DatastoreDocument() {
+        didSet {
+            cachedJSON = nil
+            cachedStatus = nil
+        }
+    }
     private var lastJSONMTime: Int64?
     private var cachedJSON: [UInt8]?
+    private var cachedStatus: DatastoreStatus?
     private var watcher: DirectoryWatcher?
 
     /// Opens (creating when needed) the store at `root` and reconciles it with the disk.
@@ -74,13 +80,16 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
 
     public func status() -> DatastoreStatus {
         withLock {
+            if let s = cachedStatus { return s }
             var tags = OrderedMap<Int>()
             var completed = 0
             for (_, obj) in doc.objects {
                 if obj.labels[LabelTag.final] != nil { completed += 1 }
                 for (tag, _) in obj.labels { tags[tag] = (tags[tag] ?? 0) + 1 }
             }
-            return DatastoreStatus(total: doc.objects.count, completed: completed, labelTags: tags)
+            let s = DatastoreStatus(total: doc.objects.count, completed: completed, labelTags: tags)
+            cachedStatus = s
+            return s
         }
     }
 
@@ -325,10 +334,12 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         }
         lastJSONMTime = FileOps.modificationTime(path)
         cachedJSON = nil
+        cachedStatus = nil
     }
 
     private func writeDocumentLocked() throws {
         cachedJSON = nil
+        cachedStatus = nil
         guard !readOnly else { return }
         let lockFD = open(root.appendingPathComponent(".lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if lockFD >= 0 { flock(lockFD, LOCK_EX) }

@@ -75,11 +75,15 @@ public struct OrderedMap<Value: Sendable>: Sendable, Sequence {
         for (k, v) in other { self[k] = v }
     }
 
-    public func makeIterator() -> AnyIterator<(key: String, value: Value)> {
+    public func makeIterator() -> Iterator { Iterator(keys: keys, storage: storage) }
+
+    /// Walks keys in insertion order (a concrete iterator: `AnyIterator` costs a closure call per element).
+    public struct Iterator: IteratorProtocol {
+        let keys: [String]
+        let storage: [String: Value]
         var i = 0
-        let keys = self.keys
-        let storage = self.storage
-        return AnyIterator {
+
+        public mutating func next() -> (key: String, value: Value)? {
             while i < keys.count {
                 defer { i += 1 }
                 if let v = storage[keys[i]] { return (key: keys[i], value: v) }
