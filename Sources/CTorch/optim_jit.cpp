@@ -116,4 +116,35 @@ mlt_status mlt_jit_to(mlt_jit_module m, mlt_device_type dev, int index, char **e
     return guard(err, [&] { m->module.to(mlt::device(dev, index)); });
 }
 
+mlt_status mlt_jit_named_state(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count,
+                               char **err) {
+    return guard(err, [&] {
+        std::vector<std::pair<std::string, at::Tensor>> entries;
+        for (const auto &p : m->module.named_parameters(/*recurse=*/true)) entries.emplace_back(p.name, p.value);
+        for (const auto &b : m->module.named_buffers(/*recurse=*/true)) entries.emplace_back(b.name, b.value);
+        *count = entries.size();
+        if (cap == 0) return;
+        if (entries.size() > cap)
+            throw std::invalid_argument("module has " + std::to_string(entries.size()) + " state tensors, room for " +
+                                        std::to_string(cap));
+        std::vector<std::unique_ptr<mlt_tensor_s>> owned;
+        std::vector<char *> dup;
+        try {
+            for (auto &e : entries) {
+                owned.emplace_back(new mlt_tensor_s{e.second.detach()});
+                char *n = mlt::dup_message(e.first);
+                if (!n) throw std::bad_alloc();
+                dup.push_back(n);
+            }
+        } catch (...) {
+            for (char *n : dup) std::free(n);
+            throw;
+        }
+        for (size_t i = 0; i < entries.size(); ++i) {
+            names[i] = dup[i];
+            tensors[i] = owned[i].release();
+        }
+    });
+}
+
 } // extern "C"

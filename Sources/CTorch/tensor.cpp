@@ -12,6 +12,8 @@ int mlt_version(void) { return TORCH_VERSION_MAJOR * 100 + TORCH_VERSION_MINOR; 
 
 void mlt_error_free(char *err) { std::free(err); }
 
+void mlt_string_free(char *s) { std::free(s); }
+
 void mlt_manual_seed(uint64_t seed) { torch::manual_seed(seed); }
 
 mlt_status mlt_set_num_threads(int n, char **err) {

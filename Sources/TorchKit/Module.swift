@@ -77,24 +77,31 @@ open class Module {
     /// Direct children in registration order.
     public var children: [(name: String, module: Module)] { childModules.map { ($0.0, $0.1) } }
 
-    /// Every parameter of this module and its descendants, with dotted names, in PyTorch's order.
+    /// Every parameter of this module and its descendants, with dotted names, in PyTorch's order. A module
+    /// registered under two names (DynUNet's `skip_layers`) contributes its parameters once, under the first.
     public func namedParameters() -> [(name: String, parameter: Parameter)] {
         var result: [(name: String, parameter: Parameter)] = []
         collect(prefix: "", parameters: true, buffers: false, into: &result)
-        return result
+        return unique(result)
     }
 
-    /// Every buffer of this module and its descendants, with dotted names.
+    /// Every buffer of this module and its descendants, with dotted names, each once.
     public func namedBuffers() -> [(name: String, parameter: Parameter)] {
         var result: [(name: String, parameter: Parameter)] = []
         collect(prefix: "", parameters: false, buffers: true, into: &result)
-        return result
+        return unique(result)
+    }
+
+    private func unique(_ entries: [(name: String, parameter: Parameter)]) -> [(name: String, parameter: Parameter)] {
+        var seen = Set<ObjectIdentifier>()
+        return entries.filter { seen.insert(ObjectIdentifier($0.parameter)).inserted }
     }
 
     /// The trainable tensors, for an optimizer.
     public func parameters() -> [Tensor] { namedParameters().map { $0.parameter.tensor } }
 
-    /// Parameters and buffers with their state-dict names, in `torch.nn.Module.state_dict()` order.
+    /// Parameters and buffers with their state-dict names, in `torch.nn.Module.state_dict()` order; like
+    /// PyTorch's state dict, a tensor reachable under two names is listed under both.
     public func namedState() -> [(name: String, parameter: Parameter)] {
         var result: [(name: String, parameter: Parameter)] = []
         collect(prefix: "", parameters: true, buffers: true, into: &result)

@@ -1,5 +1,6 @@
 import CTorch
 import Foundation
+import TorchCheckpoint
 
 /// A TorchScript module (`torch.jit.save` output) loaded with `torch::jit::load`.
 ///
@@ -48,5 +49,34 @@ public final class ScriptModule: @unchecked Sendable {
 
     public func to(_ device: Device) throws {
         try checked("ScriptModule.to") { mlt_jit_to(handle, device.type, device.index, $0) }
+    }
+
+    /// Parameters, then buffers, with their dotted names: for a traced `torch.nn.Module` these are the names of
+    /// its `state_dict()` (in a different order), so weights can move from a `.ts` file into a TorchKit module.
+    public func namedState() throws -> [(name: String, tensor: Tensor)] {
+        var count = 0
+        try checked("ScriptModule.namedState") { mlt_jit_named_state(handle, nil, nil, 0, &count, $0) }
+        var names = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
+        var tensors = [mlt_tensor?](repeating: nil, count: count)
+        var written = 0
+        try names.withUnsafeMutableBufferPointer { n in
+            try tensors.withUnsafeMutableBufferPointer { t in
+                try checked("ScriptModule.namedState") {
+                    mlt_jit_named_state(handle, n.baseAddress, t.baseAddress, count, &written, $0)
+                }
+            }
+        }
+        var result: [(name: String, tensor: Tensor)] = []
+        for (name, tensor) in zip(names.prefix(written), tensors.prefix(written)) {
+            defer { mlt_string_free(name) }
+            let owned = tensor.map { Tensor(owning: $0) }
+            if let name, let owned { result.append((String(cString: name), owned)) }
+        }
+        return result
+    }
+
+    /// `namedState()` copied to the host as checkpoint tensors.
+    public func stateDict() throws -> [(String, StoredTensor)] {
+        try namedState().map { ($0.name, try $0.tensor.stored()) }
     }
 }

@@ -42,6 +42,17 @@ extension TorchKitTests {
             #expect(model.namedBuffers().allSatisfy { !$0.parameter.tensor.requiresGrad })
         }
 
+        @Test func sharedModule_listedUnderBothNamesInStateDict_butTrainedOnce() throws {
+            let shared = try Conv(spatialDims: 1, inChannels: 1, outChannels: 1, kernelSize: 1)
+            let root = Module()
+            try root.registerModule("a", shared)
+            try root.registerModule("b", shared)
+            #expect(try root.stateDict().map { $0.0 } == ["a.weight", "a.bias", "b.weight", "b.bias"])
+            #expect(root.namedParameters().map { $0.name } == ["a.weight", "a.bias"])
+            #expect(root.parameters().count == 2)
+            try root.load(stateDict: root.stateDict())
+        }
+
         @Test func register_duplicateOrDottedName_throws() throws {
             let m = Module()
             try m.registerParameter("w", Tensor.zeros([1]))

@@ -20,6 +20,16 @@ extension TorchKitTests {
             #expect(diff < 1e-3, "max abs difference \(diff)")
         }
 
+        @Test func stateDict_ofTracedModule_usesTheModuleNames() throws {
+            let model = try ScriptModule(contentsOf: Fixtures.monai("unet_segmentation_spleen.small.ts"))
+            let state = try model.stateDict()
+            let byName = Dictionary(state, uniquingKeysWith: { first, _ in first })
+            #expect(byName["model.0.conv.unit0.conv.weight"]?.shape == [4, 1, 3, 3, 3])
+            #expect(byName["model.0.conv.unit0.adn.N.num_batches_tracked"]?.dtype == .int64)
+            #expect(byName["model.0.conv.unit0.adn.A.weight"]?.shape == [1])
+            #expect(byName.count == state.count)
+        }
+
         @Test func forward_wrongInputRank_throws() throws {
             let model = try ScriptModule(contentsOf: Fixtures.monai("unet_segmentation_spleen.small.ts"))
             let error = #expect(throws: TorchError.self) { try model.forward(Tensor.zeros([4, 4])) }

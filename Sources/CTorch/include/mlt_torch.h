@@ -37,6 +37,8 @@ typedef enum { MLT_CPU = 0, MLT_CUDA = 1 } mlt_device_type;
 /* Version of the libtorch this was built against, as major * 100 + minor (113 for 1.13). */
 int mlt_version(void);
 void mlt_error_free(char *err);
+/* Frees a string the shim allocated for the caller (e.g. mlt_jit_named_state names). */
+void mlt_string_free(char *s);
 
 /* ---- Global settings ---- */
 void mlt_manual_seed(uint64_t seed);
@@ -217,6 +219,11 @@ mlt_status mlt_jit_forward(mlt_jit_module m, const mlt_tensor *inputs, size_t ni
                            size_t cap, size_t *count, char **err);
 mlt_status mlt_jit_set_training(mlt_jit_module m, int training, char **err);
 mlt_status mlt_jit_to(mlt_jit_module m, mlt_device_type dev, int index, char **err);
+/* Parameters then buffers of the module tree with their dotted names (as in the scripted module's
+ * state_dict). With `cap` 0 only `*count` is written. Each name is freed with mlt_string_free and each
+ * tensor with mlt_tensor_free; nothing is written to `names`/`tensors` when it fails. */
+mlt_status mlt_jit_named_state(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count,
+                               char **err);
 
 #ifdef __cplusplus
 }
