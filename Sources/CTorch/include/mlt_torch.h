@@ -1,10 +1,230 @@
 #ifndef MLT_TORCH_H
 #define MLT_TORCH_H
-/* Plain C API over libtorch. Every entry point returns an mlt_status and never lets a C++ exception out. */
+/*
+ * Plain C API over libtorch (the C++ frontend), used by the Swift TorchKit target.
+ *
+ * Conventions:
+ * - One prefix, `mlt_`. Handles are opaque; every creator has a matching `*_free`.
+ * - Every entry point that can fail returns an `mlt_status` and, on failure, stores a newly allocated,
+ *   NUL-terminated message in `*err` that the caller releases with `mlt_error_free`. No C++ exception
+ *   crosses this boundary and there is no thread-local "last error": callers may resume on another thread.
+ * - On success `*err` is left untouched and result handles are written to `*out`.
+ * - Shapes and lists are pointer + count. Dtype codes are `mlt_dtype`, devices are (`mlt_device_type`, index).
+ * - Grad mode (mlt_set_grad_enabled) is per OS thread in libtorch: set and restore it within one
+ *   synchronous stretch of code.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef struct mlt_tensor_s *mlt_tensor;
+typedef struct mlt_optimizer_s *mlt_optimizer;
+typedef struct mlt_jit_module_s *mlt_jit_module;
+
+typedef enum { MLT_OK = 0, MLT_ERROR = 1 } mlt_status;
+
+/* Values equal libtorch's c10::ScalarType codes. */
+typedef enum {
+    MLT_UINT8 = 0, MLT_INT8 = 1, MLT_INT16 = 2, MLT_INT32 = 3, MLT_INT64 = 4,
+    MLT_FLOAT16 = 5, MLT_FLOAT32 = 6, MLT_FLOAT64 = 7, MLT_BOOL = 11, MLT_BFLOAT16 = 15
+} mlt_dtype;
+
+typedef enum { MLT_CPU = 0, MLT_CUDA = 1 } mlt_device_type;
+
+/* Version of the libtorch this was built against, as major * 100 + minor (113 for 1.13). */
 int mlt_version(void);
+void mlt_error_free(char *err);
+/* Frees a string the shim allocated for the caller (e.g. mlt_jit_named_state names). */
+void mlt_string_free(char *s);
+
+/* ---- Global settings ---- */
+void mlt_manual_seed(uint64_t seed);
+mlt_status mlt_set_num_threads(int n, char **err);
+int mlt_get_num_threads(void);
+int mlt_cuda_is_available(void);
+int mlt_cuda_device_count(void);
+/* Sets grad mode for the calling OS thread; returns the previous value. */
+int mlt_set_grad_enabled(int enabled);
+int mlt_is_grad_enabled(void);
+
+/* ---- Tensor lifetime, data and metadata (tensor.cpp) ---- */
+void mlt_tensor_free(mlt_tensor t);
+/* Copies `nbytes` from `data` (C order, native little-endian) into a new CPU tensor. */
+mlt_status mlt_tensor_from_data(const void *data, size_t nbytes, const int64_t *shape, size_t ndim, mlt_dtype dtype,
+                                mlt_tensor *out, char **err);
+/* Copies the elements (made contiguous and moved to CPU) into `dst`, which must hold exactly `nbytes`. */
+mlt_status mlt_tensor_copy_to_host(mlt_tensor t, void *dst, size_t nbytes, char **err);
+size_t mlt_tensor_ndim(mlt_tensor t);
+/* Writes mlt_tensor_ndim(t) sizes into `sizes`. */
+void mlt_tensor_sizes(mlt_tensor t, int64_t *sizes);
+int64_t mlt_tensor_numel(mlt_tensor t);
+mlt_dtype mlt_tensor_dtype(mlt_tensor t);
+void mlt_tensor_device(mlt_tensor t, mlt_device_type *type, int *index);
+mlt_status mlt_tensor_item(mlt_tensor t, double *value, char **err);
+
+mlt_status mlt_zeros(const int64_t *shape, size_t ndim, mlt_dtype dtype, mlt_device_type dev, int index,
+                     mlt_tensor *out, char **err);
+mlt_status mlt_ones(const int64_t *shape, size_t ndim, mlt_dtype dtype, mlt_device_type dev, int index,
+                    mlt_tensor *out, char **err);
+mlt_status mlt_full(const int64_t *shape, size_t ndim, double value, mlt_dtype dtype, mlt_device_type dev, int index,
+                    mlt_tensor *out, char **err);
+/* Standard normal and uniform [0, 1) samples from the global generator (mlt_manual_seed). */
+mlt_status mlt_randn(const int64_t *shape, size_t ndim, mlt_dtype dtype, mlt_device_type dev, int index,
+                     mlt_tensor *out, char **err);
+mlt_status mlt_rand(const int64_t *shape, size_t ndim, mlt_dtype dtype, mlt_device_type dev, int index,
+                    mlt_tensor *out, char **err);
+mlt_status mlt_arange(double start, double end, double step, mlt_dtype dtype, mlt_device_type dev, int index,
+                      mlt_tensor *out, char **err);
+
+/* ---- Views, layout, conversion (tensor.cpp) ---- */
+mlt_status mlt_tensor_clone(mlt_tensor t, mlt_tensor *out, char **err);
+/* A new handle to the same tensor (shared storage and autograd identity). */
+mlt_status mlt_tensor_shallow_copy(mlt_tensor t, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_contiguous(mlt_tensor t, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_reshape(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_view(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_permute(mlt_tensor t, const int64_t *dims, size_t ndim, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_expand(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_slice(mlt_tensor t, int64_t dim, int64_t start, int64_t end, int64_t step, mlt_tensor *out,
+                            char **err);
+mlt_status mlt_tensor_narrow(mlt_tensor t, int64_t dim, int64_t start, int64_t length, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_squeeze(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_unsqueeze(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_flip(mlt_tensor t, const int64_t *dims, size_t ndim, mlt_tensor *out, char **err);
+mlt_status mlt_tensor_to(mlt_tensor t, mlt_dtype dtype, mlt_device_type dev, int index, mlt_tensor *out, char **err);
+mlt_status mlt_cat(const mlt_tensor *tensors, size_t count, int64_t dim, mlt_tensor *out, char **err);
+mlt_status mlt_stack(const mlt_tensor *tensors, size_t count, int64_t dim, mlt_tensor *out, char **err);
+
+/* ---- In-place (tensor.cpp); autograd refuses these on leaves that require grad unless grad mode is off ---- */
+mlt_status mlt_tensor_copy_(mlt_tensor dst, mlt_tensor src, char **err);
+mlt_status mlt_tensor_fill_(mlt_tensor t, double value, char **err);
+mlt_status mlt_tensor_add_scalar_(mlt_tensor t, double value, char **err);
+mlt_status mlt_tensor_uniform_(mlt_tensor t, double low, double high, char **err);
+mlt_status mlt_tensor_normal_(mlt_tensor t, double mean, double std, char **err);
+
+/* ---- Autograd (tensor.cpp) ---- */
+mlt_status mlt_tensor_set_requires_grad(mlt_tensor t, int requires_grad, char **err);
+int mlt_tensor_requires_grad(mlt_tensor t);
+/* Backpropagates from `t` (a scalar, or with `grad_output` of t's shape; pass NULL for a scalar). */
+mlt_status mlt_tensor_backward(mlt_tensor t, mlt_tensor grad_output, char **err);
+/* Writes NULL into *out when no gradient has been accumulated. */
+mlt_status mlt_tensor_grad(mlt_tensor t, mlt_tensor *out, char **err);
+/* Drops the accumulated gradient (next backward starts from nothing). */
+mlt_status mlt_tensor_zero_grad(mlt_tensor t, char **err);
+mlt_status mlt_tensor_detach(mlt_tensor t, mlt_tensor *out, char **err);
+
+/* ---- Elementwise and reductions (ops.cpp) ---- */
+typedef enum {
+    MLT_NEG, MLT_ABS, MLT_EXP, MLT_LOG, MLT_SQRT, MLT_RSQRT, MLT_SIGMOID, MLT_TANH, MLT_RELU, MLT_FLOOR, MLT_CEIL,
+    MLT_ROUND, MLT_SIGN, MLT_RECIPROCAL, MLT_LOGICAL_NOT, MLT_SQUARE, MLT_ISNAN
+} mlt_unary_op;
+typedef enum {
+    MLT_ADD, MLT_SUB, MLT_MUL, MLT_DIV, MLT_POW, MLT_MAXIMUM, MLT_MINIMUM, MLT_EQ, MLT_NE, MLT_LT, MLT_LE, MLT_GT,
+    MLT_GE, MLT_MATMUL, MLT_LOGICAL_AND, MLT_LOGICAL_OR, MLT_REMAINDER
+} mlt_binary_op;
+typedef enum { MLT_SUM, MLT_MEAN, MLT_AMAX, MLT_AMIN, MLT_PROD } mlt_reduce_op;
+
+mlt_status mlt_unary(mlt_unary_op op, mlt_tensor t, mlt_tensor *out, char **err);
+/* Broadcasting binary op; MLT_MATMUL is the matrix product. */
+mlt_status mlt_binary(mlt_binary_op op, mlt_tensor a, mlt_tensor b, mlt_tensor *out, char **err);
+/* `a op scalar` (MLT_MATMUL is refused). */
+mlt_status mlt_binary_scalar(mlt_binary_op op, mlt_tensor a, double scalar, mlt_tensor *out, char **err);
+/* `scalar op a`, for the non-commutative ops (e.g. 1 - x, 2 / x). */
+mlt_status mlt_scalar_binary(mlt_binary_op op, double scalar, mlt_tensor a, mlt_tensor *out, char **err);
+/* Reduces over `dims` (all dims when ndims == 0). */
+mlt_status mlt_reduce(mlt_reduce_op op, mlt_tensor t, const int64_t *dims, size_t ndims, int keepdim, mlt_tensor *out,
+                      char **err);
+/* Index of the maximum along `dim`; over the flattened tensor when `flatten` is non-zero. */
+mlt_status mlt_argmax(mlt_tensor t, int64_t dim, int keepdim, int flatten, mlt_tensor *out, char **err);
+/* Clamps to [min, max]; a bound is ignored when its has_* flag is zero. */
+mlt_status mlt_clamp(mlt_tensor t, int has_min, double min, int has_max, double max, mlt_tensor *out, char **err);
+mlt_status mlt_where(mlt_tensor cond, mlt_tensor a, mlt_tensor b, mlt_tensor *out, char **err);
+mlt_status mlt_softmax(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err);
+mlt_status mlt_log_softmax(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err);
+/* Appends a trailing class dim of size num_classes (int64 result), as torch.nn.functional.one_hot. */
+mlt_status mlt_one_hot(mlt_tensor t, int64_t num_classes, mlt_tensor *out, char **err);
+
+/* ---- Neural network functions (ops.cpp) ---- */
+/* N-d convolution (N from weight's rank - 2); transposed when `transposed` is non-zero. bias may be NULL.
+ * stride/padding/dilation/output_padding each hold `nspatial` values. */
+mlt_status mlt_convolution(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride,
+                           const int64_t *padding, const int64_t *dilation, const int64_t *output_padding,
+                           size_t nspatial, int transposed, int64_t groups, mlt_tensor *out, char **err);
+/* weight, bias, running_mean, running_var may be NULL. In training the running stats are updated in place. */
+mlt_status mlt_batch_norm(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor running_mean,
+                          mlt_tensor running_var, int training, double momentum, double eps, mlt_tensor *out,
+                          char **err);
+mlt_status mlt_instance_norm(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor running_mean,
+                             mlt_tensor running_var, int use_input_stats, double momentum, double eps,
+                             mlt_tensor *out, char **err);
+mlt_status mlt_group_norm(mlt_tensor input, int64_t num_groups, mlt_tensor weight, mlt_tensor bias, double eps,
+                          mlt_tensor *out, char **err);
+mlt_status mlt_layer_norm(mlt_tensor input, const int64_t *normalized_shape, size_t ndim, mlt_tensor weight,
+                          mlt_tensor bias, double eps, mlt_tensor *out, char **err);
+mlt_status mlt_leaky_relu(mlt_tensor t, double slope, mlt_tensor *out, char **err);
+mlt_status mlt_prelu(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err);
+mlt_status mlt_elu(mlt_tensor t, double alpha, mlt_tensor *out, char **err);
+/* Channel-wise (whole feature maps, as nn.Dropout2d/3d) when `channelwise` is non-zero. */
+mlt_status mlt_dropout(mlt_tensor t, double p, int training, int channelwise, mlt_tensor *out, char **err);
+/* bias may be NULL. */
+mlt_status mlt_linear(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor *out, char **err);
+
+typedef enum {
+    MLT_INTERP_NEAREST, MLT_INTERP_LINEAR, MLT_INTERP_BILINEAR, MLT_INTERP_BICUBIC, MLT_INTERP_TRILINEAR,
+    MLT_INTERP_AREA, MLT_INTERP_NEAREST_EXACT
+} mlt_interp_mode;
+/* Exactly one of `size` or `scale` must be non-NULL, with `nspatial` values.
+ * align_corners: -1 leaves it unset (required for nearest/area), 0 false, 1 true. */
+mlt_status mlt_interpolate(mlt_tensor t, const int64_t *size, const double *scale, size_t nspatial,
+                           mlt_interp_mode mode, int align_corners, mlt_tensor *out, char **err);
+/* mode: 0 bilinear, 1 nearest, 2 bicubic; padding: 0 zeros, 1 border, 2 reflection (as torch's grid_sampler). */
+mlt_status mlt_grid_sample(mlt_tensor input, mlt_tensor grid, int mode, int padding_mode, int align_corners,
+                           mlt_tensor *out, char **err);
+/* 1-3 spatial dims. */
+mlt_status mlt_max_pool(mlt_tensor t, const int64_t *kernel, const int64_t *stride, const int64_t *padding,
+                        const int64_t *dilation, size_t nspatial, int ceil_mode, mlt_tensor *out, char **err);
+mlt_status mlt_avg_pool(mlt_tensor t, const int64_t *kernel, const int64_t *stride, const int64_t *padding,
+                        size_t nspatial, int ceil_mode, int count_include_pad, mlt_tensor *out, char **err);
+mlt_status mlt_adaptive_avg_pool(mlt_tensor t, const int64_t *output_size, size_t nspatial, mlt_tensor *out,
+                                 char **err);
+
+typedef enum { MLT_PAD_CONSTANT, MLT_PAD_REFLECT, MLT_PAD_REPLICATE, MLT_PAD_CIRCULAR } mlt_pad_mode;
+/* `pad` as torch.nn.functional.pad: (last-dim left, last-dim right, second-to-last left, ...). */
+mlt_status mlt_pad(mlt_tensor t, const int64_t *pad, size_t npad, mlt_pad_mode mode, double value, mlt_tensor *out,
+                   char **err);
+
+/* ---- Optimizers (optim_jit.cpp) ---- */
+/* The optimizer keeps references to the parameter tensors: in-place updates are seen by their other handles. */
+mlt_status mlt_adam_new(const mlt_tensor *params, size_t count, double lr, double beta1, double beta2, double eps,
+                        double weight_decay, int amsgrad, mlt_optimizer *out, char **err);
+mlt_status mlt_adamw_new(const mlt_tensor *params, size_t count, double lr, double beta1, double beta2, double eps,
+                         double weight_decay, int amsgrad, mlt_optimizer *out, char **err);
+mlt_status mlt_sgd_new(const mlt_tensor *params, size_t count, double lr, double momentum, double dampening,
+                       double weight_decay, int nesterov, mlt_optimizer *out, char **err);
+void mlt_optimizer_free(mlt_optimizer o);
+mlt_status mlt_optimizer_step(mlt_optimizer o, char **err);
+mlt_status mlt_optimizer_zero_grad(mlt_optimizer o, char **err);
+mlt_status mlt_optimizer_set_lr(mlt_optimizer o, double lr, char **err);
+double mlt_optimizer_get_lr(mlt_optimizer o);
+
+/* ---- TorchScript (optim_jit.cpp) ---- */
+mlt_status mlt_jit_load(const char *path, mlt_device_type dev, int index, mlt_jit_module *out, char **err);
+void mlt_jit_module_free(mlt_jit_module m);
+/* Calls forward. Tensor, tuple and list outputs are flattened into `outputs` (capacity `cap`); `*count`
+ * receives the number of tensors. Fails if the output is not made of tensors or does not fit. */
+mlt_status mlt_jit_forward(mlt_jit_module m, const mlt_tensor *inputs, size_t ninputs, mlt_tensor *outputs,
+                           size_t cap, size_t *count, char **err);
+mlt_status mlt_jit_set_training(mlt_jit_module m, int training, char **err);
+mlt_status mlt_jit_to(mlt_jit_module m, mlt_device_type dev, int index, char **err);
+/* Parameters then buffers of the module tree with their dotted names (as in the scripted module's
+ * state_dict). With `cap` 0 only `*count` is written. Each name is freed with mlt_string_free and each
+ * tensor with mlt_tensor_free; nothing is written to `names`/`tensors` when it fails. */
+mlt_status mlt_jit_named_state(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count,
+                               char **err);
+
 #ifdef __cplusplus
 }
 #endif

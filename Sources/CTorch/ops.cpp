@@ -1,0 +1,342 @@
+// Math and neural-network functions.
+#include "internal.h"
+
+using mlt::guard;
+using mlt::ints;
+using mlt::opt;
+using mlt::ref;
+using mlt::wrap;
+namespace F = torch::nn::functional;
+
+namespace {
+
+at::Tensor unary(mlt_unary_op op, const at::Tensor &t) {
+    switch (op) {
+    case MLT_NEG: return t.neg();
+    case MLT_ABS: return t.abs();
+    case MLT_EXP: return t.exp();
+    case MLT_LOG: return t.log();
+    case MLT_SQRT: return t.sqrt();
+    case MLT_RSQRT: return t.rsqrt();
+    case MLT_SIGMOID: return t.sigmoid();
+    case MLT_TANH: return t.tanh();
+    case MLT_RELU: return t.relu();
+    case MLT_FLOOR: return t.floor();
+    case MLT_CEIL: return t.ceil();
+    case MLT_ROUND: return t.round();
+    case MLT_SIGN: return t.sign();
+    case MLT_RECIPROCAL: return t.reciprocal();
+    case MLT_LOGICAL_NOT: return t.logical_not();
+    case MLT_SQUARE: return t.square();
+    case MLT_ISNAN: return t.isnan();
+    }
+    throw std::invalid_argument("unknown unary op " + std::to_string(static_cast<int>(op)));
+}
+
+at::Tensor binary(mlt_binary_op op, const at::Tensor &a, const at::Tensor &b) {
+    switch (op) {
+    case MLT_ADD: return a.add(b);
+    case MLT_SUB: return a.sub(b);
+    case MLT_MUL: return a.mul(b);
+    case MLT_DIV: return a.div(b);
+    case MLT_POW: return a.pow(b);
+    case MLT_MAXIMUM: return at::maximum(a, b);
+    case MLT_MINIMUM: return at::minimum(a, b);
+    case MLT_EQ: return a.eq(b);
+    case MLT_NE: return a.ne(b);
+    case MLT_LT: return a.lt(b);
+    case MLT_LE: return a.le(b);
+    case MLT_GT: return a.gt(b);
+    case MLT_GE: return a.ge(b);
+    case MLT_MATMUL: return a.matmul(b);
+    case MLT_LOGICAL_AND: return a.logical_and(b);
+    case MLT_LOGICAL_OR: return a.logical_or(b);
+    case MLT_REMAINDER: return a.remainder(b);
+    }
+    throw std::invalid_argument("unknown binary op " + std::to_string(static_cast<int>(op)));
+}
+
+at::Tensor scalar_tensor_like(double s, const at::Tensor &like) {
+    // A 0-dim tensor takes part in type promotion like a Python scalar would.
+    return at::scalar_tensor(s, at::TensorOptions().dtype(at::kDouble).device(like.device()));
+}
+
+at::Tensor scalar_op(mlt_binary_op op, const at::Tensor &a, double v) {
+    auto s = mlt::scalar_for(a, v);
+    switch (op) {
+    case MLT_ADD: return a.add(s);
+    case MLT_SUB: return a.sub(s);
+    case MLT_MUL: return a.mul(s);
+    case MLT_DIV: return a.div(s);
+    case MLT_POW: return a.pow(s);
+    case MLT_EQ: return a.eq(s);
+    case MLT_NE: return a.ne(s);
+    case MLT_LT: return a.lt(s);
+    case MLT_LE: return a.le(s);
+    case MLT_GT: return a.gt(s);
+    case MLT_GE: return a.ge(s);
+    case MLT_REMAINDER: return a.remainder(s);
+    case MLT_MAXIMUM: return a.clamp_min(s);
+    case MLT_MINIMUM: return a.clamp_max(s);
+    case MLT_MATMUL:
+    case MLT_LOGICAL_AND:
+    case MLT_LOGICAL_OR: throw std::invalid_argument("this binary op does not take a scalar operand");
+    }
+    throw std::invalid_argument("unknown binary op " + std::to_string(static_cast<int>(op)));
+}
+
+at::Tensor reverse_scalar_op(mlt_binary_op op, double v, const at::Tensor &a) {
+    auto s = mlt::scalar_for(a, v);
+    switch (op) {
+    case MLT_ADD: return a.add(s);
+    case MLT_MUL: return a.mul(s);
+    case MLT_SUB: return at::rsub(a, s);
+    case MLT_POW: return at::pow(s, a);
+    default: return binary(op, scalar_tensor_like(v, a), a);
+    }
+}
+
+F::InterpolateFuncOptions::mode_t interp_mode(mlt_interp_mode m) {
+    switch (m) {
+    case MLT_INTERP_NEAREST: return torch::kNearest;
+    case MLT_INTERP_LINEAR: return torch::kLinear;
+    case MLT_INTERP_BILINEAR: return torch::kBilinear;
+    case MLT_INTERP_BICUBIC: return torch::kBicubic;
+    case MLT_INTERP_TRILINEAR: return torch::kTrilinear;
+    case MLT_INTERP_AREA: return torch::kArea;
+    case MLT_INTERP_NEAREST_EXACT: return torch::kNearestExact;
+    }
+    throw std::invalid_argument("unknown interpolation mode " + std::to_string(static_cast<int>(m)));
+}
+
+F::PadFuncOptions::mode_t pad_mode(mlt_pad_mode m) {
+    switch (m) {
+    case MLT_PAD_CONSTANT: return torch::kConstant;
+    case MLT_PAD_REFLECT: return torch::kReflect;
+    case MLT_PAD_REPLICATE: return torch::kReplicate;
+    case MLT_PAD_CIRCULAR: return torch::kCircular;
+    }
+    throw std::invalid_argument("unknown pad mode " + std::to_string(static_cast<int>(m)));
+}
+
+void check_spatial(size_t n) {
+    if (n < 1 || n > 3) throw std::invalid_argument("pooling takes 1 to 3 spatial dims, got " + std::to_string(n));
+}
+
+} // namespace
+
+extern "C" {
+
+mlt_status mlt_unary(mlt_unary_op op, mlt_tensor t, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(unary(op, ref(t))); });
+}
+
+mlt_status mlt_binary(mlt_binary_op op, mlt_tensor a, mlt_tensor b, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(binary(op, ref(a), ref(b))); });
+}
+
+mlt_status mlt_binary_scalar(mlt_binary_op op, mlt_tensor a, double scalar, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(scalar_op(op, ref(a), scalar)); });
+}
+
+mlt_status mlt_scalar_binary(mlt_binary_op op, double scalar, mlt_tensor a, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(reverse_scalar_op(op, scalar, ref(a))); });
+}
+
+mlt_status mlt_reduce(mlt_reduce_op op, mlt_tensor t, const int64_t *dims, size_t ndims, int keepdim, mlt_tensor *out,
+                      char **err) {
+    return guard(err, [&] {
+        const auto &x = ref(t);
+        auto d = ints(dims, ndims);
+        bool k = keepdim != 0;
+        at::Tensor r;
+        switch (op) {
+        case MLT_SUM: r = ndims == 0 && !k ? x.sum() : x.sum(ndims == 0 ? at::IntArrayRef{} : d, k); break;
+        case MLT_MEAN: r = ndims == 0 && !k ? x.mean() : x.mean(ndims == 0 ? at::IntArrayRef{} : d, k); break;
+        case MLT_AMAX: r = x.amax(d, k); break;
+        case MLT_AMIN: r = x.amin(d, k); break;
+        case MLT_PROD:
+            if (ndims == 0) {
+                r = x.prod();
+            } else if (ndims == 1) {
+                r = x.prod(d[0], k);
+            } else {
+                throw std::invalid_argument("prod reduces over one dim or all dims");
+            }
+            break;
+        default: throw std::invalid_argument("unknown reduce op " + std::to_string(static_cast<int>(op)));
+        }
+        *out = wrap(std::move(r));
+    });
+}
+
+mlt_status mlt_argmax(mlt_tensor t, int64_t dim, int keepdim, int flatten, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        *out = wrap(flatten ? ref(t).argmax() : ref(t).argmax(dim, keepdim != 0));
+    });
+}
+
+mlt_status mlt_clamp(mlt_tensor t, int has_min, double min, int has_max, double max, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        c10::optional<at::Scalar> lo = has_min ? c10::optional<at::Scalar>(min) : c10::nullopt;
+        c10::optional<at::Scalar> hi = has_max ? c10::optional<at::Scalar>(max) : c10::nullopt;
+        *out = wrap(ref(t).clamp(lo, hi));
+    });
+}
+
+mlt_status mlt_where(mlt_tensor cond, mlt_tensor a, mlt_tensor b, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(at::where(ref(cond), ref(a), ref(b))); });
+}
+
+mlt_status mlt_softmax(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(ref(t).softmax(dim)); });
+}
+
+mlt_status mlt_log_softmax(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(ref(t).log_softmax(dim)); });
+}
+
+mlt_status mlt_one_hot(mlt_tensor t, int64_t num_classes, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(at::one_hot(ref(t), num_classes)); });
+}
+
+mlt_status mlt_convolution(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride,
+                           const int64_t *padding, const int64_t *dilation, const int64_t *output_padding,
+                           size_t nspatial, int transposed, int64_t groups, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        const auto &w = ref(weight);
+        if (static_cast<size_t>(w.dim()) != nspatial + 2)
+            throw std::invalid_argument("convolution weight has " + std::to_string(w.dim()) + " dims but " +
+                                        std::to_string(nspatial) + " spatial parameters were given");
+        std::vector<int64_t> zeros(nspatial, 0);
+        auto op = output_padding ? ints(output_padding, nspatial) : at::IntArrayRef(zeros);
+        *out = wrap(at::convolution(ref(input), w, opt(bias), ints(stride, nspatial), ints(padding, nspatial),
+                                    ints(dilation, nspatial), transposed != 0, op, groups));
+    });
+}
+
+mlt_status mlt_batch_norm(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor running_mean,
+                          mlt_tensor running_var, int training, double momentum, double eps, mlt_tensor *out,
+                          char **err) {
+    return guard(err, [&] {
+        *out = wrap(at::batch_norm(ref(input), opt(weight), opt(bias), opt(running_mean), opt(running_var),
+                                   training != 0, momentum, eps, at::globalContext().userEnabledCuDNN()));
+    });
+}
+
+mlt_status mlt_instance_norm(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor running_mean,
+                             mlt_tensor running_var, int use_input_stats, double momentum, double eps,
+                             mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        *out = wrap(at::instance_norm(ref(input), opt(weight), opt(bias), opt(running_mean), opt(running_var),
+                                      use_input_stats != 0, momentum, eps, at::globalContext().userEnabledCuDNN()));
+    });
+}
+
+mlt_status mlt_group_norm(mlt_tensor input, int64_t num_groups, mlt_tensor weight, mlt_tensor bias, double eps,
+                          mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        *out = wrap(at::group_norm(ref(input), num_groups, opt(weight), opt(bias), eps,
+                                   at::globalContext().userEnabledCuDNN()));
+    });
+}
+
+mlt_status mlt_layer_norm(mlt_tensor input, const int64_t *normalized_shape, size_t ndim, mlt_tensor weight,
+                          mlt_tensor bias, double eps, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        *out = wrap(at::layer_norm(ref(input), ints(normalized_shape, ndim), opt(weight), opt(bias), eps,
+                                   at::globalContext().userEnabledCuDNN()));
+    });
+}
+
+mlt_status mlt_leaky_relu(mlt_tensor t, double slope, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(at::leaky_relu(ref(t), slope)); });
+}
+
+mlt_status mlt_prelu(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(at::prelu(ref(t), ref(weight))); });
+}
+
+mlt_status mlt_elu(mlt_tensor t, double alpha, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(at::elu(ref(t), alpha)); });
+}
+
+mlt_status mlt_dropout(mlt_tensor t, double p, int training, int channelwise, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        if (p < 0.0 || p > 1.0) throw std::invalid_argument("dropout probability must be in [0, 1]");
+        *out = wrap(channelwise ? at::feature_dropout(ref(t), p, training != 0) : at::dropout(ref(t), p, training != 0));
+    });
+}
+
+mlt_status mlt_linear(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(at::linear(ref(input), ref(weight), opt(bias))); });
+}
+
+mlt_status mlt_interpolate(mlt_tensor t, const int64_t *size, const double *scale, size_t nspatial,
+                           mlt_interp_mode mode, int align_corners, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        if ((size == nullptr) == (scale == nullptr))
+            throw std::invalid_argument("interpolate takes exactly one of size or scale");
+        auto o = F::InterpolateFuncOptions().mode(interp_mode(mode));
+        if (size) o = o.size(std::vector<int64_t>(size, size + nspatial));
+        if (scale) o = o.scale_factor(std::vector<double>(scale, scale + nspatial));
+        if (align_corners >= 0) o = o.align_corners(align_corners != 0);
+        *out = wrap(F::interpolate(ref(t), o));
+    });
+}
+
+mlt_status mlt_grid_sample(mlt_tensor input, mlt_tensor grid, int mode, int padding_mode, int align_corners,
+                           mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        *out = wrap(at::grid_sampler(ref(input), ref(grid), mode, padding_mode, align_corners != 0));
+    });
+}
+
+mlt_status mlt_max_pool(mlt_tensor t, const int64_t *kernel, const int64_t *stride, const int64_t *padding,
+                        const int64_t *dilation, size_t nspatial, int ceil_mode, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        check_spatial(nspatial);
+        auto k = ints(kernel, nspatial), s = ints(stride, nspatial), p = ints(padding, nspatial),
+             d = ints(dilation, nspatial);
+        bool c = ceil_mode != 0;
+        const auto &x = ref(t);
+        *out = wrap(nspatial == 1   ? at::max_pool1d(x, k, s, p, d, c)
+                    : nspatial == 2 ? at::max_pool2d(x, k, s, p, d, c)
+                                    : at::max_pool3d(x, k, s, p, d, c));
+    });
+}
+
+mlt_status mlt_avg_pool(mlt_tensor t, const int64_t *kernel, const int64_t *stride, const int64_t *padding,
+                        size_t nspatial, int ceil_mode, int count_include_pad, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        check_spatial(nspatial);
+        auto k = ints(kernel, nspatial), s = ints(stride, nspatial), p = ints(padding, nspatial);
+        bool c = ceil_mode != 0, inc = count_include_pad != 0;
+        const auto &x = ref(t);
+        *out = wrap(nspatial == 1   ? at::avg_pool1d(x, k, s, p, c, inc)
+                    : nspatial == 2 ? at::avg_pool2d(x, k, s, p, c, inc)
+                                    : at::avg_pool3d(x, k, s, p, c, inc));
+    });
+}
+
+mlt_status mlt_adaptive_avg_pool(mlt_tensor t, const int64_t *output_size, size_t nspatial, mlt_tensor *out,
+                                 char **err) {
+    return guard(err, [&] {
+        check_spatial(nspatial);
+        auto o = ints(output_size, nspatial);
+        const auto &x = ref(t);
+        *out = wrap(nspatial == 1   ? at::adaptive_avg_pool1d(x, o)
+                    : nspatial == 2 ? at::adaptive_avg_pool2d(x, o)
+                                    : at::adaptive_avg_pool3d(x, o));
+    });
+}
+
+mlt_status mlt_pad(mlt_tensor t, const int64_t *pad, size_t npad, mlt_pad_mode mode, double value, mlt_tensor *out,
+                   char **err) {
+    return guard(err, [&] {
+        auto o = F::PadFuncOptions(std::vector<int64_t>(pad, pad + npad)).mode(pad_mode(mode)).value(value);
+        *out = wrap(F::pad(ref(t), o));
+    });
+}
+
+} // extern "C"

@@ -1,0 +1,168 @@
+import TorchKit
+
+/// MONAI's norm layer choices (`monai.networks.layers.Norm`), with the arguments the bundled networks use.
+public enum NormType: Sendable, Equatable {
+    /// `BatchNormNd(channels)`.
+    case batch
+    /// `InstanceNormNd(channels, affine:)`; MONAI's plain "instance" is `affine: false`.
+    case instance(affine: Bool = false)
+    /// `GroupNorm(groups, channels)`.
+    case group(groups: Int)
+
+    func make(channels: Int) throws -> any Layer {
+        switch self {
+        case .batch: return try BatchNorm(numFeatures: channels)
+        case .instance(let affine): return try InstanceNorm(numFeatures: channels, affine: affine)
+        case .group(let groups): return try GroupNorm(groups: groups, channels: channels)
+        }
+    }
+}
+
+/// MONAI's activation choices (`monai.networks.layers.Act`).
+public enum ActType: Sendable, Equatable {
+    case prelu
+    case relu
+    case leakyRelu(slope: Double)
+
+    func make() throws -> any Layer {
+        switch self {
+        case .prelu: return try PReLU()
+        case .relu: return ReLU()
+        case .leakyRelu(let slope): return LeakyReLU(slope: slope)
+        }
+    }
+}
+
+/// `(k - 1) * d / 2` per dim: the padding that keeps the size at stride 1 (MONAI's `same_padding`).
+func samePadding(_ kernel: [Int], dilation: [Int]) -> [Int] {
+    zip(kernel, dilation).map { ($0 - 1) * $1 / 2 }
+}
+
+/// `monai.networks.blocks.ADN`: norm ("N"), dropout ("D") and activation ("A") in the given order, each only
+/// when configured.
+public final class ADN: Module, Layer {
+    private var layers: [any Layer] = []
+
+    public init(ordering: String = "NDA", channels: Int, spatialDims: Int, act: ActType?, norm: NormType?,
+                dropout: Double?) throws
+    {
+        super.init()
+        for item in ordering.uppercased() {
+            let layer: (any Layer)?
+            switch item {
+            case "N": layer = try norm?.make(channels: channels)
+            // MONAI picks Dropout/Dropout2d/Dropout3d by the norm dim, i.e. channel-wise above 1-D.
+            case "D": layer = try dropout.map { try Dropout(p: $0, channelwise: spatialDims > 1) }
+            case "A": layer = try act?.make()
+            default: throw TorchError(operation: "ADN", message: "unknown ordering item '\(item)' in '\(ordering)'")
+            }
+            if let layer {
+                try registerModule(String(item), layer)
+                layers.append(layer)
+            }
+        }
+    }
+
+    public func forward(_ input: Tensor) throws -> Tensor {
+        var x = input
+        for layer in layers { x = try layer(x) }
+        return x
+    }
+}
+
+/// `monai.networks.blocks.Convolution`: a convolution ("conv") followed by an `ADN` ("adn") unless `convOnly`.
+public final class Convolution: Module, Layer {
+    public let conv: Conv
+    public let adn: ADN?
+
+    /// Per-dim arguments take one value or one per spatial dim; `padding` nil is MONAI's "same" padding and
+    /// `outputPadding` nil is `stride - 1` (transposed only).
+    public init(spatialDims: Int, inChannels: Int, outChannels: Int, strides: [Int] = [1], kernelSize: [Int] = [3],
+                adnOrdering: String = "NDA", act: ActType? = .prelu, norm: NormType? = .instance(),
+                dropout: Double? = nil, dilation: [Int] = [1], groups: Int = 1, bias: Bool = true,
+                convOnly: Bool = false, isTransposed: Bool = false, padding: [Int]? = nil,
+                outputPadding: [Int]? = nil) throws
+    {
+        func perDim(_ v: [Int]) -> [Int] { v.count == 1 ? Array(repeating: v[0], count: spatialDims) : v }
+        let kernel = perDim(kernelSize), stride = perDim(strides), dil = perDim(dilation)
+        let pad = padding.map(perDim) ?? samePadding(kernel, dilation: dil)
+        conv = try Conv(spatialDims: spatialDims, inChannels: inChannels, outChannels: outChannels,
+                        kernelSize: kernel, stride: stride, padding: pad, dilation: dil, groups: groups, bias: bias,
+                        transposed: isTransposed,
+                        outputPadding: isTransposed ? (outputPadding.map(perDim) ?? stride.map { $0 - 1 }) : nil)
+        if convOnly || (act == nil && norm == nil && dropout == nil) {
+            adn = nil
+        } else {
+            adn = try ADN(ordering: adnOrdering, channels: outChannels, spatialDims: spatialDims, act: act,
+                          norm: norm, dropout: dropout)
+        }
+        super.init()
+        try registerModule("conv", conv)
+        if let adn { try registerModule("adn", adn) }
+    }
+
+    public func forward(_ input: Tensor) throws -> Tensor {
+        let y = try conv(input)
+        return try adn?(y) ?? y
+    }
+}
+
+/// `monai.networks.blocks.ResidualUnit`: `subunits` Convolutions ("conv.unitN") plus a residual path
+/// ("residual": identity, or a convolution when the stride or channel count changes).
+public final class ResidualUnit: Module, Layer {
+    private let units = Sequential()
+    private let residual: (any Layer)?
+
+    public init(spatialDims: Int, inChannels: Int, outChannels: Int, strides: [Int] = [1], kernelSize: [Int] = [3],
+                subunits: Int = 2, adnOrdering: String = "NDA", act: ActType? = .prelu,
+                norm: NormType? = .instance(), dropout: Double? = nil, dilation: [Int] = [1], bias: Bool = true,
+                lastConvOnly: Bool = false, padding: [Int]? = nil) throws
+    {
+        func perDim(_ v: [Int]) -> [Int] { v.count == 1 ? Array(repeating: v[0], count: spatialDims) : v }
+        let kernel = perDim(kernelSize), dil = perDim(dilation), stride = perDim(strides)
+        let pad = padding.map(perDim) ?? samePadding(kernel, dilation: dil)
+        let count = max(1, subunits)
+        var channels = inChannels
+        var unitStride = stride
+        for su in 0..<count {
+            try units.add("unit\(su)", Convolution(
+                spatialDims: spatialDims, inChannels: channels, outChannels: outChannels, strides: unitStride,
+                kernelSize: kernel, adnOrdering: adnOrdering, act: act, norm: norm, dropout: dropout,
+                dilation: dil, bias: bias, convOnly: lastConvOnly && su == count - 1, padding: pad))
+            channels = outChannels
+            unitStride = Array(repeating: 1, count: spatialDims)
+        }
+        if stride.reduce(1, *) != 1 || inChannels != outChannels {
+            // Only the channel count changes: a 1x1 kernel without padding suffices.
+            let onlyChannels = stride.reduce(1, *) == 1
+            residual = try Conv(spatialDims: spatialDims, inChannels: inChannels, outChannels: outChannels,
+                                kernelSize: onlyChannels ? [1] : kernel, stride: stride,
+                                padding: onlyChannels ? [0] : pad, bias: bias)
+        } else {
+            residual = nil
+        }
+        super.init()
+        try registerModule("conv", units)
+        if let residual { try registerModule("residual", residual) }
+    }
+
+    public func forward(_ input: Tensor) throws -> Tensor {
+        let res = try residual?(input) ?? input
+        return try units(input) + res
+    }
+}
+
+/// `monai.networks.layers.SkipConnection` in "cat" mode: `cat([x, submodule(x)], dim: 1)`.
+public final class SkipConnection: Module, Layer {
+    private let submodule: any Layer
+
+    public init(_ submodule: any Layer) throws {
+        self.submodule = submodule
+        super.init()
+        try registerModule("submodule", submodule)
+    }
+
+    public func forward(_ input: Tensor) throws -> Tensor {
+        try Tensor.cat([input, submodule(input)], dim: 1)
+    }
+}

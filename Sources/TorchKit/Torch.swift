@@ -1,0 +1,48 @@
+import CTorch
+import Foundation
+
+/// Process-wide libtorch settings and queries.
+public enum Torch {
+    /// Version of the linked libtorch as (major, minor).
+    public static var version: (major: Int, minor: Int) {
+        let v = Int(mlt_version())
+        return (v / 100, v % 100)
+    }
+
+    /// Seeds libtorch's global generators (CPU and CUDA).
+    public static func manualSeed(_ seed: UInt64) { mlt_manual_seed(seed) }
+
+    /// Intra-op threads libtorch uses for the calling thread's parallel regions.
+    public static var numThreads: Int { Int(mlt_get_num_threads()) }
+
+    /// The default for the thread-count setting: every core the process may use. libtorch itself starts
+    /// with 1 on some machines, so callers set this explicitly at start-up.
+    public static var defaultNumThreads: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// Sets libtorch's intra-op thread count. OpenMP keeps the count per OS thread and libtorch copies the
+    /// global value into a thread on its first parallel op, so set it once at start-up, before model work.
+    public static func setNumThreads(_ n: Int) throws {
+        try checked("setNumThreads") { mlt_set_num_threads(Int32(clamping: n), $0) }
+    }
+
+    public static var cudaIsAvailable: Bool { mlt_cuda_is_available() != 0 }
+    public static var cudaDeviceCount: Int { Int(mlt_cuda_device_count()) }
+
+    /// Whether operations on the calling thread record autograd history.
+    public static var isGradEnabled: Bool { mlt_is_grad_enabled() != 0 }
+
+    /// Runs `body` without recording autograd history (inference, in-place parameter updates).
+    /// Grad mode is per OS thread in libtorch; `body` is synchronous, so it cannot resume elsewhere.
+    public static func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
+        let previous = mlt_set_grad_enabled(0)
+        defer { mlt_set_grad_enabled(previous) }
+        return try body()
+    }
+
+    /// Runs `body` with autograd recording on, e.g. a training step inside an inference scope.
+    public static func withGrad<T>(_ body: () throws -> T) rethrows -> T {
+        let previous = mlt_set_grad_enabled(1)
+        defer { mlt_set_grad_enabled(previous) }
+        return try body()
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import TorchKit
-
-@Test func moduleLoads() { #expect(Bool(true)) }
