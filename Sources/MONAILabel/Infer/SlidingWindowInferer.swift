@@ -1,0 +1,142 @@
+import Foundation
+import TorchKit
+
+/// How overlapping windows are blended (MONAI's `BlendMode`).
+public enum BlendMode: String, Sendable {
+    case constant, gaussian
+}
+
+/// MONAI 1.4's `sliding_window_inference`: pad the input up to the window where it is smaller (symmetric,
+/// extra voxel at the end), cover it with windows `roi * (1 - overlap)` apart (the last one flush with the end),
+/// run the predictor on batches of `swBatchSize` windows, blend with a constant or Gaussian importance map,
+/// divide by the accumulated weights and crop the padding away.
+public struct SlidingWindowInferer: Sendable {
+    public var roiSize: [Int]
+    public var swBatchSize: Int
+    public var overlap: Double
+    public var mode: BlendMode
+    public var sigmaScale: Double
+    public var padding: PaddingMode
+
+    public init(roiSize: [Int], swBatchSize: Int = 1, overlap: Double = 0.25, mode: BlendMode = .constant,
+                sigmaScale: Double = 0.125, padding: PaddingMode = .constant(0)) {
+        self.roiSize = roiSize
+        self.swBatchSize = max(1, swBatchSize)
+        self.overlap = overlap
+        self.mode = mode
+        self.sigmaScale = sigmaScale
+        self.padding = padding
+    }
+
+    /// Window start offsets along each spatial axis, first axis slowest (MONAI's `dense_patch_slices`).
+    static func windowStarts(imageSize: [Int], roi: [Int], overlap: Double) -> [[Int]] {
+        var perDim: [[Int]] = []
+        for d in 0..<imageSize.count {
+            let interval: Int
+            if roi[d] == imageSize[d] {
+                interval = roi[d]
+            } else {
+                let i = Int(Double(roi[d]) * (1 - overlap))
+                interval = i > 0 ? i : 1
+            }
+            let num = Int((Double(imageSize[d]) / Double(interval)).rounded(.up))
+            var count = 1
+            for k in 0..<num where k * interval + roi[d] >= imageSize[d] {
+                count = k + 1
+                break
+            }
+            perDim.append((0..<count).map { k in
+                let s = k * interval
+                return s - max(s + roi[d] - imageSize[d], 0)
+            })
+        }
+        var out: [[Int]] = [[]]
+        for starts in perDim { out = out.flatMap { prefix in starts.map { prefix + [$0] } } }
+        return out
+    }
+
+    /// MONAI's `compute_importance_map`, shaped `[1, 1, *roi]`.
+    static func importanceMap(roi: [Int], mode: BlendMode, sigmaScale: Double) throws -> Tensor {
+        let n = roi.reduce(1, *)
+        var values = [Float](repeating: 1, count: n)
+        if mode == .gaussian {
+            let axes: [[Float]] = roi.map { size in
+                let sigma = Double(size) * sigmaScale
+                return (0..<size).map { i in
+                    let x = Double(i) - Double(size - 1) / 2
+                    return Float(Foundation.exp(x * x / (-2 * sigma * sigma)))
+                }
+            }
+            var strides = [Int](repeating: 1, count: roi.count)
+            for d in stride(from: roi.count - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * roi[d + 1] }
+            for idx in 0..<n {
+                var v: Float = 1
+                for d in 0..<roi.count { v *= axes[d][(idx / strides[d]) % roi[d]] }
+                values[idx] = v
+            }
+            let minNonZero = max(values.min() ?? 1, 1e-3)
+            for i in 0..<n where values[i] < minNonZero { values[i] = minNonZero }
+        }
+        return try Tensor(values, shape: [1, 1] + roi)
+    }
+
+    /// Runs `predictor` over `input` (`[1, C, *spatial]`) and returns the blended output (`[1, K, *spatial]`).
+    public func callAsFunction(_ input: Tensor, predictor: (Tensor) throws -> Tensor) throws -> Tensor {
+        let shape = input.shape
+        let dims = shape.count - 2
+        guard dims == roiSize.count, shape[0] == 1 else {
+            throw MONAILabelError.invalid("sliding window: input \(shape) does not match roi \(roiSize)")
+        }
+        let original = Array(shape[2...])
+        // Pad (F.pad order: last axis first) so every axis is at least the window.
+        var pad: [Int] = []
+        for d in stride(from: dims - 1, through: 0, by: -1) {
+            let diff = max(roiSize[d] - original[d], 0)
+            pad += [diff / 2, diff - diff / 2]
+        }
+        let padded = pad.contains(where: { $0 > 0 }) ? try input.pad(pad, mode: padding) : input
+        let imageSize = (0..<dims).map { max(original[$0], roiSize[$0]) }
+        let starts = Self.windowStarts(imageSize: imageSize, roi: roiSize, overlap: overlap)
+        let weight = try Self.importanceMap(roi: roiSize, mode: mode, sigmaScale: sigmaScale).to(input.device)
+
+        var output: Tensor?
+        let count = try Tensor.zeros([1, 1] + imageSize, device: input.device)
+        func window(_ t: Tensor, _ s: [Int]) throws -> Tensor {
+            var w = t
+            for d in 0..<dims { w = try w.narrow(dim: d + 2, start: s[d], length: roiSize[d]) }
+            return w
+        }
+        for s in starts {
+            let region = try window(count, s)
+            try region.copy(from: region.add(weight))
+        }
+        var i = 0
+        while i < starts.count {
+            let batch = Array(starts[i..<min(i + swBatchSize, starts.count)])
+            let data = batch.count == 1
+                ? try window(padded, batch[0]) : try Tensor.cat(batch.map { try window(padded, $0) }, dim: 0)
+            let pred = try predictor(try data.contiguous())
+            let predShape = pred.shape
+            guard predShape.count == dims + 2, Array(predShape[2...]) == roiSize, predShape[0] == batch.count else {
+                throw MONAILabelError.io("the network returned \(predShape) for windows of \(roiSize)")
+            }
+            if output == nil { output = try Tensor.zeros([1, predShape[1]] + imageSize, device: input.device) }
+            guard let out = output else { break }
+            for (b, s) in batch.enumerated() {
+                let p = try pred.narrow(dim: 0, start: b, length: 1).mul(weight)
+                let region = try window(out, s)
+                try region.copy(from: region.add(p))
+            }
+            i += batch.count
+        }
+        guard var result = try output?.div(count) else { throw MONAILabelError.io("sliding window produced nothing") }
+        // Crop the padding: pad[] lists axes last-first.
+        for d in 0..<dims {
+            let front = pad[(dims - 1 - d) * 2]
+            if front > 0 || imageSize[d] != original[d] {
+                result = try result.narrow(dim: d + 2, start: front, length: original[d])
+            }
+        }
+        return try result.contiguous()
+    }
+}
