@@ -64,6 +64,9 @@ let package = Package(
             ]
         ),
 
+        // Benchmark for scripts/bench/nifti.sh.
+        .executableTarget(name: "imaging-bench", dependencies: ["Imaging", "CNifti"], path: "Sources/ImagingBench"),
+
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"], resources: [.copy("Resources")]),
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),

@@ -18,7 +18,6 @@ int cnifti_read_header(const char *path, cnifti_header *out, char *err, size_t e
         snprintf(err, errlen, "libnifti could not parse the header");
         return -1;
     }
-    out->version = (nim->nifti_type == NIFTI_FTYPE_NIFTI2_1 || nim->nifti_type == NIFTI_FTYPE_NIFTI2_2) ? 2 : 1;
     for (int i = 0; i < 8; i++) {
         out->dim[i] = nim->dim[i];
         out->pixdim[i] = nim->pixdim[i];

@@ -94,7 +94,9 @@ public enum NIfTI {
         }
         let magic = version == 1 ? Array(raw[344..<348]) : Array(raw[4..<12])
         let expected: [UInt8] = version == 1 ? Array("n+1\0".utf8) : [0x6e, 0x2b, 0x32, 0, 0x0d, 0x0a, 0x1a, 0x0a]
-        if magic != expected {
+        // libnifti and old writers leave NIfTI-2's EOL check bytes zero; nibabel accepts that too.
+        let zeroEOL: [UInt8] = [0x6e, 0x2b, 0x32, 0, 0, 0, 0, 0]
+        if magic != expected && !(version == 2 && magic == zeroEOL) {
             let pair: [UInt8] = version == 1 ? Array("ni1\0".utf8) : [0x6e, 0x69, 0x32, 0]
             if Array(magic.prefix(pair.count)) == pair {
                 throw ImagingError("\(path): two-file NIfTI (.hdr/.img) is not supported; use a single .nii/.nii.gz")
@@ -200,7 +202,7 @@ public enum NIfTI {
         }
         let descrip = withUnsafeBytes(of: h.descrip) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let source = SourceHeader(
-            format: h.version == 2 ? .nifti2 : .nifti1, qformCode: h.qform_code, sformCode: h.sform_code,
+            format: pre.version == 2 ? .nifti2 : .nifti1, qformCode: h.qform_code, sformCode: h.sform_code,
             xyztUnits: h.xyz_units | h.time_units, description: descrip, storedType: pre.type,
             sclSlope: slope, sclInter: inter, path: path)
         return Volume(spatialShape: spatial, channels: channels, data: data, affine: affine, source: source)
@@ -299,6 +301,10 @@ public enum NIfTI {
             }
         }
         guard hsize > 0 else { throw ImagingError("\(path): cannot encode a NIfTI header for shape \(volume.shape)") }
+        if version == 2 {
+            // The NIfTI-2 magic's EOL check bytes, which libnifti leaves zero.
+            header.replaceSubrange(8..<12, with: [0x0d, 0x0a, 0x1a, 0x0a])
+        }
         let gz = path.hasSuffix(".gz")
         let file = try GzipFile(path: path, mode: gz ? "wb1" : "wbT")
         do {

@@ -41,7 +41,8 @@ enum Parallel {
 
     /// `a.map(f)` computed in parallel chunks.
     static func map<T, U>(_ a: [T], _ f: (T) -> U) -> [U] {
-        a.withUnsafeBufferPointer { src in
+        guard !a.isEmpty else { return [] }
+        return a.withUnsafeBufferPointer { src in
             [U](unsafeUninitializedCapacity: a.count) { dst, n in
                 let d = dst.baseAddress!
                 forChunks(count: a.count) { lo, hi in
@@ -49,6 +50,71 @@ enum Parallel {
                 }
                 n = a.count
             }
+        }
+    }
+}
+
+/// The element types a `VoxelData` can hold, readable as Float or Double without a whole-volume copy.
+protocol VoxelScalar {
+    var floatValue: Float { get }
+    var doubleValue: Double { get }
+}
+
+extension Int8: VoxelScalar {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { Double(self) }
+}
+extension UInt8: VoxelScalar {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { Double(self) }
+}
+extension Int16: VoxelScalar {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { Double(self) }
+}
+extension UInt16: VoxelScalar {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { Double(self) }
+}
+extension Int32: VoxelScalar {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { Double(self) }
+}
+extension UInt32: VoxelScalar {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { Double(self) }
+}
+extension Int64: VoxelScalar {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { Double(self) }
+}
+extension Float: VoxelScalar {
+    var floatValue: Float { self }
+    var doubleValue: Double { Double(self) }
+}
+extension Double: VoxelScalar {
+    var floatValue: Float { Float(self) }
+    var doubleValue: Double { self }
+}
+
+/// Runs a generic body over whichever element type a `VoxelData` holds.
+protocol VoxelVisitor {
+    associatedtype Result
+    func visit<T: VoxelScalar>(_ values: UnsafeBufferPointer<T>) -> Result
+}
+
+extension VoxelData {
+    func visit<V: VoxelVisitor>(_ v: V) -> V.Result {
+        switch self {
+        case .int8(let a): return a.withUnsafeBufferPointer { v.visit($0) }
+        case .uint8(let a): return a.withUnsafeBufferPointer { v.visit($0) }
+        case .int16(let a): return a.withUnsafeBufferPointer { v.visit($0) }
+        case .uint16(let a): return a.withUnsafeBufferPointer { v.visit($0) }
+        case .int32(let a): return a.withUnsafeBufferPointer { v.visit($0) }
+        case .uint32(let a): return a.withUnsafeBufferPointer { v.visit($0) }
+        case .int64(let a): return a.withUnsafeBufferPointer { v.visit($0) }
+        case .float32(let a): return a.withUnsafeBufferPointer { v.visit($0) }
+        case .float64(let a): return a.withUnsafeBufferPointer { v.visit($0) }
         }
     }
 }

@@ -68,19 +68,10 @@ public enum VoxelData: Sendable, Equatable {
         }
     }
 
-    /// Every value converted to Float (the working type of the transforms).
+    /// Every value converted to Float (the working type of the transforms), converted in parallel.
     public func asFloat() -> [Float] {
-        switch self {
-        case .int8(let a): return a.map { Float($0) }
-        case .uint8(let a): return a.map { Float($0) }
-        case .int16(let a): return a.map { Float($0) }
-        case .uint16(let a): return a.map { Float($0) }
-        case .int32(let a): return a.map { Float($0) }
-        case .uint32(let a): return a.map { Float($0) }
-        case .int64(let a): return a.map { Float($0) }
-        case .float32(let a): return a
-        case .float64(let a): return a.map { Float($0) }
-        }
+        if case .float32(let a) = self { return a }
+        return visit(ToFloat())
     }
 
     /// A buffer of `type` holding `values` converted as NumPy's `astype` does for in-range values (floats
@@ -271,4 +262,17 @@ public struct ImagingError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+private struct ToFloat: VoxelVisitor {
+    func visit<T: VoxelScalar>(_ values: UnsafeBufferPointer<T>) -> [Float] {
+        guard values.count > 0 else { return [] }
+        return [Float](unsafeUninitializedCapacity: values.count) { dst, n in
+            let d = dst.baseAddress!, s = values.baseAddress!
+            Parallel.forChunks(count: values.count) { lo, hi in
+                for i in lo..<hi { (d + i).initialize(to: s[i].floatValue) }
+            }
+            n = values.count
+        }
+    }
 }

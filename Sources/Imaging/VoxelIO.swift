@@ -29,7 +29,8 @@ enum VoxelReader {
         let plane = nx * ny
         let total = plane * nz * channels
         let size = MemoryLayout<T>.stride
-        let k = max(1, min(nz, (2 << 20) / max(1, plane * size)))
+        // 32 slices per slab make every (x, y) run of the output at least a cache line long.
+        let k = max(1, min(nz, 32))
         let slots = 3
         let slabs = (0..<slots).map { _ in
             SendablePointer(p: UnsafeMutableRawPointer.allocate(byteCount: k * plane * size, alignment: 64)
@@ -62,8 +63,10 @@ enum VoxelReader {
                         if swapped { swapBytes(raw, count: kk * plane, size: size) }
                         let src = UnsafeRawPointer(raw)
                         let o = dst.p + base
-                        for x in 0..<nx {
-                            for y in 0..<ny {
+                        // Per y-row: the slab's [zl][x] block (kk short rows, cache resident) becomes runs of
+                        // kk consecutive z values in the output, each at least a cache line.
+                        for y in 0..<ny {
+                            for x in 0..<nx {
                                 let d = o + (x * ny + y) * nz + zs
                                 var s = (y * nx + x) * size
                                 for zl in 0..<kk {
@@ -118,11 +121,13 @@ enum VoxelWriter {
 
     static func write<T>(_ a: [T], _ spatial: [Int], _ channels: Int, _ file: GzipFile) throws {
         let fortran = toFortranOrder(a, spatial: spatial, channels: channels)
+        guard !fortran.isEmpty else { return }
         try fortran.withUnsafeBytes { try file.write($0.baseAddress!, count: $0.count) }
     }
 
     /// C order `[c, x, y, z]` to the file's x-fastest order.
     static func toFortranOrder<T>(_ a: [T], spatial: [Int], channels: Int) -> [T] {
+        guard !a.isEmpty else { return [] }
         let nx = spatial[0], ny = spatial[1], nz = spatial.count > 2 ? spatial[2] : 1
         let plane = nx * ny
         return a.withUnsafeBufferPointer { src in

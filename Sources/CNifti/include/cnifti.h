@@ -7,7 +7,6 @@
 
 /* Plain-C view of a NIfTI-1/2 header as libnifti2 parsed it (byte order already fixed, NIfTI-1 widened). */
 typedef struct {
-    int version;            /* 1 or 2 */
     int64_t dim[8];
     double pixdim[8];
     int datatype;

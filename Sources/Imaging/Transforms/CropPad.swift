@@ -56,6 +56,7 @@ struct BoxCopy: VoxelArrayOperation {
         let inVox = n3[0] * n3[1] * n3[2], outVox = o3[0] * o3[1] * o3[2]
         let total = channels * outVox
         guard total > 0 else { return [] }
+        guard !a.isEmpty else { return [T](repeating: zeroValue(T.self), count: total) }
         return a.withUnsafeBufferPointer { sp in
             [T](unsafeUninitializedCapacity: total) { dp, count in
                 let s = sp.baseAddress!, d = dp.baseAddress!

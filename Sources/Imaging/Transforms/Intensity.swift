@@ -37,6 +37,7 @@ public struct ScaleIntensity: Sendable {
 
     public func callAsFunction(_ v: Volume) -> Volume {
         var x = v.floats
+        guard !x.isEmpty else { return v.with(floats: x) }
         if let f = factor {
             let m = Float(1 + f)
             return v.with(floats: Parallel.map(x) { $0 * m })
@@ -82,6 +83,7 @@ public struct NormalizeIntensity: Sendable {
 
     public func callAsFunction(_ v: Volume) throws -> Volume {
         var x = v.floats
+        guard !x.isEmpty else { return v.with(floats: x) }
         let groups = channelWise ? v.channels : 1
         for list in [subtrahend, divisor].compactMap({ $0 }) where list.count != 1 && list.count != groups {
             throw ImagingError("NormalizeIntensity: \(list.count) values for \(groups) channel group(s)")
@@ -144,6 +146,7 @@ public struct GaussianSmooth: Sendable {
     public func callAsFunction(_ v: Volume) -> Volume {
         let sr = v.spatialShape.count
         var x = v.floats
+        guard !x.isEmpty else { return v.with(floats: x) }
         let shape = v.spatialShape
         var strides = [Int](repeating: 1, count: sr)
         for i in stride(from: sr - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }

@@ -13,6 +13,7 @@ public struct Activations: Sendable {
     public func callAsFunction(_ v: Volume) -> Volume {
         let x = v.floats
         let c = v.channels, n = v.voxelCount
+        guard n > 0 else { return v.with(floats: x) }
         if sigmoid && !softmax {
             return v.with(floats: Parallel.map(x) { 1 / (1 + exp(-$0)) })
         }
@@ -54,6 +55,7 @@ public struct AsDiscrete: Sendable {
     public func callAsFunction(_ v: Volume) -> Volume {
         var x = v.floats
         var channels = v.channels
+        if argmax && v.voxelCount == 0 { return v.with(floats: [], channels: 1) }
         if argmax {
             let c = v.channels, n = v.voxelCount
             var out = [Float](repeating: 0, count: n)
@@ -190,6 +192,9 @@ public struct Resize: Sendable {
             return s > 0 ? s : v.spatialShape[i]
         }
         if out == v.spatialShape { return v.with(floats: v.floats) }
+        guard v.voxelCount > 0 else {
+            throw ImagingError("Resize: cannot resize an empty volume \(v.spatialShape) to \(out)")
+        }
         let (nx, ny, nz) = v.dims3
         let o3 = [out[0], out[1], sr > 2 ? out[2] : 1]
         let i3 = [nx, ny, nz]

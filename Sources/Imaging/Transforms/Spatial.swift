@@ -75,6 +75,7 @@ struct PermuteFlip: VoxelArrayOperation {
     var flip: [Bool]
 
     func apply<T>(_ a: [T]) -> [T] {
+        guard !a.isEmpty else { return [] }
         let r = shape.count
         var inStride = [Int](repeating: 1, count: r)
         for i in stride(from: r - 2, through: 0, by: -1) { inStride[i] = inStride[i + 1] * shape[i + 1] }
@@ -185,19 +186,31 @@ public enum SpatialResample {
             throw ImagingError("SpatialResample: the source affine is not invertible")
         }
         let xform = srcInv * dst.affine.rankMatrix(sr)
-        let floats = v.floats
-        let out = sample(
-            floats, channels: v.channels, inShape: v.spatialShape, xform: xform, outShape: dst.spatialShape,
-            mode: mode, padding: padding)
+        // Sampling reads the stored type directly: no Float copy of the whole input.
+        let out = v.data.visit(
+            Sampler(
+                channels: v.channels, inShape: v.spatialShape, xform: xform, outShape: dst.spatialShape, mode: mode,
+                padding: padding))
         return Volume(
             spatialShape: dst.spatialShape, channels: v.channels, data: .float32(out),
             affine: dst.affine.keepingHigherAxes(of: v.affine, rank: sr), source: v.source)
     }
 
-    /// The core sampler over a channel-first float buffer; `xform` maps output to input voxel coordinates.
-    static func sample(
-        _ input: [Float], channels: Int, inShape: [Int], xform: Matrix, outShape: [Int], mode: InterpolationMode,
-        padding: ResamplePadding
+    struct Sampler: VoxelVisitor {
+        var channels: Int, inShape: [Int], xform: Matrix, outShape: [Int], mode: InterpolationMode
+        var padding: ResamplePadding
+
+        func visit<T: VoxelScalar>(_ input: UnsafeBufferPointer<T>) -> [Float] {
+            SpatialResample.sample(
+                input, channels: channels, inShape: inShape, xform: xform, outShape: outShape, mode: mode,
+                padding: padding)
+        }
+    }
+
+    /// The core sampler over a channel-first buffer; `xform` maps output to input voxel coordinates.
+    static func sample<T: VoxelScalar>(
+        _ src: UnsafeBufferPointer<T>, channels: Int, inShape: [Int], xform: Matrix, outShape: [Int],
+        mode: InterpolationMode, padding: ResamplePadding
     ) -> [Float] {
         let r = inShape.count
         // Promote 2D to 3D with a unit third axis mapped onto itself.
@@ -210,12 +223,15 @@ public enum SpatialResample {
         let no = [outShape[0], outShape[1], r > 2 ? outShape[2] : 1]
         let inVox = ni[0] * ni[1] * ni[2], outVox = no[0] * no[1] * no[2]
         let total = channels * outVox
+        guard total > 0, src.count > 0 else { return [Float](repeating: 0, count: total) }
         let rows = channels * no[0] * no[1]
         let hi0 = Double(ni[0] - 1), hi1 = Double(ni[1] - 1), hi2 = Double(ni[2] - 1)
         let s0 = ni[1] * ni[2], s1 = ni[2]
         let zeros = padding == .zeros
-        return input.withUnsafeBufferPointer { src in
-            [Float](unsafeUninitializedCapacity: total) { dst, n in
+        if !zeros, m[0, 1] == 0, m[0, 2] == 0, m[1, 0] == 0, m[1, 2] == 0, m[2, 0] == 0, m[2, 1] == 0 {
+            return sampleAxisAligned(src, channels: channels, m: m, ni: ni, no: no, mode: mode)
+        }
+        return [Float](unsafeUninitializedCapacity: total) { dst, n in
                 let sp = src.baseAddress!, dp = dst.baseAddress!
                 Parallel.forChunks(count: rows, minChunk: 16) { lo, hi in
                     for row in lo..<hi {
@@ -250,7 +266,7 @@ public enum SpatialResample {
                                         continue
                                     }
                                 }
-                                (drow + k).initialize(to: cin[Int(x) * s0 + Int(y) * s1 + Int(z)])
+                                (drow + k).initialize(to: cin[Int(x) * s0 + Int(y) * s1 + Int(z)].floatValue)
                                 continue
                             }
                             if zeros {
@@ -263,23 +279,87 @@ public enum SpatialResample {
                             let x0 = Int(x), y0 = Int(y), z0 = Int(z)
                             let fx = x - Double(x0), fy = y - Double(y0), fz = z - Double(z0)
                             let x1 = min(x0 + 1, ni[0] - 1), y1 = min(y0 + 1, ni[1] - 1), z1 = min(z0 + 1, ni[2] - 1)
-                            let a00 = Double(cin[x0 * s0 + y0 * s1 + z0]) * (1 - fz) + Double(cin[x0 * s0 + y0 * s1 + z1]) * fz
-                            let a01 = Double(cin[x0 * s0 + y1 * s1 + z0]) * (1 - fz) + Double(cin[x0 * s0 + y1 * s1 + z1]) * fz
-                            let a10 = Double(cin[x1 * s0 + y0 * s1 + z0]) * (1 - fz) + Double(cin[x1 * s0 + y0 * s1 + z1]) * fz
-                            let a11 = Double(cin[x1 * s0 + y1 * s1 + z0]) * (1 - fz) + Double(cin[x1 * s0 + y1 * s1 + z1]) * fz
+                            let a00 = cin[x0 * s0 + y0 * s1 + z0].doubleValue * (1 - fz) + cin[x0 * s0 + y0 * s1 + z1].doubleValue * fz
+                            let a01 = cin[x0 * s0 + y1 * s1 + z0].doubleValue * (1 - fz) + cin[x0 * s0 + y1 * s1 + z1].doubleValue * fz
+                            let a10 = cin[x1 * s0 + y0 * s1 + z0].doubleValue * (1 - fz) + cin[x1 * s0 + y0 * s1 + z1].doubleValue * fz
+                            let a11 = cin[x1 * s0 + y1 * s1 + z0].doubleValue * (1 - fz) + cin[x1 * s0 + y1 * s1 + z1].doubleValue * fz
                             let a0 = a00 * (1 - fy) + a01 * fy, a1 = a10 * (1 - fy) + a11 * fy
                             (drow + k).initialize(to: Float(a0 * (1 - fx) + a1 * fx))
                         }
                     }
                 }
                 n = total
+        }
+    }
+
+    /// One axis of an axis-aligned resampling: for each output index, the two input taps and the weight of the
+    /// second, computed exactly as the general path computes coordinates (so both give identical results).
+    private struct AxisTaps {
+        var i0: [Int], i1: [Int], f: [Double]
+
+        init(scale: Double, offset: Double, inSize: Int, outSize: Int, nearest: Bool) {
+            let hi = Double(inSize - 1)
+            i0 = []; i1 = []; f = []
+            for o in 0..<outSize {
+                let q = min(max(scale * Double(o) + offset, 0), hi)
+                if nearest {
+                    let r = Int(q.rounded(.toNearestOrEven))
+                    i0.append(r); i1.append(r); f.append(0)
+                } else {
+                    let a = Int(q)
+                    i0.append(a); i1.append(min(a + 1, inSize - 1)); f.append(q - Double(a))
+                }
             }
         }
     }
 
+    /// Border-padded sampling when the voxel map has no rotation (the usual case: `Spacing` after
+    /// `Orientation`, `Restored` back to a flipped grid): per-axis tap tables instead of per-voxel arithmetic.
+    private static func sampleAxisAligned<T: VoxelScalar>(
+        _ src: UnsafeBufferPointer<T>, channels: Int, m: Matrix, ni: [Int], no: [Int], mode: InterpolationMode
+    ) -> [Float] {
+        let nearest = mode == .nearest
+        let tx = AxisTaps(scale: m[0, 0], offset: m[0, 3], inSize: ni[0], outSize: no[0], nearest: nearest)
+        let ty = AxisTaps(scale: m[1, 1], offset: m[1, 3], inSize: ni[1], outSize: no[1], nearest: nearest)
+        let tz = AxisTaps(scale: m[2, 2], offset: m[2, 3], inSize: ni[2], outSize: no[2], nearest: nearest)
+        let inVox = ni[0] * ni[1] * ni[2], total = channels * no[0] * no[1] * no[2]
+        guard total > 0, src.count > 0 else { return [Float](repeating: 0, count: total) }
+        let rows = channels * no[0] * no[1]
+        let s0 = ni[1] * ni[2], s1 = ni[2]
+        return [Float](unsafeUninitializedCapacity: total) { dst, n in
+                let sp = src.baseAddress!, dp = dst.baseAddress!
+                Parallel.forChunks(count: rows, minChunk: 16) { lo, hi in
+                    for row in lo..<hi {
+                        let c = row / (no[0] * no[1])
+                        let i = (row / no[1]) % no[0], j = row % no[1]
+                        let cin = sp + c * inVox
+                        let drow = dp + row * no[2]
+                        if nearest {
+                            let base = cin + tx.i0[i] * s0 + ty.i0[j] * s1
+                            for k in 0..<no[2] { (drow + k).initialize(to: base[tz.i0[k]].floatValue) }
+                            continue
+                        }
+                        let fx = tx.f[i], fy = ty.f[j]
+                        let p00 = cin + tx.i0[i] * s0 + ty.i0[j] * s1, p01 = cin + tx.i0[i] * s0 + ty.i1[j] * s1
+                        let p10 = cin + tx.i1[i] * s0 + ty.i0[j] * s1, p11 = cin + tx.i1[i] * s0 + ty.i1[j] * s1
+                        for k in 0..<no[2] {
+                            let z0 = tz.i0[k], z1 = tz.i1[k], fz = tz.f[k]
+                            let a00 = p00[z0].doubleValue * (1 - fz) + p00[z1].doubleValue * fz
+                            let a01 = p01[z0].doubleValue * (1 - fz) + p01[z1].doubleValue * fz
+                            let a10 = p10[z0].doubleValue * (1 - fz) + p10[z1].doubleValue * fz
+                            let a11 = p11[z0].doubleValue * (1 - fz) + p11[z1].doubleValue * fz
+                            let a0 = a00 * (1 - fy) + a01 * fy, a1 = a10 * (1 - fy) + a11 * fy
+                            (drow + k).initialize(to: Float(a0 * (1 - fx) + a1 * fx))
+                        }
+                    }
+                }
+                n = total
+        }
+    }
+
     /// Trilinear interpolation where neighbours outside the grid count as zero (`grid_sample` zeros padding).
-    private static func trilinearZeros(
-        _ p: UnsafePointer<Float>, _ x: Double, _ y: Double, _ z: Double, _ n: [Int], _ s0: Int, _ s1: Int
+    private static func trilinearZeros<T: VoxelScalar>(
+        _ p: UnsafePointer<T>, _ x: Double, _ y: Double, _ z: Double, _ n: [Int], _ s0: Int, _ s1: Int
     ) -> Float {
         let x0 = Int(x.rounded(.down)), y0 = Int(y.rounded(.down)), z0 = Int(z.rounded(.down))
         let fx = x - Double(x0), fy = y - Double(y0), fz = z - Double(z0)
@@ -296,7 +376,7 @@ public enum SpatialResample {
                     let zi = z0 + dz
                     if zi < 0 || zi >= n[2] { continue }
                     let wz = dz == 0 ? 1 - fz : fz
-                    acc += wx * wy * wz * Double(p[xi * s0 + yi * s1 + zi])
+                    acc += wx * wy * wz * p[xi * s0 + yi * s1 + zi].doubleValue
                 }
             }
         }
