@@ -51,6 +51,7 @@ private struct FakeTask: InferTask {
     let description = "d"
     let config: JSONObject = ["device": ["cpu"]]
     let modelPaths: [URL]
+    func infer(_ request: InferRequest) throws -> InferResult { InferResult(file: nil, json: ["fake": true]) }
 }
 
 @Test func info_mergesLabelsInModelOrderSortedByIndex() throws {

@@ -12,6 +12,8 @@ public protocol InferTask: Sendable {
     var config: JSONObject { get }
     /// Model files in priority order, pretrained first and published last; the last existing one is used.
     var modelPaths: [URL] { get }
+    /// Runs the model on one image.
+    func infer(_ request: InferRequest) throws -> InferResult
 }
 
 extension InferTask {
@@ -71,6 +73,12 @@ public struct AppDefinition: Sendable {
     }
 }
 
+/// The radiology app's models: every definition with a `network` becomes a `SegmentationTask`.
+public let defaultInferTaskFactory: InferTaskFactory = { name, definition, context in
+    guard definition["network"] != nil else { return nil }
+    return try SegmentationTask(name: name, definition: definition, modelDir: context.modelDir)
+}
+
 /// Builds the infer task for a model definition, or nil when this build cannot run that model yet.
 public typealias InferTaskFactory = @Sendable (_ name: String, _ definition: JSONObject, _ app: AppContext) throws
     -> (any InferTask)?
@@ -95,7 +103,7 @@ public final class MONAILabelApp: @unchecked Sendable {
     public var modelDir: URL { appDir.appendingPathComponent("model") }
     public var logFile: URL { appDir.appendingPathComponent("logs/app.log") }
 
-    public init(settings: Settings, datastore: Datastore, factory: InferTaskFactory? = nil) throws {
+    public init(settings: Settings, datastore: Datastore, factory: InferTaskFactory? = defaultInferTaskFactory) throws {
         self.settings = settings
         appDir = settings.appDir
         definition = try AppDefinition.load(appDir: settings.appDir)
@@ -131,7 +139,15 @@ public final class MONAILabelApp: @unchecked Sendable {
     /// Slicer plugin refuses servers whose info has one.
     public func info() -> JSONValue {
         var models = JSONObject()
-        for (name, t) in inferTasks { models[name] = t.info }
+        for (name, t) in inferTasks {
+            var m = t.info
+            // Not in upstream's schema (clients ignore it): says whether real weights or a fresh network serve.
+            if case .object(var o) = m, let s = t as? SegmentationTask {
+                o["weights"] = .string(s.weights)
+                m = .object(o)
+            }
+            models[name] = m
+        }
         var strategyInfo = JSONObject()
         for (name, s) in strategies { strategyInfo[name] = ["description": .string(s.description)] }
         var info = JSONObject()

@@ -1,0 +1,84 @@
+import Foundation
+import TorchCheckpoint
+import TorchKit
+
+/// What runs the network: a MONAI network built in Swift with loaded weights, or a TorchScript module.
+enum LoadedNetwork {
+    case module(any Layer)
+    case script(ScriptModule)
+
+    func forward(_ x: Tensor) throws -> Tensor {
+        switch self {
+        case .module(let m): return try m(x)
+        case .script(let s): return try s.forward(x)
+        }
+    }
+}
+
+/// One network instance per model, reused across requests and reloaded when the weights file on disk
+/// changes (a training run or `PUT /model/` published new weights). Forward passes are serialised: the
+/// instance holds state (eval mode, buffers) and libtorch already uses every core for one pass.
+final class ModelLoader: @unchecked Sendable {
+    let networkSpec: JSONObject
+    let paths: [URL]
+    private let lock = NSLock()
+    private var network: LoadedNetwork?
+    private var loadedFrom: (path: String, mtime: Int64)?
+    private var untrained = false
+
+    init(networkSpec: JSONObject, paths: [URL]) {
+        self.networkSpec = networkSpec
+        self.paths = paths
+    }
+
+    /// The weights file in use: the last existing path (published beats pretrained), nil for random weights.
+    var currentFile: URL? { paths.last { FileOps.isRegularFile($0.path) } }
+
+    /// Runs `body` with the current network, loading or reloading it first when needed.
+    func withNetwork<T>(_ body: (LoadedNetwork) throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        let file = currentFile
+        let mtime = file.flatMap { FileOps.modificationTime($0.path) }
+        let stale: Bool
+        if let f = file, let m = mtime {
+            stale = network == nil || loadedFrom?.path != f.path || loadedFrom?.mtime != m
+        } else {
+            stale = network == nil || !untrained
+        }
+        if stale {
+            network = nil
+            network = try load(file)
+            loadedFrom = file.flatMap { f in mtime.map { (f.path, $0) } }
+            untrained = file == nil
+        }
+        guard let net = network else { throw MONAILabelError.io("the network could not be loaded") }
+        return try Torch.withNoGrad { try body(net) }
+    }
+
+    private func load(_ file: URL?) throws -> LoadedNetwork {
+        guard let file else {
+            let m = try NetworkFactory.make(networkSpec)
+            m.eval()
+            return .module(m)
+        }
+        if file.pathExtension == "ts" {
+            do {
+                let s = try ScriptModule(contentsOf: file)
+                try s.eval()
+                return .script(s)
+            } catch {
+                throw MONAILabelError.io("cannot load TorchScript model \(file.lastPathComponent): \(error)")
+            }
+        }
+        let m = try NetworkFactory.make(networkSpec)
+        do {
+            let state = try Checkpoint.stateDict(from: file, key: "model")
+            try m.load(stateDict: state.map { ($0.name, $0.tensor) }, strict: true)
+        } catch {
+            throw MONAILabelError.io("cannot load weights \(file.lastPathComponent): \(error)")
+        }
+        m.eval()
+        return .module(m)
+    }
+}

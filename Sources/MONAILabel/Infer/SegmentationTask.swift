@@ -1,0 +1,224 @@
+import Foundation
+import Imaging
+import TorchKit
+
+/// An inference request as a task sees it: the image file and the merged params (task config, then the
+/// client's params, which may override anything).
+public struct InferRequest: Sendable {
+    public var imagePath: String
+    public var params: JSONObject
+
+    public init(imagePath: String, params: JSONObject) {
+        self.imagePath = imagePath
+        self.params = params
+    }
+}
+
+/// What an inference produced: the label file (a temporary file the caller owns) and upstream's result JSON
+/// (`label_names`, `latencies`, `centroids`, ...).
+public struct InferResult: Sendable {
+    public var file: URL?
+    public var json: JSONObject
+}
+
+/// Upstream's `BasicInferTask` for segmentation models (spec section 4.1): pre-transforms, a simple or
+/// sliding-window inferer, softmax + argmax (+ largest connected component), `Restored` onto the source grid
+/// in world space, and the writer honouring `result_extension` / `result_dtype`.
+public final class SegmentationTask: InferTask, @unchecked Sendable {
+    public let name: String
+    public let type: String
+    public let labels: JSONValue
+    public let dimension: Int
+    public let description: String
+    public var config: JSONObject {
+        var c = baseConfig
+        c["device"] = .array(DeviceList.names().map { .string($0) })
+        return c
+    }
+    public let modelPaths: [URL]
+
+    let pre: [PreTransform]
+    let inferer: JSONObject
+    let largestCC: Bool
+    let loader: ModelLoader
+    private let baseConfig: JSONObject
+
+    /// Builds the task from its `app.json` definition:
+    /// `{"type", "labels", "dimension", "description", "network": {...}, "pre": [...], "inferer": {...},
+    ///   "post": {"largest_cc": true}, "files": {"pretrained": "...", "published": "..."}, "config": {...}}`.
+    public init(name: String, definition d: JSONObject, modelDir: URL) throws {
+        self.name = name
+        type = d["type"]?.stringValue ?? "segmentation"
+        labels = d["labels"] ?? .array([])
+        dimension = d["dimension"]?.intValue ?? 3
+        description = d["description"]?.stringValue ?? ""
+        guard let network = d["network"]?.objectValue else {
+            throw MONAILabelError.invalid("model \(name): app.json gives no network")
+        }
+        _ = try NetworkFactory.make(network)  // fail at start-up, not at the first request
+        pre = try (d["pre"]?.arrayValue ?? []).map { e in
+            guard let o = e.objectValue else { throw MONAILabelError.invalid("model \(name): bad pre-transform") }
+            return try PreTransform(o)
+        }
+        inferer = d["inferer"]?.objectValue ?? JSONObject()
+        largestCC = d["post"]?["largest_cc"]?.boolValue ?? false
+        let files = d["files"]?.objectValue ?? JSONObject()
+        modelPaths = [
+            modelDir.appendingPathComponent(files["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
+            modelDir.appendingPathComponent(files["published"]?.stringValue ?? "\(name).pt"),
+        ]
+        baseConfig = d["config"]?.objectValue ?? JSONObject()
+        loader = ModelLoader(networkSpec: network, paths: modelPaths)
+    }
+
+    /// The weights in use, for `/info/`: a file name, or that the network is untrained.
+    public var weights: String { loader.currentFile?.lastPathComponent ?? "untrained (random initialisation)" }
+
+    public func infer(_ request: InferRequest) throws -> InferResult {
+        let p = request.params
+        var timings = Timings()
+        let started = DispatchTime.now()
+
+        // Pre-transforms.
+        let image = try timings.measure("pre", "LoadImaged") {
+            do {
+                return try ImageIO.load(URL(fileURLWithPath: request.imagePath))
+            } catch {
+                throw MONAILabelError.invalid("cannot read image \(URL(fileURLWithPath: request.imagePath).lastPathComponent): \(error)")
+            }
+        }
+        timings.record("pre", "EnsureTyped", 0)
+        timings.record("pre", "EnsureChannelFirstd", 0)
+        var x = image
+        for t in pre { x = try timings.measure("pre", t.name) { try t.apply(x) } }
+        let preGrid = x.grid
+
+        // Inferer.
+        let logits: [Float] = try timings.measure("stage", "infer") { try predict(x, params: p) }
+        let outChannels = logits.count / max(1, preGrid.spatialShape.reduce(1, *))
+        timings.record("stage", "invert", 0)
+
+        // Post-transforms.
+        var pred = Volume(spatialShape: preGrid.spatialShape, channels: outChannels, data: .float32(logits),
+                          affine: preGrid.affine)
+        timings.record("post", "EnsureTyped", 0)
+        pred = timings.measure("post", "Activationsd") { Activations(softmax: true)(pred) }
+        pred = timings.measure("post", "AsDiscreted") { AsDiscrete(argmax: true)(pred) }
+        if largestCC || p["largest_cc"]?.boolValue == true {
+            pred = try timings.measure("post", "KeepLargestConnectedComponentd") { try KeepLargestConnectedComponent()(pred) }
+        }
+        pred = try timings.measure("post", "Restored") {
+            var r = try Restored(original: image)(pred)
+            if p["restore_label_idx"]?.boolValue == true { r = try remapToLabelValues(r) }
+            return r
+        }
+
+        // Writer.
+        let file: URL? = try timings.measure("stage", "write") {
+            if p["skip_writer"]?.boolValue == true { return nil }
+            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
+            var dtype: VoxelType? = nil
+            if let d = p["result_dtype"]?.stringValue {
+                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
+                dtype = t
+            }
+            do {
+                return try ImageIO.writeTemporary(pred, resultExtension: ext, dtype: dtype ?? .uint8)
+            } catch let e as ImagingError {
+                throw MONAILabelError.invalid(e.message)
+            }
+        }
+        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        var json = JSONObject()
+        json["label_names"] = labels
+        json["latencies"] = .object(timings.latencies(total: total))
+        json["centroids"] = .object(JSONObject())
+        return InferResult(file: file, json: json)
+    }
+
+    /// Runs the network on a preprocessed volume (`[C, *spatial]`) and returns the logits, `[K, *spatial]`
+    /// flattened: the simple inferer when the volume fits the window, the sliding-window one otherwise.
+    func predict(_ x: Volume, params p: JSONObject) throws -> [Float] {
+        let roi = try intList(p["roi_size"] ?? inferer["roi_size"], count: dimension, what: "roi_size")
+        let input = try Tensor(x.floats, shape: [1] + x.shape)
+        let out: Tensor = try loader.withNetwork { net in
+            if let roi, zip(x.spatialShape, roi).contains(where: { $0 > $1 }) {
+                let sw = SlidingWindowInferer(
+                    roiSize: roi,
+                    swBatchSize: p["sw_batch_size"]?.intValue ?? inferer["sw_batch_size"]?.intValue ?? 1,
+                    overlap: p["sw_overlap"]?.doubleValue ?? inferer["overlap"]?.doubleValue ?? 0.25,
+                    mode: BlendMode(rawValue: inferer["mode"]?.stringValue ?? "constant") ?? .constant,
+                    padding: inferer["padding_mode"]?.stringValue == "replicate" ? .replicate : .constant(0))
+                return try sw(input) { try net.forward($0) }
+            }
+            return try net.forward(input)
+        }
+        return try out.floats()
+    }
+
+    /// `restore_label_idx`: output value j becomes the value of the j-th (1-based) label of the map,
+    /// entries named `background` skipped, as upstream's `Restored(config_labels=...)`.
+    private func remapToLabelValues(_ v: Volume) throws -> Volume {
+        guard case .object(let map) = labels else { return v }
+        let values = map.filter { $0.key != "background" }.compactMap { $0.value.intValue }
+        let src = v.floats
+        let out = src.map { x -> Float in
+            let j = Int(x)
+            return j >= 1 && j <= values.count ? Float(values[j - 1]) : x
+        }
+        return Volume(spatialShape: v.spatialShape, channels: v.channels, data: .float32(out), affine: v.affine, source: v.source)
+    }
+
+    private func intList(_ v: JSONValue?, count: Int, what: String) throws -> [Int]? {
+        guard let v else { return nil }
+        if let i = v.intValue { return Array(repeating: i, count: count) }
+        guard let a = v.arrayValue, a.count == count, a.allSatisfy({ ($0.intValue ?? 0) > 0 }) else {
+            throw MONAILabelError.invalid("\(what) must be \(count) positive integers")
+        }
+        return a.compactMap(\.intValue)
+    }
+}
+
+/// Collects upstream's `latencies`: stage totals rounded to 2 decimals and per-transform times to 4.
+struct Timings {
+    private var pre = JSONObject(), post = JSONObject()
+    private var stages: [String: Double] = [:]
+
+    mutating func record(_ group: String, _ name: String, _ seconds: Double) {
+        switch group {
+        case "pre":
+            pre[name] = .double((seconds * 1e4).rounded() / 1e4)
+            stages["pre", default: 0] += seconds
+        case "post":
+            post[name] = .double((seconds * 1e4).rounded() / 1e4)
+            stages["post", default: 0] += seconds
+        default:
+            stages[name, default: 0] += seconds
+        }
+    }
+
+    mutating func measure<T>(_ group: String, _ name: String, _ body: () throws -> T) rethrows -> T {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = try body()
+        record(group, name, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        return r
+    }
+
+    func latencies(total: Double) -> JSONObject {
+        func r2(_ x: Double) -> JSONValue { .double((x * 100).rounded() / 100) }
+        var out = JSONObject()
+        for k in ["pre", "infer", "invert", "post", "write"] { out[k] = r2(stages[k] ?? 0) }
+        out["total"] = r2(total)
+        out["transform"] = ["pre": .object(pre), "post": .object(post)]
+        return out
+    }
+}
+
+/// Upstream's `device_list()`: `["cpu"]` without CUDA, else the CUDA devices (clients send back the first).
+public enum DeviceList {
+    public static func names() -> [String] {
+        guard Torch.cudaIsAvailable else { return ["cpu"] }
+        let n = Torch.cudaDeviceCount
+        return n == 1 ? ["cuda"] : (0..<n).map { "cuda:\($0)" }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Imaging
+import Testing
+@testable import MONAILabel
+@testable import MONAILabelCore
+
+/// The segmentation_spleen recipe with the small fixture UNet, as `fixtures/pipeline/ct_lps_aniso.json` lists it.
+private func smallSpleenTask(_ tmp: TempDir) throws -> SegmentationTask {
+    let modelDir = tmp.url.appendingPathComponent("model")
+    try FileManager.default.createDirectory(at: modelDir, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(
+        at: Fixtures.shared.appendingPathComponent("fixtures/monai/unet_segmentation_spleen.small.pt"),
+        to: modelDir.appendingPathComponent("pretrained_segmentation_spleen.pt"))
+    let definition: JSONObject = [
+        "type": "segmentation", "labels": ["spleen": 1], "dimension": 3,
+        "network": ["name": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8, 16, 32],
+                    "strides": [2, 2, 2], "num_res_units": 2, "norm": "batch"],
+        "pre": [["name": "Orientationd", "axcodes": "RAS"], ["name": "Spacingd", "pixdim": [1.0, 1.0, 1.0], "mode": "bilinear"],
+                ["name": "ScaleIntensityRanged", "a_min": -57, "a_max": 164, "b_min": 0.0, "b_max": 1.0, "clip": true],
+                ["name": "ScaleIntensityd", "minv": -1.0, "maxv": 1.0]],
+        "inferer": ["roi_size": [32, 32, 32], "sw_batch_size": 1, "overlap": 0.25, "mode": "constant"],
+        "post": ["largest_cc": true],
+    ]
+    return try SegmentationTask(name: "segmentation_spleen", definition: definition, modelDir: modelDir)
+}
+
+private func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathComponent("fixtures/pipeline/\(name)") }
+
+@Test func pipeline_ctLpsAniso_reproducesMONAILogits() throws {
+    let tmp = TempDir()
+    let task = try smallSpleenTask(tmp)
+    var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
+    for t in task.pre { x = try t.apply(x) }
+    let logits = try task.predict(x, params: [:])
+    let expected = try NPYArray.read(pipelineFixture("ct_lps_aniso.logits.npy"))
+    #expect(expected.shape == [2, 56, 54, 58])
+    let e = expected.floats
+    try #require(logits.count == e.count)
+    let maxDiff = zip(logits, e).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+    #expect(maxDiff <= 1e-3, "max abs logit difference \(maxDiff)")
+}
+
+@Test func pipeline_ctLpsAniso_finalLabel_agreesWithMONAIWhereItsGeometryIsRight() throws {
+    let tmp = TempDir()
+    let task = try smallSpleenTask(tmp)
+    let result = try task.infer(InferRequest(imagePath: pipelineFixture("ct_lps_aniso.nii.gz").path,
+                                             params: ["result_extension": ".nii.gz", "result_dtype": "uint8"]))
+    let file = try #require(result.file)
+    defer { try? FileManager.default.removeItem(at: file) }
+    let ours = try ImageIO.load(file)
+    let image = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
+    #expect(ours.spatialShape == [70, 60, 24])
+    #expect(ours.data.type == .uint8)
+    for (a, b) in zip(ours.affine.m, image.affine.m) { #expect(abs(a - b) < 1e-5, "label written on the image's grid") }
+    // MONAI's result keeps the RAS voxel order on the LPS grid (upstream's Restored only resizes); mirrored back
+    // into LPS it is in the right place, apart from the slices its extent-ratio resize shifts.
+    let upstream = try NPYArray.read(pipelineFixture("ct_lps_aniso.result.npy")).floats
+    var mirrored = [Float](repeating: 0, count: upstream.count)
+    for i in 0..<70 { for j in 0..<60 { for k in 0..<24 {
+        mirrored[(i * 60 + j) * 24 + k] = upstream[((69 - i) * 60 + (59 - j)) * 24 + k]
+    } } }
+    let o = ours.floats
+    let agree = Double(zip(o, mirrored).filter { $0 == $1 }.count) / Double(o.count)
+    let agreeRaw = Double(zip(o, upstream).filter { $0 == $1 }.count) / Double(o.count)
+    #expect(agree > 0.85, "agreement with MONAI's result mirrored into LPS: \(agree)")
+    #expect(agree > agreeRaw, "mirrored \(agree) vs as-is \(agreeRaw): upstream's label is flipped on this image")
+    #expect(result.json["label_names"] == ["spleen": 1])
+    let lat = try #require(result.json["latencies"]?.objectValue)
+    #expect(lat.keys == ["pre", "infer", "invert", "post", "write", "total", "transform"])
+    #expect(lat["transform"]?["pre"]?.objectValue?.keys == ["LoadImaged", "EnsureTyped", "EnsureChannelFirstd", "Orientationd",
+                                                             "Spacingd", "ScaleIntensityRanged", "ScaleIntensityd"])
+}
+
+@Test func pipeline_untrainedNetwork_runsAndSaysSo_badResultOptionsAreRejected() throws {
+    let tmp = TempDir()
+    let task = try smallSpleenTask(tmp)
+    try FileManager.default.removeItem(at: task.modelPaths[0])
+    #expect(task.weights.hasPrefix("untrained"))
+    #expect(throws: MONAILabelError.self) {
+        try task.infer(InferRequest(imagePath: pipelineFixture("ct_lps_aniso.nii.gz").path, params: ["result_dtype": "complex128"]))
+    }
+    #expect(throws: MONAILabelError.self) {
+        try task.infer(InferRequest(imagePath: pipelineFixture("ct_lps_aniso.nii.gz").path, params: ["result_extension": ".exe"]))
+    }
+    let r = try task.infer(InferRequest(imagePath: pipelineFixture("ct_lps_aniso.nii.gz").path, params: ["result_extension": ".nrrd"]))
+    let f = try #require(r.file)
+    defer { try? FileManager.default.removeItem(at: f) }
+    #expect(f.pathExtension == "nrrd")
+    #expect(try ImageIO.load(f).spatialShape == [70, 60, 24])
+}
+
+@Test func slidingWindow_windowStarts_matchMONAIDensePatchSlices() {
+    // dense_patch_slices((56, 54, 58), (32, 32, 32), scan_interval 24): starts 0, 24 per axis (last flush).
+    #expect(SlidingWindowInferer.windowStarts(imageSize: [56], roi: [32], overlap: 0.25) == [[0], [24]])
+    #expect(SlidingWindowInferer.windowStarts(imageSize: [58], roi: [32], overlap: 0.25) == [[0], [24], [26]])
+    #expect(SlidingWindowInferer.windowStarts(imageSize: [32], roi: [32], overlap: 0.25) == [[0]])
+    #expect(SlidingWindowInferer.windowStarts(imageSize: [10, 20], roi: [10, 8], overlap: 0.5).count == 4)
+}
