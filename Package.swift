@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "MONAILabel", dependencies: ["MONAILabelCore", "TorchKit", "Imaging"]),
 
         // Layer 4: REST endpoints mapping HTTP to the domain.
-        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "COpenSSL"]),
+        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "COpenSSL", "TorchKit"]),
 
         // Layer 5: the CLI.
         .executableTarget(

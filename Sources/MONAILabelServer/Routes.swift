@@ -32,6 +32,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     InfoRoutes.register(&router, ctx)
     DatastoreRoutes.register(&router, ctx)
     ActiveLearningRoutes.register(&router, ctx)
+    InferRoutes.register(&router, ctx)
     SessionRoutes.register(&router, ctx)
     ModelRoutes.register(&router, ctx)
     LogsRoutes.register(&router, ctx)

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPServer
 import MONAILabel
+import TorchKit
 
 /// What `monailabel start_server` was asked for.
 public struct ServerOptions: Sendable {
@@ -83,6 +84,8 @@ public enum ServerMain {
             appDir: appDir, studies: studies.path, conf: options.conf, environment: environment)
         settings.serverPort = options.port
         let log = Logger(file: appDir.appendingPathComponent("logs/app.log"), level: options.logLevel)
+        // libtorch defaults to one thread here; one per core unless MONAI_LABEL_TORCH_THREADS says otherwise.
+        try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
         log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
 
         let datastore = try LocalDatastore(

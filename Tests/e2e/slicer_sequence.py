@@ -6,6 +6,7 @@ Usage: python slicer_sequence.py http://127.0.0.1:PORT WORKDIR
 import json
 import os
 import sys
+import urllib.parse
 import urllib.request
 
 from monailabel.client import MONAILabelClient
@@ -89,6 +90,41 @@ try:
     check(False, "a removed session is gone")
 except MONAILabelClientException:
     check(True, "a removed session is gone")
+
+# Auto segmentation, as Slicer sends it: model config (first list elements) + result options + client_id.
+model = next(iter(info["models"]), None)
+if model:
+    params = {k: (v[0] if isinstance(v, list) else v) for k, v in info["models"][model]["config"].items()}
+    import nibabel as nib
+    import nrrd
+    import numpy as np
+    with urllib.request.urlopen(f"{url}/datastore/image?image={image_id}") as r:
+        image_file = os.path.join(work, "image.nii.gz")
+        open(image_file, "wb").write(r.read())
+    src = nib.load(image_file)
+    for ext in (".nrrd", ".nii.gz"):
+        out, result = client.infer(model, image_id, dict(params, result_extension=ext, result_dtype="uint8"))
+        check(out and out.endswith(ext), f"infer returns a multipart {ext} label file")
+        check(isinstance(result.get("label_names"), (dict, list)), "infer params carry label_names")
+        check(set(result["latencies"]) >= {"pre", "infer", "invert", "post", "write", "total"}, "latencies")
+        if ext == ".nii.gz":
+            lab = nib.load(out)
+            check(lab.shape == src.shape, "NIfTI label has the image's shape")
+            check(np.allclose(lab.affine, src.affine, atol=1e-4), "NIfTI label has the image's affine (nibabel)")
+            check(lab.get_data_dtype() == np.uint8, "result_dtype uint8 honoured")
+        else:
+            data, header = nrrd.read(out)
+            check(tuple(data.shape) == src.shape, "NRRD label has the image's shape (pynrrd)")
+            lps = np.diag([-1, -1, 1]) @ src.affine[:3, :3]
+            check(np.allclose(np.array(header["space directions"], dtype=float).T, lps, atol=1e-4),
+                  "NRRD space directions are the image's (LPS)")
+    # JSON-only output and saving the label under a tag.
+    req = urllib.request.Request(f"{url}/infer/{model}?image={image_id}&output=json", method="POST",
+                                 data=b"params=" + urllib.parse.quote(json.dumps({"save_label": True, "label_tag": "original"})).encode(),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req) as r:
+        check("label_names" in json.loads(r.read()), "output=json answers the result JSON")
+    check("original" in client.datastore()["objects"][image_id]["labels"], "save_label stored an 'original' label")
 
 # Training status probe as every Slicer GUI refresh does: non-200 means not running.
 check(client.train_status(check_if_running=True) is False, "train_status(check_if_running) says not running")

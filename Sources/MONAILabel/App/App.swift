@@ -99,6 +99,8 @@ public final class MONAILabelApp: @unchecked Sendable {
     public let sessions: SessionStore?
     public let inferTasks: OrderedMap<any InferTask>
     public let strategies: OrderedMap<any Strategy>
+    /// Bounds concurrent inferences (`MONAI_LABEL_INFER_QUEUE`, default 4).
+    public let admission: InferAdmission
 
     public var modelDir: URL { appDir.appendingPathComponent("model") }
     public var logFile: URL { appDir.appendingPathComponent("logs/app.log") }
@@ -131,6 +133,7 @@ public final class MONAILabelApp: @unchecked Sendable {
             }
         }
         strategies = strats
+        admission = InferAdmission(capacity: settings.inferQueue)
         sessions = settings.sessions
             ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil
     }

@@ -21,6 +21,10 @@ public struct Settings: Sendable, Equatable {
     public var sessionExpiry = 3600
     public var inferConcurrency = -1
     public var inferTimeout = 600
+    /// Inferences admitted at once (running or waiting for the model); more get 503.
+    public var inferQueue = 4
+    /// libtorch intra-op threads (`MONAI_LABEL_TORCH_THREADS`); 0 means one per core.
+    public var torchThreads = 0
     public var serverPort = 8000
 
     public init(appDir: URL, studies: String, conf: [String: String] = [:]) {
@@ -72,6 +76,8 @@ public struct Settings: Sendable, Equatable {
         try int("SESSION_EXPIRY", &s.sessionExpiry)
         try int("INFER_CONCURRENCY", &s.inferConcurrency)
         try int("INFER_TIMEOUT", &s.inferTimeout)
+        try int("INFER_QUEUE", &s.inferQueue)
+        try int("TORCH_THREADS", &s.torchThreads)
         try int("SERVER_PORT", &s.serverPort)
         return s
     }

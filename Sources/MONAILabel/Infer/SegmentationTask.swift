@@ -95,7 +95,12 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
 
         // Inferer.
         let logits: [Float] = try timings.measure("stage", "infer") { try predict(x, params: p) }
-        let outChannels = logits.count / max(1, preGrid.spatialShape.reduce(1, *))
+        let voxels = max(1, preGrid.spatialShape.reduce(1, *))
+        guard logits.count % voxels == 0, logits.count > 0 else {
+            throw MONAILabelError.io(
+                "model \(name): the network returned \(logits.count) values for an input of \(preGrid.spatialShape)")
+        }
+        let outChannels = logits.count / voxels
         timings.record("stage", "invert", 0)
 
         // Post-transforms.
@@ -137,12 +142,13 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     }
 
     /// Runs the network on a preprocessed volume (`[C, *spatial]`) and returns the logits, `[K, *spatial]`
-    /// flattened: the simple inferer when the volume fits the window, the sliding-window one otherwise.
+    /// flattened: the sliding-window inferer when the model has a window (it also pads volumes smaller than
+    /// the window, which keeps every size the network's strides can digest), the simple one otherwise.
     func predict(_ x: Volume, params p: JSONObject) throws -> [Float] {
         let roi = try intList(p["roi_size"] ?? inferer["roi_size"], count: dimension, what: "roi_size")
         let input = try Tensor(x.floats, shape: [1] + x.shape)
         let out: Tensor = try loader.withNetwork { net in
-            if let roi, zip(x.spatialShape, roi).contains(where: { $0 > $1 }) {
+            if let roi {
                 let sw = SlidingWindowInferer(
                     roiSize: roi,
                     swBatchSize: p["sw_batch_size"]?.intValue ?? inferer["sw_batch_size"]?.intValue ?? 1,

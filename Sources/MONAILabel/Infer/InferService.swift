@@ -1,0 +1,99 @@
+import Foundation
+
+/// What `POST /infer/{model}` asks for, transport-free.
+public struct InferInput: Sendable {
+    public var model: String
+    /// Datastore image id (query `image`); params may override it.
+    public var imageID: String
+    public var sessionID: String
+    /// An uploaded image (`file` part), used instead of a datastore image.
+    public var upload: UploadedFile?
+    public var params: JSONObject
+
+    public init(model: String, imageID: String = "", sessionID: String = "", upload: UploadedFile? = nil,
+                params: JSONObject = [:]) {
+        self.model = model
+        self.imageID = imageID
+        self.sessionID = sessionID
+        self.upload = upload
+        self.params = params
+    }
+}
+
+/// Upstream's `app.infer()` result: the label file (a temporary file the caller deletes), the result JSON, and
+/// the label id and tag (`tag` is always `original`, as upstream reports it).
+public struct InferOutput: Sendable {
+    public var file: URL?
+    public var json: JSONObject
+    public var label: String
+    public var tag = LabelTag.original
+}
+
+/// Admission control for inference: at most `capacity` requests in flight; more get `unavailable` (503) at
+/// once instead of piling up behind the model.
+public final class InferAdmission: @unchecked Sendable {
+    public let capacity: Int
+    private let lock = NSLock()
+    private var inFlight = 0
+
+    public init(capacity: Int) { self.capacity = max(1, capacity) }
+
+    public func run<T>(_ body: () throws -> T) throws -> T {
+        lock.lock()
+        guard inFlight < capacity else {
+            lock.unlock()
+            throw MONAILabelError(.unavailable, "Inference queue is full (\(capacity) requests in flight); retry later")
+        }
+        inFlight += 1
+        lock.unlock()
+        defer {
+            lock.lock()
+            inFlight -= 1
+            lock.unlock()
+        }
+        return try body()
+    }
+}
+
+extension MONAILabelApp {
+    /// Runs an inference (spec sections 1.2 and 2.2): resolves the image from a session, an upload or the
+    /// datastore, merges config and params, runs the task, and saves the label when `save_label` asks.
+    /// Image ids are never taken as file paths, so a client cannot make the server read arbitrary files.
+    public func infer(_ input: InferInput) throws -> InferOutput {
+        let task = try inferTask(input.model)
+        var params = task.config
+        for (k, v) in params { if case .array(let a) = v, let first = a.first { params[k] = first } }
+        params.merge(input.params)
+        var imageID = input.imageID
+        if let fromParams = input.params["image"]?.stringValue { imageID = fromParams }
+        let imagePath: String
+        var storeID: String?
+        if !input.sessionID.isEmpty {
+            guard let sessions else { throw MONAILabelError(.notEnabled, "Session Feature is Not Enabled") }
+            guard let s = sessions.get(input.sessionID, updateTS: true) else {
+                throw MONAILabelError.notFound("Session (\(input.sessionID)) Not Found")
+            }
+            imagePath = s.image
+        } else if let upload = input.upload {
+            imagePath = upload.path.path
+        } else if !imageID.isEmpty {
+            guard let path = datastore.imageURI(imageID) else {
+                throw MONAILabelError.notFound("Image \(imageID) not found in the datastore")
+            }
+            imagePath = path
+            storeID = imageID
+        } else {
+            throw MONAILabelError.invalid("Neither image, file nor session_id was provided")
+        }
+        let result = try admission.run { try task.infer(InferRequest(imagePath: imagePath, params: params)) }
+        var label = result.file?.path ?? ""
+        if let file = result.file, let id = storeID, params["save_label"]?.boolValue == true {
+            let tag = params["label_tag"]?.stringValue ?? LabelTag.original
+            try datastore.saveLabel(
+                imageID: id, file: file, fileName: file.lastPathComponent, tag: tag,
+                info: ["model": .string(input.model), "params": .object(result.json)])
+            label = id
+        }
+        return InferOutput(file: result.file, json: result.json, label: label)
+    }
+}

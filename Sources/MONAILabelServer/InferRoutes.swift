@@ -1,0 +1,53 @@
+import Foundation
+import HTTPServer
+import MONAILabel
+
+/// `POST /infer/{model}` (spec section 1.2).
+enum InferRoutes {
+    static func register(_ r: inout HTTPRouter, _ ctx: RouteContext) {
+        r.post("/infer/{model}", route { req in
+            let model = req.pathParameters["model"] ?? ""
+            let output = try req.enumQuery("output", ["image", "json", "all", "dicom_seg"])
+            let form = try req.form()
+            let params = try jsonObjectField(form, "params")
+            var input = InferInput(
+                model: model, imageID: req.queryValue("image") ?? "", sessionID: req.queryValue("session_id") ?? "",
+                params: params)
+            if let file = form.file("file") {
+                input.upload = try keepExtension(file, req)
+            }
+            if output == "dicom_seg" {
+                throw MONAILabelError.invalid("DICOM SEG format is not supported in a non-DICOM datastore")
+            }
+            let result = try ctx.app.infer(input)
+            if let f = result.file { req.context.deleteAfterResponse(f.path) }
+            switch output {
+            case "json":
+                return .json(.object(result.json))
+            case "image":
+                guard let f = result.file else { return .json(.object(result.json)) }
+                return .download(f.path, name: f.lastPathComponent)
+            default:
+                guard let f = result.file else { return .json(.object(result.json)) }
+                var mp = MultipartResponseBuilder()
+                mp.addField(name: "params", value: JSONValue.object(result.json).pythonDumpsBytes(),
+                            contentType: "application/json")
+                mp.addFile(name: "image", filename: f.lastPathComponent, path: f.path,
+                           contentType: MimeTypes.guess(f.lastPathComponent))
+                return mp.response()
+            }
+        })
+    }
+
+    /// Image readers pick the format from the file name, so the spooled upload gets the client's extension
+    /// (`.nii.gz` when the client gave none), as upstream's temp file does.
+    static func keepExtension(_ file: HTTPUploadedFile, _ req: HTTPRequest) throws -> UploadedFile {
+        let base = UploadedFile(path: URL(fileURLWithPath: file.path), fileName: file.filename).baseName
+        var ext = StoreNames.split(base).ext
+        if ext.isEmpty { ext = ".nii.gz" }
+        let target = file.path + ext
+        guard rename(file.path, target) == 0 else { throw MONAILabelError.io("cannot stage the uploaded image") }
+        req.context.deleteAfterResponse(target)
+        return UploadedFile(path: URL(fileURLWithPath: target), fileName: base)
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+import Testing
+import MONAILabel
+@testable import MONAILabelServer
+
+@Test func infer_errors_areClear4xxNot500() throws {
+    let c = try TestClient()
+    let unknownModel = try c.send(.post, "/infer/unknown_model?image=spleen_01")
+    #expect(unknownModel.status == 404)
+    #expect(unknownModel.json?["detail"]?.stringValue?.contains("unknown_model") == true)
+    #expect(try c.send(.post, "/infer/segmentation_spleen?image=nope").status == 404)
+    let nothing = try c.send(.post, "/infer/segmentation_spleen")
+    #expect(nothing.status == 422)
+    #expect(nothing.json?["detail"]?.stringValue?.contains("Neither") == true)
+    #expect(try c.send(.post, "/infer/segmentation_spleen?image=spleen_01&output=bogus").json?["detail"]?.arrayValue?.first?["type"] == .string("enum"))
+    #expect(try c.sendForm(.post, "/infer/segmentation_spleen?image=spleen_01", fields: [("params", "{bad")]).status == 422)
+    #expect(try c.send(.post, "/infer/segmentation_spleen?image=spleen_01&output=dicom_seg").status == 422)
+    #expect(try c.send(.post, "/infer/segmentation_spleen?session_id=nope").status == 404)
+    // The store's fake images are not NIfTI: the reader's refusal is a 422, and nothing is saved.
+    let unreadable = try c.sendForm(.post, "/infer/segmentation_spleen?image=spleen_01", fields: [("params", #"{"save_label":true}"#)])
+    #expect(unreadable.status == 422)
+    #expect(c.app.datastore.labelInfo("spleen_01", tag: "original") == nil)
+    #expect(try c.get("/infer/segmentation_spleen").status == 405)
+}
+
+@Test func infer_imageIdsAreNeverFilePaths() throws {
+    let c = try TestClient()
+    let r = try c.sendForm(.post, "/infer/segmentation_spleen", fields: [("params", #"{"image":"/etc/passwd"}"#)])
+    #expect(r.status == 404)
+    #expect(try c.send(.post, "/infer/segmentation_spleen?image=..%2F..%2Fetc%2Fpasswd").status == 404)
+}
+
+@Test func inferAdmission_full_answersUnavailable() throws {
+    let gate = InferAdmission(capacity: 1)
+    try gate.run {
+        #expect(throws: MONAILabelError(.unavailable, "Inference queue is full (1 requests in flight); retry later")) {
+            try gate.run { () }
+        }
+    }
+    try gate.run { () }
+}
