@@ -10,10 +10,18 @@ import Foundation
 public enum Checkpoint {
     /// The value a checkpoint file holds.
     public static func read(contentsOf url: URL) throws -> PickleValue {
-        let zip = try ZipReader(url: url)
+        try read(try ZipReader(url: url))
+    }
+
+    /// The value a checkpoint held in memory (an upload, say) holds.
+    public static func read(bytes: [UInt8]) throws -> PickleValue {
+        try read(try ZipReader(source: MemorySource(bytes)))
+    }
+
+    private static func read(_ zip: ZipReader) throws -> PickleValue {
         let prefix = try archivePrefix(zip)
         guard let pickleEntry = zip.entry(named: prefix + "data.pkl") else {
-            throw CheckpointError(.missingRecord, "\(url.lastPathComponent) has no \(prefix)data.pkl record")
+            throw CheckpointError(.missingRecord, "the archive has no \(prefix)data.pkl record")
         }
         let swapBytes = try isBigEndian(zip, prefix: prefix)
         let pickle = try zip.contents(of: pickleEntry)

@@ -50,6 +50,7 @@ import Testing
             let copy = dir.file(url.lastPathComponent)
             try Checkpoint.write(original, to: copy)
             #expect(try Checkpoint.read(contentsOf: copy) == original, "\(url.lastPathComponent)")
+            #expect(try Checkpoint.read(bytes: Array(Data(contentsOf: copy))) == original, "\(url.lastPathComponent) from memory")
         }
     }
 

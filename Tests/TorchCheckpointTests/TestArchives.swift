@@ -121,3 +121,13 @@ func expectFailure(_ kind: CheckpointError.Kind, reading url: URL, sourceLocatio
     }
     return ""
 }
+
+/// Replaces `url` with `bytes`. Plain POSIX writes: Foundation's `Data.write` syncs to disk, which makes the
+/// fuzz loop slow.
+func writeBytes(_ bytes: [UInt8], to url: URL) throws {
+    let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw FixtureMissing(path: url.path) }
+    defer { close(fd) }
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    #expect(written == bytes.count)
+}
