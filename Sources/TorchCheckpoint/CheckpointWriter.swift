@@ -12,8 +12,8 @@ extension Checkpoint {
     /// become `_rebuild_tensor_v2` calls over one little-endian storage record each, aligned to 64 bytes.
     /// The file is replaced atomically: written to a temporary file in the same directory, flushed to disk,
     /// renamed over `url`, and the directory flushed, so readers see the old or the new checkpoint, never
-    /// a partial one. (Torch 1.13's weights-only loader predates float and bytes support; torch 2.x reads
-    /// every `PickleValue`.)
+    /// a partial one. Torch 2.x's weights-only loader reads every `PickleValue`; torch 1.13's has no opcode
+    /// for floats and no allowlisted way to build bytes, so it reads only checkpoints without those.
     public static func write(_ value: PickleValue, to url: URL) throws {
         try write(value, to: url, forceZip64: false)
     }
