@@ -8,6 +8,9 @@ import Foundation
 /// tensors. Any other global (`os.system`, `builtins.eval`, ...) is refused by name before anything else
 /// happens. Members are read by byte range, so a checkpoint is never loaded into memory whole.
 public enum Checkpoint {
+    /// Bytes tensor views may always materialise, however small the file (an expanded 1-element storage...).
+    static let minimumCopyBudget = 64 << 20
+
     /// The value a checkpoint file holds.
     public static func read(contentsOf url: URL) throws -> PickleValue {
         try read(try ZipReader(url: url))
@@ -25,7 +28,10 @@ public enum Checkpoint {
         }
         let swapBytes = try isBigEndian(zip, prefix: prefix)
         let pickle = try zip.contents(of: pickleEntry)
-        return try Unpickler.load(pickle) { key, dtype, numel in
+        // Views (slices, transposes, broadcasts) are copied; legitimate checkpoints copy little, so a few
+        // times the archive's size is ample and stops a small hostile file from demanding terabytes.
+        let copyBudget = Int(clamping: min(zip.size, UInt64(Int.max / 8))) * 4 + Checkpoint.minimumCopyBudget
+        return try Unpickler.load(pickle, copyBudget: copyBudget) { key, dtype, numel in
             guard let entry = zip.entry(named: prefix + "data/" + key) else {
                 throw CheckpointError(.missingRecord, "storage \"\(key)\" is referenced by data.pkl but \(prefix)data/\(key) is not in the archive")
             }

@@ -139,6 +139,8 @@ final class ZipReader {
     private let index: [String: Int]
     private let source: ByteSource
     private var fileSize: UInt64 { source.size }
+    /// The archive's size in bytes.
+    var size: UInt64 { source.size }
 
     convenience init(url: URL) throws {
         try self.init(source: FileSource(url: url))

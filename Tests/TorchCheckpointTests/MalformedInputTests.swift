@@ -88,6 +88,17 @@ import Testing
         let overflowing = pickle { $0.tensor("FloatStorage", key: "0", numel: 2, size: [1 << 31, 1 << 31, 1 << 31], stride: [0, 0, 0]); $0.stop() }
         #expect(try expectPickleFailure(.invalidTensor, overflowing, storages: [("0", floatBytes([1, 2]))]).contains("overflow"))
 
+        // A 4 TiB broadcast of one element: refused before allocating, as are many small views adding up.
+        let broadcast = pickle { $0.tensor("FloatStorage", key: "0", numel: 1, size: [1 << 20, 1 << 20], stride: [0, 0]); $0.stop() }
+        #expect(try expectPickleFailure(.invalidTensor, broadcast, storages: [("0", floatBytes([1]))]).contains("materialise"))
+        let manyViews = pickle { p in
+            p.mark()
+            for _ in 0..<40 { p.tensor("FloatStorage", key: "0", numel: 1, size: [1 << 20], stride: [0]) }
+            p.tuple()
+            p.stop()
+        }
+        #expect(try expectPickleFailure(.invalidTensor, manyViews, storages: [("0", floatBytes([1]))]).contains("materialise"))
+
         let rankMismatch = pickle { $0.tensor("FloatStorage", key: "0", numel: 2, size: [2], stride: [1, 1]); $0.stop() }
         #expect(try expectPickleFailure(.invalidTensor, rankMismatch, storages: [("0", floatBytes([1, 2]))]).contains("ranks"))
 
