@@ -63,11 +63,15 @@ public enum Checkpoint {
             throw CheckpointError(.unexpectedContent, "the checkpoint holds a \(value.kindName), not a state dict")
         }
         var dict = top
+        // Like MONAI Label's `checkpoint.get(key, checkpoint)`; a tensor under `key` means a bare state dict
+        // that happens to have a parameter of that name.
         if let key, let inner = top[key] {
-            guard case .dict(let unwrapped) = inner else {
+            switch inner {
+            case .dict(let unwrapped): dict = unwrapped
+            case .tensor: break
+            default:
                 throw CheckpointError(.unexpectedContent, "checkpoint key \"\(key)\" holds a \(inner.kindName), not a state dict")
             }
-            dict = unwrapped
         }
         return try dict.entries.map { entry in
             guard case .string(let name) = entry.key else {
