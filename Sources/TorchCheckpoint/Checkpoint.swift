@@ -7,6 +7,10 @@ import Foundation
 /// plain checkpoints: dicts, `OrderedDict` state dicts, lists, tuples, numbers, strings, bytes, None and
 /// tensors. Any other global (`os.system`, `builtins.eval`, ...) is refused by name before anything else
 /// happens. Members are read by byte range, so a checkpoint is never loaded into memory whole.
+///
+/// Errors are `CheckpointError`s. Limits that only hostile files reach: nesting deeper than 200 levels,
+/// more than 2 million objects, or tensor views (slices, transposes, broadcasts; whole-storage tensors
+/// share the storage for free) materialising more than 4 x the file size + 64 MiB.
 public enum Checkpoint {
     /// Bytes tensor views may always materialise, however small the file (an expanded 1-element storage...).
     static let minimumCopyBudget = 64 << 20

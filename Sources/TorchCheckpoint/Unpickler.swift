@@ -30,7 +30,7 @@ enum AllowedGlobal: Equatable {
 extension StoredDType {
     /// PyTorch's legacy typed-storage class for this dtype (`torch.FloatStorage` ...), which `torch.save`
     /// still names in each storage's persistent id.
-    public var storageClassName: String {
+    var storageClassName: String {
         switch self {
         case .float32: return "FloatStorage"
         case .float64: return "DoubleStorage"
@@ -46,7 +46,7 @@ extension StoredDType {
     }
 
     /// The dtype of a `torch.<name>` storage class, or nil for any other name.
-    public init?(storageClassName: String) {
+    init?(storageClassName: String) {
         guard let dtype = StoredDType.allCases.first(where: { $0.storageClassName == storageClassName }) else { return nil }
         self = dtype
     }
