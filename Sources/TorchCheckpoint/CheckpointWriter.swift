@@ -53,7 +53,7 @@ extension Checkpoint {
         // PyTorch names the archive folder after the file; any name works for torch.load.
         let archive = url.deletingPathExtension().lastPathComponent.filter { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }
         let prefix = (archive.isEmpty ? "archive" : archive) + "/"
-        var zip = ZipWriter(descriptor: fd, path: temporary.path, forceZip64: forceZip64)
+        var zip = ZipWriter(sink: .file(descriptor: fd, path: temporary.path), forceZip64: forceZip64)
         try zip.add(name: prefix + "data.pkl", bytes: pickle)
         try zip.add(name: prefix + "byteorder", bytes: Array("little".utf8))
         for storage in storages {

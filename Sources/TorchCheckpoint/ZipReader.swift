@@ -131,9 +131,7 @@ final class MemorySource: ByteSource {
 final class ZipReader {
     private static let localHeaderSignature: UInt32 = 0x0403_4B50
     private static let centralHeaderSignature: UInt32 = 0x0201_4B50
-    private static let endSignature: UInt32 = 0x0605_4B50
     private static let zip64EndSignature: UInt32 = 0x0606_4B50
-    private static let zip64LocatorSignature: UInt32 = 0x0706_4B50
 
     let entries: [ZipEntry]
     private let index: [String: Int]
@@ -230,6 +228,7 @@ final class ZipReader {
         var endPosition: Int?
         var p = tailLength - 22
         while p >= 0 {
+            // "PK\u{5}\u{6}": end of central directory.
             if tail[p] == 0x50, tail[p + 1] == 0x4B, tail[p + 2] == 0x05, tail[p + 3] == 0x06 {
                 let commentLength = Int(tail[p + 20]) | Int(tail[p + 21]) << 8
                 if p + 22 + commentLength <= tailLength { endPosition = p; break }
@@ -253,6 +252,7 @@ final class ZipReader {
         let endOffset = tailStart + UInt64(endPosition)
         var directoryLimit = endOffset
 
+        // "PK\u{6}\u{7}": a zip64 locator sits right before the classic end record.
         if endPosition >= 20, tail[endPosition - 20..<endPosition - 16].elementsEqual([0x50, 0x4B, 0x06, 0x07]) {
             var locator = LittleEndianCursor(tail, at: endPosition - 16, context: "zip64 locator")
             _ = try locator.u32()
