@@ -222,6 +222,40 @@ import Testing
     }
 }
 
+extension MalformedInputTests {
+    /// Mutations of the pickle itself, re-wrapped in a valid zip so they get past the CRC checks and reach
+    /// the unpickler: each read succeeds or throws a `CheckpointError`.
+    @Test func readCheckpoint_mutatedPickles_neverCrash() throws {
+        let value = PickleValue.dict(PickleDict([
+            .init(key: .string("model"), value: .dict(PickleDict(ordered: true, [
+                .init(key: .string("conv.weight"), value: .tensor(StoredTensor(dtype: .float32, shape: [2, 3], bytes: floatBytes([1, 2, 3, 4, 5, 6])))),
+                .init(key: .string("norm.num_batches_tracked"), value: .tensor(StoredTensor(dtype: .int64, shape: [], bytes: le(42, 8)))),
+            ], metadata: .dict(PickleDict(ordered: true, [.init(key: .string(""), value: .dict(PickleDict([.init(key: .string("version"), value: .int(1))])))]))))),
+            .init(key: .string("epoch"), value: .int(7)),
+            .init(key: .string("history"), value: .list([.float(0.5), .tuple([.none, .bool(true)]), .bytes([1, 2]), .int(-1 << 40)])),
+        ]))
+        let (pickle, storages) = try Pickler.pickle(value)
+        let storageRecords = storages.map { ("data/" + $0.key, $0.bytes) }
+        #expect(try Checkpoint.read(bytes: archiveBytes([("data.pkl", pickle)] + storageRecords)) == value)
+
+        var rng = SplitMix64(seed: 0xF022)
+        var outcomes: [String: Int] = [:]
+        for _ in 0..<4000 {
+            var mutated = mutate(pickle, &rng)
+            if rng.next() % 4 == 0 { mutated = mutate(mutated, &rng) }
+            do {
+                _ = try Checkpoint.read(bytes: archiveBytes([("data.pkl", mutated)] + storageRecords))
+                outcomes["read", default: 0] += 1
+            } catch let error as CheckpointError {
+                outcomes[error.kind.rawValue, default: 0] += 1
+            }
+        }
+        // Mutations land everywhere: some still parse, most hit each class of pickle error.
+        #expect(outcomes["malformedPickle", default: 0] > 100, "\(outcomes)")
+        #expect(outcomes["forbiddenGlobal", default: 0] + outcomes["unsupportedOpcode", default: 0] > 10, "\(outcomes)")
+    }
+}
+
 /// Deterministic generator so a fuzz failure reproduces.
 struct SplitMix64 {
     var state: UInt64
