@@ -89,8 +89,19 @@ def main():
             extra = {k: v for k, v in obj.items() if k != "model"}
             out[path.name] = {"wrapped_in": "model", "extra": extra, "tensors": describe(obj["model"]),
                               "metadata": metadata(obj["model"])}
-    json.dump(out, sys.stdout, indent=1)
-    print()
+    # One tensor per line keeps the file short and its diffs readable.
+    lines = ["{"]
+    for i, (name, entry) in enumerate(out.items()):
+        lines.append(f"  {json.dumps(name)}: {{")
+        lines.append(f'    "wrapped_in": {json.dumps(entry["wrapped_in"])}, "extra": {json.dumps(entry["extra"])},')
+        lines.append(f'    "metadata": {json.dumps(entry["metadata"])},')
+        lines.append('    "tensors": [')
+        rows = [f"      {json.dumps(row)}" for row in entry["tensors"]]
+        lines.append(",\n".join(rows))
+        lines.append("    ]")
+        lines.append("  }" + ("," if i < len(out) - 1 else ""))
+    lines.append("}")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

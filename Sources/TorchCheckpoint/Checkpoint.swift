@@ -7,17 +7,35 @@ import Foundation
 /// plain checkpoints: dicts, `OrderedDict` state dicts, lists, tuples, numbers, strings, bytes, None and
 /// tensors. Any other global (`os.system`, `builtins.eval`, ...) is refused by name before anything else
 /// happens. Members are read by byte range, so a checkpoint is never loaded into memory whole.
+///
+/// Errors are `CheckpointError`s. Limits that only hostile files reach: nesting deeper than 200 levels,
+/// more than 2 million objects, or tensor views (slices, transposes, broadcasts; whole-storage tensors
+/// share the storage for free) materialising more than 4 x the file size + 64 MiB.
 public enum Checkpoint {
+    /// Bytes tensor views may always materialise, however small the file (an expanded 1-element storage...).
+    static let minimumCopyBudget = 64 << 20
+
     /// The value a checkpoint file holds.
     public static func read(contentsOf url: URL) throws -> PickleValue {
-        let zip = try ZipReader(url: url)
+        try read(try ZipReader(url: url))
+    }
+
+    /// The value a checkpoint held in memory (an upload, say) holds.
+    public static func read(bytes: [UInt8]) throws -> PickleValue {
+        try read(try ZipReader(source: MemorySource(bytes)))
+    }
+
+    private static func read(_ zip: ZipReader) throws -> PickleValue {
         let prefix = try archivePrefix(zip)
         guard let pickleEntry = zip.entry(named: prefix + "data.pkl") else {
-            throw CheckpointError(.missingRecord, "\(url.lastPathComponent) has no \(prefix)data.pkl record")
+            throw CheckpointError(.missingRecord, "the archive has no \(prefix)data.pkl record")
         }
         let swapBytes = try isBigEndian(zip, prefix: prefix)
         let pickle = try zip.contents(of: pickleEntry)
-        return try Unpickler.load(pickle) { key, dtype, numel in
+        // Views (slices, transposes, broadcasts) are copied; legitimate checkpoints copy little, so a few
+        // times the archive's size is ample and stops a small hostile file from demanding terabytes.
+        let copyBudget = Int(clamping: min(zip.size, UInt64(Int.max / 8))) * 4 + Checkpoint.minimumCopyBudget
+        return try Unpickler.load(pickle, copyBudget: copyBudget) { key, dtype, numel in
             guard let entry = zip.entry(named: prefix + "data/" + key) else {
                 throw CheckpointError(.missingRecord, "storage \"\(key)\" is referenced by data.pkl but \(prefix)data/\(key) is not in the archive")
             }
@@ -49,11 +67,15 @@ public enum Checkpoint {
             throw CheckpointError(.unexpectedContent, "the checkpoint holds a \(value.kindName), not a state dict")
         }
         var dict = top
+        // Like MONAI Label's `checkpoint.get(key, checkpoint)`; a tensor under `key` means a bare state dict
+        // that happens to have a parameter of that name.
         if let key, let inner = top[key] {
-            guard case .dict(let unwrapped) = inner else {
+            switch inner {
+            case .dict(let unwrapped): dict = unwrapped
+            case .tensor: break
+            default:
                 throw CheckpointError(.unexpectedContent, "checkpoint key \"\(key)\" holds a \(inner.kindName), not a state dict")
             }
-            dict = unwrapped
         }
         return try dict.entries.map { entry in
             guard case .string(let name) = entry.key else {

@@ -12,8 +12,8 @@ extension Checkpoint {
     /// become `_rebuild_tensor_v2` calls over one little-endian storage record each, aligned to 64 bytes.
     /// The file is replaced atomically: written to a temporary file in the same directory, flushed to disk,
     /// renamed over `url`, and the directory flushed, so readers see the old or the new checkpoint, never
-    /// a partial one. (Torch 1.13's weights-only loader predates float and bytes support; torch 2.x reads
-    /// every `PickleValue`.)
+    /// a partial one. Torch 2.x's weights-only loader reads every `PickleValue`; torch 1.13's has no opcode
+    /// for floats and no allowlisted way to build bytes, so it reads only checkpoints without those.
     public static func write(_ value: PickleValue, to url: URL) throws {
         try write(value, to: url, forceZip64: false)
     }
@@ -53,7 +53,7 @@ extension Checkpoint {
         // PyTorch names the archive folder after the file; any name works for torch.load.
         let archive = url.deletingPathExtension().lastPathComponent.filter { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." }
         let prefix = (archive.isEmpty ? "archive" : archive) + "/"
-        var zip = ZipWriter(descriptor: fd, path: temporary.path, forceZip64: forceZip64)
+        var zip = ZipWriter(sink: .file(descriptor: fd, path: temporary.path), forceZip64: forceZip64)
         try zip.add(name: prefix + "data.pkl", bytes: pickle)
         try zip.add(name: prefix + "byteorder", bytes: Array("little".utf8))
         for storage in storages {

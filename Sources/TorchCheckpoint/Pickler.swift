@@ -1,6 +1,7 @@
 /// Writes a `PickleValue` as the protocol-2 pickle `torch.save` produces, collecting tensor bytes as
 /// separate storage records. Only opcodes and globals that `torch.load(weights_only=True)` accepts are used:
-/// `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2` and the `torch.*Storage` classes.
+/// `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, the `torch.*Storage` classes and
+/// `_codecs.encode` (for bytes). No memo is written: nothing is shared, so nothing needs one.
 struct Pickler {
     /// A tensor's bytes, to be written as `data/<key>`.
     struct StorageRecord {
@@ -35,10 +36,14 @@ struct Pickler {
             appendBigEndian(f.bitPattern)
         case .string(let s): writeString(s)
         case .bytes(let b):
-            output.append(0x42)
-            guard b.count <= Int(UInt32.max) else { throw CheckpointError(.unwritableValue, "bytes value of \(b.count) bytes is too long") }
-            appendLittleEndian(UInt64(b.count), width: 4)
-            output.append(contentsOf: b)
+            // As CPython's protocol-2 pickler spells bytes; torch's weights-only loader has no BINBYTES
+            // opcode but allowlists `_codecs.encode` for exactly this.
+            writeGlobal("_codecs", "encode")
+            var latin1 = String.UnicodeScalarView()
+            latin1.append(contentsOf: b.map { Unicode.Scalar($0) })
+            writeString(String(latin1))
+            writeString("latin1")
+            output.append(contentsOf: [0x86, 0x52])
         case .list(let items):
             output.append(0x5D)
             try writeBatches(items.map { [$0] }, end: 0x65, depth: depth)

@@ -12,7 +12,10 @@ enum TensorLayout {
         return strides
     }
 
-    static func gather(storage: LoadedStorage, offset: Int, shape: [Int], stride: [Int]) throws -> StoredTensor {
+    /// `copyBudget` is how many bytes views may still materialise: a tensor that is its whole storage shares
+    /// the storage's buffer for free, but slices, transposes and broadcasts (stride 0) are copied, and a
+    /// hostile file could otherwise ask for terabytes from a one-element storage.
+    static func gather(storage: LoadedStorage, offset: Int, shape: [Int], stride: [Int], copyBudget: inout Int) throws -> StoredTensor {
         let dtype = storage.dtype
         let esize = dtype.size
         let storageNumel = storage.bytes.count / esize
@@ -44,11 +47,17 @@ enum TensorLayout {
 
         let natural = contiguousStrides(shape)
         let isContiguous = zip(shape, zip(stride, natural)).allSatisfy { n, s in n <= 1 || s.0 == s.1 }
+        if isContiguous && offset == 0 && count == storageNumel && storage.bytes.count == count * esize {
+            // The common case: the tensor is its whole storage, so share the buffer without copying.
+            return StoredTensor(dtype: dtype, shape: shape, bytes: storage.bytes)
+        }
+        guard count * esize <= copyBudget else {
+            throw CheckpointError(
+                .invalidTensor,
+                "tensor views of size \(shape) would materialise more bytes than the checkpoint's size justifies (\(copyBudget) left)")
+        }
+        copyBudget -= count * esize
         if isContiguous {
-            if offset == 0 && count == storageNumel && storage.bytes.count == count * esize {
-                // The common case: the tensor is its whole storage, so share the buffer without copying.
-                return StoredTensor(dtype: dtype, shape: shape, bytes: storage.bytes)
-            }
             return StoredTensor(dtype: dtype, shape: shape, bytes: Array(storage.bytes[(offset * esize)..<((offset + count) * esize)]))
         }
 

@@ -30,7 +30,7 @@ enum AllowedGlobal: Equatable {
 extension StoredDType {
     /// PyTorch's legacy typed-storage class for this dtype (`torch.FloatStorage` ...), which `torch.save`
     /// still names in each storage's persistent id.
-    public var storageClassName: String {
+    var storageClassName: String {
         switch self {
         case .float32: return "FloatStorage"
         case .float64: return "DoubleStorage"
@@ -46,7 +46,7 @@ extension StoredDType {
     }
 
     /// The dtype of a `torch.<name>` storage class, or nil for any other name.
-    public init?(storageClassName: String) {
+    init?(storageClassName: String) {
         guard let dtype = StoredDType.allCases.first(where: { $0.storageClassName == storageClassName }) else { return nil }
         self = dtype
     }
@@ -126,15 +126,18 @@ struct Unpickler {
     private let loadStorage: StorageLoader
     private var storages: [String: LoadedStorage] = [:]
     private var nodeBudget = Unpickler.maxNodes
+    private var copyBudget: Int
 
-    init(_ bytes: [UInt8], loadStorage: @escaping StorageLoader) {
+    init(_ bytes: [UInt8], copyBudget: Int, loadStorage: @escaping StorageLoader) {
         self.bytes = bytes
+        self.copyBudget = copyBudget
         self.loadStorage = loadStorage
     }
 
-    /// Runs the pickle to its STOP and returns the value it built.
-    static func load(_ bytes: [UInt8], loadStorage: @escaping StorageLoader) throws -> PickleValue {
-        var unpickler = Unpickler(bytes, loadStorage: loadStorage)
+    /// Runs the pickle to its STOP and returns the value it built. `copyBudget` bounds the bytes that
+    /// non-trivial tensor views may materialise (see `TensorLayout.gather`).
+    static func load(_ bytes: [UInt8], copyBudget: Int, loadStorage: @escaping StorageLoader) throws -> PickleValue {
+        var unpickler = Unpickler(bytes, copyBudget: copyBudget, loadStorage: loadStorage)
         defer { unpickler.releaseBoxes() }
         let result = try unpickler.run()
         return try unpickler.convert(result, depth: 0)
@@ -519,12 +522,12 @@ struct Unpickler {
         }
     }
 
-    private func rebuildTensor(storage storageObj: Obj, offset offsetObj: Obj, size sizeObj: Obj, stride strideObj: Obj) throws -> StoredTensor {
+    private mutating func rebuildTensor(storage storageObj: Obj, offset offsetObj: Obj, size sizeObj: Obj, stride strideObj: Obj) throws -> StoredTensor {
         guard case .storage(let storage) = storageObj else { throw malformed("tensor storage is a \(storageObj.typeName)") }
         guard case .int(let offset) = offsetObj, offset >= 0 else { throw CheckpointError(.invalidTensor, "storage offset is not a non-negative int") }
         let shape = try ints(sizeObj, "tensor size")
         let stride = try ints(strideObj, "tensor stride")
-        return try TensorLayout.gather(storage: storage, offset: offset, shape: shape, stride: stride)
+        return try TensorLayout.gather(storage: storage, offset: offset, shape: shape, stride: stride, copyBudget: &copyBudget)
     }
 
     // MARK: Result

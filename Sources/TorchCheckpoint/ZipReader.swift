@@ -52,24 +52,19 @@ struct LittleEndianCursor {
     }
 }
 
-/// A read-only zip archive that reads the central directory once and then each member by byte range, so a
-/// checkpoint of hundreds of MB is never loaded whole. Only stored (uncompressed) members can be read, which
-/// is what `torch.save` writes.
-final class ZipReader {
-    private static let localHeaderSignature: UInt32 = 0x0403_4B50
-    private static let centralHeaderSignature: UInt32 = 0x0201_4B50
-    private static let endSignature: UInt32 = 0x0605_4B50
-    private static let zip64EndSignature: UInt32 = 0x0606_4B50
-    private static let zip64LocatorSignature: UInt32 = 0x0706_4B50
+/// Random access to an archive's bytes. Callers check every range against `size` first.
+protocol ByteSource: AnyObject {
+    var size: UInt64 { get }
+    /// Exactly `count` bytes at `offset`.
+    func read(at offset: UInt64, count: Int, what: String) throws -> [UInt8]
+}
 
-    let path: String
-    let entries: [ZipEntry]
-    private let index: [String: Int]
+/// A file read by range with `pread`, so only the members asked for are ever in memory.
+final class FileSource: ByteSource {
     private let descriptor: Int32
-    private let fileSize: UInt64
+    let size: UInt64
 
     init(url: URL) throws {
-        path = url.path
         let fd = open(url.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw CheckpointError(.io, "cannot open \(url.path): \(String(cString: strerror(errno)))")
@@ -85,23 +80,81 @@ final class ZipReader {
             throw CheckpointError(.io, "\(url.path) is not a regular file")
         }
         descriptor = fd
-        fileSize = UInt64(info.st_size)
-        do {
-            entries = try ZipReader.readCentralDirectory(fd: fd, fileSize: fileSize)
-            var index: [String: Int] = [:]
-            for (i, entry) in entries.enumerated() {
-                guard index.updateValue(i, forKey: entry.name) == nil else {
-                    throw CheckpointError(.corruptZip, "the archive lists \"\(entry.name)\" twice")
-                }
-            }
-            self.index = index
-        } catch {
-            close(fd)
-            throw error
-        }
+        size = UInt64(info.st_size)
     }
 
     deinit { close(descriptor) }
+
+    func read(at offset: UInt64, count: Int, what: String) throws -> [UInt8] {
+        var failure: CheckpointError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            guard let base = buffer.baseAddress else {
+                initialized = 0
+                return
+            }
+            var done = 0
+            while done < count {
+                let n = pread(descriptor, base + done, count - done, off_t(offset) + off_t(done))
+                if n > 0 {
+                    done += n
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else {
+                    failure = n == 0
+                        ? CheckpointError(.corruptZip, "\(what) is truncated (file shrank while reading?)")
+                        : CheckpointError(.io, "cannot read \(what): \(String(cString: strerror(errno)))")
+                    break
+                }
+            }
+            initialized = failure == nil ? count : 0
+        }
+        if let failure { throw failure }
+        return bytes
+    }
+}
+
+/// An archive already in memory.
+final class MemorySource: ByteSource {
+    private let bytes: [UInt8]
+    var size: UInt64 { UInt64(bytes.count) }
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    func read(at offset: UInt64, count: Int, what: String) throws -> [UInt8] {
+        Array(bytes[Int(offset)..<(Int(offset) + count)])
+    }
+}
+
+/// A read-only zip archive that reads the central directory once and then each member by byte range, so a
+/// checkpoint of hundreds of MB is never loaded whole. Only stored (uncompressed) members can be read, which
+/// is what `torch.save` writes.
+final class ZipReader {
+    private static let localHeaderSignature: UInt32 = 0x0403_4B50
+    private static let centralHeaderSignature: UInt32 = 0x0201_4B50
+    private static let zip64EndSignature: UInt32 = 0x0606_4B50
+
+    let entries: [ZipEntry]
+    private let index: [String: Int]
+    private let source: ByteSource
+    private var fileSize: UInt64 { source.size }
+    /// The archive's size in bytes.
+    var size: UInt64 { source.size }
+
+    convenience init(url: URL) throws {
+        try self.init(source: FileSource(url: url))
+    }
+
+    init(source: ByteSource) throws {
+        self.source = source
+        entries = try ZipReader.readCentralDirectory(source)
+        var index: [String: Int] = [:]
+        for (i, entry) in entries.enumerated() {
+            guard index.updateValue(i, forKey: entry.name) == nil else {
+                throw CheckpointError(.corruptZip, "the archive lists \"\(entry.name)\" twice")
+            }
+        }
+        self.index = index
+    }
 
     func entry(named name: String) -> ZipEntry? {
         index[name].map { entries[$0] }
@@ -152,52 +205,30 @@ final class ZipReader {
     }
 
     private func read(at offset: UInt64, count: Int, what: String) throws -> [UInt8] {
-        try ZipReader.readExactly(fd: descriptor, at: offset, count: count, fileSize: fileSize, what: what)
+        try ZipReader.readExactly(source, at: offset, count: count, what: what)
     }
 
-    /// Reads exactly `count` bytes; callers have already checked the range against the file size, so the
-    /// allocation is bounded by what is really on disk.
-    private static func readExactly(fd: Int32, at offset: UInt64, count: Int, fileSize: UInt64, what: String) throws -> [UInt8] {
-        guard count >= 0, offset <= fileSize, UInt64(count) <= fileSize - offset else {
+    /// Checks the range against the real size first, so allocations are bounded by what is really there.
+    private static func readExactly(_ source: ByteSource, at offset: UInt64, count: Int, what: String) throws -> [UInt8] {
+        guard count >= 0, offset <= source.size, UInt64(count) <= source.size - offset else {
             throw CheckpointError(.corruptZip, "\(what) lies outside the file")
         }
-        var failure: CheckpointError?
-        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            guard let base = buffer.baseAddress else {
-                initialized = 0
-                return
-            }
-            var done = 0
-            while done < count {
-                let n = pread(fd, base + done, count - done, off_t(offset) + off_t(done))
-                if n > 0 {
-                    done += n
-                } else if n < 0 && errno == EINTR {
-                    continue
-                } else {
-                    failure = n == 0
-                        ? CheckpointError(.corruptZip, "\(what) is truncated (file shrank while reading?)")
-                        : CheckpointError(.io, "cannot read \(what): \(String(cString: strerror(errno)))")
-                    break
-                }
-            }
-            initialized = failure == nil ? count : 0
-        }
-        if let failure { throw failure }
-        return bytes
+        return try source.read(at: offset, count: count, what: what)
     }
 
-    private static func readCentralDirectory(fd: Int32, fileSize: UInt64) throws -> [ZipEntry] {
+    private static func readCentralDirectory(_ source: ByteSource) throws -> [ZipEntry] {
+        let fileSize = source.size
         guard fileSize >= 22 else {
             throw CheckpointError(.notZip, "the file is \(fileSize) bytes, too short to be a zip archive")
         }
         // The end record sits in the last 22 bytes plus an optional comment of at most 65535 bytes.
         let tailLength = Int(min(fileSize, 22 + 65535))
         let tailStart = fileSize - UInt64(tailLength)
-        let tail = try readExactly(fd: fd, at: tailStart, count: tailLength, fileSize: fileSize, what: "end of archive")
+        let tail = try readExactly(source, at: tailStart, count: tailLength, what: "end of archive")
         var endPosition: Int?
         var p = tailLength - 22
         while p >= 0 {
+            // "PK\u{5}\u{6}": end of central directory.
             if tail[p] == 0x50, tail[p + 1] == 0x4B, tail[p + 2] == 0x05, tail[p + 3] == 0x06 {
                 let commentLength = Int(tail[p + 20]) | Int(tail[p + 21]) << 8
                 if p + 22 + commentLength <= tailLength { endPosition = p; break }
@@ -205,7 +236,7 @@ final class ZipReader {
             p -= 1
         }
         guard let endPosition else {
-            let head = try readExactly(fd: fd, at: 0, count: 4, fileSize: fileSize, what: "file header")
+            let head = try readExactly(source, at: 0, count: 4, what: "file header")
             if head == [0x50, 0x4B, 0x03, 0x04] {
                 throw CheckpointError(.corruptZip, "no end-of-central-directory record: the zip archive is truncated")
             }
@@ -221,6 +252,7 @@ final class ZipReader {
         let endOffset = tailStart + UInt64(endPosition)
         var directoryLimit = endOffset
 
+        // "PK\u{6}\u{7}": a zip64 locator sits right before the classic end record.
         if endPosition >= 20, tail[endPosition - 20..<endPosition - 16].elementsEqual([0x50, 0x4B, 0x06, 0x07]) {
             var locator = LittleEndianCursor(tail, at: endPosition - 16, context: "zip64 locator")
             _ = try locator.u32()
@@ -229,7 +261,7 @@ final class ZipReader {
                 throw CheckpointError(.corruptZip, "zip64 end record offset \(zip64EndOffset) is out of range")
             }
             var record = LittleEndianCursor(
-                try readExactly(fd: fd, at: zip64EndOffset, count: 56, fileSize: fileSize, what: "zip64 end record"),
+                try readExactly(source, at: zip64EndOffset, count: 56, what: "zip64 end record"),
                 context: "zip64 end record")
             guard try record.u32() == zip64EndSignature else {
                 throw CheckpointError(.corruptZip, "bad zip64 end record signature")
@@ -252,7 +284,7 @@ final class ZipReader {
         guard entryCount <= directorySize / 46 else {
             throw CheckpointError(.corruptZip, "the archive claims \(entryCount) entries in a \(directorySize)-byte central directory")
         }
-        let directory = try readExactly(fd: fd, at: directoryOffset, count: Int(directorySize), fileSize: fileSize, what: "central directory")
+        let directory = try readExactly(source, at: directoryOffset, count: Int(directorySize), what: "central directory")
         var cursor = LittleEndianCursor(directory, context: "central directory")
         var entries: [ZipEntry] = []
         entries.reserveCapacity(Int(entryCount))

@@ -19,16 +19,22 @@ struct ZipWriter {
         var offset: UInt64
     }
 
-    private let descriptor: Int32
-    private let path: String
+    /// Where the archive's bytes go, in order: a file descriptor or, in tests, memory.
+    enum Sink {
+        case file(descriptor: Int32, path: String)
+        case memory
+    }
+
+    private let sink: Sink
+    /// The archive so far, for `.memory` sinks.
+    private(set) var bytes: [UInt8] = []
     /// Writes ZIP64 records even for small archives; lets tests exercise the ZIP64 paths of the reader.
     private let forceZip64: Bool
     private var offset: UInt64 = 0
     private var written: [Written] = []
 
-    init(descriptor: Int32, path: String, forceZip64: Bool = false) {
-        self.descriptor = descriptor
-        self.path = path
+    init(sink: Sink, forceZip64: Bool = false) {
+        self.sink = sink
         self.forceZip64 = forceZip64
     }
 
@@ -139,22 +145,27 @@ struct ZipWriter {
         try emit(end)
     }
 
-    private mutating func emit(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { buffer in
-            guard let base = buffer.baseAddress else { return }
-            var done = 0
-            while done < buffer.count {
-                let n = write(descriptor, base + done, buffer.count - done)
-                if n > 0 {
-                    done += n
-                } else if n < 0 && errno == EINTR {
-                    continue
-                } else {
-                    throw CheckpointError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
+    private mutating func emit(_ chunk: [UInt8]) throws {
+        switch sink {
+        case .memory:
+            bytes.append(contentsOf: chunk)
+        case .file(let descriptor, let path):
+            try chunk.withUnsafeBytes { buffer in
+                guard let base = buffer.baseAddress else { return }
+                var done = 0
+                while done < buffer.count {
+                    let n = write(descriptor, base + done, buffer.count - done)
+                    if n > 0 {
+                        done += n
+                    } else if n < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        throw CheckpointError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
+                    }
                 }
             }
         }
-        offset += UInt64(bytes.count)
+        offset += UInt64(chunk.count)
     }
 }
 

@@ -50,6 +50,7 @@ import Testing
             let copy = dir.file(url.lastPathComponent)
             try Checkpoint.write(original, to: copy)
             #expect(try Checkpoint.read(contentsOf: copy) == original, "\(url.lastPathComponent)")
+            #expect(try Checkpoint.read(bytes: Array(Data(contentsOf: copy))) == original, "\(url.lastPathComponent) from memory")
         }
     }
 
@@ -127,5 +128,9 @@ import Testing
         #expect(throws: CheckpointError.self) { try Checkpoint.stateDict(in: wrapped, key: nil) }
         #expect(throws: CheckpointError.self) { try Checkpoint.stateDict(in: wrapped, key: "state_dict") }
         #expect(throws: CheckpointError.self) { try Checkpoint.stateDict(in: .list([])) }
+        let namedModel = PickleValue.stateDict([("model", tensors[0].tensor), ("head", tensors[1].tensor)])
+        #expect(try Checkpoint.stateDict(in: namedModel).map(\.name) == ["model", "head"])
+        let notDict = PickleValue.dict(PickleDict([.init(key: .string("model"), value: .int(1))]))
+        #expect(throws: CheckpointError.self) { try Checkpoint.stateDict(in: notDict) }
     }
 }

@@ -93,9 +93,32 @@ func writeArchive(_ records: [(String, [UInt8])], to url: URL, prefix: String = 
     let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     #expect(fd >= 0)
     defer { close(fd) }
-    var zip = ZipWriter(descriptor: fd, path: url.path, forceZip64: forceZip64)
+    var zip = ZipWriter(sink: .file(descriptor: fd, path: url.path), forceZip64: forceZip64)
     for (name, bytes) in records { try zip.add(name: prefix + name, bytes: bytes) }
     try zip.finish()
+}
+
+/// The same layout built in memory.
+func archiveBytes(_ records: [(String, [UInt8])], prefix: String = "archive/") throws -> [UInt8] {
+    var zip = ZipWriter(sink: .memory)
+    for (name, bytes) in records { try zip.add(name: prefix + name, bytes: bytes) }
+    try zip.finish()
+    return zip.bytes
+}
+
+/// Applies one random structural mutation: overwrite, bit flip, delete, insert or truncate.
+func mutate(_ input: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
+    var bytes = input
+    guard !bytes.isEmpty else { return [UInt8(truncatingIfNeeded: rng.next())] }
+    let index = Int(rng.next() % UInt64(bytes.count))
+    switch rng.next() % 5 {
+    case 0: bytes[index] = UInt8(truncatingIfNeeded: rng.next())
+    case 1: bytes[index] ^= 1 << UInt8(rng.next() % 8)
+    case 2: bytes.remove(at: index)
+    case 3: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: index)
+    default: bytes.removeLast(bytes.count - index)
+    }
+    return bytes
 }
 
 /// A torch-style checkpoint whose data.pkl is `pickle` and whose storages are `storages`.
@@ -120,4 +143,14 @@ func expectFailure(_ kind: CheckpointError.Kind, reading url: URL, sourceLocatio
         Issue.record("unexpected error type \(error)", sourceLocation: sourceLocation)
     }
     return ""
+}
+
+/// Replaces `url` with `bytes`. Plain POSIX writes: Foundation's `Data.write` syncs to disk, which makes the
+/// fuzz loop slow.
+func writeBytes(_ bytes: [UInt8], to url: URL) throws {
+    let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw FixtureMissing(path: url.path) }
+    defer { close(fd) }
+    let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    #expect(written == bytes.count)
 }
