@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
-        .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "datastore-crash-child"]),
+        .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child"]),
         // Saves labels in a loop until killed; driven by the crash test.
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
         .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer"]),

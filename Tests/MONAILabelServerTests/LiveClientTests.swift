@@ -71,3 +71,42 @@ func pythonClient_slicerCallSequence_passes() throws {
     #expect(try get("/datastore/image?image=..%2F..%2Fetc%2Fpasswd").0 == 404)
     #expect(try get("/datastore/label?label=spleen_00&tag=..%2F..").0 == 404)
 }
+
+/// Long work never blocks the accept loop: `/info/` answers while an inference is still running.
+@Test func liveServer_infoAnswersWhileAnInferenceRuns() throws {
+    let tmp = TempDir()
+    let server = try startLiveServer(tmp)
+    defer {
+        server.shutdown(gracePeriod: 5)
+        server.wait()
+    }
+    let infer = Process()
+    infer.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    infer.arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                       "http://127.0.0.1:\(server.port)/infer/segmentation_spleen?image=spleen_00&output=json"]
+    let inferOut = Pipe()
+    infer.standardOutput = inferOut
+    try infer.run()
+    // Wait until the server has admitted the inference (it holds the model from then on).
+    var admitted = false
+    for _ in 0..<200 where !admitted {
+        usleep(10_000)
+        admitted = server.app.admission.inFlightCount > 0
+    }
+    #expect(admitted, "the inference never started")
+    var answeredDuringInference = 0
+    for _ in 0..<5 {
+        let info = Process()
+        info.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        info.arguments = ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(server.port)/info/"]
+        let out = Pipe()
+        info.standardOutput = out
+        try info.run()
+        info.waitUntilExit()
+        let code = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        if code == "200" && server.app.admission.inFlightCount > 0 { answeredDuringInference += 1 }
+    }
+    #expect(answeredDuringInference > 0, "no /info/ answer arrived while the inference was in flight")
+    infer.waitUntilExit()
+    #expect(String(decoding: inferOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == "200")
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import TorchCheckpoint
 import Testing
 @testable import MONAILabel
 @testable import MONAILabelCore
@@ -95,4 +96,36 @@ private func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingP
     #expect(SlidingWindowInferer.windowStarts(imageSize: [58], roi: [32], overlap: 0.25) == [[0], [24], [26]])
     #expect(SlidingWindowInferer.windowStarts(imageSize: [32], roi: [32], overlap: 0.25) == [[0]])
     #expect(SlidingWindowInferer.windowStarts(imageSize: [10, 20], roi: [10, 8], overlap: 0.5).count == 4)
+}
+
+@Test func modelLoader_reloadsWhenPublishedWeightsChange() throws {
+    let tmp = TempDir()
+    let task = try smallSpleenTask(tmp)
+    var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
+    for t in task.pre { x = try t.apply(x) }
+    let trained = try task.predict(x, params: [:])
+    #expect(task.weights == "pretrained_segmentation_spleen.pt")
+    // Publishing a different checkpoint (another network's weights would not load; use a perturbed copy of these).
+    let state = try Checkpoint.stateDict(from: task.modelPaths[0])
+    let perturbed = state.map { entry -> (name: String, tensor: StoredTensor) in
+        guard entry.tensor.dtype == .float32, entry.name.hasSuffix("conv.weight") else { return entry }
+        var t = entry.tensor
+        t.bytes = t.bytes.enumerated().map { $0.offset % 4 == 3 ? $0.element ^ 0x01 : $0.element }
+        return (entry.name, t)
+    }
+    try Checkpoint.write(stateDict: perturbed, key: "model", to: task.modelPaths[1])
+    #expect(task.weights == "segmentation_spleen.pt", "the published file wins over the pretrained one")
+    let republished = try task.predict(x, params: [:])
+    #expect(republished != trained, "the new weights were loaded")
+    try FileManager.default.removeItem(at: task.modelPaths[1])
+    #expect(try task.predict(x, params: [:]) == trained, "back to the pretrained weights")
+}
+
+@Test func modelLoader_corruptWeights_areAClearErrorNotACrash() throws {
+    let tmp = TempDir()
+    let task = try smallSpleenTask(tmp)
+    try Data("not a checkpoint".utf8).write(to: task.modelPaths[1])
+    var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
+    for t in task.pre { x = try t.apply(x) }
+    #expect(throws: MONAILabelError.self) { try task.predict(x, params: [:]) }
 }

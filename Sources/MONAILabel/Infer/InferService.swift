@@ -38,6 +38,13 @@ public final class InferAdmission: @unchecked Sendable {
 
     public init(capacity: Int) { self.capacity = max(1, capacity) }
 
+    /// Requests admitted and not finished.
+    public var inFlightCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return inFlight
+    }
+
     public func run<T>(_ body: () throws -> T) throws -> T {
         lock.lock()
         guard inFlight < capacity else {
