@@ -134,6 +134,8 @@ final class EventLoop: @unchecked Sendable {
     var boundAddresses: [String] { shared.withLock { $0.addresses } }
 
     func start() throws {
+        // A peer that vanishes must give EPIPE, not kill the process (OpenSSL writes with plain write()).
+        signal(SIGPIPE, SIG_IGN)
         if let tls = config.tls { tlsContext = try TLSContext(tls) }
         epfd = chttp_epoll_create()
         guard epfd >= 0 else { throw HTTPServerError.errno("epoll_create") }
@@ -478,6 +480,7 @@ final class EventLoop: @unchecked Sendable {
             return (s.completions.count == 1, false)
         }
         if loopGone {
+            conn.tls?.shutdown()
             close(conn.fd)
             conn.phase = .closed
         } else if signal {
@@ -553,6 +556,7 @@ final class EventLoop: @unchecked Sendable {
             var scratch = [UInt8](repeating: 0, count: 4096)
             _ = scratch.withUnsafeMutableBytes { read(conn.fd, $0.baseAddress!, $0.count) }
         }
+        conn.tls?.shutdown()
         close(conn.fd)
     }
 
