@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system libraries monailabel-swift builds against. Idempotent; Debian 12 with the Swift toolchain.
 set -euo pipefail
-PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp)
+# curl and openssl (the CLI) are used by the HTTPServer tests; wrk only by scripts/bench/http.sh.
+PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp curl openssl)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()

@@ -393,7 +393,7 @@ final class EventLoop: @unchecked Sendable {
             let keep = head.keepAlive && !hasBody && !stopping
             let started = monotonicNanos()
             writeFromLoop(conn, r, keepAlive: keep, version: head.version, isHead: head.method == .head)
-            log(method: head.method, target: head.target, status: r.status.code, bytes: r.body.count, started: started, remote: conn.remoteAddress)
+            log(method: head.method, target: head.target, status: r.status.code, bytes: r.body.inMemoryCount, started: started, remote: conn.remoteAddress)
             return keep && isReading(conn)
         case .handler(let handler, let params):
             var expected: Int?
@@ -405,14 +405,12 @@ final class EventLoop: @unchecked Sendable {
                 conn.deadline = monotonicNanos() + nanos(config.bodyTimeout)
                 if head.expectsContinue && conn.buffered == 0 {
                     let interim = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                    // The socket buffer is empty at this point (no response is pending), so 25 bytes fit; if they
+                    // do not, the stream is unusable and the client retries.
                     let w = interim.withUnsafeBytes { conn.writeNonBlocking($0.baseAddress!, $0.count) }
                     if w != interim.count {
-                        // A 25-byte write into an empty socket buffer does not fail partially in practice; if it
-                        // does, the client will send the body after its own timeout anyway.
-                        if w < 0 {
-                            closeConnection(conn)
-                            return false
-                        }
+                        closeConnection(conn)
+                        return false
                     }
                 }
             }
@@ -435,7 +433,7 @@ final class EventLoop: @unchecked Sendable {
             var r = try HTTPRequest(
                 method: head.method, target: head.target, version: head.version, headers: head.headers, body: body,
                 remoteAddress: conn.remoteAddress, isSecure: conn.tls != nil, context: context)
-            r.pathParameters = pending.parameters.mapValues { $0 }
+            r.pathParameters = pending.parameters
             request = r
         } catch {
             context.cleanUp()
@@ -571,12 +569,16 @@ final class EventLoop: @unchecked Sendable {
         for (_, c) in connections where c.deadlineKind != .none && now >= c.deadline { expired.append(c) }
         for c in expired {
             switch c.deadlineKind {
-            case .head where c.buffered > 0 || c.tls == nil:
-                if case .handshake = c.phase { closeConnection(c) } else {
-                    writeFromLoop(c, .detail("Request Timeout", status: .requestTimeout), keepAlive: false, version: .http1_1, isHead: false)
-                    if case .writing = c.phase { closeConnection(c) }
+            case .head, .body:
+                if case .handshake = c.phase {
+                    closeConnection(c)
+                    continue
                 }
-            case .body:
+                if c.deadlineKind == .head && c.buffered == 0 {
+                    // Connected but never sent anything: nothing to answer.
+                    closeConnection(c)
+                    continue
+                }
                 writeFromLoop(c, .detail("Request Timeout", status: .requestTimeout), keepAlive: false, version: .http1_1, isHead: false)
                 if case .writing = c.phase { closeConnection(c) }
             default:
@@ -636,7 +638,8 @@ final class EventLoop: @unchecked Sendable {
 }
 
 extension HTTPResponseBody {
-    var count: Int {
+    /// Bytes of an in-memory body (what the loop writes itself); 0 otherwise.
+    var inMemoryCount: Int {
         switch self {
         case .bytes(let b): return b.count
         default: return 0

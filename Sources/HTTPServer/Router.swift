@@ -178,8 +178,6 @@ public struct HTTPRouter: Sendable {
         let (route, params, allowed) = lookup(method: method, path: path)
         if let r = route { return .handler(r.handler, parameters: params) }
         if !allowed.isEmpty {
-            var headers = HTTPHeaders()
-            headers.add("Allow", allowed.map(\.rawValue).joined(separator: ", "))
             var resp = HTTPResponse.detail("Method Not Allowed", status: .methodNotAllowed)
             resp.headers.add("Allow", allowed.map(\.rawValue).joined(separator: ", "))
             return .response(resp)
@@ -205,8 +203,7 @@ public struct HTTPRouter: Sendable {
     /// Runs a request through routing and its handler in-process (no sockets), as the server would.
     /// For router tests; the caller owns `request.context` cleanup.
     public func respond(to request: HTTPRequest) -> HTTPResponse {
-        let (rawPath, rawQuery) = HTTPRequest.split(target: request.target)
-        _ = rawPath
+        let rawQuery = HTTPRequest.split(target: request.target).query
         var response: HTTPResponse
         switch resolve(method: request.method, path: request.path, rawQuery: rawQuery, headers: request.headers, isSecure: request.isSecure) {
         case .response(let r):
