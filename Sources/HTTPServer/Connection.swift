@@ -77,18 +77,6 @@ struct BodySpool {
 /// One client connection. The event loop owns it, except while a worker writes a response; the hand-over in
 /// both directions goes through a lock (the pool queue, the completion queue), which orders the accesses.
 final class Connection: @unchecked Sendable {
-    enum Phase {
-        case handshake
-        case head
-        case body(PendingRequest)
-        case dispatched
-        /// The loop is writing a response it made itself (an error, a redirect) from `out`.
-        case writing(close: Bool)
-        case closed
-    }
-
-    enum DeadlineKind { case none, idle, head, body, write }
-
     struct PendingRequest {
         var head: HTTPRequestHead
         var handler: HTTPHandler
@@ -102,31 +90,29 @@ final class Connection: @unchecked Sendable {
     let fd: Int32
     let tls: TLSSession?
     let remoteAddress: String
-    var phase: Phase
+    var machine: ConnectionStateMachine
+    /// The routed request whose body is arriving.
+    var pending: PendingRequest?
     var parser: HTTPRequestParser
     var buffer: [UInt8]
     var start = 0
     var end = 0
     /// True unless the last read said there is nothing more to read.
     var mayRead = true
-    var deadline: UInt64 = 0
-    var deadlineKind = DeadlineKind.none
     var out: [UInt8] = []
     var outOffset = 0
     var peerClosed = false
 
-    init(fd: Int32, tls: TLSSession?, remoteAddress: String, limits: HTTPLimits) {
+    init(fd: Int32, tls: TLSSession?, remoteAddress: String, limits: HTTPLimits, timeouts: ConnectionStateMachine.Timeouts, now: UInt64) {
         self.fd = fd
         self.tls = tls
         self.remoteAddress = remoteAddress
-        self.phase = tls == nil ? .head : .handshake
+        self.machine = ConnectionStateMachine(tls: tls != nil, timeouts: timeouts, now: now)
         self.parser = HTTPRequestParser(limits: limits)
         self.buffer = [UInt8](repeating: 0, count: 4096)
     }
 
-    deinit {
-        if case .body(var p) = phase { p.spool.discard() }
-    }
+    deinit { pending?.spool.discard() }
 
     var buffered: Int { end - start }
 
