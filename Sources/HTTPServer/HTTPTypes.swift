@@ -254,10 +254,19 @@ public protocol HTTPResponseError: Error {
     var detail: String { get }
     /// Extra headers for the error response (e.g. `Allow`, `WWW-Authenticate`). Empty by default.
     var headers: HTTPHeaders { get }
+    /// The response sent for this error. By default `{"detail": detail}` with `status` and `headers`; override it
+    /// for other shapes (FastAPI's 422 sends `{"detail": [ {...} ]}`).
+    func response() -> HTTPResponse
 }
 
 extension HTTPResponseError {
     public var headers: HTTPHeaders { HTTPHeaders() }
+
+    public func response() -> HTTPResponse {
+        var r = HTTPResponse.detail(detail, status: status)
+        for h in headers { r.headers.add(h.name, h.value) }
+        return r
+    }
 }
 
 /// The plain error type for handlers that need nothing richer.

@@ -223,9 +223,7 @@ public struct HTTPRouter: Sendable {
         do {
             return try handler(request)
         } catch let e as any HTTPResponseError {
-            var r = HTTPResponse.detail(e.detail, status: e.status)
-            for h in e.headers { r.headers.add(h.name, h.value) }
-            return r
+            return e.response()
         } catch {
             onError(error)
             return .text("Internal Server Error", status: .internalServerError)

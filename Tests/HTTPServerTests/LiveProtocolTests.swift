@@ -290,6 +290,10 @@ import Testing
         let c4 = try RawClient(port: any.port)
         try c4.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
         #expect(try c4.readResponse().text == "hello")
+        let v4any = try LiveServer(host: "0.0.0.0")
+        let c0 = try RawClient(port: v4any.port)
+        try c0.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(try c0.readResponse().text == "hello")
         let local = try LiveServer(host: "localhost")
         #expect(local.server.boundAddresses.contains("127.0.0.1:\(local.port)"))
     }
@@ -301,6 +305,8 @@ import Testing
         _ = try c.readResponse()
         try c.send("GET /missing?token=secret HTTP/1.1\r\nHost: t\r\n\r\n")
         _ = try c.readResponse()
+        // The entry is written just after the response; wait for it (bounded).
+        for _ in 0..<500 where s.logLines.all.count < 2 { usleep(10_000) }
         let lines = s.logLines.all
         #expect(lines.map(\.path) == ["/query", "/missing"])
         #expect(lines.map(\.status) == [200, 404])

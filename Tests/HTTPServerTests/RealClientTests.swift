@@ -137,6 +137,20 @@ private let pythonRequestsAvailable = (try? runProcess(["python3", "-c", "import
         #expect(FileManager.default.contents(atPath: dir + "/down.bin").map(Array.init) == bytes)
     }
 
+    @Test func tls_silentClient_isDroppedAfterHeaderTimeout_othersServed() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try LiveServer(tls: try makeCertificate(in: dir), configure: { $0.headerTimeout = 0.3 })
+        let silent = try RawClient(port: s.port)
+        try silent.send([0x16, 0x03, 0x01])  // the start of a ClientHello, then nothing
+        let (status, out) = try runProcess(
+            ["openssl", "s_client", "-connect", "127.0.0.1:\(s.port)", "-quiet", "-ign_eof"],
+            input: Data("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+        #expect(status == 0)
+        #expect(out.hasSuffix("hello"))
+        #expect(try silent.isClosedByServer())
+    }
+
     @Test func tls_wrongKeyPassword_failsToStart() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
