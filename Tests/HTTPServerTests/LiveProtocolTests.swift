@@ -230,17 +230,18 @@ import Testing
         started.wait()
         let b = try RawClient(port: s.port)
         try b.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
-        // Ordering only: let the loop queue B before C arrives.
-        usleep(100_000)
         let c = try RawClient(port: s.port)
         try c.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
-        let r = try c.readResponse()
+        // B and C compete for the single queue slot: whichever lost gets 503 at once, the other waits.
+        let rejected = try #require(RawClient.firstReadable([b, c], timeoutMs: 10_000))
+        let r = try rejected.readResponse()
         #expect(r.status == 503)
         #expect(r.text == #"{"detail":"Service Unavailable"}"#)
+        let queued = rejected === b ? c : b
         gate.signal()
         gate.signal()
         #expect(try a.readResponse().text == "released")
-        #expect(try b.readResponse().text == "released")
+        #expect(try queued.readResponse().text == "released")
     }
 
     @Test func slowlorisHead_gets408AndClose() throws {
@@ -269,14 +270,23 @@ import Testing
     }
 
     @Test func gracefulShutdown_finishesInFlightRequest_thenStops() throws {
-        let s = try LiveServer()
+        let started = DispatchSemaphore(value: 0)
+        let s = try LiveServer(routes: { r in
+            r.get("/slow") { _ in
+                started.signal()
+                usleep(300_000)
+                return .text("slow done")
+            }
+        })
+        let idle = try RawClient(port: s.port)
         let c = try RawClient(port: s.port)
         try c.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
-        usleep(100_000)
+        started.wait()
         s.server.shutdown(gracePeriod: 5)
         let r = try c.readResponse()
         #expect(r.text == "slow done")
         #expect(r.headers["Connection"] == "close")
+        #expect(try idle.isClosedByServer())
         s.server.wait()
         #expect(throws: (any Error).self) { try RawClient(port: s.port) }
     }

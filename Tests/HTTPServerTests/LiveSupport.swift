@@ -214,6 +214,14 @@ final class RawClient {
         return RawResponse(status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers, body: body)
     }
 
+    /// The first client with bytes (or EOF) to read within the timeout, or nil.
+    static func firstReadable(_ clients: [RawClient], timeoutMs: Int32) -> RawClient? {
+        if let c = clients.first(where: { !$0.pending.isEmpty }) { return c }
+        var fds = clients.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        guard poll(&fds, nfds_t(fds.count), timeoutMs) > 0 else { return nil }
+        return zip(clients, fds).first { $0.1.revents != 0 }?.0
+    }
+
     /// True when the server closed the connection (EOF) with nothing more to read.
     func isClosedByServer() throws -> Bool {
         if !pending.isEmpty { return false }
