@@ -46,6 +46,7 @@ public struct CORSPolicy: Sendable {
 /// Templates are literal paths with `{name}` segments (one non-empty segment) and optionally a final
 /// `{name:path}` (the rest of the path, slashes included). A trailing slash is significant, as in Starlette:
 /// when nothing matches, the other form is tried and, if some route has it, the client gets 307 to it.
+/// Literal routes are tried before templated ones; among templates, registration order decides.
 ///
 /// ```swift
 /// var router = HTTPRouter()
@@ -95,6 +96,8 @@ public struct HTTPRouter: Sendable {
     private var routes: [Route] = []
     /// Indices of parameter-free routes by path, for the common case.
     private var literal: [String: [Int]] = [:]
+    /// Indices of routes with `{param}` segments, matched one by one.
+    private var templated: [Int] = []
 
     public init(options: Options = Options()) { self.options = options }
 
@@ -104,6 +107,8 @@ public struct HTTPRouter: Sendable {
         routes.append(Route(method: method, template: template, segments: segments, handler: handler))
         if segments.allSatisfy({ if case .literal = $0 { return true } else { return false } }) {
             literal[template, default: []].append(routes.count - 1)
+        } else {
+            templated.append(routes.count - 1)
         }
     }
 
@@ -159,10 +164,11 @@ public struct HTTPRouter: Sendable {
         if let idx = literal[path] {
             for i in idx { consider(routes[i], [:]) }
         }
-        var parts: [Substring]?
-        for r in routes where !r.segments.allSatisfy({ if case .literal = $0 { return true } else { return false } }) {
-            if parts == nil { parts = path.split(separator: "/", omittingEmptySubsequences: false) }
-            if let params = Self.match(r.segments, parts!) { consider(r, params) }
+        if !templated.isEmpty {
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+            for i in templated {
+                if let params = Self.match(routes[i].segments, parts) { consider(routes[i], params) }
+            }
         }
         if options.automaticHead, allowed.contains(.get), !allowed.contains(.head) { allowed.append(.head) }
         return (found?.0, found?.1 ?? [:], allowed)

@@ -51,10 +51,6 @@ final class LiveServer: @unchecked Sendable {
         }
         r.get("/query") { req in .text(req.query.map { "\($0.name)=\($0.value)" }.joined(separator: ";")) }
         r.get("/stream") { _ in HTTPResponse(body: .stream(CountingStream(chunks: 5))) }
-        r.get("/slow") { _ in
-            usleep(300_000)
-            return .text("slow done")
-        }
     }
 }
 
