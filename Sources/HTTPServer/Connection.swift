@@ -116,8 +116,12 @@ final class Connection: @unchecked Sendable {
 
     var buffered: Int { end - start }
 
-    /// Reads what the socket has into the buffer's free space, growing it up to `maxCapacity`.
-    func readIntoBuffer(maxCapacity: Int) -> ReadResult {
+    /// Reads what the socket has into the buffer's free space, growing it up to `maxCapacity` (and at once to
+    /// `preferredCapacity`, so bodies are read in large pieces while heads of idle connections stay small).
+    func readIntoBuffer(maxCapacity: Int, preferredCapacity: Int = 0) -> ReadResult {
+        if buffer.count < min(preferredCapacity, maxCapacity) {
+            buffer.append(contentsOf: repeatElement(0, count: min(preferredCapacity, maxCapacity) - buffer.count))
+        }
         if start > 0 && (end == buffer.count || start == end) {
             if start < end {
                 buffer.withUnsafeMutableBytes { p in _ = memmove(p.baseAddress!, p.baseAddress! + start, end - start) }

@@ -297,7 +297,7 @@ final class EventLoop: @unchecked Sendable {
             }
             budget -= 1
             let before = conn.buffered
-            switch conn.readIntoBuffer(maxCapacity: readCap) {
+            switch conn.readIntoBuffer(maxCapacity: readCap, preferredCapacity: conn.machine.phase == .readingBody ? readCap : 0) {
             case .bytes(let n):
                 // A full buffer with nothing consumed can only be a head past the limit, which the parser reports.
                 if n == 0 && conn.buffered == before { return }
