@@ -261,6 +261,24 @@ import Testing
         #expect(try c.isClosedByServer())
     }
 
+    @Test func stalledReader_isDroppedAfterWriteTimeout_freeingTheWorker() throws {
+        let big = [UInt8](repeating: 1, count: 64 << 20)
+        let s = try LiveServer(configure: {
+            $0.workerCount = 1
+            $0.writeTimeout = 0.3
+        }, routes: { r in
+            r.get("/big") { _ in .bytes(big, contentType: "application/octet-stream") }
+            r.get("/hello") { _ in .text("hello") }
+        })
+        let stalled = try RawClient(port: s.port)
+        try stalled.send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        // The only worker is stuck writing to a client that does not read, until the write timeout frees it.
+        let other = try RawClient(port: s.port)
+        try other.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(try other.readResponse().text == "hello")
+        #expect(throws: (any Error).self) { _ = try stalled.readResponse() }
+    }
+
     @Test func idleKeepAlive_isClosedSilently() throws {
         let s = try LiveServer { $0.keepAliveTimeout = 0.2 }
         let c = try RawClient(port: s.port)
