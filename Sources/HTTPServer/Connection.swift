@@ -99,6 +99,8 @@ final class Connection: @unchecked Sendable {
     var end = 0
     /// True unless the last read said there is nothing more to read.
     var mayRead = true
+    /// The loop is inside `service` for this connection.
+    var inService = false
     var out: [UInt8] = []
     var outOffset = 0
     var peerClosed = false

@@ -19,7 +19,7 @@ import Synchronization
 ///     return try .json(object: ["model": req.pathParameters["model"] ?? "", "n": overrides.count])
 /// }
 /// router.get("/model/{model}") { req in
-///     .file("/models/\(req.pathParameters["model"]!).pt", downloadName: "model.pt")   // streamed from disk
+///     .file("/models/\(req.pathParameters["model"] ?? "").pt", downloadName: "model.pt")   // streamed from disk
 /// }
 /// router.post("/infer/{model}") { req in
 ///     var parts = MultipartResponseBuilder()                          // 32-hex boundary

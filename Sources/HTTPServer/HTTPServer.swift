@@ -274,6 +274,11 @@ final class EventLoop: @unchecked Sendable {
 
     /// Moves a readable connection forward: handshake, read, parse, until it blocks or is dispatched.
     private func service(_ conn: Connection) {
+        // Re-entry (a response flushed while parsing) would recurse once per pipelined request; the outer call's
+        // loop picks the connection up again instead.
+        if conn.inService { return }
+        conn.inService = true
+        defer { conn.inService = false }
         if conn.machine.phase == .handshaking {
             guard let tls = conn.tls else { return }
             switch tls.handshake() {
@@ -348,7 +353,8 @@ final class EventLoop: @unchecked Sendable {
             case .body:
                 continue
             case .end:
-                guard var pending = conn.pending else { return false }
+                // No pending request: the loop answered this one itself; go on with the next.
+                guard var pending = conn.pending else { continue }
                 conn.pending = nil
                 let context = HTTPRequestContext(temporaryDirectory: config.temporaryDirectory)
                 let body = pending.spool.finish(context: context)

@@ -52,7 +52,7 @@ public struct CORSPolicy: Sendable {
 /// var router = HTTPRouter()
 /// router.get("/info/") { _ in try .json(object: ["name": "app"]) }
 /// router.post("/infer/{model}") { req in
-///     let model = req.pathParameters["model"]!            // always present for a matched `{model}`
+///     let model = req.pathParameters["model"] ?? ""       // always present for a matched `{model}`
 ///     let form = try req.form()                            // multipart or urlencoded
 ///     let params = form.value("params") ?? "{}"
 ///     if let upload = form.file("file") { _ = upload.path } // temp file, deleted after the response

@@ -81,6 +81,30 @@ import Testing
         #expect(try c.isClosedByServer())
     }
 
+    @Test func pipelinedFlood_ofLoopAnswers_isServedWithoutRecursion() throws {
+        let s = try LiveServer()
+        let c = try RawClient(port: s.port)
+        let n = 10_000
+        let one = Array("GET /missing HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+        var all: [UInt8] = []
+        all.reserveCapacity(one.count * n)
+        for _ in 0..<n { all += one }
+        // Send from another thread while reading here: the server stops parsing while its answers are unread.
+        let bytes = all
+        let fd = dup(c.fd)
+        let sender = Thread {
+            var off = 0
+            while off < bytes.count {
+                let w = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+                if w <= 0 { break }
+                off += w
+            }
+            close(fd)
+        }
+        sender.start()
+        for _ in 0..<n { #expect(try c.readResponse().status == 404) }
+    }
+
     @Test func chunkedUpload_isDecoded() throws {
         let s = try LiveServer()
         let c = try RawClient(port: s.port)

@@ -141,7 +141,8 @@ final class RawClient {
 
     /// Reads more bytes; false at EOF (or reset).
     private func fill() throws -> Bool {
-        var buf = [UInt8](repeating: 0, count: 65536)
+        // Small reads keep `pending` short, so consuming from its front stays cheap.
+        var buf = [UInt8](repeating: 0, count: 4096)
         let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
         if n > 0 {
             pending += buf[0..<n]
@@ -152,12 +153,14 @@ final class RawClient {
     }
 
     private func line() throws -> String {
+        var scanned = 0
         while true {
-            if let i = pending.firstIndex(of: 10), i > 0, pending[i - 1] == 13 {
+            if let i = pending[scanned...].firstIndex(of: 10), i > 0, pending[i - 1] == 13 {
                 let l = String(decoding: pending[0..<(i - 1)], as: UTF8.self)
                 pending.removeFirst(i + 1)
                 return l
             }
+            scanned = pending.count
             guard try fill() else { throw ClientError(description: "connection closed mid-line") }
         }
     }
