@@ -427,11 +427,11 @@ final class EventLoop: @unchecked Sendable {
                 config.errorLog?("Handler for \(request.method) \(request.path) failed: \(error)")
             }
             router.finish(&response, requestHeaders: request.headers)
-            var writer = WorkerScratch.writer(serverName: config.serverName, timeout: config.writeTimeout)
             let keepAlive = keepAliveWanted && !self.isStopping
-            let result = writer.write(response, on: conn, requestVersion: request.version, isHead: request.method == .head,
-                                      keepAlive: keepAlive, onError: { config.errorLog?($0) })
-            WorkerScratch.store(writer)
+            let result = WorkerScratch.withWriter(serverName: config.serverName, timeout: config.writeTimeout) { writer in
+                writer.write(response, on: conn, requestVersion: request.version, isHead: request.method == .head,
+                             keepAlive: keepAlive, onError: { config.errorLog?($0) })
+            }
             request.context.cleanUp()
             self.log(method: request.method, target: request.target, status: result.status, bytes: result.bytes, started: started,
                      remote: request.remoteAddress)
@@ -624,17 +624,16 @@ enum WorkerScratch {
         init(_ w: ResponseWriter) { writer = w }
     }
 
-    static func writer(serverName: String?, timeout: Double) -> ResponseWriter {
-        if let p = pthread_getspecific(key) { return Unmanaged<Box>.fromOpaque(p).takeUnretainedValue().writer }
-        return ResponseWriter(serverName: serverName, timeoutSeconds: timeout)
-    }
-
-    static func store(_ w: ResponseWriter) {
+    /// Runs `body` with this thread's writer, mutated in place so its buffers are reused without copies.
+    static func withWriter<R>(serverName: String?, timeout: Double, _ body: (inout ResponseWriter) -> R) -> R {
+        let box: Box
         if let p = pthread_getspecific(key) {
-            Unmanaged<Box>.fromOpaque(p).takeUnretainedValue().writer = w
+            box = Unmanaged<Box>.fromOpaque(p).takeUnretainedValue()
         } else {
-            pthread_setspecific(key, Unmanaged.passRetained(Box(w)).toOpaque())
+            box = Box(ResponseWriter(serverName: serverName, timeoutSeconds: timeout))
+            pthread_setspecific(key, Unmanaged.passRetained(box).toOpaque())
         }
+        return body(&box.writer)
     }
 }
 
