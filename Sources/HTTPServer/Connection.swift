@@ -85,7 +85,9 @@ final class Connection: @unchecked Sendable {
         var started: UInt64
     }
 
-    enum ReadResult { case bytes(Int), wouldBlock, eof, failed }
+    /// `drained`: a plain socket returned less than asked, so its queue was empty then; with edge-triggered epoll
+    /// new data brings a new event, so the loop need not try another read.
+    enum ReadResult { case bytes(Int, drained: Bool), wouldBlock, eof, failed }
 
     let fd: Int32
     let tls: TLSSession?
@@ -132,7 +134,7 @@ final class Connection: @unchecked Sendable {
             start = 0
         }
         if end == buffer.count {
-            if buffer.count >= maxCapacity { return .bytes(0) }
+            if buffer.count >= maxCapacity { return .bytes(0, drained: false) }
             buffer.append(contentsOf: repeatElement(0, count: min(buffer.count, maxCapacity - buffer.count)))
         }
         let room = buffer.count - end
@@ -140,7 +142,7 @@ final class Connection: @unchecked Sendable {
             let dst = p.baseAddress! + end
             if let tls {
                 let (n, st) = tls.read(dst, room)
-                if n > 0 { return .bytes(n) }
+                if n > 0 { return .bytes(n, drained: false) }
                 switch st {
                 case .wantRead, .wantWrite: return .wouldBlock
                 case .closed: return .eof
@@ -149,13 +151,13 @@ final class Connection: @unchecked Sendable {
             }
             while true {
                 let n = read(fd, dst, room)
-                if n > 0 { return .bytes(n) }
+                if n > 0 { return .bytes(n, drained: n < room) }
                 if n == 0 { return .eof }
                 if errno == EINTR { continue }
                 return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed
             }
         }
-        if case .bytes(let n) = result { end += n }
+        if case .bytes(let n, _) = result { end += n }
         return result
     }
 

@@ -303,9 +303,10 @@ final class EventLoop: @unchecked Sendable {
             budget -= 1
             let before = conn.buffered
             switch conn.readIntoBuffer(maxCapacity: readCap, preferredCapacity: conn.machine.phase == .readingBody ? readCap : 0) {
-            case .bytes(let n):
+            case .bytes(let n, let drained):
                 // A full buffer with nothing consumed can only be a head past the limit, which the parser reports.
                 if n == 0 && conn.buffered == before { return }
+                if drained { conn.mayRead = false }
                 conn.machine.bytesReceived(now: monotonicNanos())
             case .wouldBlock:
                 conn.mayRead = false
