@@ -79,6 +79,8 @@ struct BodySpool {
 final class Connection: @unchecked Sendable {
     struct PendingRequest {
         var head: HTTPRequestHead
+        /// The decoded path the router matched.
+        var path: String
         var handler: HTTPHandler
         var parameters: [String: String]
         var spool: BodySpool

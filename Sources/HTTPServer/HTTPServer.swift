@@ -385,7 +385,7 @@ final class EventLoop: @unchecked Sendable {
             var expected: Int?
             if case .length(let n) = head.framing { expected = n }
             let spool = BodySpool(threshold: config.spoolThreshold, directory: config.temporaryDirectory, expected: expected)
-            conn.pending = Connection.PendingRequest(head: head, handler: handler, parameters: params, spool: spool, started: now)
+            conn.pending = Connection.PendingRequest(head: head, path: path, handler: handler, parameters: params, spool: spool, started: now)
         }
         switch conn.machine.headReceived(head, routed: routed, bodyAlreadyBuffered: conn.buffered > 0, stopping: stopping, now: now) {
         case .respond(let keepAlive):
@@ -406,18 +406,15 @@ final class EventLoop: @unchecked Sendable {
 
     private func dispatch(_ conn: Connection, _ pending: Connection.PendingRequest, body: HTTPBody, context: HTTPRequestContext) {
         let head = pending.head
-        let request: HTTPRequest
-        do {
-            var r = try HTTPRequest(
-                method: head.method, target: head.target, version: head.version, headers: head.headers, body: body,
-                remoteAddress: conn.remoteAddress, isSecure: conn.tls != nil, context: context)
-            r.pathParameters = pending.parameters
-            request = r
-        } catch {
+        guard let query = PercentEncoding.parseQuery(HTTPRequest.split(target: head.target).query ?? "") else {
             context.cleanUp()
             respondAndClose(conn, .detail("Invalid percent-encoding in query", status: .badRequest), version: head.version)
             return
         }
+        let request = HTTPRequest(
+            method: head.method, target: head.target, path: pending.path, query: query, version: head.version,
+            headers: head.headers, body: body, pathParameters: pending.parameters, remoteAddress: conn.remoteAddress,
+            isSecure: conn.tls != nil, context: context)
         let handler = pending.handler
         let router = self.router
         let config = self.config

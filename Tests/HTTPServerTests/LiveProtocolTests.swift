@@ -63,6 +63,7 @@ import Testing
         ("GET /hello HTTP/3.0\r\nHost: t\r\n\r\n", 505),
         ("GET /hello HTTP/1.1\r\n\r\n", 400),
         ("GET /hel%zzlo HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        ("GET /query?a=%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
         ("GET /" + String(repeating: "a", count: 9000) + " HTTP/1.1\r\nHost: t\r\n\r\n", 414),
         ("GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: " + String(repeating: "b", count: 40_000) + "\r\n\r\n", 431),
         ("GET /hello HTTP/1.1\r\nHost: t\r\n" + (0..<101).map { "X-\($0): v\r\n" }.joined() + "\r\n", 431),
