@@ -69,7 +69,7 @@ struct ConnectionStateMachine: Sendable, Equatable {
         }
     }
 
-    mutating func handshakeCompleted(now: UInt64) {
+    mutating func handshakeCompleted() {
         guard phase == .handshaking else { return }
         phase = .readingHead(idle: true)
     }

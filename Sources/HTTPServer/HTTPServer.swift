@@ -48,7 +48,7 @@ public final class HTTPServer: Sendable {
     /// Returns at once; `wait()` returns when it is done. Safe to call from any thread, more than once.
     public func shutdown(gracePeriod: Double = 10) { loop.requestShutdown(grace: gracePeriod) }
 
-    /// Blocks until the server has stopped.
+    /// Blocks until the server has stopped (after `shutdown`). Call only after a successful `start()`.
     public func wait() { loop.waitUntilStopped() }
 
     /// `start()` then `wait()`.
@@ -141,13 +141,17 @@ final class EventLoop: @unchecked Sendable {
     func start() throws {
         // A peer that vanishes must give EPIPE, not kill the process (OpenSSL writes with plain write()).
         signal(SIGPIPE, SIG_IGN)
+        guard epfd < 0 else { throw HTTPServerError("The server was already started") }
         if let tls = config.tls { tlsContext = try TLSContext(tls) }
-        epfd = chttp_epoll_create()
-        guard epfd >= 0 else { throw HTTPServerError.errno("epoll_create") }
-        wakeFD = chttp_eventfd()
-        guard wakeFD >= 0 else { throw HTTPServerError.errno("eventfd") }
-        _ = chttp_epoll_add(epfd, wakeFD, CHTTP_EV_IN, UInt64(UInt32(bitPattern: wakeFD)))
         let (fds, addresses, port) = try Listener.bind(host: config.host, port: config.port)
+        epfd = chttp_epoll_create()
+        wakeFD = chttp_eventfd()
+        guard epfd >= 0, wakeFD >= 0 else {
+            let error = HTTPServerError.errno("epoll/eventfd")
+            for fd in fds + [epfd, wakeFD] where fd >= 0 { close(fd) }
+            throw error
+        }
+        _ = chttp_epoll_add(epfd, wakeFD, CHTTP_EV_IN, UInt64(UInt32(bitPattern: wakeFD)))
         listeners = fds
         for fd in fds { _ = chttp_epoll_add(epfd, fd, CHTTP_EV_IN, UInt64(UInt32(bitPattern: fd))) }
         shared.withLock {
@@ -282,7 +286,7 @@ final class EventLoop: @unchecked Sendable {
         if conn.machine.phase == .handshaking {
             guard let tls = conn.tls else { return }
             switch tls.handshake() {
-            case .ok: conn.machine.handshakeCompleted(now: monotonicNanos())
+            case .ok: conn.machine.handshakeCompleted()
             case .wantRead, .wantWrite: return
             case .closed, .error:
                 closeConnection(conn)

@@ -23,7 +23,7 @@ private func head(_ text: String) throws -> HTTPRequestHead {
         var m = ConnectionStateMachine(tls: true, timeouts: timeouts, now: 0)
         #expect(m.phase == .handshaking)
         #expect(m.timeout(now: 10) == .close)
-        m.handshakeCompleted(now: 5)
+        m.handshakeCompleted()
         #expect(m.phase == .readingHead(idle: true))
     }
 

@@ -351,6 +351,13 @@ import Testing
         #expect(local.server.boundAddresses.contains("127.0.0.1:\(local.port)"))
     }
 
+    @Test func portInUse_andSecondStart_areErrors() throws {
+        let s = try LiveServer()
+        let clash = HTTPServer(configuration: HTTPServerConfiguration(host: "127.0.0.1", port: s.port), router: HTTPRouter())
+        #expect(throws: HTTPServerError.self) { try clash.start() }
+        #expect(throws: HTTPServerError.self) { try s.server.start() }
+    }
+
     @Test func accessLog_dropsQuery() throws {
         let s = try LiveServer()
         let c = try RawClient(port: s.port)
