@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system libraries monailabel-swift builds against. Idempotent; Debian 12 with the Swift toolchain.
 set -euo pipefail
-PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp libarchive-tools curl unzip python3 python3-venv python3-torch)
+# Build: libtorch, NIfTI, zlib, OpenSSL, OpenBLAS. Tests: curl and openssl (HTTP/TLS tests), unzip (dataset
+# archive), bsdtar (session archives), python3-venv (the real Python client), python3-torch (checkpoint interop).
+PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp libarchive-tools curl openssl unzip
+  python3 python3-venv python3-torch)
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()

@@ -60,10 +60,15 @@ SSL *copenssl_ssl_new(SSL_CTX *ctx, int fd) {
     return ssl;
 }
 
+void copenssl_shutdown(SSL *ssl) {
+    // One non-blocking attempt; the caller closes the socket right after.
+    if (SSL_is_init_finished(ssl)) SSL_shutdown(ssl);
+    ERR_clear_error();
+}
+
 void copenssl_ssl_free(SSL *ssl) {
     if (ssl == NULL) return;
     SSL_set_quiet_shutdown(ssl, 1);
-    SSL_shutdown(ssl);
     SSL_free(ssl);
     ERR_clear_error();
 }

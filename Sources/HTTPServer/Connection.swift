@@ -77,61 +77,57 @@ struct BodySpool {
 /// One client connection. The event loop owns it, except while a worker writes a response; the hand-over in
 /// both directions goes through a lock (the pool queue, the completion queue), which orders the accesses.
 final class Connection: @unchecked Sendable {
-    enum Phase {
-        case handshake
-        case head
-        case body(PendingRequest)
-        case dispatched
-        /// The loop is writing a response it made itself (an error, a redirect) from `out`.
-        case writing(close: Bool)
-        case closed
-    }
-
-    enum DeadlineKind { case none, idle, head, body, write }
-
     struct PendingRequest {
         var head: HTTPRequestHead
+        /// The decoded path the router matched.
+        var path: String
         var handler: HTTPHandler
         var parameters: [String: String]
         var spool: BodySpool
         var started: UInt64
     }
 
-    enum ReadResult { case bytes(Int), wouldBlock, eof, failed }
+    /// `drained`: a plain socket returned less than asked, so its queue was empty then; with edge-triggered epoll
+    /// new data brings a new event, so the loop need not try another read.
+    enum ReadResult { case bytes(Int, drained: Bool), wouldBlock, eof, failed }
 
     let fd: Int32
     let tls: TLSSession?
     let remoteAddress: String
-    var phase: Phase
+    var machine: ConnectionStateMachine
+    /// The routed request whose body is arriving.
+    var pending: PendingRequest?
     var parser: HTTPRequestParser
     var buffer: [UInt8]
     var start = 0
     var end = 0
     /// True unless the last read said there is nothing more to read.
     var mayRead = true
-    var deadline: UInt64 = 0
-    var deadlineKind = DeadlineKind.none
+    /// The loop is inside `service` for this connection.
+    var inService = false
     var out: [UInt8] = []
     var outOffset = 0
     var peerClosed = false
 
-    init(fd: Int32, tls: TLSSession?, remoteAddress: String, limits: HTTPLimits) {
+    init(fd: Int32, tls: TLSSession?, remoteAddress: String, limits: HTTPLimits, timeouts: ConnectionStateMachine.Timeouts, now: UInt64) {
         self.fd = fd
         self.tls = tls
         self.remoteAddress = remoteAddress
-        self.phase = tls == nil ? .head : .handshake
+        self.machine = ConnectionStateMachine(tls: tls != nil, timeouts: timeouts, now: now)
         self.parser = HTTPRequestParser(limits: limits)
         self.buffer = [UInt8](repeating: 0, count: 4096)
     }
 
-    deinit {
-        if case .body(var p) = phase { p.spool.discard() }
-    }
+    deinit { pending?.spool.discard() }
 
     var buffered: Int { end - start }
 
-    /// Reads what the socket has into the buffer's free space, growing it up to `maxCapacity`.
-    func readIntoBuffer(maxCapacity: Int) -> ReadResult {
+    /// Reads what the socket has into the buffer's free space, growing it up to `maxCapacity` (and at once to
+    /// `preferredCapacity`, so bodies are read in large pieces while heads of idle connections stay small).
+    func readIntoBuffer(maxCapacity: Int, preferredCapacity: Int = 0) -> ReadResult {
+        if buffer.count < min(preferredCapacity, maxCapacity) {
+            buffer.append(contentsOf: repeatElement(0, count: min(preferredCapacity, maxCapacity) - buffer.count))
+        }
         if start > 0 && (end == buffer.count || start == end) {
             if start < end {
                 buffer.withUnsafeMutableBytes { p in _ = memmove(p.baseAddress!, p.baseAddress! + start, end - start) }
@@ -140,7 +136,7 @@ final class Connection: @unchecked Sendable {
             start = 0
         }
         if end == buffer.count {
-            if buffer.count >= maxCapacity { return .bytes(0) }
+            if buffer.count >= maxCapacity { return .bytes(0, drained: false) }
             buffer.append(contentsOf: repeatElement(0, count: min(buffer.count, maxCapacity - buffer.count)))
         }
         let room = buffer.count - end
@@ -148,7 +144,7 @@ final class Connection: @unchecked Sendable {
             let dst = p.baseAddress! + end
             if let tls {
                 let (n, st) = tls.read(dst, room)
-                if n > 0 { return .bytes(n) }
+                if n > 0 { return .bytes(n, drained: false) }
                 switch st {
                 case .wantRead, .wantWrite: return .wouldBlock
                 case .closed: return .eof
@@ -157,13 +153,13 @@ final class Connection: @unchecked Sendable {
             }
             while true {
                 let n = read(fd, dst, room)
-                if n > 0 { return .bytes(n) }
+                if n > 0 { return .bytes(n, drained: n < room) }
                 if n == 0 { return .eof }
                 if errno == EINTR { continue }
                 return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed
             }
         }
-        if case .bytes(let n) = result { end += n }
+        if case .bytes(let n, _) = result { end += n }
         return result
     }
 

@@ -2,6 +2,32 @@ import Foundation
 import Synchronization
 
 /// A parsed request as handlers see it.
+///
+/// ```swift
+/// router.put("/datastore/label") { req in
+///     guard let image = req.queryValue("image") else { throw HTTPError(.unprocessableEntity, "image is required") }
+///     let tag = req.queryValue("tag") ?? "final"
+///     let form = try req.form()                         // multipart/form-data or urlencoded, parsed once
+///     let params = form.value("params") ?? "{}"         // a text field
+///     guard let label = form.file("label") else { throw HTTPError(.unprocessableEntity, "label is required") }
+///     // label.filename is the client's name verbatim (maybe a full path); label.path is a temporary file that
+///     // is deleted after the response unless moved away (rename(2) it into the datastore).
+///     return try .json(object: ["image": image, "label": image, "tag": tag, "params": params])
+/// }
+/// router.post("/train/{model}") { req in
+///     let overrides = try req.jsonObject() as? [String: Any] ?? [:]   // nil for an empty body
+///     return try .json(object: ["model": req.pathParameters["model"] ?? "", "n": overrides.count])
+/// }
+/// router.get("/model/{model}") { req in
+///     .file("/models/\(req.pathParameters["model"] ?? "").pt", downloadName: "model.pt")   // streamed from disk
+/// }
+/// router.post("/infer/{model}") { req in
+///     var parts = MultipartResponseBuilder()                          // 32-hex boundary
+///     parts.addField(name: "params", value: Array(#"{"label_names": {}}"#.utf8), contentType: "application/json")
+///     parts.addFile(name: "image", filename: "tmp1.nii.gz", path: "/tmp/tmp1.nii.gz", deleteAfter: true)
+///     return parts.response()
+/// }
+/// ```
 public struct HTTPRequest: Sendable {
     public var method: HTTPMethod
     /// The request target exactly as received (path and query, still percent-encoded).

@@ -48,7 +48,7 @@ public final class HTTPServer: Sendable {
     /// Returns at once; `wait()` returns when it is done. Safe to call from any thread, more than once.
     public func shutdown(gracePeriod: Double = 10) { loop.requestShutdown(grace: gracePeriod) }
 
-    /// Blocks until the server has stopped.
+    /// Blocks until the server has stopped (after `shutdown`). Call only after a successful `start()`.
     public func wait() { loop.waitUntilStopped() }
 
     /// `start()` then `wait()`.
@@ -104,6 +104,7 @@ final class EventLoop: @unchecked Sendable {
     private var tlsContext: TLSContext?
     private let serverNameBytes: [UInt8]?
     private let readCap: Int
+    private let timeouts: ConnectionStateMachine.Timeouts
 
     private struct Shared {
         var completions: [(Connection, Bool)] = []
@@ -128,19 +129,29 @@ final class EventLoop: @unchecked Sendable {
         self.router = router
         self.serverNameBytes = configuration.serverName.map { Array($0.utf8) }
         self.readCap = max(configuration.limits.maxHeaderBytes + 1024, 64 * 1024)
+        func ns(_ s: Double) -> UInt64 { UInt64(max(0, s) * 1e9) }
+        self.timeouts = ConnectionStateMachine.Timeouts(
+            header: ns(configuration.headerTimeout), body: ns(configuration.bodyTimeout),
+            keepAlive: ns(configuration.keepAliveTimeout), write: ns(configuration.writeTimeout))
     }
 
     var boundPort: Int? { shared.withLock { $0.port } }
     var boundAddresses: [String] { shared.withLock { $0.addresses } }
 
     func start() throws {
+        // A peer that vanishes must give EPIPE, not kill the process (OpenSSL writes with plain write()).
+        signal(SIGPIPE, SIG_IGN)
+        guard epfd < 0 else { throw HTTPServerError("The server was already started") }
         if let tls = config.tls { tlsContext = try TLSContext(tls) }
-        epfd = chttp_epoll_create()
-        guard epfd >= 0 else { throw HTTPServerError.errno("epoll_create") }
-        wakeFD = chttp_eventfd()
-        guard wakeFD >= 0 else { throw HTTPServerError.errno("eventfd") }
-        _ = chttp_epoll_add(epfd, wakeFD, CHTTP_EV_IN, UInt64(UInt32(bitPattern: wakeFD)))
         let (fds, addresses, port) = try Listener.bind(host: config.host, port: config.port)
+        epfd = chttp_epoll_create()
+        wakeFD = chttp_eventfd()
+        guard epfd >= 0, wakeFD >= 0 else {
+            let error = HTTPServerError.errno("epoll/eventfd")
+            for fd in fds + [epfd, wakeFD] where fd >= 0 { close(fd) }
+            throw error
+        }
+        _ = chttp_epoll_add(epfd, wakeFD, CHTTP_EV_IN, UInt64(UInt32(bitPattern: wakeFD)))
         listeners = fds
         for fd in fds { _ = chttp_epoll_add(epfd, fd, CHTTP_EV_IN, UInt64(UInt32(bitPattern: fd))) }
         shared.withLock {
@@ -210,6 +221,8 @@ final class EventLoop: @unchecked Sendable {
         finishShutdown()
     }
 
+    private func nanos(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1e9) }
+
     private func acceptConnections(_ lfd: Int32) {
         for _ in 0..<64 {
             var storage = sockaddr_storage()
@@ -241,9 +254,7 @@ final class EventLoop: @unchecked Sendable {
                 }
                 session = s
             }
-            let conn = Connection(fd: fd, tls: session, remoteAddress: remote, limits: config.limits)
-            conn.deadlineKind = .head
-            conn.deadline = monotonicNanos() + nanos(config.headerTimeout)
+            let conn = Connection(fd: fd, tls: session, remoteAddress: remote, limits: config.limits, timeouts: timeouts, now: monotonicNanos())
             connections[fd] = conn
             let interest = CHTTP_EV_IN | CHTTP_EV_OUT | CHTTP_EV_RDHUP | CHTTP_EV_ET
             if chttp_epoll_add(epfd, fd, interest, UInt64(UInt32(bitPattern: fd))) != 0 {
@@ -253,26 +264,29 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
-    private func nanos(_ seconds: Double) -> UInt64 { UInt64(max(0, seconds) * 1e9) }
-
     private func handleEvent(_ conn: Connection, _ ev: UInt32) {
         if ev & (CHTTP_EV_IN | CHTTP_EV_RDHUP | CHTTP_EV_HUP | CHTTP_EV_ERR) != 0 { conn.mayRead = true }
-        switch conn.phase {
+        switch conn.machine.phase {
         case .dispatched, .closed:
             return
-        case .writing:
+        case .writingOwnResponse:
             flush(conn)
-        case .handshake, .head, .body:
+        case .handshaking, .readingHead, .readingBody:
             service(conn)
         }
     }
 
     /// Moves a readable connection forward: handshake, read, parse, until it blocks or is dispatched.
     private func service(_ conn: Connection) {
-        if case .handshake = conn.phase {
+        // Re-entry (a response flushed while parsing) would recurse once per pipelined request; the outer call's
+        // loop picks the connection up again instead.
+        if conn.inService { return }
+        conn.inService = true
+        defer { conn.inService = false }
+        if conn.machine.phase == .handshaking {
             guard let tls = conn.tls else { return }
             switch tls.handshake() {
-            case .ok: conn.phase = .head
+            case .ok: conn.machine.handshakeCompleted()
             case .wantRead, .wantWrite: return
             case .closed, .error:
                 closeConnection(conn)
@@ -280,18 +294,10 @@ final class EventLoop: @unchecked Sendable {
             }
         }
         var budget = 16
-        while true {
-            switch conn.phase {
-            case .head, .body: break
-            default: return
-            }
+        while conn.machine.isReading {
             // Parse what is buffered before reading more, so pipelined requests are served in order.
-            if conn.buffered > 0 {
+            if conn.buffered > 0 || conn.parser.isInBody {
                 if !process(conn) { return }
-            }
-            switch conn.phase {
-            case .head, .body: break
-            default: return
             }
             if !conn.mayRead { return }
             if budget == 0 {
@@ -300,27 +306,19 @@ final class EventLoop: @unchecked Sendable {
             }
             budget -= 1
             let before = conn.buffered
-            switch conn.readIntoBuffer(maxCapacity: readCap) {
-            case .bytes(let n):
-                if n == 0 && conn.buffered == before {
-                    // Buffer full and the parser wants more: only possible past the head limit, which the parser
-                    // reports; stop reading until something is consumed.
-                    return
-                }
-                if case .head = conn.phase, conn.deadlineKind == .idle {
-                    conn.deadlineKind = .head
-                    conn.deadline = monotonicNanos() + nanos(config.headerTimeout)
-                }
-                if case .body = conn.phase { conn.deadline = monotonicNanos() + nanos(config.bodyTimeout) }
+            switch conn.readIntoBuffer(maxCapacity: readCap, preferredCapacity: conn.machine.phase == .readingBody ? readCap : 0) {
+            case .bytes(let n, let drained):
+                // A full buffer with nothing consumed can only be a head past the limit, which the parser reports.
+                if n == 0 && conn.buffered == before { return }
+                if drained { conn.mayRead = false }
+                conn.machine.bytesReceived(now: monotonicNanos())
             case .wouldBlock:
                 conn.mayRead = false
                 return
             case .eof:
                 conn.peerClosed = true
                 conn.mayRead = false
-                if conn.buffered > 0, case .head = conn.phase { _ = process(conn) }
-                if case .dispatched = conn.phase { return }
-                if case .writing = conn.phase { return }
+                if conn.buffered > 0 && !process(conn) { return }
                 closeConnection(conn)
                 return
             case .failed:
@@ -332,40 +330,40 @@ final class EventLoop: @unchecked Sendable {
 
     /// Runs the parser over the buffer. Returns false when the connection left the reading phases.
     private func process(_ conn: Connection) -> Bool {
-        while conn.buffered > 0 || conn.parser.isInBody {
+        while conn.machine.isReading && (conn.buffered > 0 || conn.parser.isInBody) {
+            var spoolFailed = false
             let (action, consumed): (HTTPRequestParser.Action, Int) = conn.buffer.withUnsafeBytes { p in
                 let slice = UnsafeRawBufferPointer(rebasing: p[conn.start..<conn.end])
-                var parser = conn.parser
-                let r = parser.next(slice)
-                conn.parser = parser
-                if case .body(let range) = r.action, case .body(var pending) = conn.phase {
+                let r = conn.parser.next(slice)
+                if case .body(let range) = r.action {
                     do {
-                        try pending.spool.append(UnsafeRawBufferPointer(rebasing: slice[range]))
-                        conn.phase = .body(pending)
+                        try conn.pending?.spool.append(UnsafeRawBufferPointer(rebasing: slice[range]))
                     } catch {
-                        return (.error(.malformed("spool")), -1)
+                        spoolFailed = true
                     }
                 }
                 return r
             }
-            if consumed < 0 {
+            conn.start += consumed
+            if spoolFailed {
                 config.errorLog?("Cannot spool a request body to \(config.temporaryDirectory)")
                 respondAndClose(conn, .detail("Internal Server Error", status: .internalServerError), version: .http1_1)
                 return false
             }
-            conn.start += consumed
             switch action {
             case .needMore:
                 return true
             case .head(let head):
-                if !beginRequest(conn, head) { return false }
+                beginRequest(conn, head)
             case .body:
                 continue
             case .end:
-                guard case .body(var pending) = conn.phase else { return false }
+                // No pending request: the loop answered this one itself; go on with the next.
+                guard var pending = conn.pending else { continue }
+                conn.pending = nil
                 let context = HTTPRequestContext(temporaryDirectory: config.temporaryDirectory)
                 let body = pending.spool.finish(context: context)
-                conn.phase = .dispatched
+                conn.machine.requestCompleted()
                 dispatch(conn, pending, body: body, context: context)
                 return false
             case .error(let e):
@@ -373,74 +371,54 @@ final class EventLoop: @unchecked Sendable {
                 return false
             }
         }
-        return true
+        return conn.machine.isReading
     }
 
-    /// Routes a fresh head. Returns false when the connection left the reading phases.
-    private func beginRequest(_ conn: Connection, _ head: HTTPRequestHead) -> Bool {
+    /// Routes a fresh head and acts on the state machine's decision.
+    private func beginRequest(_ conn: Connection, _ head: HTTPRequestHead) {
         let (rawPath, rawQuery) = HTTPRequest.split(target: head.target)
         guard let path = PercentEncoding.decode(rawPath, plusAsSpace: false) else {
             respondAndClose(conn, .detail("Invalid percent-encoding in path", status: .badRequest), version: head.version)
-            return false
+            return
         }
-        let hasBody = head.framing != .none && head.framing != .length(0)
-        switch router.resolve(method: head.method, path: path, rawQuery: rawQuery, headers: head.headers, isSecure: conn.tls != nil) {
-        case .response(var r):
-            router.finish(&r, requestHeaders: head.headers)
-            // The body was not read: the connection cannot be reused unless there was none.
-            let keep = head.keepAlive && !hasBody && !stopping
-            let started = monotonicNanos()
-            writeFromLoop(conn, r, keepAlive: keep, version: head.version, isHead: head.method == .head)
-            log(method: head.method, target: head.target, status: r.status.code, bytes: r.body.count, started: started, remote: conn.remoteAddress)
-            return keep && isReading(conn)
-        case .handler(let handler, let params):
+        let now = monotonicNanos()
+        let resolution = router.resolve(method: head.method, path: path, rawQuery: rawQuery, headers: head.headers, isSecure: conn.tls != nil)
+        var routed = false
+        if case .handler(let handler, let params) = resolution {
+            routed = true
             var expected: Int?
             if case .length(let n) = head.framing { expected = n }
             let spool = BodySpool(threshold: config.spoolThreshold, directory: config.temporaryDirectory, expected: expected)
-            conn.phase = .body(Connection.PendingRequest(head: head, handler: handler, parameters: params, spool: spool, started: monotonicNanos()))
-            if hasBody {
-                conn.deadlineKind = .body
-                conn.deadline = monotonicNanos() + nanos(config.bodyTimeout)
-                if head.expectsContinue && conn.buffered == 0 {
-                    let interim = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
-                    let w = interim.withUnsafeBytes { conn.writeNonBlocking($0.baseAddress!, $0.count) }
-                    if w != interim.count {
-                        // A 25-byte write into an empty socket buffer does not fail partially in practice; if it
-                        // does, the client will send the body after its own timeout anyway.
-                        if w < 0 {
-                            closeConnection(conn)
-                            return false
-                        }
-                    }
-                }
-            }
-            return true
+            conn.pending = Connection.PendingRequest(head: head, path: path, handler: handler, parameters: params, spool: spool, started: now)
         }
-    }
-
-    private func isReading(_ conn: Connection) -> Bool {
-        switch conn.phase {
-        case .head, .body: return true
-        default: return false
+        switch conn.machine.headReceived(head, routed: routed, bodyAlreadyBuffered: conn.buffered > 0, stopping: stopping, now: now) {
+        case .respond(let keepAlive):
+            guard case .response(var r) = resolution else { return }
+            router.finish(&r, requestHeaders: head.headers)
+            writeFromLoop(conn, r, keepAlive: keepAlive, version: head.version, isHead: head.method == .head)
+            log(method: head.method, target: head.target, status: r.status.code, bytes: r.body.inMemoryCount, started: now, remote: conn.remoteAddress)
+        case .readBody(let sendContinue):
+            if sendContinue {
+                // No response is pending, so the socket buffer has room for 25 bytes; if not, the stream is
+                // unusable and the client retries.
+                let interim = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+                let w = interim.withUnsafeBytes { conn.writeNonBlocking($0.baseAddress!, $0.count) }
+                if w != interim.count { closeConnection(conn) }
+            }
         }
     }
 
     private func dispatch(_ conn: Connection, _ pending: Connection.PendingRequest, body: HTTPBody, context: HTTPRequestContext) {
-        conn.deadlineKind = .none
         let head = pending.head
-        let request: HTTPRequest
-        do {
-            var r = try HTTPRequest(
-                method: head.method, target: head.target, version: head.version, headers: head.headers, body: body,
-                remoteAddress: conn.remoteAddress, isSecure: conn.tls != nil, context: context)
-            r.pathParameters = pending.parameters.mapValues { $0 }
-            request = r
-        } catch {
+        guard let query = PercentEncoding.parseQuery(HTTPRequest.split(target: head.target).query ?? "") else {
             context.cleanUp()
-            conn.phase = .head
             respondAndClose(conn, .detail("Invalid percent-encoding in query", status: .badRequest), version: head.version)
             return
         }
+        let request = HTTPRequest(
+            method: head.method, target: head.target, path: pending.path, query: query, version: head.version,
+            headers: head.headers, body: body, pathParameters: pending.parameters, remoteAddress: conn.remoteAddress,
+            isSecure: conn.tls != nil, context: context)
         let handler = pending.handler
         let router = self.router
         let config = self.config
@@ -451,11 +429,11 @@ final class EventLoop: @unchecked Sendable {
                 config.errorLog?("Handler for \(request.method) \(request.path) failed: \(error)")
             }
             router.finish(&response, requestHeaders: request.headers)
-            var writer = WorkerScratch.writer(serverName: config.serverName, timeout: config.writeTimeout)
             let keepAlive = keepAliveWanted && !self.isStopping
-            let result = writer.write(response, on: conn, requestVersion: request.version, isHead: request.method == .head,
-                                      keepAlive: keepAlive, onError: { config.errorLog?($0) })
-            WorkerScratch.store(writer)
+            let result = WorkerScratch.withWriter(serverName: config.serverName, timeout: config.writeTimeout) { writer in
+                writer.write(response, on: conn, requestVersion: request.version, isHead: request.method == .head,
+                             keepAlive: keepAlive, onError: { config.errorLog?($0) })
+            }
             request.context.cleanUp()
             self.log(method: request.method, target: request.target, status: result.status, bytes: result.bytes, started: started,
                      remote: request.remoteAddress)
@@ -463,7 +441,6 @@ final class EventLoop: @unchecked Sendable {
         } ?? false
         if !accepted {
             context.cleanUp()
-            conn.phase = .head
             respondAndClose(conn, .detail("Service Unavailable", status: .serviceUnavailable), version: head.version)
         }
     }
@@ -478,8 +455,9 @@ final class EventLoop: @unchecked Sendable {
             return (s.completions.count == 1, false)
         }
         if loopGone {
+            conn.tls?.shutdown()
             close(conn.fd)
-            conn.phase = .closed
+            conn.machine.closed()
         } else if signal {
             _ = chttp_eventfd_signal(wakeFD)
         }
@@ -492,14 +470,13 @@ final class EventLoop: @unchecked Sendable {
         }
         for (conn, keepAlive) in done {
             guard connections[conn.fd] === conn else { continue }
-            if !keepAlive || stopping || conn.peerClosed && conn.buffered == 0 {
-                closeConnection(conn)
-                continue
+            let next = conn.machine.responseFinished(
+                keepAlive: keepAlive, stopping: stopping, peerClosed: conn.peerClosed, hasBufferedBytes: conn.buffered > 0,
+                now: monotonicNanos())
+            switch next {
+            case .close: closeConnection(conn)
+            case .readNext: if conn.buffered > 0 || conn.mayRead { service(conn) }
             }
-            conn.phase = .head
-            conn.deadlineKind = conn.buffered > 0 ? .head : .idle
-            conn.deadline = monotonicNanos() + nanos(conn.buffered > 0 ? config.headerTimeout : config.keepAliveTimeout)
-            if conn.buffered > 0 || conn.mayRead { service(conn) }
         }
     }
 
@@ -511,17 +488,16 @@ final class EventLoop: @unchecked Sendable {
 
     /// Queues a small response made by the loop and writes what the socket takes now.
     private func writeFromLoop(_ conn: Connection, _ r: HTTPResponse, keepAlive: Bool, version: HTTPVersion, isHead: Bool) {
-        if case .body(var p) = conn.phase { p.spool.discard() }
+        conn.pending?.spool.discard()
+        conn.pending = nil
         conn.out = ResponseWriter.serialize(r, keepAlive: keepAlive, requestVersion: version, isHead: isHead, serverName: serverNameBytes)
         conn.outOffset = 0
-        conn.phase = .writing(close: !keepAlive)
-        conn.deadlineKind = .write
-        conn.deadline = monotonicNanos() + nanos(config.writeTimeout)
+        conn.machine.ownResponseQueued(keepAlive: keepAlive, now: monotonicNanos())
         flush(conn)
     }
 
     private func flush(_ conn: Connection) {
-        guard case .writing(let closeAfter) = conn.phase else { return }
+        guard case .writingOwnResponse = conn.machine.phase else { return }
         while conn.outOffset < conn.out.count {
             let w = conn.out.withUnsafeBytes { conn.writeNonBlocking($0.baseAddress! + conn.outOffset, $0.count - conn.outOffset) }
             if w < 0 {
@@ -532,19 +508,16 @@ final class EventLoop: @unchecked Sendable {
             conn.outOffset += w
         }
         conn.out = []
-        if closeAfter || stopping {
-            closeConnection(conn, lingering: true)
-            return
+        switch conn.machine.ownResponseFlushed(stopping: stopping, hasBufferedBytes: conn.buffered > 0, now: monotonicNanos()) {
+        case .close: closeConnection(conn, lingering: true)
+        case .readNext: service(conn)
         }
-        conn.phase = .head
-        conn.deadlineKind = conn.buffered > 0 ? .head : .idle
-        conn.deadline = monotonicNanos() + nanos(conn.buffered > 0 ? config.headerTimeout : config.keepAliveTimeout)
-        service(conn)
     }
 
     private func closeConnection(_ conn: Connection, lingering: Bool = false) {
-        if case .body(var p) = conn.phase { p.spool.discard() }
-        conn.phase = .closed
+        conn.pending?.spool.discard()
+        conn.pending = nil
+        conn.machine.closed()
         connections[conn.fd] = nil
         _ = chttp_epoll_del(epfd, conn.fd)
         if lingering, conn.tls == nil {
@@ -553,6 +526,7 @@ final class EventLoop: @unchecked Sendable {
             var scratch = [UInt8](repeating: 0, count: 4096)
             _ = scratch.withUnsafeMutableBytes { read(conn.fd, $0.baseAddress!, $0.count) }
         }
+        conn.tls?.shutdown()
         close(conn.fd)
     }
 
@@ -563,20 +537,21 @@ final class EventLoop: @unchecked Sendable {
             for fd in listeners { _ = chttp_epoll_add(epfd, fd, CHTTP_EV_IN, UInt64(UInt32(bitPattern: fd))) }
             listenersPaused = false
         }
-        var expired: [Connection] = []
-        for (_, c) in connections where c.deadlineKind != .none && now >= c.deadline { expired.append(c) }
-        for c in expired {
-            switch c.deadlineKind {
-            case .head where c.buffered > 0 || c.tls == nil:
-                if case .handshake = c.phase { closeConnection(c) } else {
-                    writeFromLoop(c, .detail("Request Timeout", status: .requestTimeout), keepAlive: false, version: .http1_1, isHead: false)
-                    if case .writing = c.phase { closeConnection(c) }
-                }
-            case .body:
-                writeFromLoop(c, .detail("Request Timeout", status: .requestTimeout), keepAlive: false, version: .http1_1, isHead: false)
-                if case .writing = c.phase { closeConnection(c) }
-            default:
+        var expired: [(Connection, ConnectionStateMachine.TimeoutAction)] = []
+        for (_, c) in connections {
+            let action = c.machine.timeout(now: now)
+            if action != .none { expired.append((c, action)) }
+        }
+        for (c, action) in expired {
+            switch action {
+            case .none:
+                break
+            case .close:
                 closeConnection(c)
+            case .respondRequestTimeoutAndClose:
+                respondAndClose(c, .detail("Request Timeout", status: .requestTimeout), version: .http1_1)
+                // One attempt only: a client too slow to send is not waited for again.
+                if connections[c.fd] === c { closeConnection(c) }
             }
         }
     }
@@ -589,10 +564,7 @@ final class EventLoop: @unchecked Sendable {
             close(fd)
         }
         listeners = []
-        for (_, c) in connections {
-            if case .head = c.phase, c.buffered == 0 { closeConnection(c) }
-            if case .handshake = c.phase { closeConnection(c) }
-        }
+        for (_, c) in connections where c.machine.shouldCloseForShutdown(hasBufferedBytes: c.buffered > 0) { closeConnection(c) }
     }
 
     private func finishShutdown() {
@@ -603,7 +575,7 @@ final class EventLoop: @unchecked Sendable {
         }
         for (c, _) in leftovers where connections[c.fd] === c { closeConnection(c) }
         for (_, c) in connections {
-            if case .dispatched = c.phase {
+            if c.machine.phase == .dispatched {
                 // A worker still writes here; make its writes fail, and let it close the descriptor.
                 shutdown(c.fd, Int32(SHUT_RDWR))
             } else {
@@ -632,7 +604,8 @@ final class EventLoop: @unchecked Sendable {
 }
 
 extension HTTPResponseBody {
-    var count: Int {
+    /// Bytes of an in-memory body (what the loop writes itself); 0 otherwise.
+    var inMemoryCount: Int {
         switch self {
         case .bytes(let b): return b.count
         default: return 0
@@ -653,17 +626,16 @@ enum WorkerScratch {
         init(_ w: ResponseWriter) { writer = w }
     }
 
-    static func writer(serverName: String?, timeout: Double) -> ResponseWriter {
-        if let p = pthread_getspecific(key) { return Unmanaged<Box>.fromOpaque(p).takeUnretainedValue().writer }
-        return ResponseWriter(serverName: serverName, timeoutSeconds: timeout)
-    }
-
-    static func store(_ w: ResponseWriter) {
+    /// Runs `body` with this thread's writer, mutated in place so its buffers are reused without copies.
+    static func withWriter<R>(serverName: String?, timeout: Double, _ body: (inout ResponseWriter) -> R) -> R {
+        let box: Box
         if let p = pthread_getspecific(key) {
-            Unmanaged<Box>.fromOpaque(p).takeUnretainedValue().writer = w
+            box = Unmanaged<Box>.fromOpaque(p).takeUnretainedValue()
         } else {
-            pthread_setspecific(key, Unmanaged.passRetained(Box(w)).toOpaque())
+            box = Box(ResponseWriter(serverName: serverName, timeoutSeconds: timeout))
+            pthread_setspecific(key, Unmanaged.passRetained(box).toOpaque())
         }
+        return body(&box.writer)
     }
 }
 

@@ -24,7 +24,9 @@ public struct HTTPStatus: Hashable, Sendable {
         self.reason = reason ?? HTTPStatus.standardReason(code)
     }
 
+    public static let `continue` = HTTPStatus(100)
     public static let ok = HTTPStatus(200)
+    public static let created = HTTPStatus(201)
     public static let noContent = HTTPStatus(204)
     public static let temporaryRedirect = HTTPStatus(307)
     public static let badRequest = HTTPStatus(400)
@@ -34,6 +36,7 @@ public struct HTTPStatus: Hashable, Sendable {
     public static let methodNotAllowed = HTTPStatus(405)
     public static let notAcceptable = HTTPStatus(406)
     public static let requestTimeout = HTTPStatus(408)
+    public static let conflict = HTTPStatus(409)
     public static let lengthRequired = HTTPStatus(411)
     public static let payloadTooLarge = HTTPStatus(413)
     public static let uriTooLong = HTTPStatus(414)
@@ -251,10 +254,19 @@ public protocol HTTPResponseError: Error {
     var detail: String { get }
     /// Extra headers for the error response (e.g. `Allow`, `WWW-Authenticate`). Empty by default.
     var headers: HTTPHeaders { get }
+    /// The response sent for this error. By default `{"detail": detail}` with `status` and `headers`; override it
+    /// for other shapes (FastAPI's 422 sends `{"detail": [ {...} ]}`).
+    func response() -> HTTPResponse
 }
 
 extension HTTPResponseError {
     public var headers: HTTPHeaders { HTTPHeaders() }
+
+    public func response() -> HTTPResponse {
+        var r = HTTPResponse.detail(detail, status: status)
+        for h in headers { r.headers.add(h.name, h.value) }
+        return r
+    }
 }
 
 /// The plain error type for handlers that need nothing richer.

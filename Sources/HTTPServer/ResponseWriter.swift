@@ -49,7 +49,11 @@ struct ResponseWriter {
         _ r: HTTPResponse, framing: Framing, keepAlive: Bool, requestVersion: HTTPVersion, serverName: [UInt8]?,
         into out: inout [UInt8]
     ) {
-        out.append(contentsOf: "HTTP/1.1 \(r.status.code) \(r.status.reason)\r\n".utf8)
+        if r.status == .ok {
+            out.append(contentsOf: statusLineOK)
+        } else {
+            out.append(contentsOf: "HTTP/1.1 \(r.status.code) \(r.status.reason)\r\n".utf8)
+        }
         out.append(contentsOf: "Date: ".utf8)
         out.append(contentsOf: HTTPDate.now)
         out.append(contentsOf: [13, 10])
@@ -83,6 +87,8 @@ struct ResponseWriter {
         }
         out.append(contentsOf: [13, 10])
     }
+
+    private static let statusLineOK = Array("HTTP/1.1 200 OK\r\n".utf8)
 
     /// Status codes whose responses never carry a body (RFC 9110 section 6.4.1).
     static func forbidsBody(_ code: Int) -> Bool { code < 200 || code == 204 || code == 304 }

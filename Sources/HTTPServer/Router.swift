@@ -46,12 +46,13 @@ public struct CORSPolicy: Sendable {
 /// Templates are literal paths with `{name}` segments (one non-empty segment) and optionally a final
 /// `{name:path}` (the rest of the path, slashes included). A trailing slash is significant, as in Starlette:
 /// when nothing matches, the other form is tried and, if some route has it, the client gets 307 to it.
+/// Literal routes are tried before templated ones; among templates, registration order decides.
 ///
 /// ```swift
 /// var router = HTTPRouter()
 /// router.get("/info/") { _ in try .json(object: ["name": "app"]) }
 /// router.post("/infer/{model}") { req in
-///     let model = req.pathParameters["model"]!            // always present for a matched `{model}`
+///     let model = req.pathParameters["model"] ?? ""       // always present for a matched `{model}`
 ///     let form = try req.form()                            // multipart or urlencoded
 ///     let params = form.value("params") ?? "{}"
 ///     if let upload = form.file("file") { _ = upload.path } // temp file, deleted after the response
@@ -95,6 +96,8 @@ public struct HTTPRouter: Sendable {
     private var routes: [Route] = []
     /// Indices of parameter-free routes by path, for the common case.
     private var literal: [String: [Int]] = [:]
+    /// Indices of routes with `{param}` segments, matched one by one.
+    private var templated: [Int] = []
 
     public init(options: Options = Options()) { self.options = options }
 
@@ -104,6 +107,8 @@ public struct HTTPRouter: Sendable {
         routes.append(Route(method: method, template: template, segments: segments, handler: handler))
         if segments.allSatisfy({ if case .literal = $0 { return true } else { return false } }) {
             literal[template, default: []].append(routes.count - 1)
+        } else {
+            templated.append(routes.count - 1)
         }
     }
 
@@ -159,10 +164,11 @@ public struct HTTPRouter: Sendable {
         if let idx = literal[path] {
             for i in idx { consider(routes[i], [:]) }
         }
-        var parts: [Substring]?
-        for r in routes where !r.segments.allSatisfy({ if case .literal = $0 { return true } else { return false } }) {
-            if parts == nil { parts = path.split(separator: "/", omittingEmptySubsequences: false) }
-            if let params = Self.match(r.segments, parts!) { consider(r, params) }
+        if !templated.isEmpty {
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+            for i in templated {
+                if let params = Self.match(routes[i].segments, parts) { consider(routes[i], params) }
+            }
         }
         if options.automaticHead, allowed.contains(.get), !allowed.contains(.head) { allowed.append(.head) }
         return (found?.0, found?.1 ?? [:], allowed)
@@ -178,8 +184,6 @@ public struct HTTPRouter: Sendable {
         let (route, params, allowed) = lookup(method: method, path: path)
         if let r = route { return .handler(r.handler, parameters: params) }
         if !allowed.isEmpty {
-            var headers = HTTPHeaders()
-            headers.add("Allow", allowed.map(\.rawValue).joined(separator: ", "))
             var resp = HTTPResponse.detail("Method Not Allowed", status: .methodNotAllowed)
             resp.headers.add("Allow", allowed.map(\.rawValue).joined(separator: ", "))
             return .response(resp)
@@ -205,8 +209,7 @@ public struct HTTPRouter: Sendable {
     /// Runs a request through routing and its handler in-process (no sockets), as the server would.
     /// For router tests; the caller owns `request.context` cleanup.
     public func respond(to request: HTTPRequest) -> HTTPResponse {
-        let (rawPath, rawQuery) = HTTPRequest.split(target: request.target)
-        _ = rawPath
+        let rawQuery = HTTPRequest.split(target: request.target).query
         var response: HTTPResponse
         switch resolve(method: request.method, path: request.path, rawQuery: rawQuery, headers: request.headers, isSecure: request.isSecure) {
         case .response(let r):
@@ -226,9 +229,7 @@ public struct HTTPRouter: Sendable {
         do {
             return try handler(request)
         } catch let e as any HTTPResponseError {
-            var r = HTTPResponse.detail(e.detail, status: e.status)
-            for h in e.headers { r.headers.add(h.name, h.value) }
-            return r
+            return e.response()
         } catch {
             onError(error)
             return .text("Internal Server Error", status: .internalServerError)

@@ -48,6 +48,8 @@ final class TLSContext: @unchecked Sendable {
 /// the connection while it writes a response; the hand-over goes through a lock.
 final class TLSSession: @unchecked Sendable {
     let ssl: OpaquePointer
+    /// Set after a fatal error, when OpenSSL forbids sending close_notify.
+    private var failed = false
 
     init?(context: TLSContext, fd: Int32) {
         guard let s = copenssl_ssl_new(context.ctx, fd) else { return nil }
@@ -56,7 +58,18 @@ final class TLSSession: @unchecked Sendable {
 
     deinit { copenssl_ssl_free(ssl) }
 
+    /// Sends close_notify unless a fatal error happened (OpenSSL forbids it then). Call before closing the socket.
+    func shutdown() {
+        if !failed { copenssl_shutdown(ssl) }
+    }
+
     enum Status { case ok, wantRead, wantWrite, closed, error }
+
+    private func status(_ s: Int32) -> Status {
+        let st = Self.status(s)
+        if st == .error { failed = true }
+        return st
+    }
 
     private static func status(_ s: Int32) -> Status {
         switch s {
@@ -68,17 +81,17 @@ final class TLSSession: @unchecked Sendable {
         }
     }
 
-    func handshake() -> Status { Self.status(copenssl_accept(ssl)) }
+    func handshake() -> Status { status(copenssl_accept(ssl)) }
 
     func read(_ p: UnsafeMutableRawPointer, _ n: Int) -> (Int, Status) {
         var st: Int32 = 0
         let r = copenssl_read(ssl, p, Int32(min(n, Int(Int32.max))), &st)
-        return (Int(r), Self.status(st))
+        return (Int(r), status(st))
     }
 
     func write(_ p: UnsafeRawPointer, _ n: Int) -> (Int, Status) {
         var st: Int32 = 0
         let r = copenssl_write(ssl, p, Int32(min(n, Int(Int32.max))), &st)
-        return (Int(r), Self.status(st))
+        return (Int(r), status(st))
     }
 }

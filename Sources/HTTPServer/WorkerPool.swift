@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// A mutex with a condition variable (pthread), for the worker queue.
 final class ConditionLock: @unchecked Sendable {
@@ -35,7 +34,6 @@ final class WorkerPool: @unchecked Sendable {
     private var head = 0
     private var count = 0
     private var stopped = false
-    private var running = 0
     let capacity: Int
 
     init(threads: Int, capacity: Int, name: String) {

@@ -18,6 +18,17 @@ var router = HTTPRouter()
 let json = Array(#"{"name":"bench","version":"0.1","labels":["spleen"],"ok":true}"#.utf8)
 router.get("/info/") { _ in .json(json) }
 router.get("/file") { _ in .file(file, downloadName: "volume.bin") }
+// Uploads: the body arrives spooled to a temporary file; the multipart route parses it from there as a stream.
+router.put("/upload") { req in
+    var spooled = false
+    if case .file = req.body { spooled = true }
+    return .json(Array(#"{"bytes":\#(req.body.count),"spooled":\#(spooled)}"#.utf8))
+}
+router.post("/form") { req in
+    let form = try req.form()
+    let files = form.files.map { #"{"field":"\#($0.fieldName)","size":\#($0.size)}"# }.joined(separator: ",")
+    return .json(Array(#"{"fields":\#(form.fields.count),"files":[\#(files)]}"#.utf8))
+}
 let server = HTTPServer(configuration: config, router: router)
 do {
     try server.start()

@@ -146,6 +146,10 @@ struct Datasets: ParsableCommand {
     var count = 12
     @Option(help: "Cases that get a final label.")
     var labeled = 4
+    @Option(help: "Volume shape i,j,k in voxels.")
+    var shape = "96,96,64"
+    @Option(help: "Voxel size i,j,k in mm.")
+    var spacing = "1.5,1.5,2.0"
 
     func run() throws {
         if !download {
@@ -155,7 +159,13 @@ struct Datasets: ParsableCommand {
         }
         guard name == DemoStudies.name else { throw ValidationError("unknown dataset '\(name)'") }
         guard let output else { throw ValidationError("--download needs --output") }
-        let written = try DemoStudies.write(to: URL(fileURLWithPath: output), count: count, labeled: labeled)
+        let dims = shape.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let mm = spacing.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard dims.count == 3, dims.allSatisfy({ $0 > 0 && $0 <= 2048 }), mm.count == 3, mm.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--shape takes three sizes (1...2048) and --spacing three positive numbers")
+        }
+        let written = try DemoStudies.write(
+            to: URL(fileURLWithPath: output), count: count, labeled: labeled, shape: dims, spacing: mm)
         print("\(written) cases written to \(output)")
     }
 }

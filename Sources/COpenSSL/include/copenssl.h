@@ -23,7 +23,9 @@ void copenssl_ctx_free(SSL_CTX *ctx);
 
 /// A server-side connection over the non-blocking socket `fd`.
 SSL *copenssl_ssl_new(SSL_CTX *ctx, int fd);
-/// Frees the connection after a best-effort close_notify.
+/// Sends close_notify (one non-blocking attempt) when the handshake had completed.
+void copenssl_shutdown(SSL *ssl);
+/// Frees the connection without further I/O.
 void copenssl_ssl_free(SSL *ssl);
 
 /// Advances the handshake. Returns a COPENSSL_* status.

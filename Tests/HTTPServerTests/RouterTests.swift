@@ -1,0 +1,119 @@
+import Testing
+@testable import HTTPServer
+
+private func request(_ method: HTTPMethod, _ target: String, headers: [(String, String)] = []) throws -> HTTPRequest {
+    var h = HTTPHeaders(headers)
+    if !h.contains("Host") { h.add("Host", "127.0.0.1:8000") }
+    return try HTTPRequest(method: method, target: target, headers: h)
+}
+
+private func bodyText(_ r: HTTPResponse) -> String {
+    if case .bytes(let b) = r.body { return String(decoding: b, as: UTF8.self) }
+    return ""
+}
+
+@Suite struct RouterTests {
+    private func makeRouter(_ options: HTTPRouter.Options = HTTPRouter.Options()) -> HTTPRouter {
+        var r = HTTPRouter(options: options)
+        r.get("/info/") { _ in .text("info") }
+        r.get("/datastore/image") { req in .text("get \(req.queryValue("image") ?? "-")") }
+        r.head("/datastore/image") { _ in .text("") }
+        r.post("/infer/{model}") { req in .text("infer \(req.pathParameters["model"] ?? "?")") }
+        r.get("/static/{rest:path}") { req in .text("static \(req.pathParameters["rest"] ?? "?")") }
+        r.get("/fail") { _ in throw HTTPError(.conflict, "busy") }
+        r.get("/crash") { _ in throw CancellationError() }
+        return r
+    }
+
+    @Test func parameterSegment_isCapturedAndDecoded() throws {
+        let r = makeRouter().respond(to: try request(.post, "/infer/seg%20spleen"))
+        #expect(bodyText(r) == "infer seg spleen")
+    }
+
+    @Test func pathCatchAll_takesTheRest() throws {
+        #expect(bodyText(makeRouter().respond(to: try request(.get, "/static/js/app.js"))) == "static js/app.js")
+    }
+
+    @Test func unknownPath_returns404Detail() throws {
+        let r = makeRouter().respond(to: try request(.get, "/nope"))
+        #expect(r.status.code == 404)
+        #expect(bodyText(r) == #"{"detail":"Not Found"}"#)
+    }
+
+    @Test func wrongMethod_returns405WithAllow() throws {
+        let r = makeRouter().respond(to: try request(.delete, "/datastore/image"))
+        #expect(r.status.code == 405)
+        #expect(bodyText(r) == #"{"detail":"Method Not Allowed"}"#)
+        #expect(r.headers["Allow"] == "GET, HEAD")
+    }
+
+    @Test func headOnGetRoute_is405ByDefault_andServedWithAutomaticHead() throws {
+        #expect(makeRouter().respond(to: try request(.head, "/info/")).status.code == 405)
+        var o = HTTPRouter.Options()
+        o.automaticHead = true
+        #expect(makeRouter(o).respond(to: try request(.head, "/info/")).status.code == 200)
+    }
+
+    @Test func missingTrailingSlash_redirects307_keepingQuery() throws {
+        let r = makeRouter().respond(to: try request(.get, "/info?token=abc"))
+        #expect(r.status.code == 307)
+        #expect(r.headers["Location"] == "http://127.0.0.1:8000/info/?token=abc")
+    }
+
+    @Test func extraTrailingSlash_redirectsToRegisteredForm() throws {
+        let r = makeRouter().respond(to: try request(.put, "/datastore/image/"))
+        #expect(r.status.code == 307)
+        #expect(r.headers["Location"] == "http://127.0.0.1:8000/datastore/image")
+    }
+
+    @Test func thrownHTTPError_becomesDetail_otherErrorsPlain500() throws {
+        let r = makeRouter().respond(to: try request(.get, "/fail"))
+        #expect(r.status.code == 409)
+        #expect(bodyText(r) == #"{"detail":"busy"}"#)
+        let c = makeRouter().respond(to: try request(.get, "/crash"))
+        #expect(c.status.code == 500)
+        #expect(bodyText(c) == "Internal Server Error")
+        #expect(c.headers["Content-Type"] == "text/plain; charset=utf-8")
+    }
+
+    @Test func cors_echoesOriginWithCredentials_andVary() throws {
+        let r = makeRouter().respond(to: try request(.get, "/info/", headers: [("Origin", "http://example.org")]))
+        #expect(r.headers["Access-Control-Allow-Origin"] == "http://example.org")
+        #expect(r.headers["Access-Control-Allow-Credentials"] == "true")
+        #expect(r.headers["Vary"] == "Origin")
+    }
+
+    @Test func corsPreflight_isAnsweredWithoutRoute() throws {
+        let r = makeRouter().respond(to: try request(.options, "/info/", headers: [
+            ("Origin", "http://example.org"), ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "x-token"),
+        ]))
+        #expect(r.status.code == 200)
+        #expect(bodyText(r) == "OK")
+        #expect(r.headers["Access-Control-Allow-Origin"] == "http://example.org")
+        #expect(r.headers["Access-Control-Allow-Headers"] == "x-token")
+        #expect(r.headers["Access-Control-Allow-Methods"]?.contains("PUT") == true)
+    }
+
+    @Test func corsOriginList_refusesOthers() throws {
+        var o = HTTPRouter.Options()
+        o.cors = CORSPolicy(allowedOrigins: ["http://good.org"])
+        let bad = makeRouter(o).respond(to: try request(.options, "/info/", headers: [
+            ("Origin", "http://evil.org"), ("Access-Control-Request-Method", "GET"),
+        ]))
+        #expect(bad.status.code == 400)
+        let simple = makeRouter(o).respond(to: try request(.get, "/info/", headers: [("Origin", "http://evil.org")]))
+        #expect(simple.headers["Access-Control-Allow-Origin"] == nil)
+    }
+
+    @Test func queryString_isDecodedWithPlus() throws {
+        let req = try request(.get, "/datastore/image?image=a+b%2Fc&x&image=2")
+        #expect(req.queryValue("image") == "a b/c")
+        #expect(req.queryValues("image") == ["a b/c", "2"])
+        #expect(req.queryValue("x") == "")
+    }
+
+    @Test func detail_escapesJSON() {
+        #expect(bodyText(.detail("a \"quoted\"\nline", status: .badRequest)) == #"{"detail":"a \"quoted\"\nline"}"#)
+    }
+}

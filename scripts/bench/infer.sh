@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Inference benchmark: a synthetic 512x512x120 CT (0.78 x 0.78 x 2.5 mm) through segmentation_spleen with the
+# full-size UNet (16-32-64-128-256, untrained weights: timing only) on CPU. Prints upstream's per-stage
+# latencies (cold and warm), the server's peak RSS, and the network stage against MONAI 1.4's own
+# sliding_window_inference of the same network on the same libtorch (Debian's python3-torch), as a ratio.
+# Usage: scripts/bench/infer.sh [THREADS=cores]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+THREADS="${1:-$(nproc)}"
+swift build -c release --product monailabel >/dev/null
+BIN="$(swift build -c release --show-bin-path)/monailabel"
+WORK="$(mktemp -d)"
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/app"
+cp sample-apps/radiology/app.json "$WORK/app/"
+"$BIN" datasets -d -o "$WORK/studies" --count 1 --labeled 0 --shape 512,512,120 --spacing 0.78,0.78,2.5 >/dev/null
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export MONAI_LABEL_SESSION_PATH="$WORK/sessions" MONAI_LABEL_TORCH_THREADS="$THREADS"
+"$BIN" start_server --app "$WORK/app" --studies "$WORK/studies" --conf models segmentation_spleen \
+  --host 127.0.0.1 --port "$PORT" --log_level warning >"$WORK/server.log" 2>&1 &
+PID=$!
+until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.05; done
+infer() { curl -sf -X POST "http://127.0.0.1:$PORT/infer/segmentation_spleen?image=spleen_00&output=json"; }
+COLD=$(infer)
+WARM=$(infer)
+RSS=$(awk '/VmHWM/ {print $2}' /proc/$PID/status)
+echo "image: 512x512x120 int16, 0.78 x 0.78 x 2.5 mm; threads: $THREADS"
+python3 - "$COLD" "$WARM" "$RSS" <<'PY'
+import json, sys
+cold, warm, rss = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+for name, r in (("cold", cold), ("warm", warm)):
+    l = r["latencies"]
+    print(f"{name:5s} pre {l['pre']:6.2f}  infer {l['infer']:6.2f}  invert {l['invert']:5.2f}  post {l['post']:6.2f}"
+          f"  write {l['write']:5.2f}  total {l['total']:6.2f} s")
+l = warm["latencies"]
+print("warm transforms:", json.dumps(l["transform"]))
+rest = l["total"] - l["infer"]
+print(f"everything but the network: {rest:.2f} s (target < 1.5 s: {'met' if rest < 1.5 else 'NOT met'})")
+print(f"server peak RSS: {rss // 1024} MB")
+open("/tmp/.ml_infer_bench", "w").write(str(l["infer"]))
+PY
+# The same network stage in MONAI 1.4 on the same libtorch, when Debian's python3-torch is installed.
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  /usr/bin/python3 -m venv --system-site-packages "$WORK/venv" >/dev/null
+  "$WORK/venv/bin/pip" install -q --no-deps monai==1.4.0 nibabel >/dev/null 2>&1 || true
+  "$WORK/venv/bin/python" - "$WORK/studies/spleen_00.nii.gz" "$THREADS" <<'PY' || echo "MONAI comparison unavailable"
+import sys, time, json
+import torch
+from monai.networks.nets import UNet
+from monai.inferers import sliding_window_inference
+from monai.transforms import LoadImage, EnsureChannelFirst, Orientation, Spacing, ScaleIntensityRange, ScaleIntensity
+torch.set_num_threads(int(sys.argv[2]))
+img = LoadImage(image_only=True)(sys.argv[1])
+x = ScaleIntensity(-1, 1)(ScaleIntensityRange(-57, 164, 0, 1, clip=True)(Spacing((1.0, 1.0, 1.0))(Orientation("RAS")(EnsureChannelFirst()(img)))))
+net = UNet(3, 1, 2, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2, norm="batch").eval()
+with torch.no_grad():
+    t = x.as_tensor()[None].float()
+    sliding_window_inference(t, (160, 160, 160), 1, net, overlap=0.25)
+    start = time.time()
+    sliding_window_inference(t, (160, 160, 160), 1, net, overlap=0.25)
+    bare = time.time() - start
+ours = float(open("/tmp/.ml_infer_bench").read())
+print(f"network stage, preprocessed {tuple(t.shape[2:])}: ours {ours:.2f} s, MONAI 1.4 + libtorch 1.13 {bare:.2f} s, "
+      f"ratio {ours / bare:.2f} (target <= 1.10: {'met' if ours / bare <= 1.10 else 'NOT met'})")
+PY
+else
+  echo "python3-torch is not installed: no MONAI comparison"
+fi
