@@ -94,21 +94,22 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         let preGrid = x.grid
 
         // Inferer.
-        let logits: [Float] = try timings.measure("stage", "infer") { try predict(x, params: p) }
-        let voxels = max(1, preGrid.spatialShape.reduce(1, *))
-        guard logits.count % voxels == 0, logits.count > 0 else {
-            throw MONAILabelError.io(
-                "model \(name): the network returned \(logits.count) values for an input of \(preGrid.spatialShape)")
+        let logits = try timings.measure("stage", "infer") { try predictTensor(x, params: p) }
+        let spatial = preGrid.spatialShape
+        guard logits.shape.count == spatial.count + 2, Array(logits.shape.dropFirst(2)) == spatial else {
+            throw MONAILabelError.io("model \(name): the network returned \(logits.shape) for an input of \(spatial)")
         }
-        let outChannels = logits.count / voxels
         timings.record("stage", "invert", 0)
 
-        // Post-transforms.
-        var pred = Volume(spatialShape: preGrid.spatialShape, channels: outChannels, data: .float32(logits),
-                          affine: preGrid.affine)
+        // Post-transforms: softmax and argmax stay in libtorch (multithreaded, no host copy of the logits).
         timings.record("post", "EnsureTyped", 0)
-        pred = timings.measure("post", "Activationsd") { Activations(softmax: true)(pred) }
-        pred = timings.measure("post", "AsDiscreted") { AsDiscrete(argmax: true)(pred) }
+        let probabilities = try timings.measure("post", "Activationsd") { try logits.softmax(dim: 1) }
+        let classes: [UInt8] = try timings.measure("post", "AsDiscreted") {
+            let index = try probabilities.argmax(dim: 1)
+            guard logits.shape[1] <= 256 else { throw MONAILabelError.io("model \(name) has more than 256 classes") }
+            return try index.to(.uint8).array(of: UInt8.self)
+        }
+        var pred = Volume(spatialShape: spatial, channels: 1, data: .uint8(classes), affine: preGrid.affine)
         if largestCC || p["largest_cc"]?.boolValue == true {
             pred = try timings.measure("post", "KeepLargestConnectedComponentd") { try KeepLargestConnectedComponent()(pred) }
         }
@@ -141,10 +142,15 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         return InferResult(file: file, json: json)
     }
 
-    /// Runs the network on a preprocessed volume (`[C, *spatial]`) and returns the logits, `[K, *spatial]`
-    /// flattened: the sliding-window inferer when the model has a window (it also pads volumes smaller than
-    /// the window, which keeps every size the network's strides can digest), the simple one otherwise.
+    /// The logits of `predictTensor`, flattened to host floats (`[K, *spatial]`).
     func predict(_ x: Volume, params p: JSONObject) throws -> [Float] {
+        try predictTensor(x, params: p).floats()
+    }
+
+    /// Runs the network on a preprocessed volume (`[C, *spatial]`) and returns the logits `[1, K, *spatial]`:
+    /// the sliding-window inferer when the model has a window (it also pads volumes smaller than
+    /// the window, which keeps every size the network's strides can digest), the simple one otherwise.
+    func predictTensor(_ x: Volume, params p: JSONObject) throws -> Tensor {
         let roi = try intList(p["roi_size"] ?? inferer["roi_size"], count: dimension, what: "roi_size")
         let input = try Tensor(x.floats, shape: [1] + x.shape)
         let out: Tensor = try loader.withNetwork { net in
@@ -159,7 +165,7 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
             }
             return try net.forward(input)
         }
-        return try out.floats()
+        return out
     }
 
     /// `restore_label_idx`: output value j becomes the value of the j-th (1-based) label of the map,
