@@ -306,15 +306,26 @@ public enum NIfTI {
             header.replaceSubrange(8..<12, with: [0x0d, 0x0a, 0x1a, 0x0a])
         }
         let gz = path.hasSuffix(".gz")
-        let file = try GzipFile(path: path, mode: gz ? "wb1" : "wbT")
-        do {
-            // The 4 bytes after the header are the (empty) extension flag.
-            try header.withUnsafeBytes { try file.write($0.baseAddress!, count: Int(hsize) + 4) }
-            try VoxelWriter.write(data, spatial: spatial, channels: volume.channels, to: file)
-            try file.finish()
-        } catch {
-            try? FileManager.default.removeItem(atPath: path)
-            throw error
+        // The 4 bytes after the header are the (empty) extension flag.
+        let head = Array(header.prefix(Int(hsize) + 4))
+        try VoxelWriter.withFileOrder(data, spatial: spatial, channels: volume.channels) { voxels in
+            let out = try OutputFile(path: path)
+            do {
+                if gz {
+                    // Independent gzip members compressed in parallel; gzip readers (zlib's gzread, Python's gzip,
+                    // nibabel, ITK, libnifti) read concatenated members as one stream.
+                    try head.withUnsafeBytes { try out.write(try Zlib.gzip($0)) }
+                    for member in try Zlib.gzipMembers(voxels) { try out.write(member) }
+                } else {
+                    try head.withUnsafeBytes { try out.write($0) }
+                    try out.write(voxels)
+                }
+                try out.close()
+            } catch {
+                try? out.close()
+                try? FileManager.default.removeItem(atPath: path)
+                throw error
+            }
         }
     }
 }

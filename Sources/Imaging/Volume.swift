@@ -20,7 +20,7 @@ public enum VoxelType: String, Sendable, CaseIterable {
 
 private func saturatingIntegers<T: FixedWidthInteger>(_ values: [Float]) -> [T] {
     let lo = Float(T.min), hi = Float(T.max)
-    return values.map { v -> T in
+    return Parallel.map(values) { v -> T in
         if v.isNaN { return 0 }
         if v <= lo { return T.min }
         if v >= hi { return T.max }

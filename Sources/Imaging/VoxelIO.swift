@@ -106,24 +106,21 @@ enum VoxelReader {
 }
 
 enum VoxelWriter {
-    static func write(_ data: VoxelData, spatial: [Int], channels: Int, to file: GzipFile) throws {
+    /// Calls `body` with the voxels' bytes in the file's x-fastest order.
+    static func withFileOrder<R>(
+        _ data: VoxelData, spatial: [Int], channels: Int, _ body: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> R {
         switch data {
-        case .int8(let a): try write(a, spatial, channels, file)
-        case .uint8(let a): try write(a, spatial, channels, file)
-        case .int16(let a): try write(a, spatial, channels, file)
-        case .uint16(let a): try write(a, spatial, channels, file)
-        case .int32(let a): try write(a, spatial, channels, file)
-        case .uint32(let a): try write(a, spatial, channels, file)
-        case .int64(let a): try write(a, spatial, channels, file)
-        case .float32(let a): try write(a, spatial, channels, file)
-        case .float64(let a): try write(a, spatial, channels, file)
+        case .int8(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .uint8(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .int16(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .uint16(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .int32(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .uint32(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .int64(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .float32(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .float64(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
         }
-    }
-
-    static func write<T>(_ a: [T], _ spatial: [Int], _ channels: Int, _ file: GzipFile) throws {
-        let fortran = toFortranOrder(a, spatial: spatial, channels: channels)
-        guard !fortran.isEmpty else { return }
-        try fortran.withUnsafeBytes { try file.write($0.baseAddress!, count: $0.count) }
     }
 
     /// C order `[c, x, y, z]` to the file's x-fastest order.
