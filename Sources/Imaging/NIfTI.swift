@@ -275,6 +275,11 @@ public enum NIfTI {
     /// own), its affine as both sform and qform, the qform/sform codes of its source header (1 otherwise), and
     /// NIfTI-2 when the source was NIfTI-2 or a dimension does not fit NIfTI-1.
     public static func write(_ volume: Volume, to url: URL, dtype: VoxelType? = nil) throws {
+        try write(volume, to: url, dtype: dtype, gzipMemberSize: 4 << 20)
+    }
+
+    /// `gzipMemberSize`: bytes of voxel data per independently compressed gzip member.
+    static func write(_ volume: Volume, to url: URL, dtype: VoxelType?, gzipMemberSize: Int) throws {
         let path = url.path
         let data = dtype.map { volume.data.converted(to: $0) } ?? volume.data
         var dim = [Int64](repeating: 1, count: 8)
@@ -315,7 +320,7 @@ public enum NIfTI {
                     // Independent gzip members compressed in parallel; gzip readers (zlib's gzread, Python's gzip,
                     // nibabel, ITK, libnifti) read concatenated members as one stream.
                     try head.withUnsafeBytes { try out.write(try Zlib.gzip($0)) }
-                    for member in try Zlib.gzipMembers(voxels) { try out.write(member) }
+                    for member in try Zlib.gzipMembers(voxels, chunk: gzipMemberSize) { try out.write(member) }
                 } else {
                     try head.withUnsafeBytes { try out.write($0) }
                     try out.write(voxels)

@@ -78,6 +78,27 @@ enum NiftiFiles {
         #expect(r.source?.storedType == type)
     }
 
+    /// Larger than one gzip member: the file is several concatenated members, which must read back as one.
+    @Test func largeVolume_multiMemberGzip_roundTrips() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let values = (0..<(70 * 60 * 50)).map { UInt8(($0 / 7) % 5) }
+        let v = Volume(spatialShape: [70, 60, 50], data: .uint8(values), affine: NiftiFiles.oblique)
+        let url = dir.appendingPathComponent("big.nii.gz")
+        try NIfTI.write(v, to: url, dtype: nil, gzipMemberSize: 50_000)
+        #expect(try NIfTI.read(url).data == v.data)
+        if NiftiFiles.pythonHasNibabel() {
+            let r = try NiftiFiles.python("""
+                import nibabel as nib, numpy as np
+                d = np.asanyarray(nib.load('\(url.path)').dataobj)
+                print(d.shape, int(d.astype(np.int64).sum()), int(d[69, 59, 49]), int(d[1, 2, 3]))
+                """)
+            let sum = values.reduce(0) { $0 + Int($1) }
+            let last = values[values.count - 1], probe = values[(1 * 60 + 2) * 50 + 3]
+            #expect(r.output.contains("(70, 60, 50) \(sum) \(last) \(probe)"), "\(r.output)")
+        }
+    }
+
     @Test func multiChannel_and2D_roundTrip() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
