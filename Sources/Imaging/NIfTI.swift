@@ -190,6 +190,7 @@ public enum NIfTI {
         let channels = dims.reduce(1, *)
 
         let affine = try bestAffine(h: h, pixdim: pixdim, srow: srow, dims: pre.dims, path: path)
+        guard affine.isFinite else { throw ImagingError("\(path): the header's affine has non-finite entries") }
         let file = try GzipFile(path: path, mode: "rb")
         try file.skip(pre.voxOffset)
         var data = try VoxelReader.read(

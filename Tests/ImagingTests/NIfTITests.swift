@@ -352,3 +352,32 @@ enum NiftiFiles {
         expectError(dir.appendingPathComponent("missing.nii"), containing: "cannot open")
     }
 }
+
+@Suite struct HostileGeometryTests {
+    @Test func nonFiniteSform_isRefusedAtRead() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = try NiftiFiles.make(NiftiFiles.sample(.uint8), in: dir, name: "nan.nii") { b in
+            NiftiFiles.put(Float.nan, at: 280, in: &b)
+        }
+        #expect(throws: ImagingError.self) { try NIfTI.read(url) }
+    }
+
+    @Test func hugeSpacingRatio_isRefusedNotAllocated() throws {
+        let v = Volume(spatialShape: [4, 4, 4], data: .uint8(Array(repeating: 1, count: 64)),
+                       affine: Affine([1e12, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]))
+        #expect(throws: ImagingError.self) { try Spacing(pixdim: [1, 1, 1])(v) }
+        let singular = Volume(spatialShape: [2, 2, 2], data: .uint8(Array(repeating: 1, count: 8)),
+                              affine: Affine([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]))
+        #expect(throws: ImagingError.self) { try Spacing(pixdim: [1, 1, 1])(singular) }
+    }
+
+    @Test func checkedVolumeInit_refusesMismatchedShapes() {
+        #expect(throws: ImagingError.self) {
+            try Volume(checkingShape: [2, 2, 2], channels: 2, data: .float32([1, 2, 3]), affine: .identity)
+        }
+        #expect(throws: ImagingError.self) {
+            try Volume(checkingShape: [8], data: .float32(Array(repeating: 0, count: 8)), affine: .identity)
+        }
+    }
+}

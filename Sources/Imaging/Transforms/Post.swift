@@ -107,7 +107,7 @@ public struct KeepLargestConnectedComponent: Sendable {
             throw ImagingError("KeepLargestConnectedComponent: expects a one-channel label volume, got \(v.channels)")
         }
         var x = v.floats
-        let labels = appliedLabels ?? Array(Set(x.filter { $0 != 0 && !$0.isNaN }.map { Int($0) })).sorted()
+        let labels = appliedLabels ?? Array(Set(x.filter { $0 != 0 && abs($0) < 1e9 }.map { Int($0) })).sorted()
         let (nx, ny, nz) = v.dims3
         let sr = v.spatialShape.count
         let conn = min(max(connectivity ?? sr, 1), sr)
