@@ -237,6 +237,12 @@ func at(_ v: Volume, _ i: Int, _ j: Int, _ k: Int) -> Float {
         #expect(back.floats == v.floats)
         #expect(back.affine == v.affine)
     }
+
+    @Test func restored_labelMap_remapsChannelIndices() throws {
+        let v = Volume(spatialShape: [2, 2, 1], data: .uint8([0, 1, 2, 1]), affine: .identity)
+        let r = try Restored(original: v, labelMap: [1: 6, 2: 42])(v)
+        #expect(r.floats == [0, 6, 42, 6])
+    }
 }
 
 @Suite struct RandomTransformTests {
