@@ -43,6 +43,7 @@ enum VoxelReader {
         let queue = DispatchQueue(label: "imaging.nifti.reorder")
         return try [T](unsafeUninitializedCapacity: total) { out, initialized in
             let dst = SendablePointer(p: out.baseAddress!)
+            adviseHugePages(UnsafeMutableRawPointer(out.baseAddress!), bytes: total * size)
             defer { group.wait() }
             var slot = 0
             for c in 0..<channels {
@@ -84,6 +85,17 @@ enum VoxelReader {
             group.wait()
             initialized = total
         }
+    }
+
+    /// Asks for transparent huge pages on a large fresh buffer: first-touch page faults of a 150 MB volume
+    /// otherwise cost about a tenth of a second. Advisory; failures are harmless.
+    static func adviseHugePages(_ p: UnsafeMutableRawPointer, bytes: Int) {
+        let huge = 2 << 20
+        guard bytes >= 4 * huge else { return }
+        let start = (Int(bitPattern: p) + huge - 1) / huge * huge
+        let end = (Int(bitPattern: p) + bytes) / huge * huge
+        guard end > start, let aligned = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(aligned, end - start, MADV_HUGEPAGE)
     }
 
     static func swapBytes(_ p: UnsafeMutableRawPointer, count: Int, size: Int) {
