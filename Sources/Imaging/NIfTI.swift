@@ -151,7 +151,8 @@ public enum NIfTI {
             throw ImagingError("\(path): vox_offset \(voxOffset) lies inside the \(headerSize)-byte header")
         }
         if gz {
-            if bytes > FileBytes.maxInflatedSize(compressedSize: fileSize) {
+            // vox_offset counts too: libnifti allocates extensions up to it before we read any voxel.
+            if voxOffset + bytes > FileBytes.maxInflatedSize(compressedSize: fileSize) {
                 throw ImagingError(
                     "\(path): header claims \(dims) voxels (\(bytes) bytes), more than a \(fileSize)-byte gzip file can hold")
             }

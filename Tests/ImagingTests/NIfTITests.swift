@@ -303,6 +303,16 @@ enum NiftiFiles {
         expectError(url, containing: gzip ? "gzip file can hold" : "truncated")
     }
 
+    @Test func hugeVoxOffsetWithLyingExtension_isRefused() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = try NiftiFiles.make(NiftiFiles.sample(.uint8), in: dir, name: "x.nii.gz", gzip: true) { b in
+            NiftiFiles.put(Float(1e11), at: 108, in: &b)
+            b[348] = 1
+        }
+        expectError(url, containing: "gzip file can hold")
+    }
+
     @Test func negativeDimension_isRefused() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
