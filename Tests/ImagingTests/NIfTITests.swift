@@ -391,3 +391,30 @@ enum NiftiFiles {
         }
     }
 }
+
+@Suite struct NIfTIMutationTests {
+    /// Random byte corruption of the header: every outcome is a volume or an ImagingError, never a crash.
+    @Test(arguments: [false, true])
+    func corruptedHeaders_readOrThrowCleanly(gzip: Bool) throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rng = SeededGenerator(seed: gzip ? 11 : 7)
+        var read = 0, refused = 0
+        for i in 0..<80 {
+            let url = try NiftiFiles.make(NiftiFiles.sample(.int16), in: dir, name: "m\(i).nii" + (gzip ? ".gz" : ""), gzip: gzip) { b in
+                for _ in 0..<(1 + Int(rng.next() % 4)) {
+                    b[Int(rng.next() % 352)] = UInt8(truncatingIfNeeded: rng.next())
+                }
+            }
+            do {
+                let v = try NIfTI.read(url)
+                #expect(v.data.count == v.channels * v.voxelCount)
+                read += 1
+            } catch is ImagingError {
+                refused += 1
+            }
+        }
+        #expect(read + refused == 80)
+        #expect(refused > 0)
+    }
+}
