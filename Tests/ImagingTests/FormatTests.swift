@@ -91,6 +91,30 @@ import Testing
         }
     }
 
+    /// Random corruption of header characters: a volume or an ImagingError, never a crash.
+    @Test func corruptedHeaders_readOrThrowCleanly() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("m.nrrd")
+        try NRRD.write(NiftiFiles.sample(.int16), to: url, compress: false)
+        let original = [UInt8](try Data(contentsOf: url))
+        let headerEnd = try #require(String(decoding: original, as: UTF8.self).range(of: "\n\n")).lowerBound.utf16Offset(
+            in: String(decoding: original, as: UTF8.self))
+        var rng = SeededGenerator(seed: 3)
+        let alphabet = Array("0123456789 -,.()abcdefgnrwxyz:=\n".utf8)
+        for _ in 0..<200 {
+            var b = original
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                b[Int(rng.next() % UInt64(headerEnd))] = alphabet[Int(rng.next() % UInt64(alphabet.count))]
+            }
+            try Data(b).write(to: url)
+            do {
+                let v = try NRRD.read(url)
+                #expect(v.data.count == v.channels * v.voxelCount)
+            } catch is ImagingError {}
+        }
+    }
+
     @Test func imageIO_picksFormatByExtension() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
