@@ -100,6 +100,19 @@ func at(_ v: Volume, _ i: Int, _ j: Int, _ k: Int) -> Float {
         #expect(g.spatialShape == [11, 9, 10])
     }
 
+    @Test func spacingAndOrientation_on2DMultiChannel() throws {
+        let v = volume([3, 2], channels: 2, affine: Affine([-2, 0, 0, 4, 0, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])) { i in
+            Float(i % 6 / 2) * 10 + Float(i / 6) * 100
+        }
+        let o = try Orientation(axcodes: "RA")(v)
+        #expect(o.affine[0, 0] == 2 && o.affine[0, 3] == 0)
+        #expect(o.floats[0..<6].map { $0 } == [20, 20, 10, 10, 0, 0])
+        let s = try Spacing(pixdim: [1, 1])(o)
+        #expect(s.spatialShape == [5, 3] && s.channels == 2)
+        #expect(close(s.floats[0..<15].map { $0 }, [0, 0, 0, 5, 5, 5, 10, 10, 10, 15, 15, 15, 20, 20, 20].reversed()))
+        #expect(close(s.floats[15..<30].map { $0 }, s.floats[0..<15].map { $0 + 100 }))
+    }
+
     @Test func resample_axisAlignedFastPath_equalsGeneralPath() throws {
         let v = volume([7, 6, 5]) { Float(($0 * 37) % 101) }
         let xform = Matrix(n: 4, [0.7, 0, 0, 0.3, 0, 1.3, 0, -0.2, 0, 0, 0.45, 0.1, 0, 0, 0, 1])
