@@ -60,26 +60,38 @@ final class GzipFile: @unchecked Sendable {
         }
     }
 
-    func write(_ buffer: UnsafeRawPointer, count: Int) throws {
-        var done = 0
-        while done < count {
-            let chunk = min(count - done, 1 << 30)
-            let n = gzwrite(handle, buffer + done, UInt32(chunk))
-            if n <= 0 { throw ImagingError("\(path): write failed (\(lastError()))") }
-            done += Int(n)
-        }
-    }
-
-    /// Flushes and closes explicitly so that write errors surface (deinit cannot report them).
-    func finish() throws {
-        let rc = gzflush(handle, Z_FINISH)
-        if rc != Z_OK { throw ImagingError("\(path): write failed (\(lastError()))") }
-    }
-
     private func lastError() -> String {
         var code: Int32 = 0
         guard let msg = gzerror(handle, &code) else { return "" }
         return code == Z_OK ? "" : String(cString: msg)
+    }
+}
+
+/// A file being written, reporting every failure.
+final class OutputFile {
+    private let handle: FileHandle
+    let path: String
+
+    init(path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+            let h = FileHandle(forWritingAtPath: path)
+        else { throw ImagingError("cannot create \(path)") }
+        handle = h
+        self.path = path
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let data = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: bytes.count, deallocator: .none)
+        do { try handle.write(contentsOf: data) } catch {
+            throw ImagingError("\(path): write failed (\(error.localizedDescription))")
+        }
+    }
+
+    func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+
+    func close() throws {
+        do { try handle.close() } catch { throw ImagingError("\(path): close failed (\(error.localizedDescription))") }
     }
 }
 
@@ -135,6 +147,27 @@ enum Zlib {
         }
         out.removeSubrange(produced...)
         return out
+    }
+
+    /// gzip-compresses `data` as independent members of `chunk` bytes, in parallel; concatenated they form one
+    /// valid gzip file.
+    static func gzipMembers(_ data: UnsafeRawBufferPointer, chunk: Int = 4 << 20, level: Int32 = 1) throws -> [[UInt8]] {
+        guard data.count > 0 else { return [] }
+        let n = (data.count + chunk - 1) / chunk
+        var members = [[UInt8]?](repeating: nil, count: n)
+        members.withUnsafeMutableBufferPointer { out in
+            let o = out.baseAddress!
+            Parallel.forChunks(count: n, minChunk: 1) { lo, hi in
+                for i in lo..<hi {
+                    let part = UnsafeRawBufferPointer(rebasing: data[(i * chunk)..<min((i + 1) * chunk, data.count)])
+                    o[i] = try? gzip(part, level: level)
+                }
+            }
+        }
+        return try members.map { m in
+            guard let m else { throw ImagingError("zlib compression failed") }
+            return m
+        }
     }
 
     /// Inflates a gzip or zlib stream into exactly `expected` bytes at `dest`.

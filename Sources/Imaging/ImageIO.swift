@@ -37,7 +37,8 @@ public enum ImageIO {
     /// Writes `volume` to a new temporary file with `resultExtension` (e.g. ".nrrd" from 3D Slicer, or the input
     /// image's extension), as upstream's writer does, and returns its URL.
     public static func writeTemporary(
-        _ volume: Volume, resultExtension: String, dtype: VoxelType? = nil, directory: URL? = nil
+        _ volume: Volume, resultExtension: String, dtype: VoxelType? = nil, directory: URL? = nil,
+        segments: [NRRD.Segment] = []
     ) throws -> URL {
         var ext = resultExtension.hasPrefix(".") ? resultExtension : "." + resultExtension
         ext = ext.lowercased()
@@ -46,7 +47,7 @@ public enum ImageIO {
         }
         let dir = directory ?? FileManager.default.temporaryDirectory
         let url = dir.appendingPathComponent("tmp\(UUID().uuidString.prefix(8).lowercased())\(ext)")
-        try write(volume, to: url, dtype: dtype)
+        try write(volume, to: url, dtype: dtype, segments: segments)
         return url
     }
 }

@@ -151,7 +151,8 @@ public enum NIfTI {
             throw ImagingError("\(path): vox_offset \(voxOffset) lies inside the \(headerSize)-byte header")
         }
         if gz {
-            if bytes > FileBytes.maxInflatedSize(compressedSize: fileSize) {
+            // vox_offset counts too: libnifti allocates extensions up to it before we read any voxel.
+            if voxOffset + bytes > FileBytes.maxInflatedSize(compressedSize: fileSize) {
                 throw ImagingError(
                     "\(path): header claims \(dims) voxels (\(bytes) bytes), more than a \(fileSize)-byte gzip file can hold")
             }
@@ -190,6 +191,7 @@ public enum NIfTI {
         let channels = dims.reduce(1, *)
 
         let affine = try bestAffine(h: h, pixdim: pixdim, srow: srow, dims: pre.dims, path: path)
+        guard affine.isFinite else { throw ImagingError("\(path): the header's affine has non-finite entries") }
         let file = try GzipFile(path: path, mode: "rb")
         try file.skip(pre.voxOffset)
         var data = try VoxelReader.read(
@@ -275,6 +277,11 @@ public enum NIfTI {
     /// own), its affine as both sform and qform, the qform/sform codes of its source header (1 otherwise), and
     /// NIfTI-2 when the source was NIfTI-2 or a dimension does not fit NIfTI-1.
     public static func write(_ volume: Volume, to url: URL, dtype: VoxelType? = nil) throws {
+        try write(volume, to: url, dtype: dtype, gzipMemberSize: 4 << 20)
+    }
+
+    /// `gzipMemberSize`: bytes of voxel data per independently compressed gzip member.
+    static func write(_ volume: Volume, to url: URL, dtype: VoxelType?, gzipMemberSize: Int) throws {
         let path = url.path
         let data = dtype.map { volume.data.converted(to: $0) } ?? volume.data
         var dim = [Int64](repeating: 1, count: 8)
@@ -306,15 +313,26 @@ public enum NIfTI {
             header.replaceSubrange(8..<12, with: [0x0d, 0x0a, 0x1a, 0x0a])
         }
         let gz = path.hasSuffix(".gz")
-        let file = try GzipFile(path: path, mode: gz ? "wb1" : "wbT")
-        do {
-            // The 4 bytes after the header are the (empty) extension flag.
-            try header.withUnsafeBytes { try file.write($0.baseAddress!, count: Int(hsize) + 4) }
-            try VoxelWriter.write(data, spatial: spatial, channels: volume.channels, to: file)
-            try file.finish()
-        } catch {
-            try? FileManager.default.removeItem(atPath: path)
-            throw error
+        // The 4 bytes after the header are the (empty) extension flag.
+        let head = Array(header.prefix(Int(hsize) + 4))
+        try VoxelWriter.withFileOrder(data, spatial: spatial, channels: volume.channels) { voxels in
+            let out = try OutputFile(path: path)
+            do {
+                if gz {
+                    // Independent gzip members compressed in parallel; gzip readers (zlib's gzread, Python's gzip,
+                    // nibabel, ITK, libnifti) read concatenated members as one stream.
+                    try head.withUnsafeBytes { try out.write(try Zlib.gzip($0)) }
+                    for member in try Zlib.gzipMembers(voxels, chunk: gzipMemberSize) { try out.write(member) }
+                } else {
+                    try head.withUnsafeBytes { try out.write($0) }
+                    try out.write(voxels)
+                }
+                try out.close()
+            } catch {
+                try? out.close()
+                try? FileManager.default.removeItem(atPath: path)
+                throw error
+            }
         }
     }
 }

@@ -166,6 +166,7 @@ public enum NRRD {
         let op = PermuteFlip(shape: reversed, channels: 1, perm: perm, flip: [Bool](repeating: false, count: sizes.count))
         let data = try typedData(raw, type: type).transformed(by: op)
         let affine = try affineFrom(fields: fields, spatialCount: spatial.count, channelAxis: channelAxis)
+        guard affine.isFinite else { throw ImagingError("the header's space directions or origin are not finite") }
         let source = SourceHeader(format: .nrrd, storedType: type, path: path)
         let volume = Volume(spatialShape: spatial, channels: channels, data: data, affine: affine, source: source)
         return File(volume: volume, fields: fields, keyValues: keyValues)

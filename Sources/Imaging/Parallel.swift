@@ -6,11 +6,6 @@ struct SendablePointer<T>: @unchecked Sendable {
     let p: UnsafeMutablePointer<T>
 }
 
-/// A read-only pointer that may cross into dispatched work items.
-struct SendableConstPointer<T>: @unchecked Sendable {
-    let p: UnsafePointer<T>
-}
-
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
 }

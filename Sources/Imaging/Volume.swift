@@ -20,7 +20,7 @@ public enum VoxelType: String, Sendable, CaseIterable {
 
 private func saturatingIntegers<T: FixedWidthInteger>(_ values: [Float]) -> [T] {
     let lo = Float(T.min), hi = Float(T.max)
-    return values.map { v -> T in
+    return Parallel.map(values) { v -> T in
         if v.isNaN { return 0 }
         if v <= lo { return T.min }
         if v >= hi { return T.max }
@@ -183,6 +183,9 @@ public struct Affine: Sendable, Equatable {
         return Affine(r)
     }
 
+    /// Whether every entry is a finite number.
+    public var isFinite: Bool { m.allSatisfy(\.isFinite) }
+
     /// Voxel sizes: the column norms of the 3x3 part.
     public var spacing: [Double] {
         (0..<3).map { (c: Int) -> Double in
@@ -215,6 +218,23 @@ public struct Volume: Sendable {
         self.data = data
         self.affine = affine
         self.source = source
+    }
+
+    /// Like `init`, but throws instead of trapping when the shape does not fit the data (for shapes and buffers
+    /// that come from requests, files or networks).
+    public init(
+        checkingShape spatialShape: [Int], channels: Int = 1, data: VoxelData, affine: Affine,
+        source: SourceHeader? = nil
+    ) throws {
+        guard spatialShape.count == 2 || spatialShape.count == 3 else {
+            throw ImagingError("a volume has 2 or 3 spatial dimensions, got \(spatialShape)")
+        }
+        guard channels >= 1, spatialShape.allSatisfy({ $0 >= 0 }),
+            channels * spatialShape.reduce(1, *) == data.count
+        else {
+            throw ImagingError("shape [\(channels)] + \(spatialShape) does not match \(data.count) voxels")
+        }
+        self.init(spatialShape: spatialShape, channels: channels, data: data, affine: affine, source: source)
     }
 
     /// Voxels per channel.

@@ -29,8 +29,9 @@ enum VoxelReader {
         let plane = nx * ny
         let total = plane * nz * channels
         let size = MemoryLayout<T>.stride
-        // 32 slices per slab make every (x, y) run of the output at least a cache line long.
-        let k = max(1, min(nz, 32))
+        // 16 slices per slab: long enough z-runs in the output, small enough (8 MB for 512x512 int16) to stay in
+        // L3 between inflate and reorder; 8, 32 and 64 measured slower.
+        let k = max(1, min(nz, 16))
         let slots = 3
         let slabs = (0..<slots).map { _ in
             SendablePointer(p: UnsafeMutableRawPointer.allocate(byteCount: k * plane * size, alignment: 64)
@@ -42,6 +43,7 @@ enum VoxelReader {
         let queue = DispatchQueue(label: "imaging.nifti.reorder")
         return try [T](unsafeUninitializedCapacity: total) { out, initialized in
             let dst = SendablePointer(p: out.baseAddress!)
+            adviseHugePages(UnsafeMutableRawPointer(out.baseAddress!), bytes: total * size)
             defer { group.wait() }
             var slot = 0
             for c in 0..<channels {
@@ -85,6 +87,17 @@ enum VoxelReader {
         }
     }
 
+    /// Asks for transparent huge pages on a large fresh buffer: first-touch page faults of a 150 MB volume
+    /// otherwise cost about a tenth of a second. Advisory; failures are harmless.
+    static func adviseHugePages(_ p: UnsafeMutableRawPointer, bytes: Int) {
+        let huge = 2 << 20
+        guard bytes >= 4 * huge else { return }
+        let start = (Int(bitPattern: p) + huge - 1) / huge * huge
+        let end = (Int(bitPattern: p) + bytes) / huge * huge
+        guard end > start, let aligned = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(aligned, end - start, MADV_HUGEPAGE)
+    }
+
     static func swapBytes(_ p: UnsafeMutableRawPointer, count: Int, size: Int) {
         switch size {
         case 2:
@@ -105,24 +118,21 @@ enum VoxelReader {
 }
 
 enum VoxelWriter {
-    static func write(_ data: VoxelData, spatial: [Int], channels: Int, to file: GzipFile) throws {
+    /// Calls `body` with the voxels' bytes in the file's x-fastest order.
+    static func withFileOrder<R>(
+        _ data: VoxelData, spatial: [Int], channels: Int, _ body: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> R {
         switch data {
-        case .int8(let a): try write(a, spatial, channels, file)
-        case .uint8(let a): try write(a, spatial, channels, file)
-        case .int16(let a): try write(a, spatial, channels, file)
-        case .uint16(let a): try write(a, spatial, channels, file)
-        case .int32(let a): try write(a, spatial, channels, file)
-        case .uint32(let a): try write(a, spatial, channels, file)
-        case .int64(let a): try write(a, spatial, channels, file)
-        case .float32(let a): try write(a, spatial, channels, file)
-        case .float64(let a): try write(a, spatial, channels, file)
+        case .int8(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .uint8(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .int16(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .uint16(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .int32(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .uint32(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .int64(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .float32(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
+        case .float64(let a): return try toFortranOrder(a, spatial: spatial, channels: channels).withUnsafeBytes(body)
         }
-    }
-
-    static func write<T>(_ a: [T], _ spatial: [Int], _ channels: Int, _ file: GzipFile) throws {
-        let fortran = toFortranOrder(a, spatial: spatial, channels: channels)
-        guard !fortran.isEmpty else { return }
-        try fortran.withUnsafeBytes { try file.write($0.baseAddress!, count: $0.count) }
     }
 
     /// C order `[c, x, y, z]` to the file's x-fastest order.

@@ -78,6 +78,27 @@ enum NiftiFiles {
         #expect(r.source?.storedType == type)
     }
 
+    /// Larger than one gzip member: the file is several concatenated members, which must read back as one.
+    @Test func largeVolume_multiMemberGzip_roundTrips() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let values = (0..<(70 * 60 * 50)).map { UInt8(($0 / 7) % 5) }
+        let v = Volume(spatialShape: [70, 60, 50], data: .uint8(values), affine: NiftiFiles.oblique)
+        let url = dir.appendingPathComponent("big.nii.gz")
+        try NIfTI.write(v, to: url, dtype: nil, gzipMemberSize: 50_000)
+        #expect(try NIfTI.read(url).data == v.data)
+        if NiftiFiles.pythonHasNibabel() {
+            let r = try NiftiFiles.python("""
+                import nibabel as nib, numpy as np
+                d = np.asanyarray(nib.load('\(url.path)').dataobj)
+                print(d.shape, int(d.astype(np.int64).sum()), int(d[69, 59, 49]), int(d[1, 2, 3]))
+                """)
+            let sum = values.reduce(0) { $0 + Int($1) }
+            let last = values[values.count - 1], probe = values[(1 * 60 + 2) * 50 + 3]
+            #expect(r.output.contains("(70, 60, 50) \(sum) \(last) \(probe)"), "\(r.output)")
+        }
+    }
+
     @Test func multiChannel_and2D_roundTrip() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -282,6 +303,16 @@ enum NiftiFiles {
         expectError(url, containing: gzip ? "gzip file can hold" : "truncated")
     }
 
+    @Test func hugeVoxOffsetWithLyingExtension_isRefused() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = try NiftiFiles.make(NiftiFiles.sample(.uint8), in: dir, name: "x.nii.gz", gzip: true) { b in
+            NiftiFiles.put(Float(1e11), at: 108, in: &b)
+            b[348] = 1
+        }
+        expectError(url, containing: "gzip file can hold")
+    }
+
     @Test func negativeDimension_isRefused() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -329,5 +360,61 @@ enum NiftiFiles {
         try Data().write(to: empty)
         expectError(empty, containing: "not a NIfTI file")
         expectError(dir.appendingPathComponent("missing.nii"), containing: "cannot open")
+    }
+}
+
+@Suite struct HostileGeometryTests {
+    @Test func nonFiniteSform_isRefusedAtRead() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = try NiftiFiles.make(NiftiFiles.sample(.uint8), in: dir, name: "nan.nii") { b in
+            NiftiFiles.put(Float.nan, at: 280, in: &b)
+        }
+        #expect(throws: ImagingError.self) { try NIfTI.read(url) }
+    }
+
+    @Test func hugeSpacingRatio_isRefusedNotAllocated() throws {
+        let v = Volume(spatialShape: [4, 4, 4], data: .uint8(Array(repeating: 1, count: 64)),
+                       affine: Affine([1e12, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]))
+        #expect(throws: ImagingError.self) { try Spacing(pixdim: [1, 1, 1])(v) }
+        let singular = Volume(spatialShape: [2, 2, 2], data: .uint8(Array(repeating: 1, count: 8)),
+                              affine: Affine([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]))
+        #expect(throws: ImagingError.self) { try Spacing(pixdim: [1, 1, 1])(singular) }
+    }
+
+    @Test func checkedVolumeInit_refusesMismatchedShapes() {
+        #expect(throws: ImagingError.self) {
+            try Volume(checkingShape: [2, 2, 2], channels: 2, data: .float32([1, 2, 3]), affine: .identity)
+        }
+        #expect(throws: ImagingError.self) {
+            try Volume(checkingShape: [8], data: .float32(Array(repeating: 0, count: 8)), affine: .identity)
+        }
+    }
+}
+
+@Suite struct NIfTIMutationTests {
+    /// Random byte corruption of the header: every outcome is a volume or an ImagingError, never a crash.
+    @Test(arguments: [false, true])
+    func corruptedHeaders_readOrThrowCleanly(gzip: Bool) throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rng = SeededGenerator(seed: gzip ? 11 : 7)
+        var read = 0, refused = 0
+        for i in 0..<80 {
+            let url = try NiftiFiles.make(NiftiFiles.sample(.int16), in: dir, name: "m\(i).nii" + (gzip ? ".gz" : ""), gzip: gzip) { b in
+                for _ in 0..<(1 + Int(rng.next() % 4)) {
+                    b[Int(rng.next() % 352)] = UInt8(truncatingIfNeeded: rng.next())
+                }
+            }
+            do {
+                let v = try NIfTI.read(url)
+                #expect(v.data.count == v.channels * v.voxelCount)
+                read += 1
+            } catch is ImagingError {
+                refused += 1
+            }
+        }
+        #expect(read + refused == 80)
+        #expect(refused > 0)
     }
 }

@@ -199,14 +199,14 @@ public struct CropForeground: Sendable {
         if hi[0] < 0 { return SpatialBox(start: [Int](repeating: 0, count: sr), end: [Int](repeating: 0, count: sr)) }
         var start: [Int] = [], end: [Int] = []
         for d in 0..<sr {
-            let m = margin.count == 1 ? margin[0] : margin[d]
+            let m = margin.isEmpty ? 0 : margin[min(d, margin.count - 1)]
             var s = lo[d] - m, e = hi[d] + m + 1
             if allowSmaller {
                 s = max(s, 0)
                 e = min(e, v.spatialShape[d])
             }
             let size = e - s
-            let k = kDivisible.count == 1 ? kDivisible[0] : kDivisible[d]
+            let k = kDivisible.isEmpty ? 1 : kDivisible[min(d, kDivisible.count - 1)]
             let want = k > 1 ? (size + k - 1) / k * k : size
             s -= (want - size) / 2
             start.append(s)

@@ -116,7 +116,7 @@ public struct KeepLargestConnectedComponent: Sendable {
             return out
         }
         var x = v.floats
-        let labels = appliedLabels ?? Array(Set(x.filter { $0 != 0 && !$0.isNaN }.map { Int($0) })).sorted()
+        let labels = appliedLabels ?? Array(Set(x.filter { $0 != 0 && abs($0) < 1e9 }.map { Int($0) })).sorted()
         let (nx, ny, nz) = v.dims3
         let sr = v.spatialShape.count
         let conn = min(max(connectivity ?? sr, 1), sr)
@@ -295,24 +295,36 @@ public struct Restored: Sendable {
     /// What reference voxels outside the prediction's grid get: `border` (as MONAI's inverse of `Spacing`) suits
     /// a prediction covering the whole image; `zeros` suits one computed on a crop.
     public var padding: ResamplePadding
+    /// Output value remapping applied after resampling (upstream's `config_labels` / `restore_label_idx`:
+    /// channel index -> label value); values not in the map are kept.
+    public var labelMap: [Int: Int]
 
     /// Restores onto `original`'s grid, keeping its source header for writing.
-    public init(original: Volume, mode: InterpolationMode = .nearest, padding: ResamplePadding = .border) {
-        self.init(reference: original.grid, source: original.source, mode: mode, padding: padding)
+    public init(
+        original: Volume, mode: InterpolationMode = .nearest, padding: ResamplePadding = .border,
+        labelMap: [Int: Int] = [:]
+    ) {
+        self.init(reference: original.grid, source: original.source, mode: mode, padding: padding, labelMap: labelMap)
     }
 
     public init(
         reference: Grid, source: SourceHeader? = nil, mode: InterpolationMode = .nearest,
-        padding: ResamplePadding = .border
+        padding: ResamplePadding = .border, labelMap: [Int: Int] = [:]
     ) {
         self.reference = reference
         self.source = source
         self.mode = mode
         self.padding = padding
+        self.labelMap = labelMap
     }
 
     public func callAsFunction(_ prediction: Volume) throws -> Volume {
         var out = try SpatialResample.resample(prediction, to: reference, mode: mode, padding: padding)
+        if !labelMap.isEmpty {
+            var table: [Float: Float] = [:]
+            for (k, v) in labelMap { table[Float(k)] = Float(v) }
+            out = out.with(floats: Parallel.map(out.floats) { table[$0] ?? $0 })
+        }
         out.affine = reference.affine
         out.source = source
         return out

@@ -186,6 +186,9 @@ public enum SpatialResample {
             throw ImagingError("SpatialResample: the source affine is not invertible")
         }
         let xform = srcInv * dst.affine.rankMatrix(sr)
+        guard xform.a.allSatisfy(\.isFinite) else {
+            throw ImagingError("SpatialResample: the affines give a non-finite voxel mapping")
+        }
         // Sampling reads the stored type directly: no Float copy of the whole input.
         let out = v.data.visit(
             Sampler(
@@ -417,7 +420,8 @@ public struct Spacing: Sendable {
         for i in 0..<sr {
             // Within MONAI's tolerance the original spacing is kept (no resampling along that axis).
             if abs(orig[i] - outD[i]) <= Spacing.affineTolerance { outD[i] = orig[i] }
-            if outD[i] <= 0 { outD[i] = 1 }
+            // MONAI's fall_back_tuple: a non-positive pixdim keeps the axis' own spacing.
+            if !(outD[i] > 0) { outD[i] = orig[i] }
         }
         var newAff = try Spacing.zoomAffine(aff, scale: outD)
         let (shape, offset) = try Spacing.computeShapeOffset(
@@ -429,6 +433,15 @@ public struct Spacing: Sendable {
     public func callAsFunction(_ v: Volume) throws -> Volume {
         let target = try targetGrid(of: v)
         let sr = v.spatialShape.count
+        var total = v.channels, overflow = false
+        for n in target.spatialShape {
+            let (p, o) = total.multipliedReportingOverflow(by: n)
+            total = p
+            overflow = overflow || o
+        }
+        guard !overflow, total < 1 << 33 else {
+            throw ImagingError("Spacing: output \(target.spatialShape) is too large to allocate")
+        }
         // MONAI skips resampling when the grid does not change (within AFFINE_TOL) but still returns float32.
         if target.spatialShape == v.spatialShape,
             Spacing.allClose(v.affine.rankMatrix(sr), target.affine.rankMatrix(sr), atol: Spacing.affineTolerance)
@@ -487,7 +500,11 @@ public struct Spacing: Sendable {
         for i in 0..<r {
             let vals = outCorners.map { $0[i] / $0[r] }
             let ptp = vals.max()! - vals.min()!
-            outShape.append(Int((scaleExtent ? ptp : ptp + 1).rounded(.toNearestOrEven)))
+            let size = (scaleExtent ? ptp : ptp + 1).rounded(.toNearestOrEven)
+            guard size.isFinite, size >= 0, size < Double(1 << 31) else {
+                throw ImagingError("Spacing: output axis \(i) would have \(size) voxels")
+            }
+            outShape.append(Int(size))
         }
         for idx in 0..<outCorners.count {
             let ok = (0..<r).allSatisfy { i in
