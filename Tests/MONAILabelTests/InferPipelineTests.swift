@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 import TorchCheckpoint
+import TorchKit
 import Testing
 @testable import MONAILabel
 @testable import MONAILabelCore
@@ -128,4 +129,15 @@ private func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingP
     var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
     for t in task.pre { x = try t.apply(x) }
     #expect(throws: MONAILabelError.self) { try task.predict(x, params: [:]) }
+}
+
+@Test func argmaxOverChannels_matchesTorchArgmaxIncludingTies() throws {
+    for k in [1, 2, 5] {
+        // Values in a small set so ties are common; torch.argmax returns the first maximum.
+        let values = (0..<(k * 6 * 7 * 5)).map { _ in Float(Int.random(in: 0..<3)) }
+        let t = try Tensor(values, shape: [1, k, 6, 7, 5])
+        let ours = try SegmentationTask.argmaxOverChannels(t).array(of: UInt8.self)
+        let torch = try t.argmax(dim: 1).array(of: Int64.self).map { UInt8($0) }
+        #expect(ours == torch, "k = \(k)")
+    }
 }

@@ -42,7 +42,7 @@ PY
 # The same network stage in MONAI 1.4 on the same libtorch, when Debian's python3-torch is installed.
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
   /usr/bin/python3 -m venv --system-site-packages "$WORK/venv" >/dev/null
-  "$WORK/venv/bin/pip" install -q --no-deps monai==1.4.0 nibabel >/dev/null 2>&1 || true
+  "$WORK/venv/bin/pip" install -q --no-deps monai==1.4.0 nibabel packaging importlib_resources >/dev/null 2>&1 || true
   "$WORK/venv/bin/python" - "$WORK/studies/spleen_00.nii.gz" "$THREADS" <<'PY' || echo "MONAI comparison unavailable"
 import sys, time, json
 import torch

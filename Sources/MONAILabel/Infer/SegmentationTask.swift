@@ -105,9 +105,8 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         timings.record("post", "EnsureTyped", 0)
         let probabilities = try timings.measure("post", "Activationsd") { try logits.softmax(dim: 1) }
         let classes: [UInt8] = try timings.measure("post", "AsDiscreted") {
-            let index = try probabilities.argmax(dim: 1)
             guard logits.shape[1] <= 256 else { throw MONAILabelError.io("model \(name) has more than 256 classes") }
-            return try index.to(.uint8).array(of: UInt8.self)
+            return try Self.argmaxOverChannels(probabilities).array(of: UInt8.self)
         }
         var pred = Volume(spatialShape: spatial, channels: 1, data: .uint8(classes), affine: preGrid.affine)
         if largestCC || p["largest_cc"]?.boolValue == true {
@@ -166,6 +165,22 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
             return try net.forward(input)
         }
         return out
+    }
+
+    /// `argmax` over dim 1 as byte labels, the first maximum winning like `torch.argmax`. Built from
+    /// element-wise passes because libtorch 1.13's CPU argmax over a short, strided channel axis is an order of
+    /// magnitude slower than one comparison per channel.
+    static func argmaxOverChannels(_ p: Tensor) throws -> Tensor {
+        let k = p.shape[1]
+        var best = try p.narrow(dim: 1, start: 0, length: 1)
+        var index = try Tensor.zeros(best.shape, dtype: .uint8, device: p.device)
+        for c in 1..<max(k, 1) {
+            let v = try p.narrow(dim: 1, start: c, length: 1)
+            let better = try v.gt(best)
+            best = try Tensor.where(better, v, best)
+            index = try Tensor.where(better, Tensor.full(index.shape, value: Double(c), dtype: .uint8, device: p.device), index)
+        }
+        return try index.squeeze(dim: 1).contiguous()
     }
 
     /// `restore_label_idx`: output value j becomes the value of the j-th (1-based) label of the map,
