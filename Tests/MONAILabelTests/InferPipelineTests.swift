@@ -141,3 +141,47 @@ private func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingP
         #expect(ours == torch, "k = \(k)")
     }
 }
+
+/// The `segmentation` recipe's path (SegResNet, Gaussian blending, replicate padding, batches of 2 windows)
+/// with the small fixture network: runs end to end and writes a label on the source grid.
+@Test func pipeline_segResNetRecipe_gaussianReplicate_writesLabelOnSourceGrid() throws {
+    let tmp = TempDir()
+    let modelDir = tmp.url.appendingPathComponent("model")
+    try FileManager.default.createDirectory(at: modelDir, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(
+        at: Fixtures.shared.appendingPathComponent("fixtures/monai/segresnet_segmentation.small.pt"),
+        to: modelDir.appendingPathComponent("segmentation.pt"))
+    let definition: JSONObject = [
+        "type": "segmentation", "labels": ["spleen": 1, "kidney_right": 2], "dimension": 3,
+        "network": ["name": "SegResNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 3, "init_filters": 8,
+                    "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1], "dropout_prob": 0.2],
+        "pre": [["name": "Orientationd", "axcodes": "RAS"], ["name": "Spacingd", "pixdim": [1.5, 1.5, 1.5]],
+                ["name": "NormalizeIntensityd", "nonzero": true], ["name": "GaussianSmoothd", "sigma": 0.4],
+                ["name": "ScaleIntensityd", "minv": -1.0, "maxv": 1.0]],
+        "inferer": ["roi_size": [32, 32, 32], "sw_batch_size": 2, "overlap": 0.4, "mode": "gaussian", "padding_mode": "replicate"],
+    ]
+    let task = try SegmentationTask(name: "segmentation", definition: definition, modelDir: modelDir)
+    #expect(task.weights == "segmentation.pt")
+    let r = try task.infer(InferRequest(imagePath: pipelineFixture("ct_lps_aniso.nii.gz").path, params: ["restore_label_idx": true]))
+    let f = try #require(r.file)
+    defer { try? FileManager.default.removeItem(at: f) }
+    let label = try ImageIO.load(f)
+    #expect(label.spatialShape == [70, 60, 24])
+    #expect(Set(label.floats).isSubset(of: [0, 1, 2]))
+    #expect(r.json["latencies"]?["transform"]?["pre"]?.objectValue?.keys.contains("GaussianSmoothd") == true)
+}
+
+@Test func slidingWindow_gaussianImportance_matchesMONAIFormula() throws {
+    let m = try SlidingWindowInferer.importanceMap(roi: [5, 4], mode: .gaussian, sigmaScale: 0.125).floats()
+    // MONAI: exp(-x^2 / (2 sigma^2)), x centred, sigma = 0.125 * size, product over axes, clamped below at
+    // max(min, 1e-3).
+    func g(_ i: Int, _ n: Int) -> Double {
+        let x = Double(i) - Double(n - 1) / 2, s = 0.125 * Double(n)
+        return Foundation.exp(-x * x / (2 * s * s))
+    }
+    var expected: [Float] = []
+    for i in 0..<5 { for j in 0..<4 { expected.append(Float(g(i, 5) * g(j, 4))) } }
+    let floor = max(expected.min() ?? 0, 1e-3)
+    expected = expected.map { max($0, floor) }
+    #expect(zip(m, expected).allSatisfy { abs($0 - $1) < 1e-6 })
+}

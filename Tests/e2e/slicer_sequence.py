@@ -125,6 +125,10 @@ if model:
     with urllib.request.urlopen(req) as r:
         check("label_names" in json.loads(r.read()), "output=json answers the result JSON")
     check("original" in client.datastore()["objects"][image_id]["labels"], "save_label stored an 'original' label")
+    req = urllib.request.Request(f"{url}/infer/{model}?image={image_id}&output=image", method="POST")
+    with urllib.request.urlopen(req) as r:
+        body, cd = r.read(), r.headers.get("content-disposition", "")
+    check(body[:2] == b"\x1f\x8b" and cd.endswith('.nii.gz"'), "output=image answers the label file (input's extension)")
 
 # Training status probe as every Slicer GUI refresh does: non-200 means not running.
 check(client.train_status(check_if_running=True) is False, "train_status(check_if_running) says not running")
