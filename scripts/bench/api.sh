@@ -23,22 +23,23 @@ for i in range(n):
 PY
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export MONAI_LABEL_SESSION_PATH="$WORK/sessions"
-start=$(date +%s.%N)
-"$BIN" start_server --app "$WORK/app" --studies "$WORK/studies" --conf models segmentation_spleen \
-  --host 127.0.0.1 --port "$PORT" --log_level warning >"$WORK/server.log" 2>&1 &
-PID=$!
-until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.02; done
-ready=$(date +%s.%N)
+# Starts the server (PID) and sets ELAPSED to the seconds until its first /info/ answer.
+start_server() {
+  local start ready
+  start=$(date +%s.%N)
+  "$BIN" start_server --app "$WORK/app" --studies "$WORK/studies" --conf models segmentation_spleen \
+    --host 127.0.0.1 --port "$PORT" --log_level warning >"$WORK/server.log" 2>&1 &
+  PID=$!
+  until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.02; done
+  ready=$(date +%s.%N)
+  ELAPSED=$(echo "$ready - $start" | bc)
+}
 echo "images in store:            $N"
-printf 'start-up to first /info/:   %.2f s (first start, indexes the folder)\n' "$(echo "$ready - $start" | bc)"
+start_server
+printf 'start-up to first /info/:   %.2f s (first start, indexes the folder)\n' "$ELAPSED"
 kill $PID; wait $PID 2>/dev/null || true
-start=$(date +%s.%N)
-"$BIN" start_server --app "$WORK/app" --studies "$WORK/studies" --conf models segmentation_spleen \
-  --host 127.0.0.1 --port "$PORT" --log_level warning >"$WORK/server.log" 2>&1 &
-PID=$!
-until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.02; done
-ready=$(date +%s.%N)
-printf 'start-up to first /info/:   %.2f s (restart on the existing datastore JSON)\n' "$(echo "$ready - $start" | bc)"
+start_server
+printf 'start-up to first /info/:   %.2f s (restart on the existing datastore JSON)\n' "$ELAPSED"
 bytes=$(curl -s "http://127.0.0.1:$PORT/datastore/?output=all" | wc -c)
 echo "datastore JSON:             $bytes bytes"
 run() {

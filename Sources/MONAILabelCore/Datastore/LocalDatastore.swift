@@ -199,29 +199,47 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         }
         try validator?(file, ext)
         let dir = withLock { imagesRoot }
+        try commit(file, as: id + ext, in: dir) {
+            if let old = doc.objects[id], old.image.ext != ext {
+                try FileOps.removeFile(imagePathLocked(id, old))
+            }
+        } update: {
+            doc.objects[id] = ImageObject(image: FileEntry(ext: ext, info: Self.stamped(info, name: id + ext)))
+            try reconcileLabelsOf(id)
+        }
+        return id
+    }
+
+    /// Stages `file` in `dir` (outside the lock), then under the lock runs `check`, renames the staged copy to
+    /// `name`, fsyncs the folder, runs `update` on the document and writes it. A failure at any step leaves the
+    /// previous file and document in place.
+    private func commit(
+        _ file: URL, as name: String, in dir: URL, check: () throws -> Void, update: () throws -> Void
+    ) throws {
         let staged = try stage(file, in: dir)
         var committed = false
         defer {
             if !committed { unlink(staged.path) }
         }
         try withLock {
-            let dest = imagesRoot.appendingPathComponent(id + ext)
-            if let old = doc.objects[id], old.image.ext != ext {
-                try FileOps.removeFile(imagePathLocked(id, old))
-            }
+            try check()
+            let dest = dir.appendingPathComponent(name)
             guard rename(staged.path, dest.path) == 0 else {
-                throw MONAILabelError.io("cannot store image \(dest.path): \(FileOps.errnoText())")
+                throw MONAILabelError.io("cannot store \(dest.path): \(FileOps.errnoText())")
             }
             committed = true
             FileOps.fsyncDirectory(dir)
-            var merged = info
-            merged["ts"] = .int(Self.now())
-            merged["name"] = .string(id + ext)
-            doc.objects[id] = ImageObject(image: FileEntry(ext: ext, info: merged))
-            try reconcileLabelsOf(id)
+            try update()
             try writeDocumentLocked()
         }
-        return id
+    }
+
+    /// Info as upstream stores it: the caller's keys, then `ts` and `name` (which overwrite same-named keys).
+    static func stamped(_ info: JSONObject, name: String) -> JSONObject {
+        var merged = info
+        merged["ts"] = .int(now())
+        merged["name"] = .string(name)
+        return merged
     }
 
     public func removeImage(_ id: String) throws {
@@ -252,24 +270,10 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         }
         try validator?(file, ext)
         let dir = withLock { labelsRoot.appendingPathComponent(tag) }
-        let staged = try stage(file, in: dir)
-        var committed = false
-        defer {
-            if !committed { unlink(staged.path) }
-        }
-        try withLock {
+        try commit(file, as: imageID + ext, in: dir) {
             guard doc.objects[imageID] != nil else { throw MONAILabelError.notFound("Image \(imageID) not found") }
-            let dest = dir.appendingPathComponent(imageID + ext)
-            guard rename(staged.path, dest.path) == 0 else {
-                throw MONAILabelError.io("cannot store label \(dest.path): \(FileOps.errnoText())")
-            }
-            committed = true
-            FileOps.fsyncDirectory(dir)
-            var merged = info
-            merged["ts"] = .int(Self.now())
-            merged["name"] = .string(imageID + ext)
-            doc.objects[imageID]?.labels[tag] = FileEntry(ext: ext, info: merged)
-            try writeDocumentLocked()
+        } update: {
+            doc.objects[imageID]?.labels[tag] = FileEntry(ext: ext, info: Self.stamped(info, name: imageID + ext))
         }
         return imageID
     }
