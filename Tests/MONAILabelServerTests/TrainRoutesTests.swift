@@ -28,7 +28,7 @@ final class TrainHarness {
                      "spatial_size": [16, 16, 16], "num_samples": 1, "val_roi_size": [32, 32, 16]}}}}
         """
 
-    init(labeled: Int = 4) throws {
+    init(labeled: Int = 4, autoTrainEvery: Int = 0) throws {
         let studies = tmp.url.appendingPathComponent("studies")
         let appDir = tmp.url.appendingPathComponent("app")
         try DemoStudies.write(to: studies, count: 5, labeled: labeled, shape: [32, 32, 16], spacing: [3, 3, 4])
@@ -39,6 +39,7 @@ final class TrainHarness {
         settings.taskRunner = Self.runner.path
         settings.torchThreads = 1
         settings.trainStopGrace = 2
+        settings.autoTrainEvery = autoTrainEvery
         app = try MONAILabelApp(settings: settings, datastore: try LocalDatastore(root: studies))
         router = makeRouter(app: app, log: .silent)
     }
@@ -51,9 +52,13 @@ final class TrainHarness {
     }
 
     func send(_ method: HTTPMethod, _ target: String, json: String = "") throws -> (status: Int, json: JSONValue?) {
-        let body = Array(json.utf8)
-        var headers = [("Host", "test")]
-        if !body.isEmpty { headers.append(("Content-Type", "application/json")) }
+        try send(method, target, headers: json.isEmpty ? [] : [("Content-Type", "application/json")], body: Array(json.utf8))
+    }
+
+    func send(_ method: HTTPMethod, _ target: String, headers extra: [(String, String)], body: [UInt8]) throws
+        -> (status: Int, json: JSONValue?)
+    {
+        let headers = [("Host", "test")] + extra
         let req = try HTTPRequest(method: method, target: target, headers: HTTPHeaders(headers),
                                   body: body.isEmpty ? .empty : .bytes(body))
         let resp = router.respond(to: req)
@@ -191,6 +196,23 @@ final class TrainHarness {
         let run = h.appDir.appendingPathComponent("model/segmentation_spleen/sync")
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("model.pt").path))
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint_final.pt").path))
+    }
+
+    @Test func autoTrain_everyTwoFinalLabels_queuesATrainJob() throws {
+        let h = try TrainHarness(labeled: 2, autoTrainEvery: 2)
+        let label = try Data(contentsOf: h.tmp.url.appendingPathComponent("studies/labels/final/spleen_00.nii.gz"))
+        func save(_ id: String, tag: String = "final") throws -> Int {
+            let m = TestClient.multipart(files: [(field: "label", filename: "\(id).nii.gz", bytes: Array(label))])
+            return try h.send(.put, "/datastore/label?image=\(id)&tag=\(tag)", headers: m.headers, body: m.body).status
+        }
+        #expect(try save("spleen_02") == 200)
+        #expect(try save("spleen_03", tag: "original") == 200)
+        #expect(try h.send(.get, "/train/").status == 404, "one final label is not enough")
+        #expect(try save("spleen_03") == 200)
+        let job = try h.send(.get, "/train/")
+        #expect(job.status == 200)
+        #expect(job.json?["request"]?["model"]?.stringValue == "segmentation_spleen")
+        #expect(try h.send(.delete, "/train/").status == 200)
     }
 
     @Test func train_deprecatedAllTrainers_queuesOnePerTrainer() throws {

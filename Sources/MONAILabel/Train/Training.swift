@@ -6,6 +6,7 @@ public final class TrainingService: @unchecked Sendable {
     private let lock = NSLock()
     private var plans: (key: String, byModel: [String: JSONObject])?
     private var planning = false
+    private var finalLabelsSinceTrain = 0
 
     init(settings: Settings) {
         let exe = settings.taskRunner.isEmpty
@@ -22,6 +23,17 @@ public final class TrainingService: @unchecked Sendable {
             return args
         }
         jobs = BackgroundJobs(method: "train", launcher: launcher, stopGrace: Double(settings.trainStopGrace))
+    }
+
+    /// Counts a saved final label; true when `every` have accumulated since the last auto-train (and resets).
+    func countFinalLabel(every: Int) -> Bool {
+        guard every > 0 else { return false }
+        lock.lock()
+        defer { lock.unlock() }
+        finalLabelsSinceTrain += 1
+        guard finalLabelsSinceTrain >= every else { return false }
+        finalLabelsSinceTrain = 0
+        return true
     }
 
     /// The plan per model for the datastore state `key`, computing it in the background when stale (it reads
@@ -114,6 +126,23 @@ extension MONAILabelApp {
         guard !datastore.datalist().isEmpty else {
             throw MONAILabelError.invalid("no images with a final label to train \(model) on: save final labels first")
         }
+    }
+
+    /// Upstream's `on_save_label` hook, used for auto-training: after every `MONAI_LABEL_AUTO_TRAIN_EVERY` newly
+    /// saved final labels, queues a train job per trainer (unless one for that model is already waiting).
+    /// Returns the jobs queued.
+    @discardableResult
+    public func onSaveLabel(imageID: String, tag: String) -> [Job] {
+        guard tag == LabelTag.final, training.countFinalLabel(every: settings.autoTrainEvery) else { return [] }
+        var queued: [Job] = []
+        let waiting = Set(training.jobs.all.filter { $0.status == .submitted }.compactMap { $0.request["model"]?.stringValue })
+        for (model, _) in trainDefinitions where !waiting.contains(model) {
+            guard (try? validateTrainRequest(model: model)) != nil,
+                let job = try? training.jobs.submit(["model": .string(model)], enqueue: true)
+            else { continue }
+            queued.append(job)
+        }
+        return queued
     }
 
     /// `app.train(request)` in-process (what the child runs): the trainer of `request.model`.
