@@ -120,6 +120,16 @@ final class TrainHarness {
             "tracking_experiment_name",
         ])
         #expect(info["train_stats"]?["segmentation_spleen"] == .object([:]))
+        // The planner's choices appear once computed in the background.
+        var plan: JSONValue?
+        for _ in 0..<100 where plan == nil {
+            plan = try h.send(.get, "/info/").json?["trainers"]?["segmentation_spleen"]?["planner"]
+            if plan == nil { usleep(100_000) }
+        }
+        let p = try #require(plan)
+        #expect(p["spatial_size"] == [16, 16, 16])
+        #expect(p["target_spacing"] == [3.0, 3.0, 4.0])
+        #expect(p["sampled_images"] == 3)
     }
 
     @Test(.timeLimit(.minutes(3)))

@@ -113,6 +113,9 @@ public final class SegmentationTrainer {
             try net.load(stateDict: sd.map { ($0.name, $0.tensor) }, strict: true)
             log("Loaded weights from \(start.path)")
         }
+        // CUDA when libtorch has it, unless the client picked "cpu" from the device list.
+        let device: Device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
+        try net.to(device)
         net.train()
         let params = net.parameters()
         let optimizer: Optimizer
@@ -150,8 +153,8 @@ public final class SegmentationTrainer {
             for it in 1...epochLength {
                 let t0 = Date()
                 let b = try loader.batch((epoch - 1) * epochLength + it - 1)
-                let x = try Tensor(b.image, shape: b.shape)
-                let y = try Tensor(b.label, shape: b.shape)
+                let x = try Tensor(b.image, shape: b.shape).to(device)
+                let y = try Tensor(b.label, shape: b.shape).to(device)
                 try optimizer.zeroGrad()
                 let logits = try net(x)
                 let l = try loss(logits, y)
@@ -159,7 +162,7 @@ public final class SegmentationTrainer {
                 try optimizer.step()
                 let lv = try l.item()
                 lossSum += lv
-                let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(.float32).floats() }
+                let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
                 let per = b.shape[2...].reduce(1, *)
                 for s in 0..<b.shape[0] {
                     if let d = DiceMetric.mean(prediction: Array(pred[s * per..<(s + 1) * per]),
@@ -191,9 +194,9 @@ public final class SegmentationTrainer {
                 var scores: [Double] = []
                 try Torch.withNoGrad {
                     for c in valCases {
-                        let input = try Tensor(c.image.floats, shape: [1] + c.image.shape)
+                        let input = try Tensor(c.image.floats, shape: [1] + c.image.shape).to(device)
                         let out = try inferer(input) { try net($0) }
-                        let pred = try out.argmax(dim: 1).to(.float32).floats()
+                        let pred = try out.argmax(dim: 1).to(dtype: .float32, device: .cpu).floats()
                         if let d = DiceMetric.mean(prediction: pred, truth: c.label.floats, classes: classes) { scores.append(d) }
                     }
                 }
@@ -232,6 +235,7 @@ public final class SegmentationTrainer {
         return final
     }
 
+    /// `stateDict()` copies to the host, so checkpoints are CPU tensors whatever the training device.
     private func save(_ net: any Layer, epoch: Int, to url: URL) throws {
         let sd = try net.stateDict().map { (name: $0.0, tensor: $0.1) }
         try Checkpoint.write(stateDict: sd, key: "model", extra: [(key: "epoch", value: .int(epoch))], to: url)
