@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Imaging
 import TorchKit
 @testable import MONAILabel
 
@@ -188,4 +189,41 @@ private func spleenDefinition() throws -> TrainDefinition {
 @Test func trainDefinition_unknownOptimizer_isRefused() throws {
     let json = try #require(try JSONValue.parse(#"{"network": {"name": "UNet"}, "train": {"optimizer": "Lion"}}"#).objectValue)
     #expect(throws: MONAILabelError.self) { try TrainDefinition(model: "m", definition: json) }
+}
+
+// MARK: Pre-processing sanity checks
+
+private func writeVolume(_ url: URL, shape: [Int], values: [Float], spacing: Double = 1) throws {
+    let affine = Affine([spacing, 0, 0, 0, 0, spacing, 0, 0, 0, 0, spacing, 0, 0, 0, 0, 1])
+    try NIfTI.write(Volume(spatialShape: shape, data: .float32(values), affine: affine), to: url)
+}
+
+@Test func preprocessing_unknownLabelValues_warnAndBecomeBackground() throws {
+    let tmp = TempDir()
+    let d = try spleenDefinition()
+    let plan = Planner.plan(definition: d, images: [], datasetSize: 1,
+                            machine: MachineResources(cores: 2, availableRAMMB: 8000, gpuMemoryMB: nil))
+    let image = tmp.url.appendingPathComponent("img.nii.gz"), label = tmp.url.appendingPathComponent("lab.nii.gz")
+    try writeVolume(image, shape: [4, 4, 4], values: (0..<64).map(Float.init))
+    try writeVolume(label, shape: [4, 4, 4], values: (0..<64).map { $0 < 8 ? 1 : ($0 < 12 ? 3 : 0) })
+    var warnings: [String] = []
+    let c = try #require(try TrainPreprocessing(definition: d, plan: plan).load(image: image.path, label: label.path,
+                                                                              warnings: &warnings))
+    #expect(warnings.count == 1)
+    #expect(warnings.first?.contains("[3]") == true)
+    #expect(Set(c.label.floats) == [0, 1])
+}
+
+@Test func preprocessing_mismatchedGrids_skipTheCaseWithAWarning() throws {
+    let tmp = TempDir()
+    let d = try spleenDefinition()
+    let plan = Planner.plan(definition: d, images: [], datasetSize: 1,
+                            machine: MachineResources(cores: 2, availableRAMMB: 8000, gpuMemoryMB: nil))
+    let image = tmp.url.appendingPathComponent("img.nii.gz"), label = tmp.url.appendingPathComponent("lab.nii.gz")
+    try writeVolume(image, shape: [4, 4, 4], values: [Float](repeating: 0, count: 64))
+    try writeVolume(label, shape: [4, 4, 2], values: [Float](repeating: 0, count: 32))
+    var warnings: [String] = []
+    let c = try TrainPreprocessing(definition: d, plan: plan).load(image: image.path, label: label.path, warnings: &warnings)
+    #expect(c == nil)
+    #expect(warnings.first?.contains("does not match") == true)
 }
