@@ -14,6 +14,7 @@ public enum TaskRunner {
         guard let req = (try? JSONValue.parse(request))?.objectValue else {
             throw MONAILabelError.invalid("--request must be a JSON object")
         }
+        exitWhenOrphaned()
         let app = URL(fileURLWithPath: appDir).standardizedFileURL
         let settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
         try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
@@ -30,7 +31,18 @@ public enum TaskRunner {
         }
     }
 
-    private static let started = Date()
+    /// A job must not outlive its server (a crashed server cannot stop it, and a restarted one would not know
+    /// it): exit once re-parented.
+    private static func exitWhenOrphaned() {
+        let parent = getppid()
+        let t = Thread {
+            while getppid() == parent { sleep(1) }
+            emit("the server (pid \(parent)) is gone; stopping")
+            exit(2)
+        }
+        t.name = "parent-watch"
+        t.start()
+    }
 
     /// One line on stdout, written at once (a pipe would otherwise buffer it).
     static func emit(_ line: String) {
