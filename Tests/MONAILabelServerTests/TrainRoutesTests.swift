@@ -206,6 +206,32 @@ final class TrainHarness {
         let run = h.appDir.appendingPathComponent("model/segmentation_spleen/sync")
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("model.pt").path))
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint_final.pt").path))
+        // PyTorch itself reads it with weights_only=True, where Debian's python3-torch is installed.
+        let python = "/usr/bin/python3"
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: python)
+        probe.arguments = ["-c", "import torch"]
+        probe.standardError = FileHandle.nullDevice
+        guard FileManager.default.isExecutableFile(atPath: python), (try? probe.run()) != nil else { return }
+        probe.waitUntilExit()
+        guard probe.terminationStatus == 0 else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", """
+            import sys, torch
+            d = torch.load(sys.argv[1], weights_only=True)
+            assert set(d) == {"model", "epoch"}, list(d)
+            assert d["model"]["model.0.conv.unit0.conv.weight"].shape == (4, 1, 3, 3, 3)
+            print("LOADED", len(d["model"]))
+            """, h.published.path]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(text)")
+        #expect(text.contains("LOADED"))
     }
 
     @Test func autoTrain_everyTwoFinalLabels_queuesATrainJob() throws {
