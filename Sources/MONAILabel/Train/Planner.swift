@@ -108,9 +108,9 @@ public enum Planner {
         func resampled(_ sp: [Double]) -> [Int] {
             (0..<dims).map { max(1, Int((Double(meanShape[$0]) * meanSpacing[$0] / sp[$0]).rounded())) }
         }
-        // The cache holds every image (4-byte floats) and label (1 byte) at the target spacing.
+        // The cache holds every image and label as 4-byte floats at the target spacing.
         let budget = Double(machine.availableRAMMB) * 1_048_576 * cacheRAMShare
-        let cacheBytes = Double(resampled(spacing).reduce(1, *)) * 5 * Double(max(datasetSize, 1))
+        let cacheBytes = Double(resampled(spacing).reduce(1, *)) * 8 * Double(max(datasetSize, 1))
         if request["target_spacing"] == nil, cacheBytes > budget, budget > 0 {
             let f = Foundation.cbrt(cacheBytes / budget)
             spacing = spacing.map { $0 * f }
