@@ -74,7 +74,8 @@ let package = Package(
         .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child"]),
         // Saves labels in a loop until killed; driven by the crash test.
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
-        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer"]),
+        // Depends on the CLI so train tests can start `monailabel run_task` children.
+        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -92,6 +92,7 @@ enum DatastoreRoutes {
             let info = try jsonObjectField(form, "params")
             let labelID = try ds.saveLabel(imageID: id, file: upload.path, fileName: upload.baseName, tag: tag, info: info)
             ctx.log.info("Label \(labelID) saved under tag \(tag)")
+            for job in ctx.app.onSaveLabel(imageID: id, tag: tag) { ctx.log.info("Auto-training: queued job \(job.id)") }
             return .json(["image": .string(id), "label": .string(labelID)])
         })
 

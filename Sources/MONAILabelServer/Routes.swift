@@ -36,6 +36,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     SessionRoutes.register(&router, ctx)
     ModelRoutes.register(&router, ctx)
     LogsRoutes.register(&router, ctx)
+    TrainRoutes.register(&router, ctx)
     return router
 }
 

@@ -61,7 +61,10 @@ public final class RunningServer: Sendable {
     /// The bound port (the real one when started with port 0).
     public var port: Int { http.port ?? 0 }
 
-    public func shutdown(gracePeriod: Double = 10) { http.shutdown(gracePeriod: gracePeriod) }
+    public func shutdown(gracePeriod: Double = 10) {
+        app.training.jobs.shutdown()
+        http.shutdown(gracePeriod: gracePeriod)
+    }
     public func wait() { http.wait() }
 }
 
@@ -123,6 +126,7 @@ public enum ServerMain {
         let server = try start(options)
         HTTPServer.stopOnSignals(server.http)
         server.wait()
+        server.app.training.jobs.shutdown()
         server.log.info("Server stopped")
     }
 

@@ -101,6 +101,8 @@ public final class MONAILabelApp: @unchecked Sendable {
     public let strategies: OrderedMap<any Strategy>
     /// Bounds concurrent inferences (`MONAI_LABEL_INFER_QUEUE`, default 4).
     public let admission: InferAdmission
+    /// Train jobs and the planner (Train/Training.swift).
+    public let training: TrainingService
 
     public var modelDir: URL { appDir.appendingPathComponent("model") }
     public var logFile: URL { appDir.appendingPathComponent("logs/app.log") }
@@ -134,6 +136,7 @@ public final class MONAILabelApp: @unchecked Sendable {
         }
         strategies = strats
         admission = InferAdmission(capacity: settings.inferQueue)
+        training = TrainingService(settings: settings)
         sessions = settings.sessions
             ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil
     }
@@ -159,10 +162,10 @@ public final class MONAILabelApp: @unchecked Sendable {
         info["version"] = .string(definition.version)
         info["labels"] = .array(mergedLabels().map { .string($0) })
         info["models"] = .object(models)
-        info["trainers"] = .object(JSONObject())
+        info["trainers"] = .object(trainerInfo())
         info["strategies"] = .object(strategyInfo)
         info["scoring"] = .object(JSONObject())
-        info["train_stats"] = .object(JSONObject())
+        info["train_stats"] = .object(trainStatsInfo())
         info["datastore"] = datastore.status().json
         return .object(info)
     }

@@ -26,6 +26,13 @@ public struct Settings: Sendable, Equatable {
     /// libtorch intra-op threads (`MONAI_LABEL_TORCH_THREADS`); 0 means one per core.
     public var torchThreads = 0
     public var serverPort = 8000
+    /// The executable train jobs run as (`MONAI_LABEL_TASK_RUNNER`); empty means this process's own.
+    public var taskRunner = ""
+    /// Seconds a stopped train job gets between SIGTERM and SIGKILL (`MONAI_LABEL_TRAIN_STOP_GRACE`).
+    public var trainStopGrace = 3
+    /// Queue a train job for every trainer after this many newly saved final labels
+    /// (`MONAI_LABEL_AUTO_TRAIN_EVERY`); 0 turns auto-training off.
+    public var autoTrainEvery = 0
 
     public init(appDir: URL, studies: String, conf: [String: String] = [:]) {
         self.appDir = appDir
@@ -79,6 +86,9 @@ public struct Settings: Sendable, Equatable {
         try int("INFER_QUEUE", &s.inferQueue)
         try int("TORCH_THREADS", &s.torchThreads)
         try int("SERVER_PORT", &s.serverPort)
+        if let r = value("TASK_RUNNER") { s.taskRunner = r }
+        try int("TRAIN_STOP_GRACE", &s.trainStopGrace)
+        try int("AUTO_TRAIN_EVERY", &s.autoTrainEvery)
         return s
     }
 

@@ -1,0 +1,205 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs train jobs in child processes of the server's own executable (`monailabel run_task --method train
+/// ...`), one at a time, so a crash, an out-of-memory kill or a SIGKILL of a job leaves the server serving.
+/// The child's stdout and stderr become the job's `details`; lines with `JobBook.progressPrefix` its
+/// progress. Bookkeeping is `JobBook`; this class only launches, reads, waits and kills.
+public final class BackgroundJobs: @unchecked Sendable {
+    /// How to start a child for a job: executable and arguments, given the job id, its request and the file
+    /// the child writes its result to.
+    public struct Launcher: Sendable {
+        public var executable: URL
+        public var arguments: @Sendable (_ request: JSONObject, _ resultFile: URL) -> [String]
+        public var environment: [String: String]
+
+        public init(executable: URL, environment: [String: String],
+                    arguments: @escaping @Sendable (_ request: JSONObject, _ resultFile: URL) -> [String]) {
+            self.executable = executable
+            self.environment = environment
+            self.arguments = arguments
+        }
+    }
+
+    public let method: String
+    private let launcher: Launcher
+    /// Seconds between SIGTERM and SIGKILL when a job is stopped.
+    private let stopGrace: Double
+    private let cond = NSCondition()
+    private var book = JobBook()
+    private var processes: [String: Process] = [:]
+    private var results: [String: URL] = [:]
+    private var shuttingDown = false
+
+    public init(method: String, launcher: Launcher, stopGrace: Double = 3) {
+        self.method = method
+        self.launcher = launcher
+        self.stopGrace = stopGrace
+    }
+
+    /// Upstream's `++++++++++ Train Task is Already Running`.
+    public var busyMessage: String { "++++++++++ \(method.prefix(1).uppercased() + method.dropFirst().lowercased()) Task is Already Running" }
+
+    /// Submits a job; throws `.busy` when one runs and `enqueue` is false. Returns the new job (SUBMITTED).
+    public func submit(_ request: JSONObject, enqueue: Bool) throws -> Job {
+        let id = UUID().uuidString.lowercased()
+        cond.lock()
+        let outcome = book.submit(id: id, request: request, enqueue: enqueue, now: Self.timestamp())
+        let job = book.job(id)
+        cond.unlock()
+        switch outcome {
+        case .busy: throw MONAILabelError(.busy, busyMessage)
+        case .start(let id): launch(id)
+        case .queued: break
+        }
+        guard let job else { throw MONAILabelError.io("job \(id) vanished") }
+        return job
+    }
+
+    /// Waits until job `id` has finished and returns it with the result the child wrote, if any.
+    public func wait(_ id: String) -> (Job?, JSONValue?) {
+        cond.lock()
+        while let j = book.job(id), !j.status.isFinished { cond.wait() }
+        let job = book.job(id)
+        let file = results.removeValue(forKey: id)
+        cond.unlock()
+        guard let file else { return (job, nil) }
+        defer { try? FileManager.default.removeItem(at: file) }
+        let value = FileManager.default.contents(atPath: file.path).flatMap { try? JSONValue.parse(Array($0)) }
+        return (job, value)
+    }
+
+    /// `DELETE`: stops the running job (SIGTERM, SIGKILL after the grace period) and returns it, STOPPED.
+    public func stop() -> Job? {
+        cond.lock()
+        let job = book.stop(now: Self.timestamp())
+        let process = job.flatMap { processes[$0.id] }
+        cond.broadcast()
+        cond.unlock()
+        if let process { terminate(process) }
+        return job
+    }
+
+    /// Stops everything at server shutdown.
+    public func shutdown() {
+        cond.lock()
+        shuttingDown = true
+        cond.unlock()
+        _ = stop()
+    }
+
+    public var latest: Job? { locked { book.jobs.last } }
+    public var all: [Job] { locked { book.jobs } }
+    public var running: Job? { locked { book.running } }
+    public func job(_ id: String) -> Job? { locked { book.job(id) } }
+
+    /// The running child's process id (tests kill it to simulate a crash).
+    public var runningPID: Int32? {
+        locked { book.running.flatMap { processes[$0.id] }.map { $0.processIdentifier } }
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        cond.lock()
+        defer { cond.unlock() }
+        return body()
+    }
+
+    private func launch(_ id: String) {
+        let t = Thread { [self] in runChild(id) }
+        t.name = "\(method)-job"
+        t.start()
+    }
+
+    private func runChild(_ id: String) {
+        cond.lock()
+        guard !shuttingDown, book.started(id), let request = book.job(id)?.request else {
+            let next = book.finished(id, exitCode: nil, now: Self.timestamp())
+            cond.broadcast()
+            cond.unlock()
+            if let next { launch(next) }
+            return
+        }
+        let resultFile = FileManager.default.temporaryDirectory
+            .appendingPathComponent("monailabel-\(method)-\(id).json")
+        results[id] = resultFile
+        let p = Process()
+        p.executableURL = launcher.executable
+        p.arguments = launcher.arguments(request, resultFile)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in launcher.environment { env[k] = v }
+        p.environment = env
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        p.standardInput = FileHandle.nullDevice
+        var launchError: String?
+        do {
+            try p.run()
+            processes[id] = p
+        } catch {
+            launchError = "cannot start \(launcher.executable.path): \(error)"
+        }
+        cond.broadcast()
+        cond.unlock()
+
+        var exitCode: Int32?
+        if launchError == nil {
+            readLines(pipe.fileHandleForReading) { line in
+                self.cond.lock()
+                self.book.output(id, line: line)
+                self.cond.unlock()
+            }
+            p.waitUntilExit()
+            exitCode = p.terminationReason == .exit ? p.terminationStatus : nil
+            if exitCode == nil { launchError = "the \(method) process was killed by signal \(p.terminationStatus)" }
+            else if exitCode != 0 { launchError = "the \(method) process exited with status \(p.terminationStatus)" }
+        }
+        cond.lock()
+        processes[id] = nil
+        let next = book.finished(id, exitCode: exitCode, reason: launchError, now: Self.timestamp())
+        let stopNext = shuttingDown
+        cond.broadcast()
+        cond.unlock()
+        if let next, !stopNext { launch(next) }
+    }
+
+    private func terminate(_ p: Process) {
+        let pid = p.processIdentifier
+        guard pid > 0 else { return }
+        kill(pid, SIGTERM)
+        let grace = stopGrace
+        let t = Thread {
+            let deadline = Date().addingTimeInterval(grace)
+            while p.isRunning && Date() < deadline { usleep(50_000) }
+            if p.isRunning { kill(pid, SIGKILL) }
+        }
+        t.name = "\(method)-stop"
+        t.start()
+    }
+
+    /// Splits the child's output into lines as it arrives.
+    private func readLines(_ h: FileHandle, _ emit: (String) -> Void) {
+        var buffer: [UInt8] = []
+        while true {
+            let data = h.availableData
+            if data.isEmpty { break }
+            buffer += data
+            while let nl = buffer.firstIndex(of: 10) {
+                emit(String(decoding: buffer[..<nl], as: UTF8.self))
+                buffer.removeSubrange(...nl)
+            }
+        }
+        if !buffer.isEmpty { emit(String(decoding: buffer, as: UTF8.self)) }
+    }
+
+    /// Upstream's `YYYY-MM-DD HH:MM:SS` (local time, as Python's `datetime.today()`).
+    static func timestamp() -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        f.locale = Locale(identifier: "en_US_POSIX")
+        return f.string(from: Date())
+    }
+}

@@ -1,0 +1,357 @@
+import Foundation
+import Imaging
+import TorchCheckpoint
+import TorchKit
+
+/// Where a run reads and writes (spec section 4.2): `<model_dir>/<name>/model.pt` (best validation Dice),
+/// `checkpoint_final.pt`, `stats_<run_id>.json`; `<model_dir>/train_stats.json`; and the published file
+/// inference loads.
+public struct TrainPaths: Sendable {
+    public var modelDir: URL
+    public var publishPath: URL
+    /// Weights to start from when `pretrained` (upstream's `load_path`); nil or missing means random init.
+    public var loadPath: URL?
+
+    public init(modelDir: URL, publishPath: URL, loadPath: URL?) {
+        self.modelDir = modelDir
+        self.publishPath = publishPath
+        self.loadPath = loadPath
+    }
+}
+
+/// Upstream's `BasicTrainTask` for segmentation models, in-process: split the datalist, plan, cache the
+/// preprocessed cases, train with DiceCE, validate by sliding-window Dice every `val_interval` epochs, keep
+/// and publish the best model atomically, and write `train_stats.json` after every epoch.
+public final class SegmentationTrainer {
+    /// A line for the job's log (the server shows the last 20 as `details`).
+    public typealias LogSink = (String) -> Void
+    /// Progress after each iteration: epoch, total_epochs, iteration, total_iterations, eta (seconds).
+    public typealias ProgressSink = (JSONObject) -> Void
+
+    let definition: TrainDefinition
+    let datalist: [DatalistItem]
+    let paths: TrainPaths
+    let request: JSONObject
+    let machine: MachineResources
+    let log: LogSink
+    let progress: ProgressSink
+
+    public init(definition: TrainDefinition, datalist: [DatalistItem], paths: TrainPaths, request: JSONObject,
+                machine: MachineResources = .current(), log: @escaping LogSink, progress: @escaping ProgressSink = { _ in })
+    {
+        self.definition = definition
+        self.datalist = datalist.sorted { $0.image < $1.image }
+        self.paths = paths
+        self.request = request
+        self.machine = machine
+        self.log = log
+        self.progress = progress
+    }
+
+    /// The deterministic split of `val_split` (MONAI `partition_dataset(shuffle=False)`): the first part
+    /// trains, the rest validates; at least one case trains.
+    public static func split(count: Int, valSplit: Double) -> (train: Range<Int>, val: Range<Int>) {
+        guard valSplit > 0, count >= 2 else { return (0..<count, count..<count) }
+        let nTrain = min(count - 1, max(1, Int(Double(count) * (1 - min(valSplit, 1)))))
+        return (0..<nTrain, nTrain..<count)
+    }
+
+    /// Runs the training and returns the final stats (the `train_stats.json` dict).
+    public func run() throws -> JSONObject {
+        var cfg = definition.clientConfig()
+        for (k, v) in request { cfg[k] = v }
+        let maxEpochs = max(1, cfg["max_epochs"]?.intValue ?? 50)
+        let patience = cfg["early_stop_patience"]?.intValue ?? -1
+        let valSplit = cfg["val_split"]?.doubleValue ?? 0.2
+        let valInterval = max(1, cfg["val_interval"]?.intValue ?? definition.valInterval)
+        let runName = try Self.safeName(cfg["name"]?.stringValue ?? "train_01")
+        let pretrained = cfg["pretrained"]?.boolValue ?? true
+        let lr = cfg["lr"]?.doubleValue ?? definition.lr
+        let seed = UInt64(max(0, cfg["seed"]?.intValue ?? 0))
+        let started = Date()
+        let runID = Self.runID(started)
+
+        guard !datalist.isEmpty else {
+            throw MONAILabelError.invalid("no images with a final label: save a final label before training")
+        }
+        let (trainRange, valRange) = Self.split(count: datalist.count, valSplit: valSplit)
+        let stats = Planner.sampleStats(datalist[trainRange].map(\.image))
+        let plan = Planner.plan(definition: definition, images: stats, datasetSize: datalist.count, machine: machine,
+                                request: request)
+        log("Plan: \(JSONValue.object(plan.json).compactString())")
+        for n in plan.notes { log("Planner: \(n)") }
+        log("Train: \(trainRange.count) cases; validation: \(valRange.count) cases; epochs: \(maxEpochs)")
+
+        // CacheDataset: every case preprocessed once, in parallel.
+        let pre = try TrainPreprocessing(definition: definition, plan: plan)
+        let items = datalist
+        let slots = CacheSlots(count: items.count)
+        DispatchQueue.concurrentPerform(iterations: items.count) { i in
+            var warnings: [String] = []
+            do {
+                let c = try pre.load(image: items[i].image, label: items[i].label, warnings: &warnings)
+                slots.set(i, c, warnings: warnings, error: nil)
+            } catch {
+                slots.set(i, nil, warnings: warnings, error: "\(URL(fileURLWithPath: items[i].image).lastPathComponent): \(error)")
+            }
+        }
+        for w in slots.warnings { log("WARNING: \(w)") }
+        let trainCases = try trainRange.compactMap { slots.cases[$0] }.map { try Self.foregroundPadded($0, plan.patchSize) }
+        let valCases = valRange.compactMap { slots.cases[$0] }
+        guard !trainCases.isEmpty else { throw MONAILabelError.invalid("no usable training case (see warnings)") }
+        log("Cached \(trainCases.count + valCases.count) preprocessed cases")
+
+        // Network, optimizer, resume / pretrained weights.
+        let runDir = paths.modelDir.appendingPathComponent(runName)
+        try FileOps.makeDirectory(runDir)
+        let net = try NetworkFactory.make(definition.network)
+        let resume = runDir.appendingPathComponent("model.pt")
+        let start = FileOps.isRegularFile(resume.path) ? resume
+            : (pretrained ? paths.loadPath.flatMap { FileOps.isRegularFile($0.path) ? $0 : nil } : nil)
+        if let start {
+            let sd = try Checkpoint.stateDict(from: start, key: "model")
+            try net.load(stateDict: sd.map { ($0.name, $0.tensor) }, strict: true)
+            log("Loaded weights from \(start.path)")
+        }
+        // CUDA when libtorch has it, unless the client picked "cpu" from the device list.
+        let device: Device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
+        try net.to(device)
+        net.train()
+        let params = net.parameters()
+        let optimizer: Optimizer
+        switch definition.optimizer {
+        case "Adam": optimizer = try Adam(parameters: params, lr: lr, weightDecay: definition.weightDecay)
+        case "SGD": optimizer = try SGD(parameters: params, lr: lr, momentum: 0.9, weightDecay: definition.weightDecay)
+        default: optimizer = try AdamW(parameters: params, lr: lr, weightDecay: definition.weightDecay)
+        }
+        let loss = DiceCELoss(squaredPred: definition.squaredPred, batch: definition.batchDice)
+
+        // Batches for every epoch, built ahead on worker threads.
+        let batchSize = plan.trainBatchSize
+        var schedule: [[Int]] = []
+        var shuffler = SeededGenerator(seed: seed &+ 17)
+        for _ in 0..<maxEpochs {
+            var order = Array(0..<trainCases.count)
+            order.shuffle(using: &shuffler)
+            schedule += stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min($0 + batchSize, order.count)]) }
+        }
+        let epochLength = (trainCases.count + batchSize - 1) / batchSize
+        let loader = CropLoader(cases: trainCases, schedule: schedule, patch: plan.patchSize,
+                                numSamples: plan.numSamples, seed: seed, workers: max(1, machine.cores / 2))
+        defer { loader.stop() }
+
+        var record = StatsRecord(totalEpochs: maxEpochs, epochLength: epochLength, startTS: Int(started.timeIntervalSince1970),
+                                 validating: !valCases.isEmpty)
+        let classes = definition.outChannels
+        let inferer = SlidingWindowInferer(roiSize: definition.valRoiSize, swBatchSize: 1, overlap: 0.25)
+        var sinceBest = 0
+        var iterationTime = 0.0, iterationsDone = 0
+        var validationTime = 0.0, validations = 0
+        for epoch in 1...maxEpochs {
+            let epochStart = Date()
+            var lossSum = 0.0, diceSum = 0.0, diceCount = 0
+            for it in 1...epochLength {
+                let t0 = Date()
+                let b = try loader.batch((epoch - 1) * epochLength + it - 1)
+                let x = try Tensor(b.image, shape: b.shape).to(device)
+                let y = try Tensor(b.label, shape: b.shape).to(device)
+                try optimizer.zeroGrad()
+                let logits = try net(x)
+                let l = try loss(logits, y)
+                try l.backward()
+                try optimizer.step()
+                let lv = try l.item()
+                lossSum += lv
+                let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
+                let per = b.shape[2...].reduce(1, *)
+                for s in 0..<b.shape[0] {
+                    if let d = DiceMetric.mean(prediction: Array(pred[s * per..<(s + 1) * per]),
+                                               truth: Array(b.label[s * per..<(s + 1) * per]), classes: classes) {
+                        diceSum += d
+                        diceCount += 1
+                    }
+                }
+                iterationTime += Date().timeIntervalSince(t0)
+                iterationsDone += 1
+                record.iteration += 1
+                let remainingIterations = (maxEpochs - epoch) * epochLength + (epochLength - it)
+                let remainingValidations = valCases.isEmpty ? 0 : (maxEpochs - epoch) / valInterval + 1
+                let eta = iterationTime / Double(iterationsDone) * Double(remainingIterations)
+                    + (validations > 0 ? validationTime / Double(validations) * Double(remainingValidations) : 0)
+                log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it, epochLength, lv))
+                progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it),
+                          "total_iterations": .int(epochLength), "eta": .double((eta * 10).rounded() / 10)])
+            }
+            let trainDice = diceCount > 0 ? diceSum / Double(diceCount) : 0
+            record.epochDone(epoch, trainDice: trainDice)
+            log(String(format: "Epoch[%d] Metrics -- train_mean_dice: %.4f, mean loss %.4f (%.1f s)", epoch, trainDice,
+                       lossSum / Double(epochLength), Date().timeIntervalSince(epochStart)))
+
+            var improved = false
+            if !valCases.isEmpty && (epoch % valInterval == 0 || epoch == maxEpochs) {
+                let v0 = Date()
+                net.eval()
+                var scores: [Double] = []
+                try Torch.withNoGrad {
+                    for c in valCases {
+                        let input = try Tensor(c.image.floats, shape: [1] + c.image.shape).to(device)
+                        let out = try inferer(input) { try net($0) }
+                        let pred = try out.argmax(dim: 1).to(dtype: .float32, device: .cpu).floats()
+                        if let d = DiceMetric.mean(prediction: pred, truth: c.label.floats, classes: classes) { scores.append(d) }
+                    }
+                }
+                net.train()
+                let valDice = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
+                validationTime += Date().timeIntervalSince(v0)
+                validations += 1
+                improved = record.validated(epoch, valDice: valDice)
+                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f (%.1f s)", epoch, valDice, Date().timeIntervalSince(v0)))
+            } else if valCases.isEmpty {
+                improved = record.train.bestEpoch == epoch
+            }
+            if improved {
+                sinceBest = 0
+                try save(net, epoch: epoch, to: resume)
+                try FileOps.atomicCopy(from: resume, to: paths.publishPath)
+                log("New Model published: \(resume.path) => \(paths.publishPath.path)")
+            } else if !valCases.isEmpty && epoch % valInterval == 0 {
+                sinceBest += 1
+            }
+            let statsJSON = record.json(epoch: epoch, elapsed: Date().timeIntervalSince(started))
+            let bytes = JSONValue.object(statsJSON).prettyBytes()
+            try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
+            try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
+            if patience > 0 && sinceBest >= patience {
+                log("Early stopping: no improvement of val_mean_dice for \(patience) validations")
+                break
+            }
+        }
+        try save(net, epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
+        let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(started), finished: true)
+        let bytes = JSONValue.object(final).prettyBytes()
+        try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
+        try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
+        log("Training finished: best val_mean_dice \(record.bestMetric)")
+        return final
+    }
+
+    /// `stateDict()` copies to the host, so checkpoints are CPU tensors whatever the training device.
+    private func save(_ net: any Layer, epoch: Int, to url: URL) throws {
+        let sd = try net.stateDict().map { (name: $0.0, tensor: $0.1) }
+        try Checkpoint.write(stateDict: sd, key: "model", extra: [(key: "epoch", value: .int(epoch))], to: url)
+    }
+
+    /// CropForegroundd on the image (`x > 0`), the same box on the label, then SpatialPadd to the crop.
+    static func foregroundPadded(_ c: CachedCase, _ patch: [Int]) throws -> CachedCase {
+        var box = CropForeground().boundingBox(of: c.image)
+        if box.size.contains(where: { $0 <= 0 }) {
+            box = SpatialBox(start: [Int](repeating: 0, count: patch.count), end: c.image.spatialShape)
+        }
+        let pad = SpatialPad(spatialSize: patch)
+        return CachedCase(id: c.id, image: try pad(try c.image.cropped(to: box)), label: try pad(try c.label.cropped(to: box)))
+    }
+
+    static func runID(_ d: Date) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyyMMdd_HHmmss"
+        f.locale = Locale(identifier: "en_US_POSIX")
+        return f.string(from: d)
+    }
+
+    /// The run folder name comes from the request: one plain path component.
+    static func safeName(_ n: String) throws -> String {
+        guard !n.isEmpty, n != ".", n != "..", !n.contains("/"), !n.contains("\0") else {
+            throw MONAILabelError.invalid("train 'name' must be a plain folder name, not '\(n)'")
+        }
+        return n
+    }
+}
+
+/// Results of the parallel caching step.
+private final class CacheSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var cases: [CachedCase?]
+    private var warningLists: [[String]]
+
+    init(count: Int) {
+        cases = Array(repeating: nil, count: count)
+        warningLists = Array(repeating: [], count: count)
+    }
+
+    func set(_ i: Int, _ c: CachedCase?, warnings: [String], error: String?) {
+        lock.lock()
+        cases[i] = c
+        warningLists[i] = warnings + (error.map { ["\($0); case skipped"] } ?? [])
+        lock.unlock()
+    }
+
+    var warnings: [String] { warningLists.flatMap { $0 } }
+}
+
+/// The numbers behind upstream's `train_stats.json` (spec section 4.2).
+struct StatsRecord {
+    struct Metric {
+        var name: String
+        var value = 0.0
+        var best = -1.0
+        var bestEpoch = -1
+    }
+
+    let totalEpochs: Int
+    let epochLength: Int
+    let startTS: Int
+    let validating: Bool
+    var iteration = 0
+    var currentEpoch = 0
+    var train = Metric(name: "train_mean_dice")
+    var eval = Metric(name: "val_mean_dice")
+
+    init(totalEpochs: Int, epochLength: Int, startTS: Int, validating: Bool) {
+        self.totalEpochs = totalEpochs
+        self.epochLength = epochLength
+        self.startTS = startTS
+        self.validating = validating
+    }
+
+    mutating func epochDone(_ epoch: Int, trainDice: Double) {
+        currentEpoch = epoch
+        train.value = trainDice
+        if trainDice > train.best {
+            train.best = trainDice
+            train.bestEpoch = epoch
+        }
+    }
+
+    /// Records a validation; true when it is the best so far.
+    mutating func validated(_ epoch: Int, valDice: Double) -> Bool {
+        eval.value = valDice
+        guard valDice > eval.best else { return false }
+        eval.best = valDice
+        eval.bestEpoch = epoch
+        return true
+    }
+
+    var bestMetric: Double { validating ? eval.best : train.best }
+
+    func json(epoch: Int, elapsed: Double, finished: Bool = false) -> JSONObject {
+        func section(_ m: Metric) -> JSONValue {
+            ["metrics": .object([m.name: .double(m.value)]), "key_metric_name": .string(m.name),
+             "best_metric": .double(m.best), "best_metric_epoch": .int(m.bestEpoch)]
+        }
+        var o = JSONObject()
+        o["rank"] = 0
+        o["current_epoch"] = .int(epoch)
+        o["current_iteration"] = .int(iteration)
+        o["total_epochs"] = .int(totalEpochs)
+        o["total_iterations"] = .int(totalEpochs * epochLength)
+        o["epoch"] = .int(epoch)
+        o["start_ts"] = .int(startTS)
+        let s = Int(elapsed)
+        let hms = String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+        o[finished || epoch == totalEpochs ? "total_time" : "current_time"] = .string(hms)
+        o["best_metric"] = .double(bestMetric)
+        o["train"] = section(train)
+        if validating { o["eval"] = section(eval) }
+        return o
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+
+/// The app's training side: the train job queue and the planner's last plan for `/info/`.
+public final class TrainingService: @unchecked Sendable {
+    public let jobs: BackgroundJobs
+    private let lock = NSLock()
+    private var plans: (key: String, byModel: [String: JSONObject])?
+    private var planning = false
+    private var finalLabelsSinceTrain = 0
+
+    init(settings: Settings) {
+        let exe = settings.taskRunner.isEmpty
+            ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() : URL(fileURLWithPath: settings.taskRunner)
+        var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
+        if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
+        env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
+        let app = settings.appDir.path, studies = settings.studies
+        let conf = settings.conf.sorted { $0.key < $1.key }
+        let launcher = BackgroundJobs.Launcher(executable: exe, environment: env) { request, result in
+            var args = ["run_task", "--method", "train", "--request", JSONValue.object(request).compactString(),
+                        "--app", app, "--studies", studies, "--output", result.path]
+            for (k, v) in conf { args += ["--conf", k, v] }
+            return args
+        }
+        jobs = BackgroundJobs(method: "train", launcher: launcher, stopGrace: Double(settings.trainStopGrace))
+    }
+
+    /// Counts a saved final label; true when `every` have accumulated since the last auto-train (and resets).
+    func countFinalLabel(every: Int) -> Bool {
+        guard every > 0 else { return false }
+        lock.lock()
+        defer { lock.unlock() }
+        finalLabelsSinceTrain += 1
+        guard finalLabelsSinceTrain >= every else { return false }
+        finalLabelsSinceTrain = 0
+        return true
+    }
+
+    /// The plan per model for the datastore state `key`, computing it in the background when stale (it reads
+    /// images, and `/info/` must stay fast); the previous plan meanwhile.
+    func plans(key: String, compute: @escaping @Sendable () -> [String: JSONObject]) -> [String: JSONObject] {
+        lock.lock()
+        defer { lock.unlock() }
+        if plans?.key != key && !planning {
+            planning = true
+            let t = Thread { [self] in
+                let result = compute()
+                lock.lock()
+                plans = (key, result)
+                planning = false
+                lock.unlock()
+            }
+            t.name = "train-planner"
+            t.start()
+        }
+        return plans?.byModel ?? [:]
+    }
+}
+
+extension MONAILabelApp {
+    /// Trainers of the served models that have a `train` section (none when `MONAI_LABEL_TASKS_TRAIN=false`).
+    public var trainDefinitions: OrderedMap<TrainDefinition> {
+        var out = OrderedMap<TrainDefinition>()
+        guard settings.tasksTrain else { return out }
+        for (name, _) in inferTasks {
+            if let d = try? TrainDefinition(model: name, definition: definition.models[name]?.objectValue ?? JSONObject()) {
+                out[name] = d
+            }
+        }
+        return out
+    }
+
+    /// `info().trainers`: upstream's `{description, config, labels}` plus `planner`, the heuristic plan a run
+    /// would use on the current datastore (absent until first computed).
+    public func trainerInfo() -> JSONObject {
+        let defs = trainDefinitions
+        guard !defs.isEmpty else { return JSONObject() }
+        let st = datastore.status()
+        let ds = datastore
+        let plans = training.plans(key: "\(st.total)/\(st.completed)") {
+            let items = ds.datalist().sorted { $0.image < $1.image }
+            var out: [String: JSONObject] = [:]
+            let machine = MachineResources.current()
+            for (name, d) in defs {
+                let cfg = d.clientConfig()
+                let (train, _) = SegmentationTrainer.split(count: items.count, valSplit: cfg["val_split"]?.doubleValue ?? 0.2)
+                let stats = Planner.sampleStats(items[train].map(\.image))
+                out[name] = Planner.plan(definition: d, images: stats, datasetSize: items.count, machine: machine).json
+            }
+            return out
+        }
+        var out = JSONObject()
+        for (name, d) in defs {
+            var t = JSONObject()
+            t["description"] = .string(d.description)
+            t["config"] = .object(d.clientConfig())
+            t["labels"] = d.labels
+            if let p = plans[name] { t["planner"] = .object(p) }
+            out[name] = .object(t)
+        }
+        return out
+    }
+
+    /// `info().train_stats`: each trainer's `train_stats.json`, `{}` when never trained.
+    public func trainStatsInfo() -> JSONObject {
+        var out = JSONObject()
+        for (name, _) in trainDefinitions { out[name] = .object(trainStats(name) ?? JSONObject()) }
+        return out
+    }
+
+    /// The paths a run of `model` uses: `<app>/model/<model>/`, the infer task's published file, and the
+    /// start weights (pretrained file if present, else the published one).
+    public func trainPaths(_ model: String) throws -> TrainPaths {
+        let task = try inferTask(model)
+        guard let published = task.modelPaths.last else { throw MONAILabelError.io("model \(model) has no model file path") }
+        let load = task.modelPaths.first { FileOps.isRegularFile($0.path) }
+        return TrainPaths(modelDir: modelDir.appendingPathComponent(model), publishPath: published, loadPath: load)
+    }
+
+    /// Checks a train request before a job is queued: a known trainer and at least one labelled image.
+    public func validateTrainRequest(model: String) throws {
+        guard trainDefinitions[model] != nil else {
+            throw MONAILabelError.notFound("Train Task for model '\(model)' not found; trainers: "
+                + trainDefinitions.keys.joined(separator: ", "))
+        }
+        guard !datastore.datalist().isEmpty else {
+            throw MONAILabelError.invalid("no images with a final label to train \(model) on: save final labels first")
+        }
+    }
+
+    /// Upstream's `on_save_label` hook, used for auto-training: after every `MONAI_LABEL_AUTO_TRAIN_EVERY` newly
+    /// saved final labels, queues a train job per trainer (unless one for that model is already waiting).
+    /// Returns the jobs queued.
+    @discardableResult
+    public func onSaveLabel(imageID: String, tag: String) -> [Job] {
+        guard tag == LabelTag.final, training.countFinalLabel(every: settings.autoTrainEvery) else { return [] }
+        var queued: [Job] = []
+        let waiting = Set(training.jobs.all.filter { $0.status == .submitted }.compactMap { $0.request["model"]?.stringValue })
+        for (model, _) in trainDefinitions where !waiting.contains(model) {
+            guard (try? validateTrainRequest(model: model)) != nil,
+                let job = try? training.jobs.submit(["model": .string(model)], enqueue: true)
+            else { continue }
+            queued.append(job)
+        }
+        return queued
+    }
+
+    /// `app.train(request)` in-process (what the child runs): the trainer of `request.model`.
+    public func train(request: JSONObject, log: @escaping (String) -> Void,
+                      progress: @escaping (JSONObject) -> Void) throws -> JSONObject {
+        guard let model = request["model"]?.stringValue else { throw MONAILabelError.invalid("train request has no model") }
+        guard let d = trainDefinitions[model] else { throw MONAILabelError.notFound("Train Task for model '\(model)' not found") }
+        let trainer = SegmentationTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
+                                          request: request, log: log, progress: progress)
+        return try trainer.run()
+    }
+}

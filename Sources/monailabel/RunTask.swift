@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import MONAILabel
+import MONAILabelServer
+
+/// `monailabel run_task`: what the server starts as a child process for a background job. Hidden: users
+/// start jobs through `POST /train/{model}`.
+struct RunTask: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run_task", abstract: "Run one background task (the server's child process).",
+        shouldDisplay: false)
+
+    @Option(name: [.customShort("m"), .long], help: "Task method: train.")
+    var method: String
+    @Option(name: [.customShort("r"), .long], help: "The request as a JSON object.")
+    var request: String
+    @Option(name: [.customShort("a"), .long], help: "App directory.")
+    var app: String
+    @Option(name: [.customShort("s"), .long], help: "Studies folder.")
+    var studies: String
+    @Option(name: [.customShort("c"), .long], help: ArgumentHelp("App setting: --conf KEY VALUE.", valueName: "KEY VALUE"))
+    var conf: [String] = []
+    @Option(name: [.customShort("o"), .long], help: "Write the result JSON here.")
+    var output: String?
+
+    func run() throws {
+        var confDict: [String: String] = [:]
+        for c in conf {
+            let kv = c.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            confDict[String(kv[0])] = kv.count > 1 ? String(kv[1]) : ""
+        }
+        do {
+            try TaskRunner.run(method: method, request: request, appDir: app, studies: studies, conf: confDict,
+                               output: output)
+        } catch {
+            FileHandle.standardError.write(Data("ERROR: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
