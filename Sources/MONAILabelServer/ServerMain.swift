@@ -42,7 +42,11 @@ public enum ServerInfo {
     public static let apiVersion = "0.8.5"
 
     public static func versionText() -> String {
-        "monailabel-swift \(version) (MONAI Label REST API \(apiVersion))"
+        let torch = Torch.version
+        return """
+            monailabel-swift: \(version) (MONAI Label REST API \(apiVersion))
+            libtorch: \(torch.major).\(torch.minor) (CUDA \(Torch.cudaIsAvailable ? "available, \(Torch.cudaDeviceCount) device(s)" : "not available"))
+            """
     }
 }
 

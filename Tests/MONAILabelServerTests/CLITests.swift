@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// Runs the built `monailabel` executable; returns (exit status, stdout + stderr).
+private func monailabel(_ args: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("monailabel")
+    p.arguments = args
+    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, text)
+}
+
+/// The help texts are part of the interface: changes to them show up here.
+@Test(arguments: ["root", "start_server", "apps", "datasets"])
+func help_matchesGoldenText(command: String) throws {
+    let golden = try String(contentsOf: repoRoot.appendingPathComponent("Tests/MONAILabelServerTests/Golden/help-\(command).txt"),
+                            encoding: .utf8)
+    let (status, text) = try monailabel((command == "root" ? [] : [command]) + ["--help"], environment: ["COLUMNS": "100"])
+    #expect(status == 0)
+    #expect(text == golden)
+}
+
+@Test func startServer_badArguments_areClearErrors() throws {
+    let (s1, t1) = try monailabel(["start_server", "--app", "/nonexistent", "--studies", "/tmp/x", "--conf", "models"])
+    #expect(s1 != 0)
+    #expect(t1.contains("--conf"), "\(t1)")
+    let (s2, t2) = try monailabel(["start_server", "--app", "/nonexistent-app-dir", "--studies", "/tmp/ml-cli-test-studies"])
+    #expect(s2 != 0)
+    #expect(t2.contains("App Directory does NOT exist"), "\(t2)")
+    let (s3, t3) = try monailabel(["start_server", "-a", repoRoot.appendingPathComponent("sample-apps/radiology").path,
+                                   "-s", "/tmp/ml-cli-test-studies", "--port", "70000"])
+    #expect(s3 != 0)
+    #expect(t3.contains("--port"))
+}
+
+@Test func version_namesTheAPIAndLibtorch() throws {
+    let (status, text) = try monailabel(["--version"])
+    #expect(status == 0)
+    #expect(text.contains("MONAI Label REST API 0.8.5"))
+    #expect(text.contains("libtorch: 1."))
+}
+
+@Test func apps_listsAndCopiesTheRadiologyApp() throws {
+    let (status, text) = try monailabel(["apps"])
+    #expect(status == 0)
+    #expect(text.contains("radiology"))
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("apps-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: out) }
+    let (s2, _) = try monailabel(["apps", "--download", "--name", "radiology", "--output", out.path])
+    #expect(s2 == 0)
+    #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("radiology/app.json").path))
+    let (s3, t3) = try monailabel(["apps", "--download", "--name", "radiology", "--output", out.path])
+    #expect(s3 != 0, "an existing target is refused: \(t3)")
+}
