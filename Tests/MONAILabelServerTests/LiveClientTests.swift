@@ -110,3 +110,50 @@ func pythonClient_slicerCallSequence_passes() throws {
     infer.waitUntilExit()
     #expect(String(decoding: inferOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == "200")
 }
+
+/// `--ssl_certfile/--ssl_keyfile/--ssl_keyfile_password` as upstream: the Python client (which skips certificate
+/// verification, as upstream's does) talks to the server over TLS.
+@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path), "needs .venv-client"))
+func pythonClient_overTLSWithEncryptedKey_works() throws {
+    let tmp = TempDir()
+    let key = tmp.url.appendingPathComponent("key.pem").path, cert = tmp.url.appendingPathComponent("cert.pem").path
+    let openssl = Process()
+    openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    openssl.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-keyout", key, "-out", cert, "-days", "1",
+                         "-subj", "/CN=127.0.0.1", "-passout", "pass:secret"]
+    openssl.standardOutput = FileHandle.nullDevice
+    openssl.standardError = FileHandle.nullDevice
+    try openssl.run()
+    openssl.waitUntilExit()
+    try #require(openssl.terminationStatus == 0, "openssl could not make a certificate")
+    let studies = tmp.url.appendingPathComponent("studies")
+    try DemoStudies.write(to: studies, count: 2, labeled: 1, shape: [16, 16, 8], spacing: [3, 3, 4])
+    let app = tmp.url.appendingPathComponent("app")
+    try FileManager.default.createDirectory(at: app, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(at: repoRoot.appendingPathComponent("sample-apps/radiology/app.json"),
+                                     to: app.appendingPathComponent("app.json"))
+    let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
+                                host: "127.0.0.1", port: 0, sslCertfile: cert, sslKeyfile: key,
+                                sslKeyfilePassword: "secret", logLevel: .warning)
+    let server = try ServerMain.start(options, environment: ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("s").path])
+    defer {
+        server.shutdown(gracePeriod: 1)
+        server.wait()
+    }
+    let p = Process()
+    p.executableURL = clientPython
+    p.arguments = ["-c", """
+        from monailabel.client import MONAILabelClient
+        c = MONAILabelClient("https://127.0.0.1:\(server.port)")
+        info = c.info()
+        assert info["datastore"]["total"] == 2, info
+        print("TLS OK")
+        """]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0 && text.contains("TLS OK"), "\(text)")
+}
