@@ -124,3 +124,26 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     #expect(throws: MaxFlowError.self) { try g.setNeighbourCapacities(axis: 2, weights: [1, 1, 1, 1]) }
     #expect(throws: MaxFlowError.self) { try g.setNeighbourCapacities(axis: 0, weights: [1, .nan, 1, 1]) }
 }
+
+@Test func maxFlow_contrastNeighbourCapacities_equalExplicitWeights() throws {
+    let shape = [4, 5, 6]
+    var rng = SeededRandom(seed: 5)
+    let n = shape.reduce(1, *)
+    let image = (0..<n).map { _ in Float.random(in: 0...1, using: &rng) }
+    let p = GridProblem(shape: shape, seed: 11, integral: false)
+    let implicit = try GridMaxFlow(shape: shape)
+    try implicit.addTerminalCapacities(source: p.source, sink: p.sink)
+    try implicit.setContrastNeighbourCapacities(image: image, lamda: 2, sigma: 0.3)
+    let explicit = try GridMaxFlow(shape: shape)
+    try explicit.addTerminalCapacities(source: p.source, sink: p.sink)
+    for (a, s) in [30, 6, 1].enumerated() {
+        let w = (0..<n).map { i -> Float in
+            guard i + s < n else { return 0 }
+            let d = image[i] - image[i + s]
+            return 2 * exp(-d * d / (2 * 0.3 * 0.3))
+        }
+        try explicit.setNeighbourCapacities(axis: a, weights: w)
+    }
+    #expect(abs(implicit.solve() - explicit.solve()) < 1e-3)
+    #expect(implicit.sourceSide() == explicit.sourceSide())
+}

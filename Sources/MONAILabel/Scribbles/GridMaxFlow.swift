@@ -1,5 +1,9 @@
 import Foundation
 
+private struct UncheckedSendableBox<T>: @unchecked Sendable {
+    let value: T
+}
+
 /// Errors of building or solving a grid graph.
 public struct MaxFlowError: Error, CustomStringConvertible, Sendable {
     public let description: String
@@ -121,14 +125,60 @@ public final class GridMaxFlow {
         guard weights.count == nodeCount else {
             throw MaxFlowError("n-links: expected \(nodeCount) values, got \(weights.count)")
         }
+        guard weights.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+            throw MaxFlowError("n-link capacities must be finite and non-negative")
+        }
+        weights.withUnsafeBufferPointer { w in fillNeighbourCapacities(axis: axis) { w[$0] } }
+    }
+
+    /// Sets every n-link to GraphCut's contrast-sensitive weight `λ·exp(−(I_p − I_q)² / (2σ²))` from the
+    /// image intensities (`nodeCount` values), computed in place without per-axis weight arrays.
+    public func setContrastNeighbourCapacities(image: [Float], lamda: Float, sigma: Float) throws {
+        guard image.count == nodeCount else {
+            throw MaxFlowError("n-links: expected \(nodeCount) intensities, got \(image.count)")
+        }
+        guard lamda >= 0, lamda.isFinite, sigma > 0, sigma.isFinite else {
+            throw MaxFlowError("n-links need lamda >= 0 and sigma > 0")
+        }
+        let k = 1 / (2 * sigma * sigma)
+        image.withUnsafeBufferPointer { img in
+            for axis in 0..<rank {
+                let st = strides[axis]
+                fillNeighbourCapacities(axis: axis) { i in
+                    let d = img[i] - img[i + st]
+                    let w = lamda * exp(-d * d * k)
+                    return w.isFinite ? w : 0
+                }
+            }
+        }
+    }
+
+    /// Writes `weight(i)` into both residuals of every edge `i — i + e_axis` that lies inside the grid, and 0
+    /// into the slots of the last slice (which would wrap into the next row). Rows are split over the cores.
+    private func fillNeighbourCapacities(axis: Int, _ weight: (Int) -> Float) {
         let n = nodeCount, st = strides[axis], dim = shape[axis]
         let fwd = res.baseAddress! + (2 * axis) * n, bwd = res.baseAddress! + (2 * axis + 1) * n
-        for i in 0..<n {
-            let w = weights[i]
-            guard w >= 0, w.isFinite else { throw MaxFlowError("n-link capacities must be finite and non-negative") }
-            let last = (i / st) % dim == dim - 1
-            fwd[i] = last ? 0 : w
-            bwd[i] = last ? 0 : w
+        let block = st * dim, blocks = n / block
+        let chunks = min(blocks, max(1, ProcessInfo.processInfo.activeProcessorCount * 4))
+        let fill = { (c: Int) in
+            let b0 = blocks * c / chunks, b1 = blocks * (c + 1) / chunks
+            for b in b0..<b1 {
+                let base = b * block, inner = base + block - st
+                for i in base..<inner {
+                    let w = weight(i)
+                    fwd[i] = w
+                    bwd[i] = w
+                }
+                for i in inner..<(base + block) {
+                    fwd[i] = 0
+                    bwd[i] = 0
+                }
+            }
+        }
+        // Chunks write disjoint ranges of `res`; the box lets the non-Sendable loop into Dispatch's work item.
+        withoutActuallyEscaping(fill) { fill in
+            let box = UncheckedSendableBox(value: fill)
+            DispatchQueue.concurrentPerform(iterations: chunks) { box.value($0) }
         }
     }
 

@@ -293,19 +293,7 @@ enum ScribblesPipeline {
         let source = p.map { -log(max(1 - $0, eps)) }
         let sink = p.map { -log(max($0, eps)) }
         try g.addTerminalCapacities(source: source, sink: sink)
-        var strides = Array(repeating: 1, count: shape.count)
-        for a in stride(from: shape.count - 2, through: 0, by: -1) { strides[a] = strides[a + 1] * shape[a + 1] }
-        let l = Float(lamda), k = Float(1 / (2 * sigma * sigma))
-        for a in shape.indices {
-            let s = strides[a], n = image.count
-            let w = (0..<n).map { i -> Float in
-                let j = i + s
-                guard j < n else { return 0 }
-                let d = image[i] - image[j]
-                return l * exp(-d * d * k)
-            }
-            try g.setNeighbourCapacities(axis: a, weights: w)
-        }
+        try g.setContrastNeighbourCapacities(image: image, lamda: Float(lamda), sigma: Float(sigma))
         g.solve()
         return g.sourceSide().map { $0 ? 1 : 0 }
     }
