@@ -5,7 +5,7 @@ import MONAILabel
 @testable import MONAILabelServer
 
 /// A two-intensity box image in the store under `id`, and scribbles (bg 2, fg 3 for the spleen app) as NIfTI bytes.
-private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8], truth: [UInt8]) {
+private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8], truth: [UInt8], raw: [UInt8]) {
     let shape = [40, 40, 16]
     func at(_ i: Int, _ j: Int, _ k: Int) -> Int { (i * 40 + j) * 16 + k }
     var image = [Int16](repeating: 20, count: 40 * 40 * 16), truth = [UInt8](repeating: 0, count: image.count)
@@ -20,7 +20,10 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
                     to: c.studies.appendingPathComponent("\(id).nii.gz"))
     let label = c.tmp.url.appendingPathComponent("scribbles.nii.gz")
     try NIfTI.write(Volume(spatialShape: shape, data: .uint8(scribbles), affine: affine), to: label)
-    return (Array(try Data(contentsOf: label)), truth)
+    // OHIF's raw buffer: the same voxels in Fortran order (first axis fastest).
+    var raw = [UInt8](repeating: 0, count: scribbles.count)
+    for i in 0..<40 { for j in 0..<40 { for k in 0..<16 { raw[i + 40 * (j + 40 * k)] = scribbles[at(i, j, k)] } } }
+    return (Array(try Data(contentsOf: label)), truth, raw)
 }
 
 @Test func info_listsHistogramGraphCut_asScribbles() throws {
@@ -35,7 +38,7 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
 
 @Test func inferScribbles_withLabelUpload_segmentsTheBox() throws {
     let c = try TestClient()
-    let (scribbles, truth) = try boxStudy(c, id: "spleen_01")
+    let (scribbles, truth, _) = try boxStudy(c, id: "spleen_01")
     let r = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01",
                            fields: [("params", #"{"result_extension": ".nii.gz", "roi": []}"#)],
                            files: [("label", "/home/user/slicer/scribbles.nii.gz", scribbles)])
@@ -72,4 +75,19 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
     let path = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01",
                               fields: [("params", #"{"label": "/etc/passwd"}"#)])
     #expect(path.status == 422)
+}
+
+@Test func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid() throws {
+    let c = try TestClient()
+    let (scribbles, _, raw) = try boxStudy(c, id: "spleen_01")
+    let fromNIfTI = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
+                                   files: [("label", "scribbles.nii.gz", scribbles)])
+    let fromRaw = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
+                                 files: [("label", "scribbles.bin", raw)])
+    #expect(fromRaw.status == 200, "\(fromRaw.text.prefix(300))")
+    #expect(fromRaw.json?["bbox"] != nil)
+    #expect(fromRaw.json?["bbox"] == fromNIfTI.json?["bbox"])
+    let short = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
+                               files: [("label", "scribbles.bin", Array(raw.dropLast()))])
+    #expect(short.status == 422)
 }

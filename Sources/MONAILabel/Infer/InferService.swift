@@ -95,8 +95,13 @@ extension MONAILabelApp {
             throw MONAILabelError.invalid("Neither image, file nor session_id was provided")
         }
         // Only an uploaded file may be the label path: a client-given path would let it read any file.
+        var staged: URL?
+        defer { if let staged { try? FileManager.default.removeItem(at: staged) } }
         if let label = input.labelUpload {
-            params["label"] = .string(label.path.path)
+            if label.path.lastPathComponent.lowercased().hasSuffix(".bin") {
+                staged = try RawScribbles.convert(label.path, reference: imagePath)
+            }
+            params["label"] = .string((staged ?? label.path).path)
         } else if task.type == "scribbles" {
             params["label"] = nil
         }
