@@ -66,6 +66,7 @@ let package = Package(
 
         // Benchmark for scripts/bench/nifti.sh.
         .executableTarget(name: "imaging-bench", dependencies: ["Imaging", "CNifti"], path: "Sources/ImagingBench"),
+        .executableTarget(name: "scribbles-bench", dependencies: ["MONAILabel"], path: "Sources/ScribblesBench"),
 
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"], resources: [.copy("Resources")]),
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),

@@ -16,6 +16,9 @@ enum InferRoutes {
             if let file = form.file("file") {
                 input.upload = try keepExtension(file, req)
             }
+            if let label = form.file("label") {
+                input.labelUpload = try keepExtension(label, req)
+            }
             if output == "dicom_seg" {
                 throw MONAILabelError.invalid("DICOM SEG format is not supported in a non-DICOM datastore")
             }

@@ -63,7 +63,7 @@ private struct FakeTask: InferTask {
     #expect(labels.first == "spleen")
     #expect(labels.count == 25)
     #expect(labels.last == "pulmonary_artery")
-    #expect(app.info()["models"]?.objectValue?.keys == ["segmentation_spleen", "segmentation"])
+    #expect(app.info()["models"]?.objectValue?.keys == ["segmentation_spleen", "segmentation", "Histogram+GraphCut"])
 }
 
 @Test func nextSample_firstAndLast_pickUnlabeledAndRecordStrategy() throws {

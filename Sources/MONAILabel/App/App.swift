@@ -35,6 +35,8 @@ public struct AppDefinition: Sendable {
     /// Model names this app knows, with their definitions, in file order.
     public var models: JSONObject
     public var strategies: [String]
+    /// Scribbles tasks the app offers (`Histogram+GraphCut`), added unless `--conf scribbles false`.
+    public var scribbles: [String]
 
     public init(json: JSONValue) throws {
         guard let o = json.objectValue else { throw MONAILabelError.invalid("app.json is not an object") }
@@ -43,6 +45,7 @@ public struct AppDefinition: Sendable {
         version = o["version"]?.stringValue ?? "0.8.5"
         models = o["models"]?.objectValue ?? JSONObject()
         strategies = o["strategies"]?.arrayValue?.compactMap(\.stringValue) ?? ["random", "first"]
+        scribbles = o["scribbles"]?.arrayValue?.compactMap(\.stringValue) ?? []
     }
 
     public static func load(appDir: URL) throws -> AppDefinition {
@@ -120,6 +123,16 @@ public final class MONAILabelApp: @unchecked Sendable {
         for name in try definition.selectModels(settings.conf) {
             if let f = factory, let t = try f(name, definition.models[name]?.objectValue ?? JSONObject(), context) {
                 tasks[t.name] = t
+            }
+        }
+        // Upstream's radiology app adds the scribbles tasks after the models, with the last model's labels.
+        if settings.confFlag("scribbles", default: true) {
+            let lastLabels = tasks.values.last?.labels ?? .array([])
+            for name in definition.scribbles {
+                switch name {
+                case "Histogram+GraphCut": tasks[name] = HistogramGraphCutTask(name: name, labels: lastLabels)
+                default: throw MONAILabelError.invalid("app.json names an unknown scribbles task '\(name)'")
+                }
             }
         }
         inferTasks = tasks

@@ -8,6 +8,8 @@ public struct InferInput: Sendable {
     public var sessionID: String
     /// An uploaded image (`file` part), used instead of a datastore image.
     public var upload: UploadedFile?
+    /// An uploaded label (`label` part: the scribbles of scribbles tasks).
+    public var labelUpload: UploadedFile?
     public var params: JSONObject
 
     public init(model: String, imageID: String = "", sessionID: String = "", upload: UploadedFile? = nil,
@@ -91,6 +93,17 @@ extension MONAILabelApp {
             storeID = imageID
         } else {
             throw MONAILabelError.invalid("Neither image, file nor session_id was provided")
+        }
+        // Only an uploaded file may be the label path: a client-given path would let it read any file.
+        var staged: URL?
+        defer { if let staged { try? FileManager.default.removeItem(at: staged) } }
+        if let label = input.labelUpload {
+            if label.path.lastPathComponent.lowercased().hasSuffix(".bin") {
+                staged = try RawScribbles.convert(label.path, reference: imagePath)
+            }
+            params["label"] = .string((staged ?? label.path).path)
+        } else if task.type == "scribbles" {
+            params["label"] = nil
         }
         let result = try admission.run { try task.infer(InferRequest(imagePath: imagePath, params: params)) }
         var label = result.file?.path ?? ""

@@ -1,0 +1,318 @@
+import Foundation
+import Imaging
+
+/// Upstream's `HistogramBasedGraphCut` ("Histogram+GraphCut", spec section 4.5): segments the image from the
+/// user's scribbles alone. Pre: load image + scribbles, `AddBackgroundScribblesFromROId`, `Spacingd`
+/// (2.5, 2.5, 5.0), `ScaleIntensityRanged` (−300..200 → 0..1, clipped); likelihood: intensity histograms of the
+/// background and foreground scribbles; post: ISeg unary with the scribbles as hard constraints, GraphCut
+/// (our `GridMaxFlow`), `Restored` onto the image grid, `BoundingBoxd` into `bbox`.
+///
+/// One deliberate difference: upstream softmaxes the two histogram likelihoods as if they were logits
+/// (spec pitfall 13), which squashes every probability towards 0.5 and leaves the unary almost flat. Here
+/// they are normalised to sum to one, which is what ISeg's unary (Wang et al., TMI 2018, eq. 7) expects.
+public final class HistogramGraphCutTask: InferTask, @unchecked Sendable {
+    public let name: String
+    public let type = "scribbles"
+    public let labels: JSONValue
+    public let dimension = 3
+    public let description = "A post processing step with histogram-based GraphCut for Generic segmentation"
+    public var config: JSONObject {
+        var c = JSONObject()
+        c["num_bins"] = .int(defaults.numBins)
+        c["lamda"] = .double(defaults.lamda)
+        c["sigma"] = .double(defaults.sigma)
+        c["device"] = .array(DeviceList.names().map { .string($0) })
+        return c
+    }
+    public let modelPaths: [URL] = []
+
+    let defaults: ScribblesParameters
+    /// Upstream's scribble values: background = number of labels + 1, foreground = + 2.
+    let backgroundValue: Int
+    let foregroundValue: Int
+
+    /// `labels` are the app's labels (upstream passes the last model config's), which fix the default
+    /// scribble values.
+    public init(name: String = "Histogram+GraphCut", labels: JSONValue, defaults: ScribblesParameters = .histogram) {
+        self.name = name
+        self.labels = labels
+        self.defaults = defaults
+        let n: Int
+        switch labels {
+        case .object(let o): n = o.count
+        case .array(let a): n = a.count
+        case .string: n = 1
+        default: n = 0
+        }
+        backgroundValue = n + 1
+        foregroundValue = n + 2
+    }
+
+    public func infer(_ request: InferRequest) throws -> InferResult {
+        let p = request.params
+        var timings = Timings()
+        let started = DispatchTime.now()
+        guard let labelPath = p["label"]?.stringValue, !labelPath.isEmpty else {
+            throw MONAILabelError.invalid("\(name) needs the scribbles: upload them as the 'label' file part")
+        }
+        let parameters = try defaults.overridden(by: p)
+        let ids = try ScribbleIDs(labelInfo: p["label_info"], background: backgroundValue, foreground: foregroundValue)
+        let roi = try Self.roi(p["roi"])
+
+        let (image, loaded) = try timings.measure("pre", "LoadImaged") { () throws -> (Volume, Volume) in
+            let image = try Self.load(request.imagePath, what: "image")
+            let scribbles = try Self.load(labelPath, what: "scribbles")
+            guard scribbles.spatialShape == image.spatialShape, scribbles.channels == 1 else {
+                throw MONAILabelError.invalid(
+                    "scribbles \(scribbles.shape) do not match the image \(image.shape): draw them on the image's grid")
+            }
+            return (image, scribbles)
+        }
+        timings.record("pre", "EnsureChannelFirstd", 0)
+        let scribbles = timings.measure("pre", "AddBackgroundScribblesFromROId") {
+            ScribblesPipeline.addBackgroundScribbles(loaded, roi: roi, ids: ids)
+        }
+        let spacing = ScribblesPipeline.pixdim
+        let (windowed, marks) = try timings.measure("pre", "Spacingd") { () throws -> (Volume, Volume) in
+            let img = try Spacing(pixdim: spacing, mode: .bilinear)(image)
+            let lab = try Spacing(pixdim: spacing, mode: .nearest)(scribbles)
+            return (img, lab)
+        }
+        let intensities = timings.measure("pre", "ScaleIntensityRanged") {
+            ScaleIntensityRange(aMin: -300, aMax: 200, bMin: 0, bMax: 1, clip: true)(windowed).floats
+        }
+        let scribbleValues = marks.floats
+
+        let likelihood = try timings.measure("stage", "infer") {
+            try ScribblesPipeline.histogramLikelihood(
+                intensities, scribbles: scribbleValues, ids: ids, bins: parameters.numBins)
+        }
+        timings.record("stage", "invert", 0)
+        let unary = timings.measure("post", "MakeISegUnaryd") {
+            ScribblesPipeline.isegUnary(foreground: likelihood, scribbles: scribbleValues, ids: ids)
+        }
+        let segmentation = try timings.measure("post", "ApplyGraphCutOptimisationd") {
+            try ScribblesPipeline.graphCut(
+                intensities, shape: marks.spatialShape, foreground: unary, lamda: parameters.lamda,
+                sigma: parameters.sigma)
+        }
+        let pred = Volume(
+            spatialShape: marks.spatialShape, channels: 1, data: .uint8(segmentation), affine: marks.affine)
+        let restored = try timings.measure("post", "Restored") { try Restored(original: image)(pred) }
+        let restoredLabels = restored.data.converted(to: .uint8)
+        let bbox = timings.measure("post", "BoundingBoxd") {
+            ScribblesPipeline.boundingRect(restoredLabels.asFloat(), shape: restored.spatialShape)
+        }
+
+        let file: URL? = try timings.measure("stage", "write") {
+            if p["skip_writer"]?.boolValue == true { return nil }
+            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
+            var dtype = VoxelType.uint8
+            if let d = p["result_dtype"]?.stringValue {
+                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
+                dtype = t
+            }
+            do {
+                return try ImageIO.writeTemporary(restored, resultExtension: ext, dtype: dtype)
+            } catch let e as ImagingError {
+                throw MONAILabelError.invalid(e.message)
+            }
+        }
+        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        var json = JSONObject()
+        json["bbox"] = .array(bbox.map { .int($0) })
+        json["label_names"] = labels
+        json["latencies"] = .object(timings.latencies(total: total))
+        json["centroids"] = .object(JSONObject())
+        return InferResult(file: file, json: json)
+    }
+
+    private static func load(_ path: String, what: String) throws -> Volume {
+        let url = URL(fileURLWithPath: path)
+        do {
+            return try ImageIO.load(url)
+        } catch {
+            throw MONAILabelError.invalid("cannot read the \(what) \(url.lastPathComponent): \(error)")
+        }
+    }
+
+    /// `roi` `[x0, x1, y0, y1, z0, z1]` (voxel indices of the image, end exclusive); absent or empty means none.
+    static func roi(_ v: JSONValue?) throws -> [Int]? {
+        guard let v, v != .null else { return nil }
+        guard let a = v.arrayValue else { throw MONAILabelError.invalid("roi must be a list [x0, x1, y0, y1, z0, z1]") }
+        if a.isEmpty { return nil }
+        let ints = a.compactMap(\.intValue)
+        guard ints.count == a.count, ints.count % 2 == 0, ints.count >= 4 else {
+            throw MONAILabelError.invalid("roi must be a list of integers [x0, x1, y0, y1, z0, z1]")
+        }
+        return ints
+    }
+}
+
+/// `lamda`, `sigma`, `num_bins`: the task's defaults, overridable per request.
+public struct ScribblesParameters: Sendable {
+    public var numBins: Int
+    public var lamda: Double
+    public var sigma: Double
+
+    /// The radiology app's histogram defaults (64 bins, λ = 1, σ = 0.1).
+    public static let histogram = ScribblesParameters(numBins: 64, lamda: 1.0, sigma: 0.1)
+
+    func overridden(by p: JSONObject) throws -> ScribblesParameters {
+        var r = self
+        if let v = p["num_bins"] {
+            guard let b = v.intValue, b >= 1, b <= 65536 else { throw MONAILabelError.invalid("num_bins must be 1...65536") }
+            r.numBins = b
+        }
+        if let v = p["lamda"] {
+            guard let l = v.doubleValue, l >= 0, l.isFinite else { throw MONAILabelError.invalid("lamda must be >= 0") }
+            r.lamda = l
+        }
+        if let v = p["sigma"] {
+            guard let s = v.doubleValue, s > 0, s.isFinite else { throw MONAILabelError.invalid("sigma must be > 0") }
+            r.sigma = s
+        }
+        return r
+    }
+}
+
+/// Which label values are background and foreground scribbles.
+struct ScribbleIDs: Sendable {
+    var background: Float
+    var foreground: Float
+
+    /// `label_info` entries named `background_scribbles` / `foreground_scribbles` override the defaults.
+    init(labelInfo: JSONValue?, background: Int, foreground: Int) throws {
+        self.background = Float(background)
+        self.foreground = Float(foreground)
+        guard let info = labelInfo, info != .null else { return }
+        guard let entries = info.arrayValue else {
+            throw MONAILabelError.invalid("label_info must be a list of {\"name\", \"id\"}")
+        }
+        for e in entries {
+            guard let name = e["name"]?.stringValue else { continue }
+            let id = e["id"]?.intValue ?? e["idx"]?.intValue
+            if name == "background_scribbles", let id { self.background = Float(id) }
+            if name == "foreground_scribbles", let id { self.foreground = Float(id) }
+        }
+        guard self.background != self.foreground else {
+            throw MONAILabelError.invalid("background and foreground scribbles share the value \(Int(self.background))")
+        }
+    }
+}
+
+/// The scribbles transforms, as pure functions over flat C-order arrays.
+enum ScribblesPipeline {
+    /// Upstream's `Spacingd` target for scribbles.
+    static let pixdim = [2.5, 2.5, 5.0]
+
+    /// `AddBackgroundScribblesFromROId`: outside the ROI is background; with no foreground scribble at all, a
+    /// ±5-voxel cube at the ROI centre becomes foreground so the likelihood has something to learn from.
+    static func addBackgroundScribbles(_ v: Volume, roi: [Int]?, ids: ScribbleIDs) -> Volume {
+        guard let roi else { return v }
+        let shape = v.spatialShape
+        let rank = shape.count
+        var lo = Array(repeating: 0, count: rank), hi = shape
+        for a in 0..<min(rank, roi.count / 2) {
+            lo[a] = max(0, min(shape[a], roi[2 * a]))
+            hi[a] = max(lo[a], min(shape[a], roi[2 * a + 1]))
+        }
+        var values = v.floats
+        var strides = Array(repeating: 1, count: rank)
+        for a in stride(from: rank - 2, through: 0, by: -1) { strides[a] = strides[a + 1] * shape[a + 1] }
+        func inside(_ i: Int, _ lo: [Int], _ hi: [Int]) -> Bool {
+            for a in 0..<rank {
+                let c = (i / strides[a]) % shape[a]
+                if c < lo[a] || c >= hi[a] { return false }
+            }
+            return true
+        }
+        for i in values.indices where !inside(i, lo, hi) { values[i] = ids.background }
+        if !values.contains(ids.foreground) {
+            let centre = (0..<rank).map { (lo[$0] + hi[$0]) / 2 }
+            let cl = centre.enumerated().map { max(lo[$0.offset], $0.element - 5) }
+            let ch = centre.enumerated().map { min(hi[$0.offset], $0.element + 5) }
+            for i in values.indices where inside(i, cl, ch) { values[i] = ids.foreground }
+        }
+        return Volume(spatialShape: shape, channels: v.channels, data: .float32(values), affine: v.affine, source: v.source)
+    }
+
+    /// `MakeLikelihoodFromScribblesHistogramd`: normalised histograms (+1 per bin) of the scribbled
+    /// intensities, looked up per voxel; returns the foreground probability `p_fg / (p_fg + p_bg)`.
+    static func histogramLikelihood(_ image: [Float], scribbles: [Float], ids: ScribbleIDs, bins: Int) throws -> [Float] {
+        guard image.count == scribbles.count else {
+            throw MONAILabelError.invalid("scribbles and image differ in size after resampling")
+        }
+        // Upstream rescales to [0, 1] when the image is outside it; after the clipped window it never is,
+        // but an image without variation still needs a defined bin.
+        var lo = Float.infinity, hi = -Float.infinity
+        for x in image { lo = min(lo, x); hi = max(hi, x) }
+        let rescale = lo < 0 || hi > 1
+        let span = hi - lo
+        @inline(__always) func bin(_ x: Float) -> Int {
+            let u = rescale ? (span > 0 ? (x - lo) / span : 0) : x
+            return max(0, min(bins - 1, Int(u * Float(bins))))
+        }
+        var fg = [Double](repeating: 1, count: bins), bg = [Double](repeating: 1, count: bins)
+        var nfg = 0, nbg = 0
+        for i in image.indices {
+            if scribbles[i] == ids.foreground { fg[bin(image[i])] += 1; nfg += 1 }
+            else if scribbles[i] == ids.background { bg[bin(image[i])] += 1; nbg += 1 }
+        }
+        guard nfg > 0 else {
+            throw MONAILabelError.invalid("no foreground scribbles (value \(Int(ids.foreground))) in the label")
+        }
+        guard nbg > 0 else {
+            throw MONAILabelError.invalid("no background scribbles (value \(Int(ids.background))) in the label")
+        }
+        let sf = fg.reduce(0, +), sb = bg.reduce(0, +)
+        let pf = fg.map { $0 / sf }, pb = bg.map { $0 / sb }
+        let table = (0..<bins).map { Float(pf[$0] / (pf[$0] + pb[$0])) }
+        return image.map { table[bin($0)] }
+    }
+
+    /// `MakeISegUnaryd`: the foreground probability with scribbles as hard constraints, (bg, fg) = (1−ε, ε) on
+    /// background scribbles and (ε, 1−ε) on foreground ones.
+    static func isegUnary(foreground p: [Float], scribbles: [Float], ids: ScribbleIDs) -> [Float] {
+        let eps = Float.ulpOfOne
+        var out = p
+        for i in out.indices {
+            if scribbles[i] == ids.background { out[i] = eps }
+            else if scribbles[i] == ids.foreground { out[i] = 1 - eps }
+        }
+        return out
+    }
+
+    /// `ApplyGraphCutOptimisationd`: t-links −ln(max(p, ε)), n-links λ·exp(−ΔI²/(2σ²)) between axis neighbours;
+    /// returns 1 for foreground voxels.
+    static func graphCut(_ image: [Float], shape: [Int], foreground p: [Float], lamda: Double, sigma: Double) throws -> [UInt8] {
+        let eps = Float.ulpOfOne
+        let g: GridMaxFlow
+        do { g = try GridMaxFlow(shape: shape) } catch let e as MaxFlowError { throw MONAILabelError.invalid(e.description) }
+        // Labelling a voxel background cuts its source link, so the source capacity is the background cost.
+        let source = p.map { -log(max(1 - $0, eps)) }
+        let sink = p.map { -log(max($0, eps)) }
+        try g.addTerminalCapacities(source: source, sink: sink)
+        try g.setContrastNeighbourCapacities(image: image, lamda: Float(lamda), sigma: Float(sigma))
+        g.solve()
+        return g.sourceSide().map { $0 ? 1 : 0 }
+    }
+
+    /// MONAI's `BoundingRect` of a one-channel label, squeezed: `[start0, end0, start1, end1, ...]` over the
+    /// non-zero voxels (end exclusive); all zeros when the label is empty.
+    static func boundingRect(_ values: [Float], shape: [Int]) -> [Int] {
+        let rank = shape.count
+        var strides = Array(repeating: 1, count: rank)
+        for a in stride(from: rank - 2, through: 0, by: -1) { strides[a] = strides[a + 1] * shape[a + 1] }
+        var lo = shape, hi = Array(repeating: -1, count: rank)
+        for i in values.indices where values[i] != 0 {
+            for a in 0..<rank {
+                let c = (i / strides[a]) % shape[a]
+                lo[a] = min(lo[a], c)
+                hi[a] = max(hi[a], c)
+            }
+        }
+        guard hi.allSatisfy({ $0 >= 0 }) else { return Array(repeating: 0, count: 2 * rank) }
+        return (0..<rank).flatMap { [lo[$0], hi[$0] + 1] }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Imaging
+import Testing
+import MONAILabel
+@testable import MONAILabelServer
+
+/// A two-intensity box image in the store under `id`, and scribbles (bg 2, fg 3 for the spleen app) as NIfTI bytes.
+private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8], truth: [UInt8], raw: [UInt8]) {
+    let shape = [40, 40, 16]
+    func at(_ i: Int, _ j: Int, _ k: Int) -> Int { (i * 40 + j) * 16 + k }
+    var image = [Int16](repeating: 20, count: 40 * 40 * 16), truth = [UInt8](repeating: 0, count: image.count)
+    var scribbles = [UInt8](repeating: 0, count: image.count)
+    for i in 10..<30 { for j in 12..<28 { for k in 4..<12 { image[at(i, j, k)] = 150; truth[at(i, j, k)] = 1 } } }
+    for k in [6, 8, 10] {
+        for i in 14..<26 { scribbles[at(i, 20, k)] = 3 }
+        for i in 0..<40 { scribbles[at(i, 4, k)] = 2; scribbles[at(i, 34, k)] = 2 }
+    }
+    let affine = Affine([2.5, 0, 0, 0, 0, 2.5, 0, 0, 0, 0, 5, 0, 0, 0, 0, 1])
+    try NIfTI.write(Volume(spatialShape: shape, data: .int16(image), affine: affine),
+                    to: c.studies.appendingPathComponent("\(id).nii.gz"))
+    let label = c.tmp.url.appendingPathComponent("scribbles.nii.gz")
+    try NIfTI.write(Volume(spatialShape: shape, data: .uint8(scribbles), affine: affine), to: label)
+    // OHIF's raw buffer: the same voxels in Fortran order (first axis fastest).
+    var raw = [UInt8](repeating: 0, count: scribbles.count)
+    for i in 0..<40 { for j in 0..<40 { for k in 0..<16 { raw[i + 40 * (j + 40 * k)] = scribbles[at(i, j, k)] } } }
+    return (Array(try Data(contentsOf: label)), truth, raw)
+}
+
+@Test func info_listsHistogramGraphCut_asScribbles() throws {
+    let c = try TestClient()
+    let m = try #require(c.get("/info/").json?["models"]?["Histogram+GraphCut"])
+    #expect(m["type"] == "scribbles")
+    #expect(m["labels"] == ["spleen": 1])
+    #expect(m["config"]?.objectValue?.keys == ["num_bins", "lamda", "sigma", "device"])
+    let off = try TestClient(conf: ["models": "segmentation_spleen", "scribbles": "false"])
+    #expect(try off.get("/info/").json?["models"]?["Histogram+GraphCut"] == nil)
+}
+
+@Test func inferScribbles_withLabelUpload_segmentsTheBox() throws {
+    let c = try TestClient()
+    let (scribbles, truth, _) = try boxStudy(c, id: "spleen_01")
+    let r = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01",
+                           fields: [("params", #"{"result_extension": ".nii.gz", "roi": []}"#)],
+                           files: [("label", "/home/user/slicer/scribbles.nii.gz", scribbles)])
+    #expect(r.status == 200, "\(r.text.prefix(300))")
+    // The multipart answer carries the label file; take it out and compare with the box.
+    let body = r.body
+    let magic: [UInt8] = [0x1f, 0x8b]
+    let start = try #require((0..<(body.count - 1)).first { body[$0] == magic[0] && body[$0 + 1] == magic[1] })
+    let out = c.tmp.url.appendingPathComponent("result.nii.gz")
+    try Data(body[start...]).write(to: out)
+    let result = try ImageIO.load(out)
+    var inter = 0, a = 0, b = 0
+    for (x, y) in zip(result.floats, truth) {
+        if x != 0 { a += 1 }
+        if y != 0 { b += 1 }
+        if x != 0 && y != 0 { inter += 1 }
+    }
+    #expect(2 * Double(inter) / Double(a + b) >= 0.9)
+
+    let json = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
+                              files: [("label", "scribbles.nii.gz", scribbles)])
+    #expect(json.status == 200)
+    #expect(json.json?["bbox"]?.arrayValue?.count == 6)
+    #expect(json.json?["label_names"] == ["spleen": 1])
+}
+
+@Test func inferScribbles_withoutLabel_isAClear422() throws {
+    let c = try TestClient()
+    _ = try boxStudy(c, id: "spleen_01")
+    let r = try c.send(.post, "/infer/Histogram%2BGraphCut?image=spleen_01")
+    #expect(r.status == 422)
+    #expect(r.json?["detail"]?.stringValue?.contains("label") == true)
+    // A label path in params is never read: only an uploaded file can be the scribbles.
+    let path = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01",
+                              fields: [("params", #"{"label": "/etc/passwd"}"#)])
+    #expect(path.status == 422)
+}
+
+@Test func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid() throws {
+    let c = try TestClient()
+    let (scribbles, _, raw) = try boxStudy(c, id: "spleen_01")
+    let fromNIfTI = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
+                                   files: [("label", "scribbles.nii.gz", scribbles)])
+    let fromRaw = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
+                                 files: [("label", "scribbles.bin", raw)])
+    #expect(fromRaw.status == 200, "\(fromRaw.text.prefix(300))")
+    #expect(fromRaw.json?["bbox"] != nil)
+    #expect(fromRaw.json?["bbox"] == fromNIfTI.json?["bbox"])
+    let short = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
+                               files: [("label", "scribbles.bin", Array(raw.dropLast()))])
+    #expect(short.status == 422)
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# GraphCut (our Boykov-Kolmogorov max-flow) on a 256^3 scribbles-like grid; prints build and solve times.
+# Usage: scripts/bench/scribbles.sh [N]   (grid N^3, default 256)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+swift build -c release --product scribbles-bench >/dev/null
+"$(swift build -c release --show-bin-path)/scribbles-bench" "${1:-256}"
