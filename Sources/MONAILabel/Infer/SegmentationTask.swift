@@ -90,7 +90,7 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         timings.record("pre", "EnsureTyped", 0)
         timings.record("pre", "EnsureChannelFirstd", 0)
         var x = image
-        for t in pre { x = try timings.measure("pre", t.name) { try t.apply(x) } }
+        for t in pre { try timings.measure("pre", t.name) { try t.run(&x) } }
         let preGrid = x.grid
 
         // Inferer.
@@ -101,12 +101,14 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         }
         timings.record("stage", "invert", 0)
 
-        // Post-transforms: softmax and argmax stay in libtorch (multithreaded, no host copy of the logits).
+        // Post-transforms: argmax stays in libtorch (multithreaded, no host copy of the logits). Softmax is
+        // monotonic per voxel, so the argmax of the logits is the argmax of the probabilities: `Activationsd`
+        // computes nothing and is recorded as 0, like the no-op `EnsureTyped`.
         timings.record("post", "EnsureTyped", 0)
-        let probabilities = try timings.measure("post", "Activationsd") { try logits.softmax(dim: 1) }
+        timings.record("post", "Activationsd", 0)
         let classes: [UInt8] = try timings.measure("post", "AsDiscreted") {
             guard logits.shape[1] <= 256 else { throw MONAILabelError.io("model \(name) has more than 256 classes") }
-            return try Self.argmaxOverChannels(probabilities).array(of: UInt8.self)
+            return try Self.argmaxOverChannels(logits).array(of: UInt8.self)
         }
         var pred = Volume(spatialShape: spatial, channels: 1, data: .uint8(classes), affine: preGrid.affine)
         if largestCC || p["largest_cc"]?.boolValue == true {
@@ -173,11 +175,15 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     static func argmaxOverChannels(_ p: Tensor) throws -> Tensor {
         let k = p.shape[1]
         var best = try p.narrow(dim: 1, start: 0, length: 1)
-        var index = try Tensor.zeros(best.shape, dtype: .uint8, device: p.device)
-        for c in 1..<max(k, 1) {
-            let v = try p.narrow(dim: 1, start: c, length: 1)
-            let better = try v.gt(best)
+        guard k > 1 else { return try Tensor.zeros(best.shape, dtype: .uint8, device: p.device).squeeze(dim: 1) }
+        // Channel 1 wins exactly where it beats channel 0: that comparison is the index so far.
+        var v = try p.narrow(dim: 1, start: 1, length: 1)
+        var better = try v.gt(best)
+        var index = try better.to(.uint8)
+        for c in 2..<k {
             best = try Tensor.where(better, v, best)
+            v = try p.narrow(dim: 1, start: c, length: 1)
+            better = try v.gt(best)
             index = try Tensor.where(better, Tensor.full(index.shape, value: Double(c), dtype: .uint8, device: p.device), index)
         }
         return try index.squeeze(dim: 1).contiguous()
