@@ -39,6 +39,21 @@ extension Volume {
             data: .float32(floats), affine: affine ?? self.affine, source: source)
     }
 
+    /// Runs `body` on the voxels as Float, in place when they already are Float and this volume holds the only
+    /// reference to them (no whole-volume copy), otherwise on a converted copy; the result replaces the data.
+    mutating func updateFloats(_ body: (UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
+        var x: [Float]
+        if case .float32(let a) = data {
+            x = a
+        } else {
+            x = data.asFloat()
+        }
+        // Leave no second reference behind, so writing to `x` does not copy it.
+        data = .float32([])
+        defer { data = .float32(x) }
+        try x.withUnsafeMutableBufferPointer { try body($0) }
+    }
+
     /// Spatial dims padded to three (a 2D volume is treated as `[d0, d1, 1]`).
     var dims3: (Int, Int, Int) {
         (spatialShape[0], spatialShape[1], spatialShape.count > 2 ? spatialShape[2] : 1)
