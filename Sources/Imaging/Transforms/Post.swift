@@ -287,7 +287,8 @@ public struct Resize: Sendable {
 /// orientation applied by `Orientation` in place (MONAI Label 0.8.5, spec section 4.1), this resamples through
 /// world space: every voxel of the reference grid takes the prediction's value at the same RAS position
 /// (nearest for labels), which undoes `Spacing` and `Orientation` (and any crop or pad that kept the affine
-/// right) in one step. The result carries the reference affine and source header, ready to be written.
+/// right) in one step. The result carries the reference affine and source header, ready to be written; byte
+/// labels restored by nearest neighbour on an axis-aligned map stay bytes, anything else becomes Float.
 public struct Restored: Sendable {
     public var reference: Grid
     public var source: SourceHeader?
@@ -319,7 +320,14 @@ public struct Restored: Sendable {
     }
 
     public func callAsFunction(_ prediction: Volume) throws -> Volume {
-        var out = try SpatialResample.resample(prediction, to: reference, mode: mode, padding: padding)
+        var out: Volume
+        if mode == .nearest, padding == .border, labelMap.isEmpty,
+            let bytes = try SpatialResample.resampleNearestBytes(prediction, to: reference)
+        {
+            out = bytes
+        } else {
+            out = try SpatialResample.resample(prediction, to: reference, mode: mode, padding: padding)
+        }
         if !labelMap.isEmpty {
             var table: [Float: Float] = [:]
             for (k, v) in labelMap { table[Float(k)] = Float(v) }
