@@ -438,10 +438,18 @@ enum ComponentFilter {
                                         let aStart = sp[a] - slack, aEnd = ep[a] + slack, av = vp[a]
                                         while b0 < b1 && ep[b0] < aStart { b0 += 1 }
                                         var b = b0
+                                        // `a`'s root, kept current across its unions (the smaller root wins).
+                                        var ra: Int32 = -1
                                         while b < b1 && sp[b] <= aEnd {
                                             if vp[b] == av {
-                                                let ra = find(Int32(a)), rb = find(Int32(b))
-                                                if ra != rb { pp[Int(max(ra, rb))] = min(ra, rb) }
+                                                if ra < 0 { ra = find(Int32(a)) }
+                                                let rb = find(Int32(b))
+                                                if ra < rb {
+                                                    pp[Int(rb)] = ra
+                                                } else if rb < ra {
+                                                    pp[Int(ra)] = rb
+                                                    ra = rb
+                                                }
                                             }
                                             b += 1
                                         }
