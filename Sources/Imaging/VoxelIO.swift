@@ -135,21 +135,26 @@ enum VoxelWriter {
         }
     }
 
-    /// C order `[c, x, y, z]` to the file's x-fastest order.
+    /// C order `[c, x, y, z]` to the file's x-fastest order. Tiled over z: each (x, y) contributes one cache
+    /// line of z values, written to as many output planes at consecutive x, instead of one strided read per voxel.
     static func toFortranOrder<T>(_ a: [T], spatial: [Int], channels: Int) -> [T] {
         guard !a.isEmpty else { return [] }
         let nx = spatial[0], ny = spatial[1], nz = spatial.count > 2 ? spatial[2] : 1
         let plane = nx * ny
+        let tile = max(8, 64 / MemoryLayout<T>.stride)
+        let tiles = (nz + tile - 1) / tile
         return a.withUnsafeBufferPointer { src in
             [T](unsafeUninitializedCapacity: a.count) { out, n in
                 let s = src.baseAddress!, d = out.baseAddress!
-                Parallel.forChunks(count: channels * nz, minChunk: 1) { lo, hi in
-                    for cz in lo..<hi {
-                        let c = cz / nz, z = cz % nz
-                        let sb = s + c * plane * nz + z
-                        let db = d + cz * plane
-                        for y in 0..<ny {
-                            for x in 0..<nx { (db + y * nx + x).initialize(to: sb[(x * ny + y) * nz]) }
+                Parallel.forChunks(count: channels * tiles * ny, minChunk: 16) { lo, hi in
+                    for cty in lo..<hi {
+                        let c = cty / (tiles * ny), t = (cty / ny) % tiles, y = cty % ny
+                        let z0 = t * tile, z1 = min(z0 + tile, nz)
+                        let sc = s + c * plane * nz + y * nz
+                        let dc = d + c * plane * nz + y * nx
+                        for x in 0..<nx {
+                            let sp = sc + x * ny * nz
+                            for z in z0..<z1 { (dc + z * plane + x).initialize(to: sp[z]) }
                         }
                     }
                 }

@@ -185,3 +185,31 @@ private func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingP
     expected = expected.map { max($0, floor) }
     #expect(zip(m, expected).allSatisfy { abs($0 - $1) < 1e-6 })
 }
+
+/// The task runs pre-transforms in place; every step must equal its copying form and leave shared input alone.
+@Test func preTransforms_runInPlace_matchesApplyAndKeepsSharedInput() throws {
+    let tmp = TempDir()
+    let task = try smallSpleenTask(tmp)
+    var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
+    for t in task.pre {
+        let before = x.floats
+        let copied = try t.apply(x)
+        var y = x
+        try t.run(&y)
+        #expect(y.floats == copied.floats, "\(t.name)")
+        #expect(y.spatialShape == copied.spatialShape && y.affine == copied.affine, "\(t.name)")
+        #expect(x.floats == before, "\(t.name) wrote into the input's buffer")
+        x = y
+    }
+}
+
+/// The task skips softmax before argmax: softmax is monotonic per voxel, so the labels must be the same.
+@Test func argmaxOverChannels_ofLogits_equalsArgmaxOfSoftmax() throws {
+    for k in [2, 3] {
+        let values = (0..<(k * 5 * 6 * 7)).map { _ in Float(Int.random(in: -4...4)) * 0.5 }
+        let t = try Tensor(values, shape: [1, k, 5, 6, 7])
+        let ours = try SegmentationTask.argmaxOverChannels(t).array(of: UInt8.self)
+        let viaSoftmax = try t.softmax(dim: 1).argmax(dim: 1).array(of: Int64.self).map { UInt8($0) }
+        #expect(ours == viaSoftmax, "k = \(k)")
+    }
+}

@@ -10,16 +10,29 @@ public struct ScaleIntensityRange: Sendable {
     }
 
     public func callAsFunction(_ v: Volume) -> Volume {
+        var out = v
+        apply(&out)
+        return out
+    }
+
+    /// Rescales `v` in place (no copy when its Float voxels are uniquely referenced).
+    public func apply(_ v: inout Volume) {
         let a0 = Float(aMin), b0 = Float(bMin), lo = Float(min(bMin, bMax)), hi = Float(max(bMin, bMax))
-        if aMax - aMin == 0 {
-            // MONAI warns and only shifts when the input range is empty.
-            return v.with(floats: Parallel.map(v.floats) { $0 - a0 + b0 })
+        let range = Float(aMax - aMin), scale = Float(bMax - bMin), doClip = clip, shiftOnly = aMax - aMin == 0
+        v.updateFloats { b in
+            let p = b.baseAddress
+            Parallel.forChunks(count: b.count) { l, h in
+                guard let p else { return }
+                if shiftOnly {
+                    // MONAI warns and only shifts when the input range is empty.
+                    for i in l..<h { p[i] = p[i] - a0 + b0 }
+                } else if doClip {
+                    for i in l..<h { p[i] = min(max((p[i] - a0) / range * scale + b0, lo), hi) }
+                } else {
+                    for i in l..<h { p[i] = (p[i] - a0) / range * scale + b0 }
+                }
+            }
         }
-        let range = Float(aMax - aMin), scale = Float(bMax - bMin), doClip = clip
-        return v.with(floats: Parallel.map(v.floats) { x in
-            let y = (x - a0) / range * scale + b0
-            return doClip ? min(max(y, lo), hi) : y
-        })
     }
 }
 
@@ -36,35 +49,54 @@ public struct ScaleIntensity: Sendable {
     }
 
     public func callAsFunction(_ v: Volume) -> Volume {
-        var x = v.floats
-        guard !x.isEmpty else { return v.with(floats: x) }
-        if let f = factor {
-            let m = Float(1 + f)
-            return v.with(floats: Parallel.map(x) { $0 * m })
-        }
+        var out = v
+        apply(&out)
+        return out
+    }
+
+    /// Rescales `v` in place (no copy when its Float voxels are uniquely referenced).
+    public func apply(_ v: inout Volume) {
         let groups = channelWise ? v.channels : 1
-        let n = x.count / groups
-        for g in 0..<groups {
-            let range = (g * n)..<((g + 1) * n)
-            var mina = Float.infinity, maxa = -Float.infinity
-            for i in range {
-                mina = min(mina, x[i])
-                maxa = max(maxa, x[i])
+        let factor = factor, minv = Float(minv), outSpan = Float(maxv - self.minv)
+        v.updateFloats { b in
+            guard let p = b.baseAddress, b.count > 0 else { return }
+            if let f = factor {
+                let m = Float(1 + f)
+                Parallel.forChunks(count: b.count) { l, h in for i in l..<h { p[i] *= m } }
+                return
             }
-            if mina == maxa {
-                let m = Float(minv)
-                for i in range { x[i] *= m }
-                continue
+            let n = b.count / groups
+            for g in 0..<groups {
+                let q = p + g * n
+                let (mina, maxa) = Self.minMax(q, count: n)
+                if mina == maxa {
+                    Parallel.forChunks(count: n) { l, h in for i in l..<h { q[i] *= minv } }
+                    continue
+                }
+                let span = maxa - mina
+                Parallel.forChunks(count: n) { l, h in for i in l..<h { q[i] = (q[i] - mina) / span * outSpan + minv } }
             }
-            let span = maxa - mina, outSpan = Float(maxv - minv), lo = Float(minv)
-            x.withUnsafeMutableBufferPointer { p in
-                let b = p.baseAddress!
-                Parallel.forChunks(count: n) { l, h in
-                    for i in (range.lowerBound + l)..<(range.lowerBound + h) { b[i] = (b[i] - mina) / span * outSpan + lo }
+        }
+    }
+
+    /// The minimum and maximum of `count` values, computed in parallel chunks.
+    static func minMax(_ p: UnsafeMutablePointer<Float>, count: Int) -> (Float, Float) {
+        let chunks = max(1, min(Parallel.cores * 4, count / (1 << 15)))
+        var partial = [(Float, Float)](repeating: (.infinity, -.infinity), count: chunks)
+        partial.withUnsafeMutableBufferPointer { pb in
+            let out = pb.baseAddress!
+            Parallel.forChunks(count: chunks, minChunk: 1) { c0, c1 in
+                for c in c0..<c1 {
+                    var lo = Float.infinity, hi = -Float.infinity
+                    for i in (count * c / chunks)..<(count * (c + 1) / chunks) {
+                        lo = min(lo, p[i])
+                        hi = max(hi, p[i])
+                    }
+                    out[c] = (lo, hi)
                 }
             }
         }
-        return v.with(floats: x)
+        return partial.reduce((Float.infinity, -Float.infinity)) { (min($0.0, $1.0), max($0.1, $1.1)) }
     }
 }
 

@@ -39,6 +39,21 @@ extension Volume {
             data: .float32(floats), affine: affine ?? self.affine, source: source)
     }
 
+    /// Runs `body` on the voxels as Float, in place when they already are Float and this volume holds the only
+    /// reference to them (no whole-volume copy), otherwise on a converted copy; the result replaces the data.
+    mutating func updateFloats(_ body: (UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
+        var x: [Float]
+        if case .float32(let a) = data {
+            x = a
+        } else {
+            x = data.asFloat()
+        }
+        // Leave no second reference behind, so writing to `x` does not copy it.
+        data = .float32([])
+        defer { data = .float32(x) }
+        try x.withUnsafeMutableBufferPointer { try body($0) }
+    }
+
     /// Spatial dims padded to three (a 2D volume is treated as `[d0, d1, 1]`).
     var dims3: (Int, Int, Int) {
         (spatialShape[0], spatialShape[1], spatialShape.count > 2 ? spatialShape[2] : 1)
@@ -199,6 +214,53 @@ public enum SpatialResample {
             affine: dst.affine.keepingHigherAxes(of: v.affine, rank: sr), source: v.source)
     }
 
+    /// Nearest-neighbour, border-padded resampling that keeps byte labels as bytes (no Float volume in between,
+    /// a quarter of the memory), with exactly the taps of the general path; nil when the voxel map is not
+    /// axis-aligned, for the caller to take the general path.
+    static func resampleNearestBytes(_ v: Volume, to dst: Grid) throws -> Volume? {
+        let sr = v.spatialShape.count
+        guard case .uint8(let labels) = v.data, dst.spatialShape.count == sr,
+            let srcInv = v.affine.rankMatrix(sr).inverse
+        else { return nil }
+        let xform = srcInv * dst.affine.rankMatrix(sr)
+        guard xform.a.allSatisfy(\.isFinite) else { return nil }
+        for i in 0..<sr {
+            for j in 0..<sr where i != j && xform[i, j] != 0 { return nil }
+        }
+        let ni = [v.spatialShape[0], v.spatialShape[1], sr > 2 ? v.spatialShape[2] : 1]
+        let no = [dst.spatialShape[0], dst.spatialShape[1], sr > 2 ? dst.spatialShape[2] : 1]
+        guard ni.allSatisfy({ $0 > 0 }) else { return nil }
+        // A 2D map's third axis is the identity, as `sample` promotes it.
+        let t = (0..<3).map { a in
+            AxisTaps(
+                scale: a < sr ? xform[a, a] : 1, offset: a < sr ? xform[a, sr] : 0, inSize: ni[a], outSize: no[a],
+                nearest: true)
+        }
+        let channels = v.channels, inVox = ni[0] * ni[1] * ni[2], rows = channels * no[0] * no[1]
+        let total = rows * no[2], s0 = ni[1] * ni[2], s1 = ni[2]
+        let out = labels.withUnsafeBufferPointer { src in
+            [UInt8](unsafeUninitializedCapacity: total) { dst, n in
+                guard let sp = src.baseAddress, let dp = dst.baseAddress else {
+                    n = 0
+                    return
+                }
+                Parallel.forChunks(count: rows, minChunk: 16) { lo, hi in
+                    for row in lo..<hi {
+                        let c = row / (no[0] * no[1]), i = (row / no[1]) % no[0], j = row % no[1]
+                        let base = sp + c * inVox + t[0].i0[i] * s0 + t[1].i0[j] * s1
+                        let drow = dp + row * no[2]
+                        for k in 0..<no[2] { (drow + k).initialize(to: base[t[2].i0[k]]) }
+                    }
+                }
+                n = total
+            }
+        }
+        guard out.count == total else { return nil }
+        return Volume(
+            spatialShape: dst.spatialShape, channels: channels, data: .uint8(out),
+            affine: dst.affine.keepingHigherAxes(of: v.affine, rank: sr), source: v.source)
+    }
+
     struct Sampler: VoxelVisitor {
         var channels: Int, inShape: [Int], xform: Matrix, outShape: [Int], mode: InterpolationMode
         var padding: ResamplePadding
@@ -297,7 +359,7 @@ public enum SpatialResample {
 
     /// One axis of an axis-aligned resampling: for each output index, the two input taps and the weight of the
     /// second, computed exactly as the general path computes coordinates (so both give identical results).
-    private struct AxisTaps {
+    struct AxisTaps {
         var i0: [Int], i1: [Int], f: [Double]
 
         init(scale: Double, offset: Double, inSize: Int, outSize: Int, nearest: Bool) {

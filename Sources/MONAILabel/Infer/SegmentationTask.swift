@@ -79,41 +79,36 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         var timings = Timings()
         let started = DispatchTime.now()
 
-        // Pre-transforms.
-        let image = try timings.measure("pre", "LoadImaged") {
-            do {
-                return try ImageIO.load(URL(fileURLWithPath: request.imagePath))
-            } catch {
-                throw MONAILabelError.invalid("cannot read image \(URL(fileURLWithPath: request.imagePath).lastPathComponent): \(error)")
+        // Pre-transforms, inferer and argmax in one scope, so that neither the source volume nor the preprocessed
+        // one is alive while the network runs, and the input tensor and the logits are released as soon as the
+        // labels are on the host.
+        let preGrid: Grid, restore: Restored, classes: [UInt8]
+        do {
+            let input: Tensor
+            (input, preGrid, restore) = try preprocess(imagePath: request.imagePath, timings: &timings)
+            let spatial = preGrid.spatialShape
+            let logits = try timings.measure("stage", "infer") { try predictTensor(input: input, params: p) }
+            guard logits.shape.count == spatial.count + 2, Array(logits.shape.dropFirst(2)) == spatial else {
+                throw MONAILabelError.io("model \(name): the network returned \(logits.shape) for an input of \(spatial)")
+            }
+            timings.record("stage", "invert", 0)
+
+            // Post-transforms: argmax stays in libtorch (multithreaded, no host copy of the logits). Softmax is
+            // monotonic per voxel, so the argmax of the logits is the argmax of the probabilities: `Activationsd`
+            // computes nothing and is recorded as 0, like the no-op `EnsureTyped`.
+            timings.record("post", "EnsureTyped", 0)
+            timings.record("post", "Activationsd", 0)
+            classes = try timings.measure("post", "AsDiscreted") {
+                guard logits.shape[1] <= 256 else { throw MONAILabelError.io("model \(name) has more than 256 classes") }
+                return try Self.argmaxOverChannels(logits).array(of: UInt8.self)
             }
         }
-        timings.record("pre", "EnsureTyped", 0)
-        timings.record("pre", "EnsureChannelFirstd", 0)
-        var x = image
-        for t in pre { x = try timings.measure("pre", t.name) { try t.apply(x) } }
-        let preGrid = x.grid
-
-        // Inferer.
-        let logits = try timings.measure("stage", "infer") { try predictTensor(x, params: p) }
-        let spatial = preGrid.spatialShape
-        guard logits.shape.count == spatial.count + 2, Array(logits.shape.dropFirst(2)) == spatial else {
-            throw MONAILabelError.io("model \(name): the network returned \(logits.shape) for an input of \(spatial)")
-        }
-        timings.record("stage", "invert", 0)
-
-        // Post-transforms: softmax and argmax stay in libtorch (multithreaded, no host copy of the logits).
-        timings.record("post", "EnsureTyped", 0)
-        let probabilities = try timings.measure("post", "Activationsd") { try logits.softmax(dim: 1) }
-        let classes: [UInt8] = try timings.measure("post", "AsDiscreted") {
-            guard logits.shape[1] <= 256 else { throw MONAILabelError.io("model \(name) has more than 256 classes") }
-            return try Self.argmaxOverChannels(probabilities).array(of: UInt8.self)
-        }
-        var pred = Volume(spatialShape: spatial, channels: 1, data: .uint8(classes), affine: preGrid.affine)
+        var pred = Volume(spatialShape: preGrid.spatialShape, channels: 1, data: .uint8(classes), affine: preGrid.affine)
         if largestCC || p["largest_cc"]?.boolValue == true {
             pred = try timings.measure("post", "KeepLargestConnectedComponentd") { try KeepLargestConnectedComponent()(pred) }
         }
         pred = try timings.measure("post", "Restored") {
-            var r = try Restored(original: image)(pred)
+            var r = try restore(pred)
             if p["restore_label_idx"]?.boolValue == true { r = try remapToLabelValues(r) }
             return r
         }
@@ -141,6 +136,25 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         return InferResult(file: file, json: json)
     }
 
+    /// Loads the image and runs the pre-transforms in place, timing each; returns the network input
+    /// (`[1, C, *spatial]`, its copy timed as part of the network stage), the preprocessed grid, and the
+    /// `Restored` that brings a prediction back onto the source grid.
+    private func preprocess(imagePath: String, timings: inout Timings) throws -> (Tensor, Grid, Restored) {
+        var x = try timings.measure("pre", "LoadImaged") {
+            do {
+                return try ImageIO.load(URL(fileURLWithPath: imagePath))
+            } catch {
+                throw MONAILabelError.invalid("cannot read image \(URL(fileURLWithPath: imagePath).lastPathComponent): \(error)")
+            }
+        }
+        let restore = Restored(original: x)
+        timings.record("pre", "EnsureTyped", 0)
+        timings.record("pre", "EnsureChannelFirstd", 0)
+        for t in pre { try timings.measure("pre", t.name) { try t.run(&x) } }
+        let input = try timings.measure("stage", "infer") { try Tensor(x.floats, shape: [1] + x.shape) }
+        return (input, x.grid, restore)
+    }
+
     /// The logits of `predictTensor`, flattened to host floats (`[K, *spatial]`).
     func predict(_ x: Volume, params p: JSONObject) throws -> [Float] {
         try predictTensor(x, params: p).floats()
@@ -150,8 +164,12 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     /// the sliding-window inferer when the model has a window (it also pads volumes smaller than
     /// the window, which keeps every size the network's strides can digest), the simple one otherwise.
     func predictTensor(_ x: Volume, params p: JSONObject) throws -> Tensor {
+        try predictTensor(input: Tensor(x.floats, shape: [1] + x.shape), params: p)
+    }
+
+    /// `predictTensor` on an input already in libtorch (`[1, C, *spatial]`).
+    func predictTensor(input: Tensor, params p: JSONObject) throws -> Tensor {
         let roi = try intList(p["roi_size"] ?? inferer["roi_size"], count: dimension, what: "roi_size")
-        let input = try Tensor(x.floats, shape: [1] + x.shape)
         let out: Tensor = try loader.withNetwork { net in
             if let roi {
                 let sw = SlidingWindowInferer(
@@ -173,11 +191,15 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     static func argmaxOverChannels(_ p: Tensor) throws -> Tensor {
         let k = p.shape[1]
         var best = try p.narrow(dim: 1, start: 0, length: 1)
-        var index = try Tensor.zeros(best.shape, dtype: .uint8, device: p.device)
-        for c in 1..<max(k, 1) {
-            let v = try p.narrow(dim: 1, start: c, length: 1)
-            let better = try v.gt(best)
+        guard k > 1 else { return try Tensor.zeros(best.shape, dtype: .uint8, device: p.device).squeeze(dim: 1) }
+        // Channel 1 wins exactly where it beats channel 0: that comparison is the index so far.
+        var v = try p.narrow(dim: 1, start: 1, length: 1)
+        var better = try v.gt(best)
+        var index = try better.to(.uint8)
+        for c in 2..<k {
             best = try Tensor.where(better, v, best)
+            v = try p.narrow(dim: 1, start: c, length: 1)
+            better = try v.gt(best)
             index = try Tensor.where(better, Tensor.full(index.shape, value: Double(c), dtype: .uint8, device: p.device), index)
         }
         return try index.squeeze(dim: 1).contiguous()

@@ -5,7 +5,15 @@ import Imaging
 /// latency breakdown a client sees reads like upstream's.
 public struct PreTransform: Sendable {
     public let name: String
-    public let apply: @Sendable (Volume) throws -> Volume
+    /// Transforms the volume in place; intensity transforms then reuse its Float buffer instead of copying it.
+    public let run: @Sendable (inout Volume) throws -> Void
+
+    /// The transformed volume, leaving `v` as it was.
+    public func apply(_ v: Volume) throws -> Volume {
+        var out = v
+        try run(&out)
+        return out
+    }
 
     /// Parses `{"name": "Spacing", "pixdim": [1, 1, 1], "mode": "bilinear"}` and friends (MONAI's argument
     /// names; the `d` suffix of dictionary transforms is optional).
@@ -30,33 +38,33 @@ public struct PreTransform: Sendable {
             let ax = spec["axcodes"]?.stringValue ?? "RAS"
             let t = Orientation(axcodes: ax)
             name = "Orientationd"
-            apply = { try t($0) }
+            run = { $0 = try t($0) }
         case "Spacing":
             guard let pixdim = try doubles("pixdim") else { throw MONAILabelError.invalid("Spacing needs pixdim") }
             let mode = InterpolationMode(rawValue: spec["mode"]?.stringValue ?? "bilinear") ?? .bilinear
             let t = Spacing(pixdim: pixdim, mode: mode)
             name = "Spacingd"
-            apply = { try t($0) }
+            run = { $0 = try t($0) }
         case "ScaleIntensityRange":
             let t = ScaleIntensityRange(
                 aMin: try double("a_min", 0), aMax: try double("a_max", 1), bMin: try double("b_min", 0),
                 bMax: try double("b_max", 1), clip: spec["clip"]?.boolValue ?? false)
             name = "ScaleIntensityRanged"
-            apply = { t($0) }
+            run = { t.apply(&$0) }
         case "ScaleIntensity":
             let t = ScaleIntensity(minv: try double("minv", 0), maxv: try double("maxv", 1))
             name = "ScaleIntensityd"
-            apply = { t($0) }
+            run = { t.apply(&$0) }
         case "NormalizeIntensity":
             let t = NormalizeIntensity(
                 subtrahend: try doubles("subtrahend"), divisor: try doubles("divisor"),
                 nonzero: spec["nonzero"]?.boolValue ?? false, channelWise: spec["channel_wise"]?.boolValue ?? false)
             name = "NormalizeIntensityd"
-            apply = { try t($0) }
+            run = { $0 = try t($0) }
         case "GaussianSmooth":
             let t = GaussianSmooth(sigma: try doubles("sigma") ?? [1])
             name = "GaussianSmoothd"
-            apply = { t($0) }
+            run = { $0 = t($0) }
         default:
             throw MONAILabelError.invalid("unsupported pre-transform '\(n)'")
         }
