@@ -20,6 +20,20 @@ func startLiveServer(_ tmp: TempDir, cases: Int = 4, labeled: Int = 2) throws ->
     return try ServerMain.start(options, environment: ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path])
 }
 
+/// Runs the client venv's Python with `arguments`; returns its exit status and its output (stdout + stderr).
+func runClientPython(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = clientPython
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, text)
+}
+
 /// The Slicer plugin's call sequence through the real `monailabel.client` 0.8.5 (made by
 /// scripts/make-client-venv.sh, which the README's test command runs first).
 @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path),
@@ -31,17 +45,10 @@ func pythonClient_slicerCallSequence_passes() throws {
         server.shutdown(gracePeriod: 1)
         server.wait()
     }
-    let p = Process()
-    p.executableURL = clientPython
-    p.arguments = [repoRoot.appendingPathComponent("Tests/e2e/slicer_sequence.py").path,
-                   "http://127.0.0.1:\(server.port)", tmp.url.path]
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    #expect(p.terminationStatus == 0, "\(text)")
+    let (status, text) = try runClientPython([
+        repoRoot.appendingPathComponent("Tests/e2e/slicer_sequence.py").path, "http://127.0.0.1:\(server.port)", tmp.url.path,
+    ])
+    #expect(status == 0, "\(text)")
     #expect(text.contains("SLICER SEQUENCE OK"))
 }
 
@@ -140,20 +147,12 @@ func pythonClient_overTLSWithEncryptedKey_works() throws {
         server.shutdown(gracePeriod: 1)
         server.wait()
     }
-    let p = Process()
-    p.executableURL = clientPython
-    p.arguments = ["-c", """
+    let (status, text) = try runClientPython(["-c", """
         from monailabel.client import MONAILabelClient
         c = MONAILabelClient("https://127.0.0.1:\(server.port)")
         info = c.info()
         assert info["datastore"]["total"] == 2, info
         print("TLS OK")
-        """]
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    #expect(p.terminationStatus == 0 && text.contains("TLS OK"), "\(text)")
+        """])
+    #expect(status == 0 && text.contains("TLS OK"), "\(text)")
 }
