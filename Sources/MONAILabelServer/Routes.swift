@@ -37,6 +37,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     ModelRoutes.register(&router, ctx)
     LogsRoutes.register(&router, ctx)
     TrainRoutes.register(&router, ctx)
+    ScoringRoutes.register(&router, ctx)
     return router
 }
 

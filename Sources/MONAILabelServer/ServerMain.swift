@@ -63,6 +63,7 @@ public final class RunningServer: Sendable {
 
     public func shutdown(gracePeriod: Double = 10) {
         app.training.jobs.shutdown()
+        app.scoring.jobs.shutdown()
         http.shutdown(gracePeriod: gracePeriod)
     }
     public func wait() { http.wait() }
@@ -127,6 +128,7 @@ public enum ServerMain {
         HTTPServer.stopOnSignals(server.http)
         server.wait()
         server.app.training.jobs.shutdown()
+        server.app.scoring.jobs.shutdown()
         server.log.info("Server stopped")
     }
 
