@@ -38,6 +38,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     LogsRoutes.register(&router, ctx)
     TrainRoutes.register(&router, ctx)
     ScoringRoutes.register(&router, ctx)
+    BatchInferRoutes.register(&router, ctx)
     return router
 }
 

@@ -64,6 +64,7 @@ public final class RunningServer: Sendable {
     public func shutdown(gracePeriod: Double = 10) {
         app.training.jobs.shutdown()
         app.scoring.jobs.shutdown()
+        app.batchInfer.jobs.shutdown()
         http.shutdown(gracePeriod: gracePeriod)
     }
     public func wait() { http.wait() }
@@ -129,6 +130,7 @@ public enum ServerMain {
         server.wait()
         server.app.training.jobs.shutdown()
         server.app.scoring.jobs.shutdown()
+        server.app.batchInfer.jobs.shutdown()
         server.log.info("Server stopped")
     }
 

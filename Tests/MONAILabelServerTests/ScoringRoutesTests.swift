@@ -28,7 +28,10 @@ final class ScoringHarness {
         router = makeRouter(app: app, log: .silent)
     }
 
-    deinit { app.scoring.jobs.shutdown() }
+    deinit {
+        app.scoring.jobs.shutdown()
+        app.batchInfer.jobs.shutdown()
+    }
 
     /// An executable that sleeps whatever it is asked to run.
     static func sleeper(in dir: URL) throws -> URL {

@@ -105,6 +105,8 @@ public final class MONAILabelApp: @unchecked Sendable {
     public let training: TrainingService
     /// Scoring methods and their jobs (Scoring/ScoringService.swift).
     public let scoring: ScoringService
+    /// Batch inference jobs (BatchInfer/BatchInferService.swift).
+    public let batchInfer: BatchInferService
 
     public var modelDir: URL { appDir.appendingPathComponent("model") }
     public var logFile: URL { appDir.appendingPathComponent("logs/app.log") }
@@ -140,6 +142,7 @@ public final class MONAILabelApp: @unchecked Sendable {
         admission = InferAdmission(capacity: settings.inferQueue)
         training = TrainingService(settings: settings)
         scoring = ScoringService(settings: settings, datastore: datastore)
+        batchInfer = BatchInferService(settings: settings, datastore: datastore)
         sessions = settings.sessions
             ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil
     }
