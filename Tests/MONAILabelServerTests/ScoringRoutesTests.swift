@@ -199,6 +199,7 @@ final class ScoringHarness {
         #expect(stopped.status == 200)
         #expect(stopped.json?["id"]?.stringValue == id)
         #expect(stopped.json?["status"]?.stringValue == "STOPPED")
+        #expect(stopped.json?["details"] == ["Scoring Task stopped before it wrote any output"])
         #expect(try s.waitFinished()["status"]?.stringValue == "STOPPED")
         #expect(try s.send(.delete, "/scoring/").json == .null)
     }

@@ -46,8 +46,11 @@ public final class BackgroundJobs: @unchecked Sendable {
         self.stopGrace = stopGrace
     }
 
+    /// The method as Python's `capitalize()` writes it in upstream's messages: Train, Scoring, Batch_infer.
+    public var taskName: String { method.prefix(1).uppercased() + method.dropFirst().lowercased() }
+
     /// Upstream's `++++++++++ Train Task is Already Running`.
-    public var busyMessage: String { "++++++++++ \(method.prefix(1).uppercased() + method.dropFirst().lowercased()) Task is Already Running" }
+    public var busyMessage: String { "++++++++++ \(taskName) Task is Already Running" }
 
     /// Submits a job; throws `.busy` when one runs and `enqueue` is false. Returns the new job (SUBMITTED).
     public func submit(_ request: JSONObject, enqueue: Bool) throws -> Job {
@@ -78,7 +81,7 @@ public final class BackgroundJobs: @unchecked Sendable {
     /// `DELETE`: stops the running job (SIGTERM, SIGKILL after the grace period) and returns it, STOPPED.
     public func stop() -> Job? {
         cond.lock()
-        let job = book.stop(now: Self.timestamp())
+        let job = book.stop(now: Self.timestamp(), taskName: taskName)
         let process = job.flatMap { processes[$0.id] }
         cond.broadcast()
         cond.unlock()
