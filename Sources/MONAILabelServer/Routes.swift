@@ -37,6 +37,8 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     ModelRoutes.register(&router, ctx)
     LogsRoutes.register(&router, ctx)
     TrainRoutes.register(&router, ctx)
+    ScoringRoutes.register(&router, ctx)
+    BatchInferRoutes.register(&router, ctx)
     return router
 }
 

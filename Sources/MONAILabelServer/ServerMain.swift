@@ -67,6 +67,8 @@ public final class RunningServer: Sendable {
 
     public func shutdown(gracePeriod: Double = 10) {
         app.training.jobs.shutdown()
+        app.scoring.jobs.shutdown()
+        app.batchInfer.jobs.shutdown()
         http.shutdown(gracePeriod: gracePeriod)
     }
     public func wait() { http.wait() }
@@ -131,6 +133,8 @@ public enum ServerMain {
         HTTPServer.stopOnSignals(server.http)
         server.wait()
         server.app.training.jobs.shutdown()
+        server.app.scoring.jobs.shutdown()
+        server.app.batchInfer.jobs.shutdown()
         server.log.info("Server stopped")
     }
 

@@ -10,7 +10,9 @@ public enum TaskRunner {
     public static func run(method: String, request: String, appDir: String, studies: String, conf: [String: String],
                            output: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws
     {
-        guard method == "train" else { throw MONAILabelError.invalid("unknown task method '\(method)' (train)") }
+        guard ["train", "scoring", "batch_infer"].contains(method) else {
+            throw MONAILabelError.invalid("unknown task method '\(method)' (train, scoring, batch_infer)")
+        }
         guard let req = (try? JSONValue.parse(request))?.objectValue else {
             throw MONAILabelError.invalid("--request must be a JSON object")
         }
@@ -23,11 +25,21 @@ public enum TaskRunner {
         let datastore = try LocalDatastore(root: URL(fileURLWithPath: studies), patterns: settings.datastoreFileExt,
                                            readOnly: true, autoReload: false)
         let monai = try MONAILabelApp(settings: settings, datastore: datastore)
-        let result = try monai.train(request: req, log: { emit($0) }, progress: { p in
-            emit(JobBook.progressPrefix + JSONValue.object(p).compactString())
-        })
+        let result: JSONValue
+        if method == "scoring" {
+            let name = req["method"]?.stringValue ?? ""
+            let scorer = try monai.scoring.requireMethod(name)
+            emit("Running scoring method \(name)")
+            result = try scorer.score(request: req, datastore: datastore, log: { emit($0) }).json
+        } else if method == "batch_infer" {
+            result = .object(try monai.batchInfer(request: req, log: { emit($0) }))
+        } else {
+            result = .object(try monai.train(request: req, log: { emit($0) }, progress: { p in
+                emit(JobBook.progressPrefix + JSONValue.object(p).compactString())
+            }))
+        }
         if let output {
-            try FileOps.atomicWrite(JSONValue.object(result).compactBytes(), to: URL(fileURLWithPath: output))
+            try FileOps.atomicWrite(result.compactBytes(), to: URL(fileURLWithPath: output))
         }
     }
 

@@ -10,7 +10,7 @@ struct RunTask: ParsableCommand {
         commandName: "run_task", abstract: "Run one background task (the server's child process).",
         shouldDisplay: false)
 
-    @Option(name: [.customShort("m"), .long], help: "Task method: train.")
+    @Option(name: [.customShort("m"), .long], help: "Task method: train, scoring or batch_infer.")
     var method: String
     @Option(name: [.customShort("r"), .long], help: "The request as a JSON object.")
     var request: String

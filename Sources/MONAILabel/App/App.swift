@@ -106,6 +106,10 @@ public final class MONAILabelApp: @unchecked Sendable {
     public let admission: InferAdmission
     /// Train jobs and the planner (Train/Training.swift).
     public let training: TrainingService
+    /// Scoring methods and their jobs (Scoring/ScoringService.swift).
+    public let scoring: ScoringService
+    /// Batch inference jobs (BatchInfer/BatchInferService.swift).
+    public let batchInfer: BatchInferService
 
     public var modelDir: URL { appDir.appendingPathComponent("model") }
     public var logFile: URL { appDir.appendingPathComponent("logs/app.log") }
@@ -150,6 +154,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         strategies = strats
         admission = InferAdmission(capacity: settings.inferQueue)
         training = TrainingService(settings: settings)
+        scoring = ScoringService(settings: settings, datastore: datastore)
+        batchInfer = BatchInferService(settings: settings, datastore: datastore)
         sessions = settings.sessions
             ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil
     }
@@ -177,7 +183,7 @@ public final class MONAILabelApp: @unchecked Sendable {
         info["models"] = .object(models)
         info["trainers"] = .object(trainerInfo())
         info["strategies"] = .object(strategyInfo)
-        info["scoring"] = .object(JSONObject())
+        info["scoring"] = .object(scoring.info)
         info["train_stats"] = .object(trainStatsInfo())
         info["datastore"] = datastore.status().json
         return .object(info)

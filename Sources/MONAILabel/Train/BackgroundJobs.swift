@@ -31,17 +31,26 @@ public final class BackgroundJobs: @unchecked Sendable {
     private let cond = NSCondition()
     private var book = JobBook()
     private var processes: [String: Process] = [:]
-    private var results: [String: URL] = [:]
+    private var results: [String: JSONValue] = [:]
+    private let onResult: (@Sendable (JSONValue) throws -> JSONValue)?
     private var shuttingDown = false
 
-    public init(method: String, launcher: Launcher, stopGrace: Double = 3) {
+    /// - Parameter onResult: runs in the server on the result of every successful child before the job shows
+    ///   DONE (scoring applies its datastore updates there); what it returns is what `wait` hands back, and
+    ///   an error it throws marks the job ERROR.
+    public init(method: String, launcher: Launcher, stopGrace: Double = 3,
+                onResult: (@Sendable (JSONValue) throws -> JSONValue)? = nil) {
         self.method = method
+        self.onResult = onResult
         self.launcher = launcher
         self.stopGrace = stopGrace
     }
 
+    /// The method as Python's `capitalize()` writes it in upstream's messages: Train, Scoring, Batch_infer.
+    public var taskName: String { method.prefix(1).uppercased() + method.dropFirst().lowercased() }
+
     /// Upstream's `++++++++++ Train Task is Already Running`.
-    public var busyMessage: String { "++++++++++ \(method.prefix(1).uppercased() + method.dropFirst().lowercased()) Task is Already Running" }
+    public var busyMessage: String { "++++++++++ \(taskName) Task is Already Running" }
 
     /// Submits a job; throws `.busy` when one runs and `enqueue` is false. Returns the new job (SUBMITTED).
     public func submit(_ request: JSONObject, enqueue: Bool) throws -> Job {
@@ -64,18 +73,15 @@ public final class BackgroundJobs: @unchecked Sendable {
         cond.lock()
         while let j = book.job(id), !j.status.isFinished { cond.wait() }
         let job = book.job(id)
-        let file = results.removeValue(forKey: id)
+        let value = results.removeValue(forKey: id)
         cond.unlock()
-        guard let file else { return (job, nil) }
-        defer { try? FileManager.default.removeItem(at: file) }
-        let value = FileManager.default.contents(atPath: file.path).flatMap { try? JSONValue.parse(Array($0)) }
         return (job, value)
     }
 
     /// `DELETE`: stops the running job (SIGTERM, SIGKILL after the grace period) and returns it, STOPPED.
     public func stop() -> Job? {
         cond.lock()
-        let job = book.stop(now: Self.timestamp())
+        let job = book.stop(now: Self.timestamp(), taskName: taskName)
         let process = job.flatMap { processes[$0.id] }
         cond.broadcast()
         cond.unlock()
@@ -124,7 +130,6 @@ public final class BackgroundJobs: @unchecked Sendable {
         }
         let resultFile = FileManager.default.temporaryDirectory
             .appendingPathComponent("monailabel-\(method)-\(id).json")
-        results[id] = resultFile
         let p = Process()
         p.executableURL = launcher.executable
         p.arguments = launcher.arguments(request, resultFile)
@@ -157,7 +162,20 @@ public final class BackgroundJobs: @unchecked Sendable {
             if exitCode == nil { launchError = "the \(method) process was killed by signal \(p.terminationStatus)" }
             else if exitCode != 0 { launchError = "the \(method) process exited with status \(p.terminationStatus)" }
         }
+        var result: JSONValue?
+        if exitCode == 0 {
+            result = FileManager.default.contents(atPath: resultFile.path).flatMap { try? JSONValue.parse(Array($0)) }
+            if let value = result, let onResult, locked({ book.job(id)?.status == .running }) {
+                do { result = try onResult(value) } catch {
+                    result = nil
+                    exitCode = 1
+                    launchError = "the \(method) result could not be applied: \(error)"
+                }
+            }
+        }
+        try? FileManager.default.removeItem(at: resultFile)
         cond.lock()
+        if let result { results[id] = result }
         processes[id] = nil
         let next = book.finished(id, exitCode: exitCode, reason: launchError, now: Self.timestamp())
         let stopNext = shuttingDown

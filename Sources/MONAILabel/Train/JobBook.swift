@@ -104,13 +104,13 @@ public struct JobBook: Sendable {
 
     /// `DELETE /train/`: marks the running job STOPPED and returns it (the caller kills its process); nil when
     /// nothing runs. Queued jobs stay queued, as upstream.
-    public mutating func stop(now: String) -> Job? {
+    public mutating func stop(now: String, taskName: String = "Train") -> Job? {
         guard let id = runningID, let i = index(id), jobs[i].status == .running || jobs[i].status == .submitted
         else { return nil }
         jobs[i].status = .stopped
         jobs[i].endTS = now
         // Slicer shows `details[-1]` after a stop.
-        if jobs[i].details.isEmpty { jobs[i].details.append("Train Task stopped before it wrote any output") }
+        if jobs[i].details.isEmpty { jobs[i].details.append("\(taskName) Task stopped before it wrote any output") }
         return jobs[i]
     }
 

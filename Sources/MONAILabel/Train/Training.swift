@@ -9,20 +9,8 @@ public final class TrainingService: @unchecked Sendable {
     private var finalLabelsSinceTrain = 0
 
     init(settings: Settings) {
-        let exe = settings.taskRunner.isEmpty
-            ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() : URL(fileURLWithPath: settings.taskRunner)
-        var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
-        if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
-        env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
-        let app = settings.appDir.path, studies = settings.studies
-        let conf = settings.conf.sorted { $0.key < $1.key }
-        let launcher = BackgroundJobs.Launcher(executable: exe, environment: env) { request, result in
-            var args = ["run_task", "--method", "train", "--request", JSONValue.object(request).compactString(),
-                        "--app", app, "--studies", studies, "--output", result.path]
-            for (k, v) in conf { args += ["--conf", k, v] }
-            return args
-        }
-        jobs = BackgroundJobs(method: "train", launcher: launcher, stopGrace: Double(settings.trainStopGrace))
+        jobs = BackgroundJobs(method: "train", launcher: .runTask(method: "train", settings: settings),
+                              stopGrace: Double(settings.trainStopGrace))
     }
 
     /// Counts a saved final label; true when `every` have accumulated since the last auto-train (and resets).

@@ -1,0 +1,57 @@
+import Foundation
+
+extension BackgroundJobs.Launcher {
+    /// The server's own executable as `monailabel run_task --method <method>` on this app and studies folder.
+    static func runTask(method: String, settings: Settings) -> Self {
+        let exe = settings.taskRunner.isEmpty
+            ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() : URL(fileURLWithPath: settings.taskRunner)
+        var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
+        if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
+        env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
+        let app = settings.appDir.path, studies = settings.studies
+        let conf = settings.conf.sorted { $0.key < $1.key }
+        return BackgroundJobs.Launcher(executable: exe, environment: env) { request, result in
+            var args = ["run_task", "--method", method, "--request", JSONValue.object(request).compactString(),
+                        "--app", app, "--studies", studies, "--output", result.path]
+            for (k, v) in conf { args += ["--conf", k, v] }
+            return args
+        }
+    }
+}
+
+/// The app's scoring side (spec sections 1.8 and 4.4): the methods `/info/` lists and their job list. Jobs run
+/// in child processes that only read the datastore; the server applies the updates they report.
+public final class ScoringService: Sendable {
+    public let methods: OrderedMap<any ScoringMethod>
+    public let jobs: BackgroundJobs
+
+    init(settings: Settings, datastore: Datastore) {
+        var m = OrderedMap<any ScoringMethod>()
+        if settings.tasksScoring {
+            for s: any ScoringMethod in [DiceScoring(), SumScoring()] { m[s.name] = s }
+        }
+        methods = m
+        jobs = BackgroundJobs(method: "scoring", launcher: .runTask(method: "scoring", settings: settings),
+                              stopGrace: Double(settings.trainStopGrace)) { value in
+            let outcome = try ScoringOutcome(json: value)
+            try outcome.apply(to: datastore)
+            return .object(outcome.result)
+        }
+    }
+
+    /// `/info/` `scoring`: `{name: {"description"}}`.
+    public var info: JSONObject {
+        var o = JSONObject()
+        for (name, s) in methods { o[name] = ["description": .string(s.description)] }
+        return o
+    }
+
+    /// Throws 404 for a method this app does not have (upstream queues it and lets the child fail).
+    public func requireMethod(_ name: String) throws -> any ScoringMethod {
+        guard let m = methods[name] else {
+            throw MONAILabelError.notFound(
+                "Scoring method '\(name)' not found; available: \(methods.keys.joined(separator: ", "))")
+        }
+        return m
+    }
+}
