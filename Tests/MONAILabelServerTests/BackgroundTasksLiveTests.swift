@@ -7,17 +7,7 @@ import MONAILabel
 @Test(.timeLimit(.minutes(2)))
 func liveServer_scoringAndBatchInferRunSync_answerOverSockets() throws {
     let tmp = TempDir()
-    let studies = tmp.url.appendingPathComponent("studies")
-    try DemoStudies.write(to: studies, count: 3, labeled: 2, shape: [32, 32, 16], spacing: [3, 3, 4])
-    let appDir = tmp.url.appendingPathComponent("app")
-    try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
-    try Data(TrainHarness.appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
-    let options = ServerOptions(appDir: appDir.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
-                                host: "127.0.0.1", port: 0, logLevel: .warning)
-    let server = try ServerMain.start(options, environment: [
-        "MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": TrainHarness.runner.path,
-        "MONAI_LABEL_TORCH_THREADS": "1",
-    ])
+    let server = try TrainHarness.startLiveServer(tmp, count: 3, labeled: 2)
     defer {
         server.shutdown(gracePeriod: 1)
         server.wait()

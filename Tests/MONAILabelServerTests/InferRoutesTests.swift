@@ -32,7 +32,7 @@ import MONAILabel
 
 @Test func inferAdmission_full_answersUnavailable() throws {
     let gate = InferAdmission(capacity: 1)
-    try gate.run {
+    _ = try gate.run {
         #expect(throws: MONAILabelError(.unavailable, "Inference queue is full (1 requests in flight); retry later")) {
             try gate.run { () }
         }

@@ -46,6 +46,21 @@ final class TrainHarness {
 
     deinit { app.training.jobs.shutdown() }
 
+    /// The real server (HTTP on an ephemeral loopback port) on `count` tiny cases with this app, its jobs run by
+    /// the freshly built `monailabel`.
+    static func startLiveServer(_ tmp: TempDir, count: Int, labeled: Int) throws -> RunningServer {
+        let studies = tmp.url.appendingPathComponent("studies")
+        try DemoStudies.write(to: studies, count: count, labeled: labeled, shape: [32, 32, 16], spacing: [3, 3, 4])
+        let appDir = tmp.url.appendingPathComponent("app")
+        try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
+        try Data(appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
+        let options = ServerOptions(appDir: appDir.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
+                                    host: "127.0.0.1", port: 0, logLevel: .warning)
+        return try ServerMain.start(options, environment: [
+            "MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": runner.path, "MONAI_LABEL_TORCH_THREADS": "1",
+        ])
+    }
+
     /// The `monailabel` built next to the test bundle.
     static var runner: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("monailabel")
@@ -265,37 +280,20 @@ final class TrainHarness {
 
 private let trainRepoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
-private let trainClientPython = trainRepoRoot.appendingPathComponent(".venv-client/bin/python")
 
 /// The real Python client's train_start / train_status / train_stop against the live server (real sockets).
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: trainClientPython.path),
+@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: trainRepoRoot.appendingPathComponent(".venv-client/bin/python").path),
                "needs .venv-client (scripts/make-client-venv.sh)"), .timeLimit(.minutes(3)))
 func pythonClient_trainStartStatusStop_works() throws {
     let tmp = TempDir()
-    let studies = tmp.url.appendingPathComponent("studies")
-    try DemoStudies.write(to: studies, count: 5, labeled: 4, shape: [32, 32, 16], spacing: [3, 3, 4])
-    let appDir = tmp.url.appendingPathComponent("app")
-    try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
-    try Data(TrainHarness.appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
-    let options = ServerOptions(appDir: appDir.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
-                                host: "127.0.0.1", port: 0, logLevel: .warning)
-    let server = try ServerMain.start(options, environment: [
-        "MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": TrainHarness.runner.path,
-        "MONAI_LABEL_TORCH_THREADS": "1",
-    ])
+    let server = try TrainHarness.startLiveServer(tmp, count: 5, labeled: 4)
     defer {
         server.shutdown(gracePeriod: 1)
         server.wait()
     }
-    let p = Process()
-    p.executableURL = trainClientPython
-    p.arguments = [trainRepoRoot.appendingPathComponent("Tests/e2e/train_sequence.py").path, "http://127.0.0.1:\(server.port)"]
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    #expect(p.terminationStatus == 0, "\(text)")
+    let (status, text) = try runClientPython([
+        trainRepoRoot.appendingPathComponent("Tests/e2e/train_sequence.py").path, "http://127.0.0.1:\(server.port)",
+    ])
+    #expect(status == 0, "\(text)")
     #expect(text.contains("TRAIN SEQUENCE OK"))
 }
