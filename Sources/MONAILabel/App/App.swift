@@ -151,10 +151,29 @@ public final class MONAILabelApp: @unchecked Sendable {
                 }
             }
         }
+        // Epistemic active learning (upstream's radiology `--conf epistemic_enabled true`): per model that has a
+        // dropout-capable network, `<model>_epistemic` scoring and strategy as upstream names them, plus plain
+        // `epistemic` for the first such model.
+        var modelScoring: [any ScoringMethod] = []
+        if settings.confFlag("epistemic_enabled", default: false) {
+            let samples = Int(settings.conf["epistemic_samples"] ?? "5") ?? 5
+            let capable = tasks.values.compactMap { $0 as? SegmentationTask }.filter(EpistemicScoring.supports)
+            for (i, t) in capable.enumerated() {
+                for name in (i == 0 ? ["epistemic"] : []) + ["\(t.name)_epistemic"] {
+                    modelScoring.append(EpistemicScoring(name: name, task: t, samples: samples))
+                    if settings.tasksStrategy { strats[name] = ScoreRankingStrategy(name: name) }
+                }
+            }
+        }
         strategies = strats
         admission = InferAdmission(capacity: settings.inferQueue)
-        training = TrainingService(settings: settings)
-        scoring = ScoringService(settings: settings, datastore: datastore)
+        let scoring = ScoringService(settings: settings, datastore: datastore, modelMethods: modelScoring)
+        self.scoring = scoring
+        // Upstream re-scores after every training run when auto-update-scoring is on; the new model makes the
+        // epistemic scores stale. This runs on the train job's thread, never on a request.
+        var refresh: (@Sendable () -> Void)?
+        if settings.autoUpdateScoring { refresh = { _ = scoring.refreshStale() } }
+        training = TrainingService(settings: settings, afterTraining: refresh)
         batchInfer = BatchInferService(settings: settings, datastore: datastore)
         sessions = settings.sessions
             ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil

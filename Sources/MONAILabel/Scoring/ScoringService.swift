@@ -25,11 +25,15 @@ public final class ScoringService: Sendable {
     public let methods: OrderedMap<any ScoringMethod>
     public let jobs: BackgroundJobs
 
-    init(settings: Settings, datastore: Datastore) {
+    private let datastore: Datastore
+
+    /// - Parameter modelMethods: the app's model-based methods (epistemic), listed after dice and sum.
+    init(settings: Settings, datastore: Datastore, modelMethods: [any ScoringMethod] = []) {
         var m = OrderedMap<any ScoringMethod>()
         if settings.tasksScoring {
-            for s: any ScoringMethod in [DiceScoring(), SumScoring()] { m[s.name] = s }
+            for s: any ScoringMethod in [DiceScoring(), SumScoring()] + modelMethods { m[s.name] = s }
         }
+        self.datastore = datastore
         methods = m
         jobs = BackgroundJobs(method: "scoring", launcher: .runTask(method: "scoring", settings: settings),
                               stopGrace: Double(settings.trainStopGrace)) { value in
@@ -44,6 +48,27 @@ public final class ScoringService: Sendable {
         var o = JSONObject()
         for (name, s) in methods { o[name] = ["description": .string(s.description)] }
         return o
+    }
+
+    /// Queues a job for each model-based method whose scores are stale (a new model file was published since
+    /// they were computed), one per model; upstream re-runs every scoring method after training. Returns the jobs
+    /// queued. Runs on the caller's thread, so callers keep it off the request path.
+    @discardableResult
+    public func refreshStale() -> [Job] {
+        // A running job may have loaded the previous weights: only queued ones will see the new file.
+        let waiting = Set(jobs.all.filter { $0.status == .submitted }.compactMap { $0.request["method"]?.stringValue })
+        var models = Set<String>()
+        var queued: [Job] = []
+        for (name, method) in methods {
+            guard let m = method as? any ModelDependentScoring, !models.contains(m.modelName) else { continue }
+            if waiting.contains(name) || m.isStale(datastore: datastore) {
+                models.insert(m.modelName)
+                guard !waiting.contains(name), let job = try? jobs.submit(["method": .string(name)], enqueue: true)
+                else { continue }
+                queued.append(job)
+            }
+        }
+        return queued
     }
 
     /// Throws 404 for a method this app does not have (upstream queues it and lets the child fail).

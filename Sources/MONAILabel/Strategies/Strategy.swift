@@ -57,3 +57,49 @@ public struct LastStrategy: Strategy {
         datastore.unlabeledImages().max().map { ["id": .string($0)] }
     }
 }
+
+/// Upstream's `Epistemic` strategy (`tasks/activelearning/epistemic.py`, spec section 4.3), also its `TTA` with
+/// another key: ranks unlabeled images by a score in their info (`epistemic_entropy`, 0 when unscored) so the
+/// image the model is least sure of comes first, skipping images this strategy served in the last `reset`
+/// seconds (a day), which then come last, least recently served first.
+///
+/// Upstream computes a top-k by score, discards it, and picks by "age" (`min(now - served, reset)`) with ties
+/// in score order; that is the intended order when k covers every image, which is what we implement, in one
+/// sort: age descending, then score descending, then id for a stable answer.
+public struct ScoreRankingStrategy: Strategy {
+    /// The name the strategy is registered under: it records and reads `info.strategy[name].ts`.
+    public let name: String
+    public let key: String
+    public let description: String
+    public let reset: Int
+
+    public init(name: String, key: String = "epistemic_entropy",
+                description: String = "Get First Sample Based on Epistemic score", reset: Int = 86400) {
+        self.name = name
+        self.key = key
+        self.description = description
+        self.reset = reset
+    }
+
+    /// The unlabeled images in the order the strategy would serve them, with upstream's `{"score", "ts"}`
+    /// (`ts` being the capped age in seconds).
+    public func ranking(datastore: Datastore, now: Int = Int(Date().timeIntervalSince1970))
+        -> [(id: String, score: Double, age: Int)]
+    {
+        datastore.unlabeledImages().map { id in
+            let info = datastore.imageInfo(id)
+            let score = info?[key]?.doubleValue ?? 0
+            let served = info?["strategy"]?[name]?["ts"]?.intValue ?? 0
+            return (id, score.isFinite ? score : 0, min(now - served, reset))
+        }.sorted { a, b in
+            if a.age != b.age { return a.age > b.age }
+            if a.score != b.score { return a.score > b.score }
+            return a.id < b.id
+        }
+    }
+
+    public func select(request: JSONObject, datastore: Datastore) throws -> JSONObject? {
+        guard let first = ranking(datastore: datastore).first else { return nil }
+        return ["id": .string(first.id), key: ["score": .double(first.score), "ts": .int(first.age)]]
+    }
+}

@@ -8,9 +8,11 @@ public final class TrainingService: @unchecked Sendable {
     private var planning = false
     private var finalLabelsSinceTrain = 0
 
-    init(settings: Settings) {
+    /// - Parameter afterTraining: runs on the job's thread after each successful train job.
+    init(settings: Settings, afterTraining: (@Sendable () -> Void)? = nil) {
         jobs = BackgroundJobs(method: "train", launcher: .runTask(method: "train", settings: settings),
-                              stopGrace: Double(settings.trainStopGrace))
+                              stopGrace: Double(settings.trainStopGrace),
+                              onResult: afterTraining.map { hook in { @Sendable value in hook(); return value } })
     }
 
     /// Counts a saved final label; true when `every` have accumulated since the last auto-train (and resets).

@@ -1,0 +1,307 @@
+import Foundation
+import HTTPServer
+import Imaging
+import Testing
+import TorchCheckpoint
+import TorchKit
+import MONAILabel
+@testable import MONAILabelServer
+
+/// A model and volumes that make the epistemic answer known: a tiny UNet (BatchNorm, MONAI names) taught that
+/// intensity 1 is foreground, 0 background and 0.5 a coin flip; unlabeled volumes that are clean (cubes of 1 on
+/// 0: the model is sure) or ambiguous (a cube of 0.5: it cannot be). `case_b` is the ambiguous one, neither the
+/// first nor the last id, so `first`/`last`-like orders do not pass by accident.
+enum EpistemicFixture {
+    static let shape = [16, 16, 16]
+    static let network: JSONObject = [
+        "name": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [8, 16, 32],
+        "strides": [2, 2], "num_res_units": 1, "norm": "batch", "dropout": 0.2,
+    ]
+    static let appJSON = """
+        {"name": "MONAILabel - Radiology", "description": "test", "version": "0.8.5", "strategies": ["random", "first"],
+         "models": {"tiny": {
+           "type": "segmentation", "labels": {"thing": 1}, "dimension": 3, "description": "tiny",
+           "network": \(JSONValue.object(network).compactString()),
+           "pre": [], "inferer": {"roi_size": [16, 16, 16]}, "files": {"published": "tiny.pt"},
+           "train": {"description": "Train tiny", "optimizer": "Adam", "lr": 0.001, "spatial_size": [16, 16, 16],
+                     "num_samples": 1, "val_roi_size": [16, 16, 16]}}}}
+        """
+    /// A fixed past time for the fixture's model file, so any publish during a test changes `epistemic_ts`.
+    static let modelDate = Date(timeIntervalSince1970: 1_704_067_200)
+
+    /// The trained weights as checkpoint bytes, trained once per test process (a second or two).
+    static let checkpoint: Result<Data, any Error> = Result { try train() }
+
+    /// A small deterministic generator for the training volumes.
+    struct SplitMix {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func int(_ r: Range<Int>) -> Int { r.lowerBound + Int(next() % UInt64(r.count)) }
+        mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+    }
+
+    static func index(_ x: Int, _ y: Int, _ z: Int) -> Int { (x * shape[1] + y) * shape[2] + z }
+
+    /// Sets the cube `[o, o + size)` to `value`, calling `label` for each voxel it covers.
+    static func cube(_ v: inout [Float], at o: [Int], size: Int, value: Float, label: (Int) -> Void = { _ in }) {
+        for x in o[0]..<min(o[0] + size, shape[0]) {
+            for y in o[1]..<min(o[1] + size, shape[1]) {
+                for z in o[2]..<min(o[2] + size, shape[2]) {
+                    v[index(x, y, z)] = value
+                    label(index(x, y, z))
+                }
+            }
+        }
+    }
+
+    /// One training case: a bright cube (foreground) and an ambiguous cube (foreground by coin flip) in
+    /// opposite halves along x, plus a little uniform noise; the label is the one-hot `[2, *shape]`.
+    static func trainingCase(_ rng: inout SplitMix) -> (image: [Float], oneHot: [Float]) {
+        let n = shape.reduce(1, *)
+        var image = [Float](repeating: 0, count: n)
+        var fg = [Float](repeating: 0, count: n)
+        let brightLeft = rng.int(0..<2) == 0
+        func origin(left: Bool, size: Int) -> [Int] {
+            [(left ? 0 : 8) + rng.int(0..<(9 - size)), rng.int(0..<(17 - size)), rng.int(0..<(17 - size))]
+        }
+        let s1 = rng.int(3..<8), s2 = rng.int(3..<8)
+        cube(&image, at: origin(left: brightLeft, size: s1), size: s1, value: 1) { fg[$0] = 1 }
+        cube(&image, at: origin(left: !brightLeft, size: s2), size: s2, value: 0.5) { fg[$0] = rng.int(0..<2) == 0 ? 0 : 1 }
+        for i in 0..<n { image[i] += (rng.unit() - 0.5) * 0.1 }
+        return (image, fg.map { 1 - $0 } + fg)
+    }
+
+    static func train() throws -> Data {
+        Torch.manualSeed(11)
+        var rng = SplitMix(state: 3)
+        let net = try NetworkFactory.make(network)
+        net.train()
+        let optimizer = try Adam(parameters: net.parameters(), lr: 0.01)
+        let batch = 4
+        for _ in 0..<200 {
+            var xs: [Float] = [], ys: [Float] = []
+            for _ in 0..<batch {
+                let c = trainingCase(&rng)
+                xs += c.image
+                ys += c.oneHot
+            }
+            // Cross-entropy: calibrated probabilities, so 0.5 regions end up near p = 0.5.
+            let logp = try net(try Tensor(xs, shape: [batch, 1] + shape)).logSoftmax(dim: 1)
+            let loss = try logp.mul(try Tensor(ys, shape: [batch, 2] + shape)).sum(dims: [1]).mean().neg()
+            try optimizer.zeroGrad()
+            try loss.backward()
+            try optimizer.step()
+        }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("epistemic-\(UUID().uuidString).pt")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Checkpoint.write(stateDict: try net.stateDict().map { (name: $0.0, tensor: $0.1) }, key: "model", extra: [],
+                             to: url)
+        return try Data(contentsOf: url)
+    }
+
+    /// Writes the studies (`case_0` labeled; `case_a`, `case_c` clean; `case_b` ambiguous) and the app with the
+    /// trained model as its published file.
+    static func write(studies: URL, appDir: URL) throws {
+        try FileOps.makeDirectory(studies.appendingPathComponent("labels/final"))
+        let n = shape.reduce(1, *)
+        func save(_ values: [Float], _ url: URL, bytes: Bool = false) throws {
+            let data: VoxelData = bytes ? .uint8(values.map { UInt8($0) }) : .float32(values)
+            try NIfTI.write(Volume(spatialShape: shape, data: data, affine: .identity), to: url)
+        }
+        var labeled = [Float](repeating: 0, count: n), label = labeled
+        cube(&labeled, at: [3, 3, 3], size: 6, value: 1) { label[$0] = 1 }
+        try save(labeled, studies.appendingPathComponent("case_0.nii.gz"))
+        try save(label, studies.appendingPathComponent("labels/final/case_0.nii.gz"), bytes: true)
+        var a = [Float](repeating: 0, count: n)
+        cube(&a, at: [2, 2, 2], size: 6, value: 1)
+        try save(a, studies.appendingPathComponent("case_a.nii.gz"))
+        var b = [Float](repeating: 0, count: n)
+        cube(&b, at: [3, 3, 3], size: 10, value: 0.5)
+        try save(b, studies.appendingPathComponent("case_b.nii.gz"))
+        var c = [Float](repeating: 0, count: n)
+        cube(&c, at: [9, 8, 7], size: 5, value: 1)
+        try save(c, studies.appendingPathComponent("case_c.nii.gz"))
+
+        try FileOps.makeDirectory(appDir.appendingPathComponent("model"))
+        try Data(appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
+        let model = appDir.appendingPathComponent("model/tiny.pt")
+        try checkpoint.get().write(to: model)
+        try FileManager.default.setAttributes([.modificationDate: modelDate], ofItemAtPath: model.path)
+    }
+
+    static let conf = ["models": "tiny", "epistemic_enabled": "true", "epistemic_samples": "3"]
+}
+
+/// The fixture as an in-process app and router; jobs run the freshly built `monailabel` as their child.
+final class EpistemicHarness {
+    let tmp = TempDir()
+    let app: MONAILabelApp
+    let router: HTTPRouter
+    var model: URL { tmp.url.appendingPathComponent("app/model/tiny.pt") }
+
+    init(conf: [String: String] = EpistemicFixture.conf) throws {
+        let studies = tmp.url.appendingPathComponent("studies")
+        let appDir = tmp.url.appendingPathComponent("app")
+        try EpistemicFixture.write(studies: studies, appDir: appDir)
+        var settings = Settings(appDir: appDir, studies: studies.path, conf: conf)
+        settings.sessions = false
+        settings.taskRunner = TrainHarness.runner.path
+        settings.torchThreads = 1
+        settings.trainStopGrace = 2
+        app = try MONAILabelApp(settings: settings, datastore: try LocalDatastore(root: studies))
+        router = makeRouter(app: app, log: .silent)
+    }
+
+    deinit {
+        app.training.jobs.shutdown()
+        app.scoring.jobs.shutdown()
+    }
+
+    func send(_ method: HTTPMethod, _ target: String, json: String = "") throws -> (status: Int, json: JSONValue?) {
+        let headers = [("Host", "test")] + (json.isEmpty ? [] : [("Content-Type", "application/json")])
+        let req = try HTTPRequest(method: method, target: target, headers: HTTPHeaders(headers),
+                                  body: json.isEmpty ? .empty : .bytes(Array(json.utf8)))
+        let resp = router.respond(to: req)
+        defer { req.context.cleanUp() }
+        guard case .bytes(let b) = resp.body else { return (resp.status.code, nil) }
+        return (resp.status.code, try? JSONValue.parse(b))
+    }
+
+    /// Polls `GET <path>` until the latest job satisfies `done`.
+    func waitFor(_ path: String, timeout: Double = 90, _ done: (JSONValue) -> Bool) throws -> JSONValue {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last: JSONValue = .null
+        while Date() < deadline {
+            if let j = try send(.get, path).json {
+                last = j
+                if done(j) { return j }
+            }
+            usleep(100_000)
+        }
+        Issue.record("timed out polling \(path); last: \(last.compactString())")
+        return last
+    }
+
+    func scores() -> [String: Double] {
+        var out: [String: Double] = [:]
+        for id in app.datastore.listImages() {
+            if let s = app.datastore.imageInfo(id)?["epistemic_entropy"]?.doubleValue { out[id] = s }
+        }
+        return out
+    }
+
+    static func finished(_ j: JSONValue) -> Bool {
+        ["DONE", "ERROR", "STOPPED"].contains(j["status"]?.stringValue ?? "")
+    }
+}
+
+@Suite(.serialized) struct EpistemicTests {
+    @Test func epistemic_ranksTheImageTheModelIsLeastSureOfFirst() throws {
+        let h = try EpistemicHarness()
+        let method = try h.app.scoring.requireMethod("epistemic")
+        let outcome = try method.score(request: [:], datastore: h.app.datastore, log: { _ in })
+        try outcome.apply(to: h.app.datastore)
+        #expect(outcome.result.keys.sorted() == ["case_a", "case_b", "case_c"], "labeled case_0 is not scored")
+        let s = h.scores()
+        let a = try #require(s["case_a"]), b = try #require(s["case_b"]), c = try #require(s["case_c"])
+        #expect(b > 2 * max(a, c), "ambiguous \(b) vs clean \(a), \(c)")
+        let ts = Int(EpistemicFixture.modelDate.timeIntervalSince1970)
+        #expect(h.app.datastore.imageInfo("case_b")?["epistemic_ts"] == .int(ts))
+        #expect(h.app.datastore.imageInfo("case_b")?["epistemic_model"] == "tiny")
+
+        let first = try h.app.nextSample(strategy: "epistemic", request: [:])
+        #expect(first["id"] == "case_b")
+        // Served now, so the next pick is the more uncertain of the clean ones.
+        let second = try h.app.nextSample(strategy: "epistemic", request: [:])
+        #expect(second["id"] == (a > c ? "case_a" : "case_c"))
+        // The upstream-named strategy reads the same scores.
+        #expect(try h.app.nextSample(strategy: "tiny_epistemic", request: [:])["id"] == "case_b")
+    }
+
+    @Test func epistemic_skipsImagesScoredWithTheCurrentModel_rescoresAfterANewOne() throws {
+        let h = try EpistemicHarness()
+        let method = try h.app.scoring.requireMethod("tiny_epistemic")
+        try method.score(request: ["num_samples": 2], datastore: h.app.datastore, log: { _ in }).apply(to: h.app.datastore)
+        let again = try method.score(request: [:], datastore: h.app.datastore, log: { _ in })
+        #expect(again.result.isEmpty)
+        let stale = try #require(method as? any ModelDependentScoring)
+        #expect(!stale.isStale(datastore: h.app.datastore))
+
+        let newer = EpistemicFixture.modelDate.addingTimeInterval(3600)
+        try FileManager.default.setAttributes([.modificationDate: newer], ofItemAtPath: h.model.path)
+        #expect(stale.isStale(datastore: h.app.datastore))
+        let rescored = try method.score(request: [:], datastore: h.app.datastore, log: { _ in })
+        #expect(rescored.result.keys.sorted() == ["case_a", "case_b", "case_c"])
+        #expect(rescored.imageInfo["case_a"]?["epistemic_ts"] == .int(Int(newer.timeIntervalSince1970)))
+    }
+
+    @Test func epistemic_noModelFile_failsWithAClearMessage() throws {
+        let h = try EpistemicHarness()
+        try FileManager.default.removeItem(at: h.model)
+        let method = try h.app.scoring.requireMethod("epistemic")
+        #expect {
+            try method.score(request: [:], datastore: h.app.datastore, log: { _ in })
+        } throws: { ($0 as? MONAILabelError)?.message.contains("no weights file") == true }
+    }
+
+    @Test func info_epistemicEnabled_listsStrategiesAndScoring_disabledListsNone() throws {
+        let h = try EpistemicHarness()
+        let info = try #require(try h.send(.get, "/info/").json)
+        #expect(info["strategies"]?.objectValue?.keys == ["random", "first", "epistemic", "tiny_epistemic"])
+        #expect(info["strategies"]?["epistemic"]?["description"] == "Get First Sample Based on Epistemic score")
+        #expect(info["scoring"]?.objectValue?.keys == ["dice", "sum", "epistemic", "tiny_epistemic"])
+        #expect(info["scoring"]?["epistemic"]?["description"] == "Compute initial score based on dropout")
+
+        let off = try EpistemicHarness(conf: ["models": "tiny"])
+        let offInfo = try #require(try off.send(.get, "/info/").json)
+        #expect(offInfo["strategies"]?.objectValue?.keys == ["random", "first"])
+        #expect(offInfo["scoring"]?.objectValue?.keys == ["dice", "sum"])
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func scoringEpistemic_runsAsAJob_thenActiveLearningServesTheUncertainImage() throws {
+        let h = try EpistemicHarness()
+        let submitted = try h.send(.post, "/scoring/epistemic", json: "{}")
+        #expect(submitted.status == 200)
+        #expect(submitted.json?["status"] == "SUBMITTED")
+        #expect(submitted.json?["request"]?["method"] == "epistemic")
+        let done = try h.waitFor("/scoring/", EpistemicHarness.finished)
+        #expect(done["status"] == "DONE", "\(done.compactString())")
+        #expect(Set(h.scores().keys) == ["case_a", "case_b", "case_c"])
+
+        let next = try h.send(.post, "/activelearning/epistemic", json: #"{"client_id": "tester"}"#)
+        #expect(next.status == 200)
+        #expect(next.json?["id"] == "case_b")
+        #expect(next.json?["epistemic_entropy"]?.doubleValue != nil, "the image info's score, as upstream's merge")
+        #expect(next.json?["strategy"]?["epistemic"]?["client_id"] == "tester")
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func training_publishesANewModel_queuesEpistemicRescoring() throws {
+        let h = try EpistemicHarness()
+        let method = try h.app.scoring.requireMethod("epistemic")
+        try method.score(request: ["num_samples": 2], datastore: h.app.datastore, log: { _ in }).apply(to: h.app.datastore)
+        let oldTS = h.app.datastore.imageInfo("case_a")?["epistemic_ts"]
+
+        let train = try h.send(.post, "/train/tiny", json: #"{"max_epochs": 1, "val_split": 0}"#)
+        #expect(train.status == 200, "\(train.json?.compactString() ?? "")")
+        let trained = try h.waitFor("/train/", EpistemicHarness.finished)
+        #expect(trained["status"] == "DONE", "\(trained.compactString())")
+        // The train job's completion queued a scoring job; wait for it.
+        let scoring = try h.waitFor("/scoring/") { EpistemicHarness.finished($0) }
+        #expect(scoring["request"]?["method"] == "epistemic")
+        #expect(scoring["status"] == "DONE", "\(scoring.compactString())")
+        let mtime = try #require(FileOps.modificationTime(h.model.path))
+        let newTS = JSONValue.int(Int(mtime / 1_000_000_000))
+        #expect(newTS != oldTS)
+        for id in ["case_a", "case_b", "case_c"] {
+            #expect(h.app.datastore.imageInfo(id)?["epistemic_ts"] == newTS, "\(id)")
+        }
+    }
+}
