@@ -268,6 +268,26 @@ final class EpistemicHarness {
         #expect(offInfo["scoring"]?.objectValue?.keys == ["dice", "sum"])
     }
 
+    @Test func tta_ranksTheAmbiguousImageFirst_scoresCarryTheModelTime() throws {
+        let h = try EpistemicHarness(conf: ["models": "tiny", "tta_enabled": "true"])
+        let info = try #require(try h.send(.get, "/info/").json)
+        #expect(info["strategies"]?.objectValue?.keys == ["random", "first", "tta", "tiny_tta"])
+        #expect(info["scoring"]?.objectValue?.keys == ["dice", "sum", "tta", "tiny_tta"])
+        let outcome = try h.app.scoring.requireMethod("tta").score(request: [:], datastore: h.app.datastore, log: { _ in })
+        try outcome.apply(to: h.app.datastore)
+        #expect(outcome.result.keys.sorted() == ["case_a", "case_b", "case_c"])
+        var variance: [String: Double] = [:]
+        for id in ["case_a", "case_b", "case_c"] {
+            let i = h.app.datastore.imageInfo(id)
+            #expect(i?["tta_ts"] == .int(Int(EpistemicFixture.modelDate.timeIntervalSince1970)))
+            variance[id] = try #require(i?["tta_variance"]?.doubleValue)
+        }
+        let a = try #require(variance["case_a"]), b = try #require(variance["case_b"]), c = try #require(variance["case_c"])
+        #expect(b > 5 * max(a, c), "ambiguous \(b) vs clean \(a), \(c)")
+        #expect(try h.app.nextSample(strategy: "tta", request: [:])["id"] == "case_b")
+        #expect(try h.app.scoring.requireMethod("tta").score(request: [:], datastore: h.app.datastore, log: { _ in }).result.isEmpty)
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func scoringEpistemic_runsAsAJob_thenActiveLearningServesTheUncertainImage() throws {
         let h = try EpistemicHarness()

@@ -131,12 +131,49 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
 }
 
 @Test func modelScore_isCurrentOnlyForTheSameModelFileTimeAndModel() {
-    #expect(EpistemicScoring.isCurrent(["epistemic_ts": 5, "epistemic_model": "a"], ts: 5, model: "a"))
-    #expect(!EpistemicScoring.isCurrent(["epistemic_ts": 5, "epistemic_model": "b"], ts: 5, model: "a"))
-    #expect(!EpistemicScoring.isCurrent(["epistemic_ts": 4, "epistemic_model": "a"], ts: 5, model: "a"))
+    let k = EpistemicScoring.keys
+    #expect(ModelScoring.isCurrent(["epistemic_ts": 5, "epistemic_model": "a"], keys: k, ts: 5, model: "a"))
+    #expect(!ModelScoring.isCurrent(["epistemic_ts": 5, "epistemic_model": "b"], keys: k, ts: 5, model: "a"))
+    #expect(!ModelScoring.isCurrent(["epistemic_ts": 4, "epistemic_model": "a"], keys: k, ts: 5, model: "a"))
     // Written by upstream (no model name): the time decides.
-    #expect(EpistemicScoring.isCurrent(["epistemic_ts": 5], ts: 5, model: "a"))
-    #expect(!EpistemicScoring.isCurrent([:], ts: 5, model: "a"))
+    #expect(ModelScoring.isCurrent(["epistemic_ts": 5], keys: k, ts: 5, model: "a"))
+    #expect(!ModelScoring.isCurrent([:], keys: k, ts: 5, model: "a"))
+    // Another kind of score does not count.
+    #expect(!ModelScoring.isCurrent(["epistemic_ts": 5], keys: TTAScoring.keys, ts: 5, model: "a"))
+}
+
+// MARK: Test-time augmentation variance
+
+@Test func variance_twoSamples_matchesHandComputedPopulationVariance() throws {
+    // [1, C=2, 2 voxels]; channel 0 dropped. Voxel 0: 0.2 and 0.6 -> var 0.04; voxel 1: 0.9 twice -> 0.
+    var acc = VarianceAccumulator()
+    try acc.add(probabilities: Tensor([Float(0.8), 0.1, 0.2, 0.9], shape: [1, 2, 2]))
+    try acc.add(probabilities: Tensor([Float(0.4), 0.1, 0.6, 0.9], shape: [1, 2, 2]))
+    let map = try acc.varianceMap().to(.float32).floats()
+    #expect(abs(Double(map[0]) - 0.04) < 1e-6)
+    #expect(abs(Double(map[1])) < 1e-9)
+    #expect(abs(try acc.score() - 0.02) < 1e-6)
+}
+
+@Test func tta_flips_identityFirstThenSingleAxesThenPairs() {
+    #expect(TTAScoring.flips(dims: 3) == [[], [2], [3], [4], [2, 3], [2, 4], [3, 4], [2, 3, 4]])
+    #expect(TTAScoring.flips(dims: 2) == [[], [2], [3], [2, 3]])
+}
+
+@Test func tta_predictionsAreFlippedBack_soAFlipEquivariantModelHasNoVariance() throws {
+    Torch.manualSeed(3)
+    let x = try Tensor.randn([1, 1, 4, 5, 6])
+    let flips = TTAScoring.flips(dims: 3)
+    // Voxel-wise logits commute with flips: once flipped back, every augmentation agrees.
+    let pointwise = try TTAScoring.score(input: x, flips: flips) { try Tensor.cat([$0.neg(), $0], dim: 1) }
+    #expect(pointwise < 1e-10)
+    // A position-dependent model does not: the augmentations disagree.
+    let ramp = try Tensor.arange(0, 4).reshape([1, 1, 4, 1, 1])
+    let positional = try TTAScoring.score(input: x, flips: flips) { v in
+        let y = try v.add(ramp)
+        return try Tensor.cat([y.neg(), y], dim: 1)
+    }
+    #expect(positional > 1e-3)
 }
 
 // MARK: The ranking strategy

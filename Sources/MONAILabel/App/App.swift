@@ -151,17 +151,29 @@ public final class MONAILabelApp: @unchecked Sendable {
                 }
             }
         }
-        // Epistemic active learning (upstream's radiology `--conf epistemic_enabled true`): per model that has a
-        // dropout-capable network, `<model>_epistemic` scoring and strategy as upstream names them, plus plain
-        // `epistemic` for the first such model.
+        // Model-based active learning: `--conf epistemic_enabled true` (upstream's radiology flag) and
+        // `--conf tta_enabled true`. Per model that supports it, `<model>_epistemic` / `<model>_tta` scoring and
+        // strategy as upstream names them, plus plain `epistemic` / `tta` for the first such model.
         var modelScoring: [any ScoringMethod] = []
+        let segmentation = tasks.values.compactMap { $0 as? SegmentationTask }
         if settings.confFlag("epistemic_enabled", default: false) {
             let samples = Int(settings.conf["epistemic_samples"] ?? "5") ?? 5
-            let capable = tasks.values.compactMap { $0 as? SegmentationTask }.filter(EpistemicScoring.supports)
-            for (i, t) in capable.enumerated() {
+            for (i, t) in segmentation.filter(EpistemicScoring.supports).enumerated() {
                 for name in (i == 0 ? ["epistemic"] : []) + ["\(t.name)_epistemic"] {
                     modelScoring.append(EpistemicScoring(name: name, task: t, samples: samples))
                     if settings.tasksStrategy { strats[name] = ScoreRankingStrategy(name: name) }
+                }
+            }
+        }
+        if settings.confFlag("tta_enabled", default: false) {
+            let samples = Int(settings.conf["tta_samples"] ?? "5") ?? 5
+            for (i, t) in segmentation.enumerated() {
+                for name in (i == 0 ? ["tta"] : []) + ["\(t.name)_tta"] {
+                    modelScoring.append(TTAScoring(name: name, task: t, samples: samples))
+                    if settings.tasksStrategy {
+                        strats[name] = ScoreRankingStrategy(name: name, key: "tta_variance",
+                                                            description: "Get First Sample Based on TTA score")
+                    }
                 }
             }
         }

@@ -80,21 +80,6 @@ extension Module {
     }
 }
 
-/// Where a model-based score lives in an image's info: upstream's `<key>` and `<key>_ts`, plus the model that
-/// computed it (not upstream: with several models scoring, a model-file time alone cannot tell whose score it is).
-struct ModelScoreKeys: Sendable {
-    var score: String
-    var ts: String
-    var model: String
-}
-
-/// A scoring method whose scores depend on a model's weights: stale once a new model file is published.
-public protocol ModelDependentScoring: ScoringMethod {
-    var modelName: String { get }
-    /// True when some unlabeled image has no score from the current weights of `modelName`.
-    func isStale(datastore: Datastore) -> Bool
-}
-
 /// Upstream's `EpistemicScoring` (`tasks/scoring/epistemic.py`, spec section 4.4 v1) for a segmentation model:
 /// for every unlabeled image not yet scored with the current model file, the model's pre-transforms, then
 /// `num_samples` Monte Carlo dropout passes of its sliding-window inferer, softmax, and the entropy of the mean
@@ -140,68 +125,25 @@ public struct EpistemicScoring: ModelDependentScoring {
     static func supports(_ task: SegmentationTask) -> Bool { dropoutSpec(task.loader.networkSpec) != nil }
 
     public func isStale(datastore: Datastore) -> Bool {
-        guard let file = task.currentModelFile, let ts = Self.modelTS(file) else { return false }
-        return datastore.unlabeledImages().contains { !Self.isCurrent(datastore.imageInfo($0), ts: ts, model: modelName) }
-    }
-
-    /// Upstream's `int(os.stat(model_file).st_mtime)`.
-    static func modelTS(_ file: URL) -> Int? {
-        FileOps.modificationTime(file.path).map { Int($0 / 1_000_000_000) }
-    }
-
-    /// Scored with the weights of time `ts` by `model`; a score without a model name (written by upstream) counts
-    /// as the current model's.
-    static func isCurrent(_ info: JSONObject?, ts: Int, model: String) -> Bool {
-        guard let info, info[keys.ts]?.intValue == ts else { return false }
-        return info[keys.model]?.stringValue.map { $0 == model } ?? true
+        ModelScoring.isStale(task: task, keys: Self.keys, datastore: datastore)
     }
 
     public func score(request: JSONObject, datastore: Datastore, log: (String) -> Void) throws -> ScoringOutcome {
         log("Starting Epistemic Uncertainty scoring with model \(modelName)")
-        // Upstream scores random weights when no file exists; such scores rank noise, so we refuse instead.
-        guard let file = task.currentModelFile, let ts = Self.modelTS(file) else {
-            throw MONAILabelError.invalid("model \(modelName) has no weights file yet: train or publish one before epistemic scoring")
-        }
         var n = request["num_samples"]?.intValue ?? samples
         if n < 2 {
             n = 2
             log("EPISTEMIC:: Fixing 'num_samples=2' as min 2 samples are needed to compute entropy")
         }
-        let images = datastore.unlabeledImages().sorted()
-        log("EPISTEMIC:: Total unlabeled images: \(images.count)")
-        var out = ScoringOutcome()
-        let todo = images.filter { !Self.isCurrent(datastore.imageInfo($0), ts: ts, model: modelName) }
-        guard !todo.isEmpty else {
-            log("EPISTEMIC:: Total: \(images.count); Skipped = \(images.count); Executed: 0")
-            return out
-        }
-        let net = try mcDropoutNetwork(file)
-        for id in todo {
-            guard let path = datastore.imageURI(id) else { continue }
-            let started = Date()
-            let entropy: Double
-            do {
-                entropy = try Torch.withNoGrad { try score(imagePath: path, network: net, samples: n) }
-            } catch {
-                log("EPISTEMIC:: \(id): cannot score: \(error)")
-                continue
+        let loop = ModelScoring(task: task, keys: Self.keys, prefix: "EPISTEMIC", samples: n)
+        return try loop.run(datastore: datastore, log: log, network: mcDropoutNetwork) { input, inferer, net in
+            var acc = EntropyAccumulator()
+            for _ in 0..<n {
+                let logits = try SegmentationTask.logits(input, inferer) { try net($0) }
+                try acc.add(probabilities: EntropyAccumulator.probabilities(logits: logits))
             }
-            guard entropy.isFinite else {
-                log("EPISTEMIC:: \(id): the model's output is NaN everywhere; not scored")
-                continue
-            }
-            log(String(format: "EPISTEMIC:: %@ => entropy: %.6g (%d samples, %.2f s)", id, entropy, n,
-                       Date().timeIntervalSince(started)))
-            let info: JSONObject = [
-                Self.keys.score: .double(entropy),
-                Self.keys.ts: .int(ts),
-                Self.keys.model: .string(modelName),
-            ]
-            out.imageInfo[id] = info
-            out.result[id] = .object(info)
+            return try acc.score()
         }
-        log("EPISTEMIC:: Total: \(images.count); Skipped = \(images.count - todo.count); Executed: \(out.result.count)")
-        return out
     }
 
     /// The model's network with MC dropout and the weights of `file`.
@@ -225,49 +167,5 @@ public struct EpistemicScoring: ModelDependentScoring {
             throw MONAILabelError.invalid("model \(modelName): the network has no active dropout layer")
         }
         return net
-    }
-
-    /// The score of one image: `samples` MC dropout passes over its preprocessed volume.
-    func score(imagePath: String, network: any Layer, samples: Int) throws -> Double {
-        let input = try task.networkInput(imagePath: imagePath).to(.best)
-        let inferer = try task.slidingWindow()
-        var acc = EntropyAccumulator()
-        for _ in 0..<samples {
-            let logits = try inferer.map { sw in try sw(input) { window in try network(window) } } ?? network(input)
-            try acc.add(probabilities: EntropyAccumulator.probabilities(logits: logits))
-        }
-        return try acc.score()
-    }
-}
-
-extension SegmentationTask {
-    /// The image after the model's pre-transforms as the network's input, `[1, C, *spatial]`.
-    func networkInput(imagePath: String) throws -> Tensor {
-        var x: Volume
-        do {
-            x = try ImageIO.load(URL(fileURLWithPath: imagePath))
-        } catch {
-            throw MONAILabelError.invalid("cannot read image \(URL(fileURLWithPath: imagePath).lastPathComponent): \(error)")
-        }
-        for t in pre { try t.run(&x) }
-        return try Tensor(x.floats, shape: [1] + x.shape)
-    }
-
-    /// The model's sliding-window inferer as its definition configures it; nil for a whole-volume model.
-    func slidingWindow() throws -> SlidingWindowInferer? {
-        guard let r = inferer["roi_size"] else { return nil }
-        let roi: [Int]
-        if let i = r.intValue {
-            roi = Array(repeating: i, count: dimension)
-        } else if let a = r.arrayValue, a.count == dimension, a.allSatisfy({ ($0.intValue ?? 0) > 0 }) {
-            roi = a.compactMap(\.intValue)
-        } else {
-            throw MONAILabelError.invalid("model \(name): roi_size must be \(dimension) positive integers")
-        }
-        return SlidingWindowInferer(
-            roiSize: roi, swBatchSize: inferer["sw_batch_size"]?.intValue ?? 1,
-            overlap: inferer["overlap"]?.doubleValue ?? 0.25,
-            mode: BlendMode(rawValue: inferer["mode"]?.stringValue ?? "constant") ?? .constant,
-            padding: inferer["padding_mode"]?.stringValue == "replicate" ? .replicate : .constant(0))
     }
 }

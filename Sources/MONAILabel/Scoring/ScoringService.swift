@@ -51,18 +51,21 @@ public final class ScoringService: Sendable {
     }
 
     /// Queues a job for each model-based method whose scores are stale (a new model file was published since
-    /// they were computed), one per model; upstream re-runs every scoring method after training. Returns the jobs
+    /// they were computed), one per kind of score and model; upstream re-runs every scoring method after training. Returns the jobs
     /// queued. Runs on the caller's thread, so callers keep it off the request path.
     @discardableResult
     public func refreshStale() -> [Job] {
         // A running job may have loaded the previous weights: only queued ones will see the new file.
         let waiting = Set(jobs.all.filter { $0.status == .submitted }.compactMap { $0.request["method"]?.stringValue })
-        var models = Set<String>()
+        // `epistemic` and `<model>_epistemic` compute the same scores: one job per kind of score and model.
+        var covered = Set<String>()
         var queued: [Job] = []
         for (name, method) in methods {
-            guard let m = method as? any ModelDependentScoring, !models.contains(m.modelName) else { continue }
+            guard let m = method as? any ModelDependentScoring else { continue }
+            let key = "\(type(of: m))/\(m.modelName)"
+            guard !covered.contains(key) else { continue }
             if waiting.contains(name) || m.isStale(datastore: datastore) {
-                models.insert(m.modelName)
+                covered.insert(key)
                 guard !waiting.contains(name), let job = try? jobs.submit(["method": .string(name)], enqueue: true)
                 else { continue }
                 queued.append(job)
