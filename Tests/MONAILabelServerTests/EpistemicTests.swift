@@ -306,6 +306,18 @@ final class EpistemicHarness {
         #expect(next.json?["strategy"]?["epistemic"]?["client_id"] == "tester")
     }
 
+    @Test(.timeLimit(.minutes(2)))
+    func scoringEpistemic_withoutWeights_jobEndsInErrorWithTheReason() throws {
+        let h = try EpistemicHarness()
+        try FileManager.default.removeItem(at: h.model)
+        #expect(try h.send(.post, "/scoring/epistemic").status == 200)
+        let done = try h.waitFor("/scoring/", EpistemicHarness.finished)
+        #expect(done["status"] == "ERROR")
+        let details = done["details"]?.arrayValue?.compactMap(\.stringValue).joined(separator: "\n") ?? ""
+        #expect(details.contains("no weights file"), "\(details)")
+        #expect(h.scores().isEmpty)
+    }
+
     @Test(.timeLimit(.minutes(3)))
     func training_publishesANewModel_queuesEpistemicRescoring() throws {
         let h = try EpistemicHarness()
