@@ -102,6 +102,11 @@ public enum ServerMain {
             autoReload: settings.datastoreAutoReload, validator: ImageValidation.validator)
         let app = try MONAILabelApp(settings: settings, datastore: datastore)
         log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)")
+        // Upstream scores at start-up when auto-update-scoring is on: model-based scores not computed with the
+        // current weights are queued now, so epistemic strategies have scores without an explicit POST /scoring/.
+        if settings.autoUpdateScoring {
+            for job in app.scoring.refreshStale() { log.info("Scoring job \(job.id) queued for \(job.request["method"]?.stringValue ?? "?")") }
+        }
         if let sessions = app.sessions {
             let purged = sessions.purgeExpired()
             log.info("Session Path: \(sessions.root.path); expiry (max): \(sessions.globalExpiry) s; purged \(purged)")

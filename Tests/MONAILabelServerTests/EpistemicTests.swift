@@ -149,7 +149,7 @@ final class EpistemicHarness {
     let router: HTTPRouter
     var model: URL { tmp.url.appendingPathComponent("app/model/tiny.pt") }
 
-    init(conf: [String: String] = EpistemicFixture.conf) throws {
+    init(conf: [String: String] = EpistemicFixture.conf, autoUpdateScoring: Bool = true) throws {
         let studies = tmp.url.appendingPathComponent("studies")
         let appDir = tmp.url.appendingPathComponent("app")
         try EpistemicFixture.write(studies: studies, appDir: appDir)
@@ -158,6 +158,7 @@ final class EpistemicHarness {
         settings.taskRunner = TrainHarness.runner.path
         settings.torchThreads = 1
         settings.trainStopGrace = 2
+        settings.autoUpdateScoring = autoUpdateScoring
         app = try MONAILabelApp(settings: settings, datastore: try LocalDatastore(root: studies))
         router = makeRouter(app: app, log: .silent)
     }
@@ -307,6 +308,27 @@ final class EpistemicHarness {
     }
 
     @Test(.timeLimit(.minutes(2)))
+    func nextSample_withStaleScores_queuesScoringInTheBackground() throws {
+        let h = try EpistemicHarness()
+        // Nothing scored yet: every score is 0, so the first pick is by id, and a scoring job is queued.
+        let first = try h.send(.post, "/activelearning/epistemic")
+        #expect(first.json?["id"] == "case_a")
+        let job = try h.waitFor("/scoring/", EpistemicHarness.finished)
+        #expect(job["request"]?["method"] == "epistemic")
+        #expect(job["status"] == "DONE", "\(job.compactString())")
+        #expect(Set(h.scores().keys) == ["case_a", "case_b", "case_c"])
+        #expect(try h.send(.post, "/activelearning/epistemic").json?["id"] == "case_b")
+        // Scores are current now: no further job.
+        #expect(try h.send(.get, "/scoring/?all=true").json?.arrayValue?.count == 1)
+    }
+
+    @Test func nextSample_autoUpdateScoringOff_queuesNothing() throws {
+        let h = try EpistemicHarness(autoUpdateScoring: false)
+        #expect(try h.send(.post, "/activelearning/epistemic").status == 200)
+        #expect(try h.send(.get, "/scoring/").status == 404)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
     func scoringEpistemic_withoutWeights_jobEndsInErrorWithTheReason() throws {
         let h = try EpistemicHarness()
         try FileManager.default.removeItem(at: h.model)
@@ -345,7 +367,8 @@ final class EpistemicHarness {
 private let e2eRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
-/// Real sockets and the real Python client: scoring as a background job, then `next_sample("epistemic")`.
+/// Real sockets and the real Python client: the start-up scoring job, an explicit one, then
+/// `next_sample("epistemic")`.
 @Test(.timeLimit(.minutes(2)),
       .enabled(if: FileManager.default.isExecutableFile(atPath: e2eRoot.appendingPathComponent(".venv-client/bin/python").path),
                "needs .venv-client (scripts/make-client-venv.sh)"))

@@ -184,7 +184,7 @@ public final class MONAILabelApp: @unchecked Sendable {
         // Upstream re-scores after every training run when auto-update-scoring is on; the new model makes the
         // epistemic scores stale. This runs on the train job's thread, never on a request.
         var refresh: (@Sendable () -> Void)?
-        if settings.autoUpdateScoring { refresh = { _ = scoring.refreshStale() } }
+        if settings.autoUpdateScoring { refresh = { _ = scoring.refreshStale(newModel: true) } }
         training = TrainingService(settings: settings, afterTraining: refresh)
         batchInfer = BatchInferService(settings: settings, datastore: datastore)
         sessions = settings.sessions
@@ -257,6 +257,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         try? datastore.updateImageInfo(id, info: ["strategy": .object(strategyInfo)])
         result["path"] = .string(datastore.imageURI(id) ?? "")
         result.merge(datastore.imageInfo(id) ?? JSONObject())
+        // Upstream re-scores after every selection; only stale model-based scores need it (a queued job).
+        if settings.autoUpdateScoring { scoring.refreshStale() }
         return result
     }
 

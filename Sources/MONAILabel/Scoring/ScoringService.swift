@@ -51,12 +51,17 @@ public final class ScoringService: Sendable {
     }
 
     /// Queues a job for each model-based method whose scores are stale (a new model file was published since
-    /// they were computed), one per kind of score and model; upstream re-runs every scoring method after training. Returns the jobs
-    /// queued. Runs on the caller's thread, so callers keep it off the request path.
+    /// they were computed, or the images were never scored), one per kind of score and model. Upstream re-runs
+    /// every scoring method at start-up, after each next-sample and after training; dice and sum do not depend
+    /// on the model, so only these are re-run. Cheap when nothing is stale (image infos are in memory).
+    ///
+    /// - Parameter newModel: a model was just published: a job already running may have loaded the previous
+    ///   weights, so only queued ones count as covering the refresh.
+    /// - Returns: the jobs queued.
     @discardableResult
-    public func refreshStale() -> [Job] {
-        // A running job may have loaded the previous weights: only queued ones will see the new file.
-        let waiting = Set(jobs.all.filter { $0.status == .submitted }.compactMap { $0.request["method"]?.stringValue })
+    public func refreshStale(newModel: Bool = false) -> [Job] {
+        let waiting = Set(jobs.all.filter { $0.status == .submitted || (!newModel && $0.status == .running) }
+            .compactMap { $0.request["method"]?.stringValue })
         // `epistemic` and `<model>_epistemic` compute the same scores: one job per kind of score and model.
         var covered = Set<String>()
         var queued: [Job] = []
