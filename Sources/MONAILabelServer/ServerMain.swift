@@ -105,7 +105,9 @@ public enum ServerMain {
         // Upstream scores at start-up when auto-update-scoring is on: model-based scores not computed with the
         // current weights are queued now, so epistemic strategies have scores without an explicit POST /scoring/.
         if settings.autoUpdateScoring {
-            for job in app.scoring.refreshStale() { log.info("Scoring job \(job.id) queued for \(job.request["method"]?.stringValue ?? "?")") }
+            for job in app.scoring.refreshStale() {
+                log.info("Scoring job \(job.id) queued for \(job.request["method"]?.stringValue ?? "?")")
+            }
         }
         if let sessions = app.sessions {
             let purged = sessions.purgeExpired()

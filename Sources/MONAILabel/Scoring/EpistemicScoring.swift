@@ -153,7 +153,8 @@ public struct EpistemicScoring: ModelDependentScoring {
                 + "TorchScript (\(file.lastPathComponent)) cannot take dropout layers")
         }
         guard let spec = Self.dropoutSpec(task.loader.networkSpec) else {
-            throw MONAILabelError.invalid("model \(modelName): network \(task.loader.networkSpec["name"]?.stringValue ?? "?") has no dropout")
+            let network = task.loader.networkSpec["name"]?.stringValue ?? "?"
+            throw MONAILabelError.invalid("model \(modelName): network \(network) has no dropout")
         }
         let net = try NetworkFactory.make(spec)
         do {
