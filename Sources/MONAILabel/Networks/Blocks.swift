@@ -39,20 +39,21 @@ func samePadding(_ kernel: [Int], dilation: [Int]) -> [Int] {
 }
 
 /// `monai.networks.blocks.ADN`: norm ("N"), dropout ("D") and activation ("A") in the given order, each only
-/// when configured.
+/// when configured. `dropoutDim` is MONAI's `dropout_dim`: 1 is element-wise `nn.Dropout`, 2 and 3 drop whole
+/// channels; nil takes the spatial dims, as ADN's own default does.
 public final class ADN: Module, Layer {
     private var layers: [any Layer] = []
 
     public init(ordering: String = "NDA", channels: Int, spatialDims: Int, act: ActType?, norm: NormType?,
-                dropout: Double?) throws
+                dropout: Double?, dropoutDim: Int? = nil) throws
     {
         super.init()
+        let channelwise = (dropoutDim ?? spatialDims) > 1
         for item in ordering.uppercased() {
             let layer: (any Layer)?
             switch item {
             case "N": layer = try norm?.make(channels: channels)
-            // MONAI picks Dropout/Dropout2d/Dropout3d by the norm dim, i.e. channel-wise above 1-D.
-            case "D": layer = try dropout.map { try Dropout(p: $0, channelwise: spatialDims > 1) }
+            case "D": layer = try dropout.map { try Dropout(p: $0, channelwise: channelwise) }
             case "A": layer = try act?.make()
             default: throw TorchError(operation: "ADN", message: "unknown ordering item '\(item)' in '\(ordering)'")
             }
@@ -93,8 +94,9 @@ public final class Convolution: Module, Layer {
         if convOnly || (act == nil && norm == nil && dropout == nil) {
             adn = nil
         } else {
+            // MONAI's Convolution passes `dropout_dim=1`: element-wise dropout whatever the spatial dims.
             adn = try ADN(ordering: adnOrdering, channels: outChannels, spatialDims: spatialDims, act: act,
-                          norm: norm, dropout: dropout)
+                          norm: norm, dropout: dropout, dropoutDim: 1)
         }
         super.init()
         try registerModule("conv", conv)
