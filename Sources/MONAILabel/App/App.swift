@@ -76,9 +76,11 @@ public struct AppDefinition: Sendable {
     }
 }
 
-/// The radiology app's models: every definition with a `network` becomes a `SegmentationTask`.
+/// The radiology app's models: every definition with a `network` becomes a `SegmentationTask`, or the task of
+/// its interactive `type`.
 public let defaultInferTaskFactory: InferTaskFactory = { name, definition, context in
     guard definition["network"] != nil else { return nil }
+    if definition["type"]?.stringValue == "deepedit" { return try DeepEditTask(name: name, definition: definition, modelDir: context.modelDir) }
     return try SegmentationTask(name: name, definition: definition, modelDir: context.modelDir)
 }
 
