@@ -70,6 +70,7 @@ enum DeepEditStudy {
     #expect(m["labels"]?.objectValue?.keys == ["spleen", "right kidney", "left kidney", "liver", "stomach", "aorta",
                                                 "inferior vena cava", "background"])
     #expect(m["labels"]?["liver"] == 6)
+    #expect(m["weights"] == "untrained (random initialisation)")
     #expect(info["trainers"]?["deepedit"]?["config"]?["max_epochs"] == 50)
 }
 

@@ -169,8 +169,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         for (name, t) in inferTasks {
             var m = t.info
             // Not in upstream's schema (clients ignore it): says whether real weights or a fresh network serve.
-            if case .object(var o) = m, let s = t as? SegmentationTask {
-                o["weights"] = .string(s.weights)
+            if case .object(var o) = m, let w = (t as? SegmentationTask)?.weights ?? (t as? DeepEditTask)?.weights {
+                o["weights"] = .string(w)
                 m = .object(o)
             }
             models[name] = m
