@@ -117,7 +117,14 @@ public final class DeepEditTrainer {
         let device: Device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
         try net.to(device)
         net.train()
-        let optimizer = try Adam(parameters: net.parameters(), lr: lr, weightDecay: train["weight_decay"]?.doubleValue ?? 0)
+        // Upstream trains DeepEdit with plain Adam (no weight decay); app.json may name another optimizer.
+        let weightDecay = train["weight_decay"]?.doubleValue ?? 0
+        let optimizer: Optimizer
+        switch definition.optimizer {
+        case "AdamW": optimizer = try AdamW(parameters: net.parameters(), lr: lr, weightDecay: weightDecay)
+        case "SGD": optimizer = try SGD(parameters: net.parameters(), lr: lr, momentum: 0.9, weightDecay: weightDecay)
+        default: optimizer = try Adam(parameters: net.parameters(), lr: lr, weightDecay: weightDecay)
+        }
         let loss = DiceCELoss(squaredPred: false, batch: false)
         let classes = labels.filter { !$0.isBackground }.count + 1
 
