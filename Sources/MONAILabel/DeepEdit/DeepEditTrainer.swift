@@ -105,6 +105,8 @@ public final class DeepEditTrainer {
 
         let runDir = paths.modelDir.appendingPathComponent(runName)
         try FileOps.makeDirectory(runDir)
+        // A given seed also fixes the network's initial weights (libtorch's global generator).
+        if let s = cfg["seed"]?.intValue, s >= 0 { Torch.manualSeed(UInt64(s)) }
         let net = try NetworkFactory.make(definition.network)
         let resume = runDir.appendingPathComponent("model.pt")
         let start = FileOps.isRegularFile(resume.path) ? resume
