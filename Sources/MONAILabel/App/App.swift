@@ -80,7 +80,9 @@ public struct AppDefinition: Sendable {
 /// its interactive `type`.
 public let defaultInferTaskFactory: InferTaskFactory = { name, definition, context in
     guard definition["network"] != nil else { return nil }
-    if definition["type"]?.stringValue == "deepedit" { return try DeepEditTask(name: name, definition: definition, modelDir: context.modelDir) }
+    if definition["type"]?.stringValue == "deepedit" {
+        return try DeepEditTask(name: name, definition: definition, modelDir: context.modelDir)
+    }
     return try SegmentationTask(name: name, definition: definition, modelDir: context.modelDir)
 }
 
