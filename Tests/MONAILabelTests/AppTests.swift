@@ -61,9 +61,12 @@ private struct FakeTask: InferTask {
     }
     let labels = app.info()["labels"]?.arrayValue?.compactMap(\.stringValue) ?? []
     #expect(labels.first == "spleen")
-    #expect(labels.count == 25)
-    #expect(labels.last == "pulmonary_artery")
-    #expect(app.info()["models"]?.objectValue?.keys == ["segmentation_spleen", "segmentation", "Histogram+GraphCut"])
+    // segmentation's 25 organs, then deepedit's names not seen yet, sorted by value: background (0), right kidney,
+    // left kidney, inferior vena cava (spleen, liver, stomach and aorta are already listed).
+    #expect(labels.count == 29)
+    #expect(labels[24] == "pulmonary_artery")
+    #expect(Array(labels.suffix(4)) == ["background", "right kidney", "left kidney", "inferior vena cava"])
+    #expect(app.info()["models"]?.objectValue?.keys == ["segmentation_spleen", "segmentation", "deepedit", "Histogram+GraphCut"])
 }
 
 @Test func nextSample_firstAndLast_pickUnlabeledAndRecordStrategy() throws {

@@ -7,6 +7,8 @@ import Foundation
 /// `config` overrides upstream's client-visible defaults (`max_epochs`, `val_split`, ...).
 public struct TrainDefinition: Sendable {
     public var model: String
+    /// The model's `type`: `deepedit` models train with simulated clicks, the others as segmentation.
+    public var type: String
     public var description: String
     public var labels: JSONValue
     public var network: JSONObject
@@ -31,6 +33,7 @@ public struct TrainDefinition: Sendable {
             throw MONAILabelError.invalid("model \(name): a trainer needs the model's network")
         }
         model = name
+        type = d["type"]?.stringValue ?? "segmentation"
         description = t["description"]?.stringValue ?? "Train \(name)"
         labels = d["labels"] ?? .array([])
         self.network = network

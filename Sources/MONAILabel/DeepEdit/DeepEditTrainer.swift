@@ -1,0 +1,312 @@
+import Foundation
+import Imaging
+import TorchCheckpoint
+import TorchKit
+
+/// Upstream's radiology DeepEdit trainer (spec sections 4.2 and 5.2), in-process: the model's pre-transforms
+/// (`Orientationd`, `ScaleIntensityRanged`), `NormalizeLabelsInDatasetd`, `Resized` to `spatial_size` (area for
+/// the image, nearest for the label), random flips / quarter turns / intensity shift, initial seed clicks per
+/// label, and MONAI's DeepEdit `Interaction`: with probability `deepgrow_probability` (0.4 training, 1.0
+/// validation) the network is run `max_*_interactions` times to add clicks where it is wrong, otherwise the
+/// guidance channels are zeroed (so the model also learns automatic segmentation). DiceCE (softmax, one-hot),
+/// Adam 1e-4; the best validation `val_mean_dice` is saved as `model.pt` and published atomically, and
+/// `train_stats.json` is written after every epoch.
+///
+/// One deliberate difference: the random flips and turns are applied after `Resized` instead of before (the
+/// resized volume is cached once, so an iteration does not resize a full-size CT again); with a cubic
+/// `spatial_size` the distribution of training samples is the same.
+public final class DeepEditTrainer {
+    let definition: TrainDefinition
+    let model: JSONObject
+    let datalist: [DatalistItem]
+    let paths: TrainPaths
+    let request: JSONObject
+    let log: SegmentationTrainer.LogSink
+    let progress: SegmentationTrainer.ProgressSink
+
+    /// `model` is the model's whole `app.json` definition (labels, pre-transforms, `sigma`, ...).
+    public init(definition: TrainDefinition, model: JSONObject, datalist: [DatalistItem], paths: TrainPaths,
+                request: JSONObject, log: @escaping SegmentationTrainer.LogSink,
+                progress: @escaping SegmentationTrainer.ProgressSink = { _ in })
+    {
+        self.definition = definition
+        self.model = model
+        self.datalist = datalist.sorted { $0.image < $1.image }
+        self.paths = paths
+        self.request = request
+        self.log = log
+        self.progress = progress
+    }
+
+    /// A cached case: the resized image (intensity channels) and its normalised label volume.
+    struct Case {
+        var id: String
+        var image: Volume
+        var label: Volume
+    }
+
+    /// The click-simulation settings of a run.
+    struct Interaction {
+        var deepgrowProbability: Double
+        var maxInteractions: Int
+        var train: Bool
+    }
+
+    public func run() throws -> JSONObject {
+        var cfg = definition.clientConfig()
+        for (k, v) in request { cfg[k] = v }
+        let train = model["train"]?.objectValue ?? JSONObject()
+        func setting(_ key: String, _ fallback: Double) -> Double {
+            cfg[key]?.doubleValue ?? train[key]?.doubleValue ?? fallback
+        }
+        let maxEpochs = max(1, cfg["max_epochs"]?.intValue ?? 50)
+        let valSplit = cfg["val_split"]?.doubleValue ?? 0.2
+        let valInterval = max(1, cfg["val_interval"]?.intValue ?? definition.valInterval)
+        let patience = cfg["early_stop_patience"]?.intValue ?? -1
+        let runName = try SegmentationTrainer.safeName(cfg["name"]?.stringValue ?? "train_01")
+        let pretrained = cfg["pretrained"]?.boolValue ?? true
+        let lr = cfg["lr"]?.doubleValue ?? definition.lr
+        let seed = UInt64(max(0, cfg["seed"]?.intValue ?? 0))
+        let spatial = TrainDefinition.ints(cfg["spatial_size"], count: 3) ?? definition.spatialSize
+        let trainInteraction = Interaction(
+            deepgrowProbability: setting("deepgrow_probability_train", 0.4),
+            maxInteractions: max(1, Int(setting("max_train_interactions", 1))), train: true)
+        let valInteraction = Interaction(
+            deepgrowProbability: setting("deepgrow_probability_val", 1.0),
+            maxInteractions: max(1, Int(setting("max_val_interactions", 1))), train: false)
+        let labels = try DeepEditLabel.from(definition.labels)
+        let intensity = model["number_intensity_ch"]?.intValue ?? 1
+        let signal = AddGuidanceSignalDeepEdit(sigma: model["sigma"]?.doubleValue ?? 3, intensityChannels: intensity)
+        let simulation = DeepEditClickSimulation(labels: labels, shape: spatial)
+        let started = Date()
+        let runID = SegmentationTrainer.runID(started)
+
+        guard !datalist.isEmpty else {
+            throw MONAILabelError.invalid("no images with a final label: save a final label before training")
+        }
+        let (trainRange, valRange) = SegmentationTrainer.split(count: datalist.count, valSplit: valSplit)
+        log("Train: \(trainRange.count) cases; validation: \(valRange.count) cases; epochs: \(maxEpochs); "
+            + "spatial_size: \(spatial)")
+        let pre = try (model["pre"]?.arrayValue ?? []).compactMap(\.objectValue).map { try PreTransform($0) }
+        let axcodes = (model["pre"]?.arrayValue ?? []).compactMap(\.objectValue)
+            .first { ($0["name"]?.stringValue ?? "").hasPrefix("Orientation") }.map { $0["axcodes"]?.stringValue ?? "RAS" }
+        var cases: [Case] = []
+        for item in datalist {
+            let id = URL(fileURLWithPath: item.image).lastPathComponent
+            do {
+                cases.append(try Self.load(item, id: id, pre: pre, axcodes: axcodes, labels: labels, spatial: spatial))
+            } catch {
+                log("WARNING: \(id): \(error); case skipped")
+            }
+        }
+        let trainCases = trainRange.compactMap { i in cases.first { $0.id == URL(fileURLWithPath: datalist[i].image).lastPathComponent } }
+        let valCases = valRange.compactMap { i in cases.first { $0.id == URL(fileURLWithPath: datalist[i].image).lastPathComponent } }
+        guard !trainCases.isEmpty else { throw MONAILabelError.invalid("no usable training case (see warnings)") }
+
+        let runDir = paths.modelDir.appendingPathComponent(runName)
+        try FileOps.makeDirectory(runDir)
+        // A given seed also fixes the network's initial weights (libtorch's global generator).
+        if let s = cfg["seed"]?.intValue, s >= 0 { Torch.manualSeed(UInt64(s)) }
+        let net = try NetworkFactory.make(definition.network)
+        let resume = runDir.appendingPathComponent("model.pt")
+        let start = FileOps.isRegularFile(resume.path) ? resume
+            : (pretrained ? paths.loadPath.flatMap { FileOps.isRegularFile($0.path) ? $0 : nil } : nil)
+        if let start {
+            let sd = try Checkpoint.stateDict(from: start, key: "model")
+            try net.load(stateDict: sd.map { ($0.name, $0.tensor) }, strict: true)
+            log("Loaded weights from \(start.path)")
+        }
+        let device: Device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
+        try net.to(device)
+        net.train()
+        // Upstream trains DeepEdit with plain Adam (no weight decay); app.json may name another optimizer.
+        let weightDecay = train["weight_decay"]?.doubleValue ?? 0
+        let optimizer: Optimizer
+        switch definition.optimizer {
+        case "AdamW": optimizer = try AdamW(parameters: net.parameters(), lr: lr, weightDecay: weightDecay)
+        case "SGD": optimizer = try SGD(parameters: net.parameters(), lr: lr, momentum: 0.9, weightDecay: weightDecay)
+        default: optimizer = try Adam(parameters: net.parameters(), lr: lr, weightDecay: weightDecay)
+        }
+        let loss = DiceCELoss(squaredPred: false, batch: false)
+        let classes = labels.filter { !$0.isBackground }.count + 1
+
+        var record = StatsRecord(totalEpochs: maxEpochs, epochLength: trainCases.count,
+                                 startTS: Int(started.timeIntervalSince1970), validating: !valCases.isEmpty)
+        record.train.name = "train_dice"
+        var shuffler = SeededGenerator(seed: seed &+ 17)
+        var sinceBest = 0
+        for epoch in 1...maxEpochs {
+            let epochStart = Date()
+            var order = Array(0..<trainCases.count)
+            order.shuffle(using: &shuffler)
+            var lossSum = 0.0, diceSum = 0.0, diceCount = 0
+            var perLabel = [String: (sum: Double, count: Int)]()
+            for (it, ci) in order.enumerated() {
+                var rng = SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9 &+ UInt64(it) &* 0x85EB_CA6B)
+                let c = try Self.augment(trainCases[ci], using: &rng)
+                let labelBytes = c.label.floats.map { UInt8(clamping: Int($0)) }
+                let input = try interact(net, image: c.image, label: labelBytes, simulation: simulation, signal: signal,
+                                         settings: trainInteraction, device: device, using: &rng)
+                net.train()
+                try optimizer.zeroGrad()
+                let logits = try net(input)
+                let y = try Tensor(c.label.floats, shape: [1, 1] + spatial).to(device)
+                let l = try loss(logits, y)
+                try l.backward()
+                try optimizer.step()
+                let lv = try l.item()
+                lossSum += lv
+                let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
+                let truth = c.label.floats
+                if let d = DiceMetric.mean(prediction: pred, truth: truth, classes: classes) {
+                    diceSum += d
+                    diceCount += 1
+                }
+                for l in labels where !l.isBackground {
+                    guard let d = Self.labelDice(pred, truth, index: l.index) else { continue }
+                    let s = perLabel[l.name] ?? (0, 0)
+                    perLabel[l.name] = (s.sum + d, s.count + 1)
+                }
+                record.iteration += 1
+                log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it + 1, order.count, lv))
+                progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it + 1),
+                          "total_iterations": .int(order.count)])
+            }
+            let trainDice = diceCount > 0 ? diceSum / Double(diceCount) : 0
+            record.epochDone(epoch, trainDice: trainDice)
+            let labelText = labels.filter { !$0.isBackground }.compactMap { l in
+                perLabel[l.name].map { String(format: "%@_dice: %.4f", l.name, $0.sum / Double(max($0.count, 1))) }
+            }.joined(separator: ", ")
+            log(String(format: "Epoch[%d] Metrics -- train_dice: %.4f, mean loss %.4f (%.1f s)", epoch, trainDice,
+                       lossSum / Double(order.count), Date().timeIntervalSince(epochStart)) + (labelText.isEmpty ? "" : "; " + labelText))
+
+            var improved = false
+            if !valCases.isEmpty && (epoch % valInterval == 0 || epoch == maxEpochs) {
+                var scores: [Double] = []
+                for (vi, c) in valCases.enumerated() {
+                    var rng = SeededGenerator(seed: seed &+ 0xDEED &+ UInt64(vi))
+                    let labelBytes = c.label.floats.map { UInt8(clamping: Int($0)) }
+                    let input = try interact(net, image: c.image, label: labelBytes, simulation: simulation,
+                                             signal: signal, settings: valInteraction, device: device, using: &rng)
+                    let pred = try predict(net, input)
+                    if let d = DiceMetric.mean(prediction: pred.map(Float.init), truth: c.label.floats, classes: classes) {
+                        scores.append(d)
+                    }
+                }
+                net.train()
+                let valDice = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
+                improved = record.validated(epoch, valDice: valDice)
+                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f", epoch, valDice))
+            } else if valCases.isEmpty {
+                improved = record.train.bestEpoch == epoch
+            }
+            if improved {
+                sinceBest = 0
+                try save(net, epoch: epoch, to: resume)
+                try FileOps.atomicCopy(from: resume, to: paths.publishPath)
+                log("New Model published: \(resume.path) => \(paths.publishPath.path)")
+            } else if !valCases.isEmpty && epoch % valInterval == 0 {
+                sinceBest += 1
+            }
+            let bytes = JSONValue.object(record.json(epoch: epoch, elapsed: Date().timeIntervalSince(started))).prettyBytes()
+            try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
+            try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
+            if patience > 0 && sinceBest >= patience {
+                log("Early stopping: no improvement of val_mean_dice for \(patience) validations")
+                break
+            }
+        }
+        try save(net, epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
+        let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(started), finished: true)
+        let bytes = JSONValue.object(final).prettyBytes()
+        try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
+        try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
+        log("Training finished: best metric \(record.bestMetric)")
+        return final
+    }
+
+    /// The network input of one sample after the initial seed clicks and MONAI's DeepEdit `Interaction`.
+    func interact(
+        _ net: any Layer, image: Volume, label: [UInt8], simulation: DeepEditClickSimulation,
+        signal: AddGuidanceSignalDeepEdit, settings: Interaction, device: Device, using rng: inout SeededGenerator
+    ) throws -> Tensor {
+        var guidance = simulation.initialSeeds(label, using: &rng)
+        guard rng.uniform() < settings.deepgrowProbability else {
+            // No simulated clicks this time: zero guidance, the automatic-segmentation input.
+            let empty = guidance.map { LabelGuidance(label: $0.label, points: []) }
+            return try Self.tensor(signal(image, guidance: empty), device: device)
+        }
+        var input = try Self.tensor(signal(image, guidance: guidance), device: device)
+        for j in 0..<settings.maxInteractions {
+            let pred = try predict(net, input)
+            let probability = settings.train ? 1 - Double(j) / Double(settings.maxInteractions) : 1
+            guidance = simulation.addRandomGuidance(guidance, label: label, prediction: pred, probability: probability,
+                                                    using: &rng)
+            input = try Self.tensor(signal(image, guidance: guidance), device: device)
+        }
+        return input
+    }
+
+    /// Argmax of the network in eval mode, as bytes on the host.
+    func predict(_ net: any Layer, _ input: Tensor) throws -> [UInt8] {
+        net.eval()
+        return try Torch.withNoGrad {
+            try SegmentationTask.argmaxOverChannels(try net(input)).to(dtype: .uint8, device: .cpu).array(of: UInt8.self)
+        }
+    }
+
+    static func tensor(_ v: Volume, device: Device) throws -> Tensor {
+        try Tensor(v.floats, shape: [1] + v.shape).to(device)
+    }
+
+    /// Dice of one class, nil when the truth lacks it.
+    static func labelDice(_ pred: [Float], _ truth: [Float], index: Int) -> Double? {
+        let v = Float(index)
+        var inter = 0, p = 0, g = 0
+        for i in 0..<min(pred.count, truth.count) {
+            let a = pred[i] == v, b = truth[i] == v
+            if a { p += 1 }
+            if b { g += 1 }
+            if a && b { inter += 1 }
+        }
+        return g > 0 ? 2 * Double(inter) / Double(p + g) : nil
+    }
+
+    /// Loads one pair: pre-transforms on the image, the same orientation on the label, label values normalised
+    /// to channel indices, both resized to `spatial` (area / nearest).
+    static func load(_ item: DatalistItem, id: String, pre: [PreTransform], axcodes: String?, labels: [DeepEditLabel],
+                     spatial: [Int]) throws -> Case
+    {
+        var image = try ImageIO.load(URL(fileURLWithPath: item.image))
+        var label = try ImageIO.load(URL(fileURLWithPath: item.label))
+        guard image.spatialShape.count == 3, image.spatialShape == label.spatialShape, label.channels == 1 else {
+            throw MONAILabelError.invalid("label \(label.shape) does not match the image \(image.shape)")
+        }
+        label = Volume(spatialShape: label.spatialShape, data: .uint8(DeepEditClickSimulation.normalize(label.floats, labels: labels)),
+                       affine: label.affine)
+        for t in pre { try t.run(&image) }
+        if let axcodes { label = try Orientation(axcodes: axcodes)(label) }
+        guard image.spatialShape == label.spatialShape else {
+            throw MONAILabelError.invalid("image and label reorient to different grids")
+        }
+        return Case(id: id, image: try Resize(spatialSize: spatial, mode: .area)(image),
+                    label: try Resize(spatialSize: spatial, mode: .nearest)(label))
+    }
+
+    /// `RandFlipd` per axis (p 0.1), `RandRotate90d` (p 0.1, in the first two axes when they are equal, so the
+    /// shape is kept) on image and label together, and `RandShiftIntensityd` (offsets 0.1, p 0.5) on the image.
+    static func augment(_ c: Case, using rng: inout SeededGenerator) throws -> Case {
+        var vs = [c.image, c.label]
+        for axis in 0..<3 { vs = try RandFlip(prob: 0.1, spatialAxis: [axis])(vs, using: &rng) }
+        if vs[0].spatialShape[0] == vs[0].spatialShape[1] {
+            vs = try RandRotate90(prob: 0.1, maxK: 3, spatialAxes: (0, 1))(vs, using: &rng)
+        }
+        let image = RandShiftIntensity(offsets: 0.1, prob: 0.5)(vs[0], using: &rng)
+        return Case(id: c.id, image: image, label: vs[1])
+    }
+
+    private func save(_ net: any Layer, epoch: Int, to url: URL) throws {
+        let sd = try net.stateDict().map { (name: $0.0, tensor: $0.1) }
+        try Checkpoint.write(stateDict: sd, key: "model", extra: [(key: "epoch", value: .int(epoch))], to: url)
+    }
+}
