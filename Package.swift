@@ -42,6 +42,14 @@ let package = Package(
 
         // A general HTTP/1.1 server; knows nothing of MONAI.
         .target(name: "HTTPServer", dependencies: ["COpenSSL", "CHTTPSys"]),
+        // A small blocking HTTP/1.1 client (HTTPS through OpenSSL) and DICOMweb over it; no MONAI.
+        .target(
+            name: "CHTTPClient",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        .target(name: "HTTPClient", dependencies: ["CHTTPClient"]),
+        .target(name: "DICOMweb", dependencies: ["HTTPClient"]),
+
         // Benchmark server for scripts/bench/http.sh; not part of the product.
         .executableTarget(name: "httpbench", dependencies: ["HTTPServer"]),
 
@@ -72,6 +80,7 @@ let package = Package(
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "DICOMweb", "HTTPServer"]),
         .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child"]),
         // Saves labels in a loop until killed; driven by the crash test.
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
