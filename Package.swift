@@ -28,6 +28,13 @@ let package = Package(
             linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]
         ),
         .target(name: "CHTTPSys"),
+        // DCMTK (Debian libdcmtk-dev): datasets, JPEG / JPEG-LS / RLE codecs, DICOM SEG.
+        .target(
+            name: "CDicom",
+            linkerSettings: [
+                "dcmseg", "dcmfg", "dcmiod", "dcmjpeg", "dcmjpls", "dcmimage", "dcmimgle", "dcmdata", "oflog", "ofstd",
+            ].map { .linkedLibrary($0) }
+        ),
         .target(
             name: "COpenSSL",
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
@@ -39,6 +46,8 @@ let package = Package(
 
         // Layer 2: medical volumes.
         .target(name: "Imaging", dependencies: ["CNifti"]),
+        // DICOM series, SEG and CT writing over CDicom; no networking.
+        .target(name: "DICOM", dependencies: ["CDicom", "Imaging"]),
 
         // A general HTTP/1.1 server; knows nothing of MONAI.
         .target(name: "HTTPServer", dependencies: ["COpenSSL", "CHTTPSys"]),
@@ -79,6 +88,7 @@ let package = Package(
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"], resources: [.copy("Resources")]),
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "DICOMTests", dependencies: ["DICOM", "Imaging"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "DICOMweb", "HTTPServer"]),
         .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child"]),
