@@ -69,8 +69,11 @@ let package = Package(
         // Apps, strategies, tasks and networks.
         .target(name: "MONAILabel", dependencies: ["MONAILabelCore", "TorchKit", "Imaging"]),
 
+        // A PACS as a datastore: DICOMweb lists and transfers, DICOM conversion, a LocalDatastore cache.
+        .target(name: "DICOMwebDatastore", dependencies: ["MONAILabelCore", "DICOMweb", "DICOM", "Imaging", "COpenSSL"]),
+
         // Layer 4: REST endpoints mapping HTTP to the domain.
-        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "COpenSSL", "TorchKit"]),
+        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "COpenSSL", "TorchKit", "DICOMwebDatastore"]),
 
         // Layer 5: the CLI.
         .executableTarget(
@@ -95,7 +98,7 @@ let package = Package(
         // Saves labels in a loop until killed; driven by the crash test.
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
         // Depends on the CLI so train tests can start `monailabel run_task` children.
-        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel"], exclude: ["Golden"]),
+        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient"], exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17
