@@ -17,3 +17,14 @@ import Testing
     #expect(info.patientID == "P1")
     #expect(info.modality == "CT")
 }
+
+@Test func writeCT_slice_passesDciodvfyWithoutErrors() throws {
+    let tmp = try TempDir()
+    let files = try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: [8, 6, 3]), to: tmp.sub("ct"), patientID: "P1")
+    guard let report = try dciodvfy(files[1]) else {
+        print("dciodvfy not on PATH (scripts/install-deps.sh installs dicom3tools): check skipped")
+        return
+    }
+    print("dciodvfy warnings on a CT slice:\n" + report.warnings.joined(separator: "\n"))
+    #expect(report.errors.isEmpty, "\(report.errors)")
+}
