@@ -92,3 +92,11 @@ func run(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, out
     p.waitUntilExit()
     return (p.terminationStatus, text)
 }
+
+/// dciodvfy's findings for a file: its "Error" and "Warning" lines; nil when dciodvfy is not on PATH.
+func dciodvfy(_ file: URL) throws -> (errors: [String], warnings: [String])? {
+    guard let tool = which("dciodvfy") else { return nil }
+    let (_, output) = try run(tool, ["-new", file.path])
+    let lines = output.split(separator: "\n").map(String.init)
+    return (lines.filter { $0.hasPrefix("Error") }, lines.filter { $0.hasPrefix("Warning") })
+}
