@@ -29,7 +29,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     private let fetchLocks = KeyedLocks()
 
     /// A failed listing is retried no sooner than this, so a down PACS does not slow every `/info/`.
-    static let retryAfterFailure: Double = 2
+    public static let retryAfterFailure: Double = 2
 
     struct RemoteSeries: Sendable {
         var study: String
@@ -270,7 +270,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         do {
             found = try client.searchSeries(filters: [("SeriesInstanceUID", series)])
         } catch {
-            throw Self.domainError(error)
+            throw pacsFailure(error)
         }
         guard let study = found.first?.string(DicomTag.studyInstanceUID) else {
             throw MONAILabelError.notFound("Image \(series) not found in the PACS")
@@ -285,7 +285,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         do {
             parts = try client.retrieveSeries(study: study, series: series)
         } catch {
-            throw Self.domainError(error)
+            throw pacsFailure(error)
         }
         guard !parts.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
         let parent = dir.deletingLastPathComponent()
@@ -409,7 +409,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         do {
             stored = try client.store(instances: [Array(bytes)])
         } catch {
-            throw Self.domainError(error)
+            throw pacsFailure(error)
         }
         let segSeries = seg.seriesInstanceUID.isEmpty ? (stored.seriesInstanceUID ?? "") : seg.seriesInstanceUID
         // Keep the SEG we just stored: reading the label back needs no download.
@@ -477,6 +477,19 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             let color = entry?["color"]?.arrayValue?.compactMap(\.intValue)
             return DicomSegment(value: v, name: name, color: color?.count == 3 ? color : nil)
         }
+    }
+
+    /// Maps a failure and, when the PACS is unreachable, remembers it so `status()` reports it and the next
+    /// listing asks the PACS again.
+    private func pacsFailure(_ error: Error) -> MONAILabelError {
+        let e = Self.domainError(error)
+        if e.kind == .unavailable {
+            withLock {
+                lastError = e.message
+                lastAttempt = Date()
+            }
+        }
+        return e
     }
 
     /// A DICOMweb failure in the domain's terms: unreachable -> `.unavailable` (503), missing -> `.notFound`.

@@ -66,7 +66,7 @@ struct DicomJSONTests {
         #expect(r.seriesInstanceUID == "3.4")
     }
 
-    @Test func uidPathComponent_refusesPathTricks() {
+    @Test func uidPathComponent_refusesPathTricks() throws {
         #expect(throws: DICOMwebError.self) { try DICOMwebClient.uidPathComponent("../../etc") }
         #expect(throws: DICOMwebError.self) { try DICOMwebClient.uidPathComponent("") }
         #expect(try DICOMwebClient.uidPathComponent("1.2.840.1") == "1.2.840.1")

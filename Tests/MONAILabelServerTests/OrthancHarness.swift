@@ -47,7 +47,9 @@ final class Orthanc: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: Self.binary)
         p.arguments = [dir.appendingPathComponent("orthanc.json").path]
         let log = dir.appendingPathComponent("orthanc.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        guard FileManager.default.createFile(atPath: log.path, contents: nil) else {
+            throw OrthancError(description: "cannot create \(log.path)")
+        }
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()
         p.standardOutput = handle
@@ -66,11 +68,12 @@ final class Orthanc: @unchecked Sendable {
         throw OrthancError(description: "Orthanc did not start on port \(httpPort): \(text.suffix(2000))")
     }
 
-    /// Stops Orthanc and waits for the process to exit (a restart before that finds the database locked).
+    /// Kills Orthanc (a PACS crash) and waits for the process to exit (a restart before that finds the database
+    /// locked). SIGKILL because children spawned from Swift's worker threads inherit a mask blocking SIGTERM.
     func stop() {
         guard let p = process else { return }
         process = nil
-        if p.isRunning { p.terminate() }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         p.waitUntilExit()
     }
 
