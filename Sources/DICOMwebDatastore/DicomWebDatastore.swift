@@ -210,7 +210,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// The series as NIfTI in the cache: converted once, later calls touch no network.
     public func fetchImage(_ id: String) throws -> String {
         if let p = cachedImage(id) { return p }
-        _ = try DICOMwebClient.uidPathComponent(id)
+        guard (try? DICOMwebClient.uidPathComponent(id)) != nil else {
+            throw MONAILabelError.notFound("Image \(id) not found: not a DICOM UID")
+        }
         return try fetchLocks.with(id) {
             if let p = cachedImage(id) { return p }
             let (files, study) = try downloadImageSeries(id)
@@ -389,21 +391,12 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         guard tag == LabelTag.final else {
             return try cache.saveLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: info)
         }
-        let label = try loadUpload(file, fileName: fileName)
         let labelInfo = info["label_info"]?.arrayValue ?? []
-        let segments = segmentsFor(label, labelInfo: labelInfo)
-        let description = labelInfo.first?.objectValue?["model_name"]?.stringValue ?? "MONAILabel"
         let staging = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString)
         try FileOps.makeDirectory(staging)
         defer { try? FileManager.default.removeItem(at: staging) }
         let segURL = staging.appendingPathComponent("seg.dcm")
-        let seg: DicomInstanceInfo
-        do {
-            seg = try DicomSeg.write(label: label, sourceFiles: dicomFiles(seriesDirectory(imageID)), segments: segments,
-                                     seriesDescription: description, to: segURL)
-        } catch {
-            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(error)")
-        }
+        let seg = try writeSEG(imageID: imageID, labelFile: file, fileName: fileName, labelInfo: labelInfo, to: segURL)
         guard let bytes = FileManager.default.contents(atPath: segURL.path) else { throw MONAILabelError.io("cannot read \(segURL.path)") }
         let stored: StowResult
         do {
@@ -427,6 +420,24 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             index?.labels[imageID] = segSeries
         }
         return id
+    }
+
+    /// Writes a label of the image series as a DICOM SEG at `url` (what `/infer?output=dicom_seg` returns and
+    /// a final label becomes). Segment names come from `labelInfo`, else the app's label names; the series
+    /// description from `labelInfo[0].model_name`, else "MONAILabel", as upstream.
+    @discardableResult
+    public func writeSEG(imageID: String, labelFile: URL, fileName: String, labelInfo: [JSONValue], to url: URL) throws
+        -> DicomInstanceInfo
+    {
+        _ = try fetchImage(imageID)
+        let label = try loadUpload(labelFile, fileName: fileName)
+        let description = labelInfo.first?.objectValue?["model_name"]?.stringValue ?? "MONAILabel"
+        do {
+            return try DicomSeg.write(label: label, sourceFiles: dicomFiles(seriesDirectory(imageID)),
+                                      segments: segmentsFor(label, labelInfo: labelInfo), seriesDescription: description, to: url)
+        } catch {
+            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(error)")
+        }
     }
 
     public func removeLabel(_ id: String, tag: String) throws { try cache.removeLabel(id, tag: tag) }

@@ -134,6 +134,14 @@ struct DicomWebLiveTests {
         #expect(infer2.status == 200)
         #expect(pacs.client.requestCount == requestsAfterFirst)
 
+        // output=dicom_seg: the label as a SEG referencing the series (a random-weights model labels some voxels).
+        let segOut = try api.send("POST", "/infer/segmentation_spleen?image=\(s1)&output=dicom_seg")
+        #expect(segOut.status == 200, "\(segOut.text.prefix(300))")
+        #expect(segOut.headers["Content-Type"] == "application/dicom")
+        let segInfo = try DicomInstanceInfo.read(data: segOut.body)
+        #expect(segInfo.sopClassUID == DicomInstanceInfo.segmentationStorageUID)
+        #expect(segInfo.referencedSeriesInstanceUID == s1)
+
         // The cached NIfTI matches the series: same grid, same values.
         let image = try api.send("GET", "/datastore/image?image=\(s1)")
         #expect(image.status == 200)
