@@ -206,6 +206,18 @@ struct DicomWebLiveTests {
         #expect(items.first?["image"]?.stringValue == "\(cacheRoot)/\(s1).nii.gz")
         #expect(items.first?["label"]?.stringValue == "\(cacheRoot)/labels/final/\(s1).nii.gz")
 
+        // A training job (a child process reading the cache folder as its studies) trains on that pair.
+        let submitted = try api.json("POST", "/train/segmentation_spleen", body: #"{"max_epochs": 1, "val_split": 0}"#)
+        #expect(submitted.status == 200, "\(String(describing: submitted.json))")
+        var job: JSONValue = .null
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            job = try api.json("GET", "/train/").json ?? .null
+            if let st = job["status"]?.stringValue, st != "SUBMITTED" && st != "RUNNING" { break }
+            Thread.sleep(forTimeInterval: 0.25)
+        }
+        #expect(job["status"] == "DONE", "\(job.compactString().suffix(600))")
+
         // PACS down: what needs it answers 503 with a clear detail; the rest keeps serving.
         orthanc.stop()
         let down = try api.json("GET", "/datastore/image?image=\(neverFetched)")
