@@ -28,6 +28,13 @@ let package = Package(
             linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]
         ),
         .target(name: "CHTTPSys"),
+        // DCMTK (Debian libdcmtk-dev): datasets, JPEG / JPEG-LS / RLE codecs, DICOM SEG.
+        .target(
+            name: "CDicom",
+            linkerSettings: [
+                "dcmseg", "dcmfg", "dcmiod", "dcmjpeg", "dcmjpls", "dcmimage", "dcmimgle", "dcmdata", "oflog", "ofstd",
+            ].map { .linkedLibrary($0) }
+        ),
         .target(
             name: "COpenSSL",
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
@@ -39,9 +46,19 @@ let package = Package(
 
         // Layer 2: medical volumes.
         .target(name: "Imaging", dependencies: ["CNifti"]),
+        // DICOM series, SEG and CT writing over CDicom; no networking.
+        .target(name: "DICOM", dependencies: ["CDicom", "Imaging"]),
 
         // A general HTTP/1.1 server; knows nothing of MONAI.
         .target(name: "HTTPServer", dependencies: ["COpenSSL", "CHTTPSys"]),
+        // A small blocking HTTP/1.1 client (HTTPS through OpenSSL) and DICOMweb over it; no MONAI.
+        .target(
+            name: "CHTTPClient",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+        ),
+        .target(name: "HTTPClient", dependencies: ["CHTTPClient"]),
+        .target(name: "DICOMweb", dependencies: ["HTTPClient"]),
+
         // Benchmark server for scripts/bench/http.sh; not part of the product.
         .executableTarget(name: "httpbench", dependencies: ["HTTPServer"]),
 
@@ -52,8 +69,11 @@ let package = Package(
         // Apps, strategies, tasks and networks.
         .target(name: "MONAILabel", dependencies: ["MONAILabelCore", "TorchKit", "Imaging"]),
 
+        // A PACS as a datastore: DICOMweb lists and transfers, DICOM conversion, a LocalDatastore cache.
+        .target(name: "DICOMwebDatastore", dependencies: ["MONAILabelCore", "DICOMweb", "DICOM", "Imaging", "COpenSSL"]),
+
         // Layer 4: REST endpoints mapping HTTP to the domain.
-        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "COpenSSL", "TorchKit"]),
+        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "COpenSSL", "TorchKit", "DICOMwebDatastore"]),
 
         // Layer 5: the CLI.
         .executableTarget(
@@ -71,12 +91,14 @@ let package = Package(
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"], resources: [.copy("Resources")]),
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "DICOMTests", dependencies: ["DICOM", "Imaging"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "DICOMweb", "HTTPServer"]),
         .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child"]),
         // Saves labels in a loop until killed; driven by the crash test.
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
         // Depends on the CLI so train tests can start `monailabel run_task` children.
-        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel"], exclude: ["Golden"]),
+        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient"], exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -46,7 +46,7 @@ enum DatastoreRoutes {
 
         r.head("/datastore/image", route { req in
             let id = try req.requiredQuery("image")
-            guard let path = ds.imageURI(id), FileOps.isRegularFile(path) else {
+            guard let path = try fetchedImage(ds, id), FileOps.isRegularFile(path) else {
                 throw MONAILabelError.notFound("Image NOT Found")
             }
             // Upstream compares the bare digest with "SHA256:<hex>" and so always fails; both forms work here.
@@ -61,7 +61,7 @@ enum DatastoreRoutes {
 
         r.get("/datastore/image", route { req in
             let id = try req.requiredQuery("image")
-            guard let path = ds.imageURI(id), FileOps.isRegularFile(path), let name = ds.imageFileName(id) else {
+            guard let path = try fetchedImage(ds, id), FileOps.isRegularFile(path), let name = ds.imageFileName(id) else {
                 throw MONAILabelError.notFound("Image NOT Found")
             }
             return .download(path, name: name)
@@ -106,7 +106,7 @@ enum DatastoreRoutes {
         r.head("/datastore/label", route { req in
             let id = try req.requiredQuery("image")
             let tag = try req.requiredQuery("tag")
-            guard let path = ds.labelURI(id, tag: tag), FileOps.isRegularFile(path) else {
+            guard let path = try ds.fetchLabel(id, tag: tag), FileOps.isRegularFile(path) else {
                 throw MONAILabelError.notFound("Label NOT Found")
             }
             return .json(.object(JSONObject()))
@@ -115,7 +115,7 @@ enum DatastoreRoutes {
         r.get("/datastore/label", route { req in
             let id = try req.requiredQuery("label")
             let tag = try req.requiredQuery("tag")
-            guard let path = ds.labelURI(id, tag: tag), FileOps.isRegularFile(path),
+            guard let path = try ds.fetchLabel(id, tag: tag), FileOps.isRegularFile(path),
                 let name = ds.labelFileName(id, tag: tag)
             else { throw MONAILabelError.notFound("Label NOT Found") }
             return .download(path, name: name)
@@ -151,4 +151,14 @@ enum DatastoreRoutes {
 extension Datastore {
     /// The patterns that split an uploaded file name into id and extension.
     var patternsForUploads: [String] { (self as? LocalDatastore)?.patterns ?? StoreNames.defaultPatterns }
+}
+
+/// The image's local file (fetched from a PACS when needed); nil when unknown, so callers keep upstream's 404
+/// text, while an unreachable PACS still surfaces as 503.
+func fetchedImage(_ ds: any Datastore, _ id: String) throws -> String? {
+    do {
+        return try ds.fetchImage(id)
+    } catch let e as MONAILabelError where e.kind == .notFound {
+        return nil
+    }
 }

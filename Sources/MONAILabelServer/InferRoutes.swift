@@ -1,3 +1,4 @@
+import DICOMwebDatastore
 import Foundation
 import HTTPServer
 import MONAILabel
@@ -19,12 +20,23 @@ enum InferRoutes {
             if let label = form.file("label") {
                 input.labelUpload = try keepExtension(label, req)
             }
-            if output == "dicom_seg" {
-                throw MONAILabelError.invalid("DICOM SEG format is not supported in a non-DICOM datastore")
+            let pacs = ctx.app.datastore as? DicomWebDatastore
+            if output == "dicom_seg" && (pacs == nil || input.imageID.isEmpty) {
+                throw MONAILabelError.invalid(pacs == nil
+                    ? "DICOM SEG format is not supported in a non-DICOM datastore"
+                    : "DICOM SEG output needs an image of the datastore (query parameter image)")
             }
             let result = try ctx.app.infer(input)
             if let f = result.file { req.context.deleteAfterResponse(f.path) }
             switch output {
+            case "dicom_seg":
+                guard let f = result.file, let pacs else { return .json(.object(result.json)) }
+                let seg = f.deletingLastPathComponent().appendingPathComponent(UUID().uuidString + ".dcm")
+                req.context.deleteAfterResponse(seg.path)
+                try pacs.writeSEG(imageID: input.imageID, labelFile: f, fileName: f.lastPathComponent,
+                                  labelInfo: result.json["label_info"]?.arrayValue ?? [], to: seg)
+                return .file(seg.path, contentType: "application/dicom", downloadName: "\(input.imageID).dcm",
+                             deleteAfter: false)
             case "json":
                 return .json(.object(result.json))
             case "image":

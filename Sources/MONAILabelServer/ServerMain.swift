@@ -1,3 +1,4 @@
+import DICOMwebDatastore
 import Foundation
 import HTTPServer
 import MONAILabel
@@ -84,10 +85,11 @@ public enum ServerMain {
         guard FileOps.isDirectory(appDir.path) else {
             throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")
         }
-        let studies = URL(fileURLWithPath: options.studies).standardizedFileURL
-        if options.studies.hasPrefix("http://") || options.studies.hasPrefix("https://") {
-            throw MONAILabelError.invalid("DICOMweb studies (\(options.studies)) are not supported by this build yet")
-        }
+        // A DICOMweb root selects the PACS datastore; its local cache folder then plays the studies folder (what
+        // background-task children open read-only).
+        let dicomWeb = DicomWebSettings.isDicomWeb(options.studies)
+            ? try DicomWebSettings(studies: options.studies, environment: environment) : nil
+        let studies = dicomWeb?.cacheDirectory ?? URL(fileURLWithPath: options.studies).standardizedFileURL
         try FileOps.makeDirectory(studies)
         var settings = try Settings.fromEnvironment(
             appDir: appDir, studies: studies.path, conf: options.conf, environment: environment)
@@ -97,10 +99,17 @@ public enum ServerMain {
         try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
         log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
 
-        let datastore = try LocalDatastore(
-            root: studies, patterns: settings.datastoreFileExt, readOnly: settings.datastoreReadOnly,
-            autoReload: settings.datastoreAutoReload, validator: ImageValidation.validator)
+        let datastore: any Datastore
+        if let dicomWeb {
+            datastore = try DicomWebDatastore(settings: dicomWeb)
+            log.info("DICOMweb datastore: \(dicomWeb.baseURL.absoluteString); cache: \(studies.path)")
+        } else {
+            datastore = try LocalDatastore(
+                root: studies, patterns: settings.datastoreFileExt, readOnly: settings.datastoreReadOnly,
+                autoReload: settings.datastoreAutoReload, validator: ImageValidation.validator)
+        }
         let app = try MONAILabelApp(settings: settings, datastore: datastore)
+        if let pacs = datastore as? DicomWebDatastore { pacs.setSegmentNames(segmentNames(app)) }
         log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)")
         // Upstream scores at start-up when auto-update-scoring is on: model-based scores not computed with the
         // current weights are queued now, so epistemic strategies have scores without an explicit POST /scoring/.
@@ -132,6 +141,25 @@ public enum ServerMain {
         let shownHost = options.host == "0.0.0.0" || options.host == "::" ? "127.0.0.1" : options.host
         log.info("Serving MONAI Label on \(scheme)://\(shownHost):\(http.port ?? options.port) (\(http.boundAddresses.joined(separator: ", ")))")
         return RunningServer(app: app, http: http, log: log)
+    }
+
+    /// Label names by value over the app's models (`labels` as a name -> value map or a list), to name the
+    /// segments of DICOM SEGs.
+    static func segmentNames(_ app: MONAILabelApp) -> [Int: String] {
+        var out: [Int: String] = [:]
+        for name in app.inferTasks.keys.sorted() {
+            guard let task = app.inferTasks[name] else { continue }
+            switch task.labels {
+            case .object(let o):
+                for (label, v) in o { if let i = v.intValue, i > 0, out[i] == nil { out[i] = label } }
+            case .array(let a):
+                for (k, v) in a.enumerated() { if let label = v.stringValue, out[k + 1] == nil { out[k + 1] = label } }
+            case .string(let label):
+                if out[1] == nil { out[1] = label }
+            default: break
+            }
+        }
+        return out
     }
 
     /// `start_server`: start, stop on SIGINT/SIGTERM, return when stopped.

@@ -259,7 +259,7 @@ public final class MONAILabelApp: @unchecked Sendable {
             "client_id": request["client_id"] ?? .string(user),
         ]
         try? datastore.updateImageInfo(id, info: ["strategy": .object(strategyInfo)])
-        result["path"] = .string(datastore.imageURI(id) ?? "")
+        result["path"] = .string(try datastore.fetchImage(id))
         result.merge(datastore.imageInfo(id) ?? JSONObject())
         // Upstream re-scores after every selection; only stale model-based scores need it (a queued job).
         if settings.autoUpdateScoring { scoring.refreshStale() }

@@ -86,10 +86,11 @@ extension MONAILabelApp {
         } else if let upload = input.upload {
             imagePath = upload.path.path
         } else if !imageID.isEmpty {
-            guard let path = datastore.imageURI(imageID) else {
+            do {
+                imagePath = try datastore.fetchImage(imageID)
+            } catch let e as MONAILabelError where e.kind == .notFound {
                 throw MONAILabelError.notFound("Image \(imageID) not found in the datastore")
             }
-            imagePath = path
             storeID = imageID
         } else {
             throw MONAILabelError.invalid("Neither image, file nor session_id was provided")

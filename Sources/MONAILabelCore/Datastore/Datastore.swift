@@ -11,11 +11,22 @@ public struct DatastoreStatus: Sendable, Equatable {
     public var total: Int
     public var completed: Int
     public var labelTags: OrderedMap<Int>
+    /// Why the figures may be stale (a remote store that cannot be reached); added to the JSON as `error`.
+    public var error: String?
+
+    public init(total: Int, completed: Int, labelTags: OrderedMap<Int>, error: String? = nil) {
+        self.total = total
+        self.completed = completed
+        self.labelTags = labelTags
+        self.error = error
+    }
 
     public var json: JSONValue {
         var tags = JSONObject()
         for (k, v) in labelTags { tags[k] = .int(v) }
-        return ["total": .int(total), "completed": .int(completed), "label_tags": .object(tags)]
+        var out: JSONObject = ["total": .int(total), "completed": .int(completed), "label_tags": .object(tags)]
+        if let error { out["error"] = .string(error) }
+        return .object(out)
     }
 }
 
@@ -63,4 +74,19 @@ public protocol Datastore: AnyObject, Sendable {
     func updateLabelInfo(_ id: String, tag: String, info: JSONObject) throws
     /// Re-reads the disk and reconciles the document with it.
     func refresh()
+
+    /// The image as a local file, fetched first when the store is remote (a PACS). Throws `.notFound` for an
+    /// unknown id and `.unavailable` when the remote store cannot be reached.
+    func fetchImage(_ id: String) throws -> String
+    /// The label as a local file, fetched first when the store is remote; nil when there is none.
+    func fetchLabel(_ id: String, tag: String) throws -> String?
+}
+
+extension Datastore {
+    public func fetchImage(_ id: String) throws -> String {
+        guard let path = imageURI(id) else { throw MONAILabelError.notFound("Image \(id) not found") }
+        return path
+    }
+
+    public func fetchLabel(_ id: String, tag: String) throws -> String? { labelURI(id, tag: tag) }
 }

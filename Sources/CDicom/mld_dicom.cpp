@@ -1,0 +1,486 @@
+// The C API of mld_dicom.h over DCMTK. One translation unit: DCMTK headers are cheap next to libtorch's, and the
+// build machines have two cores.
+
+#include "mld_dicom.h"
+
+#include "dcmtk/config/osconfig.h"
+#include "dcmtk/dcmdata/dcdeftag.h"
+#include "dcmtk/dcmdata/dcfilefo.h"
+#include "dcmtk/dcmdata/dcistrmb.h"
+#include "dcmtk/dcmdata/dcpath.h"
+#include "dcmtk/dcmdata/dcpixel.h"
+#include "dcmtk/dcmdata/dcrledrg.h"
+#include "dcmtk/dcmdata/dcrleerg.h"
+#include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmdata/dcxfer.h"
+#include "dcmtk/dcmfg/fgderimg.h"
+#include "dcmtk/dcmfg/fgfracon.h"
+#include "dcmtk/dcmfg/fgpixmsr.h"
+#include "dcmtk/dcmfg/fgplanor.h"
+#include "dcmtk/dcmfg/fgplanpo.h"
+#include "dcmtk/dcmiod/cielabutil.h"
+#include "dcmtk/dcmiod/iodmacro.h"
+#include "dcmtk/dcmjpeg/djdecode.h"
+#include "dcmtk/dcmjpeg/djencode.h"
+#include "dcmtk/dcmjpeg/djrplol.h"
+#include "dcmtk/dcmjpls/djdecode.h"
+#include "dcmtk/dcmjpls/djencode.h"
+#include "dcmtk/dcmjpls/djrparam.h"
+#include "dcmtk/dcmseg/segdoc.h"
+#include "dcmtk/dcmseg/segment.h"
+#include "dcmtk/oflog/oflog.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+struct mld_file {
+    DcmFileFormat format;
+};
+
+struct mld_seg {
+    DcmSegmentation *doc = nullptr;
+    std::string seriesUID;
+    std::set<std::string> referencedInstances;
+    IODSeriesAndInstanceReferenceMacro::ReferencedSeriesItem *refSeries = nullptr;
+    ~mld_seg() {
+        delete refSeries;
+        delete doc;
+    }
+};
+
+namespace {
+
+char *copyString(const std::string &s) {
+    char *p = static_cast<char *>(std::malloc(s.size() + 1));
+    if (p) std::memcpy(p, s.c_str(), s.size() + 1);
+    return p;
+}
+
+mld_status fail(char **err, const std::string &message) {
+    if (err) *err = copyString(message);
+    return MLD_ERROR;
+}
+
+mld_status failCondition(char **err, const std::string &what, const OFCondition &c) {
+    return fail(err, what + ": " + c.text());
+}
+
+// Codecs are registered once per process; DCMTK's own logging (warnings on stderr for every odd file) is silenced
+// because every failure reaches the caller as a status and message.
+void setUp() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
+        DJDecoderRegistration::registerCodecs();
+        DJEncoderRegistration::registerCodecs();
+        DJLSDecoderRegistration::registerCodecs();
+        DJLSEncoderRegistration::registerCodecs();
+        DcmRLEDecoderRegistration::registerCodecs();
+        DcmRLEEncoderRegistration::registerCodecs();
+    });
+}
+
+template <typename F> mld_status guarded(char **err, F body) {
+    try {
+        setUp();
+        return body();
+    } catch (const std::exception &e) {
+        return fail(err, std::string("DCMTK raised: ") + e.what());
+    } catch (...) {
+        return fail(err, "DCMTK raised an unknown exception");
+    }
+}
+
+// Resolves path to a single object; MLD_NOT_FOUND when it is absent.
+mld_status resolve(DcmDataset *dataset, const char *path, bool create, DcmObject *&result, char **err) {
+    if (!path || !*path) return fail(err, "empty attribute path");
+    DcmPathProcessor processor;
+    OFCondition c = processor.findOrCreatePath(dataset, path, create ? OFTrue : OFFalse);
+    if (c.bad()) {
+        if (!create && (c == EC_TagNotFound || c == EC_IllegalCall || c == EC_ItemNotFound || c == EC_SequEnd))
+            return MLD_NOT_FOUND;
+        // An unknown keyword or a malformed path is the caller's mistake; a missing attribute is not.
+        std::string text = c.text();
+        if (!create && text.find("not found") != std::string::npos) return MLD_NOT_FOUND;
+        return failCondition(err, std::string("attribute path ") + path, c);
+    }
+    OFList<DcmPath *> results;
+    if (processor.getResults(results) == 0) return MLD_NOT_FOUND;
+    DcmPathNode *last = results.front()->back();
+    if (!last || !last->m_obj) return MLD_NOT_FOUND;
+    result = last->m_obj;
+    return MLD_OK;
+}
+
+std::string formatDouble(double v) {
+    // Decimal String holds at most 16 characters.
+    char buf[32];
+    for (int precision = 10; precision > 0; --precision) {
+        std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+        if (std::strlen(buf) <= 16) break;
+    }
+    return buf;
+}
+
+E_TransferSyntax toXfer(mld_transfer_syntax x) {
+    switch (x) {
+    case MLD_XFER_EXPLICIT_LITTLE: return EXS_LittleEndianExplicit;
+    case MLD_XFER_IMPLICIT_LITTLE: return EXS_LittleEndianImplicit;
+    case MLD_XFER_RLE: return EXS_RLELossless;
+    case MLD_XFER_JPEG_LS_LOSSLESS: return EXS_JPEGLSLossless;
+    case MLD_XFER_JPEG_LOSSLESS: return EXS_JPEGProcess14SV1;
+    }
+    return EXS_Unknown;
+}
+
+CodeSequenceMacro code(const char *value, const char *scheme, const char *meaning) {
+    return CodeSequenceMacro(value, scheme, meaning);
+}
+
+} // namespace
+
+extern "C" {
+
+void mld_string_free(char *s) { std::free(s); }
+
+mld_status mld_generate_uid(char **uid, char **err) {
+    return guarded(err, [&] {
+        char buf[100];
+        dcmGenerateUniqueIdentifier(buf, SITE_INSTANCE_UID_ROOT);
+        *uid = copyString(buf);
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_open(const char *path, mld_file **out, char **err) {
+    return guarded(err, [&] {
+        std::unique_ptr<mld_file> f(new mld_file);
+        OFCondition c = f->format.loadFile(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
+        if (c.bad()) return failCondition(err, std::string(path) + ": not a readable DICOM file", c);
+        *out = f.release();
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_parse(const uint8_t *bytes, size_t length, mld_file **out, char **err) {
+    return guarded(err, [&] {
+        std::unique_ptr<mld_file> f(new mld_file);
+        DcmInputBufferStream stream;
+        stream.setBuffer(bytes, static_cast<offile_off_t>(length));
+        stream.setEos();
+        f->format.transferInit();
+        OFCondition c = f->format.read(stream, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+        f->format.transferEnd();
+        if (c.bad()) return failCondition(err, "not a readable DICOM file", c);
+        *out = f.release();
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_create(mld_file **out, char **err) {
+    return guarded(err, [&] {
+        *out = new mld_file;
+        return MLD_OK;
+    });
+}
+
+void mld_file_free(mld_file *file) { delete file; }
+
+mld_status mld_file_get_string(mld_file *file, const char *path, char **value, char **err) {
+    return guarded(err, [&] {
+        DcmObject *obj = nullptr;
+        mld_status s = resolve(file->format.getDataset(), path, false, obj, err);
+        if (s != MLD_OK) return s;
+        if (!obj->isLeaf()) return fail(err, std::string(path) + " is a sequence or item, not a value");
+        OFString text;
+        OFCondition c = static_cast<DcmElement *>(obj)->getOFStringArray(text);
+        if (c.bad()) return failCondition(err, std::string("reading ") + path, c);
+        *value = copyString(text.c_str());
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_count_items(mld_file *file, const char *path, size_t *count, char **err) {
+    return guarded(err, [&] {
+        DcmObject *obj = nullptr;
+        mld_status s = resolve(file->format.getDataset(), path, false, obj, err);
+        if (s != MLD_OK) return s;
+        if (obj->ident() != EVR_SQ) return fail(err, std::string(path) + " is not a sequence");
+        *count = static_cast<DcmSequenceOfItems *>(obj)->card();
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_put_string(mld_file *file, const char *path, const char *value, char **err) {
+    return guarded(err, [&] {
+        DcmObject *obj = nullptr;
+        mld_status s = resolve(file->format.getDataset(), path, true, obj, err);
+        if (s != MLD_OK) return s == MLD_NOT_FOUND ? fail(err, std::string("cannot create ") + path) : s;
+        if (!obj->isLeaf()) return fail(err, std::string(path) + " is a sequence or item, not a value");
+        OFCondition c = static_cast<DcmElement *>(obj)->putString(value);
+        if (c.bad()) return failCondition(err, std::string("setting ") + path, c);
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_transfer_syntax(mld_file *file, char **uid, char **err) {
+    return guarded(err, [&] {
+        DcmXfer xfer(file->format.getDataset()->getOriginalXfer());
+        *uid = copyString(xfer.getXferID());
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_pixels(mld_file *file, const uint8_t **data, size_t *length, char **err) {
+    return guarded(err, [&] {
+        DcmDataset *ds = file->format.getDataset();
+        DcmElement *element = nullptr;
+        if (ds->findAndGetElement(DCM_PixelData, element).bad() || !element) return MLD_NOT_FOUND;
+        DcmXfer original(ds->getOriginalXfer());
+        if (original.isEncapsulated()) {
+            OFCondition c = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+            if (c.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit))
+                return fail(err, std::string("cannot decompress pixel data in transfer syntax ") + original.getXferName() +
+                                     (c.bad() ? std::string(": ") + c.text() : std::string()));
+        }
+        Uint32 bytes = element->getLength();
+        if (element->getVR() == EVR_OW) {
+            Uint16 *words = nullptr;
+            OFCondition c = element->getUint16Array(words);
+            if (c.bad() || (!words && bytes > 0)) return failCondition(err, "reading pixel data", c);
+            *data = reinterpret_cast<const uint8_t *>(words);
+        } else {
+            Uint8 *raw = nullptr;
+            OFCondition c = element->getUint8Array(raw);
+            if (c.bad() || (!raw && bytes > 0)) return failCondition(err, "reading pixel data", c);
+            *data = raw;
+        }
+        *length = bytes;
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_put_pixels(mld_file *file, const void *data, size_t length, int bits_allocated, char **err) {
+    return guarded(err, [&] {
+        DcmDataset *ds = file->format.getDataset();
+        OFCondition c;
+        if (bits_allocated == 16) {
+            if (length % 2) return fail(err, "16-bit pixel data must have an even length");
+            c = ds->putAndInsertUint16Array(DCM_PixelData, static_cast<const Uint16 *>(data),
+                                            static_cast<unsigned long>(length / 2));
+        } else if (bits_allocated == 8) {
+            c = ds->putAndInsertUint8Array(DCM_PixelData, static_cast<const Uint8 *>(data),
+                                           static_cast<unsigned long>(length));
+        } else {
+            return fail(err, "bits_allocated must be 8 or 16");
+        }
+        if (c.bad()) return failCondition(err, "storing pixel data", c);
+        return MLD_OK;
+    });
+}
+
+mld_status mld_file_save(mld_file *file, const char *path, mld_transfer_syntax xfer, char **err) {
+    return guarded(err, [&] {
+        E_TransferSyntax ts = toXfer(xfer);
+        if (ts == EXS_Unknown) return fail(err, "unknown transfer syntax");
+        DcmDataset *ds = file->format.getDataset();
+        DcmXfer target(ts);
+        if (target.isEncapsulated()) {
+            OFCondition c;
+            if (ts == EXS_JPEGLSLossless) {
+                DJLSRepresentationParameter params(2, OFTrue);
+                c = ds->chooseRepresentation(ts, &params);
+            } else if (ts == EXS_JPEGProcess14SV1) {
+                DJ_RPLossless params;
+                c = ds->chooseRepresentation(ts, &params);
+            } else {
+                c = ds->chooseRepresentation(ts, nullptr);
+            }
+            if (c.bad() || !ds->canWriteXfer(ts))
+                return fail(err, std::string("cannot encode pixel data as ") + target.getXferName() +
+                                     (c.bad() ? std::string(": ") + c.text() : std::string()));
+        } else {
+            ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+        }
+        OFCondition c = file->format.saveFile(path, ts, EET_ExplicitLength, EGL_recalcGL, EPD_withoutPadding);
+        if (c.bad()) return failCondition(err, std::string("writing ") + path, c);
+        return MLD_OK;
+    });
+}
+
+mld_status mld_seg_create(uint16_t rows, uint16_t columns, const mld_seg_description *d, mld_file *source,
+                          const double iop[6], const double pixel_spacing[2], double slice_thickness, mld_seg **out,
+                          char **err) {
+    return guarded(err, [&] {
+        std::unique_ptr<mld_seg> seg(new mld_seg);
+        IODGeneralEquipmentModule::EquipmentInfo equipment(d->manufacturer, d->model_name, d->device_serial_number,
+                                                           d->software_versions);
+        ContentIdentificationMacro ident("1", d->content_label, d->content_description, d->content_creator);
+        OFCondition c = DcmSegmentation::createBinarySegmentation(seg->doc, rows, columns, equipment, ident);
+        if (c.bad() || !seg->doc) return failCondition(err, "creating the segmentation", c);
+        DcmDataset *src = source->format.getDataset();
+        c = seg->doc->importHierarchy(*src, OFTrue, OFTrue, OFTrue, OFFalse);
+        if (c.bad()) return failCondition(err, "importing patient and study from the source image", c);
+        OFString foR;
+        if (seg->doc->getFrameOfReference().getFrameOfReferenceUID(foR).bad() || foR.empty()) {
+            char uid[100];
+            dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
+            seg->doc->getFrameOfReference().setFrameOfReferenceUID(uid);
+        }
+        OFString seriesUID;
+        if (src->findAndGetOFString(DCM_SeriesInstanceUID, seriesUID).bad() || seriesUID.empty())
+            return fail(err, "the source image has no SeriesInstanceUID");
+        seg->seriesUID = seriesUID.c_str();
+        seg->refSeries = new IODSeriesAndInstanceReferenceMacro::ReferencedSeriesItem;
+        seg->refSeries->setSeriesInstanceUID(seriesUID);
+
+        c = seg->doc->getSeries().setSeriesDescription(d->series_description);
+        if (c.good()) c = seg->doc->getSeries().setSeriesNumber(d->series_number);
+        if (c.bad()) return failCondition(err, "setting the series description", c);
+
+        // Frames are indexed by segment, then by position in the source series.
+        char dimUID[100];
+        dcmGenerateUniqueIdentifier(dimUID, SITE_INSTANCE_UID_ROOT);
+        IODMultiframeDimensionModule &dims = seg->doc->getDimensions();
+        c = dims.addDimensionIndex(DCM_ReferencedSegmentNumber, dimUID, DCM_SegmentIdentificationSequence,
+                                   "ReferencedSegmentNumber");
+        if (c.good())
+            c = dims.addDimensionIndex(DCM_ImagePositionPatient, dimUID, DCM_PlanePositionSequence,
+                                       "ImagePositionPatient");
+        if (c.bad()) return failCondition(err, "adding dimension indices", c);
+
+        std::unique_ptr<FGPlaneOrientationPatient> orientation(FGPlaneOrientationPatient::createMinimal(
+            formatDouble(iop[0]).c_str(), formatDouble(iop[1]).c_str(), formatDouble(iop[2]).c_str(),
+            formatDouble(iop[3]).c_str(), formatDouble(iop[4]).c_str(), formatDouble(iop[5]).c_str()));
+        if (!orientation) return fail(err, "invalid image orientation");
+        c = seg->doc->addForAllFrames(*orientation);
+        if (c.bad()) return failCondition(err, "adding the plane orientation", c);
+
+        FGPixelMeasures measures;
+        c = measures.setPixelSpacing((formatDouble(pixel_spacing[0]) + "\\" + formatDouble(pixel_spacing[1])).c_str());
+        if (c.good()) c = measures.setSliceThickness(formatDouble(slice_thickness).c_str());
+        if (c.good()) c = measures.setSpacingBetweenSlices(formatDouble(slice_thickness).c_str());
+        if (c.good()) c = seg->doc->addForAllFrames(measures);
+        if (c.bad()) return failCondition(err, "adding the pixel measures", c);
+        *out = seg.release();
+        return MLD_OK;
+    });
+}
+
+void mld_seg_free(mld_seg *seg) { delete seg; }
+
+mld_status mld_seg_add_segment(mld_seg *seg, const char *label, const uint8_t rgb[3], const char *algorithm_name,
+                               uint16_t *segment_number, char **err) {
+    return guarded(err, [&] {
+        DcmSegment *segment = nullptr;
+        OFCondition c = DcmSegment::create(segment, label, code("123037004", "SCT", "Anatomical Structure"),
+                                           code("85756007", "SCT", "Tissue"), DcmSegTypes::SAT_AUTOMATIC,
+                                           algorithm_name);
+        if (c.bad() || !segment) return failCondition(err, std::string("creating segment ") + label, c);
+        std::unique_ptr<DcmSegment> owned(segment);
+        uint16_t lab[3];
+        mld_rgb_to_dicom_lab(rgb, lab);
+        c = segment->setRecommendedDisplayCIELabValue(lab[0], lab[1], lab[2]);
+        if (c.bad()) return failCondition(err, "setting the segment colour", c);
+        Uint16 number = 0;
+        c = seg->doc->addSegment(segment, number);
+        if (c.bad()) return failCondition(err, std::string("adding segment ") + label, c);
+        owned.release();
+        *segment_number = number;
+        return MLD_OK;
+    });
+}
+
+mld_status mld_seg_add_frame(mld_seg *seg, uint16_t segment_number, const uint8_t *mask, const double ipp[3],
+                             uint32_t position_index, mld_file *source, char **err) {
+    return guarded(err, [&] {
+        if (!seg->doc->getSegment(segment_number))
+            return fail(err, "unknown segment number " + std::to_string(segment_number));
+        std::unique_ptr<FGPlanePosPatient> position(FGPlanePosPatient::createMinimal(
+            formatDouble(ipp[0]).c_str(), formatDouble(ipp[1]).c_str(), formatDouble(ipp[2]).c_str()));
+        if (!position) return fail(err, "invalid image position");
+
+        FGFrameContent content;
+        OFCondition c = content.setDimensionIndexValues(segment_number, 0);
+        if (c.good()) c = content.setDimensionIndexValues(position_index, 1);
+        if (c.bad()) return failCondition(err, "setting dimension index values", c);
+
+        FGDerivationImage derivation;
+        DcmDataset *src = source->format.getDataset();
+        DerivationImageItem *item = nullptr;
+        c = derivation.addDerivationImageItem(code("113076", "DCM", "Segmentation"), "", item);
+        if (c.bad() || !item) return failCondition(err, "adding the derivation image", c);
+        SourceImageItem *sourceItem = nullptr;
+        c = item->addSourceImageItem(src, code("121322", "DCM", "Source image for image processing operation"),
+                                     sourceItem);
+        if (c.bad()) return failCondition(err, "referencing the source image", c);
+
+        OFString sopClass, sopInstance;
+        src->findAndGetOFString(DCM_SOPClassUID, sopClass);
+        src->findAndGetOFString(DCM_SOPInstanceUID, sopInstance);
+        if (seg->referencedInstances.insert(sopInstance.c_str()).second) {
+            SOPInstanceReferenceMacro *ref = new SOPInstanceReferenceMacro;
+            ref->setReferencedSOPClassUID(sopClass);
+            ref->setReferencedSOPInstanceUID(sopInstance);
+            seg->refSeries->getReferencedInstanceItems().push_back(ref);
+        }
+
+        OFVector<FGBase *> perFrame;
+        perFrame.push_back(position.get());
+        perFrame.push_back(&content);
+        perFrame.push_back(&derivation);
+        c = seg->doc->addFrame(const_cast<Uint8 *>(mask), segment_number, perFrame);
+        if (c.bad()) return failCondition(err, "adding a frame", c);
+        return MLD_OK;
+    });
+}
+
+mld_status mld_seg_save(mld_seg *seg, const char *path, char **err) {
+    return guarded(err, [&] {
+        if (seg->doc->getNumberOfFrames() == 0) return fail(err, "a segmentation needs at least one frame");
+        if (seg->refSeries) {
+            seg->doc->getCommonInstanceReference().getReferencedSeriesItems().push_back(seg->refSeries);
+            seg->refSeries = nullptr;
+        }
+        OFString date, time;
+        DcmDate::getCurrentDate(date);
+        DcmTime::getCurrentTime(time);
+        seg->doc->getSeries().setSeriesDate(date);
+        seg->doc->getSeries().setSeriesTime(time);
+        seg->doc->getGeneralImage().setContentDate(date);
+        seg->doc->getGeneralImage().setContentTime(time);
+        // Our frames are built consistently above; DCMTK's full functional-group check costs O(frames^2).
+        seg->doc->setCheckFGOnWrite(OFFalse);
+        OFCondition c = seg->doc->saveFile(path, EXS_LittleEndianExplicit);
+        if (c.bad()) return failCondition(err, std::string("writing ") + path, c);
+        return MLD_OK;
+    });
+}
+
+void mld_rgb_to_dicom_lab(const uint8_t rgb[3], uint16_t lab[3]) {
+    double L = 0, a = 0, b = 0;
+    IODCIELabUtil::rgb2DicomLab(L, a, b, rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0);
+    lab[0] = static_cast<uint16_t>(std::lround(L));
+    lab[1] = static_cast<uint16_t>(std::lround(a));
+    lab[2] = static_cast<uint16_t>(std::lround(b));
+}
+
+void mld_dicom_lab_to_rgb(const uint16_t lab[3], uint8_t rgb[3]) {
+    double r = 0, g = 0, b = 0;
+    IODCIELabUtil::dicomLab2RGB(r, g, b, lab[0], lab[1], lab[2]);
+    const double v[3] = {r, g, b};
+    for (int i = 0; i < 3; ++i) {
+        double x = std::round(v[i] * 255.0);
+        rgb[i] = static_cast<uint8_t>(x < 0 ? 0 : (x > 255 ? 255 : x));
+    }
+}
+
+} // extern "C"

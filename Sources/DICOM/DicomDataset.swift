@@ -1,0 +1,152 @@
+import CDicom
+import Foundation
+
+/// Errors of reading, converting or writing DICOM.
+public struct DicomError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Transfer syntaxes that the writers can produce.
+public enum DicomTransferSyntax: Sendable, CaseIterable {
+    case explicitLittle, implicitLittle, rle, jpegLSLossless, jpegLossless
+
+    var c: mld_transfer_syntax {
+        switch self {
+        case .explicitLittle: return MLD_XFER_EXPLICIT_LITTLE
+        case .implicitLittle: return MLD_XFER_IMPLICIT_LITTLE
+        case .rle: return MLD_XFER_RLE
+        case .jpegLSLossless: return MLD_XFER_JPEG_LS_LOSSLESS
+        case .jpegLossless: return MLD_XFER_JPEG_LOSSLESS
+        }
+    }
+}
+
+/// Runs a shim call, turning MLD_ERROR into a `DicomError` (prefixed by `context` when given) and returning
+/// whether the attribute was found.
+@discardableResult
+func check(_ context: String? = nil, _ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> mld_status) throws -> Bool {
+    var err: UnsafeMutablePointer<CChar>? = nil
+    let status = body(&err)
+    defer { mld_string_free(err) }
+    switch status {
+    case MLD_OK: return true
+    case MLD_NOT_FOUND: return false
+    default:
+        let message = err.map { String(cString: $0) } ?? "DICOM operation failed"
+        throw DicomError(context.map { "\($0): \(message)" } ?? message)
+    }
+}
+
+/// A new globally unique DICOM UID.
+public func makeDicomUID() throws -> String {
+    var uid: UnsafeMutablePointer<CChar>? = nil
+    try check { mld_generate_uid(&uid, $0) }
+    defer { mld_string_free(uid) }
+    return uid.map { String(cString: $0) } ?? ""
+}
+
+/// One DICOM dataset (a Part-10 file read from disk or memory, or one being built), owned by exactly this object.
+/// Not thread-safe: use one from one task at a time.
+///
+/// Attributes are addressed by DCMTK paths: a keyword (`"PatientID"`), a tag (`"(0010,0020)"`), or items of
+/// sequences by index (`"ReferencedSeriesSequence[0].SeriesInstanceUID"`).
+public final class DicomDataset: @unchecked Sendable {
+    let handle: OpaquePointer
+    /// Where it was read from, for messages.
+    public let origin: String
+
+    /// Reads a DICOM file (Part-10 with its meta header, or a bare dataset).
+    public init(contentsOf url: URL) throws {
+        var h: OpaquePointer? = nil
+        try check { mld_file_open(url.path, &h, $0) }
+        guard let h else { throw DicomError("\(url.path): not a readable DICOM file") }
+        handle = h
+        origin = url.path
+    }
+
+    /// Parses a DICOM file held in memory.
+    public init(bytes: [UInt8], origin: String = "DICOM data") throws {
+        var h: OpaquePointer? = nil
+        try check(origin) { err in bytes.withUnsafeBufferPointer { mld_file_parse($0.baseAddress, $0.count, &h, err) } }
+        guard let h else { throw DicomError("\(origin): not a readable DICOM file") }
+        handle = h
+        self.origin = origin
+    }
+
+    /// An empty dataset to fill and save.
+    public init() throws {
+        var h: OpaquePointer? = nil
+        try check { mld_file_create(&h, $0) }
+        guard let h else { throw DicomError("cannot create a DICOM dataset") }
+        handle = h
+        origin = "new dataset"
+    }
+
+    deinit { mld_file_free(handle) }
+
+    /// The attribute's value (multiple values joined by `\`), trimmed of DICOM padding; nil when absent.
+    public func string(_ path: String) throws -> String? {
+        var value: UnsafeMutablePointer<CChar>? = nil
+        guard try check(origin, { mld_file_get_string(handle, path, &value, $0) }) else { return nil }
+        defer { mld_string_free(value) }
+        return value.map { String(cString: $0).trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\0"))) }
+    }
+
+    /// The attribute's values as numbers; nil when absent or empty, an error when a value is not a number.
+    public func numbers(_ path: String) throws -> [Double]? {
+        guard let s = try string(path), !s.isEmpty else { return nil }
+        return try s.split(separator: "\\", omittingEmptySubsequences: false).map { part in
+            guard let v = Double(part.trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                throw DicomError("\(origin): \(path) holds \"\(s)\", not numbers")
+            }
+            return v
+        }
+    }
+
+    /// The attribute's first value as an integer; nil when absent.
+    public func int(_ path: String) throws -> Int? {
+        guard let v = try numbers(path)?.first else { return nil }
+        guard v == v.rounded(), abs(v) < 1e15 else { throw DicomError("\(origin): \(path) is \(v), not an integer") }
+        return Int(v)
+    }
+
+    /// The number of items of a sequence; 0 when absent.
+    public func itemCount(_ path: String) throws -> Int {
+        var n = 0
+        guard try check(origin, { mld_file_count_items(handle, path, &n, $0) }) else { return 0 }
+        return n
+    }
+
+    /// Sets an attribute from its DICOM string form, creating sequence items on its path.
+    public func set(_ path: String, _ value: String) throws {
+        try check(origin) { mld_file_put_string(handle, path, value, $0) }
+    }
+
+    /// The transfer syntax UID the dataset was read in.
+    public func transferSyntaxUID() throws -> String {
+        var uid: UnsafeMutablePointer<CChar>? = nil
+        try check(origin) { mld_file_transfer_syntax(handle, &uid, $0) }
+        defer { mld_string_free(uid) }
+        return uid.map { String(cString: $0) } ?? ""
+    }
+
+    /// Calls `body` with the native (decompressed, machine byte order) pixel bytes; nil when there is no pixel data.
+    func withPixelBytes<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        var data: UnsafePointer<UInt8>? = nil
+        var length = 0
+        guard try check(origin, { mld_file_pixels(handle, &data, &length, $0) }) else { return try body(nil) }
+        return try body(UnsafeRawBufferPointer(start: data, count: length))
+    }
+
+    /// Stores 16-bit uncompressed pixel data.
+    func setPixels(_ values: [Int16]) throws {
+        try check(origin) { err in values.withUnsafeBytes { mld_file_put_pixels(handle, $0.baseAddress, $0.count, 16, err) } }
+    }
+
+    /// Writes a Part-10 file in `transferSyntax`.
+    public func save(to url: URL, transferSyntax: DicomTransferSyntax = .explicitLittle) throws {
+        try check { mld_file_save(handle, url.path, transferSyntax.c, $0) }
+    }
+}

@@ -1,0 +1,536 @@
+import DICOM
+import DICOMweb
+import Foundation
+import Imaging
+import MONAILabelCore
+
+/// A DICOMweb service (a PACS such as Orthanc) as a datastore, after upstream's `DICOMWebDatastore` (spec
+/// section 3.3). Image ids are SeriesInstanceUIDs of the series matching the search filter; the `final` label
+/// of an image is the newest DICOM SEG series referencing it. Everything else (other tags, infos, the datastore
+/// document) lives in a `LocalDatastore` cache, which also holds each downloaded series (`<cache>/<series>/`),
+/// its NIfTI conversion (`<cache>/<series>.nii.gz`) and each downloaded SEG (`<cache>/labels/final/<seg>/`).
+///
+/// The PACS being down never takes the server down: listings fall back to the last QIDO answer (or the cache)
+/// and `status()` says why; calls that cannot be served from the cache throw `.unavailable`; the next call after
+/// the PACS returns works again.
+public final class DicomWebDatastore: Datastore, @unchecked Sendable {
+    public let settings: DicomWebSettings
+    public let client: DICOMwebClient
+    /// The local cache; what training children open (read-only) as their datastore.
+    public let cache: LocalDatastore
+
+    private let lock = NSLock()
+    private var index: RemoteIndex?
+    private var lastAttempt: Date?
+    private var lastError: String?
+    /// SEG series -> the image series it references; a SEG never changes its reference.
+    private var segReferences: [String: SegReference] = [:]
+    private var segmentNames: [Int: String] = [:]
+    private let fetchLocks = KeyedLocks()
+
+    /// A failed listing is retried no sooner than this, so a down PACS does not slow every `/info/`.
+    public static let retryAfterFailure: Double = 2
+
+    struct RemoteSeries: Sendable {
+        var study: String
+        var info: JSONObject
+    }
+
+    struct RemoteIndex: Sendable {
+        var images: OrderedMap<RemoteSeries>
+        /// image series -> its newest SEG series.
+        var labels: [String: String]
+        var fetchedAt: Date
+    }
+
+    struct SegReference: Sendable {
+        var image: String
+        /// Series date and time, then content date and time: the newest SEG of an image wins.
+        var order: String
+    }
+
+    /// Opens (creating) the cache folder; contacts nothing until a listing or a fetch is needed.
+    public init(settings: DicomWebSettings) throws {
+        self.settings = settings
+        client = DICOMwebClient(settings.clientConfiguration)
+        try FileOps.makeDirectory(settings.cacheDirectory)
+        cache = try LocalDatastore(root: settings.cacheDirectory, patterns: ["*.nii.gz"], autoReload: false)
+    }
+
+    /// Label names by value, from the app's models, for SEG segments whose label info names none.
+    public func setSegmentNames(_ names: [Int: String]) { withLock { segmentNames = names } }
+
+    public var name: String { cache.name }
+    public var description: String { "DICOMweb datastore at \(settings.baseURL.absoluteString)" }
+
+    private func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    // MARK: Remote lists
+
+    /// The QIDO lists, re-queried when older than the expiry. Throws `.unavailable` when the PACS cannot answer.
+    func remoteIndex() throws -> RemoteIndex {
+        if let idx = withLock({ () -> RemoteIndex? in
+            guard let i = index, lastError == nil, Date().timeIntervalSince(i.fetchedAt) < settings.cacheExpiry else { return nil }
+            return i
+        }) { return idx }
+        do {
+            let idx = try queryIndex()
+            withLock {
+                index = idx
+                lastError = nil
+                lastAttempt = Date()
+            }
+            return idx
+        } catch {
+            let e = Self.domainError(error)
+            withLock {
+                lastError = e.message
+                lastAttempt = Date()
+            }
+            throw e
+        }
+    }
+
+    /// The lists for read-only views: fresh when the PACS answers, else the last known ones; nil when never
+    /// listed. A recent failure is not retried at once.
+    private func bestIndex() -> RemoteIndex? {
+        let recentFailure = withLock { lastError != nil && Date().timeIntervalSince(lastAttempt ?? .distantPast) < Self.retryAfterFailure }
+        if recentFailure { return withLock { index } }
+        return (try? remoteIndex()) ?? withLock { index }
+    }
+
+    private func queryIndex() throws -> RemoteIndex {
+        let wanted = [DicomTag.patientID, DicomTag.studyDate, DicomTag.studyTime, DicomTag.modality]
+        var images = OrderedMap<RemoteSeries>()
+        for s in try client.searchSeries(filters: settings.searchFilter, includeFields: wanted) {
+            guard let series = s.string(DicomTag.seriesInstanceUID), let study = s.string(DicomTag.studyInstanceUID) else { continue }
+            var info = JSONObject()
+            info["SeriesInstanceUID"] = .string(series)
+            info["StudyInstanceUID"] = .string(study)
+            info["Modality"] = .string(s.string(DicomTag.modality) ?? "UNK")
+            info["PatientID"] = .string(s.string(DicomTag.patientID) ?? "UNK")
+            info["StudyDate"] = .string(s.string(DicomTag.studyDate) ?? "UNK")
+            info["StudyTime"] = .string(s.string(DicomTag.studyTime) ?? "UNK")
+            info["RetrieveURL"] = .string(s.string(DicomTag.retrieveURL) ?? "UNK")
+            images[series] = RemoteSeries(study: study, info: info)
+        }
+        var best: [String: (seg: String, order: String)] = [:]
+        for s in try client.searchSeries(filters: [("Modality", "SEG")]) {
+            guard let seg = s.string(DicomTag.seriesInstanceUID), let study = s.string(DicomTag.studyInstanceUID) else { continue }
+            var ref = withLock { segReferences[seg] }
+            if ref == nil {
+                ref = try segReference(study: study, seg: seg)
+                if let r = ref { withLock { segReferences[seg] = r } }
+            }
+            guard let r = ref, images[r.image] != nil else { continue }
+            if let b = best[r.image], b.order > r.order || (b.order == r.order && b.seg > seg) { continue }
+            best[r.image] = (seg, r.order)
+        }
+        return RemoteIndex(images: images, labels: best.mapValues(\.seg), fetchedAt: Date())
+    }
+
+    /// The image series a SEG references, from its WADO-RS metadata; nil for a SEG that references none.
+    private func segReference(study: String, seg: String) throws -> SegReference? {
+        guard let first = try client.seriesMetadata(study: study, series: seg).first,
+            let image = first.sequence(DicomTag.referencedSeriesSequence).first?.string(DicomTag.seriesInstanceUID)
+        else { return nil }
+        let order = ["00080021", "00080031", "00080023", "00080033"].map { first.string($0) ?? "" }.joined(separator: "|")
+        return SegReference(image: image, order: order)
+    }
+
+    // MARK: Queries
+
+    public func status() -> DatastoreStatus {
+        var s = cache.status()
+        if let idx = bestIndex() {
+            s.total = idx.images.count
+            s.completed = idx.images.keys.filter { idx.labels[$0] != nil }.count
+        }
+        if let e = withLock({ lastError }) { s.error = e }
+        return s
+    }
+
+    public func json() -> JSONValue { cache.json() }
+    public func compactJSON() -> [UInt8] { cache.compactJSON() }
+
+    public func listImages() -> [String] { bestIndex()?.images.keys ?? cache.listImages() }
+
+    public func labeledImages() -> [String] {
+        guard let idx = bestIndex() else { return cache.labeledImages() }
+        return idx.images.keys.filter { idx.labels[$0] != nil }
+    }
+
+    public func unlabeledImages() -> [String] {
+        guard let idx = bestIndex() else { return cache.unlabeledImages() }
+        return idx.images.keys.filter { idx.labels[$0] == nil }
+    }
+
+    /// Upstream syncs every remote SEG into the cache first, so training sees the PACS's labels; when the PACS
+    /// is down, the cache's pairs.
+    public func datalist() -> [DatalistItem] {
+        if let idx = try? remoteIndex() {
+            for image in idx.images.keys where idx.labels[image] != nil {
+                _ = try? fetchLabel(image, tag: LabelTag.final)
+            }
+            for id in cache.labeledImages() where idx.labels[id] == nil {
+                // A final label whose SEG left the PACS is no longer final.
+                if cache.labelInfo(id, tag: LabelTag.final)?["SeriesInstanceUID"] != nil {
+                    try? cache.removeLabel(id, tag: LabelTag.final)
+                }
+            }
+        }
+        return cache.datalist()
+    }
+
+    public func imageURI(_ id: String) -> String? { (try? fetchImage(id)) ?? cache.imageURI(id) }
+
+    public func labelURI(_ id: String, tag: String) -> String? { (try? fetchLabel(id, tag: tag)) ?? cache.labelURI(id, tag: tag) }
+
+    public func imageInfo(_ id: String) -> JSONObject? {
+        if let i = cache.imageInfo(id) { return i }
+        return withLock { index?.images[id]?.info }
+    }
+
+    public func labelInfo(_ id: String, tag: String) -> JSONObject? { cache.labelInfo(id, tag: tag) }
+    public func imageFileName(_ id: String) -> String? { cache.imageFileName(id) }
+    public func labelFileName(_ id: String, tag: String) -> String? { cache.labelFileName(id, tag: tag) }
+
+    public func labelsByImage(_ id: String) -> OrderedMap<String> {
+        var out = cache.labelsByImage(id)
+        if withLock({ index?.labels[id] }) != nil { out[LabelTag.final] = id }
+        return out
+    }
+
+    // MARK: Fetching
+
+    /// The series as NIfTI in the cache: converted once, later calls touch no network.
+    public func fetchImage(_ id: String) throws -> String {
+        if let p = cachedImage(id) { return p }
+        guard (try? DICOMwebClient.uidPathComponent(id)) != nil else {
+            throw MONAILabelError.notFound("Image \(id) not found: not a DICOM UID")
+        }
+        return try fetchLocks.with(id) {
+            if let p = cachedImage(id) { return p }
+            let (files, study) = try downloadImageSeries(id)
+            let loaded: (volume: Volume, info: DicomInstanceInfo)
+            do {
+                loaded = try DicomSeries.load(files: files)
+            } catch {
+                throw MONAILabelError.io("series \(id) cannot be converted to a volume: \(error)")
+            }
+            let i = loaded.info
+            var info = withLock { index?.images[id]?.info } ?? JSONObject()
+            func put(_ k: String, _ v: String) { info[k] = .string(v.isEmpty ? "UNK" : v) }
+            put("SeriesInstanceUID", id)
+            put("StudyInstanceUID", i.studyInstanceUID.isEmpty ? study : i.studyInstanceUID)
+            put("StudyDate", i.studyDate)
+            put("StudyTime", i.studyTime)
+            put("Modality", i.modality)
+            put("PatientID", i.patientID)
+            if info["RetrieveURL"] == nil { put("RetrieveURL", "") }
+            let tmp = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ".nii.gz")
+            defer { try? FileManager.default.removeItem(at: tmp) }
+            do {
+                try NIfTI.write(loaded.volume, to: tmp)
+            } catch {
+                throw MONAILabelError.io("cannot write the NIfTI of series \(id): \(error)")
+            }
+            try cache.addImage(id: id, file: tmp, fileName: id + ".nii.gz", info: info)
+            guard let p = cache.imageURI(id) else { throw MONAILabelError.io("series \(id) vanished from the cache") }
+            return p
+        }
+    }
+
+    private func cachedImage(_ id: String) -> String? {
+        guard let p = cache.imageURI(id), FileOps.isRegularFile(p), !dicomFiles(seriesDirectory(id)).isEmpty else { return nil }
+        return p
+    }
+
+    private func seriesDirectory(_ id: String) -> URL { settings.cacheDirectory.appendingPathComponent(id) }
+
+    private func dicomFiles(_ dir: URL) -> [URL] {
+        FileOps.listDirectory(dir.path).filter { $0.hasSuffix(".dcm") }.sorted().map { dir.appendingPathComponent($0) }
+    }
+
+    /// The series' instances in `<cache>/<series>/` (downloaded unless already there) and its study.
+    private func downloadImageSeries(_ id: String) throws -> (files: [URL], study: String) {
+        let study = try studyOf(id)
+        let dir = seriesDirectory(id)
+        let have = dicomFiles(dir)
+        if !have.isEmpty { return (have, study) }
+        return (try download(study: study, series: id, into: dir), study)
+    }
+
+    /// StudyInstanceUID of a series: from the lists, else one QIDO query. `.notFound` when the PACS lacks it.
+    private func studyOf(_ series: String) throws -> String {
+        if let s = withLock({ index?.images[series]?.study }) { return s }
+        let found: [DicomJSONDataset]
+        do {
+            found = try client.searchSeries(filters: [("SeriesInstanceUID", series)])
+        } catch {
+            throw pacsFailure(error)
+        }
+        guard let study = found.first?.string(DicomTag.studyInstanceUID) else {
+            throw MONAILabelError.notFound("Image \(series) not found in the PACS")
+        }
+        return study
+    }
+
+    /// WADO-RS retrieve into a staging folder renamed to `dir` once complete, so a crash mid-download never
+    /// leaves a partial series that later looks cached.
+    private func download(study: String, series: String, into dir: URL) throws -> [URL] {
+        let parts: [[UInt8]]
+        do {
+            parts = try client.retrieveSeries(study: study, series: series)
+        } catch {
+            throw pacsFailure(error)
+        }
+        guard !parts.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
+        let parent = dir.deletingLastPathComponent()
+        try FileOps.makeDirectory(parent)
+        let staging = parent.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString)
+        try FileOps.makeDirectory(staging)
+        var moved = false
+        defer { if !moved { try? FileManager.default.removeItem(at: staging) } }
+        for (k, bytes) in parts.enumerated() {
+            let sop = (try? DicomInstanceInfo.read(data: bytes).sopInstanceUID) ?? String(format: "instance-%05d", k)
+            try FileOps.atomicWrite(bytes, to: staging.appendingPathComponent(sop + ".dcm"))
+        }
+        try? FileManager.default.removeItem(at: dir)
+        guard rename(staging.path, dir.path) == 0 else {
+            throw MONAILabelError.io("cannot move the downloaded series into \(dir.path): \(String(cString: strerror(errno)))")
+        }
+        moved = true
+        FileOps.fsyncDirectory(parent)
+        return dicomFiles(dir)
+    }
+
+    /// `final`: the newest SEG in the PACS decoded onto the image grid (downloaded once per SEG); other tags and
+    /// images without a remote SEG: the cache.
+    public func fetchLabel(_ id: String, tag: String) throws -> String? {
+        guard tag == LabelTag.final else { return cache.labelURI(id, tag: tag) }
+        let idx: RemoteIndex
+        do {
+            idx = try remoteIndex()
+        } catch {
+            // Serve what we have; only a label we never fetched needs the PACS.
+            if let p = cache.labelURI(id, tag: tag) { return p }
+            throw error
+        }
+        guard let seg = idx.labels[id] else { return cache.labelURI(id, tag: tag) }
+        if let p = cachedFinal(id, seg: seg) { return p }
+        return try fetchLocks.with(id) {
+            if let p = cachedFinal(id, seg: seg) { return p }
+            let imagePath = try fetchImage(id)
+            guard let study = idx.images[id]?.study else { throw MONAILabelError.notFound("Image \(id) not found in the PACS") }
+            let segDir = settings.cacheDirectory.appendingPathComponent("labels/final/\(seg)")
+            var segFiles = dicomFiles(segDir)
+            if segFiles.isEmpty { segFiles = try download(study: study, series: seg, into: segDir) }
+            guard let segFile = segFiles.first else { throw MONAILabelError.notFound("SEG series \(seg) has no instances") }
+            let decoded: (label: Volume, segments: [DicomSegment])
+            do {
+                let image = try NIfTI.read(URL(fileURLWithPath: imagePath))
+                decoded = try DicomSeg.read(file: segFile, onto: image, referenceFiles: dicomFiles(seriesDirectory(id)))
+            } catch {
+                throw MONAILabelError.io("SEG \(seg) cannot be decoded onto series \(id): \(error)")
+            }
+            let label = relabel(decoded.label, segments: decoded.segments)
+            let tmp = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ".nii.gz")
+            defer { try? FileManager.default.removeItem(at: tmp) }
+            try NIfTI.write(label, to: tmp)
+            var info = JSONObject()
+            info["SeriesInstanceUID"] = .string(seg)
+            info["Modality"] = "SEG"
+            info["StudyInstanceUID"] = .string(study)
+            info["label_info"] = .array(decoded.segments.map { ["name": .string($0.name), "idx": .int(valueFor($0))] })
+            try cache.saveLabel(imageID: id, file: tmp, fileName: id + ".nii.gz", tag: LabelTag.final, info: info)
+            return cache.labelURI(id, tag: tag)
+        }
+    }
+
+    private func cachedFinal(_ id: String, seg: String) -> String? {
+        guard cache.labelInfo(id, tag: LabelTag.final)?["SeriesInstanceUID"]?.stringValue == seg,
+            let p = cache.labelURI(id, tag: LabelTag.final), FileOps.isRegularFile(p)
+        else { return nil }
+        return p
+    }
+
+    /// A SEG numbers its segments 1...N; give each back the label value its name has in the app's models.
+    private func valueFor(_ s: DicomSegment) -> Int {
+        let names = withLock { segmentNames }
+        return names.first { $0.value.caseInsensitiveCompare(s.name) == .orderedSame }?.key ?? s.value
+    }
+
+    private func relabel(_ label: Volume, segments: [DicomSegment]) -> Volume {
+        let map = Dictionary(uniqueKeysWithValues: segments.map { ($0.value, valueFor($0)) })
+        guard map.contains(where: { $0.key != $0.value }) else { return label }
+        var out = label
+        let values = label.data.asFloat().map { v -> Float in v == 0 ? 0 : Float(map[Int(v)] ?? Int(v)) }
+        out.data = VoxelData.converting(values, to: (map.values.max() ?? 0) > 255 ? .uint16 : .uint8)
+        return out
+    }
+
+    // MARK: Mutations
+
+    public func addImage(id: String, file: URL, fileName: String, info: JSONObject) throws -> String {
+        throw MONAILabelError(.notEnabled, "images of a DICOMweb datastore come from the PACS: store the series there (STOW-RS)")
+    }
+
+    public func removeImage(_ id: String) throws {
+        throw MONAILabelError(.notEnabled, "images of a DICOMweb datastore are removed in the PACS, not here")
+    }
+
+    /// `final`: the label becomes a DICOM SEG on the image series, stored in the PACS with STOW-RS, then kept in
+    /// the cache with the SEG's UIDs in its info. Other tags: the cache only.
+    public func saveLabel(imageID: String, file: URL, fileName: String, tag: String, info: JSONObject) throws -> String {
+        _ = try fetchImage(imageID)
+        guard tag == LabelTag.final else {
+            return try cache.saveLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: info)
+        }
+        let labelInfo = info["label_info"]?.arrayValue ?? []
+        let staging = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString)
+        try FileOps.makeDirectory(staging)
+        defer { try? FileManager.default.removeItem(at: staging) }
+        let segURL = staging.appendingPathComponent("seg.dcm")
+        let seg = try writeSEG(imageID: imageID, labelFile: file, fileName: fileName, labelInfo: labelInfo, to: segURL)
+        guard let bytes = FileManager.default.contents(atPath: segURL.path) else { throw MONAILabelError.io("cannot read \(segURL.path)") }
+        let stored: StowResult
+        do {
+            stored = try client.store(instances: [Array(bytes)])
+        } catch {
+            throw pacsFailure(error)
+        }
+        let segSeries = seg.seriesInstanceUID.isEmpty ? (stored.seriesInstanceUID ?? "") : seg.seriesInstanceUID
+        // Keep the SEG we just stored: reading the label back needs no download.
+        let segDir = settings.cacheDirectory.appendingPathComponent("labels/final/\(segSeries)")
+        try FileOps.makeDirectory(segDir)
+        try FileOps.atomicCopy(from: segURL, to: segDir.appendingPathComponent(seg.sopInstanceUID + ".dcm"))
+        var merged = info
+        merged["SeriesInstanceUID"] = .string(segSeries)
+        merged["Modality"] = "SEG"
+        merged["PatientID"] = .string(seg.patientID.isEmpty ? "UNK" : seg.patientID)
+        merged["StudyInstanceUID"] = .string(seg.studyInstanceUID)
+        let id = try cache.saveLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: merged)
+        withLock {
+            segReferences[segSeries] = SegReference(image: imageID, order: "~")
+            index?.labels[imageID] = segSeries
+        }
+        return id
+    }
+
+    /// Writes a label of the image series as a DICOM SEG at `url` (what `/infer?output=dicom_seg` returns and
+    /// a final label becomes). Segment names come from `labelInfo`, else the app's label names; the series
+    /// description from `labelInfo[0].model_name`, else "MONAILabel", as upstream.
+    @discardableResult
+    public func writeSEG(imageID: String, labelFile: URL, fileName: String, labelInfo: [JSONValue], to url: URL) throws
+        -> DicomInstanceInfo
+    {
+        _ = try fetchImage(imageID)
+        let label = try loadUpload(labelFile, fileName: fileName)
+        let description = labelInfo.first?.objectValue?["model_name"]?.stringValue ?? "MONAILabel"
+        do {
+            return try DicomSeg.write(label: label, sourceFiles: dicomFiles(seriesDirectory(imageID)),
+                                      segments: segmentsFor(label, labelInfo: labelInfo), seriesDescription: description, to: url)
+        } catch {
+            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(error)")
+        }
+    }
+
+    public func removeLabel(_ id: String, tag: String) throws { try cache.removeLabel(id, tag: tag) }
+
+    public func updateImageInfo(_ id: String, info: JSONObject) throws { try cache.updateImageInfo(id, info: info) }
+
+    public func updateLabelInfo(_ id: String, tag: String, info: JSONObject) throws {
+        try cache.updateLabelInfo(id, tag: tag, info: info)
+    }
+
+    /// Forgets the QIDO lists (the next listing asks the PACS) and reconciles the cache.
+    public func refresh() {
+        withLock { index?.fetchedAt = .distantPast }
+        cache.refresh()
+    }
+
+    // MARK: Helpers
+
+    /// Reads an uploaded label whose temporary name lacks the extension that `fileName` carries.
+    private func loadUpload(_ file: URL, fileName: String) throws -> Volume {
+        guard let ext = ImageIO.fileExtension(of: fileName) ?? ImageIO.fileExtension(of: file.lastPathComponent) else {
+            throw MONAILabelError.invalid("unsupported label file '\(fileName)': expected one of \(ImageIO.extensions.joined(separator: ", "))")
+        }
+        let link = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ext)
+        defer { try? FileManager.default.removeItem(at: link) }
+        do {
+            try FileManager.default.createSymbolicLink(at: link, withDestinationURL: file)
+            return try ImageIO.load(link)
+        } catch {
+            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(error)")
+        }
+    }
+
+    /// Segment names: upstream's `label_info` entries matched by `idx` / `labelID` / `label`, else by position;
+    /// then the app's label names; else `Segment_<v>`.
+    func segmentsFor(_ label: Volume, labelInfo: [JSONValue]) -> [DicomSegment] {
+        var present = Set<Int>()
+        for v in label.data.asFloat() where v != 0 { present.insert(Int(v.rounded())) }
+        let names = withLock { segmentNames }
+        let entries = labelInfo.compactMap(\.objectValue)
+        return present.sorted().enumerated().map { position, v in
+            let byValue = entries.first { e in
+                ["idx", "labelID", "label"].contains { k in e[k]?.intValue == v || e[k]?.stringValue == String(v) }
+            }
+            let entry = byValue ?? (position < entries.count && entries.allSatisfy { $0["idx"] == nil && $0["labelID"] == nil && $0["label"] == nil }
+                ? entries[position] : nil)
+            let name = entry?["name"]?.stringValue ?? names[v] ?? "Segment_\(v)"
+            let color = entry?["color"]?.arrayValue?.compactMap(\.intValue)
+            return DicomSegment(value: v, name: name, color: color?.count == 3 ? color : nil)
+        }
+    }
+
+    /// Maps a failure and, when the PACS is unreachable, remembers it so `status()` reports it and the next
+    /// listing asks the PACS again.
+    private func pacsFailure(_ error: Error) -> MONAILabelError {
+        let e = Self.domainError(error)
+        if e.kind == .unavailable {
+            withLock {
+                lastError = e.message
+                lastAttempt = Date()
+            }
+        }
+        return e
+    }
+
+    /// A DICOMweb failure in the domain's terms: unreachable -> `.unavailable` (503), missing -> `.notFound`.
+    static func domainError(_ error: Error) -> MONAILabelError {
+        if let e = error as? MONAILabelError { return e }
+        guard let e = error as? DICOMwebError else { return MONAILabelError.io("\(error)") }
+        switch e.kind {
+        case .unavailable: return MONAILabelError(.unavailable, e.message)
+        case .notFound: return MONAILabelError.notFound(e.message)
+        case .unauthorized:
+            return MONAILabelError(.unavailable, "the PACS refused our credentials (MONAI_LABEL_DICOMWEB_USERNAME / _PASSWORD): \(e.message)")
+        case .rejected: return MONAILabelError.io("the PACS refused the request: \(e.message)")
+        case .malformedResponse: return MONAILabelError.io("unexpected answer from the PACS: \(e.message)")
+        }
+    }
+}
+
+/// One lock per key, so two requests for the same series download it once while other series proceed.
+/// Recursive: fetching a label fetches its image under the same key.
+final class KeyedLocks: @unchecked Sendable {
+    private let lock = NSLock()
+    private var locks: [String: NSRecursiveLock] = [:]
+
+    func with<T>(_ key: String, _ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        let l = locks[key] ?? NSRecursiveLock()
+        locks[key] = l
+        lock.unlock()
+        l.lock()
+        defer { l.unlock() }
+        return try body()
+    }
+}

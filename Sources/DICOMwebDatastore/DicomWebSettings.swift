@@ -1,0 +1,95 @@
+import COpenSSL
+import DICOMweb
+import Foundation
+import HTTPClient
+import MONAILabelCore
+
+/// The `MONAI_LABEL_DICOMWEB_*` settings of a DICOMweb datastore (spec section 3.3).
+public struct DicomWebSettings: Sendable {
+    /// The DICOMweb root given as `--studies`, e.g. `http://127.0.0.1:8042/dicom-web`.
+    public var baseURL: URL
+    public var username: String?
+    public var password: String?
+    /// QIDO filter selecting the image series (`MONAI_LABEL_DICOMWEB_SEARCH_FILTER`, JSON object).
+    public var searchFilter: [(String, String)]
+    /// Seconds the QIDO lists are reused (`MONAI_LABEL_DICOMWEB_CACHE_EXPIRY`).
+    public var cacheExpiry: Double
+    /// `<MONAI_LABEL_DICOMWEB_CACHE_PATH or ~/.cache/monailabel/dicom>/<md5(base url)>`.
+    public var cacheDirectory: URL
+    public var qidoPrefix: String?
+    public var wadoPrefix: String?
+    public var stowPrefix: String?
+    /// `MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT`, `MONAI_LABEL_DICOMWEB_READ_TIMEOUT` (seconds).
+    public var connectTimeout: Double
+    public var readTimeout: Double
+    /// `MONAI_LABEL_DICOMWEB_RETRIES`: attempts per request (1 = no retry).
+    public var attempts: Int
+    /// `MONAI_LABEL_DICOMWEB_VERIFY_TLS` (default true) and `MONAI_LABEL_DICOMWEB_CA_FILE`.
+    public var verifyTLS: Bool
+    public var caFile: String?
+
+    /// True for a `--studies` value that names a DICOMweb service rather than a folder.
+    public static func isDicomWeb(_ studies: String) -> Bool {
+        let s = studies.lowercased()
+        return s.hasPrefix("http://") || s.hasPrefix("https://")
+    }
+
+    public init(studies: String, environment: [String: String]) throws {
+        guard let url = URL(string: studies), (try? HTTPClientTarget(url)) != nil else {
+            throw MONAILabelError.invalid("--studies \(studies) is not a valid http(s) URL of a DICOMweb service")
+        }
+        baseURL = url
+        func env(_ k: String) -> String? {
+            guard let v = environment[k]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+            return v
+        }
+        func number(_ k: String, _ d: Double) throws -> Double {
+            guard let v = env(k) else { return d }
+            guard let n = Double(v), n > 0 else { throw MONAILabelError.invalid("\(k)=\(v) is not a positive number") }
+            return n
+        }
+        username = env("MONAI_LABEL_DICOMWEB_USERNAME")
+        password = env("MONAI_LABEL_DICOMWEB_PASSWORD")
+        if let f = env("MONAI_LABEL_DICOMWEB_SEARCH_FILTER") {
+            guard let obj = try? JSONValue.parse(f).objectValue else {
+                throw MONAILabelError.invalid("MONAI_LABEL_DICOMWEB_SEARCH_FILTER must be a JSON object, got \(f)")
+            }
+            searchFilter = obj.map { k, v in (k, v.stringValue ?? v.compactString()) }
+        } else {
+            searchFilter = [("Modality", "CT")]
+        }
+        cacheExpiry = try number("MONAI_LABEL_DICOMWEB_CACHE_EXPIRY", 7200)
+        connectTimeout = try number("MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT", 5)
+        readTimeout = try number("MONAI_LABEL_DICOMWEB_READ_TIMEOUT", 120)
+        attempts = max(1, Int(try number("MONAI_LABEL_DICOMWEB_RETRIES", 3)))
+        verifyTLS = !["false", "0", "no"].contains(env("MONAI_LABEL_DICOMWEB_VERIFY_TLS")?.lowercased() ?? "true")
+        caFile = env("MONAI_LABEL_DICOMWEB_CA_FILE")
+        qidoPrefix = env("MONAI_LABEL_QIDO_PREFIX")
+        wadoPrefix = env("MONAI_LABEL_WADO_PREFIX")
+        stowPrefix = env("MONAI_LABEL_STOW_PREFIX")
+        let root = env("MONAI_LABEL_DICOMWEB_CACHE_PATH").map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: environment["HOME"] ?? NSHomeDirectory()).appendingPathComponent(".cache/monailabel/dicom")
+        cacheDirectory = root.appendingPathComponent(Self.md5Hex(studies))
+    }
+
+    var clientConfiguration: DICOMwebConfiguration {
+        var c = DICOMwebConfiguration(
+            baseURL: baseURL, username: username, password: password,
+            http: HTTPClientConfiguration(connectTimeout: connectTimeout, readTimeout: readTimeout,
+                                          verifyCertificates: verifyTLS, caFile: caFile),
+            maxAttempts: attempts, initialBackoff: 0.5)
+        c.qidoPrefix = qidoPrefix
+        c.wadoPrefix = wadoPrefix
+        c.stowPrefix = stowPrefix
+        return c
+    }
+
+    /// Upstream names the cache folder by the MD5 of the URL; so do we, so both find the same folder.
+    static func md5Hex(_ s: String) -> String {
+        var digest = [UInt8](repeating: 0, count: 16)
+        var len: UInt32 = 0
+        let bytes = Array(s.utf8)
+        _ = EVP_Digest(bytes, bytes.count, &digest, &len, EVP_md5(), nil)
+        return digest.prefix(Int(len)).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+
+/// A small blocking HTTP/1.1 client over POSIX sockets, HTTPS through OpenSSL. One connection per request
+/// (`Connection: close`): the callers (a PACS, a few requests per user action) gain nothing from pooling
+/// that would be worth its failure modes. Safe to share between threads.
+public final class HTTPClient: Sendable {
+    public let configuration: HTTPClientConfiguration
+    private let tlsContext: TLSClientContextBox
+
+    public init(configuration: HTTPClientConfiguration = HTTPClientConfiguration()) {
+        self.configuration = configuration
+        tlsContext = TLSClientContextBox(configuration)
+    }
+
+    /// Sends one request and reads the whole response. HTTP error statuses are returned, not thrown; throws
+    /// `HTTPClientError` when the exchange itself fails (refused, timed out, malformed, cut short).
+    public func send(method: String, url: URL, headers: HTTPClientHeaders = HTTPClientHeaders(), body: [UInt8] = [])
+        throws -> HTTPClientResponse
+    {
+        let target = try HTTPClientTarget(url)
+        let tls = target.secure ? try tlsContext.get() : nil
+        let conn = try Connection(host: target.host, port: target.port, tls: tls,
+                                  connectTimeout: configuration.connectTimeout, ioTimeout: configuration.readTimeout)
+        try conn.write(Self.requestHead(method: method, target: target, headers: headers, bodyCount: body.count) + body)
+        var parser = HTTPResponseParser(requestMethod: method, maxBodyBytes: configuration.maxResponseBytes)
+        var buf = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let n = try conn.read(into: &buf)
+            if n == 0 {
+                try parser.finish()
+                break
+            }
+            if try parser.feed(buf[0..<n]) { break }
+        }
+        guard let response = parser.response else {
+            throw HTTPClientError(.malformedResponse, "incomplete response from \(target.host)")
+        }
+        return response
+    }
+
+    public func get(_ url: URL, headers: HTTPClientHeaders = HTTPClientHeaders()) throws -> HTTPClientResponse {
+        try send(method: "GET", url: url, headers: headers)
+    }
+
+    public func post(_ url: URL, headers: HTTPClientHeaders = HTTPClientHeaders(), body: [UInt8]) throws
+        -> HTTPClientResponse
+    {
+        try send(method: "POST", url: url, headers: headers, body: body)
+    }
+
+    /// The request line and headers. Host, Content-Length, Connection and (for credentials in the URL)
+    /// Authorization are added unless the caller set them.
+    static func requestHead(method: String, target: HTTPClientTarget, headers: HTTPClientHeaders, bodyCount: Int)
+        -> [UInt8]
+    {
+        var h = headers
+        if !h.contains("Host") { h.add("Host", target.hostHeader) }
+        if !h.contains("Authorization"), let u = target.userInfo {
+            h.add("Authorization", basicAuthorization(user: u.user, password: u.password))
+        }
+        if bodyCount > 0 || ["POST", "PUT", "PATCH"].contains(method.uppercased()) {
+            h.set("Content-Length", String(bodyCount))
+        }
+        if !h.contains("Connection") { h.add("Connection", "close") }
+        if !h.contains("User-Agent") { h.add("User-Agent", "monailabel-swift") }
+        var text = "\(method) \(target.pathAndQuery) HTTP/1.1\r\n"
+        for (n, v) in h where !n.contains("\r") && !n.contains("\n") && !v.contains("\r") && !v.contains("\n") {
+            text += "\(n): \(v)\r\n"
+        }
+        text += "\r\n"
+        return Array(text.utf8)
+    }
+}
+
+/// Creates the TLS context on first HTTPS use (plain-HTTP clients never touch OpenSSL) and keeps it.
+final class TLSClientContextBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private let config: HTTPClientConfiguration
+    private var context: TLSClientContext?
+
+    init(_ config: HTTPClientConfiguration) { self.config = config }
+
+    func get() throws -> TLSClientContext {
+        lock.lock()
+        defer { lock.unlock() }
+        if let c = context { return c }
+        let c = try TLSClientContext(verify: config.verifyCertificates, caFile: config.caFile)
+        context = c
+        return c
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Imaging
+import Testing
+@testable import DICOM
+
+/// Writes a small oblique series and returns its files in slice order.
+private func series(_ tmp: TempDir, _ name: String, shape: [Int] = [6, 5, 8], seriesUID: String? = nil,
+                    affine: Affine = obliqueAffine()) throws -> [URL] {
+    try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: shape, affine: affine), to: tmp.sub(name),
+                                  patientID: "P", seriesInstanceUID: seriesUID)
+}
+
+/// The message of the DicomError that `body` throws, or nil when it throws nothing.
+private func dicomError(_ body: () throws -> Void) -> String? {
+    do {
+        try body()
+        return nil
+    } catch let e as DicomError {
+        return e.message
+    } catch {
+        return "not a DicomError: \(error)"
+    }
+}
+
+@Test func series_missingSlice_isRefusedNamingTheGap() throws {
+    let tmp = try TempDir()
+    var files = try series(tmp, "ct")
+    files.remove(at: 4)
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: files) })
+    #expect(message.contains("missing slices"), "\(message)")
+}
+
+@Test func series_mixedOrientation_isRefused() throws {
+    let tmp = try TempDir()
+    let files = try series(tmp, "ct")
+    let ds = try DicomDataset(contentsOf: files[3])
+    try ds.set("ImageOrientationPatient", "1\\0\\0\\0\\1\\0")
+    try ds.save(to: files[3])
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: files) })
+    #expect(message.contains("different orientations"), "\(message)")
+}
+
+@Test func series_differentSliceSizes_isRefused() throws {
+    let tmp = try TempDir()
+    let uid = try makeDicomUID()
+    let a = try series(tmp, "a", seriesUID: uid)
+    let b = try series(tmp, "b", shape: [7, 5, 8], seriesUID: uid)
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: a + [b[0]]) })
+    #expect(message.contains("differ in size"), "\(message)")
+}
+
+@Test func series_duplicatePosition_isRefused() throws {
+    let tmp = try TempDir()
+    var files = try series(tmp, "ct")
+    let copy = tmp.sub("copy.dcm")
+    try FileManager.default.copyItem(at: files[2], to: copy)
+    files.append(copy)
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: files) })
+    #expect(message.contains("duplicate slices"), "\(message)")
+}
+
+@Test func series_twoSeriesMixed_isRefusedNamingBoth() throws {
+    let tmp = try TempDir()
+    let a = try series(tmp, "a"), b = try series(tmp, "b")
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: a + b) })
+    #expect(message.contains("2 different series"), "\(message)")
+}
+
+@Test func series_sliceOffTheStack_isRefused() throws {
+    let tmp = try TempDir()
+    let files = try series(tmp, "ct")
+    let ds = try DicomDataset(contentsOf: files[5])
+    let p = try #require(try ds.numbers("ImagePositionPatient"))
+    let normal = try #require(try ds.numbers("ImageOrientationPatient"))
+    // Shift in-plane along the row direction: same position along the normal, off the line of the others.
+    try ds.set("ImagePositionPatient", "\(p[0] + 5 * normal[0])\\\(p[1] + 5 * normal[1])\\\(p[2] + 5 * normal[2])")
+    try ds.save(to: files[5])
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: files) })
+    #expect(message.contains("off the line"), "\(message)")
+}
+
+@Test(arguments: [
+    [UInt8](),
+    Array("this is not a DICOM file at all, just some text\n".utf8),
+    (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) },
+])
+func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
+    let tmp = try TempDir()
+    let url = tmp.sub("garbage.dcm")
+    try Data(bytes).write(to: url)
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: [url]) })
+    #expect(!message.isEmpty)
+    #expect(dicomError { _ = try DicomInstanceInfo.read(data: bytes) } != nil)
+    #expect(dicomError { _ = try DicomInstanceInfo.read(url) } != nil)
+}
+
+@Test func series_noFiles_isRefused() {
+    #expect(dicomError { _ = try DicomSeries.load(files: []) } == "no DICOM files given")
+}
+
+@Test func series_withoutPixelData_isRefused() throws {
+    let tmp = try TempDir()
+    let ds = try DicomDataset()
+    for (k, v) in [
+        ("SOPClassUID", DicomInstanceInfo.ctImageStorageUID), ("SOPInstanceUID", try makeDicomUID()),
+        ("SeriesInstanceUID", try makeDicomUID()), ("StudyInstanceUID", try makeDicomUID()),
+        ("Rows", "4"), ("Columns", "4"), ("BitsAllocated", "16"), ("BitsStored", "16"), ("PixelRepresentation", "1"),
+        ("ImageOrientationPatient", "1\\0\\0\\0\\1\\0"), ("ImagePositionPatient", "0\\0\\0"), ("PixelSpacing", "1\\1"),
+    ] { try ds.set(k, v) }
+    let url = tmp.sub("nopixels.dcm")
+    try ds.save(to: url)
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: [url]) })
+    #expect(message.contains("no pixel data"), "\(message)")
+}
+
+@Test func series_segFile_isRefusedAsNotAnImage() throws {
+    let tmp = try TempDir()
+    let files = try series(tmp, "ct")
+    let (grid, _) = try DicomSeries.load(files: files)
+    let seg = tmp.sub("seg.dcm")
+    try DicomSeg.write(label: syntheticLabel(on: grid), sourceFiles: files, segments: [], seriesDescription: "s", to: seg)
+    let message = try #require(dicomError { _ = try DicomSeries.load(files: [seg]) })
+    #expect(message.contains("SEG"), "\(message)")
+}
+
+@Test func dataset_unknownKeyword_isAnErrorNotAbsent() throws {
+    let tmp = try TempDir()
+    let files = try series(tmp, "ct", shape: [2, 2, 1])
+    let ds = try DicomDataset(contentsOf: files[0])
+    #expect(try ds.string("PatientWeight") == nil)
+    #expect(try ds.string("ReferencedSeriesSequence[0].SeriesInstanceUID") == nil)
+    #expect(dicomError { _ = try ds.string("NoSuchKeywordAnywhere") } != nil)
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Imaging
+import Testing
+@testable import DICOM
+
+@Test func series_obliqueRoundTrip_shuffledFiles_givesSameAffineAndValues() throws {
+    let tmp = try TempDir()
+    let volume = syntheticCT(shape: [24, 20, 41])
+    var files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P1")
+    var rng = SplitMix(state: 7)
+    files.shuffle(using: &rng)
+    let (loaded, info) = try DicomSeries.load(files: files)
+    #expect(loaded.spatialShape == [24, 20, 41])
+    #expect(maxAffineDifference(loaded.affine, volume.affine) < 1e-4)
+    #expect(loaded.data.type == .float32)
+    #expect(maxValueDifference(loaded, volume) == 0)
+    #expect(info.patientID == "P1")
+    #expect(info.modality == "CT")
+}
+
+@Test func writeCT_slice_passesDciodvfyWithoutErrors() throws {
+    let tmp = try TempDir()
+    let files = try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: [8, 6, 3]), to: tmp.sub("ct"), patientID: "P1")
+    guard let report = try dciodvfy(files[1]) else {
+        print("dciodvfy not on PATH (scripts/install-deps.sh installs dicom3tools): check skipped")
+        return
+    }
+    print("dciodvfy warnings on a CT slice:\n" + report.warnings.joined(separator: "\n"))
+    #expect(report.errors.isEmpty, "\(report.errors)")
+}
+
+@Test(arguments: [
+    (DicomTransferSyntax.implicitLittle, "1.2.840.10008.1.2"),
+    (DicomTransferSyntax.explicitLittle, "1.2.840.10008.1.2.1"),
+    (DicomTransferSyntax.rle, "1.2.840.10008.1.2.5"),
+    (DicomTransferSyntax.jpegLSLossless, "1.2.840.10008.1.2.4.80"),
+    (DicomTransferSyntax.jpegLossless, "1.2.840.10008.1.2.4.70"),
+])
+func series_eachTransferSyntax_loadsSameValues(syntax: DicomTransferSyntax, uid: String) throws {
+    let tmp = try TempDir()
+    let volume = syntheticCT(shape: [12, 10, 5], seed: 3)
+    let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P", transferSyntax: syntax)
+    #expect(try DicomDataset(contentsOf: files[0]).transferSyntaxUID() == uid)
+    let (loaded, _) = try DicomSeries.load(files: files)
+    #expect(maxAffineDifference(loaded.affine, volume.affine) < 1e-4)
+    #expect(maxValueDifference(loaded, volume) == 0)
+}
+
+/// dcmtk's command-line compressors (an encoder we do not drive) when they are on PATH.
+@Test(arguments: [("dcmcrle", "1.2.840.10008.1.2.5"), ("dcmcjpls", "1.2.840.10008.1.2.4.80")])
+func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) throws {
+    guard let executable = which(tool) else {
+        print("\(tool) not on PATH (scripts/install-deps.sh installs dcmtk): check skipped")
+        return
+    }
+    let tmp = try TempDir()
+    let volume = syntheticCT(shape: [12, 10, 6], seed: 4)
+    let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
+    try FileManager.default.createDirectory(at: tmp.sub("packed"), withIntermediateDirectories: true)
+    var packed: [URL] = []
+    for f in files {
+        let out = tmp.sub("packed").appendingPathComponent(f.lastPathComponent)
+        let (status, output) = try run(executable, [f.path, out.path])
+        #expect(status == 0, "\(tool): \(output)")
+        packed.append(out)
+    }
+    #expect(try DicomDataset(contentsOf: packed[0]).transferSyntaxUID() == uid)
+    let (loaded, _) = try DicomSeries.load(files: packed)
+    #expect(maxValueDifference(loaded, volume) == 0)
+    #expect(maxAffineDifference(loaded.affine, volume.affine) < 1e-4)
+}
+
+@Test func series_singleSlice_usesSliceThicknessAlongNormal() throws {
+    let tmp = try TempDir()
+    let volume = syntheticCT(shape: [6, 5, 1], affine: obliqueAffine(spacing: [0.5, 0.8, 3]))
+    let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
+    let (loaded, _) = try DicomSeries.load(files: files)
+    #expect(loaded.spatialShape == [6, 5, 1])
+    #expect(maxAffineDifference(loaded.affine, volume.affine) < 1e-4)
+}
+
+@Test func series_nonIntegralValues_roundTripWithinRescaleStep() throws {
+    let tmp = try TempDir()
+    let shape = [5, 4, 3]
+    let values = (0..<60).map { Float($0) * 0.37 - 5.1 }
+    let volume = Volume(spatialShape: shape, data: .float32(values), affine: obliqueAffine())
+    let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
+    let (loaded, _) = try DicomSeries.load(files: files)
+    let step = Double(values.max()! - values.min()!) / 65535
+    #expect(maxValueDifference(loaded, volume) <= step)
+    #expect(loaded.data.type == .float32)
+}
+
+@Test func series_noRescale_keepsStoredIntegerType() throws {
+    let tmp = try TempDir()
+    let files = try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: [4, 4, 3]), to: tmp.sub("ct"), patientID: "P")
+    for f in files {
+        let ds = try DicomDataset(contentsOf: f)
+        try ds.set("RescaleIntercept", "0")
+        try ds.save(to: f)
+    }
+    let (loaded, _) = try DicomSeries.load(files: files)
+    #expect(loaded.data.type == .int16)
+}
+
+@Test func instanceInfo_fromBytes_equalsFromFile() throws {
+    let tmp = try TempDir()
+    let files = try DicomSeriesWriter.writeCT(
+        volume: syntheticCT(shape: [4, 4, 2]), to: tmp.sub("ct"), patientID: "PX", seriesDescription: "abdomen")
+    let fromFile = try DicomInstanceInfo.read(files[0])
+    let fromBytes = try DicomInstanceInfo.read(data: [UInt8](try Data(contentsOf: files[0])))
+    #expect(fromFile == fromBytes)
+    #expect(fromFile.patientID == "PX")
+    #expect(fromFile.seriesDescription == "abdomen")
+    #expect(fromFile.sopClassUID == DicomInstanceInfo.ctImageStorageUID)
+    #expect(fromFile.studyDate == "20240101")
+    #expect(fromFile.referencedSeriesInstanceUID == nil)
+}

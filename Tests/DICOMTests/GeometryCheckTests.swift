@@ -1,0 +1,47 @@
+import Foundation
+import Imaging
+import Testing
+@testable import DICOM
+
+private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+private let venvPython = repoRoot.appendingPathComponent(".venv-client/bin/python")
+private let checkScript = repoRoot.appendingPathComponent("scripts/check_dicom_geometry.py")
+
+/// Converts a generated oblique series (shuffled file names, anisotropic spacing, CT rescale) to NIfTI and has
+/// scripts/check_dicom_geometry.py recompute affine and voxels from the DICOM files with pydicom + nibabel.
+@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: venvPython.path),
+               "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
+func geometry_convertedNIfTI_matchesPydicomArithmetic_andTheCheckCanFail() throws {
+    let tmp = try TempDir()
+    let source = syntheticCT(shape: [22, 18, 40], affine: obliqueAffine(spacing: [0.68, 0.93, 2.5]), seed: 11)
+    let files = try DicomSeriesWriter.writeCT(volume: source, to: tmp.sub("ct"), patientID: "P")
+    // File names in an order unrelated to slice positions.
+    var rng = SplitMix(state: 5)
+    for (n, f) in files.shuffled(using: &rng).enumerated() {
+        try FileManager.default.moveItem(at: f, to: tmp.sub("ct").appendingPathComponent(String(format: "IM%05d", n * 7919 % 10007)))
+    }
+    let shuffled = try FileManager.default.contentsOfDirectory(at: tmp.sub("ct"), includingPropertiesForKeys: nil)
+    let (volume, _) = try DicomSeries.load(files: shuffled)
+    let nifti = tmp.sub("image.nii.gz")
+    try ImageIO.write(volume, to: nifti)
+
+    let good = try run(venvPython, [checkScript.path, tmp.sub("ct").path, nifti.path])
+    #expect(good.status == 0, "\(good.output)")
+    #expect(good.output.contains("\"ok\": true"), "\(good.output)")
+
+    // The check must notice a 1e-3 mm affine error and a one-unit voxel error.
+    var shifted = volume
+    shifted.affine[1, 3] += 1e-3
+    try ImageIO.write(shifted, to: tmp.sub("shifted.nii.gz"))
+    let badAffine = try run(venvPython, [checkScript.path, tmp.sub("ct").path, tmp.sub("shifted.nii.gz").path])
+    #expect(badAffine.status == 1, "\(badAffine.output)")
+
+    var values = volume.data.asFloat()
+    values[values.count / 3] += 1
+    var changed = volume
+    changed.data = .float32(values)
+    try ImageIO.write(changed, to: tmp.sub("changed.nii.gz"))
+    let badVoxel = try run(venvPython, [checkScript.path, tmp.sub("ct").path, tmp.sub("changed.nii.gz").path])
+    #expect(badVoxel.status == 1, "\(badVoxel.output)")
+}

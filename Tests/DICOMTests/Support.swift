@@ -1,0 +1,102 @@
+import Foundation
+import Imaging
+@testable import DICOM
+
+/// A fresh temporary directory removed when the value is released.
+final class TempDir: @unchecked Sendable {
+    let url: URL
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("dicomtests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(at: url) }
+    func sub(_ name: String) -> URL { url.appendingPathComponent(name) }
+}
+
+/// A deterministic pseudo-random generator so failures reproduce.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// An oblique RAS affine: rotation about a tilted axis, anisotropic spacing, arbitrary origin.
+func obliqueAffine(spacing: [Double] = [0.7, 0.9, 2.5], origin: [Double] = [-101.5, 37.25, -250.125]) -> Affine {
+    // Rotation from a unit quaternion (normalised below).
+    var q = [0.9, 0.2, -0.3, 0.25]
+    let qn = (q.map { $0 * $0 }.reduce(0, +)).squareRoot()
+    q = q.map { $0 / qn }
+    let (w, x, y, z) = (q[0], q[1], q[2], q[3])
+    let r = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    var m = [Double](repeating: 0, count: 16)
+    for row in 0..<3 {
+        for col in 0..<3 { m[row * 4 + col] = r[row][col] * spacing[col] }
+        m[row * 4 + 3] = origin[row]
+    }
+    m[15] = 1
+    return Affine(m)
+}
+
+/// A CT-like int16 volume of `shape` with structured plus random values in [-1024, 2000].
+func syntheticCT(shape: [Int], affine: Affine = obliqueAffine(), seed: UInt64 = 1) -> Volume {
+    var rng = SplitMix(state: seed)
+    let (a, b, c) = (shape[0], shape[1], shape[2])
+    var v = [Int16](repeating: 0, count: a * b * c)
+    for i in 0..<a {
+        for j in 0..<b {
+            for k in 0..<c {
+                let base = (i * 7 + j * 3 + k * 11) % 900 - 1024
+                v[(i * b + j) * c + k] = Int16(base + Int(rng.next() % 500))
+            }
+        }
+    }
+    return Volume(spatialShape: shape, data: .int16(v), affine: affine)
+}
+
+func maxAffineDifference(_ a: Affine, _ b: Affine) -> Double {
+    zip(a.m, b.m).map { abs($0 - $1) }.max() ?? .infinity
+}
+
+func maxValueDifference(_ a: Volume, _ b: Volume) -> Double {
+    zip(a.data.asDouble(), b.data.asDouble()).map { abs($0 - $1) }.max() ?? .infinity
+}
+
+/// `command` on PATH, or nil.
+func which(_ command: String) -> URL? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+        let url = URL(fileURLWithPath: String(dir)).appendingPathComponent(command)
+        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    }
+    return nil
+}
+
+/// Runs a program; returns its exit status and its output (stdout + stderr).
+func run(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = executable
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, text)
+}
+
+/// dciodvfy's findings for a file: its "Error" and "Warning" lines; nil when dciodvfy is not on PATH.
+func dciodvfy(_ file: URL) throws -> (errors: [String], warnings: [String])? {
+    guard let tool = which("dciodvfy") else { return nil }
+    let (_, output) = try run(tool, ["-new", file.path])
+    let lines = output.split(separator: "\n").map(String.init)
+    return (lines.filter { $0.hasPrefix("Error") }, lines.filter { $0.hasPrefix("Warning") })
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Imaging
+import MONAILabel
+import Testing
+@testable import DICOMwebDatastore
+
+struct DicomWebSettingsTests {
+    @Test func defaults_followUpstream() throws {
+        let s = try DicomWebSettings(studies: "http://127.0.0.1:8042/dicom-web", environment: ["HOME": "/home/u"])
+        #expect(s.searchFilter.map { "\($0.0)=\($0.1)" } == ["Modality=CT"])
+        #expect(s.cacheExpiry == 7200)
+        // md5("http://127.0.0.1:8042/dicom-web"), as upstream names the folder.
+        #expect(s.cacheDirectory.path == "/home/u/.cache/monailabel/dicom/488fca1f7f3f98331f6f7756beca0d35")
+        #expect(s.username == nil)
+        #expect(s.verifyTLS)
+    }
+
+    @Test func environment_overridesFilterCacheAuthAndTimeouts() throws {
+        let s = try DicomWebSettings(studies: "https://pacs.example/dicom-web", environment: [
+            "MONAI_LABEL_DICOMWEB_SEARCH_FILTER": #"{"Modality": "MR", "StudyDate": "20240101"}"#,
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": "/tmp/c", "MONAI_LABEL_DICOMWEB_CACHE_EXPIRY": "60",
+            "MONAI_LABEL_DICOMWEB_USERNAME": "orthanc", "MONAI_LABEL_DICOMWEB_PASSWORD": "secret",
+            "MONAI_LABEL_DICOMWEB_RETRIES": "1", "MONAI_LABEL_DICOMWEB_READ_TIMEOUT": "9",
+            "MONAI_LABEL_DICOMWEB_VERIFY_TLS": "false",
+        ])
+        #expect(s.searchFilter.map { "\($0.0)=\($0.1)" } == ["Modality=MR", "StudyDate=20240101"])
+        #expect(s.cacheDirectory.deletingLastPathComponent().path == "/tmp/c")
+        #expect(s.cacheExpiry == 60)
+        #expect(s.username == "orthanc" && s.password == "secret")
+        #expect(s.attempts == 1 && s.readTimeout == 9 && !s.verifyTLS)
+    }
+
+    @Test func badSettings_areRefusedWithTheirName() {
+        #expect(throws: MONAILabelError.self) {
+            try DicomWebSettings(studies: "http://h/dw", environment: ["MONAI_LABEL_DICOMWEB_SEARCH_FILTER": "Modality=CT"])
+        }
+        #expect(throws: MONAILabelError.self) {
+            try DicomWebSettings(studies: "http://h/dw", environment: ["MONAI_LABEL_DICOMWEB_CACHE_EXPIRY": "soon"])
+        }
+        #expect(throws: MONAILabelError.self) { try DicomWebSettings(studies: "http://", environment: [:]) }
+        #expect(DicomWebSettings.isDicomWeb("HTTPS://pacs/dicom-web"))
+        #expect(!DicomWebSettings.isDicomWeb("/data/studies"))
+    }
+}
+
+struct DicomWebSegmentNamingTests {
+    private func store() throws -> (DicomWebDatastore, TempDir) {
+        let tmp = TempDir()
+        let s = try DicomWebSettings(studies: "http://127.0.0.1:1/dicom-web", environment: [
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_RETRIES": "1",
+        ])
+        return (try DicomWebDatastore(settings: s), tmp)
+    }
+
+    private func label(_ values: [UInt8]) -> Volume {
+        Volume(spatialShape: [values.count, 1, 1], data: .uint8(values), affine: .identity)
+    }
+
+    @Test func labelInfo_byIdx_thenAppNames_thenDefault() throws {
+        let (ds, _) = try store()
+        ds.setSegmentNames([2: "liver"])
+        let info: [JSONValue] = [["name": "spleen", "idx": 1, "color": [0, 255, 0]]]
+        let segs = ds.segmentsFor(label([0, 1, 2, 5, 1]), labelInfo: info)
+        #expect(segs.map(\.value) == [1, 2, 5])
+        #expect(segs.map(\.name) == ["spleen", "liver", "Segment_5"])
+        #expect(segs[0].color == [0, 255, 0])
+    }
+
+    @Test func labelInfo_withoutIndices_isPositional() throws {
+        let (ds, _) = try store()
+        let segs = ds.segmentsFor(label([3, 0, 7]), labelInfo: [["name": "a"], ["name": "b"]])
+        #expect(segs.map(\.name) == ["a", "b"])
+    }
+
+    @Test func unreachablePACS_listsFromCache_andStatusSaysWhy() throws {
+        let (ds, _) = try store()
+        #expect(ds.listImages().isEmpty)
+        let st = ds.status()
+        #expect(st.total == 0)
+        #expect(st.error?.contains("PACS unreachable at http://127.0.0.1:1/dicom-web") == true)
+        #expect(throws: MONAILabelError(.notEnabled, "images of a DICOMweb datastore come from the PACS: store the series there (STOW-RS)")) {
+            try ds.addImage(id: "1.2", file: URL(fileURLWithPath: "/dev/null"), fileName: "x.nii.gz", info: JSONObject())
+        }
+        do {
+            _ = try ds.fetchImage("1.2.3")
+            Issue.record("expected an error")
+        } catch let e as MONAILabelError {
+            #expect(e.kind == .unavailable)
+        }
+        do {
+            _ = try ds.fetchImage("../../etc/passwd")
+            Issue.record("expected an error")
+        } catch let e as MONAILabelError {
+            #expect(e.kind == .notFound)
+        }
+    }
+}
