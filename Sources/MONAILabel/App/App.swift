@@ -76,9 +76,13 @@ public struct AppDefinition: Sendable {
     }
 }
 
-/// The radiology app's models: every definition with a `network` becomes a `SegmentationTask`.
+/// The radiology app's models: every definition with a `network` becomes a `SegmentationTask`, or a
+/// `DeepGrowTask` when its type is `deepgrow`.
 public let defaultInferTaskFactory: InferTaskFactory = { name, definition, context in
     guard definition["network"] != nil else { return nil }
+    if definition["type"]?.stringValue == "deepgrow" {
+        return try DeepGrowTask(name: name, definition: definition, modelDir: context.modelDir)
+    }
     return try SegmentationTask(name: name, definition: definition, modelDir: context.modelDir)
 }
 
@@ -167,8 +171,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         for (name, t) in inferTasks {
             var m = t.info
             // Not in upstream's schema (clients ignore it): says whether real weights or a fresh network serve.
-            if case .object(var o) = m, let s = t as? SegmentationTask {
-                o["weights"] = .string(s.weights)
+            if case .object(var o) = m, let w = (t as? SegmentationTask)?.weights ?? (t as? DeepGrowTask)?.weights {
+                o["weights"] = .string(w)
                 m = .object(o)
             }
             models[name] = m

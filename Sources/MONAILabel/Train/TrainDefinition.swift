@@ -23,6 +23,10 @@ public struct TrainDefinition: Sendable {
     public var valInterval: Int
     public var valRoiSize: [Int]
     public var config: JSONObject
+    /// The model's type (`segmentation`, `deepgrow`): which trainer runs it.
+    public var modelType: String
+    /// The model's whole `app.json` definition, for trainer-specific settings.
+    public var modelDefinition: JSONObject
 
     /// Parses the `train` section of model `name`; nil when the model has no trainer.
     public init?(model name: String, definition d: JSONObject) throws {
@@ -50,6 +54,8 @@ public struct TrainDefinition: Sendable {
         valRoiSize = Self.ints(t["val_roi_size"], count: dims) ?? Self.ints(d["inferer"]?["roi_size"], count: dims)
             ?? spatialSize
         config = t["config"]?.objectValue ?? JSONObject()
+        modelType = d["type"]?.stringValue ?? "segmentation"
+        modelDefinition = d
     }
 
     /// Number of output channels (background included).

@@ -69,7 +69,8 @@ extension MONAILabelApp {
             let items = ds.datalist().sorted { $0.image < $1.image }
             var out: [String: JSONObject] = [:]
             let machine = MachineResources.current()
-            for (name, d) in defs {
+            // The planner sizes segmentation crops; DeepGrow trainers use their fixed roi and model sizes.
+            for (name, d) in defs where d.modelType != "deepgrow" {
                 let cfg = d.clientConfig()
                 let (train, _) = SegmentationTrainer.split(count: items.count, valSplit: cfg["val_split"]?.doubleValue ?? 0.2)
                 let stats = Planner.sampleStats(items[train].map(\.image))
@@ -138,6 +139,10 @@ extension MONAILabelApp {
                       progress: @escaping (JSONObject) -> Void) throws -> JSONObject {
         guard let model = request["model"]?.stringValue else { throw MONAILabelError.invalid("train request has no model") }
         guard let d = trainDefinitions[model] else { throw MONAILabelError.notFound("Train Task for model '\(model)' not found") }
+        if d.modelType == "deepgrow" {
+            return try DeepGrowTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
+                                       request: request, log: log, progress: progress).run()
+        }
         let trainer = SegmentationTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
                                           request: request, log: log, progress: progress)
         return try trainer.run()
