@@ -105,30 +105,55 @@ public enum DeepGrow {
     }
 
     /// `AddGuidanceSignald(sigma=2)`: two channels (positive, negative) over `shape`, each a Gaussian-smoothed
-    /// (MONAI's erf kernel, zero padding) map of its clicks, min-max normalised; points with a negative
-    /// coordinate are skipped, the others clamped into the array.
+    /// (MONAI's erf kernel truncated at 4 sigma, zero padding) map of its clicks, min-max normalised; points with
+    /// a negative coordinate are skipped, the others clamped into the array. The smoothing of a click map is the
+    /// sum of the separable kernel's outer products placed at the clicks, so only the voxels within the kernel's
+    /// reach of a click are computed.
     public static func guidanceSignal(_ g: Guidance, shape: [Int], sigma: Double = 2) -> [Float] {
+        let nd = shape.count
         let n = shape.reduce(1, *)
-        var out: [Float] = []
-        out.reserveCapacity(2 * n)
-        for points in [g.positive, g.negative] {
-            var channel = [Float](repeating: 0, count: n)
-            var any = false
-            for p in points where p.count == shape.count && !p.contains(where: { $0 < 0 }) {
-                var idx = 0
-                for d in 0..<shape.count { idx = idx * shape[d] + min(p[d], shape[d] - 1) }
-                channel[idx] = 1
-                any = true
-            }
-            if any {
-                let v = Volume(spatialShape: shape, data: .float32(channel), affine: .identity)
-                channel = GaussianSmooth(sigma: sigma)(v).floats
-                if let lo = channel.min(), let hi = channel.max(), hi > lo {
-                    let r = hi - lo
-                    for i in 0..<n { channel[i] = (channel[i] - lo) / r }
+        let kernel = GaussianSmooth.kernel(sigma)
+        let tail = kernel.count / 2
+        var strides = [Int](repeating: 1, count: nd)
+        for d in stride(from: nd - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * shape[d + 1] }
+        var out = [Float](repeating: 0, count: 2 * n)
+        out.withUnsafeMutableBufferPointer { buffer in
+            for (c, points) in [g.positive, g.negative].enumerated() {
+                let base = buffer.baseAddress! + c * n
+                // Distinct clicks only: MONAI sets the voxel to 1 however often it is clicked.
+                var seen = Set<[Int]>()
+                for p in points where p.count == nd && !p.contains(where: { $0 < 0 }) {
+                    let q = (0..<nd).map { min(p[$0], shape[$0] - 1) }
+                    guard seen.insert(q).inserted else { continue }
+                    let lo = (0..<nd).map { max(q[$0] - tail, 0) }, hi = (0..<nd).map { min(q[$0] + tail, shape[$0] - 1) }
+                    var idx = lo
+                    while true {
+                        var w: Float = 1, offset = 0
+                        for d in 0..<nd {
+                            w *= kernel[idx[d] - q[d] + tail]
+                            offset += idx[d] * strides[d]
+                        }
+                        base[offset] += w
+                        var d = nd - 1
+                        while d >= 0 {
+                            idx[d] += 1
+                            if idx[d] <= hi[d] { break }
+                            idx[d] = lo[d]
+                            d -= 1
+                        }
+                        if d < 0 { break }
+                    }
                 }
+                guard !seen.isEmpty else { continue }
+                var lo = base[0], hi = base[0]
+                for i in 0..<n {
+                    lo = min(lo, base[i])
+                    hi = max(hi, base[i])
+                }
+                guard hi > lo else { continue }
+                let r = hi - lo
+                for i in 0..<n { base[i] = (base[i] - lo) / r }
             }
-            out += channel
         }
         return out
     }
@@ -296,42 +321,36 @@ public enum DeepGrow {
     /// 3^n neighbourhood; voxels beyond the array are not background, as in SciPy). A mask without zeros gets
     /// the largest extent everywhere.
     static func chessboardDistance(_ mask: [Float], shape: [Int]) -> [Int32] {
-        let nd = shape.count
-        let s3 = nd == 3 ? shape : [1] + shape
+        let s3 = shape.count == 3 ? shape : [1] + shape
         let (nz, ny, nx) = (s3[0], s3[1], s3[2])
         let inf = Int32(max(nz, ny, nx) + 1)
         var d = mask.map { $0 > 0 ? inf : 0 }
-        func pass(forward: Bool) {
-            let zs = forward ? Array(0..<nz) : Array((0..<nz).reversed())
-            let ys = forward ? Array(0..<ny) : Array((0..<ny).reversed())
-            let xs = forward ? Array(0..<nx) : Array((0..<nx).reversed())
-            let sgn = forward ? -1 : 1
-            for z in zs {
-                for y in ys {
-                    for x in xs {
-                        let i = (z * ny + y) * nx + x
-                        guard d[i] > 0 else { continue }
-                        var best = d[i]
-                        // Neighbours already visited in this pass: earlier planes, earlier rows, earlier column.
-                        for dz in [0, sgn] {
-                            for dy in [-1, 0, 1] {
-                                for dx in [-1, 0, 1] {
-                                    if dz == 0 && (dy == -sgn || (dy == 0 && dx != sgn)) { continue }
-                                    if dz == 0 && dy == 0 && dx == 0 { continue }
-                                    let zz = z + dz, yy = y + dy, xx = x + dx
-                                    if zz < 0 || zz >= nz || yy < 0 || yy >= ny || xx < 0 || xx >= nx { continue }
-                                    best = min(best, d[(zz * ny + yy) * nx + xx] + 1)
-                                }
-                            }
-                        }
-                        d[i] = best
+        // The 13 neighbours that precede a voxel in raster order; the backward pass uses their mirror images.
+        var before: [(Int, Int, Int)] = []
+        for dz in -1...0 {
+            for dy in -1...1 {
+                for dx in -1...1 where dz < 0 || dy < 0 || (dy == 0 && dx < 0) { before.append((dz, dy, dx)) }
+            }
+        }
+        d.withUnsafeMutableBufferPointer { b in
+            let p = b.baseAddress!
+            for forward in [true, false] {
+                let sgn = forward ? 1 : -1
+                for step in 0..<(nz * ny * nx) {
+                    let i = forward ? step : nz * ny * nx - 1 - step
+                    guard p[i] > 0 else { continue }
+                    let z = i / (ny * nx), y = (i / nx) % ny, x = i % nx
+                    var best = p[i]
+                    for (dz, dy, dx) in before {
+                        let zz = z + sgn * dz, yy = y + sgn * dy, xx = x + sgn * dx
+                        if zz < 0 || zz >= nz || yy < 0 || yy >= ny || xx < 0 || xx >= nx { continue }
+                        best = min(best, p[(zz * ny + yy) * nx + xx] + 1)
                     }
+                    p[i] = best
                 }
             }
         }
-        pass(forward: true)
-        pass(forward: false)
-        return d.map { min($0, inf) }
+        return d
     }
 
     /// 8-connected components of `mask > 0` on a 2D `[H, W]` grid, numbered 1... in raster order of their first
