@@ -60,10 +60,15 @@ private struct FakeTask: InferTask {
         FakeTask(name: name, labels: def["labels"] ?? .null, modelPaths: [])
     }
     let labels = app.info()["labels"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    // DeepGrow's seven names first (its list order), then segmentation's 25 by index without the four
+    // names already listed (spleen, liver, stomach, aorta).
     #expect(labels.first == "spleen")
-    #expect(labels.count == 25)
+    #expect(Array(labels.prefix(7)) == ["spleen", "right kidney", "left kidney", "liver", "stomach", "aorta",
+                                        "inferior vena cava"])
+    #expect(labels.count == 7 + 25 - 4)
     #expect(labels.last == "pulmonary_artery")
-    #expect(app.info()["models"]?.objectValue?.keys == ["segmentation_spleen", "segmentation", "Histogram+GraphCut"])
+    #expect(app.info()["models"]?.objectValue?.keys
+        == ["deepgrow_2d", "deepgrow_3d", "segmentation_spleen", "segmentation", "Histogram+GraphCut"])
 }
 
 @Test func nextSample_firstAndLast_pickUnlabeledAndRecordStrategy() throws {

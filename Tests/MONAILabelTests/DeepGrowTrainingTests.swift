@@ -184,3 +184,27 @@ func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws
     e["model_size"] = [32, 32]
     #expect(throws: MONAILabelError.self) { try DeepGrowTask(name: "x", definition: e, modelDir: URL(fileURLWithPath: "/tmp")) }
 }
+
+@Test func radiologyApp_confModelsDeepgrow_listsDeepgrowTasksAndTrainersAsUpstream() throws {
+    let tmp = TempDir()
+    let app = try makeApp(tmp, conf: ["models": "deepgrow_2d,deepgrow_3d"], factory: defaultInferTaskFactory)
+    let info = app.info()
+    #expect(info["models"]?.objectValue?.keys == ["deepgrow_2d", "deepgrow_3d", "Histogram+GraphCut"])
+    for (name, dim) in [("deepgrow_2d", 2), ("deepgrow_3d", 3)] {
+        let m = try #require(info["models"]?[name])
+        #expect(m["type"] == "deepgrow")
+        #expect(m["dimension"] == .int(dim))
+        #expect(m["labels"]?.arrayValue?.count == 7)
+        #expect(m["description"] == "A pre-trained DeepGrow model based on UNET")
+        #expect(m["config"]?.objectValue?.keys == ["device"])
+        #expect(m["weights"] == "untrained (random initialisation)")
+        let t = try #require(info["trainers"]?[name])
+        #expect(t["description"] == .string("Train \(dim)D Deepgrow model"))
+        #expect(t["config"]?["max_epochs"] == .int(dim == 2 ? 10 : 50))
+    }
+    #expect(info["trainers"]?["deepgrow_2d"]?["config"]?["train_batch_size"] == 16)
+    let task = try #require(app.inferTasks["deepgrow_3d"] as? DeepGrowTask)
+    #expect(task.modelPaths.map(\.lastPathComponent) == ["radiology_deepgrow_3d_bunet.pt", "deepgrow_3d.pt"])
+    #expect(task.modelSize == [128, 192, 192])
+    #expect(task.spatialSize == [256, 256])
+}
