@@ -148,7 +148,7 @@ private func curl(_ port: Int, _ method: String, _ path: String, json: String? =
 /// Over real sockets: `POST /train/deepgrow_3d` runs as a child job that starts from the pretrained weights and
 /// publishes; `POST /infer/deepgrow_3d?image=...` with a foreground click answers a label overlapping the blob;
 /// a click-less request is a 422.
-@Test(.timeLimit(.minutes(3)))
+@Test(.timeLimit(.minutes(5)))
 func liveServer_deepgrow3D_trainChildJobPublishesThenClickSegmentsTheBlob() throws {
     let tmp = TempDir()
     let (server, center, truth) = try DeepGrowApp.start(tmp)
@@ -189,7 +189,7 @@ private let clientPython = URL(fileURLWithPath: #filePath).deletingLastPathCompo
 /// The Slicer plugin's DeepGrow click calls (2D and 3D) through the real `monailabel.client` 0.8.5.
 @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path),
                "needs .venv-client (scripts/make-client-venv.sh)"),
-      .timeLimit(.minutes(3)))
+      .timeLimit(.minutes(5)))
 func pythonClient_slicerDeepgrowClicks_pass() throws {
     let tmp = TempDir()
     let (server, center, truth) = try DeepGrowApp.start(tmp)

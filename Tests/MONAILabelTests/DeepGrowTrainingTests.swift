@@ -103,7 +103,7 @@ func trainedDeepGrow(_ tmp: TempDir, dimension: Int, maxEpochs: Int, count: Int)
     return (task, lines)
 }
 
-@Test(.timeLimit(.minutes(2)))
+@Test(.timeLimit(.minutes(5)))
 func deepGrow3D_clickOnABlob_withABrieflyTrainedModel_returnsAMaskOverlappingTheBlob() throws {
     let tmp = TempDir()
     let (task, log) = try trainedDeepGrow(tmp, dimension: 3, maxEpochs: 8, count: 6)
@@ -128,7 +128,7 @@ func deepGrow3D_clickOnABlob_withABrieflyTrainedModel_returnsAMaskOverlappingThe
     #expect(latencies["transform"]?["post"]?["RestoreLabeld"] != nil)
 }
 
-@Test(.timeLimit(.minutes(2)))
+@Test(.timeLimit(.minutes(5)))
 func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws {
     let tmp = TempDir()
     let (task, log) = try trainedDeepGrow(tmp, dimension: 2, maxEpochs: 5, count: 6)

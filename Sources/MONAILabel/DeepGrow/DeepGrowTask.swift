@@ -12,6 +12,7 @@ import TorchKit
 /// axes only, the depth axis standing where a channel would), `AddGuidanceFromPointsd`, [`Fetch2DSliced`],
 /// `SpatialCropGuidanced`, `Resized` (area), `ResizeGuidanced`, `NormalizeIntensityd` (−208, ÷388),
 /// `AddGuidanceSignald`. Post: sigmoid, threshold 0.5, `RestoreLabeld`, `AsChannelLastd`.
+/// A 2D model resamples only its slice: MONAI resamples every slice on its own, so the numbers are the same.
 ///
 /// Upstream ignores the `roi` Slicer may send with a click; so does this task.
 public final class DeepGrowTask: InferTask, @unchecked Sendable {
@@ -100,29 +101,37 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
             throw MONAILabelError.invalid("\(name) needs a single-channel 3D image, got shape \(image.shape)")
         }
         let original = image.spatialShape
-        let transposed = timings.measure("pre", "Transposed") { DeepGrow.depthFirst(image.floats, shape: original) }
-        // Depth stands where MONAI expects channels, so `Spacingd` resamples the in-plane axes only.
-        let resampled = try timings.measure("pre", "Spacingd") {
-            try Spacing(pixdim: [1.0, 1.0], mode: .bilinear)(
-                Volume(spatialShape: [original[0], original[1]], channels: original[2], data: .float32(transposed),
-                       affine: image.affine))
-        }
-        let current = [original[2]] + resampled.spatialShape
+        // Depth stands where MONAI expects channels, so `Spacingd` resamples the in-plane axes only, each slice on
+        // its own: a 2D model needs only its slice resampled, and the in-plane grid tells where the clicks land.
+        let spacing = Spacing(pixdim: [1.0, 1.0], mode: .bilinear)
+        let (ni, nj, nk) = (original[0], original[1], original[2])
+        let inPlane = try spacing.targetGrid(
+            of: Volume(spatialShape: [ni, nj], data: .uint8([UInt8](repeating: 0, count: ni * nj)), affine: image.affine))
+        let current = [nk] + inPlane.spatialShape
         let (guidance, sliceIndex) = try timings.measure("pre", "AddGuidanceFromPointsd") {
             try DeepGrow.guidanceFromPoints(foreground: foreground, background: background, originalShape: original,
                                             currentShape: current, dimension: dimension, slice: slice)
         }
         var x: Volume
         if let s = sliceIndex {
-            let plane = current[1] * current[2]
-            let all = resampled.floats
-            x = timings.measure("pre", "Fetch2DSliced") {
-                Volume(spatialShape: [current[1], current[2]], data: .float32(Array(all[s * plane..<(s + 1) * plane])),
-                       affine: .identity)
+            let voxels = image.floats
+            let plane = timings.measure("pre", "Fetch2DSliced") {
+                (0..<(ni * nj)).map { voxels[$0 * nk + s] }
+            }
+            x = try timings.measure("pre", "Spacingd") {
+                try spacing(Volume(spatialShape: [ni, nj], data: .float32(plane), affine: image.affine))
             }
         } else {
+            let transposed = timings.measure("pre", "Transposed") { DeepGrow.depthFirst(image.floats, shape: original) }
+            let resampled = try timings.measure("pre", "Spacingd") {
+                try spacing(Volume(spatialShape: [ni, nj], channels: nk, data: .float32(transposed), affine: image.affine))
+            }
             x = Volume(spatialShape: current, data: resampled.data, affine: .identity)
         }
+        guard x.spatialShape.suffix(2) == inPlane.spatialShape[...] else {
+            throw MONAILabelError.io("\(name): in-plane spacing gave \(x.spatialShape), expected \(inPlane.spatialShape)")
+        }
+        x.affine = .identity
         timings.record("pre", "EnsureChannelFirstd", 0)
         let preCropShape = x.spatialShape
         let box = DeepGrow.guidanceCropBox(guidance, shape: preCropShape, spatialSize: spatialSize)
