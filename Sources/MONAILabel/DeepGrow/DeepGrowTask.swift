@@ -101,6 +101,74 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
             throw MONAILabelError.invalid("\(name) needs a single-channel 3D image, got shape \(image.shape)")
         }
         let original = image.spatialShape
+        let prepared = try prepare(image, foreground: foreground, background: background, slice: slice,
+                                   timings: &timings)
+        let input = prepared.input
+
+        let logits = try timings.measure("stage", "infer") { () throws -> [Float] in
+            let t = try Tensor(input, shape: [1, 3] + modelSize)
+            let out = try loader.withNetwork { try $0.forward(t) }
+            guard out.shape == [1, 1] + modelSize else {
+                throw MONAILabelError.io("model \(name): the network returned \(out.shape) for an input of \(modelSize)")
+            }
+            return try out.floats()
+        }
+        timings.record("stage", "invert", 0)
+        timings.record("post", "EnsureTyped", 0)
+        // sigmoid(x) >= 0.5 exactly where x >= 0: the threshold needs no exponentials.
+        timings.record("post", "Activationsd", 0)
+        let mask = timings.measure("post", "AsDiscreted") { logits.map { $0 >= 0 ? Float(1) : 0 } }
+        timings.record("post", "ToNumpyd", 0)
+        let restored = try timings.measure("post", "RestoreLabeld") {
+            try DeepGrow.restoreLabel(mask, modelShape: modelSize, box: prepared.box,
+                                      preCropShape: prepared.preCropShape, originalShape: original,
+                                      slice: prepared.slice)
+        }
+        timings.record("post", "AsChannelLastd", 0)
+        let pred = Volume(spatialShape: original, data: .uint8(restored), affine: image.affine, source: image.source)
+
+        let file: URL? = try timings.measure("stage", "write") {
+            if p["skip_writer"]?.boolValue == true { return nil }
+            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
+            var dtype = VoxelType.uint8
+            if let d = p["result_dtype"]?.stringValue {
+                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
+                dtype = t
+            }
+            do {
+                return try ImageIO.writeTemporary(pred, resultExtension: ext, dtype: dtype)
+            } catch let e as ImagingError {
+                throw MONAILabelError.invalid(e.message)
+            }
+        }
+        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        var json = JSONObject()
+        json["label_names"] = labels
+        json["latencies"] = .object(timings.latencies(total: total))
+        json["centroids"] = .object(JSONObject())
+        return InferResult(file: file, json: json)
+    }
+
+    /// What the pre-transforms make of one click request, and what `RestoreLabeld` needs to undo them.
+    struct Prepared {
+        /// `[3, *modelSize]`: normalised image, positive and negative guidance signal.
+        var input: [Float]
+        /// The clicks on the depth-first, in-plane resampled array (`AddGuidanceFromPointsd`).
+        var points: Guidance
+        /// The clicks on the model's grid (`ResizeGuidanced`).
+        var guidance: Guidance
+        /// `[nk, ni', nj']`, or `[ni', nj']` for a 2D model's slice.
+        var preCropShape: [Int]
+        var box: SpatialBox
+        /// The slice a 2D model works on.
+        var slice: Int?
+    }
+
+    /// The pre-transforms from `Transposed` to `AddGuidanceSignald` on a loaded single-channel 3D image.
+    func prepare(_ image: Volume, foreground: [[Int]], background: [[Int]], slice: Int?, timings: inout Timings) throws
+        -> Prepared
+    {
+        let original = image.spatialShape
         // Depth stands where MONAI expects channels, so `Spacingd` resamples the in-plane axes only, each slice on
         // its own: a 2D model needs only its slice resampled, and the in-plane grid tells where the clicks land.
         let spacing = Spacing(pixdim: [1.0, 1.0], mode: .bilinear)
@@ -145,48 +213,8 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
             normalized + DeepGrow.guidanceSignal(g, shape: modelSize)
         }
         timings.record("pre", "EnsureTyped", 0)
-
-        let logits = try timings.measure("stage", "infer") { () throws -> [Float] in
-            let t = try Tensor(input, shape: [1, 3] + modelSize)
-            let out = try loader.withNetwork { try $0.forward(t) }
-            guard out.shape == [1, 1] + modelSize else {
-                throw MONAILabelError.io("model \(name): the network returned \(out.shape) for an input of \(modelSize)")
-            }
-            return try out.floats()
-        }
-        timings.record("stage", "invert", 0)
-        timings.record("post", "EnsureTyped", 0)
-        // sigmoid(x) >= 0.5 exactly where x >= 0: the threshold needs no exponentials.
-        timings.record("post", "Activationsd", 0)
-        let mask = timings.measure("post", "AsDiscreted") { logits.map { $0 >= 0 ? Float(1) : 0 } }
-        timings.record("post", "ToNumpyd", 0)
-        let restored = try timings.measure("post", "RestoreLabeld") {
-            try DeepGrow.restoreLabel(mask, modelShape: modelSize, box: box, preCropShape: preCropShape,
-                                      originalShape: original, slice: sliceIndex)
-        }
-        timings.record("post", "AsChannelLastd", 0)
-        let pred = Volume(spatialShape: original, data: .uint8(restored), affine: image.affine, source: image.source)
-
-        let file: URL? = try timings.measure("stage", "write") {
-            if p["skip_writer"]?.boolValue == true { return nil }
-            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
-            var dtype = VoxelType.uint8
-            if let d = p["result_dtype"]?.stringValue {
-                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
-                dtype = t
-            }
-            do {
-                return try ImageIO.writeTemporary(pred, resultExtension: ext, dtype: dtype)
-            } catch let e as ImagingError {
-                throw MONAILabelError.invalid(e.message)
-            }
-        }
-        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        var json = JSONObject()
-        json["label_names"] = labels
-        json["latencies"] = .object(timings.latencies(total: total))
-        json["centroids"] = .object(JSONObject())
-        return InferResult(file: file, json: json)
+        return Prepared(input: input, points: guidance, guidance: g, preCropShape: preCropShape, box: box,
+                        slice: sliceIndex)
     }
 
     /// A click list: `[[i, j, k], ...]` of integers (numbers are truncated as NumPy's `dtype=int` does); absent
