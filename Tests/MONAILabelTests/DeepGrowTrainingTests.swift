@@ -208,3 +208,39 @@ func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws
     #expect(task.modelSize == [128, 192, 192])
     #expect(task.spatialSize == [256, 256])
 }
+
+/// MONAI-written BasicUNet weights in both checkpoint shapes upstream uses: a plain state dict (the pretrained
+/// file) and `{"model": state_dict, "epoch": 7}` (what training publishes); the same weights give the same mask.
+@Test func deepGrowTask_loadsMONAIStateDictAndCheckpointWeights() throws {
+    let tmp = TempDir()
+    let fixtures = Fixtures.shared.appendingPathComponent("fixtures/monai")
+    let plain = fixtures.appendingPathComponent("basicunet_deepgrow_3d.small.pt")
+    let checkpoint = fixtures.appendingPathComponent("basicunet_deepgrow_3d.small.ckpt.pt")
+    try #require(FileManager.default.fileExists(atPath: plain.path), "missing fixture \(plain.path)")
+    try #require(FileManager.default.fileExists(atPath: checkpoint.path), "missing fixture \(checkpoint.path)")
+    var definition = try deepGrowDefinition(dimension: 3, maxEpochs: 1)
+    definition["network"] = ["name": "BasicUNet", "spatial_dims": 3, "in_channels": 3, "out_channels": 1,
+                             "features": [4, 8, 8, 16, 16, 4]]
+    let modelDir = tmp.url.appendingPathComponent("model")
+    try FileManager.default.createDirectory(at: modelDir, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(at: plain, to: modelDir.appendingPathComponent("pretrained_deepgrow.pt"))
+    try FileManager.default.copyItem(at: checkpoint, to: modelDir.appendingPathComponent("deepgrow.pt"))
+    let task = try DeepGrowTask(name: "deepgrow", definition: definition, modelDir: modelDir)
+    let test = BlobStudy.make(seed: 3)
+    let image = tmp.url.appendingPathComponent("img.nii.gz")
+    try NIfTI.write(test.image, to: image)
+    let params: JSONObject = ["foreground": .array([.array(test.center.map { .int($0) })]), "result_extension": ".nii.gz"]
+    func mask() throws -> [Float] {
+        let r = try task.infer(InferRequest(imagePath: image.path, params: params))
+        let file = try #require(r.file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        return try NIfTI.read(file).floats
+    }
+    #expect(task.weights == "deepgrow.pt")
+    let fromCheckpoint = try mask()
+    try FileManager.default.removeItem(at: modelDir.appendingPathComponent("deepgrow.pt"))
+    #expect(task.weights == "pretrained_deepgrow.pt")
+    let fromStateDict = try mask()
+    #expect(fromCheckpoint.count == BlobStudy.shape.reduce(1, *))
+    #expect(fromCheckpoint == fromStateDict)
+}
