@@ -66,6 +66,7 @@ public final class DeepGrowTrainer {
         let maxEpochs = max(1, cfg["max_epochs"]?.intValue ?? 50)
         let valSplit = cfg["val_split"]?.doubleValue ?? 0.2
         let valInterval = max(1, cfg["val_interval"]?.intValue ?? definition.valInterval)
+        let patience = cfg["early_stop_patience"]?.intValue ?? -1
         let batchSize = max(1, cfg["train_batch_size"]?.intValue ?? 1)
         let runName = try SegmentationTrainer.safeName(cfg["name"]?.stringValue ?? "train_01")
         let pretrained = cfg["pretrained"]?.boolValue ?? true
@@ -109,6 +110,7 @@ public final class DeepGrowTrainer {
         var record = StatsRecord(totalEpochs: maxEpochs, epochLength: epochLength,
                                  startTS: Int(started.timeIntervalSince1970), validating: !val.isEmpty)
         let perSample = modelSize.reduce(1, *)
+        var sinceBest = 0
 
         for epoch in 1...maxEpochs {
             let epochStart = Date()
@@ -162,13 +164,20 @@ public final class DeepGrowTrainer {
                 improved = record.train.bestEpoch == epoch
             }
             if improved {
+                sinceBest = 0
                 try save(net, epoch: epoch, to: resume)
                 try FileOps.atomicCopy(from: resume, to: paths.publishPath)
                 log("New Model published: \(resume.path) => \(paths.publishPath.path)")
+            } else if !val.isEmpty && epoch % valInterval == 0 {
+                sinceBest += 1
             }
             let bytes = JSONValue.object(record.json(epoch: epoch, elapsed: Date().timeIntervalSince(started))).prettyBytes()
             try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
             try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
+            if patience > 0 && sinceBest >= patience {
+                log("Early stopping: no improvement of val_mean_dice for \(patience) validations")
+                break
+            }
         }
         try save(net, epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
         let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(started), finished: true)
