@@ -84,6 +84,12 @@ private enum DeepGrowApp {
             return DatalistItem(image: studies.appendingPathComponent(name).path,
                                 label: studies.appendingPathComponent("labels/final/" + name).path)
         }
+        // Only the two weight files outlive the training (the process has no teardown hook to remove them).
+        defer {
+            try? FileManager.default.removeItem(at: studies)
+            try? FileManager.default.removeItem(at: dir.appendingPathComponent("truth.nii.gz"))
+            for dim in [2, 3] { try? FileManager.default.removeItem(at: dir.appendingPathComponent("run\(dim)")) }
+        }
         return try [2, 3].map { dim in
             let d = try JSONValue.parse(Array(definition(dim).utf8)).objectValue ?? [:]
             guard let t = try TrainDefinition(model: "deepgrow_\(dim)d", definition: d) else {
