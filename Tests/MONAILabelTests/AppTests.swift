@@ -60,13 +60,16 @@ private struct FakeTask: InferTask {
         FakeTask(name: name, labels: def["labels"] ?? .null, modelPaths: [])
     }
     let labels = app.info()["labels"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    // DeepGrow's seven names first (its list order), then segmentation's 25 by index without the four
+    // names already listed (spleen, liver, stomach, aorta).
     #expect(labels.first == "spleen")
-    // segmentation's 25 organs, then deepedit's names not seen yet, sorted by value: background (0), right kidney,
-    // left kidney, inferior vena cava (spleen, liver, stomach and aorta are already listed).
-    #expect(labels.count == 29)
-    #expect(labels[24] == "pulmonary_artery")
-    #expect(Array(labels.suffix(4)) == ["background", "right kidney", "left kidney", "inferior vena cava"])
-    #expect(app.info()["models"]?.objectValue?.keys == ["segmentation_spleen", "segmentation", "deepedit", "Histogram+GraphCut"])
+    // ... then deepedit's names not seen yet, sorted by value: only background (0).
+    #expect(Array(labels.prefix(7)) == ["spleen", "right kidney", "left kidney", "liver", "stomach", "aorta",
+                                        "inferior vena cava"])
+    #expect(labels.count == 7 + 25 - 4 + 1)
+    #expect(Array(labels.suffix(2)) == ["pulmonary_artery", "background"])
+    #expect(app.info()["models"]?.objectValue?.keys
+        == ["deepgrow_2d", "deepgrow_3d", "segmentation_spleen", "segmentation", "deepedit", "Histogram+GraphCut"])
 }
 
 @Test func nextSample_firstAndLast_pickUnlabeledAndRecordStrategy() throws {

@@ -13,7 +13,8 @@ from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
 url, work = sys.argv[1], sys.argv[2]
-client = MONAILabelClient(url, client_id="user-xyz")
+# Results go to WORKDIR: in the default /tmp they would share names (and deletion) with the server's temp files.
+client = MONAILabelClient(url, client_id="user-xyz", tmpdir=work)
 
 
 def check(cond, what):

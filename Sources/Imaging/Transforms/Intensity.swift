@@ -165,7 +165,7 @@ public struct GaussianSmooth: Sendable {
     public init(sigma: [Double]) { self.sigma = sigma }
 
     /// MONAI `gaussian_1d(sigma, truncated=4.0, approx="erf", normalize=False)`.
-    static func kernel(_ sigma: Double) -> [Float] {
+    public static func kernel(_ sigma: Double) -> [Float] {
         if sigma <= 0 { return [1] }
         let tail = Int(max(sigma * 4, 0.5) + 0.5)
         let t = Float(0.70710678 / abs(sigma))

@@ -77,11 +77,13 @@ public struct AppDefinition: Sendable {
 }
 
 /// The radiology app's models: every definition with a `network` becomes a `SegmentationTask`, or the task of
-/// its interactive `type`.
+/// its interactive `type` (`deepgrow`, `deepedit`).
 public let defaultInferTaskFactory: InferTaskFactory = { name, definition, context in
     guard definition["network"] != nil else { return nil }
-    if definition["type"]?.stringValue == "deepedit" {
-        return try DeepEditTask(name: name, definition: definition, modelDir: context.modelDir)
+    switch definition["type"]?.stringValue {
+    case "deepedit": return try DeepEditTask(name: name, definition: definition, modelDir: context.modelDir)
+    case "deepgrow": return try DeepGrowTask(name: name, definition: definition, modelDir: context.modelDir)
+    default: break
     }
     return try SegmentationTask(name: name, definition: definition, modelDir: context.modelDir)
 }
@@ -202,7 +204,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         for (name, t) in inferTasks {
             var m = t.info
             // Not in upstream's schema (clients ignore it): says whether real weights or a fresh network serve.
-            if case .object(var o) = m, let w = (t as? SegmentationTask)?.weights ?? (t as? DeepEditTask)?.weights {
+            let w = (t as? SegmentationTask)?.weights ?? (t as? DeepEditTask)?.weights ?? (t as? DeepGrowTask)?.weights
+            if case .object(var o) = m, let w {
                 o["weights"] = .string(w)
                 m = .object(o)
             }

@@ -62,3 +62,27 @@ public enum DiceMetric {
         return scores.isEmpty ? nil : scores.reduce(0, +) / Double(scores.count)
     }
 }
+
+/// MONAI's `DiceLoss(sigmoid=True, squared_pred=...)` with its defaults (background included, per item and
+/// channel, smooth_nr = smooth_dr = 1e-5, mean reduction): the DeepGrow trainers' loss on one-channel logits.
+public struct SigmoidDiceLoss: Sendable {
+    public var squaredPred: Bool
+    public var smoothNr = 1e-5
+    public var smoothDr = 1e-5
+
+    public init(squaredPred: Bool = true) { self.squaredPred = squaredPred }
+
+    /// `logits` and `target` `[B, C, *spatial]`, the target binary.
+    public func callAsFunction(_ logits: Tensor, _ target: Tensor) throws -> Tensor {
+        guard logits.shape.count >= 3, target.shape == logits.shape else {
+            throw MONAILabelError.invalid("DiceLoss: logits \(logits.shape) and target \(target.shape) do not match")
+        }
+        let probs = try logits.sigmoid()
+        let spatial = Array(2..<logits.shape.count)
+        let intersection = try (probs * target).sum(dims: spatial)
+        let groundO = squaredPred ? try target.square().sum(dims: spatial) : try target.sum(dims: spatial)
+        let predO = squaredPred ? try probs.square().sum(dims: spatial) : try probs.sum(dims: spatial)
+        let dice = try 1.0 - (intersection * 2.0 + smoothNr) / (groundO + predO + smoothDr)
+        return try dice.mean()
+    }
+}

@@ -7,7 +7,8 @@ import Foundation
 /// `config` overrides upstream's client-visible defaults (`max_epochs`, `val_split`, ...).
 public struct TrainDefinition: Sendable {
     public var model: String
-    /// The model's `type`: `deepedit` models train with simulated clicks, the others as segmentation.
+    /// The model's `type`: which trainer runs it (`deepgrow` and `deepedit` train with simulated clicks, the
+    /// others as segmentation).
     public var type: String
     public var description: String
     public var labels: JSONValue
@@ -25,6 +26,8 @@ public struct TrainDefinition: Sendable {
     public var valInterval: Int
     public var valRoiSize: [Int]
     public var config: JSONObject
+    /// The model's whole `app.json` definition, for trainer-specific settings.
+    public var modelDefinition: JSONObject
 
     /// Parses the `train` section of model `name`; nil when the model has no trainer.
     public init?(model name: String, definition d: JSONObject) throws {
@@ -53,6 +56,7 @@ public struct TrainDefinition: Sendable {
         valRoiSize = Self.ints(t["val_roi_size"], count: dims) ?? Self.ints(d["inferer"]?["roi_size"], count: dims)
             ?? spatialSize
         config = t["config"]?.objectValue ?? JSONObject()
+        modelDefinition = d
     }
 
     /// Number of output channels (background included).

@@ -71,8 +71,9 @@ extension MONAILabelApp {
             let items = ds.datalist().sorted { $0.image < $1.image }
             var out: [String: JSONObject] = [:]
             let machine = MachineResources.current()
-            // The planner sizes segmentation crops; DeepEdit trains on whole volumes resized to spatial_size.
-            for (name, d) in defs where d.type != "deepedit" {
+            // The planner sizes segmentation crops; DeepEdit trains on whole volumes resized to spatial_size and
+            // DeepGrow on its fixed roi and model sizes.
+            for (name, d) in defs where d.type != "deepedit" && d.type != "deepgrow" {
                 let cfg = d.clientConfig()
                 let (train, _) = SegmentationTrainer.split(count: items.count, valSplit: cfg["val_split"]?.doubleValue ?? 0.2)
                 let stats = Planner.sampleStats(items[train].map(\.image))
@@ -141,10 +142,15 @@ extension MONAILabelApp {
                       progress: @escaping (JSONObject) -> Void) throws -> JSONObject {
         guard let model = request["model"]?.stringValue else { throw MONAILabelError.invalid("train request has no model") }
         guard let d = trainDefinitions[model] else { throw MONAILabelError.notFound("Train Task for model '\(model)' not found") }
-        if d.type == "deepedit" {
+        switch d.type {
+        case "deepedit":
             return try DeepEditTrainer(definition: d, model: definition.models[model]?.objectValue ?? JSONObject(),
                                        datalist: datastore.datalist(), paths: try trainPaths(model), request: request,
                                        log: log, progress: progress).run()
+        case "deepgrow":
+            return try DeepGrowTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
+                                       request: request, log: log, progress: progress).run()
+        default: break
         }
         let trainer = SegmentationTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
                                           request: request, log: log, progress: progress)
