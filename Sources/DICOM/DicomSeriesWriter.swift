@@ -52,9 +52,8 @@ public enum DicomSeriesWriter {
         let frameOfReference = try makeDicomUID()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
 
-        var urls: [URL] = []
-        var pixels = [Int16](repeating: 0, count: rows * cols)
-        for k in 0..<n {
+        let urls = (0..<n).map { directory.appendingPathComponent(String(format: "slice_%04d.dcm", $0)) }
+        try concurrentSlices(n) { k in
             let ds = try DicomDataset()
             let ipp = add(origin, scale(ck, Double(k)))
             let fields: [(String, String)] = [
@@ -84,6 +83,7 @@ public enum DicomSeriesWriter {
                 ("RescaleType", "HU"),
             ]
             for (key, value) in fields { try ds.set(key, value) }
+            var pixels = [Int16](repeating: 0, count: rows * cols)
             for j in 0..<rows {
                 for i in 0..<cols {
                     let v = (Double(values[(i * rows + j) * n + k]) - intercept) / slope
@@ -91,9 +91,7 @@ public enum DicomSeriesWriter {
                 }
             }
             try ds.setPixels(pixels)
-            let url = directory.appendingPathComponent(String(format: "slice_%04d.dcm", k))
-            try ds.save(to: url, transferSyntax: transferSyntax)
-            urls.append(url)
+            try ds.save(to: urls[k], transferSyntax: transferSyntax)
         }
         return urls
     }

@@ -54,3 +54,144 @@ func syntheticLabel(on grid: Volume) -> Volume {
     let expected = label.data.asFloat().map { [0: 0, 1: 1, 3: 2, 6: 3][Int($0)] ?? -1 }
     #expect(read.data.asFloat().map { Int($0) } == expected)
 }
+
+/// A series, its grid, a label on it and the SEG written from them.
+private struct SegCase {
+    let tmp: TempDir
+    let files: [URL]
+    let grid: Volume
+    let label: Volume
+    let seg: URL
+
+    init() throws {
+        tmp = try TempDir()
+        files = try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: [16, 12, 30]), to: tmp.sub("ct"), patientID: "P")
+        grid = try DicomSeries.load(files: files).volume
+        label = syntheticLabel(on: grid)
+        seg = tmp.sub("seg.dcm")
+        try DicomSeg.write(label: label, sourceFiles: files, segments: [], seriesDescription: "s", to: seg)
+    }
+
+    /// The label with values 1, 3, 6 renumbered to their segment numbers 1, 2, 3.
+    var expected: [Int] { label.data.asFloat().map { [0: 0, 1: 1, 3: 2, 6: 3][Int($0)] ?? -1 } }
+}
+
+@Test func seg_framesPhysicallyShuffled_readByPlanePositions() throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    let frames = try #require(try ds.int("NumberOfFrames"))
+    let (rows, cols) = (c.grid.spatialShape[1], c.grid.spatialShape[0])
+    let frameBits = rows * cols
+    let bits: [Bool] = try ds.withPixelBytes { raw in
+        let raw = try #require(raw)
+        return (0..<(frames * frameBits)).map { (raw[$0 >> 3] >> UInt8($0 & 7)) & 1 == 1 }
+    }
+    let item = { (f: Int) in "PerFrameFunctionalGroupsSequence[\(f)]" }
+    let attributes = try (0..<frames).map { f in
+        (try #require(try ds.string("\(item(f)).SegmentIdentificationSequence[0].ReferencedSegmentNumber")),
+         try #require(try ds.string("\(item(f)).PlanePositionSequence[0].ImagePositionPatient")))
+    }
+    var rng = SplitMix(state: 99)
+    let order = Array(0..<frames).shuffled(using: &rng)
+    #expect(order != Array(0..<frames))
+    var packed = [UInt8](repeating: 0, count: (frames * frameBits + 7) / 8)
+    for (new, old) in order.enumerated() {
+        try ds.set("\(item(new)).SegmentIdentificationSequence[0].ReferencedSegmentNumber", attributes[old].0)
+        try ds.set("\(item(new)).PlanePositionSequence[0].ImagePositionPatient", attributes[old].1)
+        for b in 0..<frameBits where bits[old * frameBits + b] {
+            let at = new * frameBits + b
+            packed[at >> 3] |= 1 << UInt8(at & 7)
+        }
+    }
+    try ds.setPixelBytes(packed)
+    let shuffled = c.tmp.sub("shuffled.dcm")
+    try ds.save(to: shuffled)
+
+    let (read, segments) = try DicomSeg.read(file: shuffled, onto: c.grid)
+    #expect(segments.map(\.value) == [1, 2, 3])
+    #expect(read.data.asFloat().map { Int($0) } == c.expected)
+}
+
+@Test func seg_framesWithoutPlanePositions_placedThroughReferenceFiles() throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    let frames = try #require(try ds.int("NumberOfFrames"))
+    for f in 0..<frames {
+        try ds.set("PerFrameFunctionalGroupsSequence[\(f)].PlanePositionSequence[0].ImagePositionPatient", "")
+    }
+    let stripped = c.tmp.sub("stripped.dcm")
+    try ds.save(to: stripped)
+    do {
+        _ = try DicomSeg.read(file: stripped, onto: c.grid)
+        Issue.record("a SEG without plane positions was read without reference files")
+    } catch let e as DicomError {
+        #expect(e.message.contains("pass the reference files"), "\(e.message)")
+    }
+    let (read, _) = try DicomSeg.read(file: stripped, onto: c.grid, referenceFiles: c.files)
+    #expect(read.data.asFloat().map { Int($0) } == c.expected)
+}
+
+@Test func seg_onAnotherGrid_isRefused() throws {
+    let c = try SegCase()
+    var other = c.grid
+    other.affine[0, 3] += 0.5 * other.spacing[0]
+    do {
+        _ = try DicomSeg.read(file: c.seg, onto: other)
+        Issue.record("a SEG was read onto a grid half a voxel away")
+    } catch let e as DicomError {
+        #expect(e.message.contains("not a slice plane"), "\(e.message)")
+    }
+}
+
+@Test func seg_overlappingSegments_higherNumberWins() throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    // Relabel every frame of segment 3 as segment 1 and vice versa is not overlap; instead point the first frame of
+    // segment 1 at the slice of a segment-2 frame so both paint one slice.
+    let frames = try #require(try ds.int("NumberOfFrames"))
+    let item = { (f: Int) in "PerFrameFunctionalGroupsSequence[\(f)]" }
+    let numbers = try (0..<frames).map { try #require(try ds.int("\(item($0)).SegmentIdentificationSequence[0].ReferencedSegmentNumber")) }
+    let f1 = try #require(numbers.firstIndex(of: 1)), f2 = try #require(numbers.firstIndex(of: 2))
+    let p2 = try #require(try ds.string("\(item(f2)).PlanePositionSequence[0].ImagePositionPatient"))
+    try ds.set("\(item(f1)).PlanePositionSequence[0].ImagePositionPatient", p2)
+    let moved = c.tmp.sub("moved.dcm")
+    try ds.save(to: moved)
+    let (read, _) = try DicomSeg.read(file: moved, onto: c.grid)
+    let values = read.data.asFloat()
+    // On that slice, every voxel of segment 2 in the original stays 2.
+    let k2 = try slice(of: p2, on: c.grid)
+    let (a, b, d) = (c.grid.spatialShape[0], c.grid.spatialShape[1], c.grid.spatialShape[2])
+    var checked = 0
+    for i in 0..<a {
+        for j in 0..<b where c.expected[(i * b + j) * d + k2] == 2 {
+            #expect(values[(i * b + j) * d + k2] == 2)
+            checked += 1
+        }
+    }
+    #expect(checked > 0)
+}
+
+private func slice(of ipp: String, on grid: Volume) throws -> Int {
+    let p = ipp.split(separator: "\\").compactMap { Double($0) }
+    let inverse = try #require(grid.affine.inverted())
+    return Int(inverse.apply((-p[0], -p[1], p[2])).2.rounded())
+}
+
+@Test func seg_emptyLabel_isRefused() throws {
+    let tmp = try TempDir()
+    let files = try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: [4, 4, 3]), to: tmp.sub("ct"), patientID: "P")
+    let grid = try DicomSeries.load(files: files).volume
+    let empty = Volume(spatialShape: grid.spatialShape, data: .uint8(Array(repeating: 0, count: grid.voxelCount)), affine: grid.affine)
+    #expect(throws: DicomError.self) {
+        try DicomSeg.write(label: empty, sourceFiles: files, segments: [], seriesDescription: "s", to: tmp.sub("seg.dcm"))
+    }
+}
+
+@Test func seg_labelOffTheSourceGrid_isRefused() throws {
+    let c = try SegCase()
+    var shifted = c.label
+    shifted.affine[2, 3] += 1
+    #expect(throws: DicomError.self) {
+        try DicomSeg.write(label: shifted, sourceFiles: c.files, segments: [], seriesDescription: "s", to: c.tmp.sub("x.dcm"))
+    }
+}
