@@ -111,7 +111,7 @@ public enum DicomSeg {
                         try seriesDescription.withCString { series in
                             try seriesNumber.withCString { number in
                                 try "SEGMENTATION".withCString { contentLabel in
-                                    try "MONAILabel".withCString { creator in
+                                    try "".withCString { creator in
                                         try body(mld_seg_description(
                                             manufacturer: manufacturer, model_name: model, software_versions: software,
                                             device_serial_number: serial, series_description: series,

@@ -131,3 +131,23 @@ func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
     #expect(try ds.string("ReferencedSeriesSequence[0].SeriesInstanceUID") == nil)
     #expect(dicomError { _ = try ds.string("NoSuchKeywordAnywhere") } != nil)
 }
+
+@Test func series_truncatedFiles_failCleanlyOrLoad() throws {
+    let tmp = try TempDir()
+    let files = try series(tmp, "ct", shape: [6, 5, 2])
+    let bytes = [UInt8](try Data(contentsOf: files[0]))
+    for cut in stride(from: 1, to: bytes.count, by: max(1, bytes.count / 40)) {
+        let url = tmp.sub("cut\(cut).dcm")
+        try Data(bytes.prefix(cut)).write(to: url)
+        do {
+            _ = try DicomSeries.load(files: [url, files[1]])
+        } catch let e as DicomError {
+            #expect(!e.message.isEmpty)
+        }
+        do {
+            _ = try DicomInstanceInfo.read(data: Array(bytes.prefix(cut)))
+        } catch let e as DicomError {
+            #expect(!e.message.isEmpty)
+        }
+    }
+}
