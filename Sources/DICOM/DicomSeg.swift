@@ -146,7 +146,9 @@ public enum DicomSeg {
         guard try ds.string("SOPClassUID") == DicomInstanceInfo.segmentationStorageUID else {
             throw DicomError("\(o): not a DICOM SEG (SOPClassUID \(try ds.string("SOPClassUID") ?? "missing"))")
         }
-        guard reference.spatialShape.count == 3 else { throw DicomError("the reference volume is not 3D") }
+        guard reference.spatialShape.count == 3, reference.voxelCount > 0 else {
+            throw DicomError("the reference volume is not a non-empty 3D volume")
+        }
         let (cols, rows, depth) = (reference.spatialShape[0], reference.spatialShape[1], reference.spatialShape[2])
         guard try ds.int("Rows") == rows, try ds.int("Columns") == cols else {
             throw DicomError("\(o): frames are \(try ds.string("Rows") ?? "?")x\(try ds.string("Columns") ?? "?"), "
@@ -155,6 +157,11 @@ public enum DicomSeg {
         let frames = try ds.int("NumberOfFrames") ?? 1
         let bits = try ds.int("BitsAllocated") ?? 1
         guard bits == 1 || bits == 8 else { throw DicomError("\(o): BitsAllocated \(bits) (a SEG has 1 or 8)") }
+        let perFrame = rows * cols
+        let pixelBytes = try ds.pixelBytes()?.count ?? 0
+        guard frames >= 1, frames <= pixelBytes * 8 / (perFrame * bits) else {
+            throw DicomError("\(o): NumberOfFrames \(frames) does not fit its \(pixelBytes) bytes of pixel data")
+        }
         let threshold = bits == 8 ? Double(try ds.int("MaximumFractionalValue") ?? 255) / 2 : 0.5
 
         var segments: [DicomSegment] = []
@@ -235,7 +242,6 @@ public enum DicomSeg {
             placed.append((Int(number), f, k))  // a SegmentSequence number, so 1...65535
         }
 
-        let perFrame = rows * cols
         let maxValue = segments.map(\.value).max() ?? 0
         var out = [UInt16](repeating: 0, count: perFrame * depth)
         try ds.withPixelBytes { raw in

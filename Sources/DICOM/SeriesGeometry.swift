@@ -45,8 +45,8 @@ struct SliceHeader {
             throw DicomError("\(o): not a DICOM image (no SeriesInstanceUID)")
         }
         seriesUID = series
-        guard let r = try ds.int("Rows"), let c = try ds.int("Columns"), r > 0, c > 0 else {
-            throw DicomError("\(o): no image (Rows / Columns missing)")
+        guard let r = try ds.int("Rows"), let c = try ds.int("Columns"), (1...65535).contains(r), (1...65535).contains(c) else {
+            throw DicomError("\(o): no image (Rows / Columns missing or out of range)")
         }
         rows = r
         columns = c

@@ -195,3 +195,29 @@ private func slice(of ipp: String, on grid: Volume) throws -> Int {
         try DicomSeg.write(label: shifted, sourceFiles: c.files, segments: [], seriesDescription: "s", to: c.tmp.sub("x.dcm"))
     }
 }
+
+/// Byte flips anywhere in a CT slice and a SEG give a DicomError or a result, never a crash.
+@Test func corruptedFiles_neverCrash() throws {
+    let c = try SegCase()
+    var rng = SplitMix(state: 2024)
+    for source in [c.files[3], c.seg] {
+        let original = [UInt8](try Data(contentsOf: source))
+        for round in 0..<40 {
+            var bytes = original
+            for _ in 0..<(1 + round % 4) {
+                let at = Int(rng.next() % UInt64(bytes.count))
+                bytes[at] = round % 3 == 0 ? 0xFF : UInt8(truncatingIfNeeded: rng.next())
+            }
+            let url = c.tmp.sub("corrupt.dcm")
+            try Data(bytes).write(to: url)
+            if source == c.seg {
+                _ = try? DicomSeg.read(file: url, onto: c.grid, referenceFiles: c.files)
+            } else {
+                var files = c.files
+                files[3] = url
+                _ = try? DicomSeries.load(files: files)
+            }
+            _ = try? DicomInstanceInfo.read(url)
+        }
+    }
+}
