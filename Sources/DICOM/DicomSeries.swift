@@ -21,7 +21,9 @@ public enum DicomSeries {
     /// JPEG-LS and RLE, decompressed by DCMTK. Refused with a `DicomError`: files of several series, slices of
     /// different sizes, orientations or pixel spacings, two slices at one position, gaps between consecutive
     /// slices differing from the median gap by more than 10 % (missing slices), slices off the line of the others,
-    /// multi-frame files, colour images, files without pixel data or that are not DICOM.
+    /// multi-frame files, colour images, files without pixel data or that are not DICOM, and several files of which
+    /// one lacks ImageOrientationPatient and ImagePositionPatient (a single such file is placed as ITK places it:
+    /// identity orientation at the origin; PixelSpacing defaults to 1 mm likewise).
     ///
     /// - Returns: the volume and the header of its first slice.
     public static func load(files: [URL]) throws -> (volume: Volume, info: DicomInstanceInfo) {
