@@ -84,3 +84,37 @@ func pydicomSample_convertedNIfTI_matchesPydicomArithmetic(name: String) throws 
     let result = try run(venvPython, [script.path, series.path, nifti.path])
     #expect(result.status == 0, "\(result.output)")
 }
+
+/// dcmqi's liver SEG (pydicom's liver_1frame.dcm: one frame, shared orientation and pixel measures) read onto the
+/// grid of its frame, compared with the bits pydicom unpacks.
+@Test(.enabled(if: samples != nil && FileManager.default.isExecutableFile(atPath: venvPython.path),
+               "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
+func pydicomSample_dcmqiSEG_decodesLikePydicom() throws {
+    let dir = try #require(samples)
+    let seg = dir.appendingPathComponent("liver_1frame.dcm")
+    let tmp = try TempDir()
+    let npy = tmp.sub("mask.npy")
+    let dump = try run(venvPython, ["-c", """
+        import sys, numpy as np, pydicom
+        ds = pydicom.dcmread(sys.argv[1])
+        np.save(sys.argv[2], ds.pixel_array.astype(np.uint8).reshape(ds.Rows, ds.Columns))
+        """, seg.path, npy.path])
+    #expect(dump.status == 0, "\(dump.output)")
+    let mask = try NPYArray.read(npy)
+    #expect(mask.shape == [512, 512])
+    // The frame's own grid: identity orientation, 0.810547 mm pixels, its ImagePositionPatient (LPS -> RAS).
+    let s = 0.810547
+    let grid = Volume(
+        spatialShape: [512, 512, 1], data: .uint8(Array(repeating: 0, count: 512 * 512)),
+        affine: Affine([-s, 0, 0, 235.2, 0, -s, 0, 226.8, 0, 0, 1, -128.69, 0, 0, 0, 1]))
+    let (label, segments) = try DicomSeg.read(file: seg, onto: grid)
+    #expect(segments.map(\.name) == ["Liver"])
+    let expected = mask.data.asFloat()
+    let got = label.data.asFloat()
+    var mismatches = 0
+    for r in 0..<512 {
+        for c in 0..<512 where got[c * 512 + r] != expected[r * 512 + c] { mismatches += 1 }
+    }
+    #expect(mismatches == 0)
+    #expect(expected.reduce(0, +) > 1000)
+}
