@@ -30,6 +30,24 @@ public enum DicomSeries {
         try load(datasets: files.map { try DicomDataset(contentsOf: $0) })
     }
 
+    /// `load(files:)` on the regular files of `directory` (not recursing; hidden files and a DICOMDIR skipped).
+    public static func load(directory: URL) throws -> (volume: Volume, info: DicomInstanceInfo) {
+        try load(files: files(in: directory))
+    }
+
+    /// The regular files of `directory` that `load(directory:)` reads, sorted by name.
+    public static func files(in directory: URL) throws -> [URL] {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            throw DicomError("\(directory.path): cannot list the directory (\(error.localizedDescription))")
+        }
+        return names.sorted().filter { !$0.hasPrefix(".") && $0.uppercased() != "DICOMDIR" }
+            .map { directory.appendingPathComponent($0) }
+            .filter { (try? $0.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true }
+    }
+
     /// Like `load(files:)`, for datasets already read (e.g. from a WADO-RS response).
     public static func load(datasets: [DicomDataset]) throws -> (volume: Volume, info: DicomInstanceInfo) {
         let layout = try SeriesLayout(datasets.map(SliceHeader.init))

@@ -70,6 +70,18 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
     #expect(maxAffineDifference(loaded.affine, volume.affine) < 1e-4)
 }
 
+@Test func series_loadDirectory_skipsHiddenFilesAndSubdirectories() throws {
+    let tmp = try TempDir()
+    let volume = syntheticCT(shape: [5, 4, 6])
+    try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
+    try Data("not dicom".utf8).write(to: tmp.sub("ct").appendingPathComponent(".DS_Store"))
+    try FileManager.default.createDirectory(at: tmp.sub("ct").appendingPathComponent("sub"), withIntermediateDirectories: true)
+    #expect(try DicomSeries.files(in: tmp.sub("ct")).count == 6)
+    let (loaded, _) = try DicomSeries.load(directory: tmp.sub("ct"))
+    #expect(maxValueDifference(loaded, volume) == 0)
+    #expect(throws: DicomError.self) { try DicomSeries.load(directory: tmp.sub("absent")) }
+}
+
 @Test func series_singleSlice_usesSliceThicknessAlongNormal() throws {
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [6, 5, 1], affine: obliqueAffine(spacing: [0.5, 0.8, 3]))
