@@ -19,7 +19,7 @@ public struct DicomSegment: Sendable, Equatable {
 
 /// DICOM Segmentation (SEG) objects: label maps to binary SEGs and back.
 public enum DicomSeg {
-    /// Colours of segments written without one, by segment number (cycled).
+    /// Colours of segments written without one, by segment number - 1 (cycled).
     static let palette: [[Int]] = [
         [255, 0, 0], [0, 200, 0], [0, 0, 255], [255, 200, 0], [0, 200, 200], [200, 0, 200], [255, 128, 0], [128, 0, 255],
     ]
@@ -52,7 +52,14 @@ public enum DicomSeg {
         }
         let values = label.data.asFloat()
         var present = Set<Int>()
-        for v in values where v != 0 { present.insert(Int(v.rounded())) }
+        var last: Float = 0
+        for v in values where v != 0 && v != last {
+            guard v.isFinite, v > -0.5, v < 65535.5 else {
+                throw DicomError("label value \(v) is not a segment value (integers 0...65535)")
+            }
+            present.insert(Int(v.rounded()))
+            last = v
+        }
         present.remove(0)
         guard !present.isEmpty else { throw DicomError("the label is empty: a DICOM SEG needs at least one segment") }
 

@@ -221,3 +221,14 @@ private func slice(of ipp: String, on grid: Volume) throws -> Int {
         }
     }
 }
+
+@Test(arguments: [Float.nan, Float.infinity, -3, 70000])
+func seg_labelValueOutsideSegmentRange_isRefused(bad: Float) throws {
+    let c = try SegCase()
+    var values = c.label.data.asFloat()
+    values[values.count / 2] = bad
+    let label = Volume(spatialShape: c.label.spatialShape, data: .float32(values), affine: c.label.affine)
+    #expect(throws: DicomError.self) {
+        try DicomSeg.write(label: label, sourceFiles: c.files, segments: [], seriesDescription: "s", to: c.tmp.sub("x.dcm"))
+    }
+}
