@@ -310,19 +310,23 @@ mld_status mld_file_pixels(mld_file *file, const uint8_t **data, size_t *length,
                 return fail(err, std::string("cannot decompress pixel data in transfer syntax ") + original.getXferName() +
                                      (c.bad() ? std::string(": ") + c.text() : std::string()));
         }
-        Uint32 bytes = element->getLength();
+        // Reading the value first: it loads lazily from the file and may be the freshly decompressed one.
+        const uint8_t *bytes = nullptr;
+        OFCondition c;
         if (element->getVR() == EVR_OW) {
             Uint16 *words = nullptr;
-            OFCondition c = element->getUint16Array(words);
-            if (c.bad() || (!words && bytes > 0)) return failCondition(err, "reading pixel data", c);
-            *data = reinterpret_cast<const uint8_t *>(words);
+            c = element->getUint16Array(words);
+            bytes = reinterpret_cast<const uint8_t *>(words);
         } else {
             Uint8 *raw = nullptr;
-            OFCondition c = element->getUint8Array(raw);
-            if (c.bad() || (!raw && bytes > 0)) return failCondition(err, "reading pixel data", c);
-            *data = raw;
+            c = element->getUint8Array(raw);
+            bytes = raw;
         }
-        *length = bytes;
+        if (c.bad()) return failCondition(err, "reading pixel data", c);
+        Uint32 size = element->getLength();
+        if (!bytes && size > 0) return fail(err, "reading pixel data: no value");
+        *data = bytes;
+        *length = size;
         return MLD_OK;
     });
 }
