@@ -78,6 +78,7 @@ public enum DicomSeg {
         guard let seg else { throw DicomError("cannot create a DICOM SEG") }
         defer { mld_seg_free(seg) }
 
+        let planes = try slicePlanes(values, cols: cols, rows: rows, slices: n)
         var mask = [UInt8](repeating: 0, count: rows * cols)
         for (index, value) in present.sorted().enumerated() {
             let meta = segments.first { $0.value == value }
@@ -86,15 +87,14 @@ public enum DicomSeg {
             let rgb = color.map { UInt8(clamping: $0) }
             var number: UInt16 = 0
             try check("adding segment \(name)") { mld_seg_add_segment(seg, String(name.prefix(64)), rgb, "MONAILabel", &number, $0) }
-            let target = Float(value)
+            let target = UInt16(value)
             for k in 0..<n {
                 var any = false
-                for j in 0..<rows {
-                    for i in 0..<cols {
-                        let inside = values[(i * rows + j) * n + k].rounded() == target
-                        mask[j * cols + i] = inside ? 1 : 0
-                        any = any || inside
-                    }
+                let plane = k * rows * cols
+                for p in 0..<(rows * cols) {
+                    let inside = planes[plane + p] == target
+                    mask[p] = inside ? 1 : 0
+                    any = any || inside
                 }
                 guard any else { continue }
                 let slice = layout.slices[k]
@@ -106,6 +106,28 @@ public enum DicomSeg {
         }
         try check { mld_seg_save(seg, url.path, $0) }
         return try DicomInstanceInfo.read(url)
+    }
+
+    /// The label's values (validated to lie in 0...65535) rearranged slice by slice as frames are laid out:
+    /// `[k][row j][column i]`, transposed in cache-sized tiles.
+    private static func slicePlanes(_ values: [Float], cols: Int, rows: Int, slices n: Int) throws -> [UInt16] {
+        var planes = [UInt16](repeating: 0, count: values.count)
+        try planes.withUnsafeMutableBufferPointer { dst in
+            let box = UncheckedBox(dst)
+            try concurrentSlices(rows) { j in
+                let dst = box.value
+                for k0 in stride(from: 0, to: n, by: 16) {
+                    for i0 in stride(from: 0, to: cols, by: 64) {
+                        for i in i0..<min(i0 + 64, cols) {
+                            for k in k0..<min(k0 + 16, n) {
+                                dst[(k * rows + j) * cols + i] = UInt16(values[(i * rows + j) * n + k].rounded())
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return planes
     }
 
     private static func withDescription(
