@@ -50,6 +50,7 @@ struct mld_seg {
     std::string seriesUID;
     std::set<std::string> referencedInstances;
     IODSeriesAndInstanceReferenceMacro::ReferencedSeriesItem *refSeries = nullptr;
+    size_t pixelsPerFrame = 0;
     ~mld_seg() {
         delete refSeries;
         delete doc;
@@ -384,6 +385,7 @@ mld_status mld_seg_create(uint16_t rows, uint16_t columns, const mld_seg_descrip
                           char **err) {
     return guarded(err, [&] {
         std::unique_ptr<mld_seg> seg(new mld_seg);
+        seg->pixelsPerFrame = static_cast<size_t>(rows) * columns;
         IODGeneralEquipmentModule::EquipmentInfo equipment(d->manufacturer, d->model_name, d->device_serial_number,
                                                            d->software_versions);
         ContentIdentificationMacro ident("1", d->content_label, d->content_description, d->content_creator);
@@ -522,7 +524,26 @@ mld_status mld_seg_save(mld_seg *seg, const char *path, char **err) {
         seg->doc->getGeneralImage().setContentTime(time);
         // Our frames are built consistently above; DCMTK's full functional-group check costs O(frames^2).
         seg->doc->setCheckFGOnWrite(OFFalse);
-        OFCondition c = seg->doc->saveFile(path, EXS_LittleEndianExplicit);
+        DcmFileFormat file;
+        DcmDataset *ds = file.getDataset();
+        OFCondition c = seg->doc->writeDataset(*ds);
+        if (c.bad()) return failCondition(err, "encoding the segmentation", c);
+        // DCMTK 3.6.7 shifts frames that do not start on a byte boundary wrongly (frames of rows * columns bits
+        // not divisible by 8): concatenate its byte-aligned frames bit by bit, LSB first, as DICOM packs them.
+        const size_t frames = seg->doc->getNumberOfFrames(), bits = seg->pixelsPerFrame;
+        std::vector<Uint8> packed((frames * bits + 7) / 8 + ((frames * bits + 7) / 8) % 2, 0);
+        for (size_t f = 0; f < frames; ++f) {
+            const DcmIODTypes::Frame *frame = seg->doc->getFrame(f);
+            if (!frame || frame->length * 8 < bits) return fail(err, "a segmentation frame is missing its pixels");
+            for (size_t b = 0; b < bits; ++b) {
+                if ((frame->pixData[b >> 3] >> (b & 7)) & 1) {
+                    size_t at = f * bits + b;
+                    packed[at >> 3] |= static_cast<Uint8>(1u << (at & 7));
+                }
+            }
+        }
+        c = ds->putAndInsertUint8Array(DCM_PixelData, packed.data(), static_cast<unsigned long>(packed.size()));
+        if (c.good()) c = file.saveFile(path, EXS_LittleEndianExplicit);
         if (c.bad()) return failCondition(err, std::string("writing ") + path, c);
         return MLD_OK;
     });

@@ -16,6 +16,10 @@ import Testing
     #expect(maxValueDifference(loaded, volume) == 0)
     #expect(info.patientID == "P1")
     #expect(info.modality == "CT")
+    // Slices are written in parallel: every one still gets its own SOP instance UID.
+    let uids = try files.map { try DicomInstanceInfo.read($0) }
+    #expect(Set(uids.map(\.sopInstanceUID)).count == files.count)
+    #expect(Set(uids.map(\.seriesInstanceUID)).count == 1)
 }
 
 @Test func writeCT_slice_passesDciodvfyWithoutErrors() throws {
