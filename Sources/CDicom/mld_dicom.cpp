@@ -47,7 +47,6 @@ struct mld_file {
 
 struct mld_seg {
     DcmSegmentation *doc = nullptr;
-    std::string seriesUID;
     std::set<std::string> referencedInstances;
     IODSeriesAndInstanceReferenceMacro::ReferencedSeriesItem *refSeries = nullptr;
     size_t pixelsPerFrame = 0;
@@ -403,7 +402,6 @@ mld_status mld_seg_create(uint16_t rows, uint16_t columns, const mld_seg_descrip
         OFString seriesUID;
         if (src->findAndGetOFString(DCM_SeriesInstanceUID, seriesUID).bad() || seriesUID.empty())
             return fail(err, "the source image has no SeriesInstanceUID");
-        seg->seriesUID = seriesUID.c_str();
         seg->refSeries = new IODSeriesAndInstanceReferenceMacro::ReferencedSeriesItem;
         seg->refSeries->setSeriesInstanceUID(seriesUID);
 
