@@ -232,3 +232,16 @@ func seg_labelValueOutsideSegmentRange_isRefused(bad: Float) throws {
         try DicomSeg.write(label: label, sourceFiles: c.files, segments: [], seriesDescription: "s", to: c.tmp.sub("x.dcm"))
     }
 }
+
+/// The datastore path: image and label pass through .nii.gz files (float32 sform) before SEG conversion.
+@Test func seg_imageAndLabelThroughNIfTIFiles_roundTrip() throws {
+    let c = try SegCase()
+    let imageFile = c.tmp.sub("image.nii.gz"), labelFile = c.tmp.sub("label.nii.gz")
+    try ImageIO.write(c.grid, to: imageFile)
+    try ImageIO.write(c.label, to: labelFile, dtype: .uint8)
+    let image = try ImageIO.load(imageFile), label = try ImageIO.load(labelFile)
+    let seg = c.tmp.sub("fromfiles.dcm")
+    try DicomSeg.write(label: label, sourceFiles: c.files, segments: [], seriesDescription: "s", to: seg)
+    let (read, _) = try DicomSeg.read(file: seg, onto: image)
+    #expect(read.data.asFloat().map { Int($0) } == c.expected)
+}
