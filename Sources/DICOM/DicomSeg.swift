@@ -156,11 +156,12 @@ public enum DicomSeg {
         }
     }
 
-    /// Reads a SEG onto the grid of `reference` (the volume its source series loads as), placing each frame by its
-    /// own plane position (PlanePositionSequence, per frame or shared) rather than by frame order; a frame without
-    /// one is placed through its derivation reference (SourceImageSequence) to the slice with that SOP instance in
-    /// `referenceFiles`. Frames must lie in the reference's slice planes with its orientation, size and pixel
-    /// spacing (SEGs made on the source grid, as ours, dcmqi's and highdicom's are).
+    /// Reads a SEG onto the grid of `reference` (the volume its source series loads as, or any flip or permutation of
+    /// its axes), placing each frame by its own plane position, orientation and pixel spacing (functional groups,
+    /// per frame or shared) rather than by frame order; a frame without a plane position is placed through its
+    /// derivation reference (SourceImageSequence) at the position of the file with that SOP instance in
+    /// `referenceFiles`. Every frame pixel must land on a voxel, one voxel per pixel, inside the grid (SEGs made on
+    /// the source grid, as ours, dcmqi's and highdicom's are); anything needing resampling is refused.
     ///
     /// Binary and fractional SEGs are read (a fractional pixel counts when above half MaximumFractionalValue).
     /// Label values are the segment numbers (1...N); where segments overlap the higher number wins.
@@ -178,10 +179,10 @@ public enum DicomSeg {
         guard reference.spatialShape.count == 3, reference.voxelCount > 0 else {
             throw DicomError("the reference volume is not a non-empty 3D volume")
         }
-        let (cols, rows, depth) = (reference.spatialShape[0], reference.spatialShape[1], reference.spatialShape[2])
-        guard try ds.int("Rows") == rows, try ds.int("Columns") == cols else {
-            throw DicomError("\(o): frames are \(try ds.string("Rows") ?? "?")x\(try ds.string("Columns") ?? "?"), "
-                + "the reference slices \(rows)x\(cols) (rows x columns)")
+        let shape = reference.spatialShape
+        guard let rows = try ds.int("Rows"), let cols = try ds.int("Columns"), (1...65535).contains(rows),
+              (1...65535).contains(cols) else {
+            throw DicomError("\(o): Rows / Columns missing or out of range")
         }
         let frames = try ds.int("NumberOfFrames") ?? 1
         let bits = try ds.int("BitsAllocated") ?? 1
@@ -210,12 +211,9 @@ public enum DicomSeg {
         }
         guard !segments.isEmpty else { throw DicomError("\(o): no SegmentSequence") }
 
-        // Geometry of the reference grid in LPS.
-        let a = reference.affine
-        guard let inverse = a.inverted() else { throw DicomError("the reference affine is singular") }
-        let ci: Vec3 = (-a[0, 0], -a[1, 0], a[2, 0]), cj: Vec3 = (-a[0, 1], -a[1, 1], a[2, 1])
-        let refIOP = [scale(ci, 1 / norm(ci)), scale(cj, 1 / norm(cj))].flatMap { [$0.0, $0.1, $0.2] }
-        let refSpacing = [norm(cj), norm(ci)]
+        guard let inverse = reference.affine.inverted() else { throw DicomError("the reference affine is singular") }
+        /// The reference voxel (continuous) of an LPS point.
+        func voxel(_ p: Vec3) -> Vec3 { inverse.apply((-p.0, -p.1, p.2)) }
 
         var sopPositions: [String: [Double]] = [:]
         if let referenceFiles {
@@ -233,7 +231,10 @@ public enum DicomSeg {
             return try ds.numbers("SharedFunctionalGroupsSequence[0].\(path)")
         }
 
-        var placed: [(segment: Int, frame: Int, k: Int)] = []
+        /// Where a frame's pixels go: voxel of pixel (row r, column c) = origin + c * alongRow + r * alongColumn, each
+        /// an exact voxel step (any flip or permutation of the reference axes is fine, resampling is not).
+        struct Placement { let segment: Int, frame: Int, origin: [Int], alongRow: [Int], alongColumn: [Int] }
+        var placed: [Placement] = []
         for f in 0..<frames {
             guard let number = try group(f, "SegmentIdentificationSequence[0].ReferencedSegmentNumber")?.first else {
                 throw DicomError("\(o): frame \(f + 1) names no segment (ReferencedSegmentNumber)")
@@ -241,17 +242,11 @@ public enum DicomSeg {
             guard segments.contains(where: { Double($0.value) == number }) else {
                 throw DicomError("\(o): frame \(f + 1) refers to segment \(decimalString(number)), which SegmentSequence lacks")
             }
-            if let iop = try group(f, "PlaneOrientationSequence[0].ImageOrientationPatient") {
-                guard iop.count == 6, zip(iop, refIOP).allSatisfy({ abs($0 - $1) < 1e-3 }) else {
-                    throw DicomError("\(o): frame \(f + 1) orientation \(iop) differs from the reference's "
-                        + "\(refIOP.map(decimalString)): not on its grid")
-                }
+            guard let iop = try group(f, "PlaneOrientationSequence[0].ImageOrientationPatient"), iop.count == 6 else {
+                throw DicomError("\(o): frame \(f + 1) has no ImageOrientationPatient")
             }
-            if let spacing = try group(f, "PixelMeasuresSequence[0].PixelSpacing") {
-                guard spacing.count == 2, zip(spacing, refSpacing).allSatisfy({ abs($0 - $1) < 1e-3 }) else {
-                    throw DicomError("\(o): frame \(f + 1) pixel spacing \(spacing) differs from the reference's "
-                        + "\(refSpacing.map(decimalString)): not on its grid")
-                }
+            guard let spacing = try group(f, "PixelMeasuresSequence[0].PixelSpacing"), spacing.count == 2 else {
+                throw DicomError("\(o): frame \(f + 1) has no PixelSpacing")
             }
             var ipp = try group(f, "PlanePositionSequence[0].ImagePositionPatient")
             if ipp == nil,
@@ -262,17 +257,39 @@ public enum DicomSeg {
                 throw DicomError("\(o): frame \(f + 1) has no plane position"
                     + (referenceFiles == nil ? " (pass the reference files to place it by its source image)" : " and no known source image"))
             }
-            let (x, y, z) = inverse.apply((-p[0], -p[1], p[2]))
-            let k = z.isFinite && abs(z) < 1e9 ? Int(z.rounded()) : -1
-            guard abs(x) < 0.1, abs(y) < 0.1, abs(z - Double(k)) < 0.1, k >= 0, k < depth else {
-                throw DicomError("\(o): frame \(f + 1) at \(p.map(decimalString)) is not a slice plane of the reference "
-                    + "(voxel \(decimalString(x)), \(decimalString(y)), \(decimalString(z)))")
+            let origin = voxel(vec(p))
+            let next = voxel(add(vec(p), scale(vec(iop), spacing[1])))
+            let below = voxel(add(vec(p), scale(vec(iop, 3), spacing[0])))
+            let steps = [sub(next, origin), sub(below, origin)]
+            func exact(_ v: Vec3, over n: Int) -> [Int]? {
+                let parts = [v.0, v.1, v.2]
+                guard parts.allSatisfy({ $0.isFinite && abs($0) < 1e6 }) else { return nil }
+                let rounded = parts.map { Int($0.rounded()) }
+                return zip(parts, rounded).allSatisfy({ abs($0 - Double($1)) * Double(max(n, 1)) < 0.1 }) ? rounded : nil
             }
-            placed.append((Int(number), f, k))  // a SegmentSequence number, so 1...65535
+            let o3 = [origin.0, origin.1, origin.2]
+            guard o3.allSatisfy({ $0.isFinite && abs($0) < 1e9 }),
+                  let start = exact(origin, over: 1), let alongRow = exact(steps[0], over: cols),
+                  let alongColumn = exact(steps[1], over: rows),
+                  alongRow.map(abs).reduce(0, +) == 1, alongColumn.map(abs).reduce(0, +) == 1,
+                  zip(alongRow, alongColumn).allSatisfy({ $0 == 0 || $1 == 0 })
+            else {
+                throw DicomError("\(o): frame \(f + 1) at \(p.map(decimalString)) is not a slice plane of the reference "
+                    + "grid (voxel \(o3.map(decimalString)); its pixels must fall on voxels, one voxel per pixel)")
+            }
+            // The mapping is linear: the frame fits when its corners do.
+            for (r, c) in [(0, 0), (rows - 1, 0), (0, cols - 1), (rows - 1, cols - 1)] {
+                let v = (0..<3).map { start[$0] + c * alongRow[$0] + r * alongColumn[$0] }
+                guard (0..<3).allSatisfy({ v[$0] >= 0 && v[$0] < shape[$0] }) else {
+                    throw DicomError("\(o): frame \(f + 1) (\(rows)x\(cols)) extends beyond the reference grid \(shape)")
+                }
+            }
+            placed.append(Placement(segment: Int(number), frame: f, origin: start, alongRow: alongRow, alongColumn: alongColumn))
         }
 
         let maxValue = segments.map(\.value).max() ?? 0
-        var out = [UInt16](repeating: 0, count: perFrame * depth)
+        var out = [UInt16](repeating: 0, count: reference.voxelCount)
+        let (s0, s1) = (shape[1] * shape[2], shape[2])
         try ds.withPixelBytes { raw in
             guard let raw else { throw DicomError("\(o): no pixel data") }
             let needed = bits == 1 ? (frames * perFrame + 7) / 8 : frames * perFrame
@@ -280,16 +297,19 @@ public enum DicomSeg {
                 throw DicomError("\(o): pixel data has \(raw.count) bytes, \(frames) frames need \(needed)")
             }
             // Stable by segment number so that the higher-numbered segment wins overlaps.
-            for entry in placed.enumerated().sorted(by: { ($0.element.segment, $0.offset) < ($1.element.segment, $1.offset) }) {
-                let (segment, f, k) = entry.element
-                let base = f * perFrame
+            for (_, p) in placed.enumerated().sorted(by: { ($0.element.segment, $0.offset) < ($1.element.segment, $1.offset) }) {
+                let base = p.frame * perFrame
+                let start = p.origin[0] * s0 + p.origin[1] * s1 + p.origin[2]
+                let dc = p.alongRow[0] * s0 + p.alongRow[1] * s1 + p.alongRow[2]
+                let dr = p.alongColumn[0] * s0 + p.alongColumn[1] * s1 + p.alongColumn[2]
+                let value = UInt16(p.segment)
                 for r in 0..<rows {
                     for c in 0..<cols {
                         let bit = base + r * cols + c
                         let inside = bits == 1
                             ? (raw[bit >> 3] >> UInt8(bit & 7)) & 1 == 1
                             : Double(raw[bit]) > threshold
-                        if inside { out[(c * rows + r) * depth + k] = UInt16(segment) }
+                        if inside { out[start + c * dc + r * dr] = value }
                     }
                 }
             }

@@ -245,3 +245,32 @@ func seg_labelValueOutsideSegmentRange_isRefused(bad: Float) throws {
     let (read, _) = try DicomSeg.read(file: seg, onto: image)
     #expect(read.data.asFloat().map { Int($0) } == c.expected)
 }
+
+/// A reference whose first axis is flipped and then swapped with the second (e.g. a reoriented copy of the image):
+/// frames still land voxel for voxel.
+@Test func seg_readOntoFlippedAndPermutedGrid_placesEveryVoxel() throws {
+    let c = try SegCase()
+    let (n0, n1, n2) = (c.grid.spatialShape[0], c.grid.spatialShape[1], c.grid.spatialShape[2])
+    let a = c.grid.affine
+    // New voxel (p, q, k) is old voxel (i = n0 - 1 - q, j = p, k).
+    var m = a.m
+    for r in 0..<3 {
+        m[r * 4 + 0] = a[r, 1]
+        m[r * 4 + 1] = -a[r, 0]
+        m[r * 4 + 3] = a[r, 3] + Double(n0 - 1) * a[r, 0]
+    }
+    let reference = Volume(spatialShape: [n1, n0, n2], data: .uint8(Array(repeating: 0, count: c.grid.voxelCount)),
+                           affine: Affine(m))
+    let (read, _) = try DicomSeg.read(file: c.seg, onto: reference)
+    let got = read.data.asFloat().map { Int($0) }
+    var mismatches = 0
+    for p in 0..<n1 {
+        for q in 0..<n0 {
+            for k in 0..<n2 where got[(p * n0 + q) * n2 + k] != c.expected[((n0 - 1 - q) * n1 + p) * n2 + k] {
+                mismatches += 1
+            }
+        }
+    }
+    #expect(mismatches == 0)
+    #expect(got.contains(3))
+}
