@@ -156,6 +156,58 @@ public enum DicomSeg {
         }
     }
 
+    /// Reads a SEG onto a grid of its own, as highdicom does when no image is at hand: columns along the row
+    /// direction, rows along the column direction (PixelSpacing and ImageOrientationPatient of the first frame),
+    /// slices along their normal from the lowest to the highest frame position, spaced by SpacingBetweenSlices
+    /// (else the smallest gap between frame positions). Values and segments as `read(file:onto:)`.
+    public static func read(file: URL) throws -> (label: Volume, segments: [DicomSegment]) {
+        let ds = try DicomDataset(contentsOf: file)
+        let o = ds.origin
+        func group(_ frame: Int, _ path: String) throws -> [Double]? {
+            if let v = try ds.numbers("PerFrameFunctionalGroupsSequence[\(frame)].\(path)") { return v }
+            return try ds.numbers("SharedFunctionalGroupsSequence[0].\(path)")
+        }
+        guard let rows = try ds.int("Rows"), let cols = try ds.int("Columns"), (1...65535).contains(rows),
+              (1...65535).contains(cols) else {
+            throw DicomError("\(o): Rows / Columns missing or out of range")
+        }
+        // NumberOfFrames, not the item count: a damaged or trimmed SEG may carry more groups than frames.
+        let frames = try ds.int("NumberOfFrames") ?? 1
+        guard (1...1_000_000).contains(frames), frames <= max(1, try ds.itemCount("PerFrameFunctionalGroupsSequence")),
+              let iop = try group(0, "PlaneOrientationSequence[0].ImageOrientationPatient"), iop.count == 6,
+              let spacing = try group(0, "PixelMeasuresSequence[0].PixelSpacing"), spacing.count == 2,
+              spacing.allSatisfy({ $0 > 0 })
+        else {
+            throw DicomError("\(o): no per-frame groups with orientation and pixel spacing to build a grid from")
+        }
+        let rowDir = vec(iop), colDir = vec(iop, 3), normal = cross(rowDir, colDir)
+        var positions: [(along: Double, ipp: Vec3)] = []
+        for f in 0..<frames {
+            guard let p = try group(f, "PlanePositionSequence[0].ImagePositionPatient"), p.count == 3 else {
+                throw DicomError("\(o): frame \(f + 1) has no plane position to build a grid from")
+            }
+            positions.append((dot(vec(p), normal), vec(p)))
+        }
+        positions.sort { $0.along < $1.along }
+        let lo = positions[0], hi = positions[positions.count - 1]
+        let gaps = zip(positions.dropFirst(), positions).map { $0.along - $1.along }.filter { $0 > 1e-4 }
+        let step = try group(0, "PixelMeasuresSequence[0].SpacingBetweenSlices")?.first.flatMap { $0 > 0 ? $0 : nil }
+            ?? gaps.min() ?? 1
+        let count = (hi.along - lo.along) / step
+        guard count.isFinite, count < 100_000 else { throw DicomError("\(o): frame positions span no usable grid") }
+        let depth = Int(count.rounded()) + 1
+        let ci = scale(rowDir, spacing[1]), cj = scale(colDir, spacing[0]), ck = scale(normal, step), t = lo.ipp
+        let affine = Affine([
+            -ci.0, -cj.0, -ck.0, -t.0,
+            -ci.1, -cj.1, -ck.1, -t.1,
+            ci.2, cj.2, ck.2, t.2,
+            0, 0, 0, 1,
+        ])
+        let grid = try Volume(checkingShape: [cols, rows, depth], data: .uint8([UInt8](repeating: 0, count: cols * rows * depth)),
+                              affine: affine)
+        return try read(file: file, onto: grid)
+    }
+
     /// Reads a SEG onto the grid of `reference` (the volume its source series loads as, or any flip or permutation of
     /// its axes), placing each frame by its own plane position, orientation and pixel spacing (functional groups,
     /// per frame or shared) rather than by frame order; a frame without a plane position is placed through its

@@ -212,6 +212,7 @@ private func slice(of ipp: String, on grid: Volume) throws -> Int {
             try Data(bytes).write(to: url)
             if source == c.seg {
                 _ = try? DicomSeg.read(file: url, onto: c.grid, referenceFiles: c.files)
+                _ = try? DicomSeg.read(file: url)
             } else {
                 var files = c.files
                 files[3] = url
@@ -273,4 +274,39 @@ func seg_labelValueOutsideSegmentRange_isRefused(bad: Float) throws {
     }
     #expect(mismatches == 0)
     #expect(got.contains(3))
+}
+
+@Test func seg_readWithoutReference_buildsTheSourceGridFromTheFrames() throws {
+    let c = try SegCase()
+    let (label, segments) = try DicomSeg.read(file: c.seg)
+    #expect(segments.count == 3)
+    #expect(label.spatialShape == c.grid.spatialShape)
+    #expect(maxAffineDifference(label.affine, c.grid.affine) < 1e-4)
+    #expect(label.data.asFloat().map { Int($0) } == c.expected)
+}
+
+/// Hostile values in the attributes the SEG readers compute with give a DicomError or a result, never a trap.
+@Test(arguments: [
+    ("NumberOfFrames", "-5"), ("NumberOfFrames", "99999999999"), ("NumberOfFrames", "0"), ("Rows", "0"),
+    ("Columns", "70000"), ("BitsAllocated", "16"),
+    ("SegmentSequence[0].SegmentNumber", "-1"), ("SegmentSequence[1].SegmentNumber", "1"),
+    ("SegmentSequence[0].RecommendedDisplayCIELabValue", "65535\\0\\65535"),
+    ("PerFrameFunctionalGroupsSequence[0].SegmentIdentificationSequence[0].ReferencedSegmentNumber", "9"),
+    ("PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient", "1e308\\-1e308\\1e308"),
+    ("PerFrameFunctionalGroupsSequence[1].PlanePositionSequence[0].ImagePositionPatient", "0\\0"),
+    ("SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing", "0\\0"),
+    ("SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing", "1e-300\\1e300"),
+    ("SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SpacingBetweenSlices", "1e-300"),
+    ("SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient", "0\\0\\0\\0\\0\\0"),
+    ("SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient", "nan\\0\\0\\0\\1\\0"),
+])
+func seg_hostileAttribute_neverTraps(path: String, value: String) throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    try ds.set(path, value)
+    let url = c.tmp.sub("hostile.dcm")
+    try ds.save(to: url)
+    _ = try? DicomSeg.read(file: url, onto: c.grid, referenceFiles: c.files)
+    _ = try? DicomSeg.read(file: url)
+    _ = try? DicomInstanceInfo.read(url)
 }

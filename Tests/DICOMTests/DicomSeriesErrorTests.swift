@@ -151,3 +151,21 @@ func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
         }
     }
 }
+
+/// Hostile values in the attributes the series reader computes with give a DicomError or a volume, never a trap.
+@Test(arguments: [
+    ("Rows", "0"), ("Rows", "65535"), ("Columns", "-3"), ("BitsAllocated", "12"), ("BitsStored", "40"),
+    ("BitsStored", "0"), ("PixelRepresentation", "7"), ("SamplesPerPixel", "3"), ("NumberOfFrames", "2"),
+    ("PixelSpacing", "0\\1"), ("PixelSpacing", "1e308\\1e308"), ("ImagePositionPatient", "1e308\\0\\-1e308"),
+    ("ImageOrientationPatient", "1\\0\\0\\1\\0\\0"), ("ImageOrientationPatient", "1e308\\0\\0\\0\\1\\0"),
+    ("RescaleSlope", "1e308"), ("RescaleSlope", "0"), ("RescaleIntercept", "-1e308"),
+])
+func series_hostileAttribute_neverTraps(path: String, value: String) throws {
+    let tmp = try TempDir()
+    let files = try series(tmp, "ct", shape: [6, 5, 4])
+    let ds = try DicomDataset(contentsOf: files[1])
+    try ds.set(path, value)
+    try ds.save(to: files[1])
+    _ = try? DicomSeries.load(files: files)
+    _ = try? DicomSeries.load(files: [files[1]])
+}

@@ -117,4 +117,9 @@ func pydicomSample_dcmqiSEG_decodesLikePydicom() throws {
     }
     #expect(mismatches == 0)
     #expect(expected.reduce(0, +) > 1000)
+    // Without a reference, the grid comes from the frame itself.
+    let (own, _) = try DicomSeg.read(file: seg)
+    #expect(own.spatialShape == [512, 512, 1])
+    #expect(maxAffineDifference(own.affine, grid.affine) < 1e-4)
+    #expect(own.data == label.data)
 }
