@@ -161,9 +161,10 @@ private struct SegCase {
     // On that slice, every voxel of segment 2 in the original stays 2.
     let k2 = try slice(of: p2, on: c.grid)
     let (a, b, d) = (c.grid.spatialShape[0], c.grid.spatialShape[1], c.grid.spatialShape[2])
+    let expected = c.expected
     var checked = 0
     for i in 0..<a {
-        for j in 0..<b where c.expected[(i * b + j) * d + k2] == 2 {
+        for j in 0..<b where expected[(i * b + j) * d + k2] == 2 {
             #expect(values[(i * b + j) * d + k2] == 2)
             checked += 1
         }
@@ -263,11 +264,11 @@ func seg_labelValueOutsideSegmentRange_isRefused(bad: Float) throws {
     let reference = Volume(spatialShape: [n1, n0, n2], data: .uint8(Array(repeating: 0, count: c.grid.voxelCount)),
                            affine: Affine(m))
     let (read, _) = try DicomSeg.read(file: c.seg, onto: reference)
-    let got = read.data.asFloat().map { Int($0) }
+    let got = read.data.asFloat().map { Int($0) }, expected = c.expected
     var mismatches = 0
     for p in 0..<n1 {
         for q in 0..<n0 {
-            for k in 0..<n2 where got[(p * n0 + q) * n2 + k] != c.expected[((n0 - 1 - q) * n1 + p) * n2 + k] {
+            for k in 0..<n2 where got[(p * n0 + q) * n2 + k] != expected[((n0 - 1 - q) * n1 + p) * n2 + k] {
                 mismatches += 1
             }
         }
