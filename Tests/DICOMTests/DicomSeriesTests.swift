@@ -136,3 +136,23 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
     #expect(fromFile.studyDate == "20240101")
     #expect(fromFile.referencedSeriesInstanceUID == nil)
 }
+
+/// Several series decoded at once (the server converts what clients ask for concurrently) give the same volumes.
+@Test func series_concurrentLoadsOfCompressedSeries_agree() async throws {
+    let tmp = try TempDir()
+    let volume = syntheticCT(shape: [20, 16, 12], seed: 8)
+    let syntaxes: [DicomTransferSyntax] = [.rle, .jpegLSLossless, .jpegLossless, .explicitLittle]
+    var dirs: [[URL]] = []
+    for (n, syntax) in syntaxes.enumerated() {
+        dirs.append(try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct\(n)"), patientID: "P", transferSyntax: syntax))
+    }
+    let expected = volume.data.asFloat()
+    let all = dirs
+    try await withThrowingTaskGroup(of: Bool.self) { group in
+        for round in 0..<8 {
+            let files = all[round % all.count]
+            group.addTask { try DicomSeries.load(files: files).volume.data.asFloat() == expected }
+        }
+        for try await same in group { #expect(same) }
+    }
+}
