@@ -41,6 +41,7 @@ func syntheticLabel(on grid: Volume) -> Volume {
     if let report = try dciodvfy(segURL) {
         print("dciodvfy warnings on a SEG:\n" + report.warnings.joined(separator: "\n"))
         #expect(report.errors.isEmpty, "\(report.errors)")
+        #expect(report.iod == ["Segmentation"], "dciodvfy did not recognise the IOD: \(report.iod)")
     } else {
         print("dciodvfy not on PATH (scripts/install-deps.sh installs dicom3tools): validation skipped")
     }

@@ -31,6 +31,7 @@ import Testing
     }
     print("dciodvfy warnings on a CT slice:\n" + report.warnings.joined(separator: "\n"))
     #expect(report.errors.isEmpty, "\(report.errors)")
+    #expect(report.iod == ["CTImage"], "dciodvfy did not recognise the IOD: \(report.iod)")
 }
 
 @Test(arguments: [
