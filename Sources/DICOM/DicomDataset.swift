@@ -3,14 +3,24 @@ import Foundation
 
 /// Errors of reading, converting or writing DICOM.
 public struct DicomError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What went wrong, naming the file or attribute concerned.
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
 
-/// Transfer syntaxes that the writers can produce.
+/// Transfer syntaxes that the writers can produce (all lossless).
 public enum DicomTransferSyntax: Sendable, CaseIterable {
-    case explicitLittle, implicitLittle, rle, jpegLSLossless, jpegLossless
+    /// Explicit VR Little Endian, 1.2.840.10008.1.2.1.
+    case explicitLittle
+    /// Implicit VR Little Endian, 1.2.840.10008.1.2.
+    case implicitLittle
+    /// RLE Lossless, 1.2.840.10008.1.2.5.
+    case rle
+    /// JPEG-LS Lossless, 1.2.840.10008.1.2.4.80.
+    case jpegLSLossless
+    /// JPEG Lossless, first-order prediction (process 14, selection value 1), 1.2.840.10008.1.2.4.70.
+    case jpegLossless
 
     var c: mld_transfer_syntax {
         switch self {

@@ -6,6 +6,7 @@ import Imaging
 public struct DicomSegment: Sendable, Equatable {
     /// The label value (in a written label map) or the segment number (in a read SEG).
     public var value: Int
+    /// SegmentLabel (at most 64 characters are written).
     public var name: String
     /// Recommended display colour, sRGB `[r, g, b]` in 0...255.
     public var color: [Int]?

@@ -13,7 +13,8 @@ public enum DicomSeriesWriter {
     /// Values are stored as signed 16-bit integers with RescaleSlope / RescaleIntercept: integer volumes that fit
     /// after subtracting -1024 are stored exactly with intercept -1024 (the CT convention), other integer volumes
     /// that fit int16 with intercept 0; anything else is scaled linearly over the int16 range (lossy, to within
-    /// (max - min) / 65535). The SOP class is CT Image Storage whatever `modality` says.
+    /// (max - min) / 65535). The SOP class is CT Image Storage whatever `modality` says. Study and series UIDs are
+    /// generated unless given; `patientName` defaults to `patientID`; slices are encoded in parallel.
     ///
     /// - Returns: the written files, in slice order.
     @discardableResult
