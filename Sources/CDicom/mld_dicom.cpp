@@ -7,7 +7,6 @@
 #include "dcmtk/dcmdata/dcdeftag.h"
 #include "dcmtk/dcmdata/dcfilefo.h"
 #include "dcmtk/dcmdata/dcistrmb.h"
-#include "dcmtk/dcmdata/dcpath.h"
 #include "dcmtk/dcmdata/dcpixel.h"
 #include "dcmtk/dcmdata/dcrledrg.h"
 #include "dcmtk/dcmdata/dcrleerg.h"
@@ -38,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -47,9 +47,9 @@ struct mld_file {
 
 struct mld_seg {
     DcmSegmentation *doc = nullptr;
-    std::string seriesUID;
     std::set<std::string> referencedInstances;
     IODSeriesAndInstanceReferenceMacro::ReferencedSeriesItem *refSeries = nullptr;
+    size_t pixelsPerFrame = 0;
     ~mld_seg() {
         delete refSeries;
         delete doc;
@@ -99,24 +99,70 @@ template <typename F> mld_status guarded(char **err, F body) {
     }
 }
 
-// Resolves path to a single object; MLD_NOT_FOUND when it is absent.
-mld_status resolve(DcmDataset *dataset, const char *path, bool create, DcmObject *&result, char **err) {
-    if (!path || !*path) return fail(err, "empty attribute path");
-    DcmPathProcessor processor;
-    OFCondition c = processor.findOrCreatePath(dataset, path, create ? OFTrue : OFFalse);
-    if (c.bad()) {
-        if (!create && (c == EC_TagNotFound || c == EC_IllegalCall || c == EC_ItemNotFound || c == EC_SequEnd))
-            return MLD_NOT_FOUND;
-        // An unknown keyword or a malformed path is the caller's mistake; a missing attribute is not.
-        std::string text = c.text();
-        if (!create && text.find("not found") != std::string::npos) return MLD_NOT_FOUND;
-        return failCondition(err, std::string("attribute path ") + path, c);
+// DCMTK looks keywords up by a linear scan of its dictionary (about 0.3 ms each): cache them.
+bool lookupTag(const std::string &name, DcmTag &tag) {
+    static std::mutex mutex;
+    static std::unordered_map<std::string, DcmTag> cache;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache.find(name);
+    if (it != cache.end()) {
+        tag = it->second;
+        return true;
     }
-    OFList<DcmPath *> results;
-    if (processor.getResults(results) == 0) return MLD_NOT_FOUND;
-    DcmPathNode *last = results.front()->back();
-    if (!last || !last->m_obj) return MLD_NOT_FOUND;
-    result = last->m_obj;
+    std::string key = name;
+    if (key.size() > 2 && key.front() == '(' && key.back() == ')') key = key.substr(1, key.size() - 2);
+    if (DcmTag::findTagFromName(key.c_str(), tag).bad()) return false;
+    cache.emplace(name, tag);
+    return true;
+}
+
+struct PathStep {
+    DcmTag tag;
+    long item; // -1: no index (the attribute itself)
+};
+
+// Parses "Keyword[2].(0020,0032)" into steps; every step but the last must index an item.
+mld_status parsePath(const char *path, std::vector<PathStep> &steps, char **err) {
+    if (!path || !*path) return fail(err, "empty attribute path");
+    std::string p(path);
+    size_t start = 0;
+    while (start <= p.size()) {
+        size_t dot = p.find('.', start);
+        std::string part = p.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+        PathStep step{DcmTag(), -1};
+        size_t bracket = part.find('[');
+        if (bracket != std::string::npos) {
+            if (part.back() != ']') return fail(err, std::string("malformed attribute path ") + path);
+            std::string digits = part.substr(bracket + 1, part.size() - bracket - 2);
+            if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+                return fail(err, std::string("malformed item index in ") + path);
+            step.item = std::stol(digits);
+            part = part.substr(0, bracket);
+        }
+        if (!lookupTag(part, step.tag)) return fail(err, "unknown attribute " + part + " in " + path);
+        steps.push_back(step);
+        if (dot == std::string::npos) break;
+        start = dot + 1;
+    }
+    for (size_t i = 0; i + 1 < steps.size(); ++i)
+        if (steps[i].item < 0) return fail(err, std::string("a sequence on the path needs an item index: ") + path);
+    return MLD_OK;
+}
+
+// Walks to the item holding the path's last attribute; MLD_NOT_FOUND when a sequence or item is absent.
+mld_status walk(DcmItem *root, const std::vector<PathStep> &steps, bool create, DcmItem *&holder, char **err) {
+    DcmItem *current = root;
+    for (size_t i = 0; i + 1 < steps.size(); ++i) {
+        DcmItem *next = nullptr;
+        OFCondition c = create ? current->findOrCreateSequenceItem(steps[i].tag, next, steps[i].item)
+                               : current->findAndGetSequenceItem(steps[i].tag, next, steps[i].item);
+        if (c.bad() || !next) {
+            if (!create) return MLD_NOT_FOUND;
+            return failCondition(err, std::string("creating ") + DcmTag(steps[i].tag).getTagName(), c);
+        }
+        current = next;
+    }
+    holder = current;
     return MLD_OK;
 }
 
@@ -196,12 +242,17 @@ void mld_file_free(mld_file *file) { delete file; }
 
 mld_status mld_file_get_string(mld_file *file, const char *path, char **value, char **err) {
     return guarded(err, [&] {
-        DcmObject *obj = nullptr;
-        mld_status s = resolve(file->format.getDataset(), path, false, obj, err);
+        std::vector<PathStep> steps;
+        DcmItem *holder = nullptr;
+        mld_status s = parsePath(path, steps, err);
+        if (s == MLD_OK) s = walk(file->format.getDataset(), steps, false, holder, err);
         if (s != MLD_OK) return s;
-        if (!obj->isLeaf()) return fail(err, std::string(path) + " is a sequence or item, not a value");
+        if (steps.back().item >= 0) return fail(err, std::string(path) + " names a sequence item, not a value");
+        DcmElement *element = nullptr;
+        if (holder->findAndGetElement(steps.back().tag, element).bad() || !element) return MLD_NOT_FOUND;
+        if (!element->isLeaf()) return fail(err, std::string(path) + " is a sequence, not a value");
         OFString text;
-        OFCondition c = static_cast<DcmElement *>(obj)->getOFStringArray(text);
+        OFCondition c = element->getOFStringArray(text);
         if (c.bad()) return failCondition(err, std::string("reading ") + path, c);
         *value = copyString(text.c_str());
         return MLD_OK;
@@ -210,22 +261,30 @@ mld_status mld_file_get_string(mld_file *file, const char *path, char **value, c
 
 mld_status mld_file_count_items(mld_file *file, const char *path, size_t *count, char **err) {
     return guarded(err, [&] {
-        DcmObject *obj = nullptr;
-        mld_status s = resolve(file->format.getDataset(), path, false, obj, err);
+        std::vector<PathStep> steps;
+        DcmItem *holder = nullptr;
+        mld_status s = parsePath(path, steps, err);
+        if (s == MLD_OK) s = walk(file->format.getDataset(), steps, false, holder, err);
         if (s != MLD_OK) return s;
-        if (obj->ident() != EVR_SQ) return fail(err, std::string(path) + " is not a sequence");
-        *count = static_cast<DcmSequenceOfItems *>(obj)->card();
+        if (steps.back().item >= 0) return fail(err, std::string(path) + " names a sequence item, not a sequence");
+        DcmElement *element = nullptr;
+        if (holder->findAndGetElement(steps.back().tag, element).bad() || !element) return MLD_NOT_FOUND;
+        if (element->ident() != EVR_SQ) return fail(err, std::string(path) + " is not a sequence");
+        *count = static_cast<DcmSequenceOfItems *>(element)->card();
         return MLD_OK;
     });
 }
 
 mld_status mld_file_put_string(mld_file *file, const char *path, const char *value, char **err) {
     return guarded(err, [&] {
-        DcmObject *obj = nullptr;
-        mld_status s = resolve(file->format.getDataset(), path, true, obj, err);
+        std::vector<PathStep> steps;
+        DcmItem *holder = nullptr;
+        mld_status s = parsePath(path, steps, err);
+        if (s == MLD_OK) s = walk(file->format.getDataset(), steps, true, holder, err);
         if (s != MLD_OK) return s == MLD_NOT_FOUND ? fail(err, std::string("cannot create ") + path) : s;
-        if (!obj->isLeaf()) return fail(err, std::string(path) + " is a sequence or item, not a value");
-        OFCondition c = static_cast<DcmElement *>(obj)->putString(value);
+        if (steps.back().item >= 0) return fail(err, std::string(path) + " names a sequence item, not a value");
+        if (steps.back().tag.getEVR() == EVR_SQ) return fail(err, std::string(path) + " is a sequence, not a value");
+        OFCondition c = holder->putAndInsertString(steps.back().tag, value);
         if (c.bad()) return failCondition(err, std::string("setting ") + path, c);
         return MLD_OK;
     });
@@ -251,19 +310,23 @@ mld_status mld_file_pixels(mld_file *file, const uint8_t **data, size_t *length,
                 return fail(err, std::string("cannot decompress pixel data in transfer syntax ") + original.getXferName() +
                                      (c.bad() ? std::string(": ") + c.text() : std::string()));
         }
-        Uint32 bytes = element->getLength();
+        // Reading the value first: it loads lazily from the file and may be the freshly decompressed one.
+        const uint8_t *bytes = nullptr;
+        OFCondition c;
         if (element->getVR() == EVR_OW) {
             Uint16 *words = nullptr;
-            OFCondition c = element->getUint16Array(words);
-            if (c.bad() || (!words && bytes > 0)) return failCondition(err, "reading pixel data", c);
-            *data = reinterpret_cast<const uint8_t *>(words);
+            c = element->getUint16Array(words);
+            bytes = reinterpret_cast<const uint8_t *>(words);
         } else {
             Uint8 *raw = nullptr;
-            OFCondition c = element->getUint8Array(raw);
-            if (c.bad() || (!raw && bytes > 0)) return failCondition(err, "reading pixel data", c);
-            *data = raw;
+            c = element->getUint8Array(raw);
+            bytes = raw;
         }
-        *length = bytes;
+        if (c.bad()) return failCondition(err, "reading pixel data", c);
+        Uint32 size = element->getLength();
+        if (!bytes && size > 0) return fail(err, "reading pixel data: no value");
+        *data = bytes;
+        *length = size;
         return MLD_OK;
     });
 }
@@ -321,6 +384,7 @@ mld_status mld_seg_create(uint16_t rows, uint16_t columns, const mld_seg_descrip
                           char **err) {
     return guarded(err, [&] {
         std::unique_ptr<mld_seg> seg(new mld_seg);
+        seg->pixelsPerFrame = static_cast<size_t>(rows) * columns;
         IODGeneralEquipmentModule::EquipmentInfo equipment(d->manufacturer, d->model_name, d->device_serial_number,
                                                            d->software_versions);
         ContentIdentificationMacro ident("1", d->content_label, d->content_description, d->content_creator);
@@ -338,7 +402,6 @@ mld_status mld_seg_create(uint16_t rows, uint16_t columns, const mld_seg_descrip
         OFString seriesUID;
         if (src->findAndGetOFString(DCM_SeriesInstanceUID, seriesUID).bad() || seriesUID.empty())
             return fail(err, "the source image has no SeriesInstanceUID");
-        seg->seriesUID = seriesUID.c_str();
         seg->refSeries = new IODSeriesAndInstanceReferenceMacro::ReferencedSeriesItem;
         seg->refSeries->setSeriesInstanceUID(seriesUID);
 
@@ -459,7 +522,26 @@ mld_status mld_seg_save(mld_seg *seg, const char *path, char **err) {
         seg->doc->getGeneralImage().setContentTime(time);
         // Our frames are built consistently above; DCMTK's full functional-group check costs O(frames^2).
         seg->doc->setCheckFGOnWrite(OFFalse);
-        OFCondition c = seg->doc->saveFile(path, EXS_LittleEndianExplicit);
+        DcmFileFormat file;
+        DcmDataset *ds = file.getDataset();
+        OFCondition c = seg->doc->writeDataset(*ds);
+        if (c.bad()) return failCondition(err, "encoding the segmentation", c);
+        // DCMTK 3.6.7 shifts frames that do not start on a byte boundary wrongly (frames of rows * columns bits
+        // not divisible by 8): concatenate its byte-aligned frames bit by bit, LSB first, as DICOM packs them.
+        const size_t frames = seg->doc->getNumberOfFrames(), bits = seg->pixelsPerFrame;
+        std::vector<Uint8> packed((frames * bits + 7) / 8 + ((frames * bits + 7) / 8) % 2, 0);
+        for (size_t f = 0; f < frames; ++f) {
+            const DcmIODTypes::Frame *frame = seg->doc->getFrame(f);
+            if (!frame || frame->length * 8 < bits) return fail(err, "a segmentation frame is missing its pixels");
+            for (size_t b = 0; b < bits; ++b) {
+                if ((frame->pixData[b >> 3] >> (b & 7)) & 1) {
+                    size_t at = f * bits + b;
+                    packed[at >> 3] |= static_cast<Uint8>(1u << (at & 7));
+                }
+            }
+        }
+        c = ds->putAndInsertUint8Array(DCM_PixelData, packed.data(), static_cast<unsigned long>(packed.size()));
+        if (c.good()) c = file.saveFile(path, EXS_LittleEndianExplicit);
         if (c.bad()) return failCondition(err, std::string("writing ") + path, c);
         return MLD_OK;
     });

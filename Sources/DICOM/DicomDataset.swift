@@ -3,14 +3,24 @@ import Foundation
 
 /// Errors of reading, converting or writing DICOM.
 public struct DicomError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// What went wrong, naming the file or attribute concerned.
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
 
-/// Transfer syntaxes that the writers can produce.
+/// Transfer syntaxes that the writers can produce (all lossless).
 public enum DicomTransferSyntax: Sendable, CaseIterable {
-    case explicitLittle, implicitLittle, rle, jpegLSLossless, jpegLossless
+    /// Explicit VR Little Endian, 1.2.840.10008.1.2.1.
+    case explicitLittle
+    /// Implicit VR Little Endian, 1.2.840.10008.1.2.
+    case implicitLittle
+    /// RLE Lossless, 1.2.840.10008.1.2.5.
+    case rle
+    /// JPEG-LS Lossless, 1.2.840.10008.1.2.4.80.
+    case jpegLSLossless
+    /// JPEG Lossless, first-order prediction (process 14, selection value 1), 1.2.840.10008.1.2.4.70.
+    case jpegLossless
 
     var c: mld_transfer_syntax {
         switch self {
@@ -132,17 +142,28 @@ public final class DicomDataset: @unchecked Sendable {
         return uid.map { String(cString: $0) } ?? ""
     }
 
-    /// Calls `body` with the native (decompressed, machine byte order) pixel bytes; nil when there is no pixel data.
-    func withPixelBytes<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+    /// The native (decompressed, machine byte order) pixel bytes, owned by this dataset: valid while it lives and
+    /// until its pixel data changes. Nil when there is no pixel data.
+    func pixelBytes() throws -> UnsafeRawBufferPointer? {
         var data: UnsafePointer<UInt8>? = nil
         var length = 0
-        guard try check(origin, { mld_file_pixels(handle, &data, &length, $0) }) else { return try body(nil) }
-        return try body(UnsafeRawBufferPointer(start: data, count: length))
+        guard try check(origin, { mld_file_pixels(handle, &data, &length, $0) }) else { return nil }
+        return UnsafeRawBufferPointer(start: data, count: length)
+    }
+
+    /// Calls `body` with `pixelBytes()`.
+    func withPixelBytes<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        try withExtendedLifetime(self) { try body(pixelBytes()) }
     }
 
     /// Stores 16-bit uncompressed pixel data.
     func setPixels(_ values: [Int16]) throws {
         try check(origin) { err in values.withUnsafeBytes { mld_file_put_pixels(handle, $0.baseAddress, $0.count, 16, err) } }
+    }
+
+    /// Stores raw pixel bytes as OB (8-bit samples, or packed 1-bit SEG frames).
+    func setPixelBytes(_ bytes: [UInt8]) throws {
+        try check(origin) { err in bytes.withUnsafeBytes { mld_file_put_pixels(handle, $0.baseAddress, $0.count, 8, err) } }
     }
 
     /// Writes a Part-10 file in `transferSyntax`.

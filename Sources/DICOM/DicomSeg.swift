@@ -6,6 +6,7 @@ import Imaging
 public struct DicomSegment: Sendable, Equatable {
     /// The label value (in a written label map) or the segment number (in a read SEG).
     public var value: Int
+    /// SegmentLabel (at most 64 characters are written).
     public var name: String
     /// Recommended display colour, sRGB `[r, g, b]` in 0...255.
     public var color: [Int]?
@@ -19,7 +20,7 @@ public struct DicomSegment: Sendable, Equatable {
 
 /// DICOM Segmentation (SEG) objects: label maps to binary SEGs and back.
 public enum DicomSeg {
-    /// Colours of segments written without one, by segment number (cycled).
+    /// Colours of segments written without one, by segment number - 1 (cycled).
     static let palette: [[Int]] = [
         [255, 0, 0], [0, 200, 0], [0, 0, 255], [255, 200, 0], [0, 200, 200], [200, 0, 200], [255, 128, 0], [128, 0, 255],
     ]
@@ -52,7 +53,14 @@ public enum DicomSeg {
         }
         let values = label.data.asFloat()
         var present = Set<Int>()
-        for v in values where v != 0 { present.insert(Int(v.rounded())) }
+        var last: Float = 0
+        for v in values where v != 0 && v != last {
+            guard v.isFinite, v > -0.5, v < 65535.5 else {
+                throw DicomError("label value \(v) is not a segment value (integers 0...65535)")
+            }
+            present.insert(Int(v.rounded()))
+            last = v
+        }
         present.remove(0)
         guard !present.isEmpty else { throw DicomError("the label is empty: a DICOM SEG needs at least one segment") }
 
@@ -71,6 +79,7 @@ public enum DicomSeg {
         guard let seg else { throw DicomError("cannot create a DICOM SEG") }
         defer { mld_seg_free(seg) }
 
+        let planes = try slicePlanes(values, cols: cols, rows: rows, slices: n)
         var mask = [UInt8](repeating: 0, count: rows * cols)
         for (index, value) in present.sorted().enumerated() {
             let meta = segments.first { $0.value == value }
@@ -79,15 +88,14 @@ public enum DicomSeg {
             let rgb = color.map { UInt8(clamping: $0) }
             var number: UInt16 = 0
             try check("adding segment \(name)") { mld_seg_add_segment(seg, String(name.prefix(64)), rgb, "MONAILabel", &number, $0) }
-            let target = Float(value)
+            let target = UInt16(value)
             for k in 0..<n {
                 var any = false
-                for j in 0..<rows {
-                    for i in 0..<cols {
-                        let inside = values[(i * rows + j) * n + k].rounded() == target
-                        mask[j * cols + i] = inside ? 1 : 0
-                        any = any || inside
-                    }
+                let plane = k * rows * cols
+                for p in 0..<(rows * cols) {
+                    let inside = planes[plane + p] == target
+                    mask[p] = inside ? 1 : 0
+                    any = any || inside
                 }
                 guard any else { continue }
                 let slice = layout.slices[k]
@@ -101,6 +109,28 @@ public enum DicomSeg {
         return try DicomInstanceInfo.read(url)
     }
 
+    /// The label's values (validated to lie in 0...65535) rearranged slice by slice as frames are laid out:
+    /// `[k][row j][column i]`, transposed in cache-sized tiles.
+    private static func slicePlanes(_ values: [Float], cols: Int, rows: Int, slices n: Int) throws -> [UInt16] {
+        var planes = [UInt16](repeating: 0, count: values.count)
+        try planes.withUnsafeMutableBufferPointer { dst in
+            let box = UncheckedBox(dst)
+            try concurrentSlices(rows) { j in
+                let dst = box.value
+                for k0 in stride(from: 0, to: n, by: 16) {
+                    for i0 in stride(from: 0, to: cols, by: 64) {
+                        for i in i0..<min(i0 + 64, cols) {
+                            for k in k0..<min(k0 + 16, n) {
+                                dst[(k * rows + j) * cols + i] = UInt16(values[(i * rows + j) * n + k].rounded())
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return planes
+    }
+
     private static func withDescription(
         seriesDescription: String, seriesNumber: String, _ body: (mld_seg_description) throws -> Void
     ) throws {
@@ -111,7 +141,7 @@ public enum DicomSeg {
                         try seriesDescription.withCString { series in
                             try seriesNumber.withCString { number in
                                 try "SEGMENTATION".withCString { contentLabel in
-                                    try "MONAILabel".withCString { creator in
+                                    try "".withCString { creator in
                                         try body(mld_seg_description(
                                             manufacturer: manufacturer, model_name: model, software_versions: software,
                                             device_serial_number: serial, series_description: series,
@@ -127,11 +157,64 @@ public enum DicomSeg {
         }
     }
 
-    /// Reads a SEG onto the grid of `reference` (the volume its source series loads as), placing each frame by its
-    /// own plane position (PlanePositionSequence, per frame or shared) rather than by frame order; a frame without
-    /// one is placed through its derivation reference (SourceImageSequence) to the slice with that SOP instance in
-    /// `referenceFiles`. Frames must lie in the reference's slice planes with its orientation, size and pixel
-    /// spacing (SEGs made on the source grid, as ours, dcmqi's and highdicom's are).
+    /// Reads a SEG onto a grid of its own, as highdicom does when no image is at hand: columns along the row
+    /// direction, rows along the column direction (PixelSpacing and ImageOrientationPatient of the first frame),
+    /// slices along their normal from the lowest to the highest frame position, spaced by SpacingBetweenSlices
+    /// (else the smallest gap between frame positions). Values and segments as `read(file:onto:)`.
+    public static func read(file: URL) throws -> (label: Volume, segments: [DicomSegment]) {
+        let ds = try DicomDataset(contentsOf: file)
+        let o = ds.origin
+        func group(_ frame: Int, _ path: String) throws -> [Double]? {
+            if let v = try ds.numbers("PerFrameFunctionalGroupsSequence[\(frame)].\(path)") { return v }
+            return try ds.numbers("SharedFunctionalGroupsSequence[0].\(path)")
+        }
+        guard let rows = try ds.int("Rows"), let cols = try ds.int("Columns"), (1...65535).contains(rows),
+              (1...65535).contains(cols) else {
+            throw DicomError("\(o): Rows / Columns missing or out of range")
+        }
+        // NumberOfFrames, not the item count: a damaged or trimmed SEG may carry more groups than frames.
+        let frames = try ds.int("NumberOfFrames") ?? 1
+        guard (1...1_000_000).contains(frames), frames <= max(1, try ds.itemCount("PerFrameFunctionalGroupsSequence")),
+              let iop = try group(0, "PlaneOrientationSequence[0].ImageOrientationPatient"), iop.count == 6,
+              let spacing = try group(0, "PixelMeasuresSequence[0].PixelSpacing"), spacing.count == 2,
+              spacing.allSatisfy({ $0 > 0 })
+        else {
+            throw DicomError("\(o): no per-frame groups with orientation and pixel spacing to build a grid from")
+        }
+        let rowDir = vec(iop), colDir = vec(iop, 3), normal = cross(rowDir, colDir)
+        var positions: [(along: Double, ipp: Vec3)] = []
+        for f in 0..<frames {
+            guard let p = try group(f, "PlanePositionSequence[0].ImagePositionPatient"), p.count == 3 else {
+                throw DicomError("\(o): frame \(f + 1) has no plane position to build a grid from")
+            }
+            positions.append((dot(vec(p), normal), vec(p)))
+        }
+        positions.sort { $0.along < $1.along }
+        let lo = positions[0], hi = positions[positions.count - 1]
+        let gaps = zip(positions.dropFirst(), positions).map { $0.along - $1.along }.filter { $0 > 1e-4 }
+        let step = try group(0, "PixelMeasuresSequence[0].SpacingBetweenSlices")?.first.flatMap { $0 > 0 ? $0 : nil }
+            ?? gaps.min() ?? 1
+        let count = (hi.along - lo.along) / step
+        guard count.isFinite, count < 100_000 else { throw DicomError("\(o): frame positions span no usable grid") }
+        let depth = Int(count.rounded()) + 1
+        let ci = scale(rowDir, spacing[1]), cj = scale(colDir, spacing[0]), ck = scale(normal, step), t = lo.ipp
+        let affine = Affine([
+            -ci.0, -cj.0, -ck.0, -t.0,
+            -ci.1, -cj.1, -ck.1, -t.1,
+            ci.2, cj.2, ck.2, t.2,
+            0, 0, 0, 1,
+        ])
+        let grid = try Volume(checkingShape: [cols, rows, depth], data: .uint8([UInt8](repeating: 0, count: cols * rows * depth)),
+                              affine: affine)
+        return try read(file: file, onto: grid)
+    }
+
+    /// Reads a SEG onto the grid of `reference` (the volume its source series loads as, or any flip or permutation of
+    /// its axes), placing each frame by its own plane position, orientation and pixel spacing (functional groups,
+    /// per frame or shared) rather than by frame order; a frame without a plane position is placed through its
+    /// derivation reference (SourceImageSequence) at the position of the file with that SOP instance in
+    /// `referenceFiles`. Every frame pixel must land on a voxel, one voxel per pixel, inside the grid (SEGs made on
+    /// the source grid, as ours, dcmqi's and highdicom's are); anything needing resampling is refused.
     ///
     /// Binary and fractional SEGs are read (a fractional pixel counts when above half MaximumFractionalValue).
     /// Label values are the segment numbers (1...N); where segments overlap the higher number wins.
@@ -146,15 +229,22 @@ public enum DicomSeg {
         guard try ds.string("SOPClassUID") == DicomInstanceInfo.segmentationStorageUID else {
             throw DicomError("\(o): not a DICOM SEG (SOPClassUID \(try ds.string("SOPClassUID") ?? "missing"))")
         }
-        guard reference.spatialShape.count == 3 else { throw DicomError("the reference volume is not 3D") }
-        let (cols, rows, depth) = (reference.spatialShape[0], reference.spatialShape[1], reference.spatialShape[2])
-        guard try ds.int("Rows") == rows, try ds.int("Columns") == cols else {
-            throw DicomError("\(o): frames are \(try ds.string("Rows") ?? "?")x\(try ds.string("Columns") ?? "?"), "
-                + "the reference slices \(rows)x\(cols) (rows x columns)")
+        guard reference.spatialShape.count == 3, reference.voxelCount > 0 else {
+            throw DicomError("the reference volume is not a non-empty 3D volume")
+        }
+        let shape = reference.spatialShape
+        guard let rows = try ds.int("Rows"), let cols = try ds.int("Columns"), (1...65535).contains(rows),
+              (1...65535).contains(cols) else {
+            throw DicomError("\(o): Rows / Columns missing or out of range")
         }
         let frames = try ds.int("NumberOfFrames") ?? 1
         let bits = try ds.int("BitsAllocated") ?? 1
         guard bits == 1 || bits == 8 else { throw DicomError("\(o): BitsAllocated \(bits) (a SEG has 1 or 8)") }
+        let perFrame = rows * cols
+        let pixelBytes = try ds.pixelBytes()?.count ?? 0
+        guard frames >= 1, frames <= pixelBytes * 8 / (perFrame * bits) else {
+            throw DicomError("\(o): NumberOfFrames \(frames) does not fit its \(pixelBytes) bytes of pixel data")
+        }
         let threshold = bits == 8 ? Double(try ds.int("MaximumFractionalValue") ?? 255) / 2 : 0.5
 
         var segments: [DicomSegment] = []
@@ -174,12 +264,9 @@ public enum DicomSeg {
         }
         guard !segments.isEmpty else { throw DicomError("\(o): no SegmentSequence") }
 
-        // Geometry of the reference grid in LPS.
-        let a = reference.affine
-        guard let inverse = a.inverted() else { throw DicomError("the reference affine is singular") }
-        let ci: Vec3 = (-a[0, 0], -a[1, 0], a[2, 0]), cj: Vec3 = (-a[0, 1], -a[1, 1], a[2, 1])
-        let refIOP = [scale(ci, 1 / norm(ci)), scale(cj, 1 / norm(cj))].flatMap { [$0.0, $0.1, $0.2] }
-        let refSpacing = [norm(cj), norm(ci)]
+        guard let inverse = reference.affine.inverted() else { throw DicomError("the reference affine is singular") }
+        /// The reference voxel (continuous) of an LPS point.
+        func voxel(_ p: Vec3) -> Vec3 { inverse.apply((-p.0, -p.1, p.2)) }
 
         var sopPositions: [String: [Double]] = [:]
         if let referenceFiles {
@@ -197,7 +284,10 @@ public enum DicomSeg {
             return try ds.numbers("SharedFunctionalGroupsSequence[0].\(path)")
         }
 
-        var placed: [(segment: Int, frame: Int, k: Int)] = []
+        /// Where a frame's pixels go: voxel of pixel (row r, column c) = origin + c * alongRow + r * alongColumn, each
+        /// an exact voxel step (any flip or permutation of the reference axes is fine, resampling is not).
+        struct Placement { let segment: Int, frame: Int, origin: [Int], alongRow: [Int], alongColumn: [Int] }
+        var placed: [Placement] = []
         for f in 0..<frames {
             guard let number = try group(f, "SegmentIdentificationSequence[0].ReferencedSegmentNumber")?.first else {
                 throw DicomError("\(o): frame \(f + 1) names no segment (ReferencedSegmentNumber)")
@@ -205,17 +295,11 @@ public enum DicomSeg {
             guard segments.contains(where: { Double($0.value) == number }) else {
                 throw DicomError("\(o): frame \(f + 1) refers to segment \(decimalString(number)), which SegmentSequence lacks")
             }
-            if let iop = try group(f, "PlaneOrientationSequence[0].ImageOrientationPatient") {
-                guard iop.count == 6, zip(iop, refIOP).allSatisfy({ abs($0 - $1) < 1e-3 }) else {
-                    throw DicomError("\(o): frame \(f + 1) orientation \(iop) differs from the reference's "
-                        + "\(refIOP.map(decimalString)): not on its grid")
-                }
+            guard let iop = try group(f, "PlaneOrientationSequence[0].ImageOrientationPatient"), iop.count == 6 else {
+                throw DicomError("\(o): frame \(f + 1) has no ImageOrientationPatient")
             }
-            if let spacing = try group(f, "PixelMeasuresSequence[0].PixelSpacing") {
-                guard spacing.count == 2, zip(spacing, refSpacing).allSatisfy({ abs($0 - $1) < 1e-3 }) else {
-                    throw DicomError("\(o): frame \(f + 1) pixel spacing \(spacing) differs from the reference's "
-                        + "\(refSpacing.map(decimalString)): not on its grid")
-                }
+            guard let spacing = try group(f, "PixelMeasuresSequence[0].PixelSpacing"), spacing.count == 2 else {
+                throw DicomError("\(o): frame \(f + 1) has no PixelSpacing")
             }
             var ipp = try group(f, "PlanePositionSequence[0].ImagePositionPatient")
             if ipp == nil,
@@ -226,18 +310,39 @@ public enum DicomSeg {
                 throw DicomError("\(o): frame \(f + 1) has no plane position"
                     + (referenceFiles == nil ? " (pass the reference files to place it by its source image)" : " and no known source image"))
             }
-            let (x, y, z) = inverse.apply((-p[0], -p[1], p[2]))
-            let k = z.isFinite && abs(z) < 1e9 ? Int(z.rounded()) : -1
-            guard abs(x) < 0.1, abs(y) < 0.1, abs(z - Double(k)) < 0.1, k >= 0, k < depth else {
-                throw DicomError("\(o): frame \(f + 1) at \(p.map(decimalString)) is not a slice plane of the reference "
-                    + "(voxel \(decimalString(x)), \(decimalString(y)), \(decimalString(z)))")
+            let origin = voxel(vec(p))
+            let next = voxel(add(vec(p), scale(vec(iop), spacing[1])))
+            let below = voxel(add(vec(p), scale(vec(iop, 3), spacing[0])))
+            let steps = [sub(next, origin), sub(below, origin)]
+            func exact(_ v: Vec3, over n: Int) -> [Int]? {
+                let parts = [v.0, v.1, v.2]
+                guard parts.allSatisfy({ $0.isFinite && abs($0) < 1e6 }) else { return nil }
+                let rounded = parts.map { Int($0.rounded()) }
+                return zip(parts, rounded).allSatisfy({ abs($0 - Double($1)) * Double(max(n, 1)) < 0.1 }) ? rounded : nil
             }
-            placed.append((Int(number), f, k))  // a SegmentSequence number, so 1...65535
+            let o3 = [origin.0, origin.1, origin.2]
+            guard o3.allSatisfy({ $0.isFinite && abs($0) < 1e9 }),
+                  let start = exact(origin, over: 1), let alongRow = exact(steps[0], over: cols),
+                  let alongColumn = exact(steps[1], over: rows),
+                  alongRow.map(abs).reduce(0, +) == 1, alongColumn.map(abs).reduce(0, +) == 1,
+                  zip(alongRow, alongColumn).allSatisfy({ $0 == 0 || $1 == 0 })
+            else {
+                throw DicomError("\(o): frame \(f + 1) at \(p.map(decimalString)) is not a slice plane of the reference "
+                    + "grid (voxel \(o3.map(decimalString)); its pixels must fall on voxels, one voxel per pixel)")
+            }
+            // The mapping is linear: the frame fits when its corners do.
+            for (r, c) in [(0, 0), (rows - 1, 0), (0, cols - 1), (rows - 1, cols - 1)] {
+                let v = (0..<3).map { start[$0] + c * alongRow[$0] + r * alongColumn[$0] }
+                guard (0..<3).allSatisfy({ v[$0] >= 0 && v[$0] < shape[$0] }) else {
+                    throw DicomError("\(o): frame \(f + 1) (\(rows)x\(cols)) extends beyond the reference grid \(shape)")
+                }
+            }
+            placed.append(Placement(segment: Int(number), frame: f, origin: start, alongRow: alongRow, alongColumn: alongColumn))
         }
 
-        let perFrame = rows * cols
         let maxValue = segments.map(\.value).max() ?? 0
-        var out = [UInt16](repeating: 0, count: perFrame * depth)
+        var out = [UInt16](repeating: 0, count: reference.voxelCount)
+        let (s0, s1) = (shape[1] * shape[2], shape[2])
         try ds.withPixelBytes { raw in
             guard let raw else { throw DicomError("\(o): no pixel data") }
             let needed = bits == 1 ? (frames * perFrame + 7) / 8 : frames * perFrame
@@ -245,16 +350,19 @@ public enum DicomSeg {
                 throw DicomError("\(o): pixel data has \(raw.count) bytes, \(frames) frames need \(needed)")
             }
             // Stable by segment number so that the higher-numbered segment wins overlaps.
-            for entry in placed.enumerated().sorted(by: { ($0.element.segment, $0.offset) < ($1.element.segment, $1.offset) }) {
-                let (segment, f, k) = entry.element
-                let base = f * perFrame
+            for (_, p) in placed.enumerated().sorted(by: { ($0.element.segment, $0.offset) < ($1.element.segment, $1.offset) }) {
+                let base = p.frame * perFrame
+                let start = p.origin[0] * s0 + p.origin[1] * s1 + p.origin[2]
+                let dc = p.alongRow[0] * s0 + p.alongRow[1] * s1 + p.alongRow[2]
+                let dr = p.alongColumn[0] * s0 + p.alongColumn[1] * s1 + p.alongColumn[2]
+                let value = UInt16(p.segment)
                 for r in 0..<rows {
                     for c in 0..<cols {
                         let bit = base + r * cols + c
                         let inside = bits == 1
                             ? (raw[bit >> 3] >> UInt8(bit & 7)) & 1 == 1
                             : Double(raw[bit]) > threshold
-                        if inside { out[(c * rows + r) * depth + k] = UInt16(segment) }
+                        if inside { out[start + c * dc + r * dr] = value }
                     }
                 }
             }

@@ -21,11 +21,31 @@ public enum DicomSeries {
     /// JPEG-LS and RLE, decompressed by DCMTK. Refused with a `DicomError`: files of several series, slices of
     /// different sizes, orientations or pixel spacings, two slices at one position, gaps between consecutive
     /// slices differing from the median gap by more than 10 % (missing slices), slices off the line of the others,
-    /// multi-frame files, colour images, files without pixel data or that are not DICOM.
+    /// multi-frame files, colour images, files without pixel data or that are not DICOM, and several files of which
+    /// one lacks ImageOrientationPatient and ImagePositionPatient (a single such file is placed as ITK places it:
+    /// identity orientation at the origin; PixelSpacing defaults to 1 mm likewise).
     ///
     /// - Returns: the volume and the header of its first slice.
     public static func load(files: [URL]) throws -> (volume: Volume, info: DicomInstanceInfo) {
         try load(datasets: files.map { try DicomDataset(contentsOf: $0) })
+    }
+
+    /// `load(files:)` on the regular files of `directory` (not recursing; hidden files and a DICOMDIR skipped).
+    public static func load(directory: URL) throws -> (volume: Volume, info: DicomInstanceInfo) {
+        try load(files: files(in: directory))
+    }
+
+    /// The regular files of `directory` that `load(directory:)` reads, sorted by name.
+    public static func files(in directory: URL) throws -> [URL] {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            throw DicomError("\(directory.path): cannot list the directory (\(error.localizedDescription))")
+        }
+        return names.sorted().filter { !$0.hasPrefix(".") && $0.uppercased() != "DICOMDIR" }
+            .map { directory.appendingPathComponent($0) }
+            .filter { (try? $0.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true }
     }
 
     /// Like `load(files:)`, for datasets already read (e.g. from a WADO-RS response).
@@ -60,33 +80,76 @@ public enum DicomSeries {
         return try Volume(checkingShape: shape, data: data, affine: layout.affine)
     }
 
-    /// Decodes every slice's stored values and places them at C-order index `(i * rows + j) * slices + k`.
+    /// Decodes every slice (in parallel, each dataset by one thread) and places its stored values, converted, at
+    /// C-order index `(i * rows + j) * slices + k`, in cache-sized tiles of (slice, column).
     private static func gather<T>(
         _ layout: SeriesLayout, _ formats: [PixelFormat], _ convert: (Int64, PixelFormat) -> T
     ) throws -> [T] {
         let rows = layout.rows, cols = layout.columns, n = layout.slices.count
         let perSlice = rows * cols
+        var pixels = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: n)
+        try pixels.withUnsafeMutableBufferPointer { slots in
+            let box = UncheckedBox(slots)
+            try concurrentSlices(n) { k in
+                let ds = layout.slices[k].dataset, format = formats[k]
+                guard let raw = try ds.pixelBytes() else { throw DicomError("\(ds.origin): no pixel data") }
+                let needed = perSlice * format.bitsAllocated / 8
+                guard raw.count >= needed else {
+                    throw DicomError("\(ds.origin): pixel data has \(raw.count) bytes, "
+                        + "\(rows)x\(cols) pixels of \(format.bitsAllocated) bits need \(needed)")
+                }
+                box.value[k] = raw
+            }
+        }
         var out = [T](repeating: convert(0, formats[0]), count: perSlice * n)
+        let (tileK, tileI) = (16, 64)
         try out.withUnsafeMutableBufferPointer { dst in
-            for (k, slice) in layout.slices.enumerated() {
-                let format = formats[k]
-                try slice.dataset.withPixelBytes { raw in
-                    guard let raw else { throw DicomError("\(slice.dataset.origin): no pixel data") }
-                    let needed = perSlice * format.bitsAllocated / 8
-                    guard raw.count >= needed else {
-                        throw DicomError("\(slice.dataset.origin): pixel data has \(raw.count) bytes, "
-                            + "\(rows)x\(cols) pixels of \(format.bitsAllocated) bits need \(needed)")
-                    }
-                    for j in 0..<rows {
-                        for i in 0..<cols {
-                            dst[(i * rows + j) * n + k] = convert(format.value(raw, j * cols + i), format)
+            let box = UncheckedBox(dst)
+            // The datasets own the bytes behind `pixels` and outlive this loop.
+            try concurrentSlices(rows) { j in
+                let dst = box.value
+                for k0 in stride(from: 0, to: n, by: tileK) {
+                    for i0 in stride(from: 0, to: cols, by: tileI) {
+                        for k in k0..<min(k0 + tileK, n) {
+                            let raw = pixels[k], format = formats[k]
+                            for i in i0..<min(i0 + tileI, cols) {
+                                dst[(i * rows + j) * n + k] = convert(format.value(raw, j * cols + i), format)
+                            }
                         }
                     }
                 }
             }
         }
-        return out
+        return withExtendedLifetime(layout) { out }
     }
+}
+
+/// Lets a value into Dispatch's `@Sendable` work items; callers guarantee disjoint access.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Runs `body(k)` for k in 0..<count on the machine's cores; rethrows the first error.
+func concurrentSlices(_ count: Int, _ body: (Int) throws -> Void) throws {
+    let failure = Mutex()
+    try withoutActuallyEscaping(body) { escapable in
+        let box = UncheckedBox(escapable)
+        DispatchQueue.concurrentPerform(iterations: count) { k in
+            guard !failure.failed else { return }
+            do { try box.value(k) } catch { failure.record(error) }
+        }
+        if let error = failure.first { throw error }
+    }
+}
+
+/// The first error of a parallel loop.
+private final class Mutex: @unchecked Sendable {
+    private let lock = NSLock()
+    private var error: Error?
+    var failed: Bool { lock.withLock { error != nil } }
+    var first: Error? { lock.withLock { error } }
+    func record(_ e: Error) { lock.withLock { if error == nil { error = e } } }
 }
 
 /// How one slice stores its samples.

@@ -13,7 +13,8 @@ public enum DicomSeriesWriter {
     /// Values are stored as signed 16-bit integers with RescaleSlope / RescaleIntercept: integer volumes that fit
     /// after subtracting -1024 are stored exactly with intercept -1024 (the CT convention), other integer volumes
     /// that fit int16 with intercept 0; anything else is scaled linearly over the int16 range (lossy, to within
-    /// (max - min) / 65535). The SOP class is CT Image Storage whatever `modality` says.
+    /// (max - min) / 65535). The SOP class is CT Image Storage whatever `modality` says. Study and series UIDs are
+    /// generated unless given; `patientName` defaults to `patientID`; slices are encoded in parallel.
     ///
     /// - Returns: the written files, in slice order.
     @discardableResult
@@ -52,9 +53,8 @@ public enum DicomSeriesWriter {
         let frameOfReference = try makeDicomUID()
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
 
-        var urls: [URL] = []
-        var pixels = [Int16](repeating: 0, count: rows * cols)
-        for k in 0..<n {
+        let urls = (0..<n).map { directory.appendingPathComponent(String(format: "slice_%04d.dcm", $0)) }
+        try concurrentSlices(n) { k in
             let ds = try DicomDataset()
             let ipp = add(origin, scale(ck, Double(k)))
             let fields: [(String, String)] = [
@@ -84,6 +84,7 @@ public enum DicomSeriesWriter {
                 ("RescaleType", "HU"),
             ]
             for (key, value) in fields { try ds.set(key, value) }
+            var pixels = [Int16](repeating: 0, count: rows * cols)
             for j in 0..<rows {
                 for i in 0..<cols {
                     let v = (Double(values[(i * rows + j) * n + k]) - intercept) / slope
@@ -91,9 +92,7 @@ public enum DicomSeriesWriter {
                 }
             }
             try ds.setPixels(pixels)
-            let url = directory.appendingPathComponent(String(format: "slice_%04d.dcm", k))
-            try ds.save(to: url, transferSyntax: transferSyntax)
-            urls.append(url)
+            try ds.save(to: urls[k], transferSyntax: transferSyntax)
         }
         return urls
     }

@@ -34,6 +34,8 @@ struct SliceHeader {
     /// PixelSpacing: (spacing between rows, spacing between columns).
     let pixelSpacing: (Double, Double)
     let sliceSpacingHint: Double?
+    /// False for an image without ImageOrientationPatient and ImagePositionPatient (identity orientation at 0).
+    let hasGeometry: Bool
 
     init(_ ds: DicomDataset) throws {
         dataset = ds
@@ -45,26 +47,36 @@ struct SliceHeader {
             throw DicomError("\(o): not a DICOM image (no SeriesInstanceUID)")
         }
         seriesUID = series
-        guard let r = try ds.int("Rows"), let c = try ds.int("Columns"), r > 0, c > 0 else {
-            throw DicomError("\(o): no image (Rows / Columns missing)")
+        guard let r = try ds.int("Rows"), let c = try ds.int("Columns"), (1...65535).contains(r), (1...65535).contains(c) else {
+            throw DicomError("\(o): no image (Rows / Columns missing or out of range)")
         }
         rows = r
         columns = c
         if let frames = try ds.int("NumberOfFrames"), frames > 1 {
             throw DicomError("\(o): multi-frame images (\(frames) frames) are not supported; only single-frame slices")
         }
-        guard let orientation = try ds.numbers("ImageOrientationPatient"), orientation.count == 6 else {
-            throw DicomError("\(o): no ImageOrientationPatient (6 values) to place the slice")
+        let orientation = try ds.numbers("ImageOrientationPatient")
+        let position = try ds.numbers("ImagePositionPatient")
+        if orientation == nil && position == nil {
+            // Secondary captures and the like: placed as ITK / GDCM place them, if alone (checked by the layout).
+            hasGeometry = false
+            iop = [1, 0, 0, 0, 1, 0]
+            ipp = (0, 0, 0)
+        } else {
+            guard let orientation, orientation.count == 6 else {
+                throw DicomError("\(o): no ImageOrientationPatient (6 values) to place the slice")
+            }
+            guard let position, position.count == 3 else {
+                throw DicomError("\(o): no ImagePositionPatient (3 values) to place the slice")
+            }
+            let rowDir = vec(orientation), colDir = vec(orientation, 3)
+            guard abs(norm(rowDir) - 1) < 1e-2, abs(norm(colDir) - 1) < 1e-2, abs(dot(rowDir, colDir)) < 1e-2 else {
+                throw DicomError("\(o): ImageOrientationPatient \(orientation) is not two orthogonal unit vectors")
+            }
+            hasGeometry = true
+            iop = orientation
+            ipp = vec(position)
         }
-        guard let position = try ds.numbers("ImagePositionPatient"), position.count == 3 else {
-            throw DicomError("\(o): no ImagePositionPatient (3 values) to place the slice")
-        }
-        let rowDir = vec(orientation), colDir = vec(orientation, 3)
-        guard abs(norm(rowDir) - 1) < 1e-2, abs(norm(colDir) - 1) < 1e-2, abs(dot(rowDir, colDir)) < 1e-2 else {
-            throw DicomError("\(o): ImageOrientationPatient \(orientation) is not two orthogonal unit vectors")
-        }
-        iop = orientation
-        ipp = vec(position)
         // Images without PixelSpacing are read at 1 mm, as ITK / GDCM do.
         let spacing = try ds.numbers("PixelSpacing") ?? [1, 1]
         guard spacing.count == 2, spacing[0] > 0, spacing[1] > 0 else {
@@ -93,6 +105,10 @@ struct SeriesLayout {
 
     init(_ headers: [SliceHeader]) throws {
         guard let first = headers.first else { throw DicomError("no DICOM files given") }
+        if headers.count > 1, let lost = headers.first(where: { !$0.hasGeometry }) {
+            throw DicomError("\(lost.dataset.origin): no ImageOrientationPatient / ImagePositionPatient, so its slice "
+                + "cannot be ordered among \(headers.count) files")
+        }
         let series = Set(headers.map(\.seriesUID))
         if series.count > 1 {
             throw DicomError("files of \(series.count) different series are mixed: \(series.sorted().joined(separator: ", "))")

@@ -131,3 +131,41 @@ func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
     #expect(try ds.string("ReferencedSeriesSequence[0].SeriesInstanceUID") == nil)
     #expect(dicomError { _ = try ds.string("NoSuchKeywordAnywhere") } != nil)
 }
+
+@Test func series_truncatedFiles_failCleanlyOrLoad() throws {
+    let tmp = try TempDir()
+    let files = try series(tmp, "ct", shape: [6, 5, 2])
+    let bytes = [UInt8](try Data(contentsOf: files[0]))
+    for cut in stride(from: 1, to: bytes.count, by: max(1, bytes.count / 40)) {
+        let url = tmp.sub("cut\(cut).dcm")
+        try Data(bytes.prefix(cut)).write(to: url)
+        do {
+            _ = try DicomSeries.load(files: [url, files[1]])
+        } catch let e as DicomError {
+            #expect(!e.message.isEmpty)
+        }
+        do {
+            _ = try DicomInstanceInfo.read(data: Array(bytes.prefix(cut)))
+        } catch let e as DicomError {
+            #expect(!e.message.isEmpty)
+        }
+    }
+}
+
+/// Hostile values in the attributes the series reader computes with give a DicomError or a volume, never a trap.
+@Test(arguments: [
+    ("Rows", "0"), ("Rows", "65535"), ("Columns", "-3"), ("BitsAllocated", "12"), ("BitsStored", "40"),
+    ("BitsStored", "0"), ("PixelRepresentation", "7"), ("SamplesPerPixel", "3"), ("NumberOfFrames", "2"),
+    ("PixelSpacing", "0\\1"), ("PixelSpacing", "1e308\\1e308"), ("ImagePositionPatient", "1e308\\0\\-1e308"),
+    ("ImageOrientationPatient", "1\\0\\0\\1\\0\\0"), ("ImageOrientationPatient", "1e308\\0\\0\\0\\1\\0"),
+    ("RescaleSlope", "1e308"), ("RescaleSlope", "0"), ("RescaleIntercept", "-1e308"),
+])
+func series_hostileAttribute_neverTraps(path: String, value: String) throws {
+    let tmp = try TempDir()
+    let files = try series(tmp, "ct", shape: [6, 5, 4])
+    let ds = try DicomDataset(contentsOf: files[1])
+    try ds.set(path, value)
+    try ds.save(to: files[1])
+    _ = try? DicomSeries.load(files: files)
+    _ = try? DicomSeries.load(files: [files[1]])
+}

@@ -45,3 +45,34 @@ func geometry_convertedNIfTI_matchesPydicomArithmetic_andTheCheckCanFail() throw
     let badVoxel = try run(venvPython, [checkScript.path, tmp.sub("ct").path, tmp.sub("changed.nii.gz").path])
     #expect(badVoxel.status == 1, "\(badVoxel.output)")
 }
+
+/// pydicom decodes our SEG and places its frames by their own positions on the source grid: the same label. Frames of
+/// 15 x 11 pixels are not byte-aligned, so the check also covers DICOM's continuous bit packing across frames.
+@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: venvPython.path),
+               "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
+func seg_decodedByPydicom_equalsTheLabel() throws {
+    let tmp = try TempDir()
+    let files = try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: [15, 11, 30]), to: tmp.sub("ct"), patientID: "P")
+    let grid = try DicomSeries.load(files: files).volume
+    let label = syntheticLabel(on: grid)
+    try DicomSeg.write(label: label, sourceFiles: files, segments: [DicomSegment(value: 6, name: "liver")],
+                       seriesDescription: "s", to: tmp.sub("seg.dcm"))
+    // Values 1, 3, 6 are segments 1, 2, 3.
+    let numbered = label.data.asFloat().map { Float([0: 0, 1: 1, 3: 2, 6: 3][Int($0)] ?? -1) }
+    let (ours, _) = try DicomSeg.read(file: tmp.sub("seg.dcm"), onto: grid)
+    #expect(zip(ours.data.asFloat(), numbered).filter { $0 != $1 }.count == 0)
+    let expected = Volume(spatialShape: label.spatialShape, data: .float32(numbered), affine: label.affine)
+    try ImageIO.write(expected, to: tmp.sub("expected.nii.gz"), dtype: .uint8)
+    let script = repoRoot.appendingPathComponent("scripts/check_dicom_seg.py")
+    let good = try run(venvPython, [script.path, tmp.sub("seg.dcm").path, tmp.sub("ct").path, tmp.sub("expected.nii.gz").path])
+    #expect(good.status == 0, "\(good.output)")
+    #expect(good.output.contains("\"segments\": [\"Segment_1\", \"Segment_3\", \"liver\"]"), "\(good.output)")
+
+    // The check fails on a label that differs in one voxel.
+    var wrong = numbered
+    wrong[wrong.count / 2] = wrong[wrong.count / 2] == 0 ? 1 : 0
+    try ImageIO.write(Volume(spatialShape: label.spatialShape, data: .float32(wrong), affine: label.affine),
+                      to: tmp.sub("wrong.nii.gz"), dtype: .uint8)
+    let bad = try run(venvPython, [script.path, tmp.sub("seg.dcm").path, tmp.sub("ct").path, tmp.sub("wrong.nii.gz").path])
+    #expect(bad.status == 1, "\(bad.output)")
+}

@@ -93,10 +93,12 @@ func run(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, out
     return (p.terminationStatus, text)
 }
 
-/// dciodvfy's findings for a file: its "Error" and "Warning" lines; nil when dciodvfy is not on PATH.
-func dciodvfy(_ file: URL) throws -> (errors: [String], warnings: [String])? {
+/// dciodvfy's findings for a file: the IOD it recognised (its other output lines) and its "Error" and "Warning"
+/// lines; nil when dciodvfy is not on PATH.
+func dciodvfy(_ file: URL) throws -> (iod: [String], errors: [String], warnings: [String])? {
     guard let tool = which("dciodvfy") else { return nil }
     let (_, output) = try run(tool, ["-new", file.path])
     let lines = output.split(separator: "\n").map(String.init)
-    return (lines.filter { $0.hasPrefix("Error") }, lines.filter { $0.hasPrefix("Warning") })
+    let errors = lines.filter { $0.hasPrefix("Error") }, warnings = lines.filter { $0.hasPrefix("Warning") }
+    return (lines.filter { !$0.hasPrefix("Error") && !$0.hasPrefix("Warning") }, errors, warnings)
 }
