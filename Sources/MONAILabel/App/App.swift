@@ -135,6 +135,10 @@ public final class MONAILabelApp: @unchecked Sendable {
             for name in definition.scribbles {
                 switch name {
                 case "Histogram+GraphCut": tasks[name] = HistogramGraphCutTask(name: name, labels: lastLabels)
+                case "Scribbles+GeoS": tasks[name] = GeoSTask(name: name, labels: lastLabels)
+                case "ISeg+GraphCut":
+                    // Refines a segmentation model's output: listed only when one is loaded.
+                    if let model = try Self.scribblesModel(tasks, conf: settings.conf) { tasks[name] = ISegGraphCutTask(name: name, model: model) }
                 default: throw MONAILabelError.invalid("app.json names an unknown scribbles task '\(name)'")
                 }
             }
@@ -158,6 +162,17 @@ public final class MONAILabelApp: @unchecked Sendable {
         batchInfer = BatchInferService(settings: settings, datastore: datastore)
         sessions = settings.sessions
             ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil
+    }
+
+    /// The model `ISeg+GraphCut` refines: `--conf scribbles_model <name>`, else the first segmentation model.
+    private static func scribblesModel(_ tasks: OrderedMap<any InferTask>, conf: [String: String]) throws -> SegmentationTask? {
+        if let wanted = conf["scribbles_model"] {
+            guard let t = tasks[wanted] as? SegmentationTask else {
+                throw MONAILabelError.invalid("--conf scribbles_model: '\(wanted)' is no loaded segmentation model")
+            }
+            return t
+        }
+        return tasks.values.lazy.compactMap { $0 as? SegmentationTask }.first { $0.type == "segmentation" }
     }
 
     /// `app.info()` in upstream's exact shape (spec section 2.1). There is deliberately no `config` key: the
