@@ -158,3 +158,20 @@ private func refine(_ task: ISegGraphCutTask, image: URL, scribbles: URL?, _ par
         try task.foregroundProbability(imagePath: pipelineFixture("ct_lps_aniso.nii.gz").path, label: "liver", params: [:])
     }
 }
+
+@Test func graphCut_scribbles_stayHardUnderStrongSmoothing() throws {
+    // Everything says background, a single foreground stroke says otherwise, and λ is large enough that
+    // ε-probabilities alone (−ln ε ≈ 15.9) would lose to the n-links: the stroke must still be foreground.
+    let shape = [5, 5, 5]
+    let image = [Float](repeating: 0.5, count: 125)
+    var scribbles = [Float](repeating: 0, count: 125)
+    scribbles[62] = 3
+    scribbles[0] = 2
+    let ids = try ScribbleIDs(labelInfo: nil, background: 2, foreground: 3)
+    let p = ScribblesPipeline.isegUnary(foreground: [Float](repeating: 0.01, count: 125), scribbles: scribbles, ids: ids)
+    let cut = try ScribblesPipeline.graphCut(
+        image, shape: shape, foreground: p, scribbles: scribbles, ids: ids, lamda: 100, sigma: 0.1)
+    #expect(cut[62] == 1)
+    #expect(cut[0] == 0)
+    #expect(cut.reduce(0) { $0 + Int($1) } == 1)
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GraphCut (our Boykov-Kolmogorov max-flow) on a 256^3 scribbles-like grid; prints build and solve times.
+# GraphCut (our Boykov-Kolmogorov max-flow) and GeoS (geodesic distances) on a 256^3 scribbles-like grid;
+# prints build/solve times and the GeoS time.
 # Usage: scripts/bench/scribbles.sh [N]   (grid N^3, default 256)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -77,9 +77,10 @@ public struct GeoSParameters: Sendable {
     public var gamma: Double
     public var theta: Double
 
-    /// γ = 100: an intensity edge of 0.15 on the 0..1 window (≈ 75 HU) costs as much as 15 mm of travel;
-    /// no smoothing.
-    public static let standard = GeoSParameters(gamma: 100, theta: 0)
+    /// γ = 200: an intensity edge of 0.15 on the 0..1 window (≈ 75 HU) costs as much as 30 mm of travel;
+    /// no smoothing. On the synthetic spleen (12 HU noise) Dice rises with γ from 0.53 (γ = 0, plain
+    /// distance) through 0.93 (γ = 100) to 0.997 (γ = 200).
+    public static let standard = GeoSParameters(gamma: 200, theta: 0)
 
     func overridden(by p: JSONObject) throws -> GeoSParameters {
         var r = self
@@ -96,7 +97,17 @@ public struct GeoSParameters: Sendable {
 }
 
 /// GeoS segmentation and filtering over flat C-order arrays.
-enum GeoS {
+public enum GeoS {
+    /// `segment` with scribble values given directly (for benchmarks and callers outside this module):
+    /// 1 where a voxel is geodesically closer to the `foreground`-valued scribbles than to the `background` ones.
+    public static func segment(
+        image: [Float], shape: [Int], spacing: [Double], scribbles: [Float], background: Float, foreground: Float,
+        gamma: Float
+    ) throws -> [UInt8] {
+        let ids = try ScribbleIDs(labelInfo: nil, background: Int(background), foreground: Int(foreground))
+        return try segment(image: image, shape: shape, spacing: spacing, scribbles: scribbles, ids: ids, gamma: gamma)
+    }
+
     /// 1 where the geodesic distance to the foreground scribbles is below the one to the background scribbles.
     /// The two distance maps are computed concurrently.
     static func segment(

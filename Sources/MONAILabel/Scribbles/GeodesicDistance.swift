@@ -64,6 +64,8 @@ private struct RasterScan {
     let spacing: [Float]
     let g2: Float
 
+    private typealias V = SIMD8<Float>
+
     /// Relaxes every voxel from its causal half of the 26-neighbourhood (earlier in C order for a forward
     /// sweep, later for a backward one); returns whether any distance went down.
     func sweep(forward: Bool) -> Bool {
@@ -79,12 +81,18 @@ private struct RasterScan {
         }
         let inRow = spacing[2] * spacing[2]
         let candidate = UnsafeMutablePointer<Float>.allocate(capacity: nz)
-        defer { candidate.deallocate() }
+        // step[k]: the cost between k − 1 and k along the row.
+        let step = UnsafeMutablePointer<Float>.allocate(capacity: nz)
+        defer {
+            candidate.deallocate()
+            step.deallocate()
+        }
         var changed = false
-        let iOrder = forward ? Array(0..<nx) : Array((0..<nx).reversed())
-        let jOrder = forward ? Array(0..<ny) : Array((0..<ny).reversed())
-        for i in iOrder {
-            for j in jOrder {
+        let g2 = self.g2
+        for a in 0..<nx {
+            let i = forward ? a : nx - 1 - a
+            for b in 0..<ny {
+                let j = forward ? b : ny - 1 - b
                 let row = (i * ny + j) * nz
                 let d = dist + row, img = image + row
                 candidate.update(repeating: .infinity, count: nz)
@@ -92,38 +100,28 @@ private struct RasterScan {
                     let qi = i + o.di, qj = j + o.dj
                     guard qi >= 0, qi < nx, qj >= 0, qj < ny else { continue }
                     let q = (qi * ny + qj) * nz
-                    let dq = dist + q + o.dk, iq = image + q + o.dk
                     // Valid k: 0 ≤ k + dk < nz.
                     let lo = max(0, -o.dk), hi = min(nz, nz - o.dk)
-                    let d2 = o.d2
-                    for k in lo..<hi {
-                        let diff = img[k] - iq[k]
-                        let c = dq[k] + (d2 + g2 * diff * diff).squareRoot()
-                        candidate[k] = c < candidate[k] ? c : candidate[k]
-                    }
+                    Self.relaxRow(
+                        candidate: candidate, image: img, neighbourDist: dist + q + o.dk, neighbourImage: image + q + o.dk,
+                        from: lo, to: hi, d2: o.d2, g2: g2)
                 }
+                Self.stepCosts(step, image: img, count: nz, d2: inRow, g2: g2)
                 // The in-row neighbour: a serial scan along k in the sweep's direction.
+                var prev = Float.infinity
                 if forward {
-                    var prev = Float.infinity
                     for k in 0..<nz {
+                        let viaPrev = prev + step[k]
                         var best = candidate[k] < d[k] ? candidate[k] : d[k]
-                        if k > 0 {
-                            let diff = img[k] - img[k - 1]
-                            let c = prev + (inRow + g2 * diff * diff).squareRoot()
-                            if c < best { best = c }
-                        }
+                        if viaPrev < best { best = viaPrev }
                         if best < d[k] { d[k] = best; changed = true }
                         prev = d[k]
                     }
                 } else {
-                    var prev = Float.infinity
                     for k in stride(from: nz - 1, through: 0, by: -1) {
+                        let viaPrev = prev + (k + 1 < nz ? step[k + 1] : 0)
                         var best = candidate[k] < d[k] ? candidate[k] : d[k]
-                        if k < nz - 1 {
-                            let diff = img[k] - img[k + 1]
-                            let c = prev + (inRow + g2 * diff * diff).squareRoot()
-                            if c < best { best = c }
-                        }
+                        if viaPrev < best { best = viaPrev }
                         if best < d[k] { d[k] = best; changed = true }
                         prev = d[k]
                     }
@@ -131,5 +129,52 @@ private struct RasterScan {
             }
         }
         return changed
+    }
+
+    /// `candidate[k] = min(candidate[k], nd[k] + sqrt(d2 + g2 (img[k] − ni[k])²))` for k in `lo..<hi`, eight
+    /// lanes at a time.
+    @inline(__always)
+    private static func relaxRow(
+        candidate: UnsafeMutablePointer<Float>, image: UnsafePointer<Float>, neighbourDist: UnsafePointer<Float>,
+        neighbourImage: UnsafePointer<Float>, from lo: Int, to hi: Int, d2: Float, g2: Float
+    ) {
+        var k = lo
+        let d2v = V(repeating: d2), g2v = V(repeating: g2)
+        while k + 8 <= hi {
+            let x = UnsafeRawPointer(image + k).loadUnaligned(as: V.self)
+            let y = UnsafeRawPointer(neighbourImage + k).loadUnaligned(as: V.self)
+            let nd = UnsafeRawPointer(neighbourDist + k).loadUnaligned(as: V.self)
+            let c = UnsafeRawPointer(candidate + k).loadUnaligned(as: V.self)
+            let diff = x - y
+            let via = nd + (d2v + g2v * diff * diff).squareRoot()
+            UnsafeMutableRawPointer(candidate + k).storeBytes(of: pointwiseMin(c, via), as: V.self)
+            k += 8
+        }
+        while k < hi {
+            let diff = image[k] - neighbourImage[k]
+            let via = neighbourDist[k] + (d2 + g2 * diff * diff).squareRoot()
+            if via < candidate[k] { candidate[k] = via }
+            k += 1
+        }
+    }
+
+    /// `step[k] = sqrt(d2 + g2 (img[k] − img[k − 1])²)` for k ≥ 1 (`step[0]` = +∞: nothing before the row).
+    @inline(__always)
+    private static func stepCosts(_ step: UnsafeMutablePointer<Float>, image: UnsafePointer<Float>, count: Int, d2: Float, g2: Float) {
+        step[0] = .infinity
+        var k = 1
+        let d2v = V(repeating: d2), g2v = V(repeating: g2)
+        while k + 8 <= count {
+            let x = UnsafeRawPointer(image + k).loadUnaligned(as: V.self)
+            let y = UnsafeRawPointer(image + k - 1).loadUnaligned(as: V.self)
+            let diff = x - y
+            UnsafeMutableRawPointer(step + k).storeBytes(of: (d2v + g2v * diff * diff).squareRoot(), as: V.self)
+            k += 8
+        }
+        while k < count {
+            let diff = image[k] - image[k - 1]
+            step[k] = (d2 + g2 * diff * diff).squareRoot()
+            k += 1
+        }
     }
 }

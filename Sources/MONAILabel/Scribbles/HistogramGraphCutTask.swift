@@ -58,8 +58,8 @@ public final class HistogramGraphCutTask: InferTask, @unchecked Sendable {
         }
         let segmentation = try timings.measure("post", "ApplyGraphCutOptimisationd") {
             try ScribblesPipeline.graphCut(
-                input.intensities, shape: input.grid.spatialShape, foreground: unary, lamda: parameters.lamda,
-                sigma: parameters.sigma)
+                input.intensities, shape: input.grid.spatialShape, foreground: unary, scribbles: input.scribbles,
+                ids: ids, lamda: parameters.lamda, sigma: parameters.sigma)
         }
         return try ScribblesPipeline.finish(
             segmentation, input: input, request: request, labels: labels, timings: &timings, started: started)
@@ -214,13 +214,26 @@ enum ScribblesPipeline {
 
     /// `ApplyGraphCutOptimisationd`: t-links −ln(max(p, ε)), n-links λ·exp(−ΔI²/(2σ²)) between axis neighbours;
     /// returns 1 for foreground voxels.
-    static func graphCut(_ image: [Float], shape: [Int], foreground p: [Float], lamda: Double, sigma: Double) throws -> [UInt8] {
+    ///
+    /// Scribbled voxels get t-links no labelling of their neighbours can outweigh (more than all their n-links
+    /// together), which makes ISeg's constraint (eq. 7: probability 1 for the scribbled label) hard as the
+    /// paper states it. With ε-probabilities alone, −ln ε ≈ 15.9 loses to the n-links once λ > 2.6 and the cut
+    /// can overrule the user.
+    static func graphCut(
+        _ image: [Float], shape: [Int], foreground p: [Float], scribbles: [Float], ids: ScribbleIDs, lamda: Double,
+        sigma: Double
+    ) throws -> [UInt8] {
         let eps = Float.ulpOfOne
         let g: GridMaxFlow
         do { g = try GridMaxFlow(shape: shape) } catch let e as MaxFlowError { throw MONAILabelError.invalid(e.description) }
+        let hard = Float(2 * shape.count) * Float(lamda) - log(eps) + 1
         // Labelling a voxel background cuts its source link, so the source capacity is the background cost.
-        let source = p.map { -log(max(1 - $0, eps)) }
-        let sink = p.map { -log(max($0, eps)) }
+        var source = p.map { -log(max(1 - $0, eps)) }
+        var sink = p.map { -log(max($0, eps)) }
+        for i in scribbles.indices {
+            if scribbles[i] == ids.foreground { source[i] = hard; sink[i] = 0 }
+            else if scribbles[i] == ids.background { source[i] = 0; sink[i] = hard }
+        }
         try g.addTerminalCapacities(source: source, sink: sink)
         try g.setContrastNeighbourCapacities(image: image, lamda: Float(lamda), sigma: Float(sigma))
         g.solve()
