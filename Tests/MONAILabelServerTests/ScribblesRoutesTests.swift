@@ -146,3 +146,26 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
     }
     #expect(2 * Double(inter) / Double(a + b) >= 0.9)
 }
+
+private let scribblesRepoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// Slicer's scribbles call (spec section 7.2) through the real `monailabel.client` 0.8.5 on a live server, for
+/// Histogram+GraphCut, Scribbles+GeoS and ISeg+GraphCut: labelmap upload, label_info with non-default scribble
+/// values, .nrrd/uint8 result, strokes kept, Dice against the study's label, ROI.
+@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: scribblesRepoRoot.appendingPathComponent(".venv-client/bin/python").path),
+               "needs .venv-client (scripts/make-client-venv.sh)"))
+func pythonClient_slicerScribblesSequence_passes() throws {
+    let tmp = TempDir()
+    let server = try startLiveServer(tmp, cases: 2, labeled: 1)
+    defer {
+        server.shutdown(gracePeriod: 1)
+        server.wait()
+    }
+    let (status, text) = try runClientPython([
+        scribblesRepoRoot.appendingPathComponent("Tests/e2e/slicer_scribbles.py").path, "http://127.0.0.1:\(server.port)",
+        tmp.url.path, "spleen_00",
+    ])
+    #expect(status == 0, "\(text)")
+    #expect(text.contains("SLICER SCRIBBLES OK"))
+}
