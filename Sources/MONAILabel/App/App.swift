@@ -138,7 +138,9 @@ public final class MONAILabelApp: @unchecked Sendable {
                 case "Scribbles+GeoS": tasks[name] = GeoSTask(name: name, labels: lastLabels)
                 case "ISeg+GraphCut":
                     // Refines a segmentation model's output: listed only when one is loaded.
-                    if let model = try Self.scribblesModel(tasks, conf: settings.conf) { tasks[name] = ISegGraphCutTask(name: name, model: model) }
+                    if let model = try Self.scribblesModel(tasks, conf: settings.conf) {
+                        tasks[name] = ISegGraphCutTask(name: name, model: model)
+                    }
                 default: throw MONAILabelError.invalid("app.json names an unknown scribbles task '\(name)'")
                 }
             }
