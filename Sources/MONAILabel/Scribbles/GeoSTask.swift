@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Imaging
 
@@ -109,13 +108,12 @@ public enum GeoS {
     }
 
     /// 1 where the geodesic distance to the foreground scribbles is below the one to the background scribbles.
-    /// The two distance maps are computed concurrently.
     static func segment(
         image: [Float], shape: [Int], spacing: [Double], scribbles: [Float], ids: ScribbleIDs, gamma: Float
     ) throws -> [UInt8] {
         let seeds = [GeodesicDistance.seeds(scribbles, equal: ids.foreground),
                      GeodesicDistance.seeds(scribbles, equal: ids.background)]
-        let maps = try distances(seeds, image: image, shape: shape, spacing: spacing, gamma: gamma)
+        let maps = try GeodesicDistance.transform(image: image, shape: shape, spacing: spacing, initial: seeds, gamma: gamma)
         let fg = maps[0], bg = maps[1]
         return (0..<fg.count).map { fg[$0] < bg[$0] ? 1 : 0 }
     }
@@ -141,39 +139,5 @@ public enum GeoS {
             if scribbles[i] == ids.foreground { m[i] = 1 } else if scribbles[i] == ids.background { m[i] = 0 }
         }
         return m
-    }
-
-    /// Geodesic distance maps for several seed sets, one per core.
-    static func distances(
-        _ seeds: [[Float]], image: [Float], shape: [Int], spacing: [Double], gamma: Float
-    ) throws -> [[Float]] {
-        let results = ResultSlots<[Float]>(count: seeds.count)
-        DispatchQueue.concurrentPerform(iterations: seeds.count) { s in
-            results.set(s, Result {
-                try GeodesicDistance.transform(image: image, shape: shape, spacing: spacing, initial: seeds[s], gamma: gamma)
-            })
-        }
-        return try results.values()
-    }
-}
-
-/// Results written by concurrent work items, one slot each, read after they have all finished.
-private final class ResultSlots<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Result<T, any Error>?]
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ i: Int, _ r: Result<T, any Error>) {
-        lock.lock()
-        slots[i] = r
-        lock.unlock()
-    }
-
-    func values() throws -> [T] {
-        try slots.map { slot in
-            guard let slot else { throw MONAILabelError.io("a geodesic distance computation did not finish") }
-            return try slot.get()
-        }
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 
 /// Generalised geodesic distance transform (Criminisi, Sharp, Blake, "GeoS: Geodesic Image Segmentation",
@@ -12,8 +13,11 @@ import Foundation
 /// paths (Dijkstra's answer, to the ~5·10⁻⁶ relative error of the step costs' square roots), which
 /// `sweeps: nil` does.
 ///
-/// Within a sweep the 12 neighbours in earlier rows are final before a row starts, so their candidates are
-/// computed over the whole row in one vectorisable loop; only the in-row neighbour is a serial scan.
+/// Several maps over one image (GeoS needs the foreground's and the background's) share each step cost. Within
+/// a sweep the 12 neighbours in earlier rows are final before a row starts, so their candidates are computed
+/// over the whole row in vectorisable loops; only the in-row neighbour is a serial scan. Rows whose
+/// sweep-order coordinates (slice a, row b) have the same `2a + b` depend on none of each other, so each such
+/// wavefront is spread over the cores.
 enum GeodesicDistance {
     /// The distance map over `shape` (2 or 3 axes, C order) for `image` intensities and `initial` distances.
     /// - Parameters:
@@ -23,32 +27,42 @@ enum GeodesicDistance {
     static func transform(
         image: [Float], shape: [Int], spacing: [Double], initial: [Float], gamma: Float, sweeps: Int? = 2
     ) throws -> [Float] {
+        try transform(image: image, shape: shape, spacing: spacing, initial: [initial], gamma: gamma, sweeps: sweeps)[0]
+    }
+
+    /// One distance map per entry of `initial`, computed together.
+    static func transform(
+        image: [Float], shape: [Int], spacing: [Double], initial: [[Float]], gamma: Float, sweeps: Int? = 2
+    ) throws -> [[Float]] {
         guard shape.count == 2 || shape.count == 3, shape.allSatisfy({ $0 >= 1 }) else {
             throw MONAILabelError.invalid("geodesic distance needs a 2D or 3D grid, got \(shape)")
         }
         let n = shape.reduce(1, *)
-        guard image.count == n, initial.count == n, spacing.count >= shape.count else {
-            throw MONAILabelError.invalid("geodesic distance: \(image.count) intensities, \(initial.count) seeds for \(shape)")
+        guard image.count == n, initial.allSatisfy({ $0.count == n }), spacing.count >= shape.count else {
+            throw MONAILabelError.invalid("geodesic distance: \(image.count) intensities, seeds \(initial.map(\.count)) for \(shape)")
         }
         guard gamma >= 0, gamma.isFinite else { throw MONAILabelError.invalid("gamma must be >= 0") }
+        guard !initial.isEmpty else { return [] }
         // A 2D grid is a 3D one with a single slice.
         let dims = shape.count == 3 ? (shape[0], shape[1], shape[2]) : (1, shape[0], shape[1])
         let sp = shape.count == 3 ? spacing.prefix(3).map { Float($0) } : [1] + spacing.prefix(2).map { Float($0) }
-        var d = initial
-        let g2 = gamma * gamma
+        let maps = initial.map { d -> UnsafeMutablePointer<Float> in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            d.withUnsafeBufferPointer { p.initialize(from: $0.baseAddress!, count: n) }
+            return p
+        }
+        defer { for p in maps { p.deallocate() } }
         image.withUnsafeBufferPointer { img in
-            d.withUnsafeMutableBufferPointer { dist in
-                let scan = RasterScan(image: img.baseAddress!, dist: dist.baseAddress!, dims: dims, spacing: sp, g2: g2)
-                var pass = 0
-                while sweeps.map({ pass < $0 }) ?? true {
-                    let forwardChanged = scan.sweep(forward: true)
-                    let changed = scan.sweep(forward: false) || forwardChanged
-                    pass += 1
-                    if !changed { break }
-                }
+            let scan = RasterScan(image: img.baseAddress!, maps: maps, dims: dims, spacing: sp, g2: gamma * gamma)
+            var pass = 0
+            while sweeps.map({ pass < $0 }) ?? true {
+                let forwardChanged = scan.sweep(forward: true)
+                let changed = scan.sweep(forward: false) || forwardChanged
+                pass += 1
+                if !changed { break }
             }
         }
-        return d
+        return maps.map { Array(UnsafeBufferPointer(start: $0, count: n)) }
     }
 
     /// Seeds as initial distances: 0 where `values` equals `seed`, +∞ elsewhere.
@@ -57,60 +71,90 @@ enum GeodesicDistance {
     }
 }
 
-/// One raster-scan relaxation pass over a 3D grid, in place.
-private struct RasterScan {
+/// Raster-scan relaxation passes over a 3D grid, in place. Rows of one wavefront run concurrently; each writes
+/// only its own row of every map and reads rows of earlier wavefronts, hence the unchecked sendability.
+private struct RasterScan: @unchecked Sendable {
     let image: UnsafePointer<Float>
-    let dist: UnsafeMutablePointer<Float>
+    let maps: [UnsafeMutablePointer<Float>]
     let dims: (Int, Int, Int)
     let spacing: [Float]
     let g2: Float
 
+    private struct Neighbour {
+        var di: Int
+        var dj: Int
+        var dk: Int
+        var d2: Float
+    }
+
     /// Relaxes every voxel from its causal half of the 26-neighbourhood (earlier in C order for a forward
     /// sweep, later for a backward one); returns whether any distance went down.
     func sweep(forward: Bool) -> Bool {
-        let (nx, ny, nz) = dims
+        let (nx, ny, _) = dims
         let s: Int = forward ? -1 : 1
         // The 12 neighbours in earlier rows: the previous slice (9) and the previous row of this slice (3).
-        var rowNeighbours: [(di: Int, dj: Int, dk: Int, d2: Float)] = []
-        for dj in -1...1 { for dk in -1...1 { rowNeighbours.append((s, s * dj, dk, 0)) } }
-        for dk in -1...1 { rowNeighbours.append((0, s, dk, 0)) }
-        rowNeighbours = rowNeighbours.map { o in
-            let a = Float(o.di) * spacing[0], b = Float(o.dj) * spacing[1], c = Float(o.dk) * spacing[2]
-            return (o.di, o.dj, o.dk, a * a + b * b + c * c)
+        let offsets = (-1...1).flatMap { dj in (-1...1).map { dk in (s, s * dj, dk) } } + (-1...1).map { dk in (0, s, dk) }
+        let neighbours = offsets.map { (di, dj, dk) -> Neighbour in
+            let a = Float(di) * spacing[0], b = Float(dj) * spacing[1], c = Float(dk) * spacing[2]
+            return Neighbour(di: di, dj: dj, dk: dk, d2: a * a + b * b + c * c)
         }
-        let inRow = spacing[2] * spacing[2]
-        let candidate = UnsafeMutablePointer<Float>.allocate(capacity: nz)
-        // step[k]: the cost between k − 1 and k along the row.
-        let step = UnsafeMutablePointer<Float>.allocate(capacity: nz)
-        defer {
-            candidate.deallocate()
-            step.deallocate()
-        }
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
         var changed = false
-        let g2 = self.g2
-        for a in 0..<nx {
+        // Wavefront t holds the rows (a, b) with 2a + b = t, a and b counted in sweep order.
+        for t in 0..<(2 * (nx - 1) + ny) {
+            let aLo = max(0, (t - ny + 2) / 2), aHi = min(nx - 1, t / 2)
+            let rows = aHi - aLo + 1
+            guard rows > 0 else { continue }
+            let chunks = min(cores, rows)
+            if chunks == 1 {
+                changed = relaxRows(aLo...aHi, t: t, forward: forward, neighbours: neighbours) || changed
+                continue
+            }
+            let flags = ChangedFlags(count: chunks)
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let lo = aLo + rows * c / chunks, hi = aLo + rows * (c + 1) / chunks - 1
+                if lo <= hi && relaxRows(lo...hi, t: t, forward: forward, neighbours: neighbours) { flags.set(c) }
+            }
+            changed = flags.any || changed
+        }
+        return changed
+    }
+
+    /// Relaxes the rows (a, t − 2a) for `a` in `slices`, a and the row counted in sweep order.
+    private func relaxRows(_ slices: ClosedRange<Int>, t: Int, forward: Bool, neighbours: [Neighbour]) -> Bool {
+        let (nx, ny, nz) = dims
+        let m = maps.count
+        // Per map a candidate row, then one shared row of step costs.
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: (m + 1) * nz)
+        defer { scratch.deallocate() }
+        let cost = scratch + m * nz
+        let inRow = spacing[2] * spacing[2]
+        var changed = false
+        for a in slices {
             let i = forward ? a : nx - 1 - a
-            for b in 0..<ny {
-                let j = forward ? b : ny - 1 - b
-                let row = (i * ny + j) * nz
-                let d = dist + row, img = image + row
-                candidate.update(repeating: .infinity, count: nz)
-                for o in rowNeighbours {
-                    let qi = i + o.di, qj = j + o.dj
-                    guard qi >= 0, qi < nx, qj >= 0, qj < ny else { continue }
-                    let q = (qi * ny + qj) * nz
-                    // Valid k: 0 ≤ k + dk < nz.
-                    let lo = max(0, -o.dk), hi = min(nz, nz - o.dk)
-                    Self.relaxRow(
-                        candidate: candidate, image: img, neighbourDist: dist + q + o.dk, neighbourImage: image + q + o.dk,
-                        from: lo, to: hi, d2: o.d2, g2: g2)
+            let j = forward ? t - 2 * a : ny - 1 - (t - 2 * a)
+            let row = (i * ny + j) * nz
+            let img = image + row
+            scratch.update(repeating: .infinity, count: m * nz)
+            for o in neighbours {
+                let qi = i + o.di, qj = j + o.dj
+                guard qi >= 0, qi < nx, qj >= 0, qj < ny else { continue }
+                let q = (qi * ny + qj) * nz + o.dk
+                // Valid k: 0 ≤ k + dk < nz.
+                let lo = max(0, -o.dk), hi = min(nz, nz - o.dk)
+                Self.stepCosts(cost, image: img, neighbourImage: image + q, from: lo, to: hi, d2: o.d2, g2: g2)
+                for (mi, map) in maps.enumerated() {
+                    Self.relax(scratch + mi * nz, neighbourDist: map + q, cost: cost, from: lo, to: hi)
                 }
-                Self.stepCosts(step, image: img, count: nz, d2: inRow, g2: g2)
-                // The in-row neighbour: a serial scan along k in the sweep's direction.
+            }
+            // The in-row neighbour: cost[k] is the step between k − 1 and k; then a serial scan per map.
+            Self.stepCosts(cost + 1, image: img + 1, neighbourImage: img, from: 0, to: nz - 1, d2: inRow, g2: g2)
+            for (mi, map) in maps.enumerated() {
+                let d = map + row, candidate = scratch + mi * nz
                 var prev = Float.infinity
                 if forward {
                     for k in 0..<nz {
-                        let viaPrev = prev + step[k]
+                        let viaPrev = k > 0 ? prev + cost[k] : .infinity
                         var best = candidate[k] < d[k] ? candidate[k] : d[k]
                         if viaPrev < best { best = viaPrev }
                         if best < d[k] { d[k] = best; changed = true }
@@ -118,7 +162,7 @@ private struct RasterScan {
                     }
                 } else {
                     for k in stride(from: nz - 1, through: 0, by: -1) {
-                        let viaPrev = prev + (k + 1 < nz ? step[k + 1] : 0)
+                        let viaPrev = k + 1 < nz ? prev + cost[k + 1] : .infinity
                         var best = candidate[k] < d[k] ? candidate[k] : d[k]
                         if viaPrev < best { best = viaPrev }
                         if best < d[k] { d[k] = best; changed = true }
@@ -130,28 +174,51 @@ private struct RasterScan {
         return changed
     }
 
-    /// `candidate[k] = min(candidate[k], nd[k] + sqrt(d2 + g2 (img[k] − ni[k])²))` for k in `lo..<hi`: a loop
-    /// without cross-iteration dependencies or calls, which the compiler vectorises.
+    /// `cost[k] = sqrt(d2 + g2 (img[k] − ni[k])²)` for k in `lo..<hi`: no cross-iteration dependencies or
+    /// calls, so the compiler vectorises it.
     @inline(__always)
-    private static func relaxRow(
-        candidate: UnsafeMutablePointer<Float>, image: UnsafePointer<Float>, neighbourDist: UnsafePointer<Float>,
-        neighbourImage: UnsafePointer<Float>, from lo: Int, to hi: Int, d2: Float, g2: Float
+    private static func stepCosts(
+        _ cost: UnsafeMutablePointer<Float>, image: UnsafePointer<Float>, neighbourImage: UnsafePointer<Float>,
+        from lo: Int, to hi: Int, d2: Float, g2: Float
     ) {
+        guard lo < hi else { return }
         for k in lo..<hi {
             let diff = image[k] - neighbourImage[k]
-            let via = neighbourDist[k] + fastSquareRoot(d2 + g2 * diff * diff)
-            candidate[k] = via < candidate[k] ? via : candidate[k]
+            cost[k] = fastSquareRoot(d2 + g2 * diff * diff)
         }
     }
 
-    /// `step[k] = sqrt(d2 + g2 (img[k] − img[k − 1])²)` for k ≥ 1 (`step[0]` = +∞: nothing before the row).
+    /// `candidate[k] = min(candidate[k], nd[k] + cost[k])` for k in `lo..<hi`.
     @inline(__always)
-    private static func stepCosts(_ step: UnsafeMutablePointer<Float>, image: UnsafePointer<Float>, count: Int, d2: Float, g2: Float) {
-        step[0] = .infinity
-        for k in 1..<max(1, count) {
-            let diff = image[k] - image[k - 1]
-            step[k] = fastSquareRoot(d2 + g2 * diff * diff)
+    private static func relax(
+        _ candidate: UnsafeMutablePointer<Float>, neighbourDist: UnsafePointer<Float>, cost: UnsafePointer<Float>,
+        from lo: Int, to hi: Int
+    ) {
+        guard lo < hi else { return }
+        for k in lo..<hi {
+            let via = neighbourDist[k] + cost[k]
+            candidate[k] = via < candidate[k] ? via : candidate[k]
         }
+    }
+}
+
+/// Which chunks of a wavefront changed a distance, set from concurrent work items.
+private final class ChangedFlags: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flags: [Bool]
+
+    init(count: Int) { flags = Array(repeating: false, count: count) }
+
+    func set(_ i: Int) {
+        lock.lock()
+        flags[i] = true
+        lock.unlock()
+    }
+
+    var any: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return flags.contains(true)
     }
 }
 
