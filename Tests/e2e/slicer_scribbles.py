@@ -18,7 +18,10 @@ import numpy as np
 from monailabel.client import MONAILabelClient
 
 url, work, image_id = sys.argv[1], sys.argv[2], sys.argv[3]
-client = MONAILabelClient(url, client_id="user-xyz")
+# Results go to the work folder, as Slicer keeps them in its own temp folder: the client saves each one
+# under the server's temp file name, and with client and server sharing /tmp the server's clean-up of its
+# own copy would delete the client's.
+client = MONAILabelClient(url, tmpdir=os.path.join(work, "client"), client_id="user-xyz")
 
 
 def check(cond, what):
