@@ -2,6 +2,7 @@ import Foundation
 import Imaging
 import Testing
 @testable import MONAILabel
+import MONAILabelCore
 
 /// A stand-in model whose "prediction" is a given probability map on the image grid, counting its calls.
 private final class FixedProbability: ForegroundProbabilitySource, @unchecked Sendable {
@@ -105,7 +106,7 @@ private func refine(_ task: ISegGraphCutTask, image: URL, scribbles: URL?, _ par
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     // An unsure model: 0.65 inside, 0.35 outside, with noise that flips single voxels.
-    var rng = SystemRandomNumberGenerator()
+    var rng = SplitMix64(seed: 7)
     let p = c.study.label.map { ($0 != 0 ? Float(0.65) : 0.35) + Float.random(in: -0.2...0.2, using: &rng) }
     let map = Volume(spatialShape: c.study.shape, data: .float32(p), affine: Affine(c.study.affine))
     let (result, _) = try refine(ISegGraphCutTask(model: FixedProbability(map)), image: c.imageURL, scribbles: c.scribblesURL)
