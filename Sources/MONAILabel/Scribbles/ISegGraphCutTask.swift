@@ -19,8 +19,9 @@ public protocol ForegroundProbabilitySource: Sendable {
 /// "Interactive Medical Image Segmentation Using Deep Learning With Image-Specific Fine Tuning", IEEE TMI
 /// 2018, eq. 5 and 7), under the name upstream's scribbles post-processing apps gave it. The model's softmax
 /// probability of the selected label is the likelihood; the user's scribbles are hard constraints on it
-/// (ISeg eq. 7: (ε, 1−ε) on foreground scribbles, (1−ε, ε) on background ones); GraphCut with the same
-/// contrast-sensitive n-links as `Histogram+GraphCut` gives the refined label, restored onto the image grid.
+/// (ISeg eq. 7: probability 1 for the scribbled label, which the GraphCut enforces with t-links no smoothing
+/// can outweigh); GraphCut with the same contrast-sensitive n-links as `Histogram+GraphCut` gives the refined
+/// label, restored onto the image grid.
 ///
 /// Upstream's apps saved the model's logits at segmentation time and loaded them here; this task runs the
 /// app's segmentation model itself (its full pipeline: pre-transforms, sliding window, softmax) and keeps
