@@ -6,8 +6,8 @@ import MONAILabelCore
 
 /// A stand-in model whose "prediction" is a given probability map on the image grid, counting its calls.
 private final class FixedProbability: ForegroundProbabilitySource, @unchecked Sendable {
-    let name = "fixed"
-    let labels: JSONValue = ["spleen": 1]
+    let name: String
+    let labels: JSONValue
     let weightsVersion = "v1"
     let map: Volume
     private let lock = NSLock()
@@ -18,13 +18,17 @@ private final class FixedProbability: ForegroundProbabilitySource, @unchecked Se
         return count
     }
 
-    init(_ map: Volume) { self.map = map }
+    init(_ map: Volume, name: String = "fixed", labels: JSONValue = ["spleen": 1]) {
+        self.map = map
+        self.name = name
+        self.labels = labels
+    }
 
     func foregroundProbability(imagePath: String, label: String, params: JSONObject) throws -> Volume {
         lock.lock()
         count += 1
         lock.unlock()
-        guard label == "spleen" else { throw MONAILabelError.invalid("no label \(label)") }
+        guard ModelLabels.names(labels).contains(label) else { throw MONAILabelError.invalid("no label \(label)") }
         return map
     }
 }
@@ -175,4 +179,25 @@ private func refine(_ task: ISegGraphCutTask, image: URL, scribbles: URL?, _ par
     #expect(cut[62] == 1)
     #expect(cut[0] == 0)
     #expect(cut.reduce(0) { $0 + Int($1) } == 1)
+}
+
+@Test func isegGraphCut_selectedLabel_picksTheModelThatSegmentsIt() throws {
+    let tmp = TempDir()
+    let c = try ScribbledCase(in: tmp.url)
+    let truth = Volume(spatialShape: c.study.shape, data: .float32(c.study.label.map { $0 != 0 ? 0.9 : 0.1 }),
+                       affine: Affine(c.study.affine))
+    let empty = Volume(spatialShape: c.study.shape, data: .float32(Array(repeating: 0.1, count: c.study.label.count)),
+                       affine: Affine(c.study.affine))
+    let spleen = FixedProbability(truth, name: "spleen_model")
+    let organs = FixedProbability(empty, name: "organs", labels: ["liver": 1, "kidney": 2])
+    let task = ISegGraphCutTask(first: spleen, others: [organs])
+    #expect(task.description.contains("spleen_model, organs"))
+    let (liver, json) = try refine(task, image: c.imageURL, scribbles: nil, ["selected_label_name": "liver"])
+    #expect(organs.calls == 1 && spleen.calls == 0)
+    #expect(liver.floats.allSatisfy { $0 == 0 })
+    #expect(json["label_names"] == ["liver": 1, "kidney": 2])
+    // A scribbles segment is no model label: the first model's first label is refined.
+    let (fallback, _) = try refine(task, image: c.imageURL, scribbles: nil, ["selected_label_name": "foreground_scribbles"])
+    #expect(spleen.calls == 1)
+    #expect(dice(fallback.floats, c.study.label) >= 0.9)
 }

@@ -26,17 +26,20 @@ public protocol ForegroundProbabilitySource: Sendable {
 /// Upstream's apps saved the model's logits at segmentation time and loaded them here; this task runs the
 /// app's segmentation model itself (its full pipeline: pre-transforms, sliding window, softmax) and keeps
 /// the last image's probabilities, so repeated scribble updates on one image cost only the GraphCut.
-/// The label refined is `selected_label_name` when the model has it (what Slicer sends), else the
-/// model's first label. Scribbles are optional: without a `label` upload the result is the model's
+/// The label refined is `selected_label_name` (what Slicer sends: the segment the result is merged into),
+/// taken from the first of the task's models that segments it; when it names no label of any of them (a
+/// scribbles segment, or nothing) the first model's first label. Scribbles are optional: without a `label` upload the result is the model's
 /// prediction smoothed by the GraphCut. Pre/post-transforms, `roi` and `label_info` as for the other
 /// scribbles tasks.
 public final class ISegGraphCutTask: InferTask, @unchecked Sendable {
     public let name: String
     public let type = "scribbles"
-    public var labels: JSONValue { model.labels }
+    /// The first model's labels (they fix the default scribble values).
+    public var labels: JSONValue { models[0].labels }
     public let dimension = 3
     public var description: String {
-        "A post processing step refining the \(model.name) model's prediction with scribbles (ISeg + GraphCut)"
+        let names = models.map(\.name).joined(separator: ", ")
+        return "A post processing step refining the \(names) model's prediction with scribbles (ISeg + GraphCut)"
     }
     public var config: JSONObject {
         var c = JSONObject()
@@ -47,14 +50,23 @@ public final class ISegGraphCutTask: InferTask, @unchecked Sendable {
     }
     public let modelPaths: [URL] = []
 
-    let model: any ForegroundProbabilitySource
+    /// Never empty.
+    let models: [any ForegroundProbabilitySource]
     let defaults: ScribblesParameters
     private let cache = ProbabilityCache()
 
     /// Refines `model`'s predictions. Default scribble values follow the model's labels (n + 1, n + 2).
-    public init(name: String = "ISeg+GraphCut", model: any ForegroundProbabilitySource, defaults: ScribblesParameters = .iseg) {
+    public convenience init(name: String = "ISeg+GraphCut", model: any ForegroundProbabilitySource, defaults: ScribblesParameters = .iseg) {
+        self.init(name: name, first: model, others: [], defaults: defaults)
+    }
+
+    /// Refines the predictions of whichever of `first`, `others` segments the selected label.
+    public init(
+        name: String = "ISeg+GraphCut", first: any ForegroundProbabilitySource, others: [any ForegroundProbabilitySource],
+        defaults: ScribblesParameters = .iseg
+    ) {
         self.name = name
-        self.model = model
+        models = [first] + others
         self.defaults = defaults
     }
 
@@ -66,12 +78,12 @@ public final class ISegGraphCutTask: InferTask, @unchecked Sendable {
         let (bg, fg) = ScribbleIDs.defaultValues(labels: labels)
         let ids = try ScribbleIDs(labelInfo: p["label_info"], background: bg, foreground: fg)
         let input = try ScribblesPipeline.prepare(request, task: name, ids: ids, requireScribbles: false, timings: &timings)
-        let label = try refinedLabel(p["selected_label_name"]?.stringValue)
+        let (model, label) = try refinedLabel(p["selected_label_name"]?.stringValue)
 
         let probability = try timings.measure("stage", "infer") { () throws -> [Float] in
             let key = ProbabilityCache.Key(
                 imagePath: request.imagePath, imageTime: FileOps.modificationTime(request.imagePath),
-                label: label, weights: model.weightsVersion, grid: input.grid)
+                model: model.name, label: label, weights: model.weightsVersion, grid: input.grid)
             if let hit = cache.get(key) { return hit }
             let onModelGrid = try model.foregroundProbability(imagePath: request.imagePath, label: label, params: p)
             let resampled = try SpatialResample.resample(onModelGrid, to: input.grid, mode: .bilinear, padding: .border)
@@ -89,16 +101,19 @@ public final class ISegGraphCutTask: InferTask, @unchecked Sendable {
                 ids: ids, lamda: parameters.lamda, sigma: parameters.sigma)
         }
         return try ScribblesPipeline.finish(
-            segmentation, input: input, request: request, labels: labels, timings: &timings, started: started)
+            segmentation, input: input, request: request, labels: model.labels, timings: &timings, started: started)
     }
 
-    /// `selected_label_name` when the model segments it; the model's first label otherwise (Slicer may have
-    /// a scribbles segment selected, which is no model label).
-    private func refinedLabel(_ selected: String?) throws -> String {
-        let names = ModelLabels.names(labels)
-        guard let first = names.first else { throw MONAILabelError.invalid("model \(model.name) has no labels to refine") }
-        if let selected, names.contains(selected) { return selected }
-        return first
+    /// The model and label to refine: the first model that segments `selected`, else the first model's first
+    /// label (Slicer may have a scribbles segment selected, which no model segments).
+    private func refinedLabel(_ selected: String?) throws -> (any ForegroundProbabilitySource, String) {
+        if let selected, let m = models.first(where: { ModelLabels.names($0.labels).contains(selected) }) {
+            return (m, selected)
+        }
+        guard let first = ModelLabels.names(models[0].labels).first else {
+            throw MONAILabelError.invalid("model \(models[0].name) has no labels to refine")
+        }
+        return (models[0], first)
     }
 }
 
@@ -133,6 +148,7 @@ private final class ProbabilityCache: @unchecked Sendable {
     struct Key: Equatable {
         var imagePath: String
         var imageTime: Int64?
+        var model: String
         var label: String
         var weights: String
         var grid: Grid
