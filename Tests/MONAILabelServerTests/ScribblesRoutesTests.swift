@@ -91,3 +91,81 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
                                files: [("label", "scribbles.bin", Array(raw.dropLast()))])
     #expect(short.status == 422)
 }
+
+@Test func info_listsTheRefinementAndGeoSTasks_asScribbles() throws {
+    let c = try TestClient()
+    let models = try #require(c.get("/info/").json?["models"])
+    let iseg = try #require(models["ISeg+GraphCut"])
+    #expect(iseg["type"] == "scribbles")
+    #expect(iseg["labels"] == ["spleen": 1])
+    #expect(iseg["config"]?.objectValue?.keys == ["lamda", "sigma", "device"])
+    let geos = try #require(models["Scribbles+GeoS"])
+    #expect(geos["type"] == "scribbles")
+    #expect(geos["config"]?.objectValue?.keys == ["gamma", "theta", "device"])
+    // `--conf scribbles_model` picks the refined model; one that is not loaded is a start-up error.
+    #expect(throws: MONAILabelError.self) {
+        try TestClient(conf: ["models": "segmentation_spleen", "scribbles_model": "segmentation"])
+    }
+}
+
+@Test func inferISeg_runsTheSegmentationModel_andKeepsTheStrokes() throws {
+    let c = try TestClient()
+    let (scribbles, _, _) = try boxStudy(c, id: "spleen_01")
+    let r = try c.sendForm(.post, "/infer/ISeg%2BGraphCut?image=spleen_01",
+                           fields: [("params", #"{"result_extension": ".nii.gz", "roi": [], "selected_label_name": "spleen"}"#)],
+                           files: [("label", "scribbles.nii.gz", scribbles)])
+    #expect(r.status == 200, "\(r.text.prefix(300))")
+    let body = r.body
+    let start = try #require((0..<(body.count - 1)).first { body[$0] == 0x1f && body[$0 + 1] == 0x8b })
+    let out = c.tmp.url.appendingPathComponent("iseg.nii.gz")
+    try Data(body[start...]).write(to: out)
+    let result = try ImageIO.load(out).floats
+    let strokes = try ImageIO.load(c.tmp.url.appendingPathComponent("scribbles.nii.gz")).floats
+    // Whatever the untrained model says, the strokes are hard constraints.
+    #expect(zip(result, strokes).allSatisfy { $1 == 3 ? $0 == 1 : ($1 == 2 ? $0 == 0 : true) })
+    #expect(r.text.contains("MakeISegUnaryd"))
+}
+
+@Test func inferGeoS_withLabelUpload_segmentsTheBox() throws {
+    let c = try TestClient()
+    let (scribbles, truth, _) = try boxStudy(c, id: "spleen_01")
+    let r = try c.sendForm(.post, "/infer/Scribbles%2BGeoS?image=spleen_01",
+                           fields: [("params", #"{"result_extension": ".nii.gz", "roi": []}"#)],
+                           files: [("label", "scribbles.nii.gz", scribbles)])
+    #expect(r.status == 200, "\(r.text.prefix(300))")
+    let body = r.body
+    let start = try #require((0..<(body.count - 1)).first { body[$0] == 0x1f && body[$0 + 1] == 0x8b })
+    let out = c.tmp.url.appendingPathComponent("geos.nii.gz")
+    try Data(body[start...]).write(to: out)
+    let result = try ImageIO.load(out)
+    var inter = 0, a = 0, b = 0
+    for (x, y) in zip(result.floats, truth) {
+        if x != 0 { a += 1 }
+        if y != 0 { b += 1 }
+        if x != 0 && y != 0 { inter += 1 }
+    }
+    #expect(2 * Double(inter) / Double(a + b) >= 0.9)
+}
+
+private let scribblesRepoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// Slicer's scribbles call (spec section 7.2) through the real `monailabel.client` 0.8.5 on a live server, for
+/// Histogram+GraphCut, Scribbles+GeoS and ISeg+GraphCut: labelmap upload, label_info with non-default scribble
+/// values, .nrrd/uint8 result, strokes kept, Dice against the study's label, ROI.
+@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: scribblesRepoRoot.appendingPathComponent(".venv-client/bin/python").path),
+               "needs .venv-client (scripts/make-client-venv.sh)"))
+func pythonClient_slicerScribblesSequence_passes() throws {
+    let tmp = TempDir()
+    let server = try startLiveServer(tmp, cases: 2, labeled: 1)
+    defer {
+        server.shutdown(gracePeriod: 1)
+        server.wait()
+    }
+    let (status, text) = try runClientPython([
+        scribblesRepoRoot.appendingPathComponent("Tests/e2e/slicer_scribbles.py").path, "http://127.0.0.1:\(server.port)",
+        tmp.url.path, "spleen_00",
+    ])
+    #expect(status == 0, "\(text)")
+    #expect(text.contains("SLICER SCRIBBLES OK"))
+}

@@ -68,8 +68,10 @@ private struct FakeTask: InferTask {
                                         "inferior vena cava"])
     #expect(labels.count == 7 + 25 - 4 + 1)
     #expect(Array(labels.suffix(2)) == ["pulmonary_artery", "background"])
+    // ISeg+GraphCut refines a segmentation model's output; these fake tasks are none, so it is not offered.
     #expect(app.info()["models"]?.objectValue?.keys
-        == ["deepgrow_2d", "deepgrow_3d", "segmentation_spleen", "segmentation", "deepedit", "Histogram+GraphCut"])
+        == ["deepgrow_2d", "deepgrow_3d", "segmentation_spleen", "segmentation", "deepedit", "Histogram+GraphCut",
+            "Scribbles+GeoS"])
 }
 
 @Test func nextSample_firstAndLast_pickUnlabeledAndRecordStrategy() throws {

@@ -7,7 +7,7 @@ import Testing
 @testable import MONAILabelCore
 
 /// The segmentation_spleen recipe with the small fixture UNet, as `fixtures/pipeline/ct_lps_aniso.json` lists it.
-private func smallSpleenTask(_ tmp: TempDir) throws -> SegmentationTask {
+func smallSpleenTask(_ tmp: TempDir) throws -> SegmentationTask {
     let modelDir = tmp.url.appendingPathComponent("model")
     try FileManager.default.createDirectory(at: modelDir, withIntermediateDirectories: true)
     try FileManager.default.copyItem(
@@ -26,7 +26,7 @@ private func smallSpleenTask(_ tmp: TempDir) throws -> SegmentationTask {
     return try SegmentationTask(name: "segmentation_spleen", definition: definition, modelDir: modelDir)
 }
 
-private func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathComponent("fixtures/pipeline/\(name)") }
+func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathComponent("fixtures/pipeline/\(name)") }
 
 @Test func pipeline_ctLpsAniso_reproducesMONAILogits() throws {
     let tmp = TempDir()

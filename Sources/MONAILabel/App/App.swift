@@ -141,6 +141,13 @@ public final class MONAILabelApp: @unchecked Sendable {
             for name in definition.scribbles {
                 switch name {
                 case "Histogram+GraphCut": tasks[name] = HistogramGraphCutTask(name: name, labels: lastLabels)
+                case "Scribbles+GeoS": tasks[name] = GeoSTask(name: name, labels: lastLabels)
+                case "ISeg+GraphCut":
+                    // Refines a segmentation model's output: listed only when one is loaded.
+                    let models = try Self.scribblesModels(tasks, conf: settings.conf)
+                    if let first = models.first {
+                        tasks[name] = ISegGraphCutTask(name: name, first: first, others: Array(models.dropFirst()))
+                    }
                 default: throw MONAILabelError.invalid("app.json names an unknown scribbles task '\(name)'")
                 }
             }
@@ -195,6 +202,18 @@ public final class MONAILabelApp: @unchecked Sendable {
         batchInfer = BatchInferService(settings: settings, datastore: datastore)
         sessions = settings.sessions
             ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil
+    }
+
+    /// The models `ISeg+GraphCut` refines: `--conf scribbles_model <name>`, else every segmentation model in
+    /// model order (a request refines the first that segments its `selected_label_name`).
+    private static func scribblesModels(_ tasks: OrderedMap<any InferTask>, conf: [String: String]) throws -> [SegmentationTask] {
+        if let wanted = conf["scribbles_model"] {
+            guard let t = tasks[wanted] as? SegmentationTask else {
+                throw MONAILabelError.invalid("--conf scribbles_model: '\(wanted)' is no loaded segmentation model")
+            }
+            return [t]
+        }
+        return tasks.values.compactMap { $0 as? SegmentationTask }.filter { $0.type == "segmentation" }
     }
 
     /// `app.info()` in upstream's exact shape (spec section 2.1). There is deliberately no `config` key: the

@@ -139,7 +139,7 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     /// Loads the image and runs the pre-transforms in place, timing each; returns the network input
     /// (`[1, C, *spatial]`, its copy timed as part of the network stage), the preprocessed grid, and the
     /// `Restored` that brings a prediction back onto the source grid.
-    private func preprocess(imagePath: String, timings: inout Timings) throws -> (Tensor, Grid, Restored) {
+    func preprocess(imagePath: String, timings: inout Timings) throws -> (Tensor, Grid, Restored) {
         var x = try timings.measure("pre", "LoadImaged") {
             do {
                 return try ImageIO.load(URL(fileURLWithPath: imagePath))

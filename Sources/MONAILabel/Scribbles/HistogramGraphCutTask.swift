@@ -37,115 +37,32 @@ public final class HistogramGraphCutTask: InferTask, @unchecked Sendable {
         self.name = name
         self.labels = labels
         self.defaults = defaults
-        let n: Int
-        switch labels {
-        case .object(let o): n = o.count
-        case .array(let a): n = a.count
-        case .string: n = 1
-        default: n = 0
-        }
-        backgroundValue = n + 1
-        foregroundValue = n + 2
+        (backgroundValue, foregroundValue) = ScribbleIDs.defaultValues(labels: labels)
     }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
         var timings = Timings()
         let started = DispatchTime.now()
-        guard let labelPath = p["label"]?.stringValue, !labelPath.isEmpty else {
-            throw MONAILabelError.invalid("\(name) needs the scribbles: upload them as the 'label' file part")
-        }
         let parameters = try defaults.overridden(by: p)
         let ids = try ScribbleIDs(labelInfo: p["label_info"], background: backgroundValue, foreground: foregroundValue)
-        let roi = try Self.roi(p["roi"])
-
-        let (image, loaded) = try timings.measure("pre", "LoadImaged") { () throws -> (Volume, Volume) in
-            let image = try Self.load(request.imagePath, what: "image")
-            let scribbles = try Self.load(labelPath, what: "scribbles")
-            guard scribbles.spatialShape == image.spatialShape, scribbles.channels == 1 else {
-                throw MONAILabelError.invalid(
-                    "scribbles \(scribbles.shape) do not match the image \(image.shape): draw them on the image's grid")
-            }
-            return (image, scribbles)
-        }
-        timings.record("pre", "EnsureChannelFirstd", 0)
-        let scribbles = timings.measure("pre", "AddBackgroundScribblesFromROId") {
-            ScribblesPipeline.addBackgroundScribbles(loaded, roi: roi, ids: ids)
-        }
-        let spacing = ScribblesPipeline.pixdim
-        let (windowed, marks) = try timings.measure("pre", "Spacingd") { () throws -> (Volume, Volume) in
-            let img = try Spacing(pixdim: spacing, mode: .bilinear)(image)
-            let lab = try Spacing(pixdim: spacing, mode: .nearest)(scribbles)
-            return (img, lab)
-        }
-        let intensities = timings.measure("pre", "ScaleIntensityRanged") {
-            ScaleIntensityRange(aMin: -300, aMax: 200, bMin: 0, bMax: 1, clip: true)(windowed).floats
-        }
-        let scribbleValues = marks.floats
+        let input = try ScribblesPipeline.prepare(request, task: name, ids: ids, requireScribbles: true, timings: &timings)
 
         let likelihood = try timings.measure("stage", "infer") {
             try ScribblesPipeline.histogramLikelihood(
-                intensities, scribbles: scribbleValues, ids: ids, bins: parameters.numBins)
+                input.intensities, scribbles: input.scribbles, ids: ids, bins: parameters.numBins)
         }
         timings.record("stage", "invert", 0)
         let unary = timings.measure("post", "MakeISegUnaryd") {
-            ScribblesPipeline.isegUnary(foreground: likelihood, scribbles: scribbleValues, ids: ids)
+            ScribblesPipeline.isegUnary(foreground: likelihood, scribbles: input.scribbles, ids: ids)
         }
         let segmentation = try timings.measure("post", "ApplyGraphCutOptimisationd") {
             try ScribblesPipeline.graphCut(
-                intensities, shape: marks.spatialShape, foreground: unary, lamda: parameters.lamda,
-                sigma: parameters.sigma)
+                input.intensities, shape: input.grid.spatialShape, foreground: unary, scribbles: input.scribbles,
+                ids: ids, lamda: parameters.lamda, sigma: parameters.sigma)
         }
-        let pred = Volume(
-            spatialShape: marks.spatialShape, channels: 1, data: .uint8(segmentation), affine: marks.affine)
-        let restored = try timings.measure("post", "Restored") { try Restored(original: image)(pred) }
-        let restoredLabels = restored.data.converted(to: .uint8)
-        let bbox = timings.measure("post", "BoundingBoxd") {
-            ScribblesPipeline.boundingRect(restoredLabels.asFloat(), shape: restored.spatialShape)
-        }
-
-        let file: URL? = try timings.measure("stage", "write") {
-            if p["skip_writer"]?.boolValue == true { return nil }
-            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
-            var dtype = VoxelType.uint8
-            if let d = p["result_dtype"]?.stringValue {
-                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
-                dtype = t
-            }
-            do {
-                return try ImageIO.writeTemporary(restored, resultExtension: ext, dtype: dtype)
-            } catch let e as ImagingError {
-                throw MONAILabelError.invalid(e.message)
-            }
-        }
-        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        var json = JSONObject()
-        json["bbox"] = .array(bbox.map { .int($0) })
-        json["label_names"] = labels
-        json["latencies"] = .object(timings.latencies(total: total))
-        json["centroids"] = .object(JSONObject())
-        return InferResult(file: file, json: json)
-    }
-
-    private static func load(_ path: String, what: String) throws -> Volume {
-        let url = URL(fileURLWithPath: path)
-        do {
-            return try ImageIO.load(url)
-        } catch {
-            throw MONAILabelError.invalid("cannot read the \(what) \(url.lastPathComponent): \(error)")
-        }
-    }
-
-    /// `roi` `[x0, x1, y0, y1, z0, z1]` (voxel indices of the image, end exclusive); absent or empty means none.
-    static func roi(_ v: JSONValue?) throws -> [Int]? {
-        guard let v, v != .null else { return nil }
-        guard let a = v.arrayValue else { throw MONAILabelError.invalid("roi must be a list [x0, x1, y0, y1, z0, z1]") }
-        if a.isEmpty { return nil }
-        let ints = a.compactMap(\.intValue)
-        guard ints.count == a.count, ints.count % 2 == 0, ints.count >= 4 else {
-            throw MONAILabelError.invalid("roi must be a list of integers [x0, x1, y0, y1, z0, z1]")
-        }
-        return ints
+        return try ScribblesPipeline.finish(
+            segmentation, input: input, request: request, labels: labels, timings: &timings, started: started)
     }
 }
 
@@ -180,6 +97,18 @@ public struct ScribblesParameters: Sendable {
 struct ScribbleIDs: Sendable {
     var background: Float
     var foreground: Float
+
+    /// Upstream's defaults for an app with `labels`: background = number of labels + 1, foreground = + 2.
+    static func defaultValues(labels: JSONValue) -> (background: Int, foreground: Int) {
+        let n: Int
+        switch labels {
+        case .object(let o): n = o.count
+        case .array(let a): n = a.count
+        case .string: n = 1
+        default: n = 0
+        }
+        return (n + 1, n + 2)
+    }
 
     /// `label_info` entries named `background_scribbles` / `foreground_scribbles` override the defaults.
     init(labelInfo: JSONValue?, background: Int, foreground: Int) throws {
@@ -285,13 +214,26 @@ enum ScribblesPipeline {
 
     /// `ApplyGraphCutOptimisationd`: t-links −ln(max(p, ε)), n-links λ·exp(−ΔI²/(2σ²)) between axis neighbours;
     /// returns 1 for foreground voxels.
-    static func graphCut(_ image: [Float], shape: [Int], foreground p: [Float], lamda: Double, sigma: Double) throws -> [UInt8] {
+    ///
+    /// Scribbled voxels get t-links no labelling of their neighbours can outweigh (more than all their n-links
+    /// together), which makes ISeg's constraint (eq. 7: probability 1 for the scribbled label) hard as the
+    /// paper states it. With ε-probabilities alone, −ln ε ≈ 15.9 loses to the n-links once λ > 2.6 and the cut
+    /// can overrule the user.
+    static func graphCut(
+        _ image: [Float], shape: [Int], foreground p: [Float], scribbles: [Float], ids: ScribbleIDs, lamda: Double,
+        sigma: Double
+    ) throws -> [UInt8] {
         let eps = Float.ulpOfOne
         let g: GridMaxFlow
         do { g = try GridMaxFlow(shape: shape) } catch let e as MaxFlowError { throw MONAILabelError.invalid(e.description) }
+        let hard = Float(2 * shape.count) * Float(lamda) - log(eps) + 1
         // Labelling a voxel background cuts its source link, so the source capacity is the background cost.
-        let source = p.map { -log(max(1 - $0, eps)) }
-        let sink = p.map { -log(max($0, eps)) }
+        var source = p.map { -log(max(1 - $0, eps)) }
+        var sink = p.map { -log(max($0, eps)) }
+        for i in scribbles.indices {
+            if scribbles[i] == ids.foreground { source[i] = hard; sink[i] = 0 }
+            else if scribbles[i] == ids.background { source[i] = 0; sink[i] = hard }
+        }
         try g.addTerminalCapacities(source: source, sink: sink)
         try g.setContrastNeighbourCapacities(image: image, lamda: Float(lamda), sigma: Float(sigma))
         g.solve()
@@ -314,5 +256,117 @@ enum ScribblesPipeline {
         }
         guard hi.allSatisfy({ $0 >= 0 }) else { return Array(repeating: 0, count: 2 * rank) }
         return (0..<rank).flatMap { [lo[$0], hi[$0] + 1] }
+    }
+}
+
+/// What every scribbles task works on: the original image, and on the scribbles grid (`pixdim`) the windowed
+/// intensities and the scribble values.
+struct ScribblesInput {
+    let image: Volume
+    let grid: Grid
+    let intensities: [Float]
+    let scribbles: [Float]
+    let ids: ScribbleIDs
+}
+
+extension ScribblesPipeline {
+    /// Pre-transforms shared by the scribbles tasks: `LoadImaged` (image + `label` scribbles),
+    /// `AddBackgroundScribblesFromROId` (params `roi`), `Spacingd` to `pixdim` (bilinear / nearest),
+    /// `ScaleIntensityRanged` (−300..200 → 0..1). Without `requireScribbles` a missing `label` means no
+    /// scribbles at all.
+    static func prepare(
+        _ request: InferRequest, task: String, ids: ScribbleIDs, requireScribbles: Bool, timings: inout Timings
+    ) throws -> ScribblesInput {
+        let p = request.params
+        let labelPath = p["label"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+        if labelPath == nil && requireScribbles {
+            throw MONAILabelError.invalid("\(task) needs the scribbles: upload them as the 'label' file part")
+        }
+        let roi = try Self.roi(p["roi"])
+        let (image, loaded) = try timings.measure("pre", "LoadImaged") { () throws -> (Volume, Volume) in
+            let image = try Self.load(request.imagePath, what: "image")
+            guard let labelPath else {
+                let none = [UInt8](repeating: 0, count: image.voxelCount)
+                return (image, Volume(spatialShape: image.spatialShape, data: .uint8(none), affine: image.affine))
+            }
+            let scribbles = try Self.load(labelPath, what: "scribbles")
+            guard scribbles.spatialShape == image.spatialShape, scribbles.channels == 1 else {
+                throw MONAILabelError.invalid(
+                    "scribbles \(scribbles.shape) do not match the image \(image.shape): draw them on the image's grid")
+            }
+            return (image, scribbles)
+        }
+        timings.record("pre", "EnsureChannelFirstd", 0)
+        let scribbles = timings.measure("pre", "AddBackgroundScribblesFromROId") {
+            addBackgroundScribbles(loaded, roi: roi, ids: ids)
+        }
+        let (windowed, marks) = try timings.measure("pre", "Spacingd") { () throws -> (Volume, Volume) in
+            let img = try Spacing(pixdim: pixdim, mode: .bilinear)(image)
+            let lab = try Spacing(pixdim: pixdim, mode: .nearest)(scribbles)
+            return (img, lab)
+        }
+        let intensities = timings.measure("pre", "ScaleIntensityRanged") {
+            ScaleIntensityRange(aMin: -300, aMax: 200, bMin: 0, bMax: 1, clip: true)(windowed).floats
+        }
+        return ScribblesInput(image: image, grid: marks.grid, intensities: intensities, scribbles: marks.floats, ids: ids)
+    }
+
+    /// Post-transforms shared by the scribbles tasks: `Restored` of the 0/1 result onto the image grid,
+    /// `BoundingBoxd` into `bbox`, the writer (`result_extension`, `result_dtype`, `skip_writer`), and the
+    /// result JSON (`bbox`, `label_names`, `latencies`, `centroids`).
+    static func finish(
+        _ segmentation: [UInt8], input: ScribblesInput, request: InferRequest, labels: JSONValue, timings: inout Timings,
+        started: DispatchTime
+    ) throws -> InferResult {
+        let p = request.params
+        let pred = Volume(
+            spatialShape: input.grid.spatialShape, channels: 1, data: .uint8(segmentation), affine: input.grid.affine)
+        let restored = try timings.measure("post", "Restored") { try Restored(original: input.image)(pred) }
+        let restoredLabels = restored.data.converted(to: .uint8)
+        let bbox = timings.measure("post", "BoundingBoxd") {
+            boundingRect(restoredLabels.asFloat(), shape: restored.spatialShape)
+        }
+        let file: URL? = try timings.measure("stage", "write") {
+            if p["skip_writer"]?.boolValue == true { return nil }
+            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
+            var dtype = VoxelType.uint8
+            if let d = p["result_dtype"]?.stringValue {
+                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
+                dtype = t
+            }
+            do {
+                return try ImageIO.writeTemporary(restored, resultExtension: ext, dtype: dtype)
+            } catch let e as ImagingError {
+                throw MONAILabelError.invalid(e.message)
+            }
+        }
+        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        var json = JSONObject()
+        json["bbox"] = .array(bbox.map { .int($0) })
+        json["label_names"] = labels
+        json["latencies"] = .object(timings.latencies(total: total))
+        json["centroids"] = .object(JSONObject())
+        return InferResult(file: file, json: json)
+    }
+
+    static func load(_ path: String, what: String) throws -> Volume {
+        let url = URL(fileURLWithPath: path)
+        do {
+            return try ImageIO.load(url)
+        } catch {
+            throw MONAILabelError.invalid("cannot read the \(what) \(url.lastPathComponent): \(error)")
+        }
+    }
+
+    /// `roi` `[x0, x1, y0, y1, z0, z1]` (voxel indices of the image, end exclusive); absent or empty means none.
+    static func roi(_ v: JSONValue?) throws -> [Int]? {
+        guard let v, v != .null else { return nil }
+        guard let a = v.arrayValue else { throw MONAILabelError.invalid("roi must be a list [x0, x1, y0, y1, z0, z1]") }
+        if a.isEmpty { return nil }
+        let ints = a.compactMap(\.intValue)
+        guard ints.count == a.count, ints.count % 2 == 0, ints.count >= 4 else {
+            throw MONAILabelError.invalid("roi must be a list of integers [x0, x1, y0, y1, z0, z1]")
+        }
+        return ints
     }
 }
