@@ -34,6 +34,20 @@ public enum ImageIO {
         }
     }
 
+    /// `<tmp>/monailabel-<pid>`, mode 0700: results are sent under their file name and clients on the same
+    /// machine save them as `<tmp>/<name>` (the Python client does); in the shared temp folder the server's
+    /// deletion after the response would then remove the client's copy.
+    static func privateTemporaryDirectory() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("monailabel-\(getpid())")
+        do {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ImagingError("cannot create the results folder \(dir.path): \(error.localizedDescription)")
+        }
+        return dir
+    }
+
     /// Writes `volume` to a new temporary file with `resultExtension` (e.g. ".nrrd" from 3D Slicer, or the input
     /// image's extension), as upstream's writer does, and returns its URL.
     public static func writeTemporary(
@@ -45,7 +59,7 @@ public enum ImageIO {
         guard extensions.contains(ext) else {
             throw ImagingError("unsupported result_extension \(resultExtension) (supported: \(extensions.joined(separator: ", ")))")
         }
-        let dir = directory ?? FileManager.default.temporaryDirectory
+        let dir = try directory ?? privateTemporaryDirectory()
         let url = dir.appendingPathComponent("tmp\(UUID().uuidString.prefix(8).lowercased())\(ext)")
         try write(volume, to: url, dtype: dtype, segments: segments)
         return url
