@@ -318,7 +318,6 @@ extension ScribblesPipeline {
         _ segmentation: [UInt8], input: ScribblesInput, request: InferRequest, labels: JSONValue, timings: inout Timings,
         started: DispatchTime
     ) throws -> InferResult {
-        let p = request.params
         let pred = Volume(
             spatialShape: input.grid.spatialShape, channels: 1, data: .uint8(segmentation), affine: input.grid.affine)
         let restored = try timings.measure("post", "Restored") { try Restored(original: input.image)(pred) }
@@ -326,27 +325,8 @@ extension ScribblesPipeline {
         let bbox = timings.measure("post", "BoundingBoxd") {
             boundingRect(restoredLabels.asFloat(), shape: restored.spatialShape)
         }
-        let file: URL? = try timings.measure("stage", "write") {
-            if p["skip_writer"]?.boolValue == true { return nil }
-            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
-            var dtype = VoxelType.uint8
-            if let d = p["result_dtype"]?.stringValue {
-                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
-                dtype = t
-            }
-            do {
-                return try ImageIO.writeTemporary(restored, resultExtension: ext, dtype: dtype)
-            } catch let e as ImagingError {
-                throw MONAILabelError.invalid(e.message)
-            }
-        }
-        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        var json = JSONObject()
-        json["bbox"] = .array(bbox.map { .int($0) })
-        json["label_names"] = labels
-        json["latencies"] = .object(timings.latencies(total: total))
-        json["centroids"] = .object(JSONObject())
-        return InferResult(file: file, json: json)
+        return try .written(restored, for: request, labels: labels, timings: &timings, started: started,
+                            extra: ["bbox": .array(bbox.map { .int($0) })])
     }
 
     static func load(_ path: String, what: String) throws -> Volume {
