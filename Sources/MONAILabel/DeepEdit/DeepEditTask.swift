@@ -19,12 +19,8 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
     public let labels: JSONValue
     public let dimension = 3
     public let description: String
-    public var config: JSONObject {
-        var c = baseConfig
-        c["device"] = .array(DeviceList.names().map { .string($0) })
-        return c
-    }
-    public let modelPaths: [URL]
+    public var config: JSONObject { DeviceList.config(baseConfig) }
+    public var modelPaths: [URL] { loader.paths }
 
     /// The labels in map order with their channel indices.
     public let deepEditLabels: [DeepEditLabel]
@@ -69,17 +65,12 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
         }
         spatialSize = size
         signal = AddGuidanceSignalDeepEdit(sigma: d["sigma"]?.doubleValue ?? 3, intensityChannels: intensity)
-        let files = d["files"]?.objectValue ?? JSONObject()
-        modelPaths = [
-            modelDir.appendingPathComponent(files["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
-            modelDir.appendingPathComponent(files["published"]?.stringValue ?? "\(name).pt"),
-        ]
         baseConfig = d["config"]?.objectValue ?? JSONObject()
-        loader = ModelLoader(networkSpec: network, paths: modelPaths)
+        loader = ModelLoader(model: name, networkSpec: network, files: d["files"], modelDir: modelDir)
     }
 
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
-    public var weights: String { loader.currentFile?.lastPathComponent ?? "untrained (random initialisation)" }
+    public var weights: String { loader.weightsDescription }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params

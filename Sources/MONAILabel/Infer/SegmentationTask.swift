@@ -63,12 +63,8 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     public let labels: JSONValue
     public let dimension: Int
     public let description: String
-    public var config: JSONObject {
-        var c = baseConfig
-        c["device"] = .array(DeviceList.names().map { .string($0) })
-        return c
-    }
-    public let modelPaths: [URL]
+    public var config: JSONObject { DeviceList.config(baseConfig) }
+    public var modelPaths: [URL] { loader.paths }
 
     let pre: [PreTransform]
     let inferer: JSONObject
@@ -95,17 +91,12 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         }
         inferer = d["inferer"]?.objectValue ?? JSONObject()
         largestCC = d["post"]?["largest_cc"]?.boolValue ?? false
-        let files = d["files"]?.objectValue ?? JSONObject()
-        modelPaths = [
-            modelDir.appendingPathComponent(files["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
-            modelDir.appendingPathComponent(files["published"]?.stringValue ?? "\(name).pt"),
-        ]
         baseConfig = d["config"]?.objectValue ?? JSONObject()
-        loader = ModelLoader(networkSpec: network, paths: modelPaths)
+        loader = ModelLoader(model: name, networkSpec: network, files: d["files"], modelDir: modelDir)
     }
 
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
-    public var weights: String { loader.currentFile?.lastPathComponent ?? "untrained (random initialisation)" }
+    public var weights: String { loader.weightsDescription }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
@@ -282,5 +273,12 @@ public enum DeviceList {
         guard Torch.cudaIsAvailable else { return ["cpu"] }
         let n = Torch.cudaDeviceCount
         return n == 1 ? ["cuda"] : (0..<n).map { "cuda:\($0)" }
+    }
+
+    /// An infer task's `/info/` config: its own settings, then `device`, the list a client picks from.
+    static func config(_ own: JSONObject) -> JSONObject {
+        var c = own
+        c["device"] = .array(names().map { .string($0) })
+        return c
     }
 }
