@@ -121,13 +121,8 @@ public final class DeepEditTrainer {
                 let input = try interact(net, image: c.image, label: labelBytes, simulation: simulation, signal: signal,
                                          settings: trainInteraction, device: device, using: &rng)
                 net.train()
-                try optimizer.zeroGrad()
-                let logits = try net(input)
                 let y = try Tensor(c.label.floats, shape: [1, 1] + spatial).to(device)
-                let l = try loss(logits, y)
-                try l.backward()
-                try optimizer.step()
-                let lv = try l.item()
+                let (logits, lv) = try run.step(input, y, optimizer: optimizer) { try loss($0, $1) }
                 lossSum += lv
                 let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
                 let truth = c.label.floats

@@ -97,12 +97,7 @@ public final class DeepGrowTrainer {
                 net.train()
                 let x = try Tensor(input(batch, guidance), shape: [batch.count, 3] + modelSize).to(device)
                 let y = try Tensor(batch.flatMap(\.label), shape: [batch.count, 1] + modelSize).to(device)
-                try optimizer.zeroGrad()
-                let logits = try net(x)
-                let l = try loss(logits, y)
-                try l.backward()
-                try optimizer.step()
-                let lv = try l.item()
+                let (logits, lv) = try run.step(x, y, optimizer: optimizer) { try loss($0, $1) }
                 lossSum += lv
                 let pred = try Torch.withNoGrad { try logits.detach().to(dtype: .float32, device: .cpu).floats() }
                 for (b, s) in batch.enumerated() {

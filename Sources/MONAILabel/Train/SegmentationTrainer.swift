@@ -126,12 +126,7 @@ public final class SegmentationTrainer {
                 let b = try loader.batch((epoch - 1) * epochLength + it - 1)
                 let x = try Tensor(b.image, shape: b.shape).to(device)
                 let y = try Tensor(b.label, shape: b.shape).to(device)
-                try optimizer.zeroGrad()
-                let logits = try net(x)
-                let l = try loss(logits, y)
-                try l.backward()
-                try optimizer.step()
-                let lv = try l.item()
+                let (logits, lv) = try run.step(x, y, optimizer: optimizer) { try loss($0, $1) }
                 lossSum += lv
                 let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
                 let per = b.shape[2...].reduce(1, *)

@@ -94,6 +94,19 @@ struct TrainRun {
         }
     }
 
+    /// One optimisation step of `net` on input `x` and target `y`; returns the logits (for the training
+    /// metric) and the loss value.
+    func step(_ x: Tensor, _ y: Tensor, optimizer: Optimizer, loss: (Tensor, Tensor) throws -> Tensor) throws
+        -> (logits: Tensor, loss: Double)
+    {
+        try optimizer.zeroGrad()
+        let logits = try net(x)
+        let l = try loss(logits, y)
+        try l.backward()
+        try optimizer.step()
+        return (logits, try l.item())
+    }
+
     /// Whether `epoch` validates: every `val_interval` epochs and the last one, when there is a validation set.
     func validates(_ epoch: Int) -> Bool {
         record.validating && (epoch % settings.valInterval == 0 || epoch == settings.maxEpochs)
