@@ -1,6 +1,5 @@
 import Foundation
 import Imaging
-import TorchCheckpoint
 import TorchKit
 
 /// Upstream's radiology DeepEdit trainer (spec sections 4.2 and 5.2), in-process: the model's pre-transforms

@@ -1,6 +1,5 @@
 import Foundation
 import Imaging
-import TorchCheckpoint
 import TorchKit
 
 /// One DeepGrow training sample after the deterministic transforms: a depth-first image (`[D, H, W]`, or one

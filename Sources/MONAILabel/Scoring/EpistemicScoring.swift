@@ -1,6 +1,5 @@
 import Foundation
 import Imaging
-import TorchCheckpoint
 import TorchKit
 
 /// Upstream's entropy of the mean prediction over Monte Carlo samples (`EpistemicScoring.entropy_3d_volume`):
@@ -98,7 +97,6 @@ public struct EpistemicScoring: SegmentationModelScoring {
     let task: SegmentationTask
     public var modelName: String { task.name }
     static let keys = ModelScoreKeys(score: "epistemic_entropy", ts: "epistemic_ts", model: "epistemic_model")
-
 
     /// The network definition with MC dropout: MONAI's own keyword (`dropout` for UNet and BasicUNet,
     /// `dropout_prob` for SegResNet) set to 0.2 unless the model already uses a non-zero value. Nil for

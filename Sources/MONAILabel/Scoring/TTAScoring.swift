@@ -1,5 +1,4 @@
 import Foundation
-import TorchCheckpoint
 import TorchKit
 
 /// The per-voxel variance of probabilities across samples, summed over the foreground channels (channel 0 is

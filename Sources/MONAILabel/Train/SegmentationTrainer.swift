@@ -1,6 +1,5 @@
 import Foundation
 import Imaging
-import TorchCheckpoint
 import TorchKit
 
 /// Where a run reads and writes (spec section 4.2): `<model_dir>/<name>/model.pt` (best validation Dice),
