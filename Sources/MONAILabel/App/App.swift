@@ -173,7 +173,7 @@ public final class MONAILabelApp: @unchecked Sendable {
             let samples = Int(settings.conf["epistemic_samples"] ?? "5") ?? 5
             for (i, t) in segmentation.filter(EpistemicScoring.supports).enumerated() {
                 for name in (i == 0 ? ["epistemic"] : []) + ["\(t.name)_epistemic"] {
-                    modelScoring.append(EpistemicScoring(name: name, task: t, samples: samples))
+                    modelScoring.append(EpistemicScoring(name: name, samples: samples, task: t))
                     if settings.tasksStrategy { strats[name] = ScoreRankingStrategy(name: name) }
                 }
             }
@@ -182,7 +182,7 @@ public final class MONAILabelApp: @unchecked Sendable {
             let samples = Int(settings.conf["tta_samples"] ?? "5") ?? 5
             for (i, t) in segmentation.enumerated() {
                 for name in (i == 0 ? ["tta"] : []) + ["\(t.name)_tta"] {
-                    modelScoring.append(TTAScoring(name: name, task: t, samples: samples))
+                    modelScoring.append(TTAScoring(name: name, samples: samples, task: t))
                     if settings.tasksStrategy {
                         strats[name] = ScoreRankingStrategy(name: name, key: "tta_variance",
                                                             description: "Get First Sample Based on TTA score")

@@ -19,12 +19,8 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
     public let labels: JSONValue
     public let dimension = 3
     public let description: String
-    public var config: JSONObject {
-        var c = baseConfig
-        c["device"] = .array(DeviceList.names().map { .string($0) })
-        return c
-    }
-    public let modelPaths: [URL]
+    public var config: JSONObject { DeviceList.config(baseConfig) }
+    public var modelPaths: [URL] { loader.paths }
 
     /// The labels in map order with their channel indices.
     public let deepEditLabels: [DeepEditLabel]
@@ -69,17 +65,12 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
         }
         spatialSize = size
         signal = AddGuidanceSignalDeepEdit(sigma: d["sigma"]?.doubleValue ?? 3, intensityChannels: intensity)
-        let files = d["files"]?.objectValue ?? JSONObject()
-        modelPaths = [
-            modelDir.appendingPathComponent(files["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
-            modelDir.appendingPathComponent(files["published"]?.stringValue ?? "\(name).pt"),
-        ]
         baseConfig = d["config"]?.objectValue ?? JSONObject()
-        loader = ModelLoader(networkSpec: network, paths: modelPaths)
+        loader = ModelLoader(model: name, networkSpec: network, files: d["files"], modelDir: modelDir)
     }
 
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
-    public var weights: String { loader.currentFile?.lastPathComponent ?? "untrained (random initialisation)" }
+    public var weights: String { loader.weightsDescription }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
@@ -114,26 +105,7 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
                           source: r.source)
         }
 
-        let file: URL? = try timings.measure("stage", "write") {
-            if p["skip_writer"]?.boolValue == true { return nil }
-            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
-            var dtype = VoxelType.uint8
-            if let d = p["result_dtype"]?.stringValue {
-                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
-                dtype = t
-            }
-            do {
-                return try ImageIO.writeTemporary(pred, resultExtension: ext, dtype: dtype)
-            } catch let e as ImagingError {
-                throw MONAILabelError.invalid(e.message)
-            }
-        }
-        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        var json = JSONObject()
-        json["label_names"] = labels
-        json["latencies"] = .object(timings.latencies(total: total))
-        json["centroids"] = .object(JSONObject())
-        return InferResult(file: file, json: json)
+        return try .written(pred, for: request, labels: labels, timings: &timings, started: started)
     }
 
     /// Loads the image and runs upstream's pre-transforms, timing each under its MONAI name; returns the network

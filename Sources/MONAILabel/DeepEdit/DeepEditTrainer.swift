@@ -1,6 +1,5 @@
 import Foundation
 import Imaging
-import TorchCheckpoint
 import TorchKit
 
 /// Upstream's radiology DeepEdit trainer (spec sections 4.2 and 5.2), in-process: the model's pre-transforms
@@ -53,20 +52,13 @@ public final class DeepEditTrainer {
     }
 
     public func run() throws -> JSONObject {
-        var cfg = definition.clientConfig()
-        for (k, v) in request { cfg[k] = v }
+        let settings = try TrainSettings(definition: definition, request: request)
+        let cfg = settings.config
         let train = model["train"]?.objectValue ?? JSONObject()
         func setting(_ key: String, _ fallback: Double) -> Double {
             cfg[key]?.doubleValue ?? train[key]?.doubleValue ?? fallback
         }
-        let maxEpochs = max(1, cfg["max_epochs"]?.intValue ?? 50)
-        let valSplit = cfg["val_split"]?.doubleValue ?? 0.2
-        let valInterval = max(1, cfg["val_interval"]?.intValue ?? definition.valInterval)
-        let patience = cfg["early_stop_patience"]?.intValue ?? -1
-        let runName = try SegmentationTrainer.safeName(cfg["name"]?.stringValue ?? "train_01")
-        let pretrained = cfg["pretrained"]?.boolValue ?? true
-        let lr = cfg["lr"]?.doubleValue ?? definition.lr
-        let seed = UInt64(max(0, cfg["seed"]?.intValue ?? 0))
+        let maxEpochs = settings.maxEpochs, seed = settings.seed, device = settings.device
         let spatial = TrainDefinition.ints(cfg["spatial_size"], count: 3) ?? definition.spatialSize
         let trainInteraction = Interaction(
             deepgrowProbability: setting("deepgrow_probability_train", 0.4),
@@ -78,13 +70,11 @@ public final class DeepEditTrainer {
         let intensity = model["number_intensity_ch"]?.intValue ?? 1
         let signal = AddGuidanceSignalDeepEdit(sigma: model["sigma"]?.doubleValue ?? 3, intensityChannels: intensity)
         let simulation = DeepEditClickSimulation(labels: labels, shape: spatial)
-        let started = Date()
-        let runID = SegmentationTrainer.runID(started)
 
         guard !datalist.isEmpty else {
             throw MONAILabelError.invalid("no images with a final label: save a final label before training")
         }
-        let (trainRange, valRange) = SegmentationTrainer.split(count: datalist.count, valSplit: valSplit)
+        let (trainRange, valRange) = SegmentationTrainer.split(count: datalist.count, valSplit: settings.valSplit)
         log("Train: \(trainRange.count) cases; validation: \(valRange.count) cases; epochs: \(maxEpochs); "
             + "spatial_size: \(spatial)")
         let pre = try (model["pre"]?.arrayValue ?? []).compactMap(\.objectValue).map { try PreTransform($0) }
@@ -103,38 +93,20 @@ public final class DeepEditTrainer {
         let valCases = valRange.compactMap { i in cases.first { $0.id == URL(fileURLWithPath: datalist[i].image).lastPathComponent } }
         guard !trainCases.isEmpty else { throw MONAILabelError.invalid("no usable training case (see warnings)") }
 
-        let runDir = paths.modelDir.appendingPathComponent(runName)
-        try FileOps.makeDirectory(runDir)
         // A given seed also fixes the network's initial weights (libtorch's global generator).
-        if let s = cfg["seed"]?.intValue, s >= 0 { Torch.manualSeed(UInt64(s)) }
-        let net = try NetworkFactory.make(definition.network)
-        let resume = runDir.appendingPathComponent("model.pt")
-        let start = FileOps.isRegularFile(resume.path) ? resume
-            : (pretrained ? paths.loadPath.flatMap { FileOps.isRegularFile($0.path) ? $0 : nil } : nil)
-        if let start {
-            let sd = try Checkpoint.stateDict(from: start, key: "model")
-            try net.load(stateDict: sd.map { ($0.name, $0.tensor) }, strict: true)
-            log("Loaded weights from \(start.path)")
-        }
-        let device: Device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
-        try net.to(device)
+        var run = try TrainRun(definition: definition, settings: settings, paths: paths, epochLength: trainCases.count,
+                               validating: !valCases.isEmpty,
+                               initialSeed: cfg["seed"]?.intValue.flatMap { $0 >= 0 ? UInt64($0) : nil }, log: log)
+        let net = run.net
         net.train()
         // Upstream trains DeepEdit with plain Adam (no weight decay); app.json may name another optimizer.
-        let weightDecay = train["weight_decay"]?.doubleValue ?? 0
-        let optimizer: Optimizer
-        switch definition.optimizer {
-        case "AdamW": optimizer = try AdamW(parameters: net.parameters(), lr: lr, weightDecay: weightDecay)
-        case "SGD": optimizer = try SGD(parameters: net.parameters(), lr: lr, momentum: 0.9, weightDecay: weightDecay)
-        default: optimizer = try Adam(parameters: net.parameters(), lr: lr, weightDecay: weightDecay)
-        }
+        let optimizer = try run.optimizer(named: definition.optimizer, fallback: "Adam",
+                                          weightDecay: train["weight_decay"]?.doubleValue ?? 0)
         let loss = DiceCELoss(squaredPred: false, batch: false)
         let classes = labels.filter { !$0.isBackground }.count + 1
 
-        var record = StatsRecord(totalEpochs: maxEpochs, epochLength: trainCases.count,
-                                 startTS: Int(started.timeIntervalSince1970), validating: !valCases.isEmpty)
-        record.train.name = "train_dice"
+        run.record.train.name = "train_dice"
         var shuffler = SeededGenerator(seed: seed &+ 17)
-        var sinceBest = 0
         for epoch in 1...maxEpochs {
             let epochStart = Date()
             var order = Array(0..<trainCases.count)
@@ -148,13 +120,8 @@ public final class DeepEditTrainer {
                 let input = try interact(net, image: c.image, label: labelBytes, simulation: simulation, signal: signal,
                                          settings: trainInteraction, device: device, using: &rng)
                 net.train()
-                try optimizer.zeroGrad()
-                let logits = try net(input)
                 let y = try Tensor(c.label.floats, shape: [1, 1] + spatial).to(device)
-                let l = try loss(logits, y)
-                try l.backward()
-                try optimizer.step()
-                let lv = try l.item()
+                let (logits, lv) = try run.step(input, y, optimizer: optimizer) { try loss($0, $1) }
                 lossSum += lv
                 let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
                 let truth = c.label.floats
@@ -167,21 +134,21 @@ public final class DeepEditTrainer {
                     let s = perLabel[l.name] ?? (0, 0)
                     perLabel[l.name] = (s.sum + d, s.count + 1)
                 }
-                record.iteration += 1
+                run.record.iteration += 1
                 log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it + 1, order.count, lv))
                 progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it + 1),
                           "total_iterations": .int(order.count)])
             }
             let trainDice = diceCount > 0 ? diceSum / Double(diceCount) : 0
-            record.epochDone(epoch, trainDice: trainDice)
+            run.record.epochDone(epoch, trainDice: trainDice)
             let labelText = labels.filter { !$0.isBackground }.compactMap { l in
                 perLabel[l.name].map { String(format: "%@_dice: %.4f", l.name, $0.sum / Double(max($0.count, 1))) }
             }.joined(separator: ", ")
             log(String(format: "Epoch[%d] Metrics -- train_dice: %.4f, mean loss %.4f (%.1f s)", epoch, trainDice,
                        lossSum / Double(order.count), Date().timeIntervalSince(epochStart)) + (labelText.isEmpty ? "" : "; " + labelText))
 
-            var improved = false
-            if !valCases.isEmpty && (epoch % valInterval == 0 || epoch == maxEpochs) {
+            var valDice: Double?
+            if run.validates(epoch) {
                 var scores: [Double] = []
                 for (vi, c) in valCases.enumerated() {
                     var rng = SeededGenerator(seed: seed &+ 0xDEED &+ UInt64(vi))
@@ -194,34 +161,14 @@ public final class DeepEditTrainer {
                     }
                 }
                 net.train()
-                let valDice = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
-                improved = record.validated(epoch, valDice: valDice)
-                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f", epoch, valDice))
-            } else if valCases.isEmpty {
-                improved = record.train.bestEpoch == epoch
+                let dice = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
+                valDice = dice
+                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f", epoch, dice))
             }
-            if improved {
-                sinceBest = 0
-                try save(net, epoch: epoch, to: resume)
-                try FileOps.atomicCopy(from: resume, to: paths.publishPath)
-                log("New Model published: \(resume.path) => \(paths.publishPath.path)")
-            } else if !valCases.isEmpty && epoch % valInterval == 0 {
-                sinceBest += 1
-            }
-            let bytes = JSONValue.object(record.json(epoch: epoch, elapsed: Date().timeIntervalSince(started))).prettyBytes()
-            try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
-            try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
-            if patience > 0 && sinceBest >= patience {
-                log("Early stopping: no improvement of val_mean_dice for \(patience) validations")
-                break
-            }
+            guard try run.endEpoch(epoch, valDice: valDice) else { break }
         }
-        try save(net, epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
-        let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(started), finished: true)
-        let bytes = JSONValue.object(final).prettyBytes()
-        try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
-        try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
-        log("Training finished: best metric \(record.bestMetric)")
+        let final = try run.finish()
+        log("Training finished: best metric \(run.record.bestMetric)")
         return final
     }
 
@@ -303,10 +250,5 @@ public final class DeepEditTrainer {
         }
         let image = RandShiftIntensity(offsets: 0.1, prob: 0.5)(vs[0], using: &rng)
         return Case(id: c.id, image: image, label: vs[1])
-    }
-
-    private func save(_ net: any Layer, epoch: Int, to url: URL) throws {
-        let sd = try net.stateDict().map { (name: $0.0, tensor: $0.1) }
-        try Checkpoint.write(stateDict: sd, key: "model", extra: [(key: "epoch", value: .int(epoch))], to: url)
     }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import Imaging
-import TorchCheckpoint
 import TorchKit
 
 /// One DeepGrow training sample after the deterministic transforms: a depth-first image (`[D, H, W]`, or one
@@ -61,56 +60,28 @@ public final class DeepGrowTrainer {
 
     /// Runs the training and returns the final stats (the `train_stats.json` dict).
     public func run() throws -> JSONObject {
-        var cfg = definition.clientConfig()
-        for (k, v) in request { cfg[k] = v }
-        let maxEpochs = max(1, cfg["max_epochs"]?.intValue ?? 50)
-        let valSplit = cfg["val_split"]?.doubleValue ?? 0.2
-        let valInterval = max(1, cfg["val_interval"]?.intValue ?? definition.valInterval)
-        let patience = cfg["early_stop_patience"]?.intValue ?? -1
-        let batchSize = max(1, cfg["train_batch_size"]?.intValue ?? 1)
-        let runName = try SegmentationTrainer.safeName(cfg["name"]?.stringValue ?? "train_01")
-        let pretrained = cfg["pretrained"]?.boolValue ?? true
-        let lr = cfg["lr"]?.doubleValue ?? definition.lr
-        let seed = UInt64(max(0, cfg["seed"]?.intValue ?? 0))
-        let started = Date()
-        let runID = SegmentationTrainer.runID(started)
+        let settings = try TrainSettings(definition: definition, request: request)
+        let maxEpochs = settings.maxEpochs, seed = settings.seed, device = settings.device
+        let batchSize = max(1, settings.config["train_batch_size"]?.intValue ?? 1)
 
         guard !datalist.isEmpty else {
             throw MONAILabelError.invalid("no images with a final label: save a final label before training")
         }
         let samples = try buildDataset()
         guard !samples.isEmpty else { throw MONAILabelError.invalid("no labelled voxels to train \(definition.model) on") }
-        let (trainRange, valRange) = SegmentationTrainer.split(count: samples.count, valSplit: valSplit)
+        let (trainRange, valRange) = SegmentationTrainer.split(count: samples.count, valSplit: settings.valSplit)
         let train = Array(samples[trainRange]), val = Array(samples[valRange])
         log("Deepgrow-\(dimension)D dataset: \(samples.count) samples (train \(train.count), validation \(val.count)); "
             + "roi \(roiSize), model \(modelSize); interactions \(maxTrainInteractions)/\(maxValInteractions)")
 
-        let runDir = paths.modelDir.appendingPathComponent(runName)
-        try FileOps.makeDirectory(runDir)
-        let net = try NetworkFactory.make(definition.network)
-        let resume = runDir.appendingPathComponent("model.pt")
-        let start = FileOps.isRegularFile(resume.path) ? resume
-            : (pretrained ? paths.loadPath.flatMap { FileOps.isRegularFile($0.path) ? $0 : nil } : nil)
-        if let start {
-            let sd = try Checkpoint.stateDict(from: start, key: "model")
-            try net.load(stateDict: sd.map { ($0.name, $0.tensor) }, strict: true)
-            log("Loaded weights from \(start.path)")
-        }
-        let device: Device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
-        try net.to(device)
-        let optimizer: Optimizer
-        switch definition.optimizer {
-        case "SGD": optimizer = try SGD(parameters: net.parameters(), lr: lr, momentum: 0.9, weightDecay: definition.weightDecay)
-        case "AdamW": optimizer = try AdamW(parameters: net.parameters(), lr: lr, weightDecay: definition.weightDecay)
-        default: optimizer = try Adam(parameters: net.parameters(), lr: lr, weightDecay: definition.weightDecay)
-        }
+        let epochLength = (train.count + batchSize - 1) / batchSize
+        var run = try TrainRun(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
+                               validating: !val.isEmpty, log: log)
+        let net = run.net
+        let optimizer = try run.optimizer(named: definition.optimizer, fallback: "Adam", weightDecay: definition.weightDecay)
         let loss = SigmoidDiceLoss(squaredPred: true)
         var rng = SeededGenerator(seed: seed &+ 0xD6)
-        let epochLength = (train.count + batchSize - 1) / batchSize
-        var record = StatsRecord(totalEpochs: maxEpochs, epochLength: epochLength,
-                                 startTS: Int(started.timeIntervalSince1970), validating: !val.isEmpty)
         let perSample = modelSize.reduce(1, *)
-        var sinceBest = 0
 
         for epoch in 1...maxEpochs {
             let epochStart = Date()
@@ -125,29 +96,24 @@ public final class DeepGrowTrainer {
                 net.train()
                 let x = try Tensor(input(batch, guidance), shape: [batch.count, 3] + modelSize).to(device)
                 let y = try Tensor(batch.flatMap(\.label), shape: [batch.count, 1] + modelSize).to(device)
-                try optimizer.zeroGrad()
-                let logits = try net(x)
-                let l = try loss(logits, y)
-                try l.backward()
-                try optimizer.step()
-                let lv = try l.item()
+                let (logits, lv) = try run.step(x, y, optimizer: optimizer) { try loss($0, $1) }
                 lossSum += lv
                 let pred = try Torch.withNoGrad { try logits.detach().to(dtype: .float32, device: .cpu).floats() }
                 for (b, s) in batch.enumerated() {
                     diceSum += Self.dice(Array(pred[b * perSample..<(b + 1) * perSample]), s.label) / Double(batch.count)
                 }
-                record.iteration += 1
+                run.record.iteration += 1
                 log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it, epochLength, lv))
                 progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it),
                           "total_iterations": .int(epochLength)])
             }
             let trainDice = diceSum / Double(epochLength)
-            record.epochDone(epoch, trainDice: trainDice)
+            run.record.epochDone(epoch, trainDice: trainDice)
             log(String(format: "Epoch[%d] Metrics -- train_mean_dice: %.4f, mean loss %.4f (%.1f s)", epoch, trainDice,
                        lossSum / Double(epochLength), Date().timeIntervalSince(epochStart)))
 
-            var improved = false
-            if !val.isEmpty && (epoch % valInterval == 0 || epoch == maxEpochs) {
+            var valDice: Double?
+            if run.validates(epoch) {
                 // The same clicks every validation, so scores compare across epochs.
                 var vrng = SeededGenerator(seed: seed &+ 0x7A1)
                 var scores: [Double] = []
@@ -157,34 +123,14 @@ public final class DeepGrowTrainer {
                     let logits = try forward(net, [s], g, device: device)
                     scores.append(Self.dice(logits, s.label))
                 }
-                let valDice = scores.reduce(0, +) / Double(scores.count)
-                improved = record.validated(epoch, valDice: valDice)
-                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f", epoch, valDice))
-            } else if val.isEmpty {
-                improved = record.train.bestEpoch == epoch
+                let dice = scores.reduce(0, +) / Double(scores.count)
+                valDice = dice
+                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f", epoch, dice))
             }
-            if improved {
-                sinceBest = 0
-                try save(net, epoch: epoch, to: resume)
-                try FileOps.atomicCopy(from: resume, to: paths.publishPath)
-                log("New Model published: \(resume.path) => \(paths.publishPath.path)")
-            } else if !val.isEmpty && epoch % valInterval == 0 {
-                sinceBest += 1
-            }
-            let bytes = JSONValue.object(record.json(epoch: epoch, elapsed: Date().timeIntervalSince(started))).prettyBytes()
-            try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
-            try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
-            if patience > 0 && sinceBest >= patience {
-                log("Early stopping: no improvement of val_mean_dice for \(patience) validations")
-                break
-            }
+            guard try run.endEpoch(epoch, valDice: valDice) else { break }
         }
-        try save(net, epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
-        let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(started), finished: true)
-        let bytes = JSONValue.object(final).prettyBytes()
-        try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
-        try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
-        log("Training finished: best \(val.isEmpty ? "train" : "val")_mean_dice \(record.bestMetric)")
+        let final = try run.finish()
+        log("Training finished: best \(val.isEmpty ? "train" : "val")_mean_dice \(run.record.bestMetric)")
         return final
     }
 
@@ -294,10 +240,5 @@ public final class DeepGrowTrainer {
             if a && b { inter += 1 }
         }
         return p + g == 0 ? 1 : 2 * Double(inter) / Double(p + g)
-    }
-
-    private func save(_ net: any Layer, epoch: Int, to url: URL) throws {
-        let sd = try net.stateDict().map { (name: $0.0, tensor: $0.1) }
-        try Checkpoint.write(stateDict: sd, key: "model", extra: [(key: "epoch", value: .int(epoch))], to: url)
     }
 }

@@ -31,8 +31,21 @@ final class ModelLoader: @unchecked Sendable {
         self.paths = paths
     }
 
+    /// The loader of a model `app.json` defines: its weights are `files.pretrained` (default
+    /// `pretrained_<name>.pt`) and `files.published` (default `<name>.pt`) under `modelDir`.
+    convenience init(model name: String, networkSpec: JSONObject, files: JSONValue?, modelDir: URL) {
+        let f = files?.objectValue ?? JSONObject()
+        self.init(networkSpec: networkSpec, paths: [
+            modelDir.appendingPathComponent(f["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
+            modelDir.appendingPathComponent(f["published"]?.stringValue ?? "\(name).pt"),
+        ])
+    }
+
     /// The weights file in use: the last existing path (published beats pretrained), nil for random weights.
     var currentFile: URL? { paths.last { FileOps.isRegularFile($0.path) } }
+
+    /// The weights in use, for `/info/`: a file name, or that the network is untrained.
+    var weightsDescription: String { currentFile?.lastPathComponent ?? "untrained (random initialisation)" }
 
     /// Runs `body` with the current network, loading or reloading it first when needed.
     func withNetwork<T>(_ body: (LoadedNetwork) throws -> T) throws -> T {
@@ -71,14 +84,20 @@ final class ModelLoader: @unchecked Sendable {
                 throw MONAILabelError.io("cannot load TorchScript model \(file.lastPathComponent): \(error)")
             }
         }
-        let m = try NetworkFactory.make(networkSpec)
+        let m = try Self.network(networkSpec, weights: file)
+        m.eval()
+        return .module(m)
+    }
+
+    /// A network built from `spec` with the checkpoint `file`'s weights (strictly: every parameter named).
+    static func network(_ spec: JSONObject, weights file: URL) throws -> any Layer {
+        let m = try NetworkFactory.make(spec)
         do {
             let state = try Checkpoint.stateDict(from: file, key: "model")
             try m.load(stateDict: state.map { ($0.name, $0.tensor) }, strict: true)
         } catch {
             throw MONAILabelError.io("cannot load weights \(file.lastPathComponent): \(error)")
         }
-        m.eval()
-        return .module(m)
+        return m
     }
 }

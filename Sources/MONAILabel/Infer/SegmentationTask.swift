@@ -21,6 +21,39 @@ public struct InferResult: Sendable {
     public var json: JSONObject
 }
 
+extension InferResult {
+    /// Upstream's `Writer` and result JSON, which every infer task ends with: the label written to a temporary
+    /// file honouring `result_extension` (default: the image's) and `result_dtype` (default uint8), or no file
+    /// with `skip_writer`; then `extra` (a task's own keys, first), `label_names`, `latencies` (total since
+    /// `started`) and `centroids`. A format or dtype the writer refuses is the client's error, not the server's.
+    static func written(
+        _ label: Volume, for request: InferRequest, labels: JSONValue, timings: inout Timings, started: DispatchTime,
+        extra: JSONObject = JSONObject()
+    ) throws -> InferResult {
+        let p = request.params
+        let file: URL? = try timings.measure("stage", "write") {
+            if p["skip_writer"]?.boolValue == true { return nil }
+            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
+            var dtype = VoxelType.uint8
+            if let d = p["result_dtype"]?.stringValue {
+                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
+                dtype = t
+            }
+            do {
+                return try ImageIO.writeTemporary(label, resultExtension: ext, dtype: dtype)
+            } catch let e as ImagingError {
+                throw MONAILabelError.invalid(e.message)
+            }
+        }
+        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        var json = extra
+        json["label_names"] = labels
+        json["latencies"] = .object(timings.latencies(total: total))
+        json["centroids"] = .object(JSONObject())
+        return InferResult(file: file, json: json)
+    }
+}
+
 /// Upstream's `BasicInferTask` for segmentation models (spec section 4.1): pre-transforms, a simple or
 /// sliding-window inferer, softmax + argmax (+ largest connected component), `Restored` onto the source grid
 /// in world space, and the writer honouring `result_extension` / `result_dtype`.
@@ -30,12 +63,8 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     public let labels: JSONValue
     public let dimension: Int
     public let description: String
-    public var config: JSONObject {
-        var c = baseConfig
-        c["device"] = .array(DeviceList.names().map { .string($0) })
-        return c
-    }
-    public let modelPaths: [URL]
+    public var config: JSONObject { DeviceList.config(baseConfig) }
+    public var modelPaths: [URL] { loader.paths }
 
     let pre: [PreTransform]
     let inferer: JSONObject
@@ -62,17 +91,12 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         }
         inferer = d["inferer"]?.objectValue ?? JSONObject()
         largestCC = d["post"]?["largest_cc"]?.boolValue ?? false
-        let files = d["files"]?.objectValue ?? JSONObject()
-        modelPaths = [
-            modelDir.appendingPathComponent(files["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
-            modelDir.appendingPathComponent(files["published"]?.stringValue ?? "\(name).pt"),
-        ]
         baseConfig = d["config"]?.objectValue ?? JSONObject()
-        loader = ModelLoader(networkSpec: network, paths: modelPaths)
+        loader = ModelLoader(model: name, networkSpec: network, files: d["files"], modelDir: modelDir)
     }
 
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
-    public var weights: String { loader.currentFile?.lastPathComponent ?? "untrained (random initialisation)" }
+    public var weights: String { loader.weightsDescription }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
@@ -113,27 +137,7 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
             return r
         }
 
-        // Writer.
-        let file: URL? = try timings.measure("stage", "write") {
-            if p["skip_writer"]?.boolValue == true { return nil }
-            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
-            var dtype: VoxelType? = nil
-            if let d = p["result_dtype"]?.stringValue {
-                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
-                dtype = t
-            }
-            do {
-                return try ImageIO.writeTemporary(pred, resultExtension: ext, dtype: dtype ?? .uint8)
-            } catch let e as ImagingError {
-                throw MONAILabelError.invalid(e.message)
-            }
-        }
-        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        var json = JSONObject()
-        json["label_names"] = labels
-        json["latencies"] = .object(timings.latencies(total: total))
-        json["centroids"] = .object(JSONObject())
-        return InferResult(file: file, json: json)
+        return try .written(pred, for: request, labels: labels, timings: &timings, started: started)
     }
 
     /// Loads the image and runs the pre-transforms in place, timing each; returns the network input
@@ -269,5 +273,12 @@ public enum DeviceList {
         guard Torch.cudaIsAvailable else { return ["cpu"] }
         let n = Torch.cudaDeviceCount
         return n == 1 ? ["cuda"] : (0..<n).map { "cuda:\($0)" }
+    }
+
+    /// An infer task's `/info/` config: its own settings, then `device`, the list a client picks from.
+    static func config(_ own: JSONObject) -> JSONObject {
+        var c = own
+        c["device"] = .array(names().map { .string($0) })
+        return c
     }
 }

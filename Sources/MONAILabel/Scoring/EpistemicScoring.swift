@@ -1,6 +1,5 @@
 import Foundation
 import Imaging
-import TorchCheckpoint
 import TorchKit
 
 /// Upstream's entropy of the mean prediction over Monte Carlo samples (`EpistemicScoring.entropy_3d_volume`):
@@ -88,23 +87,16 @@ extension Module {
 ///
 /// The network is the model's own definition with dropout 0.2 where it has none (upstream's
 /// `network_with_dropout`); dropout modules have no parameters, so the served checkpoint loads strictly.
-public struct EpistemicScoring: ModelDependentScoring {
+public struct EpistemicScoring: SegmentationModelScoring {
     public let name: String
     public let description = "Compute initial score based on dropout"
-    public let modelName: String
     /// Default Monte Carlo samples (`--conf epistemic_samples`, upstream's 5); a request's `num_samples` wins.
     public let samples: Int
     /// Dropout probability given to networks defined without dropout (upstream's 0.2).
     public static let dropout = 0.2
     let task: SegmentationTask
+    public var modelName: String { task.name }
     static let keys = ModelScoreKeys(score: "epistemic_entropy", ts: "epistemic_ts", model: "epistemic_model")
-
-    init(name: String, task: SegmentationTask, samples: Int) {
-        self.name = name
-        self.task = task
-        modelName = task.name
-        self.samples = samples
-    }
 
     /// The network definition with MC dropout: MONAI's own keyword (`dropout` for UNet and BasicUNet,
     /// `dropout_prob` for SegResNet) set to 0.2 unless the model already uses a non-zero value. Nil for
@@ -123,10 +115,6 @@ public struct EpistemicScoring: ModelDependentScoring {
 
     /// Whether `task`'s network can be scored this way.
     static func supports(_ task: SegmentationTask) -> Bool { dropoutSpec(task.loader.networkSpec) != nil }
-
-    public func isStale(datastore: Datastore) -> Bool {
-        ModelScoring.isStale(task: task, keys: Self.keys, datastore: datastore)
-    }
 
     public func score(request: JSONObject, datastore: Datastore, log: (String) -> Void) throws -> ScoringOutcome {
         log("Starting Epistemic Uncertainty scoring with model \(modelName)")
@@ -156,13 +144,7 @@ public struct EpistemicScoring: ModelDependentScoring {
             let network = task.loader.networkSpec["name"]?.stringValue ?? "?"
             throw MONAILabelError.invalid("model \(modelName): network \(network) has no dropout")
         }
-        let net = try NetworkFactory.make(spec)
-        do {
-            let state = try Checkpoint.stateDict(from: file, key: "model")
-            try net.load(stateDict: state.map { ($0.name, $0.tensor) }, strict: true)
-        } catch {
-            throw MONAILabelError.io("cannot load weights \(file.lastPathComponent): \(error)")
-        }
+        let net = try ModelLoader.network(spec, weights: file)
         try net.to(.best)
         guard net.enableMCDropout() > 0 else {
             throw MONAILabelError.invalid("model \(modelName): the network has no active dropout layer")

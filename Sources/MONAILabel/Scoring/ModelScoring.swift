@@ -9,6 +9,18 @@ public protocol ModelDependentScoring: ScoringMethod {
     func isStale(datastore: Datastore) -> Bool
 }
 
+/// A score of one segmentation model's predictions, stored under `keys` in the image info.
+protocol SegmentationModelScoring: ModelDependentScoring {
+    var task: SegmentationTask { get }
+    static var keys: ModelScoreKeys { get }
+}
+
+extension SegmentationModelScoring {
+    public func isStale(datastore: Datastore) -> Bool {
+        ModelScoring.isStale(task: task, keys: Self.keys, datastore: datastore)
+    }
+}
+
 /// Where a model-based score lives in an image's info: upstream's `<score>` and `<prefix>_ts`, plus the model
 /// that computed it (not upstream: with several models scoring, a model-file time alone cannot tell whose
 /// score it is).

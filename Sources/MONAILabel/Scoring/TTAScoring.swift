@@ -1,5 +1,4 @@
 import Foundation
-import TorchCheckpoint
 import TorchKit
 
 /// The per-voxel variance of probabilities across samples, summed over the foreground channels (channel 0 is
@@ -58,21 +57,14 @@ public struct VarianceAccumulator {
 /// Upstream draws random affine transforms, rotations and flips, thresholds sigmoid outputs and stores
 /// `tta_vvc` = std/mean over the whole stack, which mostly measures how small the foreground is rather than
 /// how much the predictions disagree; hence another key for another quantity.
-public struct TTAScoring: ModelDependentScoring {
+public struct TTAScoring: SegmentationModelScoring {
     public let name: String
     public let description = "Compute initial score based on TTA"
-    public let modelName: String
     /// Default augmentations (`--conf tta_samples`, upstream's 5), at most the 2^dims flip combinations.
     public let samples: Int
     let task: SegmentationTask
+    public var modelName: String { task.name }
     static let keys = ModelScoreKeys(score: "tta_variance", ts: "tta_ts", model: "tta_model")
-
-    init(name: String, task: SegmentationTask, samples: Int) {
-        self.name = name
-        self.task = task
-        modelName = task.name
-        self.samples = samples
-    }
 
     /// The flip combinations over spatial dims `2..<2+dims` of a `[1, C, *spatial]` tensor: the identity, then
     /// single axes, then pairs, ...
@@ -83,10 +75,6 @@ public struct TTAScoring: ModelDependentScoring {
             all.append(axes.enumerated().filter { mask & (1 << $0.offset) != 0 }.map(\.element))
         }
         return all.sorted { $0.count != $1.count ? $0.count < $1.count : $0.lexicographicallyPrecedes($1) }
-    }
-
-    public func isStale(datastore: Datastore) -> Bool {
-        ModelScoring.isStale(task: task, keys: Self.keys, datastore: datastore)
     }
 
     public func score(request: JSONObject, datastore: Datastore, log: (String) -> Void) throws -> ScoringOutcome {
@@ -118,13 +106,7 @@ public struct TTAScoring: ModelDependentScoring {
             try s.eval()
             return { try s.forward($0) }
         }
-        let net = try NetworkFactory.make(task.loader.networkSpec)
-        do {
-            let state = try Checkpoint.stateDict(from: file, key: "model")
-            try net.load(stateDict: state.map { ($0.name, $0.tensor) }, strict: true)
-        } catch {
-            throw MONAILabelError.io("cannot load weights \(file.lastPathComponent): \(error)")
-        }
+        let net = try ModelLoader.network(task.loader.networkSpec, weights: file)
         try net.to(.best)
         net.eval()
         return { try net($0) }

@@ -17,33 +17,26 @@ public final class GeoSTask: InferTask, @unchecked Sendable {
     public let dimension = 3
     public let description = "A geodesic (GeoS) segmentation from foreground and background scribbles"
     public var config: JSONObject {
-        var c = JSONObject()
-        c["gamma"] = .double(defaults.gamma)
-        c["theta"] = .double(defaults.theta)
-        c["device"] = .array(DeviceList.names().map { .string($0) })
-        return c
+        DeviceList.config(["gamma": .double(defaults.gamma), "theta": .double(defaults.theta)])
     }
     public let modelPaths: [URL] = []
 
     let defaults: GeoSParameters
-    let backgroundValue: Int
-    let foregroundValue: Int
 
     /// `labels` are the app's labels, which fix the default scribble values as for `Histogram+GraphCut`.
     public init(name: String = "Scribbles+GeoS", labels: JSONValue, defaults: GeoSParameters = .standard) {
         self.name = name
         self.labels = labels
         self.defaults = defaults
-        (backgroundValue, foregroundValue) = ScribbleIDs.defaultValues(labels: labels)
     }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
-        let p = request.params
         var timings = Timings()
         let started = DispatchTime.now()
-        let parameters = try defaults.overridden(by: p)
-        let ids = try ScribbleIDs(labelInfo: p["label_info"], background: backgroundValue, foreground: foregroundValue)
-        let input = try ScribblesPipeline.prepare(request, task: name, ids: ids, requireScribbles: true, timings: &timings)
+        let parameters = try defaults.overridden(by: request.params)
+        let input = try ScribblesPipeline.prepare(request, task: name, labels: labels, requireScribbles: true,
+                                                  timings: &timings)
+        let ids = input.ids
         guard input.scribbles.contains(ids.foreground) else {
             throw MONAILabelError.invalid("no foreground scribbles (value \(Int(ids.foreground))) in the label")
         }

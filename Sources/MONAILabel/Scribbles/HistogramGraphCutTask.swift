@@ -17,19 +17,12 @@ public final class HistogramGraphCutTask: InferTask, @unchecked Sendable {
     public let dimension = 3
     public let description = "A post processing step with histogram-based GraphCut for Generic segmentation"
     public var config: JSONObject {
-        var c = JSONObject()
-        c["num_bins"] = .int(defaults.numBins)
-        c["lamda"] = .double(defaults.lamda)
-        c["sigma"] = .double(defaults.sigma)
-        c["device"] = .array(DeviceList.names().map { .string($0) })
-        return c
+        DeviceList.config(["num_bins": .int(defaults.numBins), "lamda": .double(defaults.lamda),
+                           "sigma": .double(defaults.sigma)])
     }
     public let modelPaths: [URL] = []
 
     let defaults: ScribblesParameters
-    /// Upstream's scribble values: background = number of labels + 1, foreground = + 2.
-    let backgroundValue: Int
-    let foregroundValue: Int
 
     /// `labels` are the app's labels (upstream passes the last model config's), which fix the default
     /// scribble values.
@@ -37,32 +30,22 @@ public final class HistogramGraphCutTask: InferTask, @unchecked Sendable {
         self.name = name
         self.labels = labels
         self.defaults = defaults
-        (backgroundValue, foregroundValue) = ScribbleIDs.defaultValues(labels: labels)
     }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
-        let p = request.params
         var timings = Timings()
         let started = DispatchTime.now()
-        let parameters = try defaults.overridden(by: p)
-        let ids = try ScribbleIDs(labelInfo: p["label_info"], background: backgroundValue, foreground: foregroundValue)
-        let input = try ScribblesPipeline.prepare(request, task: name, ids: ids, requireScribbles: true, timings: &timings)
-
+        let parameters = try defaults.overridden(by: request.params)
+        let input = try ScribblesPipeline.prepare(request, task: name, labels: labels, requireScribbles: true,
+                                                  timings: &timings)
         let likelihood = try timings.measure("stage", "infer") {
             try ScribblesPipeline.histogramLikelihood(
-                input.intensities, scribbles: input.scribbles, ids: ids, bins: parameters.numBins)
+                input.intensities, scribbles: input.scribbles, ids: input.ids, bins: parameters.numBins)
         }
         timings.record("stage", "invert", 0)
-        let unary = timings.measure("post", "MakeISegUnaryd") {
-            ScribblesPipeline.isegUnary(foreground: likelihood, scribbles: input.scribbles, ids: ids)
-        }
-        let segmentation = try timings.measure("post", "ApplyGraphCutOptimisationd") {
-            try ScribblesPipeline.graphCut(
-                input.intensities, shape: input.grid.spatialShape, foreground: unary, scribbles: input.scribbles,
-                ids: ids, lamda: parameters.lamda, sigma: parameters.sigma)
-        }
-        return try ScribblesPipeline.finish(
-            segmentation, input: input, request: request, labels: labels, timings: &timings, started: started)
+        return try ScribblesPipeline.graphCutAndFinish(
+            likelihood, input: input, parameters: parameters, request: request, labels: labels, timings: &timings,
+            started: started)
     }
 }
 
@@ -272,12 +255,15 @@ struct ScribblesInput {
 extension ScribblesPipeline {
     /// Pre-transforms shared by the scribbles tasks: `LoadImaged` (image + `label` scribbles),
     /// `AddBackgroundScribblesFromROId` (params `roi`), `Spacingd` to `pixdim` (bilinear / nearest),
-    /// `ScaleIntensityRanged` (−300..200 → 0..1). Without `requireScribbles` a missing `label` means no
+    /// `ScaleIntensityRanged` (−300..200 → 0..1). The scribble values are the request's `label_info`, else
+    /// upstream's defaults for the app's `labels`. Without `requireScribbles` a missing `label` means no
     /// scribbles at all.
     static func prepare(
-        _ request: InferRequest, task: String, ids: ScribbleIDs, requireScribbles: Bool, timings: inout Timings
+        _ request: InferRequest, task: String, labels: JSONValue, requireScribbles: Bool, timings: inout Timings
     ) throws -> ScribblesInput {
         let p = request.params
+        let (background, foreground) = ScribbleIDs.defaultValues(labels: labels)
+        let ids = try ScribbleIDs(labelInfo: p["label_info"], background: background, foreground: foreground)
         let labelPath = p["label"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
         if labelPath == nil && requireScribbles {
             throw MONAILabelError.invalid("\(task) needs the scribbles: upload them as the 'label' file part")
@@ -311,6 +297,23 @@ extension ScribblesPipeline {
         return ScribblesInput(image: image, grid: marks.grid, intensities: intensities, scribbles: marks.floats, ids: ids)
     }
 
+    /// The post-transforms of the GraphCut tasks: ISeg's unary from the `foreground` likelihood with the
+    /// scribbles as hard constraints, GraphCut (`lamda`, `sigma`), then `finish`.
+    static func graphCutAndFinish(
+        _ foreground: [Float], input: ScribblesInput, parameters: ScribblesParameters, request: InferRequest,
+        labels: JSONValue, timings: inout Timings, started: DispatchTime
+    ) throws -> InferResult {
+        let unary = timings.measure("post", "MakeISegUnaryd") {
+            isegUnary(foreground: foreground, scribbles: input.scribbles, ids: input.ids)
+        }
+        let segmentation = try timings.measure("post", "ApplyGraphCutOptimisationd") {
+            try graphCut(
+                input.intensities, shape: input.grid.spatialShape, foreground: unary, scribbles: input.scribbles,
+                ids: input.ids, lamda: parameters.lamda, sigma: parameters.sigma)
+        }
+        return try finish(segmentation, input: input, request: request, labels: labels, timings: &timings, started: started)
+    }
+
     /// Post-transforms shared by the scribbles tasks: `Restored` of the 0/1 result onto the image grid,
     /// `BoundingBoxd` into `bbox`, the writer (`result_extension`, `result_dtype`, `skip_writer`), and the
     /// result JSON (`bbox`, `label_names`, `latencies`, `centroids`).
@@ -318,7 +321,6 @@ extension ScribblesPipeline {
         _ segmentation: [UInt8], input: ScribblesInput, request: InferRequest, labels: JSONValue, timings: inout Timings,
         started: DispatchTime
     ) throws -> InferResult {
-        let p = request.params
         let pred = Volume(
             spatialShape: input.grid.spatialShape, channels: 1, data: .uint8(segmentation), affine: input.grid.affine)
         let restored = try timings.measure("post", "Restored") { try Restored(original: input.image)(pred) }
@@ -326,27 +328,8 @@ extension ScribblesPipeline {
         let bbox = timings.measure("post", "BoundingBoxd") {
             boundingRect(restoredLabels.asFloat(), shape: restored.spatialShape)
         }
-        let file: URL? = try timings.measure("stage", "write") {
-            if p["skip_writer"]?.boolValue == true { return nil }
-            let ext = p["result_extension"]?.stringValue ?? ImageIO.fileExtension(of: request.imagePath) ?? ".nii.gz"
-            var dtype = VoxelType.uint8
-            if let d = p["result_dtype"]?.stringValue {
-                guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
-                dtype = t
-            }
-            do {
-                return try ImageIO.writeTemporary(restored, resultExtension: ext, dtype: dtype)
-            } catch let e as ImagingError {
-                throw MONAILabelError.invalid(e.message)
-            }
-        }
-        let total = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        var json = JSONObject()
-        json["bbox"] = .array(bbox.map { .int($0) })
-        json["label_names"] = labels
-        json["latencies"] = .object(timings.latencies(total: total))
-        json["centroids"] = .object(JSONObject())
-        return InferResult(file: file, json: json)
+        return try .written(restored, for: request, labels: labels, timings: &timings, started: started,
+                            extra: ["bbox": .array(bbox.map { .int($0) })])
     }
 
     static func load(_ path: String, what: String) throws -> Volume {

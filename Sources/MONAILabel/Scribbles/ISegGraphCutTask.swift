@@ -42,11 +42,7 @@ public final class ISegGraphCutTask: InferTask, @unchecked Sendable {
         return "A post processing step refining the \(names) model's prediction with scribbles (ISeg + GraphCut)"
     }
     public var config: JSONObject {
-        var c = JSONObject()
-        c["lamda"] = .double(defaults.lamda)
-        c["sigma"] = .double(defaults.sigma)
-        c["device"] = .array(DeviceList.names().map { .string($0) })
-        return c
+        DeviceList.config(["lamda": .double(defaults.lamda), "sigma": .double(defaults.sigma)])
     }
     public let modelPaths: [URL] = []
 
@@ -75,9 +71,8 @@ public final class ISegGraphCutTask: InferTask, @unchecked Sendable {
         var timings = Timings()
         let started = DispatchTime.now()
         let parameters = try defaults.overridden(by: p)
-        let (bg, fg) = ScribbleIDs.defaultValues(labels: labels)
-        let ids = try ScribbleIDs(labelInfo: p["label_info"], background: bg, foreground: fg)
-        let input = try ScribblesPipeline.prepare(request, task: name, ids: ids, requireScribbles: false, timings: &timings)
+        let input = try ScribblesPipeline.prepare(request, task: name, labels: labels, requireScribbles: false,
+                                                  timings: &timings)
         let (model, label) = try refinedLabel(p["selected_label_name"]?.stringValue)
 
         let probability = try timings.measure("stage", "infer") { () throws -> [Float] in
@@ -92,16 +87,9 @@ public final class ISegGraphCutTask: InferTask, @unchecked Sendable {
             return values
         }
         timings.record("stage", "invert", 0)
-        let unary = timings.measure("post", "MakeISegUnaryd") {
-            ScribblesPipeline.isegUnary(foreground: probability, scribbles: input.scribbles, ids: ids)
-        }
-        let segmentation = try timings.measure("post", "ApplyGraphCutOptimisationd") {
-            try ScribblesPipeline.graphCut(
-                input.intensities, shape: input.grid.spatialShape, foreground: unary, scribbles: input.scribbles,
-                ids: ids, lamda: parameters.lamda, sigma: parameters.sigma)
-        }
-        return try ScribblesPipeline.finish(
-            segmentation, input: input, request: request, labels: model.labels, timings: &timings, started: started)
+        return try ScribblesPipeline.graphCutAndFinish(
+            probability, input: input, parameters: parameters, request: request, labels: model.labels,
+            timings: &timings, started: started)
     }
 
     /// The model and label to refine: the first model that segments `selected`, else the first model's first

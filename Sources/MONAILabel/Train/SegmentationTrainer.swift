@@ -1,6 +1,5 @@
 import Foundation
 import Imaging
-import TorchCheckpoint
 import TorchKit
 
 /// Where a run reads and writes (spec section 4.2): `<model_dir>/<name>/model.pt` (best validation Dice),
@@ -58,23 +57,14 @@ public final class SegmentationTrainer {
 
     /// Runs the training and returns the final stats (the `train_stats.json` dict).
     public func run() throws -> JSONObject {
-        var cfg = definition.clientConfig()
-        for (k, v) in request { cfg[k] = v }
-        let maxEpochs = max(1, cfg["max_epochs"]?.intValue ?? 50)
-        let patience = cfg["early_stop_patience"]?.intValue ?? -1
-        let valSplit = cfg["val_split"]?.doubleValue ?? 0.2
-        let valInterval = max(1, cfg["val_interval"]?.intValue ?? definition.valInterval)
-        let runName = try Self.safeName(cfg["name"]?.stringValue ?? "train_01")
-        let pretrained = cfg["pretrained"]?.boolValue ?? true
-        let lr = cfg["lr"]?.doubleValue ?? definition.lr
-        let seed = UInt64(max(0, cfg["seed"]?.intValue ?? 0))
-        let started = Date()
-        let runID = Self.runID(started)
+        let settings = try TrainSettings(definition: definition, request: request)
+        let maxEpochs = settings.maxEpochs, valInterval = settings.valInterval, seed = settings.seed
+        let device = settings.device
 
         guard !datalist.isEmpty else {
             throw MONAILabelError.invalid("no images with a final label: save a final label before training")
         }
-        let (trainRange, valRange) = Self.split(count: datalist.count, valSplit: valSplit)
+        let (trainRange, valRange) = Self.split(count: datalist.count, valSplit: settings.valSplit)
         let stats = Planner.sampleStats(datalist[trainRange].map(\.image))
         let plan = Planner.plan(definition: definition, images: stats, datasetSize: datalist.count, machine: machine,
                                 request: request)
@@ -102,32 +92,16 @@ public final class SegmentationTrainer {
         log("Cached \(trainCases.count + valCases.count) preprocessed cases")
 
         // Network, optimizer, resume / pretrained weights.
-        let runDir = paths.modelDir.appendingPathComponent(runName)
-        try FileOps.makeDirectory(runDir)
-        let net = try NetworkFactory.make(definition.network)
-        let resume = runDir.appendingPathComponent("model.pt")
-        let start = FileOps.isRegularFile(resume.path) ? resume
-            : (pretrained ? paths.loadPath.flatMap { FileOps.isRegularFile($0.path) ? $0 : nil } : nil)
-        if let start {
-            let sd = try Checkpoint.stateDict(from: start, key: "model")
-            try net.load(stateDict: sd.map { ($0.name, $0.tensor) }, strict: true)
-            log("Loaded weights from \(start.path)")
-        }
-        // CUDA when libtorch has it, unless the client picked "cpu" from the device list.
-        let device: Device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
-        try net.to(device)
+        let batchSize = plan.trainBatchSize
+        let epochLength = (trainCases.count + batchSize - 1) / batchSize
+        var run = try TrainRun(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
+                               validating: !valCases.isEmpty, log: log)
+        let net = run.net
         net.train()
-        let params = net.parameters()
-        let optimizer: Optimizer
-        switch definition.optimizer {
-        case "Adam": optimizer = try Adam(parameters: params, lr: lr, weightDecay: definition.weightDecay)
-        case "SGD": optimizer = try SGD(parameters: params, lr: lr, momentum: 0.9, weightDecay: definition.weightDecay)
-        default: optimizer = try AdamW(parameters: params, lr: lr, weightDecay: definition.weightDecay)
-        }
+        let optimizer = try run.optimizer(named: definition.optimizer, fallback: "AdamW", weightDecay: definition.weightDecay)
         let loss = DiceCELoss(squaredPred: definition.squaredPred, batch: definition.batchDice)
 
         // Batches for every epoch, built ahead on worker threads.
-        let batchSize = plan.trainBatchSize
         var schedule: [[Int]] = []
         var shuffler = SeededGenerator(seed: seed &+ 17)
         for _ in 0..<maxEpochs {
@@ -135,16 +109,12 @@ public final class SegmentationTrainer {
             order.shuffle(using: &shuffler)
             schedule += stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min($0 + batchSize, order.count)]) }
         }
-        let epochLength = (trainCases.count + batchSize - 1) / batchSize
         let loader = CropLoader(cases: trainCases, schedule: schedule, patch: plan.patchSize,
                                 numSamples: plan.numSamples, seed: seed, workers: max(1, machine.cores / 2))
         defer { loader.stop() }
 
-        var record = StatsRecord(totalEpochs: maxEpochs, epochLength: epochLength, startTS: Int(started.timeIntervalSince1970),
-                                 validating: !valCases.isEmpty)
         let classes = definition.outChannels
         let inferer = SlidingWindowInferer(roiSize: definition.valRoiSize, swBatchSize: 1, overlap: 0.25)
-        var sinceBest = 0
         var iterationTime = 0.0, iterationsDone = 0
         var validationTime = 0.0, validations = 0
         for epoch in 1...maxEpochs {
@@ -155,12 +125,7 @@ public final class SegmentationTrainer {
                 let b = try loader.batch((epoch - 1) * epochLength + it - 1)
                 let x = try Tensor(b.image, shape: b.shape).to(device)
                 let y = try Tensor(b.label, shape: b.shape).to(device)
-                try optimizer.zeroGrad()
-                let logits = try net(x)
-                let l = try loss(logits, y)
-                try l.backward()
-                try optimizer.step()
-                let lv = try l.item()
+                let (logits, lv) = try run.step(x, y, optimizer: optimizer) { try loss($0, $1) }
                 lossSum += lv
                 let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
                 let per = b.shape[2...].reduce(1, *)
@@ -173,7 +138,7 @@ public final class SegmentationTrainer {
                 }
                 iterationTime += Date().timeIntervalSince(t0)
                 iterationsDone += 1
-                record.iteration += 1
+                run.record.iteration += 1
                 let remainingIterations = (maxEpochs - epoch) * epochLength + (epochLength - it)
                 let remainingValidations = valCases.isEmpty ? 0 : (maxEpochs - epoch) / valInterval + 1
                 let eta = iterationTime / Double(iterationsDone) * Double(remainingIterations)
@@ -183,12 +148,12 @@ public final class SegmentationTrainer {
                           "total_iterations": .int(epochLength), "eta": .double((eta * 10).rounded() / 10)])
             }
             let trainDice = diceCount > 0 ? diceSum / Double(diceCount) : 0
-            record.epochDone(epoch, trainDice: trainDice)
+            run.record.epochDone(epoch, trainDice: trainDice)
             log(String(format: "Epoch[%d] Metrics -- train_mean_dice: %.4f, mean loss %.4f (%.1f s)", epoch, trainDice,
                        lossSum / Double(epochLength), Date().timeIntervalSince(epochStart)))
 
-            var improved = false
-            if !valCases.isEmpty && (epoch % valInterval == 0 || epoch == maxEpochs) {
+            var valDice: Double?
+            if run.validates(epoch) {
                 let v0 = Date()
                 net.eval()
                 var scores: [Double] = []
@@ -201,44 +166,17 @@ public final class SegmentationTrainer {
                     }
                 }
                 net.train()
-                let valDice = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
+                let dice = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
                 validationTime += Date().timeIntervalSince(v0)
                 validations += 1
-                improved = record.validated(epoch, valDice: valDice)
-                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f (%.1f s)", epoch, valDice, Date().timeIntervalSince(v0)))
-            } else if valCases.isEmpty {
-                improved = record.train.bestEpoch == epoch
+                valDice = dice
+                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f (%.1f s)", epoch, dice, Date().timeIntervalSince(v0)))
             }
-            if improved {
-                sinceBest = 0
-                try save(net, epoch: epoch, to: resume)
-                try FileOps.atomicCopy(from: resume, to: paths.publishPath)
-                log("New Model published: \(resume.path) => \(paths.publishPath.path)")
-            } else if !valCases.isEmpty && epoch % valInterval == 0 {
-                sinceBest += 1
-            }
-            let statsJSON = record.json(epoch: epoch, elapsed: Date().timeIntervalSince(started))
-            let bytes = JSONValue.object(statsJSON).prettyBytes()
-            try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
-            try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
-            if patience > 0 && sinceBest >= patience {
-                log("Early stopping: no improvement of val_mean_dice for \(patience) validations")
-                break
-            }
+            guard try run.endEpoch(epoch, valDice: valDice) else { break }
         }
-        try save(net, epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
-        let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(started), finished: true)
-        let bytes = JSONValue.object(final).prettyBytes()
-        try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(runID).json"))
-        try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
-        log("Training finished: best val_mean_dice \(record.bestMetric)")
+        let final = try run.finish()
+        log("Training finished: best val_mean_dice \(run.record.bestMetric)")
         return final
-    }
-
-    /// `stateDict()` copies to the host, so checkpoints are CPU tensors whatever the training device.
-    private func save(_ net: any Layer, epoch: Int, to url: URL) throws {
-        let sd = try net.stateDict().map { (name: $0.0, tensor: $0.1) }
-        try Checkpoint.write(stateDict: sd, key: "model", extra: [(key: "epoch", value: .int(epoch))], to: url)
     }
 
     /// CropForegroundd on the image (`x > 0`), the same box on the label, then SpatialPadd to the crop.

@@ -1,0 +1,161 @@
+import Foundation
+import TorchCheckpoint
+import TorchKit
+
+/// The request keys every trainer reads (upstream's `BasicTrainTask` config: `max_epochs`, `val_split`,
+/// `val_interval`, `early_stop_patience`, `name`, `pretrained`, `lr`, `seed`, `device`), the client's values
+/// over the model's defaults, and the moment the run started.
+struct TrainSettings {
+    /// The whole merged config, for the keys only one trainer reads.
+    let config: JSONObject
+    let maxEpochs: Int
+    let valSplit: Double
+    let valInterval: Int
+    let patience: Int
+    let runName: String
+    let pretrained: Bool
+    let lr: Double
+    let seed: UInt64
+    /// CUDA when libtorch has it, unless the client picked "cpu" from the device list.
+    let device: Device
+    let started: Date
+    /// Names this run's `stats_<run_id>.json`.
+    let runID: String
+
+    init(definition: TrainDefinition, request: JSONObject) throws {
+        var cfg = definition.clientConfig()
+        for (k, v) in request { cfg[k] = v }
+        config = cfg
+        maxEpochs = max(1, cfg["max_epochs"]?.intValue ?? 50)
+        valSplit = cfg["val_split"]?.doubleValue ?? 0.2
+        valInterval = max(1, cfg["val_interval"]?.intValue ?? definition.valInterval)
+        patience = cfg["early_stop_patience"]?.intValue ?? -1
+        runName = try SegmentationTrainer.safeName(cfg["name"]?.stringValue ?? "train_01")
+        pretrained = cfg["pretrained"]?.boolValue ?? true
+        lr = cfg["lr"]?.doubleValue ?? definition.lr
+        seed = UInt64(max(0, cfg["seed"]?.intValue ?? 0))
+        device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
+        started = Date()
+        runID = SegmentationTrainer.runID(started)
+    }
+}
+
+/// What the trainers share around their own training step: the run folder, the network with its starting
+/// weights, and the bookkeeping after each epoch (best model saved and published atomically, `stats_<run_id>.json`
+/// and `train_stats.json`, early stopping), then the final checkpoint and stats.
+struct TrainRun {
+    let settings: TrainSettings
+    let paths: TrainPaths
+    /// `<model_dir>/<name>`.
+    let runDir: URL
+    /// `<run>/model.pt`: the best model so far, and where a later run with the same name resumes from.
+    let resume: URL
+    let net: any Layer
+    var record: StatsRecord
+    private let log: SegmentationTrainer.LogSink
+    /// Validations in a row without improvement, for `early_stop_patience`.
+    private var sinceBest = 0
+
+    /// Makes the run folder and the network, starting from the run's own `model.pt` when resuming, else from
+    /// `load_path` when `pretrained`, else random weights; `initialSeed` (when given) seeds libtorch's global
+    /// generator first, so it fixes those random weights too.
+    init(definition: TrainDefinition, settings: TrainSettings, paths: TrainPaths, epochLength: Int, validating: Bool,
+         initialSeed: UInt64? = nil, log: @escaping SegmentationTrainer.LogSink) throws
+    {
+        self.settings = settings
+        self.paths = paths
+        self.log = log
+        runDir = paths.modelDir.appendingPathComponent(settings.runName)
+        try FileOps.makeDirectory(runDir)
+        if let initialSeed { Torch.manualSeed(initialSeed) }
+        net = try NetworkFactory.make(definition.network)
+        resume = runDir.appendingPathComponent("model.pt")
+        let start = FileOps.isRegularFile(resume.path) ? resume
+            : (settings.pretrained ? paths.loadPath.flatMap { FileOps.isRegularFile($0.path) ? $0 : nil } : nil)
+        if let start {
+            let sd = try Checkpoint.stateDict(from: start, key: "model")
+            try net.load(stateDict: sd.map { ($0.name, $0.tensor) }, strict: true)
+            log("Loaded weights from \(start.path)")
+        }
+        try net.to(settings.device)
+        record = StatsRecord(totalEpochs: settings.maxEpochs, epochLength: epochLength,
+                             startTS: Int(settings.started.timeIntervalSince1970), validating: validating)
+    }
+
+    /// The optimizer `app.json` names (`Adam`, `AdamW`, or `SGD` with momentum 0.9); any other name gets the
+    /// trainer's own `fallback`, since upstream's trainers differ there.
+    func optimizer(named name: String, fallback: String, weightDecay: Double) throws -> Optimizer {
+        let params = net.parameters()
+        let lr = settings.lr
+        switch ["Adam", "AdamW", "SGD"].contains(name) ? name : fallback {
+        case "SGD": return try SGD(parameters: params, lr: lr, momentum: 0.9, weightDecay: weightDecay)
+        case "AdamW": return try AdamW(parameters: params, lr: lr, weightDecay: weightDecay)
+        default: return try Adam(parameters: params, lr: lr, weightDecay: weightDecay)
+        }
+    }
+
+    /// One optimisation step of `net` on input `x` and target `y`; returns the logits (for the training
+    /// metric) and the loss value.
+    func step(_ x: Tensor, _ y: Tensor, optimizer: Optimizer, loss: (Tensor, Tensor) throws -> Tensor) throws
+        -> (logits: Tensor, loss: Double)
+    {
+        try optimizer.zeroGrad()
+        let logits = try net(x)
+        let l = try loss(logits, y)
+        try l.backward()
+        try optimizer.step()
+        return (logits, try l.item())
+    }
+
+    /// Whether `epoch` validates: every `val_interval` epochs and the last one, when there is a validation set.
+    func validates(_ epoch: Int) -> Bool {
+        record.validating && (epoch % settings.valInterval == 0 || epoch == settings.maxEpochs)
+    }
+
+    /// Closes an epoch whose training metrics `record` already has; `valDice` is its validation score when it
+    /// validated. Without a validation set the best training Dice decides which model is published. Returns
+    /// false when early stopping ends the run.
+    mutating func endEpoch(_ epoch: Int, valDice: Double?) throws -> Bool {
+        let improved: Bool
+        if let valDice {
+            improved = record.validated(epoch, valDice: valDice)
+        } else {
+            improved = !record.validating && record.train.bestEpoch == epoch
+        }
+        if improved {
+            sinceBest = 0
+            try save(epoch: epoch, to: resume)
+            try FileOps.atomicCopy(from: resume, to: paths.publishPath)
+            log("New Model published: \(resume.path) => \(paths.publishPath.path)")
+        } else if record.validating && epoch % settings.valInterval == 0 {
+            sinceBest += 1
+        }
+        try writeStats(record.json(epoch: epoch, elapsed: Date().timeIntervalSince(settings.started)))
+        if settings.patience > 0 && sinceBest >= settings.patience {
+            log("Early stopping: no improvement of val_mean_dice for \(settings.patience) validations")
+            return false
+        }
+        return true
+    }
+
+    /// Writes `checkpoint_final.pt` and the final stats; returns them (the `train_stats.json` dict).
+    func finish() throws -> JSONObject {
+        try save(epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
+        let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(settings.started),
+                                finished: true)
+        try writeStats(final)
+        return final
+    }
+
+    private func writeStats(_ stats: JSONObject) throws {
+        let bytes = JSONValue.object(stats).prettyBytes()
+        try FileOps.atomicWrite(bytes, to: runDir.appendingPathComponent("stats_\(settings.runID).json"))
+        try FileOps.atomicWrite(bytes, to: paths.modelDir.appendingPathComponent("train_stats.json"))
+    }
+
+    /// `stateDict()` copies to the host, so checkpoints are CPU tensors whatever the training device.
+    private func save(epoch: Int, to url: URL) throws {
+        let sd = try net.stateDict().map { (name: $0.0, tensor: $0.1) }
+        try Checkpoint.write(stateDict: sd, key: "model", extra: [(key: "epoch", value: .int(epoch))], to: url)
+    }
+}
