@@ -21,7 +21,7 @@ final class TempDir {
     func write(_ name: String, _ bytes: [UInt8]) -> URL {
         let u = url.appendingPathComponent(name)
         try? FileManager.default.createDirectory(at: u.deletingLastPathComponent(), withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: u.path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: u.path, contents: Data(bytes))
         return u
     }
 }
