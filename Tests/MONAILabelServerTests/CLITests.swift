@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// Runs the built `monailabel` executable; returns (exit status, stdout + stderr).
 private func monailabel(_ args: [String], environment: [String: String] = [:]) throws -> (Int32, String) {

@@ -6,6 +6,7 @@ import HTTPClient
 import Imaging
 import MONAILabel
 import Testing
+import TestSupport
 @testable import MONAILabelServer
 
 /// Our server on a real Orthanc's DICOMweb root: listing, inference, SEG round trip, restarts, PACS outages.

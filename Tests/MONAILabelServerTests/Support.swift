@@ -1,6 +1,7 @@
 import Foundation
 import HTTPServer
 import Testing
+import TestSupport
 import MONAILabel
 @testable import MONAILabelServer
 
@@ -21,24 +22,6 @@ extension Trait where Self == ConditionTrait {
         .enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path),
                  "needs .venv-client (scripts/make-client-venv.sh)")
     }
-}
-
-/// Runs `executable` with `arguments`, `environment` added to this process's; returns its exit status and its
-/// output (stdout + stderr).
-func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws
-    -> (status: Int32, output: String)
-{
-    let p = Process()
-    p.executableURL = executable
-    p.arguments = arguments
-    p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    return (p.terminationStatus, text)
 }
 
 /// Runs `Tests/e2e/<script>` (which imports its folder's `common.py`) with the client venv's Python.

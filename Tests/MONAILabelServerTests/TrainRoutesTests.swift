@@ -1,6 +1,7 @@
 import Foundation
 import HTTPServer
 import Testing
+import TestSupport
 import MONAILabel
 import TorchCheckpoint
 @testable import MONAILabelServer
