@@ -88,17 +88,19 @@ let package = Package(
         .executableTarget(name: "imaging-bench", dependencies: ["Imaging", "CNifti"], path: "Sources/ImagingBench"),
         .executableTarget(name: "scribbles-bench", dependencies: ["MONAILabel"], path: "Sources/ScribblesBench"),
 
-        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint"], resources: [.copy("Resources")]),
+        // Helpers several test targets share (a seeded generator, running a process); Foundation only.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "TestSupport"], resources: [.copy("Resources")]),
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "DICOMTests", dependencies: ["DICOM", "Imaging"]),
+        .testTarget(name: "DICOMTests", dependencies: ["DICOM", "Imaging", "TestSupport"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "DICOMweb", "HTTPServer"]),
-        .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child"]),
+        .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child", "TestSupport"]),
         // Saves labels in a loop until killed; driven by the crash test.
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
         // Depends on the CLI so train tests can start `monailabel run_task` children.
-        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient"], exclude: ["Golden"]),
+        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient", "TestSupport"], exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

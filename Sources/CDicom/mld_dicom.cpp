@@ -166,6 +166,20 @@ mld_status walk(DcmItem *root, const std::vector<PathStep> &steps, bool create, 
     return MLD_OK;
 }
 
+// The existing element at `path`, whose last step must name an attribute (`notItem` says what it must be);
+// MLD_NOT_FOUND when it or an item on the way is absent.
+mld_status findElement(mld_file *file, const char *path, const char *notItem, DcmElement *&element, char **err) {
+    std::vector<PathStep> steps;
+    DcmItem *holder = nullptr;
+    mld_status s = parsePath(path, steps, err);
+    if (s == MLD_OK) s = walk(file->format.getDataset(), steps, false, holder, err);
+    if (s != MLD_OK) return s;
+    if (steps.back().item >= 0) return fail(err, std::string(path) + " names a sequence item, not " + notItem);
+    element = nullptr;
+    if (holder->findAndGetElement(steps.back().tag, element).bad() || !element) return MLD_NOT_FOUND;
+    return MLD_OK;
+}
+
 std::string formatDouble(double v) {
     // Decimal String holds at most 16 characters.
     char buf[32];
@@ -242,14 +256,9 @@ void mld_file_free(mld_file *file) { delete file; }
 
 mld_status mld_file_get_string(mld_file *file, const char *path, char **value, char **err) {
     return guarded(err, [&] {
-        std::vector<PathStep> steps;
-        DcmItem *holder = nullptr;
-        mld_status s = parsePath(path, steps, err);
-        if (s == MLD_OK) s = walk(file->format.getDataset(), steps, false, holder, err);
-        if (s != MLD_OK) return s;
-        if (steps.back().item >= 0) return fail(err, std::string(path) + " names a sequence item, not a value");
         DcmElement *element = nullptr;
-        if (holder->findAndGetElement(steps.back().tag, element).bad() || !element) return MLD_NOT_FOUND;
+        mld_status s = findElement(file, path, "a value", element, err);
+        if (s != MLD_OK) return s;
         if (!element->isLeaf()) return fail(err, std::string(path) + " is a sequence, not a value");
         OFString text;
         OFCondition c = element->getOFStringArray(text);
@@ -261,14 +270,9 @@ mld_status mld_file_get_string(mld_file *file, const char *path, char **value, c
 
 mld_status mld_file_count_items(mld_file *file, const char *path, size_t *count, char **err) {
     return guarded(err, [&] {
-        std::vector<PathStep> steps;
-        DcmItem *holder = nullptr;
-        mld_status s = parsePath(path, steps, err);
-        if (s == MLD_OK) s = walk(file->format.getDataset(), steps, false, holder, err);
-        if (s != MLD_OK) return s;
-        if (steps.back().item >= 0) return fail(err, std::string(path) + " names a sequence item, not a sequence");
         DcmElement *element = nullptr;
-        if (holder->findAndGetElement(steps.back().tag, element).bad() || !element) return MLD_NOT_FOUND;
+        mld_status s = findElement(file, path, "a sequence", element, err);
+        if (s != MLD_OK) return s;
         if (element->ident() != EVR_SQ) return fail(err, std::string(path) + " is not a sequence");
         *count = static_cast<DcmSequenceOfItems *>(element)->card();
         return MLD_OK;

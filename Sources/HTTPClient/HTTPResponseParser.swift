@@ -82,10 +82,8 @@ public struct HTTPResponseParser: Sendable {
             try parseHead(head)
             return true
         case .fixed(let remaining):
-            let n = min(remaining, buffer.count - start)
+            let n = takeBody(upTo: remaining)
             guard n > 0 else { return false }
-            body.append(contentsOf: buffer[start..<(start + n)])
-            start += n
             state = remaining == n ? .done : .fixed(remaining: remaining - n)
             // Either the body is complete or the buffer is used up.
             return false
@@ -104,10 +102,8 @@ public struct HTTPResponseParser: Sendable {
             state = size == 0 ? .trailers : .chunkData(remaining: size)
             return true
         case .chunkData(let remaining):
-            let n = min(remaining, buffer.count - start)
+            let n = takeBody(upTo: remaining)
             guard n > 0 else { return false }
-            body.append(contentsOf: buffer[start..<(start + n)])
-            start += n
             state = remaining == n ? .chunkDataEnd : .chunkData(remaining: remaining - n)
             return true
         case .chunkDataEnd:
@@ -171,6 +167,15 @@ public struct HTTPResponseParser: Sendable {
         } else {
             state = .untilClose
         }
+    }
+
+    /// Moves up to `remaining` buffered bytes into the body; how many it moved (0 for a `remaining` below 1).
+    private mutating func takeBody(upTo remaining: Int) -> Int {
+        let n = min(remaining, buffer.count - start)
+        guard n > 0 else { return 0 }
+        body.append(contentsOf: buffer[start..<(start + n)])
+        start += n
+        return n
     }
 
     private func checkSize(_ n: Int) throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 import Testing
+import TestSupport
 @testable import DICOM
 
 /// A label on `grid` with a few blobs of values 1, 3 and 6 (value 6 touching only some slices).
@@ -92,7 +93,7 @@ private struct SegCase {
         (try #require(try ds.string("\(item(f)).SegmentIdentificationSequence[0].ReferencedSegmentNumber")),
          try #require(try ds.string("\(item(f)).PlanePositionSequence[0].ImagePositionPatient")))
     }
-    var rng = SplitMix(state: 99)
+    var rng = SplitMix(seed: 99)
     let order = Array(0..<frames).shuffled(using: &rng)
     #expect(order != Array(0..<frames))
     var packed = [UInt8](repeating: 0, count: (frames * frameBits + 7) / 8)
@@ -201,7 +202,7 @@ private func slice(of ipp: String, on grid: Volume) throws -> Int {
 /// Byte flips anywhere in a CT slice and a SEG give a DicomError or a result, never a crash.
 @Test func corruptedFiles_neverCrash() throws {
     let c = try SegCase()
-    var rng = SplitMix(state: 2024)
+    var rng = SplitMix(seed: 2024)
     for source in [c.files[3], c.seg] {
         let original = [UInt8](try Data(contentsOf: source))
         for round in 0..<40 {

@@ -1,13 +1,14 @@
 import Foundation
 import Imaging
 import Testing
+import TestSupport
 @testable import DICOM
 
 @Test func series_obliqueRoundTrip_shuffledFiles_givesSameAffineAndValues() throws {
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [24, 20, 41])
     var files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P1")
-    var rng = SplitMix(state: 7)
+    var rng = SplitMix(seed: 7)
     files.shuffle(using: &rng)
     let (loaded, info) = try DicomSeries.load(files: files)
     #expect(loaded.spatialShape == [24, 20, 41])
@@ -65,7 +66,7 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
     var packed: [URL] = []
     for f in files {
         let out = tmp.sub("packed").appendingPathComponent(f.lastPathComponent)
-        let (status, output) = try run(executable, [f.path, out.path])
+        let (status, output) = try runProcess(executable, [f.path, out.path])
         #expect(status == 0, "\(tool): \(output)")
         packed.append(out)
     }

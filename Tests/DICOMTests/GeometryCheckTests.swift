@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 import Testing
+import TestSupport
 @testable import DICOM
 
 private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -17,7 +18,7 @@ func geometry_convertedNIfTI_matchesPydicomArithmetic_andTheCheckCanFail() throw
     let source = syntheticCT(shape: [22, 18, 40], affine: obliqueAffine(spacing: [0.68, 0.93, 2.5]), seed: 11)
     let files = try DicomSeriesWriter.writeCT(volume: source, to: tmp.sub("ct"), patientID: "P")
     // File names in an order unrelated to slice positions.
-    var rng = SplitMix(state: 5)
+    var rng = SplitMix(seed: 5)
     for (n, f) in files.shuffled(using: &rng).enumerated() {
         try FileManager.default.moveItem(at: f, to: tmp.sub("ct").appendingPathComponent(String(format: "IM%05d", n * 7919 % 10007)))
     }
@@ -26,7 +27,7 @@ func geometry_convertedNIfTI_matchesPydicomArithmetic_andTheCheckCanFail() throw
     let nifti = tmp.sub("image.nii.gz")
     try ImageIO.write(volume, to: nifti)
 
-    let good = try run(venvPython, [checkScript.path, tmp.sub("ct").path, nifti.path])
+    let good = try runProcess(venvPython, [checkScript.path, tmp.sub("ct").path, nifti.path])
     #expect(good.status == 0, "\(good.output)")
     #expect(good.output.contains("\"ok\": true"), "\(good.output)")
 
@@ -34,7 +35,7 @@ func geometry_convertedNIfTI_matchesPydicomArithmetic_andTheCheckCanFail() throw
     var shifted = volume
     shifted.affine[1, 3] += 1e-3
     try ImageIO.write(shifted, to: tmp.sub("shifted.nii.gz"))
-    let badAffine = try run(venvPython, [checkScript.path, tmp.sub("ct").path, tmp.sub("shifted.nii.gz").path])
+    let badAffine = try runProcess(venvPython, [checkScript.path, tmp.sub("ct").path, tmp.sub("shifted.nii.gz").path])
     #expect(badAffine.status == 1, "\(badAffine.output)")
 
     var values = volume.data.asFloat()
@@ -42,7 +43,7 @@ func geometry_convertedNIfTI_matchesPydicomArithmetic_andTheCheckCanFail() throw
     var changed = volume
     changed.data = .float32(values)
     try ImageIO.write(changed, to: tmp.sub("changed.nii.gz"))
-    let badVoxel = try run(venvPython, [checkScript.path, tmp.sub("ct").path, tmp.sub("changed.nii.gz").path])
+    let badVoxel = try runProcess(venvPython, [checkScript.path, tmp.sub("ct").path, tmp.sub("changed.nii.gz").path])
     #expect(badVoxel.status == 1, "\(badVoxel.output)")
 }
 
@@ -64,7 +65,7 @@ func seg_decodedByPydicom_equalsTheLabel() throws {
     let expected = Volume(spatialShape: label.spatialShape, data: .float32(numbered), affine: label.affine)
     try ImageIO.write(expected, to: tmp.sub("expected.nii.gz"), dtype: .uint8)
     let script = repoRoot.appendingPathComponent("scripts/check_dicom_seg.py")
-    let good = try run(venvPython, [script.path, tmp.sub("seg.dcm").path, tmp.sub("ct").path, tmp.sub("expected.nii.gz").path])
+    let good = try runProcess(venvPython, [script.path, tmp.sub("seg.dcm").path, tmp.sub("ct").path, tmp.sub("expected.nii.gz").path])
     #expect(good.status == 0, "\(good.output)")
     #expect(good.output.contains("\"segments\": [\"Segment_1\", \"Segment_3\", \"liver\"]"), "\(good.output)")
 
@@ -73,6 +74,6 @@ func seg_decodedByPydicom_equalsTheLabel() throws {
     wrong[wrong.count / 2] = wrong[wrong.count / 2] == 0 ? 1 : 0
     try ImageIO.write(Volume(spatialShape: label.spatialShape, data: .float32(wrong), affine: label.affine),
                       to: tmp.sub("wrong.nii.gz"), dtype: .uint8)
-    let bad = try run(venvPython, [script.path, tmp.sub("seg.dcm").path, tmp.sub("ct").path, tmp.sub("wrong.nii.gz").path])
+    let bad = try runProcess(venvPython, [script.path, tmp.sub("seg.dcm").path, tmp.sub("ct").path, tmp.sub("wrong.nii.gz").path])
     #expect(bad.status == 1, "\(bad.output)")
 }

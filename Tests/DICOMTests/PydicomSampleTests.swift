@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 import Testing
+import TestSupport
 @testable import DICOM
 
 private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -81,7 +82,7 @@ func pydicomSample_convertedNIfTI_matchesPydicomArithmetic(name: String) throws 
     let nifti = tmp.sub("image.nii")
     try ImageIO.write(volume, to: nifti)
     let script = repoRoot.appendingPathComponent("scripts/check_dicom_geometry.py")
-    let result = try run(venvPython, [script.path, series.path, nifti.path])
+    let result = try runProcess(venvPython, [script.path, series.path, nifti.path])
     #expect(result.status == 0, "\(result.output)")
 }
 
@@ -94,7 +95,7 @@ func pydicomSample_dcmqiSEG_decodesLikePydicom() throws {
     let seg = dir.appendingPathComponent("liver_1frame.dcm")
     let tmp = try TempDir()
     let npy = tmp.sub("mask.npy")
-    let dump = try run(venvPython, ["-c", """
+    let dump = try runProcess(venvPython, ["-c", """
         import sys, numpy as np, pydicom
         ds = pydicom.dcmread(sys.argv[1])
         np.save(sys.argv[2], ds.pixel_array.astype(np.uint8).reshape(ds.Rows, ds.Columns))

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import TestSupport
 @testable import DICOM
 
 /// A fresh temporary directory removed when the value is released.
@@ -11,18 +12,6 @@ final class TempDir: @unchecked Sendable {
     }
     deinit { try? FileManager.default.removeItem(at: url) }
     func sub(_ name: String) -> URL { url.appendingPathComponent(name) }
-}
-
-/// A deterministic pseudo-random generator so failures reproduce.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// An oblique RAS affine: rotation about a tilted axis, anisotropic spacing, arbitrary origin.
@@ -48,7 +37,7 @@ func obliqueAffine(spacing: [Double] = [0.7, 0.9, 2.5], origin: [Double] = [-101
 
 /// A CT-like int16 volume of `shape` with structured plus random values in [-1024, 2000].
 func syntheticCT(shape: [Int], affine: Affine = obliqueAffine(), seed: UInt64 = 1) -> Volume {
-    var rng = SplitMix(state: seed)
+    var rng = SplitMix(seed: seed)
     let (a, b, c) = (shape[0], shape[1], shape[2])
     var v = [Int16](repeating: 0, count: a * b * c)
     for i in 0..<a {
@@ -70,34 +59,11 @@ func maxValueDifference(_ a: Volume, _ b: Volume) -> Double {
     zip(a.data.asDouble(), b.data.asDouble()).map { abs($0 - $1) }.max() ?? .infinity
 }
 
-/// `command` on PATH, or nil.
-func which(_ command: String) -> URL? {
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
-        let url = URL(fileURLWithPath: String(dir)).appendingPathComponent(command)
-        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-    }
-    return nil
-}
-
-/// Runs a program; returns its exit status and its output (stdout + stderr).
-func run(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = executable
-    p.arguments = arguments
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    return (p.terminationStatus, text)
-}
-
 /// dciodvfy's findings for a file: the IOD it recognised (its other output lines) and its "Error" and "Warning"
 /// lines; nil when dciodvfy is not on PATH.
 func dciodvfy(_ file: URL) throws -> (iod: [String], errors: [String], warnings: [String])? {
     guard let tool = which("dciodvfy") else { return nil }
-    let (_, output) = try run(tool, ["-new", file.path])
+    let (_, output) = try runProcess(tool, ["-new", file.path])
     let lines = output.split(separator: "\n").map(String.init)
     let errors = lines.filter { $0.hasPrefix("Error") }, warnings = lines.filter { $0.hasPrefix("Warning") }
     return (lines.filter { !$0.hasPrefix("Error") && !$0.hasPrefix("Warning") }, errors, warnings)

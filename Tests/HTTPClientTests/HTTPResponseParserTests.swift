@@ -63,26 +63,18 @@ struct HTTPResponseParserTests {
 
     @Test func badChunkSize_isMalformed() {
         var p = HTTPResponseParser()
-        do {
+        let e = #expect(throws: HTTPClientError.self) {
             try p.feed(Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".utf8))
-            Issue.record("expected an error")
-        } catch let e as HTTPClientError {
-            #expect(e.kind == .malformedResponse)
-        } catch {
-            Issue.record("unexpected \(error)")
         }
+        #expect(e?.kind == .malformedResponse)
     }
 
     @Test func bodyOverLimit_isRefused() {
         var p = HTTPResponseParser(maxBodyBytes: 4)
-        do {
+        let e = #expect(throws: HTTPClientError.self) {
             try p.feed(Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".utf8))
-            Issue.record("expected an error")
-        } catch let e as HTTPClientError {
-            #expect(e.kind == .responseTooLarge)
-        } catch {
-            Issue.record("unexpected \(error)")
         }
+        #expect(e?.kind == .responseTooLarge)
     }
 
     @Test func requestHead_addsHostLengthAndCredentialsFromURL() throws {

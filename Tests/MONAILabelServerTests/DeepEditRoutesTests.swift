@@ -55,10 +55,6 @@ enum DeepEditStudy {
         }
         return (app, studies, centres)
     }
-
-    static var runner: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("monailabel")
-    }
 }
 
 @Test func info_deepEdit_listedWithUpstreamTypeLabelsAndTrainer() throws {
@@ -87,23 +83,7 @@ enum DeepEditStudy {
                                   headers: HTTPHeaders([("Host", "test")] + m.headers), body: .bytes(m.body))
         defer { req.context.cleanUp() }
         let resp = router.respond(to: req)
-        var bytes: [UInt8] = []
-        switch resp.body {
-        case .empty: break
-        case .bytes(let b): bytes = b
-        case .file(let path, _): bytes = Array(FileManager.default.contents(atPath: path) ?? Data())
-        case .segments(let segs):
-            for s in segs {
-                switch s {
-                case .bytes(let b): bytes += b
-                case .file(let path, let delete):
-                    bytes += Array(FileManager.default.contents(atPath: path) ?? Data())
-                    if delete { try? FileManager.default.removeItem(atPath: path) }
-                }
-            }
-        case .stream(let s): while let chunk = try s.next() { bytes += chunk }
-        }
-        return (resp.status.code, bytes, resp.headers["content-type"] ?? "")
+        return (resp.status.code, try bodyBytes(resp), resp.headers["content-type"] ?? "")
     }
     let a = centres[1][0]
     let ok = try infer(#"{"a": [[\#(a[0]), \#(a[1]), \#(a[2])]], "b": [], "background": [], "label": "a", "result_extension": ".nrrd", "result_dtype": "uint8", "client_id": "user-xyz"}"#)
@@ -118,33 +98,19 @@ enum DeepEditStudy {
     #expect(try infer(#"{"a": [[1, 2]]}"#).status == 422)
 }
 
-private let deepEditRepoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
 /// 3D Slicer's DeepEdit flow through the real Python client over sockets: train job to DONE, the multi-label
 /// click call, and the no-click call.
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: deepEditRepoRoot.appendingPathComponent(".venv-client/bin/python").path),
-               "needs .venv-client (scripts/make-client-venv.sh)"), .timeLimit(.minutes(4)))
+@Test(.needsClientVenv, .timeLimit(.minutes(4)))
 func pythonClient_deepEditSlicerSequence_trainsAndSegments() throws {
     let tmp = TempDir()
     let (appDir, studies, centres) = try DeepEditStudy.write(to: tmp.url, count: 9, labeled: 8)
-    let options = ServerOptions(appDir: appDir.path, studies: studies.path, conf: ["models": "deepedit"],
-                                host: "127.0.0.1", port: 0, logLevel: .warning)
-    let server = try ServerMain.start(options, environment: [
-        "MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": DeepEditStudy.runner.path, "MONAI_LABEL_TORCH_THREADS": "1",
-    ])
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
+    let server = try startJobServer(appDir: appDir, studies: studies.path, conf: ["models": "deepedit"])
+    defer { server.stop() }
     let caseFile = tmp.url.appendingPathComponent("case.json")
     let caseJSON: JSONValue = ["image": "case_08", "a": .array(centres[8][0].map { .int($0) }),
                                "b": .array(centres[8][1].map { .int($0) }), "shape": [20, 18, 16]]
     try Data(caseJSON.compactBytes()).write(to: caseFile)
-    let (status, text) = try runClientPython([
-        deepEditRepoRoot.appendingPathComponent("Tests/e2e/deepedit_sequence.py").path,
-        "http://127.0.0.1:\(server.port)", tmp.url.path, caseFile.path,
-    ])
+    let (status, text) = try runE2EScript("deepedit_sequence.py", ["http://127.0.0.1:\(server.port)", tmp.url.path, caseFile.path])
     #expect(status == 0, "\(text)")
     #expect(text.contains("DEEPEDIT SEQUENCE OK"))
 }

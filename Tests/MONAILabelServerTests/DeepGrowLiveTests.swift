@@ -114,12 +114,7 @@ private enum DeepGrowApp {
         for w in try weights.get() {
             try FileManager.default.copyItem(at: w, to: app.appendingPathComponent("model/" + w.lastPathComponent))
         }
-        let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "deepgrow_2d,deepgrow_3d"],
-                                    host: "127.0.0.1", port: 0, logLevel: .warning)
-        let server = try ServerMain.start(options, environment: [
-            "MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": TrainHarness.runner.path,
-            "MONAI_LABEL_TORCH_THREADS": "1",
-        ])
+        let server = try startJobServer(appDir: app, studies: studies.path, conf: ["models": "deepgrow_2d,deepgrow_3d"])
         return (server, center, truth)
     }
 
@@ -134,23 +129,6 @@ private enum DeepGrowApp {
     }
 }
 
-/// `curl` against the live server: status and body file.
-private func curl(_ port: Int, _ method: String, _ path: String, json: String? = nil, form: String? = nil,
-                  output: URL) throws -> Int {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-    var args = ["-s", "-X", method, "-o", output.path, "-w", "%{http_code}", "http://127.0.0.1:\(port)\(path)"]
-    if let json { args += ["-H", "Content-Type: application/json", "-d", json] }
-    if let form { args += ["-F", form] }
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    return Int(text) ?? 0
-}
-
 /// Over real sockets: `POST /train/deepgrow_3d` runs as a child job that starts from the pretrained weights and
 /// publishes; `POST /infer/deepgrow_3d?image=...` with a foreground click answers a label overlapping the blob;
 /// a click-less request is a 422.
@@ -158,57 +136,46 @@ private func curl(_ port: Int, _ method: String, _ path: String, json: String? =
 func liveServer_deepgrow3D_trainChildJobPublishesThenClickSegmentsTheBlob() throws {
     let tmp = TempDir()
     let (server, center, truth) = try DeepGrowApp.start(tmp)
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
-    let body = tmp.url.appendingPathComponent("body")
-    let trained = try curl(server.port, "POST", "/train/deepgrow_3d?run_sync=true",
-                           json: #"{"max_epochs": 1, "val_split": 0.0}"#, output: body)
-    let stats = try JSONValue.parse(Array(try Data(contentsOf: body)))
+    defer { server.stop() }
+    let (trained, statsBody) = try curl(server.port, "POST", "/train/deepgrow_3d?run_sync=true",
+                                        json: #"{"max_epochs": 1, "val_split": 0.0}"#)
+    let stats = try JSONValue.parse(statsBody)
     #expect(trained == 200, "\(stats.compactString())")
     #expect(stats["total_epochs"] == 1)
     #expect(FileManager.default.fileExists(atPath: tmp.url.appendingPathComponent("app/model/deepgrow_3d.pt").path))
-    #expect(try curl(server.port, "GET", "/info/", output: body) == 200)
-    let info = try JSONValue.parse(Array(try Data(contentsOf: body)))
+    let (infoStatus, infoBody) = try curl(server.port, "GET", "/info/")
+    #expect(infoStatus == 200)
+    let info = try JSONValue.parse(infoBody)
     #expect(info["models"]?["deepgrow_3d"]?["type"] == "deepgrow")
     #expect(info["models"]?["deepgrow_3d"]?["weights"] == "deepgrow_3d.pt")
     #expect(info["train_stats"]?["deepgrow_3d"]?["total_epochs"] == 1)
 
     let click = #"params={"foreground": [[\#(center[0]), \#(center[1]), \#(center[2])]], "background": []}"#
+    let (inferred, labelBytes) = try curl(server.port, "POST", "/infer/deepgrow_3d?image=blob_test&output=image", form: click)
+    #expect(inferred == 200)
     let label = tmp.url.appendingPathComponent("label.nii.gz")
-    #expect(try curl(server.port, "POST", "/infer/deepgrow_3d?image=blob_test&output=image", form: click, output: label) == 200)
+    try Data(labelBytes).write(to: label)
     let mask = try NIfTI.read(label)
     #expect(mask.spatialShape == DeepGrowApp.shape)
     let dice = DeepGrowApp.dice(mask.floats, try NIfTI.read(truth).floats)
     #expect(dice >= 0.6, "Dice \(dice)")
 
-    let refused = try curl(server.port, "POST", "/infer/deepgrow_3d?image=blob_test", form: #"params={"foreground": []}"#,
-                           output: body)
+    let (refused, refusal) = try curl(server.port, "POST", "/infer/deepgrow_3d?image=blob_test",
+                                      form: #"params={"foreground": []}"#)
     #expect(refused == 422)
-    #expect((try JSONValue.parse(Array(try Data(contentsOf: body))))["detail"]?.stringValue?.contains("click") == true)
+    #expect((try JSONValue.parse(refusal))["detail"]?.stringValue?.contains("click") == true)
 }
 
-private let clientPython = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent(".venv-client/bin/python")
-
 /// The Slicer plugin's DeepGrow click calls (2D and 3D) through the real `monailabel.client` 0.8.5.
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path),
-               "needs .venv-client (scripts/make-client-venv.sh)"),
-      .timeLimit(.minutes(5)))
+@Test(.needsClientVenv, .timeLimit(.minutes(5)))
 func pythonClient_slicerDeepgrowClicks_pass() throws {
     let tmp = TempDir()
     let (server, center, truth) = try DeepGrowApp.start(tmp)
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
+    defer { server.stop() }
     let caseFile = tmp.url.appendingPathComponent("case.json")
     let caseJSON: JSONValue = ["image": "blob_test", "center": .array(center.map { .int($0) }), "truth": .string(truth.path)]
     try Data(caseJSON.compactString().utf8).write(to: caseFile)
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("e2e/deepgrow_sequence.py")
-    let (status, text) = try runClientPython([script.path, "http://127.0.0.1:\(server.port)", tmp.url.path, caseFile.path])
+    let (status, text) = try runE2EScript("deepgrow_sequence.py", ["http://127.0.0.1:\(server.port)", tmp.url.path, caseFile.path])
     #expect(status == 0, "\(text)")
     #expect(text.contains("DEEPGROW SEQUENCE OK"))
 }

@@ -6,6 +6,7 @@ import HTTPClient
 import Imaging
 import MONAILabel
 import Testing
+import TestSupport
 @testable import MONAILabelServer
 
 /// Our server on a real Orthanc's DICOMweb root: listing, inference, SEG round trip, restarts, PACS outages.
@@ -51,12 +52,9 @@ struct DicomWebLiveTests {
         let appDir = tmp.url.appendingPathComponent("app")
         try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
         try Data(TrainHarness.appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
-        let options = ServerOptions(appDir: appDir.path, studies: studies, conf: ["models": "segmentation_spleen"],
-                                    host: "127.0.0.1", port: 0, logLevel: .warning)
-        return try ServerMain.start(options, environment: [
-            "MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": TrainHarness.runner.path,
-            "MONAI_LABEL_TORCH_THREADS": "1", "MONAI_LABEL_DICOMWEB_CACHE_PATH": cache.path,
-            "MONAI_LABEL_DICOMWEB_RETRIES": "2", "MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT": "2",
+        return try startJobServer(appDir: appDir, studies: studies, conf: ["models": "segmentation_spleen"], environment: [
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": cache.path, "MONAI_LABEL_DICOMWEB_RETRIES": "2",
+            "MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT": "2",
         ])
     }
 
@@ -77,11 +75,6 @@ struct DicomWebLiveTests {
             let r = try send(method, path, headers: body.isEmpty ? [] : [("Content-Type", "application/json")], body: Array(body.utf8))
             return (r.status, try? JSONValue.parse(r.body))
         }
-    }
-
-    static func stop(_ s: RunningServer) {
-        s.shutdown(gracePeriod: 1)
-        s.wait()
     }
 
     static func datastore(_ s: RunningServer) throws -> DicomWebDatastore {
@@ -112,7 +105,7 @@ struct DicomWebLiveTests {
         let expected = try DicomSeries.load(files: files1).volume
 
         var server = try Self.startServer(tmp, studies: orthanc.root, cache: tmp.url.appendingPathComponent("cache"))
-        defer { Self.stop(server) }
+        defer { server.stop() }
         var api = Server(port: server.port)
 
         // Listing: both series, none labelled.
@@ -173,13 +166,13 @@ struct DicomWebLiveTests {
         let segFile = tmp.url.appendingPathComponent("seg.dcm")
         try Data(segBytes[0]).write(to: segFile)
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/dciodvfy") {
-            let (status, out) = try runTool("/usr/bin/dciodvfy", [segFile.path])
+            let (status, out) = try runProcess(URL(fileURLWithPath: "/usr/bin/dciodvfy"), [segFile.path])
             let errors = out.split(separator: "\n").filter { $0.hasPrefix("Error") }
             #expect(errors.isEmpty, "dciodvfy (exit \(status)): \(errors.joined(separator: "\n"))")
         }
 
         // A restarted server with an empty cache finds the label in the PACS and decodes it onto the grid.
-        Self.stop(server)
+        server.stop()
         server = try Self.startServer(tmp, studies: orthanc.root, cache: tmp.url.appendingPathComponent("cache2"))
         api = Server(port: server.port)
         let again = try api.json("GET", "/datastore/")
@@ -247,7 +240,7 @@ struct DicomWebLiveTests {
         let tmp = TempDir()
         let port = try freePort()
         let server = try Self.startServer(tmp, studies: "http://127.0.0.1:\(port)/dicom-web", cache: tmp.url.appendingPathComponent("cache"))
-        defer { Self.stop(server) }
+        defer { server.stop() }
         let api = Server(port: server.port)
         #expect(try api.json("GET", "/info/").status == 200)
         let stats = try api.json("GET", "/datastore/")
@@ -258,17 +251,4 @@ struct DicomWebLiveTests {
         #expect(infer.status == 503)
         #expect(infer.json?["detail"]?.stringValue?.contains("PACS unreachable at http://127.0.0.1:\(port)/dicom-web") == true)
     }
-}
-
-func runTool(_ path: String, _ args: [String]) throws -> (Int32, String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    return (p.terminationStatus, text)
 }

@@ -143,7 +143,7 @@ enum EpistemicFixture {
 }
 
 /// The fixture as an in-process app and router; jobs run the freshly built `monailabel` as their child.
-final class EpistemicHarness {
+final class EpistemicHarness: RouterHarness {
     let tmp = TempDir()
     let app: MONAILabelApp
     let router: HTTPRouter
@@ -153,11 +153,7 @@ final class EpistemicHarness {
         let studies = tmp.url.appendingPathComponent("studies")
         let appDir = tmp.url.appendingPathComponent("app")
         try EpistemicFixture.write(studies: studies, appDir: appDir)
-        var settings = Settings(appDir: appDir, studies: studies.path, conf: conf)
-        settings.sessions = false
-        settings.taskRunner = TrainHarness.runner.path
-        settings.torchThreads = 1
-        settings.trainStopGrace = 2
+        var settings = jobSettings(appDir: appDir, studies: studies, conf: conf)
         settings.autoUpdateScoring = autoUpdateScoring
         app = try MONAILabelApp(settings: settings, datastore: try LocalDatastore(root: studies))
         router = makeRouter(app: app, log: .silent)
@@ -168,29 +164,9 @@ final class EpistemicHarness {
         app.scoring.jobs.shutdown()
     }
 
-    func send(_ method: HTTPMethod, _ target: String, json: String = "") throws -> (status: Int, json: JSONValue?) {
-        let headers = [("Host", "test")] + (json.isEmpty ? [] : [("Content-Type", "application/json")])
-        let req = try HTTPRequest(method: method, target: target, headers: HTTPHeaders(headers),
-                                  body: json.isEmpty ? .empty : .bytes(Array(json.utf8)))
-        let resp = router.respond(to: req)
-        defer { req.context.cleanUp() }
-        guard case .bytes(let b) = resp.body else { return (resp.status.code, nil) }
-        return (resp.status.code, try? JSONValue.parse(b))
-    }
-
-    /// Polls `GET <path>` until the latest job satisfies `done`.
-    func waitFor(_ path: String, timeout: Double = 90, _ done: (JSONValue) -> Bool) throws -> JSONValue {
-        let deadline = Date().addingTimeInterval(timeout)
-        var last: JSONValue = .null
-        while Date() < deadline {
-            if let j = try send(.get, path).json {
-                last = j
-                if done(j) { return j }
-            }
-            usleep(100_000)
-        }
-        Issue.record("timed out polling \(path); last: \(last.compactString())")
-        return last
+    /// Polls `GET <path>` until its latest job has finished.
+    func waitFinished(_ path: String) throws -> JSONValue {
+        try poll(path, timeout: 90, for: "the job to finish", until: jobFinished)
     }
 
     func scores() -> [String: Double] {
@@ -199,10 +175,6 @@ final class EpistemicHarness {
             if let s = app.datastore.imageInfo(id)?["epistemic_entropy"]?.doubleValue { out[id] = s }
         }
         return out
-    }
-
-    static func finished(_ j: JSONValue) -> Bool {
-        ["DONE", "ERROR", "STOPPED"].contains(j["status"]?.stringValue ?? "")
     }
 }
 
@@ -296,7 +268,7 @@ final class EpistemicHarness {
         #expect(submitted.status == 200)
         #expect(submitted.json?["status"] == "SUBMITTED")
         #expect(submitted.json?["request"]?["method"] == "epistemic")
-        let done = try h.waitFor("/scoring/", EpistemicHarness.finished)
+        let done = try h.waitFinished("/scoring/")
         #expect(done["status"] == "DONE", "\(done.compactString())")
         #expect(Set(h.scores().keys) == ["case_a", "case_b", "case_c"])
 
@@ -313,7 +285,7 @@ final class EpistemicHarness {
         // Nothing scored yet: every score is 0, so the first pick is by id, and a scoring job is queued.
         let first = try h.send(.post, "/activelearning/epistemic")
         #expect(first.json?["id"] == "case_a")
-        let job = try h.waitFor("/scoring/", EpistemicHarness.finished)
+        let job = try h.waitFinished("/scoring/")
         #expect(job["request"]?["method"] == "epistemic")
         #expect(job["status"] == "DONE", "\(job.compactString())")
         #expect(Set(h.scores().keys) == ["case_a", "case_b", "case_c"])
@@ -333,7 +305,7 @@ final class EpistemicHarness {
         let h = try EpistemicHarness()
         try FileManager.default.removeItem(at: h.model)
         #expect(try h.send(.post, "/scoring/epistemic").status == 200)
-        let done = try h.waitFor("/scoring/", EpistemicHarness.finished)
+        let done = try h.waitFinished("/scoring/")
         #expect(done["status"] == "ERROR")
         let details = done["details"]?.arrayValue?.compactMap(\.stringValue).joined(separator: "\n") ?? ""
         #expect(details.contains("no weights file"), "\(details)")
@@ -349,10 +321,10 @@ final class EpistemicHarness {
 
         let train = try h.send(.post, "/train/tiny", json: #"{"max_epochs": 1, "val_split": 0}"#)
         #expect(train.status == 200, "\(train.json?.compactString() ?? "")")
-        let trained = try h.waitFor("/train/", EpistemicHarness.finished)
+        let trained = try h.waitFinished("/train/")
         #expect(trained["status"] == "DONE", "\(trained.compactString())")
         // The train job's completion queued a scoring job; wait for it.
-        let scoring = try h.waitFor("/scoring/") { EpistemicHarness.finished($0) }
+        let scoring = try h.waitFinished("/scoring/")
         #expect(scoring["request"]?["method"] == "epistemic")
         #expect(scoring["status"] == "DONE", "\(scoring.compactString())")
         let mtime = try #require(FileOps.modificationTime(h.model.path))
@@ -364,32 +336,18 @@ final class EpistemicHarness {
     }
 }
 
-private let e2eRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
 /// Real sockets and the real Python client: the start-up scoring job, an explicit one, then
 /// `next_sample("epistemic")`.
 @Test(.timeLimit(.minutes(2)),
-      .enabled(if: FileManager.default.isExecutableFile(atPath: e2eRoot.appendingPathComponent(".venv-client/bin/python").path),
-               "needs .venv-client (scripts/make-client-venv.sh)"))
+      .needsClientVenv)
 func pythonClient_epistemicScoringThenNextSample_servesTheUncertainImage() throws {
     let tmp = TempDir()
     let studies = tmp.url.appendingPathComponent("studies")
     let appDir = tmp.url.appendingPathComponent("app")
     try EpistemicFixture.write(studies: studies, appDir: appDir)
-    let options = ServerOptions(appDir: appDir.path, studies: studies.path, conf: EpistemicFixture.conf,
-                                host: "127.0.0.1", port: 0, logLevel: .warning)
-    let server = try ServerMain.start(options, environment: [
-        "MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": TrainHarness.runner.path,
-        "MONAI_LABEL_TORCH_THREADS": "1",
-    ])
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
-    let (status, text) = try runClientPython([
-        e2eRoot.appendingPathComponent("Tests/e2e/epistemic_sequence.py").path, "http://127.0.0.1:\(server.port)", "case_b",
-    ])
+    let server = try startJobServer(appDir: appDir, studies: studies.path, conf: EpistemicFixture.conf)
+    defer { server.stop() }
+    let (status, text) = try runE2EScript("epistemic_sequence.py", ["http://127.0.0.1:\(server.port)", "case_b"])
     #expect(status == 0, "\(text)")
     #expect(text.contains("EPISTEMIC SEQUENCE OK"))
 }

@@ -1,11 +1,8 @@
 import Foundation
 import Testing
+import TestSupport
 import MONAILabel
 @testable import MONAILabelServer
-
-private let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-private let clientPython = repoRoot.appendingPathComponent(".venv-client/bin/python")
 
 /// Starts the real server (HTTP on an ephemeral loopback port) on a generated studies folder.
 func startLiveServer(_ tmp: TempDir, cases: Int = 4, labeled: Int = 2) throws -> RunningServer {
@@ -20,34 +17,14 @@ func startLiveServer(_ tmp: TempDir, cases: Int = 4, labeled: Int = 2) throws ->
     return try ServerMain.start(options, environment: ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path])
 }
 
-/// Runs the client venv's Python with `arguments`; returns its exit status and its output (stdout + stderr).
-func runClientPython(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = clientPython
-    p.arguments = arguments
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    return (p.terminationStatus, text)
-}
-
 /// The Slicer plugin's call sequence through the real `monailabel.client` 0.8.5 (made by
 /// scripts/make-client-venv.sh, which the README's test command runs first).
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path),
-               "needs .venv-client (scripts/make-client-venv.sh)"))
+@Test(.needsClientVenv)
 func pythonClient_slicerCallSequence_passes() throws {
     let tmp = TempDir()
     let server = try startLiveServer(tmp)
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
-    let (status, text) = try runClientPython([
-        repoRoot.appendingPathComponent("Tests/e2e/slicer_sequence.py").path, "http://127.0.0.1:\(server.port)", tmp.url.path,
-    ])
+    defer { server.stop() }
+    let (status, text) = try runE2EScript("slicer_sequence.py", ["http://127.0.0.1:\(server.port)", tmp.url.path])
     #expect(status == 0, "\(text)")
     #expect(text.contains("SLICER SEQUENCE OK"))
 }
@@ -56,27 +33,12 @@ func pythonClient_slicerCallSequence_passes() throws {
 @Test func liveServer_answersInfoRedirectsAndRejectsTraversal() throws {
     let tmp = TempDir()
     let server = try startLiveServer(tmp)
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
-    func get(_ path: String) throws -> (Int, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        p.arguments = ["-s", "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(server.port)\(path)"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
-    }
-    let (status, body) = try get("/info/")
+    defer { server.stop() }
+    let (status, body) = try curl(server.port, "GET", "/info/")
     #expect(status == 200)
-    #expect(body.contains("\"datastore\":{\"total\":4,\"completed\":2"))
-    #expect(try get("/datastore/image?image=..%2F..%2Fetc%2Fpasswd").0 == 404)
-    #expect(try get("/datastore/label?label=spleen_00&tag=..%2F..").0 == 404)
+    #expect(String(decoding: body, as: UTF8.self).contains("\"datastore\":{\"total\":4,\"completed\":2"))
+    #expect(try curl(server.port, "GET", "/datastore/image?image=..%2F..%2Fetc%2Fpasswd").status == 404)
+    #expect(try curl(server.port, "GET", "/datastore/label?label=spleen_00&tag=..%2F..").status == 404)
 }
 
 /// Long work never blocks the accept loop: `/info/` answers while an inference is still running.
@@ -120,7 +82,7 @@ func pythonClient_slicerCallSequence_passes() throws {
 
 /// `--ssl_certfile/--ssl_keyfile/--ssl_keyfile_password` as upstream: the Python client (which skips certificate
 /// verification, as upstream's does) talks to the server over TLS.
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path), "needs .venv-client"))
+@Test(.needsClientVenv)
 func pythonClient_overTLSWithEncryptedKey_works() throws {
     let tmp = TempDir()
     let key = tmp.url.appendingPathComponent("key.pem").path, cert = tmp.url.appendingPathComponent("cert.pem").path
@@ -143,11 +105,8 @@ func pythonClient_overTLSWithEncryptedKey_works() throws {
                                 host: "127.0.0.1", port: 0, sslCertfile: cert, sslKeyfile: key,
                                 sslKeyfilePassword: "secret", logLevel: .warning)
     let server = try ServerMain.start(options, environment: ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("s").path])
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
-    let (status, text) = try runClientPython(["-c", """
+    defer { server.stop() }
+    let (status, text) = try runProcess(clientPython, ["-c", """
         from monailabel.client import MONAILabelClient
         c = MONAILabelClient("https://127.0.0.1:\(server.port)")
         info = c.info()

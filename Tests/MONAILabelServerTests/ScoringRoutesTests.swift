@@ -7,23 +7,19 @@ import MONAILabel
 
 /// `TrainHarness`'s app (5 synthetic cases on 32x32x16, the first `labeled` with a final label) with labels of
 /// known content saved under other tags; scoring jobs run the freshly built `monailabel` as their child.
-final class ScoringHarness {
+final class ScoringHarness: RouterHarness {
     let tmp = TempDir()
     let app: MONAILabelApp
     let router: HTTPRouter
 
     /// - Parameter runner: the child executable; a script that only sleeps keeps a job RUNNING on demand.
-    init(labeled: Int = 4, runner: URL = TrainHarness.runner) throws {
+    init(labeled: Int = 4, runner: URL = monailabelBinary) throws {
         let studies = tmp.url.appendingPathComponent("studies")
         let appDir = tmp.url.appendingPathComponent("app")
         try DemoStudies.write(to: studies, count: 5, labeled: labeled, shape: [32, 32, 16], spacing: [3, 3, 4])
         try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
         try Data(TrainHarness.appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
-        var settings = Settings(appDir: appDir, studies: studies.path, conf: ["models": "segmentation_spleen"])
-        settings.sessions = false
-        settings.taskRunner = runner.path
-        settings.torchThreads = 1
-        settings.trainStopGrace = 2
+        let settings = jobSettings(appDir: appDir, studies: studies, conf: ["models": "segmentation_spleen"], runner: runner)
         app = try MONAILabelApp(settings: settings, datastore: try LocalDatastore(root: studies))
         router = makeRouter(app: app, log: .silent)
     }
@@ -39,16 +35,6 @@ final class ScoringHarness {
         try Data("#!/bin/sh\nexec sleep 60\n".utf8).write(to: url)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
         return url
-    }
-
-    func send(_ method: HTTPMethod, _ target: String, json: String = "") throws -> (status: Int, json: JSONValue?) {
-        let headers = [("Host", "test")] + (json.isEmpty ? [] : [("Content-Type", "application/json")])
-        let req = try HTTPRequest(method: method, target: target, headers: HTTPHeaders(headers),
-                                  body: json.isEmpty ? .empty : .bytes(Array(json.utf8)))
-        let resp = router.respond(to: req)
-        defer { req.context.cleanUp() }
-        guard case .bytes(let b) = resp.body else { return (resp.status.code, nil) }
-        return (resp.status.code, try? JSONValue.parse(b))
     }
 
     /// Saves `values` (on the image's grid) as the `tag` label of `id`.
@@ -67,17 +53,7 @@ final class ScoringHarness {
 
     /// Polls `GET /scoring/` until the latest job has finished.
     func waitFinished(timeout: Double = 60) throws -> JSONValue {
-        let deadline = Date().addingTimeInterval(timeout)
-        var last: JSONValue = .null
-        while Date() < deadline {
-            if let j = try send(.get, "/scoring/").json {
-                last = j
-                if let s = j["status"]?.stringValue, ["DONE", "ERROR", "STOPPED"].contains(s) { return j }
-            }
-            usleep(100_000)
-        }
-        Issue.record("timed out waiting for the scoring job; last status: \(last.compactString())")
-        return last
+        try poll("/scoring/", timeout: timeout, for: "the scoring job", until: jobFinished)
     }
 }
 

@@ -26,6 +26,26 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
     return (Array(try Data(contentsOf: label)), truth, raw)
 }
 
+/// The gzipped NIfTI label in a multipart infer answer, saved as `name` and loaded.
+private func resultLabel(_ r: TestClient.Reply, _ c: TestClient, saveAs name: String) throws -> Volume {
+    let body = r.body
+    let start = try #require((0..<(body.count - 1)).first { body[$0] == 0x1f && body[$0 + 1] == 0x8b })
+    let out = c.tmp.url.appendingPathComponent(name)
+    try Data(body[start...]).write(to: out)
+    return try ImageIO.load(out)
+}
+
+/// Dice of the non-zero voxels of `result` and `truth`.
+private func dice(_ result: Volume, _ truth: [UInt8]) -> Double {
+    var inter = 0, a = 0, b = 0
+    for (x, y) in zip(result.floats, truth) {
+        if x != 0 { a += 1 }
+        if y != 0 { b += 1 }
+        if x != 0 && y != 0 { inter += 1 }
+    }
+    return 2 * Double(inter) / Double(a + b)
+}
+
 @Test func info_listsHistogramGraphCut_asScribbles() throws {
     let c = try TestClient()
     let m = try #require(c.get("/info/").json?["models"]?["Histogram+GraphCut"])
@@ -44,19 +64,7 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
                            files: [("label", "/home/user/slicer/scribbles.nii.gz", scribbles)])
     #expect(r.status == 200, "\(r.text.prefix(300))")
     // The multipart answer carries the label file; take it out and compare with the box.
-    let body = r.body
-    let magic: [UInt8] = [0x1f, 0x8b]
-    let start = try #require((0..<(body.count - 1)).first { body[$0] == magic[0] && body[$0 + 1] == magic[1] })
-    let out = c.tmp.url.appendingPathComponent("result.nii.gz")
-    try Data(body[start...]).write(to: out)
-    let result = try ImageIO.load(out)
-    var inter = 0, a = 0, b = 0
-    for (x, y) in zip(result.floats, truth) {
-        if x != 0 { a += 1 }
-        if y != 0 { b += 1 }
-        if x != 0 && y != 0 { inter += 1 }
-    }
-    #expect(2 * Double(inter) / Double(a + b) >= 0.9)
+    #expect(dice(try resultLabel(r, c, saveAs: "result.nii.gz"), truth) >= 0.9)
 
     let json = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
                               files: [("label", "scribbles.nii.gz", scribbles)])
@@ -115,11 +123,7 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
                            fields: [("params", #"{"result_extension": ".nii.gz", "roi": [], "selected_label_name": "spleen"}"#)],
                            files: [("label", "scribbles.nii.gz", scribbles)])
     #expect(r.status == 200, "\(r.text.prefix(300))")
-    let body = r.body
-    let start = try #require((0..<(body.count - 1)).first { body[$0] == 0x1f && body[$0 + 1] == 0x8b })
-    let out = c.tmp.url.appendingPathComponent("iseg.nii.gz")
-    try Data(body[start...]).write(to: out)
-    let result = try ImageIO.load(out).floats
+    let result = try resultLabel(r, c, saveAs: "iseg.nii.gz").floats
     let strokes = try ImageIO.load(c.tmp.url.appendingPathComponent("scribbles.nii.gz")).floats
     // Whatever the untrained model says, the strokes are hard constraints.
     #expect(zip(result, strokes).allSatisfy { $1 == 3 ? $0 == 1 : ($1 == 2 ? $0 == 0 : true) })
@@ -133,39 +137,18 @@ private func boxStudy(_ c: TestClient, id: String) throws -> (scribbles: [UInt8]
                            fields: [("params", #"{"result_extension": ".nii.gz", "roi": []}"#)],
                            files: [("label", "scribbles.nii.gz", scribbles)])
     #expect(r.status == 200, "\(r.text.prefix(300))")
-    let body = r.body
-    let start = try #require((0..<(body.count - 1)).first { body[$0] == 0x1f && body[$0 + 1] == 0x8b })
-    let out = c.tmp.url.appendingPathComponent("geos.nii.gz")
-    try Data(body[start...]).write(to: out)
-    let result = try ImageIO.load(out)
-    var inter = 0, a = 0, b = 0
-    for (x, y) in zip(result.floats, truth) {
-        if x != 0 { a += 1 }
-        if y != 0 { b += 1 }
-        if x != 0 && y != 0 { inter += 1 }
-    }
-    #expect(2 * Double(inter) / Double(a + b) >= 0.9)
+    #expect(dice(try resultLabel(r, c, saveAs: "geos.nii.gz"), truth) >= 0.9)
 }
-
-private let scribblesRepoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
 
 /// Slicer's scribbles call (spec section 7.2) through the real `monailabel.client` 0.8.5 on a live server, for
 /// Histogram+GraphCut, Scribbles+GeoS and ISeg+GraphCut: labelmap upload, label_info with non-default scribble
 /// values, .nrrd/uint8 result, strokes kept, Dice against the study's label, ROI.
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: scribblesRepoRoot.appendingPathComponent(".venv-client/bin/python").path),
-               "needs .venv-client (scripts/make-client-venv.sh)"))
+@Test(.needsClientVenv)
 func pythonClient_slicerScribblesSequence_passes() throws {
     let tmp = TempDir()
     let server = try startLiveServer(tmp, cases: 2, labeled: 1)
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
-    let (status, text) = try runClientPython([
-        scribblesRepoRoot.appendingPathComponent("Tests/e2e/slicer_scribbles.py").path, "http://127.0.0.1:\(server.port)",
-        tmp.url.path, "spleen_00",
-    ])
+    defer { server.stop() }
+    let (status, text) = try runE2EScript("slicer_scribbles.py", ["http://127.0.0.1:\(server.port)", tmp.url.path, "spleen_00"])
     #expect(status == 0, "\(text)")
     #expect(text.contains("SLICER SCRIBBLES OK"))
 }

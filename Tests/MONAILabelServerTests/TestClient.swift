@@ -14,8 +14,7 @@ final class TestClient {
          sessions: Bool = true) throws {
         let appDir = tmp.url.appendingPathComponent("app")
         try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        try FileManager.default.copyItem(at: repo.appendingPathComponent("sample-apps/radiology/app.json"),
+        try FileManager.default.copyItem(at: repoRoot.appendingPathComponent("sample-apps/radiology/app.json"),
                                          to: appDir.appendingPathComponent("app.json"))
         for (n, id) in ids.enumerated() {
             _ = tmp.write("studies/\(id).nii.gz", [UInt8(n), 1, 2, 3])
@@ -42,24 +41,7 @@ final class TestClient {
                                   body: body.isEmpty ? .empty : .bytes(body))
         let resp = router.respond(to: req)
         defer { req.context.cleanUp() }
-        var bytes: [UInt8] = []
-        switch resp.body {
-        case .empty: break
-        case .bytes(let b): bytes = b
-        case .file(let path, let deleteAfter):
-            bytes = Array(FileManager.default.contents(atPath: path) ?? Data())
-            if deleteAfter { try? FileManager.default.removeItem(atPath: path) }
-        case .segments(let segs):
-            for s in segs {
-                switch s {
-                case .bytes(let b): bytes += b
-                case .file(let path, _): bytes += Array(FileManager.default.contents(atPath: path) ?? Data())
-                }
-            }
-        case .stream(let s):
-            while let c = try s.next() { bytes += c }
-        }
-        return Reply(status: resp.status.code, headers: resp.headers, body: bytes)
+        return Reply(status: resp.status.code, headers: resp.headers, body: try bodyBytes(resp))
     }
 
     func get(_ t: String) throws -> Reply { try send(.get, t) }

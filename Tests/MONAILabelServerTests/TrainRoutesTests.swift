@@ -1,13 +1,14 @@
 import Foundation
 import HTTPServer
 import Testing
+import TestSupport
 import MONAILabel
 import TorchCheckpoint
 @testable import MONAILabelServer
 
 /// An app with a tiny spleen model (4-8-16 UNet on 32x32x16 volumes at their own 3x3x4 mm spacing) whose
 /// train jobs run the freshly built `monailabel` as their child process.
-final class TrainHarness {
+final class TrainHarness: RouterHarness {
     let tmp = TempDir()
     let app: MONAILabelApp
     let router: HTTPRouter
@@ -34,11 +35,7 @@ final class TrainHarness {
         try DemoStudies.write(to: studies, count: 5, labeled: labeled, shape: [32, 32, 16], spacing: [3, 3, 4])
         try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
         try Data(Self.appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
-        var settings = Settings(appDir: appDir, studies: studies.path, conf: ["models": "segmentation_spleen"])
-        settings.sessions = false
-        settings.taskRunner = Self.runner.path
-        settings.torchThreads = 1
-        settings.trainStopGrace = 2
+        var settings = jobSettings(appDir: appDir, studies: studies, conf: ["models": "segmentation_spleen"])
         settings.autoTrainEvery = autoTrainEvery
         app = try MONAILabelApp(settings: settings, datastore: try LocalDatastore(root: studies))
         router = makeRouter(app: app, log: .silent)
@@ -54,47 +51,12 @@ final class TrainHarness {
         let appDir = tmp.url.appendingPathComponent("app")
         try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
         try Data(appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
-        let options = ServerOptions(appDir: appDir.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
-                                    host: "127.0.0.1", port: 0, logLevel: .warning)
-        return try ServerMain.start(options, environment: [
-            "MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": runner.path, "MONAI_LABEL_TORCH_THREADS": "1",
-        ])
-    }
-
-    /// The `monailabel` built next to the test bundle.
-    static var runner: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("monailabel")
-    }
-
-    func send(_ method: HTTPMethod, _ target: String, json: String = "") throws -> (status: Int, json: JSONValue?) {
-        try send(method, target, headers: json.isEmpty ? [] : [("Content-Type", "application/json")], body: Array(json.utf8))
-    }
-
-    func send(_ method: HTTPMethod, _ target: String, headers extra: [(String, String)], body: [UInt8]) throws
-        -> (status: Int, json: JSONValue?)
-    {
-        let headers = [("Host", "test")] + extra
-        let req = try HTTPRequest(method: method, target: target, headers: HTTPHeaders(headers),
-                                  body: body.isEmpty ? .empty : .bytes(body))
-        let resp = router.respond(to: req)
-        defer { req.context.cleanUp() }
-        guard case .bytes(let b) = resp.body else { return (resp.status.code, nil) }
-        return (resp.status.code, try? JSONValue.parse(b))
+        return try startJobServer(appDir: appDir, studies: studies.path, conf: ["models": "segmentation_spleen"])
     }
 
     /// Polls `GET /train/` until `done` holds for the latest task, or fails after `timeout` seconds.
     func waitFor(_ what: String, timeout: Double, _ done: (JSONValue) -> Bool) throws -> JSONValue {
-        let deadline = Date().addingTimeInterval(timeout)
-        var last: JSONValue = .null
-        while Date() < deadline {
-            if let j = try send(.get, "/train/").json {
-                last = j
-                if done(j) { return j }
-            }
-            usleep(100_000)
-        }
-        Issue.record("timed out waiting for \(what); last status: \(last.compactString())")
-        return last
+        try poll("/train/", timeout: timeout, for: what, until: done)
     }
 }
 
@@ -230,22 +192,14 @@ final class TrainHarness {
         guard FileManager.default.isExecutableFile(atPath: python), (try? probe.run()) != nil else { return }
         probe.waitUntilExit()
         guard probe.terminationStatus == 0 else { return }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", """
+        let (status, text) = try runProcess(URL(fileURLWithPath: python), ["-c", """
             import sys, torch
             d = torch.load(sys.argv[1], weights_only=True)
             assert set(d) == {"model", "epoch"}, list(d)
             assert d["model"]["model.0.conv.unit0.conv.weight"].shape == (4, 1, 3, 3, 3)
             print("LOADED", len(d["model"]))
-            """, h.published.path]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0, "\(text)")
+            """, h.published.path])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("LOADED"))
     }
 
@@ -278,22 +232,13 @@ final class TrainHarness {
     }
 }
 
-private let trainRepoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
 /// The real Python client's train_start / train_status / train_stop against the live server (real sockets).
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: trainRepoRoot.appendingPathComponent(".venv-client/bin/python").path),
-               "needs .venv-client (scripts/make-client-venv.sh)"), .timeLimit(.minutes(3)))
+@Test(.needsClientVenv, .timeLimit(.minutes(3)))
 func pythonClient_trainStartStatusStop_works() throws {
     let tmp = TempDir()
     let server = try TrainHarness.startLiveServer(tmp, count: 5, labeled: 4)
-    defer {
-        server.shutdown(gracePeriod: 1)
-        server.wait()
-    }
-    let (status, text) = try runClientPython([
-        trainRepoRoot.appendingPathComponent("Tests/e2e/train_sequence.py").path, "http://127.0.0.1:\(server.port)",
-    ])
+    defer { server.stop() }
+    let (status, text) = try runE2EScript("train_sequence.py", ["http://127.0.0.1:\(server.port)"])
     #expect(status == 0, "\(text)")
     #expect(text.contains("TRAIN SEQUENCE OK"))
 }

@@ -103,19 +103,27 @@ func trainedDeepGrow(_ tmp: TempDir, dimension: Int, maxEpochs: Int, count: Int)
     return (task, lines)
 }
 
+/// Runs `task` on the unseen blob case `seed` with the params made for it; the case, the result and its label file
+/// (the caller removes it).
+private func inferOnUnseenBlob(_ task: DeepGrowTask, _ tmp: TempDir, seed: UInt64, params: (BlobStudy.Case) -> JSONObject)
+    throws -> (test: BlobStudy.Case, result: InferResult, file: URL)
+{
+    let test = BlobStudy.make(seed: seed)
+    let image = tmp.url.appendingPathComponent("unseen.nii.gz")
+    try NIfTI.write(test.image, to: image)
+    let result = try task.infer(InferRequest(imagePath: image.path, params: params(test)))
+    return (test, result, try #require(result.file))
+}
+
 @Test(.timeLimit(.minutes(5)))
 func deepGrow3D_clickOnABlob_withABrieflyTrainedModel_returnsAMaskOverlappingTheBlob() throws {
     let tmp = TempDir()
     let (task, log) = try trainedDeepGrow(tmp, dimension: 3, maxEpochs: 8, count: 6)
     // An unseen case: the click is the blob's centre, in the image's own [i, j, k] voxel indices.
-    let test = BlobStudy.make(seed: 7)
-    let image = tmp.url.appendingPathComponent("unseen.nii.gz")
-    try NIfTI.write(test.image, to: image)
-    let result = try task.infer(InferRequest(imagePath: image.path, params: [
-        "foreground": .array([.array(test.center.map { .int($0) })]), "background": [],
-        "result_extension": ".nii.gz", "result_dtype": "uint8",
-    ]))
-    let file = try #require(result.file)
+    let (test, result, file) = try inferOnUnseenBlob(task, tmp, seed: 7) { test in
+        ["foreground": .array([.array(test.center.map { .int($0) })]), "background": [],
+         "result_extension": ".nii.gz", "result_dtype": "uint8"]
+    }
     defer { try? FileManager.default.removeItem(at: file) }
     let mask = try NIfTI.read(file)
     #expect(mask.spatialShape == BlobStudy.shape)
@@ -132,15 +140,12 @@ func deepGrow3D_clickOnABlob_withABrieflyTrainedModel_returnsAMaskOverlappingThe
 func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws {
     let tmp = TempDir()
     let (task, log) = try trainedDeepGrow(tmp, dimension: 2, maxEpochs: 5, count: 6)
-    let test = BlobStudy.make(seed: 8)
-    let image = tmp.url.appendingPathComponent("unseen.nii.gz")
-    try NIfTI.write(test.image, to: image)
+    let (test, _, file) = try inferOnUnseenBlob(task, tmp, seed: 8) { test in
+        let k = test.center[2]
+        return ["foreground": .array([.array(test.center.map { .int($0) })]), "background": [[0, 0, .int(k)]],
+                "slice": .int(k), "result_extension": ".nrrd"]
+    }
     let k = test.center[2]
-    let result = try task.infer(InferRequest(imagePath: image.path, params: [
-        "foreground": .array([.array(test.center.map { .int($0) })]), "background": [[0, 0, .int(k)]],
-        "slice": .int(k), "result_extension": ".nrrd",
-    ]))
-    let file = try #require(result.file)
     defer { try? FileManager.default.removeItem(at: file) }
     let mask = try ImageIO.load(file).floats
     let truth = test.label.floats

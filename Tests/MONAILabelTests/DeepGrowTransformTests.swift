@@ -35,15 +35,11 @@ import Imaging
 
 @Test func guidanceFromPoints_noClicksOrOutsideClick_isInvalidInput() {
     for (fg, bg) in [([[Int]](), [[Int]]()), ([[10, 0, 0]], []), ([], [[0, 0]])] {
-        do {
-            _ = try DeepGrow.guidanceFromPoints(foreground: fg, background: bg, originalShape: [10, 10, 5],
-                                                currentShape: [5, 10, 10], dimension: 3, slice: nil)
-            Issue.record("\(fg) \(bg) was accepted")
-        } catch let e as MONAILabelError {
-            #expect(e.kind == .invalidInput)
-        } catch {
-            Issue.record("unexpected \(error)")
+        let e = #expect(throws: MONAILabelError.self, "\(fg) \(bg)") {
+            try DeepGrow.guidanceFromPoints(foreground: fg, background: bg, originalShape: [10, 10, 5],
+                                            currentShape: [5, 10, 10], dimension: 3, slice: nil)
         }
+        #expect(e?.kind == .invalidInput)
     }
 }
 

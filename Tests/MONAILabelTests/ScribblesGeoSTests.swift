@@ -77,12 +77,7 @@ func geodesicDistance_converged_matchesDijkstraOnRandomGrids(seed: UInt64) throw
 }
 
 private func runGeoS(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (Volume, JSONObject) {
-    var p = params
-    p["label"] = .string(c.scribblesURL.path)
-    let r = try GeoSTask(labels: ["spleen": 1]).infer(InferRequest(imagePath: c.imageURL.path, params: p))
-    let file = try #require(r.file)
-    defer { try? FileManager.default.removeItem(at: file) }
-    return (try ImageIO.load(file), r.json)
+    try runScribbles(GeoSTask(labels: ["spleen": 1]), image: c.imageURL, scribbles: c.scribblesURL, params)
 }
 
 @Test func geos_scribblesAlone_segmentTheSpleen() throws {

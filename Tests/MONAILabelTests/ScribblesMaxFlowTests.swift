@@ -1,19 +1,7 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import MONAILabel
-
-/// SplitMix64: reproducible random graphs per seed.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A random grid problem: terminal capacities and one n-link weight array per axis.
 private struct GridProblem {
@@ -23,7 +11,7 @@ private struct GridProblem {
     var weights: [[Float]]
 
     init(shape: [Int], seed: UInt64, integral: Bool) {
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix(seed: seed)
         let n = shape.reduce(1, *)
         func value(_ scale: Float) -> Float {
             // A third of the capacities are zero, so free nodes and ties are exercised.
@@ -89,7 +77,7 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     let shape = [6, 7, 5]
     for seed in UInt64(1)...10 {
         var p = GridProblem(shape: shape, seed: seed, integral: false)
-        var rng = SeededRandom(seed: seed ^ 0xABCD)
+        var rng = SplitMix(seed: seed ^ 0xABCD)
         var forced: [Int: Bool] = [:]
         for _ in 0..<20 {
             let i = Int.random(in: 0..<p.source.count, using: &rng)
@@ -127,7 +115,7 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
 
 @Test func maxFlow_contrastNeighbourCapacities_equalExplicitWeights() throws {
     let shape = [4, 5, 6]
-    var rng = SeededRandom(seed: 5)
+    var rng = SplitMix(seed: 5)
     let n = shape.reduce(1, *)
     let image = (0..<n).map { _ in Float.random(in: 0...1, using: &rng) }
     let p = GridProblem(shape: shape, seed: 11, integral: false)

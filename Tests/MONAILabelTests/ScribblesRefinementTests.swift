@@ -74,15 +74,6 @@ private struct WrongModelCase {
     }
 }
 
-private func refine(_ task: ISegGraphCutTask, image: URL, scribbles: URL?, _ params: JSONObject = [:]) throws -> (Volume, JSONObject) {
-    var p = params
-    if let scribbles { p["label"] = .string(scribbles.path) }
-    let r = try task.infer(InferRequest(imagePath: image.path, params: p))
-    let file = try #require(r.file)
-    defer { try? FileManager.default.removeItem(at: file) }
-    return (try ImageIO.load(file), r.json)
-}
-
 @Test func isegGraphCut_scribblesOverAWrongPrediction_correctIt() throws {
     let tmp = TempDir()
     let w = try WrongModelCase(in: tmp.url)
@@ -92,11 +83,11 @@ private func refine(_ task: ISegGraphCutTask, image: URL, scribbles: URL?, _ par
     #expect(before < 0.8, "the model map is meant to be wrong (Dice \(before))")
 
     let task = ISegGraphCutTask(model: FixedProbability(w.map))
-    let (alone, _) = try refine(task, image: w.c.imageURL, scribbles: nil)
+    let (alone, _) = try runScribbles(task, image: w.c.imageURL, scribbles: nil)
     let smoothedOnly = dice(alone.floats, truth)
     #expect(smoothedOnly < 0.8, "GraphCut alone must not invent the missing half (Dice \(smoothedOnly))")
 
-    let (refined, json) = try refine(task, image: w.c.imageURL, scribbles: w.correction)
+    let (refined, json) = try runScribbles(task, image: w.c.imageURL, scribbles: w.correction)
     let after = dice(refined.floats, truth)
     #expect(after >= 0.9, "Dice \(after) after the correction (model alone \(before))")
     let v = refined.floats
@@ -113,7 +104,7 @@ private func refine(_ task: ISegGraphCutTask, image: URL, scribbles: URL?, _ par
     var rng = SplitMix64(seed: 7)
     let p = c.study.label.map { ($0 != 0 ? Float(0.65) : 0.35) + Float.random(in: -0.2...0.2, using: &rng) }
     let map = Volume(spatialShape: c.study.shape, data: .float32(p), affine: Affine(c.study.affine))
-    let (result, _) = try refine(ISegGraphCutTask(model: FixedProbability(map)), image: c.imageURL, scribbles: c.scribblesURL)
+    let (result, _) = try runScribbles(ISegGraphCutTask(model: FixedProbability(map)), image: c.imageURL, scribbles: c.scribblesURL)
     #expect(dice(result.floats, c.study.label) >= 0.9)
 }
 
@@ -122,11 +113,11 @@ private func refine(_ task: ISegGraphCutTask, image: URL, scribbles: URL?, _ par
     let w = try WrongModelCase(in: tmp.url)
     let model = FixedProbability(w.map)
     let task = ISegGraphCutTask(model: model)
-    _ = try refine(task, image: w.c.imageURL, scribbles: w.correction)
-    _ = try refine(task, image: w.c.imageURL, scribbles: w.c.scribblesURL, ["lamda": 2.0])
+    _ = try runScribbles(task, image: w.c.imageURL, scribbles: w.correction)
+    _ = try runScribbles(task, image: w.c.imageURL, scribbles: w.c.scribblesURL, ["lamda": 2.0])
     #expect(model.calls == 1)
     // A label the model does not know falls back to its first label; an ROI still cuts the region.
-    let (roi, _) = try refine(task, image: w.c.imageURL, scribbles: w.correction,
+    let (roi, _) = try runScribbles(task, image: w.c.imageURL, scribbles: w.correction,
                               ["selected_label_name": "foreground_scribbles", "roi": [0, 64, 0, 64, 0, 12]])
     #expect(model.calls == 1)
     let v = roi.floats
@@ -192,12 +183,12 @@ private func refine(_ task: ISegGraphCutTask, image: URL, scribbles: URL?, _ par
     let organs = FixedProbability(empty, name: "organs", labels: ["liver": 1, "kidney": 2])
     let task = ISegGraphCutTask(first: spleen, others: [organs])
     #expect(task.description.contains("spleen_model, organs"))
-    let (liver, json) = try refine(task, image: c.imageURL, scribbles: nil, ["selected_label_name": "liver"])
+    let (liver, json) = try runScribbles(task, image: c.imageURL, scribbles: nil, ["selected_label_name": "liver"])
     #expect(organs.calls == 1 && spleen.calls == 0)
     #expect(liver.floats.allSatisfy { $0 == 0 })
     #expect(json["label_names"] == ["liver": 1, "kidney": 2])
     // A scribbles segment is no model label: the first model's first label is refined.
-    let (fallback, _) = try refine(task, image: c.imageURL, scribbles: nil, ["selected_label_name": "foreground_scribbles"])
+    let (fallback, _) = try runScribbles(task, image: c.imageURL, scribbles: nil, ["selected_label_name": "foreground_scribbles"])
     #expect(spleen.calls == 1)
     #expect(dice(fallback.floats, c.study.label) >= 0.9)
 }

@@ -71,14 +71,20 @@ func dice(_ a: [Float], _ b: [UInt8]) -> Double {
     return sa + sb == 0 ? 1 : 2 * Double(inter) / Double(sa + sb)
 }
 
-private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (Volume, JSONObject) {
-    let task = HistogramGraphCutTask(labels: ["spleen": 1])
+/// Runs a scribbles `task` on `image`, `scribbles` (when given) as its `label` param; the result label and JSON.
+func runScribbles(_ task: any InferTask, image: URL, scribbles: URL?, _ params: JSONObject = [:]) throws
+    -> (Volume, JSONObject)
+{
     var p = params
-    p["label"] = .string(c.scribblesURL.path)
-    let r = try task.infer(InferRequest(imagePath: c.imageURL.path, params: p))
-    guard let file = r.file else { throw MONAILabelError.io("no result file") }
+    if let scribbles { p["label"] = .string(scribbles.path) }
+    let r = try task.infer(InferRequest(imagePath: image.path, params: p))
+    let file = try #require(r.file)
     defer { try? FileManager.default.removeItem(at: file) }
     return (try ImageIO.load(file), r.json)
+}
+
+private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (Volume, JSONObject) {
+    try runScribbles(HistogramGraphCutTask(labels: ["spleen": 1]), image: c.imageURL, scribbles: c.scribblesURL, params)
 }
 
 @Test func histogramGraphCut_scribblesAlone_segmentTheSpleen() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import TorchCheckpoint
 
 /// Damaged pickles and zips must give typed errors: never a crash, a hang or an allocation sized by the file's
@@ -211,7 +212,7 @@ import Testing
             }
         }
         for length in 0..<good.count { attempt(Array(good.prefix(length))) }
-        var rng = SplitMix64(seed: 0x5EED)
+        var rng = SplitMix(seed: 0x5EED)
         for _ in 0..<5000 {
             var bytes = good
             let index = Int(rng.next() % UInt64(bytes.count))
@@ -238,7 +239,7 @@ extension MalformedInputTests {
         let storageRecords = storages.map { ("data/" + $0.key, $0.bytes) }
         #expect(try Checkpoint.read(bytes: archiveBytes([("data.pkl", pickle)] + storageRecords)) == value)
 
-        var rng = SplitMix64(seed: 0xF022)
+        var rng = SplitMix(seed: 0xF022)
         var outcomes: [String: Int] = [:]
         for _ in 0..<4000 {
             var mutated = mutate(pickle, &rng)
@@ -253,18 +254,5 @@ extension MalformedInputTests {
         // Mutations land everywhere: some still parse, most hit each class of pickle error.
         #expect(outcomes["malformedPickle", default: 0] > 100, "\(outcomes)")
         #expect(outcomes["forbiddenGlobal", default: 0] + outcomes["unsupportedOpcode", default: 0] > 10, "\(outcomes)")
-    }
-}
-
-/// Deterministic generator so a fuzz failure reproduces.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import TorchCheckpoint
 
 /// Runs `scripts/check_checkpoint_python.py` on checkpoints we wrote. With a Python that has torch
@@ -43,7 +44,7 @@ import Testing
             arguments += ["--pair", copy.path, url.path]
         }
 
-        var rng = SplitMix64(seed: 7)
+        var rng = SplitMix(seed: 7)
         let tensors: [(name: String, tensor: StoredTensor)] = StoredDType.allCases.map { dtype in
             var bytes = (0..<(12 * dtype.size)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             if dtype == .bool { bytes = bytes.map { $0 & 1 } }

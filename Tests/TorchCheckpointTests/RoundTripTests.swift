@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import TorchCheckpoint
 
 @Suite struct RoundTripTests {
     private func sampleTensors() -> [(name: String, tensor: StoredTensor)] {
-        var rng = SplitMix64(seed: 42)
+        var rng = SplitMix(seed: 42)
         func random(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
         return StoredDType.allCases.map { dtype in
             let shape = [2, 3, 1]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import TorchCheckpoint
 #if canImport(Glibc)
 import Glibc
@@ -107,7 +108,7 @@ func archiveBytes(_ records: [(String, [UInt8])], prefix: String = "archive/") t
 }
 
 /// Applies one random structural mutation: overwrite, bit flip, delete, insert or truncate.
-func mutate(_ input: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
+func mutate(_ input: [UInt8], _ rng: inout SplitMix) -> [UInt8] {
     var bytes = input
     guard !bytes.isEmpty else { return [UInt8(truncatingIfNeeded: rng.next())] }
     let index = Int(rng.next() % UInt64(bytes.count))

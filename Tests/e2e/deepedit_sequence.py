@@ -15,16 +15,11 @@ import nrrd
 import numpy as np
 from monailabel.client import MONAILabelClient
 
+from common import check, slicer_params
+
 url, work, case_file = sys.argv[1], sys.argv[2], sys.argv[3]
 case = json.load(open(case_file))
 client = MONAILabelClient(url, client_id="user-xyz")
-
-
-def check(cond, what):
-    if not cond:
-        print("FAILED:", what, file=sys.stderr)
-        sys.exit(1)
-    print("ok:", what)
 
 
 info = client.info()
@@ -34,7 +29,7 @@ check(isinstance(model["labels"], dict) and model["labels"].get("background") ==
 check("deepedit" in info["trainers"], "info lists the deepedit trainer")
 
 # Train as Slicer's Train button: trainer config with list options collapsed, plus overrides for a short run.
-params = {k: (v[0] if isinstance(v, list) else v) for k, v in info["trainers"]["deepedit"]["config"].items()}
+params = slicer_params(info["trainers"]["deepedit"]["config"])
 params.update({"max_epochs": 20, "val_split": 0.2, "device": "cpu", "seed": 1})
 started = time.time()
 task = client.train_start("deepedit", params)
@@ -52,7 +47,7 @@ stats = client.info()["train_stats"]["deepedit"]
 check(stats.get("total_time") and stats.get("best_metric", 0) > 0, "train_stats after the run: " + json.dumps(stats)[:200])
 
 # SmartEdit click with DeepEdit multi-label: one key per info label, clicks only for the current one.
-config = {k: (v[0] if isinstance(v, list) else v) for k, v in model["config"].items()}
+config = slicer_params(model["config"])
 label_names = info["labels"]
 clicks = {name: [] for name in label_names}
 clicks["a"] = [case["a"]]

@@ -15,23 +15,13 @@ import numpy as np
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
+from common import check, dice, slicer_params
+
 url, work, case_file = sys.argv[1], sys.argv[2], sys.argv[3]
 case = json.load(open(case_file))
 image_id, (ci, cj, ck) = case["image"], case["center"]
 truth = nib.load(case["truth"]).get_fdata() > 0
 client = MONAILabelClient(url, client_id="user-xyz", tmpdir=work)
-
-
-def check(cond, what):
-    if not cond:
-        print("FAILED:", what, file=sys.stderr)
-        sys.exit(1)
-    print("ok:", what)
-
-
-def dice(a, b):
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else 2.0 * np.logical_and(a, b).sum() / s
 
 
 check(client.auth_enabled() is False, "auth probe reports auth disabled")
@@ -45,8 +35,7 @@ for name, dim in (("deepgrow_2d", 2), ("deepgrow_3d", 3)):
 
 
 def config_params(model):
-    # Slicer sends the model's config with list values reduced to their first element.
-    return {k: (v[0] if isinstance(v, list) else v) for k, v in models[model]["config"].items()}
+    return slicer_params(models[model]["config"])
 
 
 # 3D click: the whole click list of the segment, IJK voxel indices, result as NRRD bytes.

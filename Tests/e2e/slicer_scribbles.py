@@ -17,18 +17,13 @@ import nrrd
 import numpy as np
 from monailabel.client import MONAILabelClient
 
+from common import check, dice, slicer_params
+
 url, work, image_id = sys.argv[1], sys.argv[2], sys.argv[3]
 # Results go to the work folder, as Slicer keeps them in its own temp folder: the client saves each one
 # under the server's temp file name, and with client and server sharing /tmp the server's clean-up of its
 # own copy would delete the client's.
 client = MONAILabelClient(url, tmpdir=os.path.join(work, "client"), client_id="user-xyz")
-
-
-def check(cond, what):
-    if not cond:
-        print("FAILED:", what, file=sys.stderr)
-        sys.exit(1)
-    print("ok:", what)
 
 
 def download(path, name):
@@ -96,8 +91,7 @@ nib.save(nib.Nifti1Image(labelmap, image.affine), scribbles_path)
 
 
 def run(method, roi):
-    config = info["models"][method]["config"]
-    params = {k: (v[0] if isinstance(v, list) else v) for k, v in config.items()}
+    params = slicer_params(info["models"][method]["config"])
     params.update({"roi": roi, "label_info": label_info, "selected_label_name": "spleen",
                    "result_extension": ".nrrd", "result_dtype": "uint8"})
     out, result = client.infer(method, image_id, params, label_in=scribbles_path)
@@ -114,10 +108,6 @@ def run(method, roi):
     check(mask[fg].all(), f"{method}: every foreground stroke is foreground")
     check(not mask[bg].any(), f"{method}: no background stroke is foreground")
     return mask
-
-
-def dice(a, b):
-    return 2.0 * (a & b).sum() / max(1, a.sum() + b.sum())
 
 
 # A sanity bar for the wire (swapped scribble values or a misplaced result land far below it); the quality

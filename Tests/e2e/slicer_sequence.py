@@ -12,16 +12,11 @@ import urllib.request
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
+from common import check, slicer_params
+
 url, work = sys.argv[1], sys.argv[2]
 # Results go to WORKDIR: in the default /tmp they would share names (and deletion) with the server's temp files.
 client = MONAILabelClient(url, client_id="user-xyz", tmpdir=work)
-
-
-def check(cond, what):
-    if not cond:
-        print("FAILED:", what, file=sys.stderr)
-        sys.exit(1)
-    print("ok:", what)
 
 
 # Every logical operation starts with the auth probe; any non-200 means auth is disabled.
@@ -95,7 +90,7 @@ except MONAILabelClientException:
 # Auto segmentation, as Slicer sends it: model config (first list elements) + result options + client_id.
 model = next(iter(info["models"]), None)
 if model:
-    params = {k: (v[0] if isinstance(v, list) else v) for k, v in info["models"][model]["config"].items()}
+    params = slicer_params(info["models"][model]["config"])
     import nibabel as nib
     import nrrd
     import numpy as np

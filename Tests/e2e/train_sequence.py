@@ -11,22 +11,17 @@ import time
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 
+from common import check, slicer_params
+
 url = sys.argv[1]
 client = MONAILabelClient(url)
-
-
-def check(cond, what):
-    if not cond:
-        print("FAILED:", what, file=sys.stderr)
-        sys.exit(1)
-    print("ok:", what)
 
 
 info = client.info()
 model = "segmentation_spleen"
 check(model in info["trainers"], "info lists the segmentation_spleen trainer")
 config = info["trainers"][model]["config"]
-params = {k: (v[0] if isinstance(v, list) else v) for k, v in config.items()}
+params = slicer_params(config)
 params["max_epochs"] = 500
 
 check(client.train_status(check_if_running=True) is False, "train_status(check_if_running) is False while idle")

@@ -6,21 +6,11 @@
 # Usage: scripts/bench/deepedit.sh [THREADS=cores]   (CONFIG=debug to reuse a debug build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/lib.sh
 THREADS="${1:-$(nproc)}"
 CONFIG="${CONFIG:-release}"
-swift build -c "$CONFIG" --product monailabel >/dev/null
-BIN="$(swift build -c "$CONFIG" --show-bin-path)/monailabel"
-WORK="$(mktemp -d)"
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/app"
-cp sample-apps/radiology/app.json "$WORK/app/"
-"$BIN" datasets -d -o "$WORK/studies" --count 1 --labeled 0 --shape 512,512,120 --spacing 0.78,0.78,2.5 >/dev/null
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export MONAI_LABEL_SESSION_PATH="$WORK/sessions" MONAI_LABEL_TORCH_THREADS="$THREADS"
-"$BIN" start_server --app "$WORK/app" --studies "$WORK/studies" --conf models deepedit \
-  --host 127.0.0.1 --port "$PORT" --log_level warning >"$WORK/server.log" 2>&1 &
-PID=$!
-until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.05; done
+bench_build "$CONFIG"
+bench_start_server deepedit "$THREADS"
 CLICKS='{"spleen": [[350, 230, 60], [360, 240, 62]], "liver": [[150, 260, 60]], "aorta": [[256, 200, 60]], "label": "spleen"}'
 infer() {
   curl -sf -X POST "http://127.0.0.1:$PORT/infer/deepedit?image=spleen_00&output=json" --data-urlencode "params=$1"
@@ -28,7 +18,7 @@ infer() {
 infer "$CLICKS" >/dev/null
 CLICKED=$(infer "$CLICKS")
 AUTO=$(infer '{}')
-RSS=$(awk '/VmHWM/ {print $2}' /proc/$PID/status)
+RSS=$(bench_peak_rss_kb)
 echo "image: 512x512x120 int16, 0.78 x 0.78 x 2.5 mm; threads: $THREADS; build: $CONFIG"
 python3 - "$CLICKED" "$AUTO" "$RSS" <<'PY'
 import json, sys

@@ -5,20 +5,10 @@
 # Usage: scripts/bench/deepgrow.sh [THREADS=cores]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/lib.sh
 THREADS="${1:-$(nproc)}"
-swift build -c release --product monailabel >/dev/null
-BIN="$(swift build -c release --show-bin-path)/monailabel"
-WORK="$(mktemp -d)"
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/app"
-cp sample-apps/radiology/app.json "$WORK/app/"
-"$BIN" datasets -d -o "$WORK/studies" --count 1 --labeled 0 --shape 512,512,120 --spacing 0.78,0.78,2.5 >/dev/null
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export MONAI_LABEL_SESSION_PATH="$WORK/sessions" MONAI_LABEL_TORCH_THREADS="$THREADS"
-"$BIN" start_server --app "$WORK/app" --studies "$WORK/studies" --conf models deepgrow_2d,deepgrow_3d \
-  --host 127.0.0.1 --port "$PORT" --log_level warning >"$WORK/server.log" 2>&1 &
-PID=$!
-until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.05; done
+bench_build release
+bench_start_server deepgrow_2d,deepgrow_3d "$THREADS"
 click() {
   curl -sf -X POST "http://127.0.0.1:$PORT/infer/$1?image=spleen_00&output=json" \
     -F "params={\"foreground\": [[340, 230, 60]], \"background\": [[100, 256, 60]], \"slice\": 60}"
@@ -37,4 +27,4 @@ for name, r in (("cold", cold), ("warm", warm)):
 print(f"{model} warm transforms:", json.dumps(warm["latencies"]["transform"]))
 PY
 done
-echo "server peak RSS: $(( $(awk '/VmHWM/ {print $2}' /proc/$PID/status) / 1024 )) MB"
+echo "server peak RSS: $(( $(bench_peak_rss_kb) / 1024 )) MB"

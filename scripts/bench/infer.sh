@@ -6,20 +6,10 @@
 # Usage: scripts/bench/infer.sh [THREADS=cores]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/lib.sh
 THREADS="${1:-$(nproc)}"
-swift build -c release --product monailabel >/dev/null
-BIN="$(swift build -c release --show-bin-path)/monailabel"
-WORK="$(mktemp -d)"
-trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/app"
-cp sample-apps/radiology/app.json "$WORK/app/"
-"$BIN" datasets -d -o "$WORK/studies" --count 1 --labeled 0 --shape 512,512,120 --spacing 0.78,0.78,2.5 >/dev/null
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export MONAI_LABEL_SESSION_PATH="$WORK/sessions" MONAI_LABEL_TORCH_THREADS="$THREADS"
-"$BIN" start_server --app "$WORK/app" --studies "$WORK/studies" --conf models segmentation_spleen \
-  --host 127.0.0.1 --port "$PORT" --log_level warning >"$WORK/server.log" 2>&1 &
-PID=$!
-until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.05; done
+bench_build release
+bench_start_server segmentation_spleen "$THREADS"
 infer() { curl -sf -X POST "http://127.0.0.1:$PORT/infer/segmentation_spleen?image=spleen_00&output=json"; }
 # The cold run goes in the background while /info/ is timed: the accept loop must not wait for the network.
 # The warm run then runs alone, so its latencies are not disturbed by the probing.
@@ -34,7 +24,7 @@ done
 wait $INFER_PID
 COLD=$(cat "$WORK/cold.json")
 WARM=$(infer)
-RSS=$(awk '/VmHWM/ {print $2}' /proc/$PID/status)
+RSS=$(bench_peak_rss_kb)
 echo "image: 512x512x120 int16, 0.78 x 0.78 x 2.5 mm; threads: $THREADS"
 printf '%s\n' "${INFO_TIMES[@]}" | sort -n | awk '{a[NR]=$1} END {printf "/info/ during an inference: %d requests, median %.1f ms, max %.1f ms (target < 100 ms)\n", NR, a[int((NR+1)/2)]*1000, a[NR]*1000}'
 python3 - "$COLD" "$WARM" "$RSS" <<'PY'

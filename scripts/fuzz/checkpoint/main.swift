@@ -1,21 +1,11 @@
 // Mutation fuzzer for TorchCheckpoint, built by scripts/fuzz/checkpoint.sh together with the TorchCheckpoint
-// sources as one optimised module. For each iteration it takes a real checkpoint, mutates either its pickle
-// (re-wrapped in a valid zip so the mutation reaches the unpickler) or the raw zip bytes, and reads it from
-// memory. Any outcome other than a value or a CheckpointError (a crash, a trap, another error type) is a bug.
+// sources and the tests' SplitMix (Tests/TestSupport) as one optimised module. For each iteration it takes a real
+// checkpoint, mutates either its pickle (re-wrapped in a valid zip so the mutation reaches the unpickler) or the raw
+// zip bytes, and reads it from memory. Any outcome other than a value or a CheckpointError (a crash, a trap, another
+// error type) is a bug.
 import Foundation
 
-struct SplitMix64 {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-func mutate(_ input: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
+func mutate(_ input: [UInt8], _ rng: inout SplitMix) -> [UInt8] {
     var bytes = input
     guard !bytes.isEmpty else { return [UInt8(truncatingIfNeeded: rng.next())] }
     let index = Int(rng.next() % UInt64(bytes.count))
@@ -39,7 +29,7 @@ guard arguments.count >= 3, let iterations = Int(arguments[1]) else {
     exit(2)
 }
 let seed = UInt64(ProcessInfo.processInfo.environment["FUZZ_SEED"] ?? "") ?? UInt64(Date().timeIntervalSince1970)
-var rng = SplitMix64(state: seed)
+var rng = SplitMix(seed: seed)
 print("seed \(seed)")
 
 struct Corpus {
