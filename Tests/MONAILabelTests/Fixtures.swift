@@ -1,27 +1,5 @@
-import Foundation
+import TestSupport
 
-enum Fixtures {
-    /// `<repo>/../shared`, or `$MONAILABEL_SHARED` when set.
-    static var shared: URL {
-        if let p = ProcessInfo.processInfo.environment["MONAILABEL_SHARED"] { return URL(fileURLWithPath: p) }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared")
-    }
-}
-
-/// A fresh temporary directory, removed when the value is released.
-final class TempDir {
-    let url: URL
-    init() {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("mltest-" + UUID().uuidString)
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func write(_ name: String, _ bytes: [UInt8]) -> URL {
-        let u = url.appendingPathComponent(name)
-        try? FileManager.default.createDirectory(at: u.deletingLastPathComponent(), withIntermediateDirectories: true)
-        _ = FileManager.default.createFile(atPath: u.path, contents: Data(bytes))
-        return u
-    }
-}
+// The fixtures root and temp dirs come from TestSupport; these names make them visible to every file here.
+typealias Fixtures = TestSupport.Fixtures
+typealias TempDir = TestSupport.TempDir
