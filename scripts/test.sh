@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/make-client-venv.sh
+# The crash probes (Tests/CrashProbeTests) attack the release binary, as users run it.
+swift build -c release --product monailabel
 swift build --build-tests
 mkdir -p .build
 swift test --skip-build 2>&1 | tee .build/test.log
