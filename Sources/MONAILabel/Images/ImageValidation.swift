@@ -65,14 +65,14 @@ public enum ImageValidation {
     }
 
     /// Decodes the whole volume. The readers pick the format from the name, so a spooled upload without the
-    /// extension is read through a link that has it.
+    /// extension is read through a link that has it, made in the process's private temp folder.
     static func readThrough(_ url: URL, ext: String) throws {
         readThroughs.wait()
         defer { readThroughs.signal() }
         var source = url
         var link: URL?
         if ImageIO.fileExtension(of: url.lastPathComponent) != ext {
-            let l = url.deletingLastPathComponent().appendingPathComponent(".readthrough-\(UUID().uuidString)\(ext)")
+            let l = try ProcessTemp.makeFolder().appendingPathComponent("readthrough-\(UUID().uuidString)\(ext)")
             guard symlink(url.path, l.path) == 0 else {
                 throw MONAILabelError.io("cannot check the uploaded file: \(String(cString: strerror(errno)))")
             }
