@@ -269,6 +269,15 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     #expect(FileOps.isRegularFile(target.path), "a link is never followed")
 }
 
+@Test func makeFolder_refusesAnExistingFolderOthersCanEnter() throws {
+    let base = TempDir()
+    let made = try ProcessTemp.makeFolder(in: base.url)
+    #expect(made.lastPathComponent == "monailabel-\(getpid())")
+    #expect(try ProcessTemp.makeFolder(in: base.url).path == made.path, "our own 0700 folder is reused")
+    chmod(made.path, 0o777)
+    #expect(throws: MONAILabelError.self) { try ProcessTemp.makeFolder(in: base.url) }
+}
+
 @Test func isAlive_seesThisProcessAndNotAReapedChild() throws {
     #expect(ProcessTemp.isAlive(getpid()))
     let p = Process()

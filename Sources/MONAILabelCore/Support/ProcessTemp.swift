@@ -20,14 +20,22 @@ public enum ProcessTemp {
         base.appendingPathComponent(prefix + String(pid))
     }
 
-    /// Creates (when needed) and returns this process's private folder.
+    /// Creates (when needed) and returns this process's private folder. One that already exists (left by an
+    /// earlier process with the same pid) is used only when it is a real folder of our user that nobody else can
+    /// enter: in a shared `/tmp` another user could have made it to read our uploads.
     public static func makeFolder(in base: URL = ProcessTemp.base) throws -> URL {
         let dir = folder(in: base)
         if mkdir(dir.path, 0o700) != 0 && errno != EEXIST {
-            throw MONAILabelError.io("cannot create the private temporary folder \(dir.lastPathComponent): \(String(cString: strerror(errno)))")
+            throw MONAILabelError.io(
+                "cannot create the private temporary folder \(dir.lastPathComponent): \(String(cString: strerror(errno)))")
         }
-        guard FileOps.isDirectory(dir.path) else {
-            throw MONAILabelError.io("the private temporary folder \(dir.lastPathComponent) is not a folder")
+        var st = stat()
+        guard lstat(dir.path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == getuid(),
+            st.st_mode & 0o077 == 0
+        else {
+            throw MONAILabelError.io(
+                "the private temporary folder \(dir.lastPathComponent) exists but is not a folder of this user with "
+                    + "mode 0700; remove it")
         }
         return dir
     }
