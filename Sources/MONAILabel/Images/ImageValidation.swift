@@ -18,6 +18,7 @@ public enum ImageValidation {
         try validate(url, ext: ext)
     }
 
+    /// Throws `invalidInput` unless `url` holds an image of the kind `ext` names (read through for volumes).
     public static func validate(_ url: URL, ext: String) throws {
         guard let h = FileHandle(forReadingAtPath: url.path) else {
             throw MONAILabelError.invalid("cannot read the uploaded file")
