@@ -11,7 +11,7 @@ enum Checksum {
     /// Lower-case hex SHA-256 of a file's bytes.
     static func sha256Hex(_ path: String) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw MONAILabelError.notFound("cannot read \(path)") }
+        guard fd >= 0 else { throw MONAILabelError.notFound("cannot read \((path as NSString).lastPathComponent)") }
         defer { close(fd) }
         guard let ctx = EVP_MD_CTX_new() else { throw MONAILabelError.io("OpenSSL: cannot allocate a digest") }
         defer { EVP_MD_CTX_free(ctx) }
@@ -21,7 +21,7 @@ enum Checksum {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw MONAILabelError.io("reading \(path) failed")
+                throw MONAILabelError.io("reading \((path as NSString).lastPathComponent) failed")
             }
             if n == 0 { break }
             _ = buffer.withUnsafeBytes { EVP_DigestUpdate(ctx, $0.baseAddress, n) }

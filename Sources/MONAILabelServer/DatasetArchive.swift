@@ -15,7 +15,8 @@ enum DatasetArchive {
             throw MONAILabelError.notFound("No labeled images in the datastore: nothing to put in a dataset")
         }
         if let n = limitCases, n >= 1, n < items.count { items = Array(items.prefix(n)) }
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dataset-\(UUID().uuidString).zip")
+        // In the process's private folder, so a zip left by a killed server is swept at the next start.
+        let url = try ProcessTemp.makeFolder().appendingPathComponent("dataset-\(UUID().uuidString).zip")
         var writer = try ZipWriter(url)
         do {
             for item in items {
@@ -49,7 +50,7 @@ struct ZipWriter {
     init(_ url: URL) throws {
         self.url = url
         fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw MONAILabelError.io("cannot create \(url.path)") }
+        guard fd >= 0 else { throw MONAILabelError.io("cannot create the dataset archive: \(String(cString: strerror(errno)))") }
     }
 
     func abandon() {
@@ -88,14 +89,15 @@ struct ZipWriter {
         entries.append(Entry(name: n, crc: crc, size: UInt64(bytes.count), offset: start))
     }
 
+    /// Adds the file at `path` as entry `name`; errors name the entry, never the server's path.
     mutating func addFile(name: String, path: String) throws {
-        guard let size = FileOps.fileSize(path) else { throw MONAILabelError.io("cannot read \(path)") }
-        guard size < 0xFFFF_FFFF else { throw MONAILabelError.io("\(path) is too large for a dataset archive entry") }
+        guard let size = FileOps.fileSize(path) else { throw MONAILabelError.io("cannot read \(name)") }
+        guard size < 0xFFFF_FFFF else { throw MONAILabelError.io("\(name) is too large for a dataset archive entry") }
         let n = Array(name.utf8)
         let start = offset
         try write(localHeader(n, crc: 0, size: UInt32(size)))
         let input = open(path, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw MONAILabelError.io("cannot open \(path)") }
+        guard input >= 0 else { throw MONAILabelError.io("cannot open \(name)") }
         defer { close(input) }
         var crc: UInt32 = 0
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
@@ -104,14 +106,14 @@ struct ZipWriter {
             let r = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if r < 0 {
                 if errno == EINTR { continue }
-                throw MONAILabelError.io("reading \(path) failed")
+                throw MONAILabelError.io("reading \(name) failed")
             }
             if r == 0 { break }
             crc = CRC32.update(crc, buffer[0..<r])
             try write(Array(buffer[0..<r]))
             copied += Int64(r)
         }
-        guard copied == size else { throw MONAILabelError.io("\(path) changed while archiving") }
+        guard copied == size else { throw MONAILabelError.io("\(name) changed while archiving") }
         // Patch the CRC into the local header (offset 14).
         let crcBytes = Self.le32(crc)
         guard crcBytes.withUnsafeBytes({ pwrite(fd, $0.baseAddress, 4, off_t(start + 14)) }) == 4 else {

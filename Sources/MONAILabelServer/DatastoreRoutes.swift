@@ -27,7 +27,7 @@ enum DatastoreRoutes {
             } else {
                 id = StoreNames.split(upload.baseName, patterns: ds.patternsForUploads).id
             }
-            var info = try jsonObjectField(form, "params")
+            var info = try infoField(form, "params")
             info["user"] = .string(ctx.user)
             try ds.addImage(id: id, file: upload.path, fileName: upload.baseName, info: info)
             ctx.log.info("Image \(id) added")
@@ -76,7 +76,7 @@ enum DatastoreRoutes {
 
         r.put("/datastore/image/info", route { req in
             let id = try req.requiredQuery("image")
-            var info = try jsonObjectField(try req.form(), "info")
+            var info = try infoField(try req.form(), "info")
             info["user"] = .string(ctx.user)
             try ds.updateImageInfo(id, info: info)
             return .json(.null)
@@ -89,7 +89,7 @@ enum DatastoreRoutes {
             let form = try req.form()
             guard let file = form.file("label") else { throw ValidationFailure.missing("body", "label") }
             let upload = UploadedFile(path: URL(fileURLWithPath: file.path), fileName: file.filename)
-            let info = try jsonObjectField(form, "params")
+            let info = try infoField(form, "params")
             let labelID = try ds.saveLabel(imageID: id, file: upload.path, fileName: upload.baseName, tag: tag, info: info)
             ctx.log.info("Label \(labelID) saved under tag \(tag)")
             for job in ctx.app.onSaveLabel(imageID: id, tag: tag) { ctx.log.info("Auto-training: queued job \(job.id)") }
@@ -131,7 +131,7 @@ enum DatastoreRoutes {
             route { req in
                 let id = try req.requiredQuery("label")
                 let tag = try req.requiredQuery("tag")
-                var info = try jsonObjectField(try req.form(), field)
+                var info = try infoField(try req.form(), field)
                 info["user"] = .string(ctx.user)
                 try ds.updateLabelInfo(id, tag: tag, info: info)
                 return .json(.null)
@@ -146,6 +146,14 @@ enum DatastoreRoutes {
             return .file(zip.path, contentType: "application/octet-stream", downloadName: "dataset.zip", deleteAfter: true)
         })
     }
+}
+
+/// A form field holding info the datastore keeps (`params` of an upload, `info` of an update): a JSON object
+/// within `InfoLimits`, else 422 naming the field. The store checks again what it would keep after merging.
+func infoField(_ form: HTTPForm, _ name: String) throws -> JSONObject {
+    let info = try jsonObjectField(form, name)
+    try InfoLimits.check(info, field: "form field '\(name)'")
+    return info
 }
 
 extension Datastore {

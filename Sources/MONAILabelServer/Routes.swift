@@ -12,13 +12,16 @@ struct RouteContext: Sendable {
 }
 
 /// Wraps a handler so FastAPI-style validation failures become their 422 body; domain errors pass through
-/// to the router, which answers `{"detail": ...}` with their status.
+/// to the router, which answers `{"detail": ...}` with their status, their detail first scrubbed of the
+/// server's folders (`WirePaths`).
 func route(_ body: @escaping @Sendable (HTTPRequest) throws -> HTTPResponse) -> HTTPHandler {
     { request in
         do {
             return try body(request)
         } catch let v as ValidationFailure {
             return v.response
+        } catch let e as any HTTPResponseError {
+            throw e.scrubbed
         }
     }
 }
@@ -29,6 +32,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     options.cors = CORSPolicy(allowedOrigins: corsOrigins.isEmpty ? ["*"] : corsOrigins)
     var router = HTTPRouter(options: options)
     let ctx = RouteContext(app: app, log: log)
+    WirePaths.register(app: app)
     InfoRoutes.register(&router, ctx)
     DatastoreRoutes.register(&router, ctx)
     ActiveLearningRoutes.register(&router, ctx)

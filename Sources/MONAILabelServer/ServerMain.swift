@@ -98,6 +98,10 @@ public enum ServerMain {
         // libtorch defaults to one thread here; one per core unless MONAI_LABEL_TORCH_THREADS says otherwise.
         try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
         log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
+        // Spooled bodies and results of servers killed outright (SIGKILL, OOM) stay in their private temp folders.
+        let swept = ProcessTemp.sweepDead()
+        if !swept.isEmpty { log.info("Removed temporary folders of exited processes: \(swept.joined(separator: ", "))") }
+        let privateTemp = try ProcessTemp.makeFolder()
 
         let datastore: any Datastore
         if let dicomWeb {
@@ -107,6 +111,10 @@ public enum ServerMain {
             datastore = try LocalDatastore(
                 root: studies, patterns: settings.datastoreFileExt, readOnly: settings.datastoreReadOnly,
                 autoReload: settings.datastoreAutoReload, validator: ImageValidation.validator)
+            if let r = (datastore as? LocalDatastore)?.recovery {
+                log.error("\(DatastoreDocument.fileName) could not be loaded (\(r.reason)); "
+                    + (r.movedTo.map { "kept as \($0) and " } ?? "") + "the datastore was rebuilt from the files")
+            }
         }
         let app = try MONAILabelApp(settings: settings, datastore: datastore)
         if let pacs = datastore as? DicomWebDatastore { pacs.setSegmentNames(segmentNames(app)) }
@@ -132,6 +140,7 @@ public enum ServerMain {
         config.workerCount = options.workers ?? max(8, 2 * cores)
         if let q = options.queueLimit { config.queueCapacity = q }
         config.serverName = "monailabel-swift/\(ServerInfo.version)"
+        config.temporaryDirectory = privateTemp.path
         config.accessLog = { entry in log.info(entry.line, source: "access") }
         config.errorLog = { message in log.error(message, source: "http") }
         let http = HTTPServer(
@@ -170,6 +179,7 @@ public enum ServerMain {
         server.app.training.jobs.shutdown()
         server.app.scoring.jobs.shutdown()
         server.app.batchInfer.jobs.shutdown()
+        try? FileManager.default.removeItem(at: ProcessTemp.folder())
         server.log.info("Server stopped")
     }
 

@@ -201,7 +201,9 @@ public final class MONAILabelApp: @unchecked Sendable {
         training = TrainingService(settings: settings, afterTraining: refresh)
         batchInfer = BatchInferService(settings: settings, datastore: datastore)
         sessions = settings.sessions
-            ? try SessionStore(root: settings.sessionRoot, globalExpiry: settings.sessionExpiry) : nil
+            ? try SessionStore(
+                root: settings.sessionRoot, globalExpiry: settings.sessionExpiry,
+                maxBytes: Int64(settings.sessionMaxBytes)) : nil
     }
 
     /// The models `ISeg+GraphCut` refines: `--conf scribbles_model <name>`, else every segmentation model in

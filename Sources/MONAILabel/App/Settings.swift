@@ -19,6 +19,8 @@ public struct Settings: Sendable, Equatable {
     public var sessions = true
     public var sessionPath = ""
     public var sessionExpiry = 3600
+    /// The most bytes one session may hold, uploads or what an archive expands to (`MONAI_LABEL_SESSION_MAX_BYTES`).
+    public var sessionMaxBytes = Int(SessionStore.defaultMaxBytes)
     public var inferConcurrency = -1
     public var inferTimeout = 600
     /// Inferences admitted at once (running or waiting for the model); more get 503.
@@ -81,6 +83,10 @@ public struct Settings: Sendable, Equatable {
         try bool("SESSIONS", &s.sessions)
         if let p = value("SESSION_PATH") { s.sessionPath = p }
         try int("SESSION_EXPIRY", &s.sessionExpiry)
+        try int("SESSION_MAX_BYTES", &s.sessionMaxBytes)
+        if s.sessionMaxBytes < 1 {
+            throw MONAILabelError.invalid("MONAI_LABEL_SESSION_MAX_BYTES must be at least 1, not \(s.sessionMaxBytes)")
+        }
         try int("INFER_CONCURRENCY", &s.inferConcurrency)
         try int("INFER_TIMEOUT", &s.inferTimeout)
         try int("INFER_QUEUE", &s.inferQueue)

@@ -1,13 +1,24 @@
 import Foundation
+import Imaging
 
 /// Checks that an upload is an image of the kind its extension claims before it enters the store, so a
 /// truncated or mislabelled file is refused at upload time instead of failing every later inference.
+///
+/// Volumes the models read (`.nii`, `.nii.gz`, `.nrrd`, `.seg.nrrd`) are read through with the same readers
+/// inference uses, so a truncated or corrupt stream, or a header claiming more voxels than the file holds (or
+/// than `MONAI_LABEL_MAX_VOXELS` allows), is a 422 now; other formats are checked by their signature.
+/// Labels are not compared with their image's grid: upstream stores any label file as sent.
 public enum ImageValidation {
+    /// Read-throughs running at once: each holds one decoded volume, so a burst of uploads cannot hold more
+    /// than this many volumes in memory.
+    static let readThroughs = DispatchSemaphore(value: 2)
+
     /// The datastore's validator: throws `invalidInput` with the reason.
     public static let validator: @Sendable (URL, String) throws -> Void = { url, ext in
         try validate(url, ext: ext)
     }
 
+    /// Throws `invalidInput` unless `url` holds an image of the kind `ext` names (read through for volumes).
     public static func validate(_ url: URL, ext: String) throws {
         guard let h = FileHandle(forReadingAtPath: url.path) else {
             throw MONAILabelError.invalid("cannot read the uploaded file")
@@ -49,5 +60,34 @@ public enum ImageValidation {
             ok = !head.isEmpty
         }
         guard ok else { throw MONAILabelError.invalid("the uploaded file is not \(what) (\(ext))") }
+        if let volumeExt = ImageIO.fileExtension(of: "x" + e), volumeExt == e {
+            try readThrough(url, ext: volumeExt)
+        }
+    }
+
+    /// Decodes the whole volume. The readers pick the format from the name, so a spooled upload without the
+    /// extension is read through a link that has it, made in the process's private temp folder.
+    static func readThrough(_ url: URL, ext: String) throws {
+        readThroughs.wait()
+        defer { readThroughs.signal() }
+        var source = url
+        var link: URL?
+        if ImageIO.fileExtension(of: url.lastPathComponent) != ext {
+            let l = try ProcessTemp.makeFolder().appendingPathComponent("readthrough-\(UUID().uuidString)\(ext)")
+            guard symlink(url.path, l.path) == 0 else {
+                throw MONAILabelError.io("cannot check the uploaded file: \(String(cString: strerror(errno)))")
+            }
+            link = l
+            source = l
+        }
+        defer { if let link { unlink(link.path) } }
+        do {
+            _ = try ImageIO.load(source)
+        } catch {
+            // The readers name the file by its (server) path; the client knows it as "the uploaded file".
+            let reason = "\(error)".replacingOccurrences(of: source.path, with: "the uploaded file")
+                .replacingOccurrences(of: url.path, with: "the uploaded file")
+            throw MONAILabelError.invalid("the uploaded file is not a readable \(ext) image: \(reason)")
+        }
     }
 }

@@ -49,7 +49,8 @@ public protocol Datastore: AnyObject, Sendable {
     func listImages() -> [String]
     func labeledImages() -> [String]
     func unlabeledImages() -> [String]
-    /// Absolute path of an image, or nil when the id is unknown.
+    /// Absolute path of an image, or nil when the id is unknown (or, in a local store, when its file is missing or
+    /// resolves outside the studies folder).
     func imageURI(_ id: String) -> String?
     func labelURI(_ id: String, tag: String) -> String?
     func imageInfo(_ id: String) -> JSONObject?

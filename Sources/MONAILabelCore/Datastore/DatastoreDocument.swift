@@ -100,6 +100,32 @@ public struct DatastoreDocument: Sendable, Equatable {
     }
 }
 
+/// What the datastore accepts into an image's or a label's info (`params` of an upload, `info` of an update).
+/// These are far stricter than what the reader of `datastore_v2.json` allows (`JSONValue.maxParseDepth`, no
+/// size limit), so a document the server wrote always loads again: the info sits four levels down
+/// (`objects.<id>.image.info`), and 4 + 32 is far from 512.
+public enum InfoLimits {
+    /// The deepest nesting of arrays and objects in one info (the info object itself counts as 1).
+    public static let maxDepth = 32
+    /// The largest info, as compact JSON.
+    public static let maxBytes = 1 << 20
+
+    /// Throws `invalidInput` naming `field` when `info` is nested deeper or is larger than the limits.
+    public static func check(_ info: JSONObject, field: String) throws {
+        let value = JSONValue.object(info)
+        let depth = value.nestingDepth
+        if depth > maxDepth {
+            throw MONAILabelError.invalid(
+                "\(field) is nested \(depth) levels deep; the datastore accepts at most \(maxDepth)")
+        }
+        let bytes = value.compactBytes().count
+        if bytes > maxBytes {
+            throw MONAILabelError.invalid(
+                "\(field) is \(bytes) bytes as JSON; the datastore accepts at most \(maxBytes)")
+        }
+    }
+}
+
 /// Upstream's id/extension rules (spec section 3.2) and our safety rules for ids and tags.
 public enum StoreNames {
     /// `MONAI_LABEL_DATASTORE_FILE_EXT`'s default.
@@ -140,6 +166,20 @@ public enum StoreNames {
         }
         if s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
             throw MONAILabelError.invalid("\(what) must not contain control characters")
+        }
+    }
+
+    /// The longest file name the file systems we run on store (NAME_MAX).
+    public static let maxFileNameBytes = 255
+
+    /// Rejects an id whose stored file name (`<id><ext>`) the file system could not hold, before anything is
+    /// written (the rename would fail with ENAMETOOLONG, a 500 naming a server path).
+    public static func validateFileName(_ id: String, ext: String, what: String) throws {
+        let n = id.utf8.count + ext.utf8.count
+        if n > maxFileNameBytes {
+            throw MONAILabelError.invalid(
+                "\(what) is too long: with its extension '\(ext)' the file name would be \(n) bytes, and file names "
+                    + "are limited to \(maxFileNameBytes) bytes")
         }
     }
 

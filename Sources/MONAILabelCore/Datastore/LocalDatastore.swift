@@ -30,6 +30,17 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
     private var cachedJSON: [UInt8]?
     private var cachedStatus: DatastoreStatus?
     private var watcher: DirectoryWatcher?
+    /// Set when start-up found `datastore_v2.json` unreadable: why, and where the bad file was moved.
+    public private(set) var recovery: Recovery?
+
+    /// A `datastore_v2.json` that could not be loaded at start-up: it was kept under `movedTo` (nil for a
+    /// read-only store, which leaves it in place) and the store was rebuilt from the files.
+    public struct Recovery: Sendable, Equatable {
+        /// What was wrong with the file.
+        public var reason: String
+        /// The name it was moved to in the studies folder (`datastore_v2.json.corrupt-<timestamp>`).
+        public var movedTo: String?
+    }
 
     /// Opens (creating when needed) the store at `root` and reconciles it with the disk.
     /// - Parameters:
@@ -49,7 +60,13 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         self.validator = validator
         lock.lock()
         defer { lock.unlock() }
-        try loadDocumentLocked()
+        do {
+            try loadDocumentLocked()
+        } catch {
+            // A store that was written must always open: a corrupt document is kept aside and rebuilt from the
+            // files (image and label files are the truth; only their info is lost).
+            recovery = try setAsideUnreadableDocumentLocked(reason: "\(error)")
+        }
         if !readOnly {
             try FileOps.makeDirectory(labelsRoot.appendingPathComponent(LabelTag.final))
             try FileOps.makeDirectory(labelsRoot.appendingPathComponent(LabelTag.original))
@@ -109,7 +126,9 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         withLock {
             doc.objects.compactMap { id, obj in
                 guard let l = obj.labels[LabelTag.final] else { return nil }
-                return DatalistItem(image: imagePathLocked(id, obj).path, label: labelPathLocked(id, LabelTag.final, l).path)
+                let image = imagePathLocked(id, obj).path, label = labelPathLocked(id, LabelTag.final, l).path
+                guard resolvesInsideRoot(image), resolvesInsideRoot(label) else { return nil }
+                return DatalistItem(image: image, label: label)
             }
         }
     }
@@ -127,16 +146,14 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
     public func imageURI(_ id: String) -> String? {
         withLock {
             guard let obj = doc.objects[id] else { return nil }
-            let p = imagePathLocked(id, obj).path
-            return FileOps.realPath(p) ?? p
+            return insideRootPath(imagePathLocked(id, obj).path)
         }
     }
 
     public func labelURI(_ id: String, tag: String) -> String? {
         withLock {
             guard let entry = doc.objects[id]?.labels[tag] else { return nil }
-            let p = labelPathLocked(id, tag, entry).path
-            return FileOps.realPath(p) ?? p
+            return insideRootPath(labelPathLocked(id, tag, entry).path)
         }
     }
 
@@ -157,6 +174,18 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
     public func labelFileName(_ id: String, tag: String) -> String? {
         withLock { doc.objects[id]?.labels[tag].map { id + $0.ext } }
     }
+
+    /// The canonical path of a stored file, or nil when it is missing or resolves outside the studies folder (a
+    /// planted symlink): such a file is never listed, served or handed to a model.
+    private func insideRootPath(_ path: String) -> String? {
+        guard let real = FileOps.realPath(path), FileOps.isInside(real, root: root.path) else { return nil }
+        return real
+    }
+
+    private func resolvesInsideRoot(_ path: String) -> Bool { insideRootPath(path) != nil }
+
+    /// A regular file that stays inside the studies folder.
+    private func isStoredFile(_ path: String) -> Bool { FileOps.isRegularFile(path) && resolvesInsideRoot(path) }
 
     private func imagePathLocked(_ id: String, _ obj: ImageObject) -> URL {
         imagesRoot.appendingPathComponent(id + obj.image.ext)
@@ -197,6 +226,8 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
             throw MONAILabelError.invalid(
                 "unsupported image file '\(fileName)': expected one of \(patterns.joined(separator: ", "))")
         }
+        try StoreNames.validateFileName(id, ext: ext, what: "image id")
+        try InfoLimits.check(info, field: "image info")
         try validator?(file, ext)
         let dir = withLock { imagesRoot }
         try commit(file, as: id + ext, in: dir) {
@@ -225,7 +256,7 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
             try check()
             let dest = dir.appendingPathComponent(name)
             guard rename(staged.path, dest.path) == 0 else {
-                throw MONAILabelError.io("cannot store \(dest.path): \(FileOps.errnoText())")
+                throw MONAILabelError.io("cannot store \(name): \(FileOps.errnoText())")
             }
             committed = true
             FileOps.fsyncDirectory(dir)
@@ -268,6 +299,8 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
             throw MONAILabelError.invalid(
                 "unsupported label file '\(fileName)': expected one of \(patterns.joined(separator: ", "))")
         }
+        try StoreNames.validateFileName(imageID, ext: ext, what: "image id")
+        try InfoLimits.check(info, field: "label info")
         try validator?(file, ext)
         let dir = withLock { labelsRoot.appendingPathComponent(tag) }
         try commit(file, as: imageID + ext, in: dir) {
@@ -292,8 +325,10 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
     public func updateImageInfo(_ id: String, info: JSONObject) throws {
         try requireWritable()
         try withLock {
-            guard doc.objects[id] != nil else { throw MONAILabelError.notFound("Image \(id) not found") }
-            doc.objects[id]?.image.info.merge(info)
+            guard var merged = doc.objects[id]?.image.info else { throw MONAILabelError.notFound("Image \(id) not found") }
+            merged.merge(info)
+            try InfoLimits.check(merged, field: "image info")
+            doc.objects[id]?.image.info = merged
             try writeDocumentLocked()
         }
     }
@@ -301,10 +336,12 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
     public func updateLabelInfo(_ id: String, tag: String, info: JSONObject) throws {
         try requireWritable()
         try withLock {
-            guard doc.objects[id]?.labels[tag] != nil else {
+            guard var merged = doc.objects[id]?.labels[tag]?.info else {
                 throw MONAILabelError.notFound("Label \(id) (\(tag)) not found")
             }
-            doc.objects[id]?.labels[tag]?.info.merge(info)
+            merged.merge(info)
+            try InfoLimits.check(merged, field: "label info")
+            doc.objects[id]?.labels[tag]?.info = merged
             try writeDocumentLocked()
         }
     }
@@ -324,28 +361,61 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
     private func loadDocumentLocked() throws {
         let path = jsonURL.path
         guard FileOps.isRegularFile(path) else {
+            if FileOps.exists(path) {
+                throw MONAILabelError.io("\(DatastoreDocument.fileName) is not a regular file")
+            }
             doc = DatastoreDocument()
             lastJSONMTime = nil
             return
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw MONAILabelError.io("cannot read \(path)")
+            throw MONAILabelError.io("\(DatastoreDocument.fileName) cannot be read")
         }
         do {
             doc = try DatastoreDocument(json: try JSONValue.parse(Array(data)))
         } catch let e as JSONParseError {
-            throw MONAILabelError.invalid("\(path) is not valid JSON: \(e)")
+            throw MONAILabelError.invalid("\(DatastoreDocument.fileName) is not valid JSON: \(e)")
         }
         lastJSONMTime = FileOps.modificationTime(path)
         cachedJSON = nil
         cachedStatus = nil
     }
 
+    /// Moves an unloadable `datastore_v2.json` (or whatever occupies its name) aside as
+    /// `datastore_v2.json.corrupt-<UTC timestamp>` and starts from an empty document, which the reconcile then
+    /// fills from the files. A read-only store leaves the file alone and rebuilds in memory only.
+    private func setAsideUnreadableDocumentLocked(reason: String) throws -> Recovery {
+        doc = DatastoreDocument()
+        if readOnly {
+            // Nothing may be written; remember the bad file's mtime so the reconcile does not retry it.
+            lastJSONMTime = FileOps.modificationTime(jsonURL.path)
+            return Recovery(reason: reason, movedTo: nil)
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        let stamp = formatter.string(from: Date())
+        var name = DatastoreDocument.fileName + ".corrupt-" + stamp
+        var n = 1
+        while FileOps.exists(root.appendingPathComponent(name).path) {
+            n += 1
+            name = DatastoreDocument.fileName + ".corrupt-\(stamp)-\(n)"
+        }
+        guard rename(jsonURL.path, root.appendingPathComponent(name).path) == 0 else {
+            throw MONAILabelError.io(
+                "\(DatastoreDocument.fileName) cannot be loaded (\(reason)) nor moved aside: \(FileOps.errnoText())")
+        }
+        FileOps.fsyncDirectory(root)
+        lastJSONMTime = nil
+        return Recovery(reason: reason, movedTo: name)
+    }
+
     private func writeDocumentLocked() throws {
         cachedJSON = nil
         cachedStatus = nil
         guard !readOnly else { return }
-        let lockFD = open(root.appendingPathComponent(".lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let lockFD = open(root.appendingPathComponent(".lock").path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         if lockFD >= 0 { flock(lockFD, LOCK_EX) }
         defer {
             if lockFD >= 0 {
@@ -363,7 +433,7 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
             .filter { !$0.hasPrefix(FileOps.tempPrefix) && StoreNames.matches($0, patterns: patterns) }
             .sorted()
             .compactMap { name in
-                guard FileOps.isRegularFile(dir.appendingPathComponent(name).path) else { return nil }
+                guard isStoredFile(dir.appendingPathComponent(name).path) else { return nil }
                 let s = StoreNames.split(name, patterns: patterns)
                 return s.id.isEmpty ? nil : s
             }
@@ -395,11 +465,11 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         if mtime != nil && mtime != lastJSONMTime { try loadDocumentLocked() }
         let before = doc
         for (id, obj) in doc.objects {
-            if !FileOps.isRegularFile(imagePathLocked(id, obj).path) {
+            if !isStoredFile(imagePathLocked(id, obj).path) {
                 doc.objects[id] = nil
                 continue
             }
-            for (tag, e) in obj.labels where !FileOps.isRegularFile(labelPathLocked(id, tag, e).path) {
+            for (tag, e) in obj.labels where !isStoredFile(labelPathLocked(id, tag, e).path) {
                 doc.objects[id]?.labels[tag] = nil
             }
         }
@@ -423,7 +493,7 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         let exts = patterns.map { $0.hasPrefix("*") ? String($0.dropFirst()) : $0 }
         for tag in tagDirectories() {
             let dir = labelsRoot.appendingPathComponent(tag)
-            for ext in exts where FileOps.isRegularFile(dir.appendingPathComponent(id + ext).path) {
+            for ext in exts where isStoredFile(dir.appendingPathComponent(id + ext).path) {
                 doc.objects[id]?.labels[tag] = FileEntry(ext: ext, info: ["ts": .int(now), "name": .string(id + ext)])
             }
         }

@@ -68,12 +68,29 @@ public final class SessionStore: @unchecked Sendable {
     public let root: URL
     /// `MONAI_LABEL_SESSION_EXPIRY`: the longest a session may live, in seconds.
     public let globalExpiry: Int
+    /// `MONAI_LABEL_SESSION_MAX_BYTES`: the most bytes one session may hold (its uploads, or what an archive
+    /// expands to).
+    public let maxBytes: Int64
+    /// The most files one session may hold (an archive of many tiny members is refused as soon as it passes this).
+    public let maxFiles: Int
     private let lock = NSLock()
 
-    public init(root: URL, globalExpiry: Int = 3600) throws {
+    /// `MONAI_LABEL_SESSION_MAX_BYTES`'s default: a CT series of a thousand 512x512 slices and then some.
+    public static let defaultMaxBytes: Int64 = 1 << 30
+    /// The default file cap: a DICOM series of 20,000 slices.
+    public static let defaultMaxFiles = 20_000
+    /// The session's own metadata file, which an upload must not replace.
+    static let metaFileName = "meta.info"
+
+    public init(
+        root: URL, globalExpiry: Int = 3600, maxBytes: Int64 = SessionStore.defaultMaxBytes,
+        maxFiles: Int = SessionStore.defaultMaxFiles
+    ) throws {
         try FileOps.makeDirectory(root)
         self.root = URL(fileURLWithPath: FileOps.realPath(root.path) ?? root.path)
         self.globalExpiry = globalExpiry > 60 ? globalExpiry : 3600
+        self.maxBytes = max(1, maxBytes)
+        self.maxFiles = max(1, maxFiles)
     }
 
     static func now() -> Int { Int(Date().timeIntervalSince1970) }
@@ -86,6 +103,18 @@ public final class SessionStore: @unchecked Sendable {
             guard !base.isEmpty, base != ".", base != "..", !base.utf8.contains(0) else {
                 throw MONAILabelError.invalid("invalid upload file name '\(f.fileName)'")
             }
+            if files.count == 1 && !uncompress && base == Self.metaFileName {
+                throw MONAILabelError.invalid(
+                    "a session file cannot be named '\(Self.metaFileName)': that name holds the session's metadata")
+            }
+        }
+        if files.count > maxFiles {
+            throw MONAILabelError.invalid("a session holds at most \(maxFiles) files; \(files.count) were uploaded")
+        }
+        let uploaded = files.reduce(Int64(0)) { $0 + (FileOps.fileSize($1.path.path) ?? 0) }
+        if uploaded > maxBytes {
+            throw MONAILabelError.invalid(
+                "a session holds at most \(maxBytes) bytes (MONAI_LABEL_SESSION_MAX_BYTES); \(uploaded) were uploaded")
         }
         let id = UUID1.make()
         let dir = root.appendingPathComponent(id)
@@ -102,7 +131,9 @@ public final class SessionStore: @unchecked Sendable {
                     guard files.count == 1 else {
                         throw MONAILabelError.invalid("uncompress takes exactly one archive")
                     }
-                    try Archive.extract(files[0].path, fileName: files[0].baseName, into: image)
+                    try Archive.extract(
+                        files[0].path, fileName: files[0].baseName, into: image,
+                        limits: Archive.Limits(maxBytes: maxBytes, maxFiles: maxFiles))
                 } else {
                     for f in files { try FileOps.atomicCopy(from: f.path, to: image.appendingPathComponent(f.baseName)) }
                 }

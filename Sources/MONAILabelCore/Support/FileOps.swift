@@ -6,7 +6,8 @@ import Glibc
 
 /// Crash-safe file writing: every write goes to a temporary file in the destination directory, is fsynced,
 /// renamed over the target and the directory is fsynced, so a kill at any instant leaves either the old or the
-/// new file, never a torn one.
+/// new file, never a torn one. Error messages name files by their last path component: they can reach a client,
+/// which must never learn the server's absolute paths.
 public enum FileOps {
     /// Prefix of our temporary files. It carries no image extension, so a reconcile never mistakes one for an image.
     public static let tempPrefix = ".mltmp-"
@@ -16,7 +17,7 @@ public enum FileOps {
         let dir = url.deletingLastPathComponent()
         let tmp = dir.appendingPathComponent(tempPrefix + UUID().uuidString)
         let fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw MONAILabelError.io("cannot create \(tmp.path): \(errnoText())") }
+        guard fd >= 0 else { throw MONAILabelError.io("cannot write \(url.lastPathComponent): \(errnoText())") }
         var ok = false
         defer {
             if !ok { unlink(tmp.path) }
@@ -24,10 +25,10 @@ public enum FileOps {
         do {
             defer { close(fd) }
             try writeAll(fd, bytes)
-            guard fsync(fd) == 0 else { throw MONAILabelError.io("fsync \(tmp.path): \(errnoText())") }
+            guard fsync(fd) == 0 else { throw MONAILabelError.io("cannot sync \(url.lastPathComponent): \(errnoText())") }
         }
         guard rename(tmp.path, url.path) == 0 else {
-            throw MONAILabelError.io("cannot rename onto \(url.path): \(errnoText())")
+            throw MONAILabelError.io("cannot replace \(url.lastPathComponent): \(errnoText())")
         }
         ok = true
         fsyncDirectory(dir)
@@ -38,10 +39,10 @@ public enum FileOps {
         let dir = destination.deletingLastPathComponent()
         let tmp = dir.appendingPathComponent(tempPrefix + UUID().uuidString)
         let input = open(source.path, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw MONAILabelError.io("cannot open \(source.path): \(errnoText())") }
+        guard input >= 0 else { throw MONAILabelError.io("cannot open \(source.lastPathComponent): \(errnoText())") }
         defer { close(input) }
         let out = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard out >= 0 else { throw MONAILabelError.io("cannot create \(tmp.path): \(errnoText())") }
+        guard out >= 0 else { throw MONAILabelError.io("cannot write \(destination.lastPathComponent): \(errnoText())") }
         var ok = false
         defer {
             if !ok { unlink(tmp.path) }
@@ -53,15 +54,15 @@ public enum FileOps {
                 let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw MONAILabelError.io("read \(source.path): \(errnoText())")
+                    throw MONAILabelError.io("cannot read \(source.lastPathComponent): \(errnoText())")
                 }
                 if n == 0 { break }
                 try writeAll(out, buffer[0..<n])
             }
-            guard fsync(out) == 0 else { throw MONAILabelError.io("fsync \(tmp.path): \(errnoText())") }
+            guard fsync(out) == 0 else { throw MONAILabelError.io("cannot sync \(destination.lastPathComponent): \(errnoText())") }
         }
         guard rename(tmp.path, destination.path) == 0 else {
-            throw MONAILabelError.io("cannot rename onto \(destination.path): \(errnoText())")
+            throw MONAILabelError.io("cannot replace \(destination.lastPathComponent): \(errnoText())")
         }
         ok = true
         fsyncDirectory(dir)
@@ -69,18 +70,25 @@ public enum FileOps {
 
     /// Creates `url` and its parents, then fsyncs the parent so the new directory survives a crash.
     public static func makeDirectory(_ url: URL) throws {
-        do {
-            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        } catch {
-            throw MONAILabelError.io("cannot create directory \(url.path): \(error.localizedDescription)")
-        }
+        try makeDirectoryTree(url.path)
         fsyncDirectory(url.deletingLastPathComponent())
+    }
+
+    /// `mkdir -p` with an errno message (Foundation's error texts carry the full path).
+    private static func makeDirectoryTree(_ path: String) throws {
+        if isDirectory(path) { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path { try makeDirectoryTree(parent) }
+        if mkdir(path, 0o777) != 0 && !(errno == EEXIST && isDirectory(path)) {
+            throw MONAILabelError.io(
+                "cannot create directory \((path as NSString).lastPathComponent): \(errnoText())")
+        }
     }
 
     /// Removes a file, ignoring "does not exist", then fsyncs its directory.
     public static func removeFile(_ url: URL) throws {
         if unlink(url.path) != 0 && errno != ENOENT {
-            throw MONAILabelError.io("cannot delete \(url.path): \(errnoText())")
+            throw MONAILabelError.io("cannot delete \(url.lastPathComponent): \(errnoText())")
         }
         fsyncDirectory(url.deletingLastPathComponent())
     }
@@ -107,6 +115,12 @@ public enum FileOps {
     public static func isRegularFile(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
+    /// Whether anything (a dangling symlink included) has this name.
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
     }
 
     public static func isDirectory(_ path: String) -> Bool {

@@ -38,6 +38,25 @@ public enum JSONValue: Sendable, Equatable {
 
     /// Member lookup on objects; nil for other kinds.
     public subscript(key: String) -> JSONValue? { objectValue?[key] }
+
+    /// How many arrays and objects nest at the deepest point (0 for a scalar, 1 for `{}` or `[1]`). Iterative, so
+    /// any value can be measured.
+    public var nestingDepth: Int {
+        var deepest = 0
+        var stack: [(JSONValue, Int)] = [(self, 0)]
+        while let (value, depth) = stack.popLast() {
+            switch value {
+            case .array(let a):
+                deepest = max(deepest, depth + 1)
+                for v in a { stack.append((v, depth + 1)) }
+            case .object(let o):
+                deepest = max(deepest, depth + 1)
+                for v in o.values { stack.append((v, depth + 1)) }
+            default: continue
+            }
+        }
+        return deepest
+    }
 }
 
 /// An insertion-ordered JSON object.
@@ -126,13 +145,17 @@ extension JSONValue {
     }
 
     public static func parse(_ text: String) throws -> JSONValue { try parse(Array(text.utf8)) }
+
+    /// The deepest nesting `parse` accepts. What the datastore stores is held far shallower (`InfoLimits`), so a
+    /// document it wrote always parses again.
+    public static let maxParseDepth = 512
 }
 
 private struct JSONParser {
     let b: [UInt8]
     var i = 0
     var depth = 0
-    static let maxDepth = 512
+    static let maxDepth = JSONValue.maxParseDepth
 
     init(_ bytes: [UInt8]) { b = bytes }
 
