@@ -28,6 +28,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     private var segmentNames: [Int: String] = [:]
     private let fetchLocks = KeyedLocks()
 
+    /// File kinds the cache holds: converted images (`.nii.gz`) and labels as uploaded (`.nii.gz`, `.nii`, `.nrrd`).
+    static let cachePatterns = ["*.nii.gz", "*.nii", "*.nrrd"]
+
     /// A failed listing is retried no sooner than this, so a down PACS does not slow every `/info/`.
     public static let retryAfterFailure: Double = 2
 
@@ -54,7 +57,8 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         self.settings = settings
         client = DICOMwebClient(settings.clientConfiguration)
         try FileOps.makeDirectory(settings.cacheDirectory)
-        cache = try LocalDatastore(root: settings.cacheDirectory, patterns: ["*.nii.gz"], autoReload: false)
+        // Upstream's cache takes the label formats its `_to_id` knows; images are always converted to `.nii.gz`.
+        cache = try LocalDatastore(root: settings.cacheDirectory, patterns: Self.cachePatterns, autoReload: false)
     }
 
     /// Label names by value, from the app's models, for SEG segments whose label info names none.
@@ -220,7 +224,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             do {
                 loaded = try DicomSeries.load(files: files)
             } catch {
-                throw MONAILabelError.io("series \(id) cannot be converted to a volume: \(error)")
+                throw MONAILabelError.io("series \(id) cannot be converted to a volume: \(describe(error))")
             }
             let i = loaded.info
             var info = withLock { index?.images[id]?.info } ?? JSONObject()
@@ -237,7 +241,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             do {
                 try NIfTI.write(loaded.volume, to: tmp)
             } catch {
-                throw MONAILabelError.io("cannot write the NIfTI of series \(id): \(error)")
+                throw MONAILabelError.io("cannot write the NIfTI of series \(id): \(describe(error))")
             }
             try cache.addImage(id: id, file: tmp, fileName: id + ".nii.gz", info: info)
             guard let p = cache.imageURI(id) else { throw MONAILabelError.io("series \(id) vanished from the cache") }
@@ -302,7 +306,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         }
         try? FileManager.default.removeItem(at: dir)
         guard rename(staging.path, dir.path) == 0 else {
-            throw MONAILabelError.io("cannot move the downloaded series into \(dir.path): \(String(cString: strerror(errno)))")
+            throw MONAILabelError.io("cannot move the downloaded series \(series) into the cache: \(String(cString: strerror(errno)))")
         }
         moved = true
         FileOps.fsyncDirectory(parent)
@@ -336,7 +340,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
                 let image = try NIfTI.read(URL(fileURLWithPath: imagePath))
                 decoded = try DicomSeg.read(file: segFile, onto: image, referenceFiles: dicomFiles(seriesDirectory(id)))
             } catch {
-                throw MONAILabelError.io("SEG \(seg) cannot be decoded onto series \(id): \(error)")
+                throw MONAILabelError.io("SEG \(seg) cannot be decoded onto series \(id): \(describe(error))")
             }
             let label = relabel(decoded.label, segments: decoded.segments)
             let tmp = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ".nii.gz")
@@ -397,7 +401,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         defer { try? FileManager.default.removeItem(at: staging) }
         let segURL = staging.appendingPathComponent("seg.dcm")
         let seg = try writeSEG(imageID: imageID, labelFile: file, fileName: fileName, labelInfo: labelInfo, to: segURL)
-        guard let bytes = FileManager.default.contents(atPath: segURL.path) else { throw MONAILabelError.io("cannot read \(segURL.path)") }
+        guard let bytes = FileManager.default.contents(atPath: segURL.path) else { throw MONAILabelError.io("cannot read back the SEG written for \(imageID)") }
         let stored: StowResult
         do {
             stored = try client.store(instances: [Array(bytes)])
@@ -436,7 +440,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             return try DicomSeg.write(label: label, sourceFiles: dicomFiles(seriesDirectory(imageID)),
                                       segments: segmentsFor(label, labelInfo: labelInfo), seriesDescription: description, to: url)
         } catch {
-            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(error)")
+            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(describe(error, upload: labelFile, as: fileName))")
         }
     }
 
@@ -456,18 +460,16 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     // MARK: Helpers
 
-    /// Reads an uploaded label whose temporary name lacks the extension that `fileName` carries.
+    /// Reads an uploaded label in the format `fileName`'s extension names (its temporary name has none). A
+    /// failure's detail names the client's file, never the server's path.
     private func loadUpload(_ file: URL, fileName: String) throws -> Volume {
         guard let ext = ImageIO.fileExtension(of: fileName) ?? ImageIO.fileExtension(of: file.lastPathComponent) else {
             throw MONAILabelError.invalid("unsupported label file '\(fileName)': expected one of \(ImageIO.extensions.joined(separator: ", "))")
         }
-        let link = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ext)
-        defer { try? FileManager.default.removeItem(at: link) }
         do {
-            try FileManager.default.createSymbolicLink(at: link, withDestinationURL: file)
-            return try ImageIO.load(link)
+            return try ImageIO.load(file, as: ext)
         } catch {
-            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(error)")
+            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(describe(error, upload: file, as: fileName))")
         }
     }
 
@@ -488,6 +490,14 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             let color = entry?["color"]?.arrayValue?.compactMap(\.intValue)
             return DicomSegment(value: v, name: name, color: color?.count == 3 ? color : nil)
         }
+    }
+
+    /// An error's text for a detail that reaches the client: the cache folder and an upload's temporary path
+    /// (absolute server paths) become "the cache" and the client's file name.
+    private func describe(_ error: Error, upload: URL? = nil, as fileName: String = "") -> String {
+        var text = "\(error)"
+        if let upload { text = text.replacingOccurrences(of: upload.path, with: fileName) }
+        return text.replacingOccurrences(of: settings.cacheDirectory.path, with: "<cache>")
     }
 
     /// Maps a failure and, when the PACS is unreachable, remembers it so `status()` reports it and the next
