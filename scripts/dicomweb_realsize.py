@@ -122,9 +122,10 @@ def check_seg(args):
         sources = [pydicom.dcmread(os.path.join(args.source, f)) for f in sorted(os.listdir(args.source))]
         seg = hd.seg.segread(args.seg)
         uids = [str(s.SOPInstanceUID) for s in sources]
-        # (instances, rows, columns, segments), one binary plane per segment; no geometry is trusted here.
+        # (instances, rows, columns, segments), one binary plane per segment, placed by the frames' source SOP
+        # instances (no geometry is trusted here); slices without any segment have no frame and read as zeros.
         pixels = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=uids, combine_segments=False, assert_missing_frames_are_empty=False)
+            source_sop_instance_uids=uids, combine_segments=False, assert_missing_frames_are_empty=True)
         numbers = [int(n) for n in seg.segment_numbers]
         overlap = str(getattr(seg, "SegmentsOverlap", "missing"))
     messages += [f"{w.category.__name__}: {w.message}" for w in caught]

@@ -440,7 +440,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             return try DicomSeg.write(label: label, sourceFiles: dicomFiles(seriesDirectory(imageID)),
                                       segments: segmentsFor(label, labelInfo: labelInfo), seriesDescription: description, to: url)
         } catch {
-            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(describe(error, upload: labelFile, as: fileName))")
+            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(describe(error, upload: [labelFile], as: fileName))")
         }
     }
 
@@ -460,16 +460,20 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     // MARK: Helpers
 
-    /// Reads an uploaded label in the format `fileName`'s extension names (its temporary name has none). A
-    /// failure's detail names the client's file, never the server's path.
+    /// Reads an uploaded label whose temporary name lacks the extension that `fileName` carries, through a link
+    /// named with it (libnifti picks gzip or not by the name). Readers follow the link (stat, not lstat). A
+    /// failure's detail names the client's file, never a server path.
     private func loadUpload(_ file: URL, fileName: String) throws -> Volume {
         guard let ext = ImageIO.fileExtension(of: fileName) ?? ImageIO.fileExtension(of: file.lastPathComponent) else {
             throw MONAILabelError.invalid("unsupported label file '\(fileName)': expected one of \(ImageIO.extensions.joined(separator: ", "))")
         }
+        let link = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ext)
+        defer { try? FileManager.default.removeItem(at: link) }
         do {
-            return try ImageIO.load(file, as: ext)
+            try FileManager.default.createSymbolicLink(at: link, withDestinationURL: file)
+            return try ImageIO.load(link)
         } catch {
-            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(describe(error, upload: file, as: fileName))")
+            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(describe(error, upload: [link, file], as: fileName))")
         }
     }
 
@@ -494,9 +498,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     /// An error's text for a detail that reaches the client: the cache folder and an upload's temporary path
     /// (absolute server paths) become "the cache" and the client's file name.
-    private func describe(_ error: Error, upload: URL? = nil, as fileName: String = "") -> String {
+    private func describe(_ error: Error, upload: [URL] = [], as fileName: String = "") -> String {
         var text = "\(error)"
-        if let upload { text = text.replacingOccurrences(of: upload.path, with: fileName) }
+        for u in upload { text = text.replacingOccurrences(of: u.path, with: fileName) }
         return text.replacingOccurrences(of: settings.cacheDirectory.path, with: "<cache>")
     }
 

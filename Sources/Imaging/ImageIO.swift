@@ -12,12 +12,8 @@ public enum ImageIO {
     }
 
     /// Reads a `.nii`, `.nii.gz`, `.nrrd` or `.seg.nrrd` image (`LoadImage` + `EnsureChannelFirst`).
-    public static func load(_ url: URL) throws -> Volume { try load(url, as: fileExtension(of: url.lastPathComponent)) }
-
-    /// Reads `url` in the format of extension `ext` (one of `extensions`), whatever its own name: an upload kept
-    /// under a temporary name is read in place, not through a link named after the client's file name.
-    public static func load(_ url: URL, as ext: String?) throws -> Volume {
-        switch ext?.lowercased() {
+    public static func load(_ url: URL) throws -> Volume {
+        switch fileExtension(of: url.lastPathComponent) {
         case ".nii", ".nii.gz": return try NIfTI.read(url)
         case ".nrrd", ".seg.nrrd": return try NRRD.read(url)
         default:
