@@ -313,3 +313,17 @@ func seg_hostileAttribute_neverTraps(path: String, value: String) throws {
     _ = try? DicomSeg.read(file: url)
     _ = try? DicomInstanceInfo.read(url)
 }
+
+/// What readers check before trusting a SEG's frames: segments never overlap (one label map), and each frame keeps
+/// its source slice's spatial locations (so frames may be indexed by source instance).
+@Test func seg_declaresNoOverlap_andSpatialLocationsPreservedInEveryDerivation() throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    #expect(try ds.string("SegmentsOverlap") == "NO")
+    let frames = try ds.itemCount("PerFrameFunctionalGroupsSequence")
+    #expect(frames > 0)
+    for f in 0..<frames {
+        let source = "PerFrameFunctionalGroupsSequence[\(f)].DerivationImageSequence[0].SourceImageSequence[0]"
+        #expect(try ds.string("\(source).SpatialLocationsPreserved") == "YES", "frame \(f + 1)")
+    }
+}
