@@ -13,6 +13,23 @@ struct DicomWebSettingsTests {
         #expect(s.cacheDirectory.path == "/home/u/.cache/monailabel/dicom/488fca1f7f3f98331f6f7756beca0d35")
         #expect(s.username == nil)
         #expect(s.verifyTLS)
+        #expect(s.qidoPageSize == 1000)
+        #expect(!s.fetchByFrame)
+    }
+
+    @Test func pagingAndFetchByFrame_fromEnvironment_andRangeChecked() throws {
+        let s = try DicomWebSettings(studies: "http://h/dw", environment: [
+            "MONAI_LABEL_DICOMWEB_QIDO_PAGE_SIZE": "50", "MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME": "True",
+        ])
+        #expect(s.qidoPageSize == 50 && s.fetchByFrame)
+        for bad in ["0", "2.5", "1000000", "many"] {
+            #expect(throws: MONAILabelError.self) {
+                try DicomWebSettings(studies: "http://h/dw", environment: ["MONAI_LABEL_DICOMWEB_QIDO_PAGE_SIZE": bad])
+            }
+        }
+        #expect(throws: MONAILabelError.self) {
+            try DicomWebSettings(studies: "http://h/dw", environment: ["MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME": "sometimes"])
+        }
     }
 
     @Test func environment_overridesFilterCacheAuthAndTimeouts() throws {
