@@ -519,7 +519,8 @@ mld_status mld_seg_save(mld_seg *seg, const char *path, char **err) {
         }
         OFString date, time;
         DcmDate::getCurrentDate(date);
-        DcmTime::getCurrentTime(time);
+        // Fractions of a second: readers pick the newest SEG of an image by these, even two saved in one second.
+        DcmTime::getCurrentTime(time, OFTrue, OFTrue);
         seg->doc->getSeries().setSeriesDate(date);
         seg->doc->getSeries().setSeriesTime(time);
         seg->doc->getGeneralImage().setContentDate(date);

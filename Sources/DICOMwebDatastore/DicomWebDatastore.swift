@@ -44,6 +44,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         /// image series -> its newest SEG series.
         var labels: [String: String]
         var fetchedAt: Date
+        /// When `labels` was last asked for: labels change under us (another server saving to the same PACS) far
+        /// more often than the image list, so they expire sooner (`settings.labelExpiry`).
+        var labelsFetchedAt: Date
     }
 
     struct SegReference: Sendable {
@@ -75,14 +78,24 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     // MARK: Remote lists
 
-    /// The QIDO lists, re-queried when older than the expiry. Throws `.unavailable` when the PACS cannot answer.
-    func remoteIndex() throws -> RemoteIndex {
-        if let idx = withLock({ () -> RemoteIndex? in
+    /// The QIDO lists: the image list re-queried when older than `cacheExpiry`, the SEG list when older than
+    /// `labelsMaxAge` (default `labelExpiry`). Throws `.unavailable` when the PACS cannot answer.
+    func remoteIndex(labelsMaxAge: Double? = nil) throws -> RemoteIndex {
+        let cached = withLock { () -> RemoteIndex? in
             guard let i = index, lastError == nil, Date().timeIntervalSince(i.fetchedAt) < settings.cacheExpiry else { return nil }
             return i
-        }) { return idx }
+        }
         do {
-            let idx = try queryIndex()
+            let idx: RemoteIndex
+            if var i = cached {
+                if Date().timeIntervalSince(i.labelsFetchedAt) < (labelsMaxAge ?? settings.labelExpiry) { return i }
+                let asked = Date()
+                i.labels = try queryLabels(images: i.images)
+                i.labelsFetchedAt = asked
+                idx = i
+            } else {
+                idx = try queryIndex()
+            }
             withLock {
                 index = idx
                 lastError = nil
@@ -122,6 +135,14 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             info["RetrieveURL"] = .string(s.string(DicomTag.retrieveURL) ?? "UNK")
             images[series] = RemoteSeries(study: study, info: info)
         }
+        let asked = Date()
+        let labels = try queryLabels(images: images)
+        return RemoteIndex(images: images, labels: labels, fetchedAt: asked, labelsFetchedAt: asked)
+    }
+
+    /// image series -> its newest SEG series, from a QIDO search for SEGs (plus the metadata of SEGs not seen
+    /// before, to learn what they reference).
+    private func queryLabels(images: OrderedMap<RemoteSeries>) throws -> [String: String] {
         var best: [String: (seg: String, order: String)] = [:]
         for s in try client.searchSeries(filters: [("Modality", "SEG")]) {
             guard let seg = s.string(DicomTag.seriesInstanceUID), let study = s.string(DicomTag.studyInstanceUID) else { continue }
@@ -134,7 +155,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             if let b = best[r.image], b.order > r.order || (b.order == r.order && b.seg > seg) { continue }
             best[r.image] = (seg, r.order)
         }
-        return RemoteIndex(images: images, labels: best.mapValues(\.seg), fetchedAt: Date())
+        return best.mapValues(\.seg)
     }
 
     /// The image series a SEG references, from its WADO-RS metadata; nil for a SEG that references none.
@@ -192,7 +213,11 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     public func imageURI(_ id: String) -> String? { (try? fetchImage(id)) ?? cache.imageURI(id) }
 
-    public func labelURI(_ id: String, tag: String) -> String? { (try? fetchLabel(id, tag: tag)) ?? cache.labelURI(id, tag: tag) }
+    /// A final label is what the PACS holds now: its SEG list is asked again (not the listing's copy), so a label
+    /// another server saved is served at once.
+    public func labelURI(_ id: String, tag: String) -> String? {
+        (try? fetchLabel(id, tag: tag, labelsMaxAge: 0)) ?? cache.labelURI(id, tag: tag)
+    }
 
     public func imageInfo(_ id: String) -> JSONObject? {
         if let i = cache.imageInfo(id) { return i }
@@ -315,11 +340,11 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     /// `final`: the newest SEG in the PACS decoded onto the image grid (downloaded once per SEG); other tags and
     /// images without a remote SEG: the cache.
-    public func fetchLabel(_ id: String, tag: String) throws -> String? {
+    public func fetchLabel(_ id: String, tag: String, labelsMaxAge: Double? = nil) throws -> String? {
         guard tag == LabelTag.final else { return cache.labelURI(id, tag: tag) }
         let idx: RemoteIndex
         do {
-            idx = try remoteIndex()
+            idx = try remoteIndex(labelsMaxAge: labelsMaxAge)
         } catch {
             // Serve what we have; only a label we never fetched needs the PACS.
             if let p = cache.labelURI(id, tag: tag) { return p }
@@ -419,8 +444,13 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         merged["PatientID"] = .string(seg.patientID.isEmpty ? "UNK" : seg.patientID)
         merged["StudyInstanceUID"] = .string(seg.studyInstanceUID)
         let id = try cache.saveLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: merged)
+        // Ordered like SEGs learnt from the PACS (their dates and times), so that a newer SEG stored by another
+        // server wins over this one.
+        let written = try? DicomDataset(contentsOf: segURL)
+        let order = ["SeriesDate", "SeriesTime", "ContentDate", "ContentTime"]
+            .map { name in (try? written?.string(name)) ?? "" }.joined(separator: "|")
         withLock {
-            segReferences[segSeries] = SegReference(image: imageID, order: "~")
+            segReferences[segSeries] = SegReference(image: imageID, order: order)
             index?.labels[imageID] = segSeries
         }
         return id
@@ -454,7 +484,10 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     /// Forgets the QIDO lists (the next listing asks the PACS) and reconciles the cache.
     public func refresh() {
-        withLock { index?.fetchedAt = .distantPast }
+        withLock {
+            index?.fetchedAt = .distantPast
+            index?.labelsFetchedAt = .distantPast
+        }
         cache.refresh()
     }
 

@@ -14,6 +14,10 @@ public struct DicomWebSettings: Sendable {
     public var searchFilter: [(String, String)]
     /// Seconds the QIDO lists are reused (`MONAI_LABEL_DICOMWEB_CACHE_EXPIRY`).
     public var cacheExpiry: Double
+    /// Seconds the list of SEGs (which images have a final label) is reused by listings
+    /// (`MONAI_LABEL_DICOMWEB_LABEL_EXPIRY`, default 30): the bound on how long a label another server saved to
+    /// the same PACS stays unseen here. Fetching a final label always asks the PACS.
+    public var labelExpiry: Double
     /// `<MONAI_LABEL_DICOMWEB_CACHE_PATH or ~/.cache/monailabel/dicom>/<md5(base url)>`.
     public var cacheDirectory: URL
     public var qidoPrefix: String?
@@ -72,6 +76,7 @@ public struct DicomWebSettings: Sendable {
             searchFilter = [("Modality", "CT")]
         }
         cacheExpiry = try number("MONAI_LABEL_DICOMWEB_CACHE_EXPIRY", 7200)
+        labelExpiry = min(cacheExpiry, try number("MONAI_LABEL_DICOMWEB_LABEL_EXPIRY", 30))
         connectTimeout = try number("MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT", 5)
         readTimeout = try number("MONAI_LABEL_DICOMWEB_READ_TIMEOUT", 120)
         attempts = max(1, Int(try number("MONAI_LABEL_DICOMWEB_RETRIES", 3)))
