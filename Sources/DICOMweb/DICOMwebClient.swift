@@ -189,6 +189,41 @@ public final class DICOMwebClient: Sendable {
         return try MultipartRelated.parse(r.body, boundary: boundary).map(\.body).filter { !$0.isEmpty }
     }
 
+    /// `GET {base}/studies/{study}/series/{series}/instances/{instance}/frames/{list}`: the raw pixel bytes of each
+    /// frame asked for, in order (uncompressed little endian; a server that cannot transcode is asked again for
+    /// any octet-stream). Throws `.malformedResponse` when frames come compressed (a content type other than
+    /// `application/octet-stream`) or their count differs.
+    public func retrieveFrames(study: String, series: String, instance: String, frames: [Int]) throws -> [[UInt8]] {
+        guard !frames.isEmpty, frames.allSatisfy({ $0 >= 1 }) else {
+            throw DICOMwebError(.rejected, "frame numbers start at 1")
+        }
+        let list = frames.map(String.init).joined(separator: ",")
+        let url = try endpoint(configuration.wadoPrefix,
+                               "studies/\(try Self.uidPathComponent(study))/series/\(try Self.uidPathComponent(series))"
+                                   + "/instances/\(try Self.uidPathComponent(instance))/frames/\(list)")
+        let preferred = "multipart/related; type=\"application/octet-stream\"; transfer-syntax=\(Self.preferredTransferSyntax)"
+        var r = try request("GET", url, accept: preferred, idempotent: true)
+        if r.status == 406 || r.status == 400 {
+            r = try request("GET", url, accept: "multipart/related; type=\"application/octet-stream\"", idempotent: true)
+        }
+        try check(r, url: url)
+        let contentType = r.headers["Content-Type"] ?? ""
+        guard let boundary = MultipartRelated.parameter("boundary", in: contentType) ?? Self.sniffBoundary(r.body) else {
+            throw DICOMwebError(.malformedResponse, "WADO-RS frames of instance \(instance) are not multipart (\(contentType))")
+        }
+        let parts = try MultipartRelated.parse(r.body, boundary: boundary)
+        for p in parts {
+            let type = (p.contentType ?? "application/octet-stream").lowercased()
+            guard type.hasPrefix("application/octet-stream") else {
+                throw DICOMwebError(.malformedResponse, "frames of instance \(instance) came as \(type), not uncompressed")
+            }
+        }
+        guard parts.count == frames.count else {
+            throw DICOMwebError(.malformedResponse, "asked for \(frames.count) frame(s) of instance \(instance), got \(parts.count)")
+        }
+        return parts.map(\.body)
+    }
+
     /// The boundary of a multipart body whose Content-Type lacks one: the first line, when it is `--token`.
     static func sniffBoundary(_ body: [UInt8]) -> String? {
         guard body.count > 4, body[0] == 45, body[1] == 45, let nl = body.prefix(200).firstIndex(of: 10) else { return nil }

@@ -291,7 +291,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         let dir = seriesDirectory(id)
         let have = dicomFiles(dir)
         if !have.isEmpty { return (have, study) }
-        return (try download(study: study, series: id, into: dir), study)
+        return (try download(study: study, series: id, into: dir, byFrame: settings.fetchByFrame), study)
     }
 
     /// StudyInstanceUID of a series: from the lists, else one QIDO query. `.notFound` when the PACS lacks it.
@@ -310,24 +310,29 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     }
 
     /// WADO-RS retrieve into a staging folder renamed to `dir` once complete, so a crash mid-download never
-    /// leaves a partial series that later looks cached.
-    private func download(study: String, series: String, into dir: URL) throws -> [URL] {
-        let parts: [[UInt8]]
-        do {
-            parts = try client.retrieveSeries(study: study, series: series)
-        } catch {
-            throw pacsFailure(error)
-        }
-        guard !parts.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
+    /// leaves a partial series that later looks cached. Whole instances, or with `fetchByFrame` each instance's
+    /// metadata and frames (as upstream for images; a SEG's packed 1-bit frames always come as whole instances).
+    private func download(study: String, series: String, into dir: URL, byFrame: Bool = false) throws -> [URL] {
         let parent = dir.deletingLastPathComponent()
         try FileOps.makeDirectory(parent)
         let staging = parent.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString)
         try FileOps.makeDirectory(staging)
         var moved = false
         defer { if !moved { try? FileManager.default.removeItem(at: staging) } }
-        for (k, bytes) in parts.enumerated() {
-            let sop = (try? DicomInstanceInfo.read(data: bytes).sopInstanceUID) ?? String(format: "instance-%05d", k)
-            try FileOps.atomicWrite(bytes, to: staging.appendingPathComponent(sop + ".dcm"))
+        if byFrame {
+            try downloadByFrame(study: study, series: series, into: staging)
+        } else {
+            let parts: [[UInt8]]
+            do {
+                parts = try client.retrieveSeries(study: study, series: series)
+            } catch {
+                throw pacsFailure(error)
+            }
+            guard !parts.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
+            for (k, bytes) in parts.enumerated() {
+                let sop = (try? DicomInstanceInfo.read(data: bytes).sopInstanceUID) ?? String(format: "instance-%05d", k)
+                try FileOps.atomicWrite(bytes, to: staging.appendingPathComponent(sop + ".dcm"))
+            }
         }
         try? FileManager.default.removeItem(at: dir)
         guard rename(staging.path, dir.path) == 0 else {
@@ -336,6 +341,45 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         moved = true
         FileOps.fsyncDirectory(parent)
         return dicomFiles(dir)
+    }
+
+    /// Instances rebuilt from the series' metadata and each instance's frames (WADO-RS `/frames`), written into
+    /// `staging` and synced.
+    private func downloadByFrame(study: String, series: String, into staging: URL) throws {
+        let metadata: [DicomJSONDataset]
+        do {
+            metadata = try client.seriesMetadata(study: study, series: series)
+        } catch {
+            throw pacsFailure(error)
+        }
+        guard !metadata.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
+        for m in metadata {
+            guard let sop = m.string(DicomTag.sopInstanceUID), (try? DICOMwebClient.uidPathComponent(sop)) != nil else {
+                throw MONAILabelError.io("unexpected answer from the PACS: an instance of series \(series) has no valid SOPInstanceUID")
+            }
+            let frames: [[UInt8]]
+            let instance: DicomDataset
+            do {
+                let numbers = try FrameFetch.frameNumbers(m)
+                do {
+                    frames = try client.retrieveFrames(study: study, series: series, instance: sop, frames: numbers)
+                } catch {
+                    throw pacsFailure(error)
+                }
+                instance = try FrameFetch.instance(metadata: m, frames: frames)
+            } catch let e as MONAILabelError {
+                throw e
+            } catch {
+                throw MONAILabelError.io("instance \(sop) of series \(series) cannot be rebuilt from its frames: \(describe(error))")
+            }
+            let file = staging.appendingPathComponent(sop + ".dcm")
+            try instance.save(to: file)
+            let fd = open(file.path, O_RDONLY)
+            if fd >= 0 {
+                _ = fsync(fd)
+                close(fd)
+            }
+        }
     }
 
     /// `final`: the newest SEG in the PACS decoded onto the image grid (downloaded once per SEG); other tags and

@@ -1,6 +1,8 @@
 import Foundation
 import Imaging
 import MONAILabel
+import DICOM
+import DICOMweb
 import Testing
 @testable import DICOMwebDatastore
 
@@ -110,5 +112,49 @@ struct DicomWebSegmentNamingTests {
         } catch let e as MONAILabelError {
             #expect(e.kind == .notFound)
         }
+    }
+}
+
+struct FrameFetchTests {
+    static func metadata(rows: Int, cols: Int, bits: Int, frames: String? = nil) throws -> DicomJSONDataset {
+        var json = """
+            {"00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]}, "00080018": {"vr": "UI", "Value": ["1.2.3.4"]},
+             "00280010": {"vr": "US", "Value": [\(rows)]}, "00280011": {"vr": "US", "Value": [\(cols)]},
+             "00280100": {"vr": "US", "Value": [\(bits)]}, "00280030": {"vr": "DS", "Value": [0.30000000000000004, 0.5]},
+             "00091001": {"vr": "LO", "Value": ["private"]}, "00081115": {"vr": "SQ", "Value": [{"0020000E": {"vr": "UI", "Value": ["9.8"]}}]}
+            """
+        if let frames { json += #", "00280008": {"vr": "IS", "Value": [\#(frames)]}"# }
+        return try DicomJSONDataset.parseArray(Array((json + "}").utf8))[0]
+    }
+
+    @Test func instance_fromMetadataAndFrames_keepsValuesSequencesAndPixels() throws {
+        let m = try Self.metadata(rows: 2, cols: 3, bits: 16)
+        let ds = try FrameFetch.instance(metadata: m, frames: [[1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 255, 255]])
+        #expect(try ds.string("SOPInstanceUID") == "1.2.3.4")
+        #expect(try ds.numbers("PixelSpacing") == [0.3, 0.5])
+        #expect(try ds.string("ReferencedSeriesSequence[0].SeriesInstanceUID") == "9.8")
+        #expect(try ds.string("(0009,1001)") == nil)
+    }
+
+    @Test func instance_framesShorterThanTheirGeometry_isRefused() throws {
+        let m = try Self.metadata(rows: 4, cols: 4, bits: 16)
+        #expect(throws: DicomError.self) { try FrameFetch.instance(metadata: m, frames: [[0, 0, 0]]) }
+        let wide = try Self.metadata(rows: 4, cols: 4, bits: 32)
+        #expect(throws: DicomError.self) { try FrameFetch.instance(metadata: wide, frames: [[UInt8](repeating: 0, count: 64)]) }
+    }
+
+    @Test func frameNumbers_outOfRange_areRefused() throws {
+        #expect(try FrameFetch.frameNumbers(Self.metadata(rows: 1, cols: 1, bits: 8)) == [1])
+        #expect(try FrameFetch.frameNumbers(Self.metadata(rows: 1, cols: 1, bits: 8, frames: "3")) == [1, 2, 3])
+        for bad in ["0", "-2", "99999999999"] {
+            #expect(throws: DicomError.self) { try FrameFetch.frameNumbers(Self.metadata(rows: 1, cols: 1, bits: 8, frames: bad)) }
+        }
+    }
+
+    @Test func format_dsFitsSixteenCharacters_integersHaveNoFraction() {
+        #expect(FrameFetch.format(0.30000000000000004, vr: "DS") == "0.3")
+        #expect(FrameFetch.format(-100.123456789012345, vr: "DS").count <= 16)
+        #expect(FrameFetch.format(512, vr: "US") == "512")
+        #expect(FrameFetch.format(.nan, vr: "DS") == "")
     }
 }

@@ -95,4 +95,31 @@ struct DicomWebSharedPACSTests {
         #expect(stats.json?["total"] == 5)
         #expect(Set(try DicomWebLiveTests.datastore(server).listImages()) == uploaded)
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func fetchByFrame_seriesRebuiltFromMetadataAndFrames_convertsLikeWholeInstances_andTakesAFinalSEG() throws {
+        let tmp = TempDir()
+        let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))
+        let (series, files) = try DicomWebLiveTests.upload(orthanc, into: tmp.url.appendingPathComponent("ct"), patient: "P1")
+        let expected = try DicomSeries.load(files: files).volume
+        let server = try DicomWebRealSizeTests.startServer(tmp, studies: orthanc.root, cache: tmp.url.appendingPathComponent("cache"),
+                                                           environment: ["MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME": "true"])
+        defer { server.stop() }
+        let api = Server(port: server.port)
+        let r = try api.send("GET", "/datastore/image?image=\(series)")
+        try #require(r.status == 200, "\(r.text.prefix(300))")
+        let image = try DicomWebLiveTests.readNIfTI(r.body, in: tmp.url)
+        #expect(image.spatialShape == expected.spatialShape)
+        #expect(DicomWebLiveTests.maxDifference(image.affine, expected.affine) < 1e-4)
+        #expect(image.data.asFloat() == expected.data.asFloat())
+        // One request per instance's frames (whole-instance retrieval is a single WADO-RS request).
+        #expect(try DicomWebLiveTests.datastore(server).client.requestCount > files.count)
+
+        // The rebuilt instances carry what a SEG needs (patient, study, frame of reference, SOP references).
+        let box = DicomWebLiveTests.boxLabel(onto: image)
+        try Self.saveFinal(api, series, box, in: tmp.url)
+        let other = try DicomWebRealSizeTests.startServer(tmp, studies: orthanc.root, cache: tmp.url.appendingPathComponent("cache2"))
+        defer { other.stop() }
+        #expect(try Self.label(Server(port: other.port), series, in: tmp.url).data.asFloat() == box.data.asFloat())
+    }
 }
