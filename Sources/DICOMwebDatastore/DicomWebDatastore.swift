@@ -79,8 +79,8 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     // MARK: Remote lists
 
     /// The QIDO lists: the image list re-queried when older than `cacheExpiry`, the SEG list when older than
-    /// `labelsMaxAge` (default `labelExpiry`). Throws `.unavailable` when the PACS cannot answer.
-    func remoteIndex(labelsMaxAge: Double? = nil) throws -> RemoteIndex {
+    /// `labelExpiry`. Throws `.unavailable` when the PACS cannot answer.
+    func remoteIndex() throws -> RemoteIndex {
         let cached = withLock { () -> RemoteIndex? in
             guard let i = index, lastError == nil, Date().timeIntervalSince(i.fetchedAt) < settings.cacheExpiry else { return nil }
             return i
@@ -88,7 +88,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         do {
             let idx: RemoteIndex
             if var i = cached {
-                if Date().timeIntervalSince(i.labelsFetchedAt) < (labelsMaxAge ?? settings.labelExpiry) { return i }
+                if Date().timeIntervalSince(i.labelsFetchedAt) < settings.labelExpiry { return i }
                 let asked = Date()
                 i.labels = try queryLabels(images: i.images)
                 i.labelsFetchedAt = asked
@@ -143,8 +143,15 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// image series -> its newest SEG series, from a QIDO search for SEGs (plus the metadata of SEGs not seen
     /// before, to learn what they reference).
     private func queryLabels(images: OrderedMap<RemoteSeries>) throws -> [String: String] {
+        try newestSEGs(client.searchSeries(filters: [("Modality", "SEG")]), images: images).mapValues(\.seg)
+    }
+
+    /// For each image of `images`, the newest of the SEG series `found` (a QIDO answer) that references it.
+    private func newestSEGs(_ found: [DicomJSONDataset], images: OrderedMap<RemoteSeries>) throws
+        -> [String: (seg: String, order: String)]
+    {
         var best: [String: (seg: String, order: String)] = [:]
-        for s in try client.searchSeries(filters: [("Modality", "SEG")]) {
+        for s in found {
             guard let seg = s.string(DicomTag.seriesInstanceUID), let study = s.string(DicomTag.studyInstanceUID) else { continue }
             var ref = withLock { segReferences[seg] }
             if ref == nil {
@@ -155,7 +162,26 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             if let b = best[r.image], b.order > r.order || (b.order == r.order && b.seg > seg) { continue }
             best[r.image] = (seg, r.order)
         }
-        return best.mapValues(\.seg)
+        return best
+    }
+
+    /// The lists with the final label of `image` as the PACS has it now: one QIDO search for the SEGs of its study
+    /// (a SEG joins its source's study, ours and upstream's alike), so a label another server just saved is seen
+    /// without listing every SEG of the PACS.
+    private func indexWithFreshLabel(of image: String) throws -> RemoteIndex {
+        var idx = try remoteIndex()
+        guard let study = idx.images[image]?.study else { return idx }
+        let found: [DicomJSONDataset]
+        do {
+            found = try client.searchSeries(study: study, filters: [("Modality", "SEG")])
+        } catch {
+            throw pacsFailure(error)
+        }
+        let newest = try newestSEGs(found, images: idx.images)[image]?.seg
+        guard newest != idx.labels[image] else { return idx }
+        idx.labels[image] = newest
+        withLock { index?.labels[image] = newest }
+        return idx
     }
 
     /// The image series a SEG references, from its WADO-RS metadata; nil for a SEG that references none.
@@ -213,10 +239,10 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     public func imageURI(_ id: String) -> String? { (try? fetchImage(id)) ?? cache.imageURI(id) }
 
-    /// A final label is what the PACS holds now: its SEG list is asked again (not the listing's copy), so a label
-    /// another server saved is served at once.
+    /// A final label is what the PACS holds now: the SEGs of the image's study are asked for again (not the
+    /// listing's copy), so a label another server saved is served at once.
     public func labelURI(_ id: String, tag: String) -> String? {
-        (try? fetchLabel(id, tag: tag, labelsMaxAge: 0)) ?? cache.labelURI(id, tag: tag)
+        (try? fetchLabel(id, tag: tag, fresh: true)) ?? cache.labelURI(id, tag: tag)
     }
 
     public func imageInfo(_ id: String) -> JSONObject? {
@@ -384,11 +410,12 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     /// `final`: the newest SEG in the PACS decoded onto the image grid (downloaded once per SEG); other tags and
     /// images without a remote SEG: the cache.
-    public func fetchLabel(_ id: String, tag: String, labelsMaxAge: Double? = nil) throws -> String? {
+    /// With `fresh`, the image's SEGs are asked for first (`labelURI`); otherwise the listing's SEG list serves.
+    public func fetchLabel(_ id: String, tag: String, fresh: Bool = false) throws -> String? {
         guard tag == LabelTag.final else { return cache.labelURI(id, tag: tag) }
         let idx: RemoteIndex
         do {
-            idx = try remoteIndex(labelsMaxAge: labelsMaxAge)
+            idx = fresh ? try indexWithFreshLabel(of: id) : try remoteIndex()
         } catch {
             // Serve what we have; only a label we never fetched needs the PACS.
             if let p = cache.labelURI(id, tag: tag) { return p }

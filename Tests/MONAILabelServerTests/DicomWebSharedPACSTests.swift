@@ -122,4 +122,29 @@ struct DicomWebSharedPACSTests {
         defer { other.stop() }
         #expect(try Self.label(Server(port: other.port), series, in: tmp.url).data.asFloat() == box.data.asFloat())
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func unreadableFinalLabel_is422_namingTheClientsFile_neverAServerPath() throws {
+        let tmp = TempDir()
+        let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))
+        let (series, _) = try DicomWebLiveTests.upload(orthanc, into: tmp.url.appendingPathComponent("ct"), patient: "P1")
+        let server = try DicomWebRealSizeTests.startServer(tmp, studies: orthanc.root, cache: tmp.url.appendingPathComponent("cache"))
+        defer { server.stop() }
+        let api = Server(port: server.port)
+        // A gzip header whose NIfTI header is cut short, and a NIfTI whose voxels are missing.
+        var truncated = Array(try Data(contentsOf: {
+            let u = tmp.url.appendingPathComponent("x.nii")
+            try NIfTI.write(DicomWebLiveTests.makeCT(), to: u)
+            return u
+        }()))
+        truncated.removeLast(truncated.count - 600)
+        for (name, bytes) in [("broken.nii.gz", [0x1f, 0x8b, 8, 0, 0, 0, 0, 0] as [UInt8]), ("short.nii", truncated)] {
+            let form = TestClient.multipart(files: [("label", name, bytes)])
+            let r = try api.send("PUT", "/datastore/label?image=\(series)&tag=final", headers: form.headers, body: form.body)
+            #expect(r.status == 422, "\(name): \(r.text.prefix(300))")
+            let detail = (try? JSONValue.parse(r.body))?["detail"]?.stringValue ?? ""
+            #expect(detail.contains(name), "\(detail)")
+            #expect(!detail.contains(tmp.url.path) && !detail.contains(NSTemporaryDirectory()) && !detail.contains("/tmp/"), "\(detail)")
+        }
+    }
 }
