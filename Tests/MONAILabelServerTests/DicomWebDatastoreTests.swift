@@ -17,6 +17,9 @@ struct DicomWebSettingsTests {
         #expect(s.verifyTLS)
         #expect(s.qidoPageSize == 1000)
         #expect(!s.fetchByFrame)
+        #expect(s.labelExpiry == 30)
+        let short = try DicomWebSettings(studies: "http://h/dw", environment: ["MONAI_LABEL_DICOMWEB_CACHE_EXPIRY": "10"])
+        #expect(short.labelExpiry == 10)
     }
 
     @Test func pagingAndFetchByFrame_fromEnvironment_andRangeChecked() throws {
