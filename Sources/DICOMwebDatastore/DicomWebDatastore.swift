@@ -177,10 +177,14 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         } catch {
             throw pacsFailure(error)
         }
-        let newest = try newestSEGs(found, images: idx.images)[image]?.seg
-        guard newest != idx.labels[image] else { return idx }
-        idx.labels[image] = newest
-        withLock { index?.labels[image] = newest }
+        // Only a newer SEG replaces the listing's: one kept in another study is still the listing's to find.
+        guard let newest = try newestSEGs(found, images: idx.images)[image], newest.seg != idx.labels[image] else { return idx }
+        if let current = idx.labels[image], let known = withLock({ segReferences[current] }),
+           (known.order, current) > (newest.order, newest.seg) {
+            return idx
+        }
+        idx.labels[image] = newest.seg
+        withLock { index?.labels[image] = newest.seg }
         return idx
     }
 
@@ -601,7 +605,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     }
 
     /// An error's text for a detail that reaches the client: the cache folder and an upload's temporary path
-    /// (absolute server paths) become "the cache" and the client's file name.
+    /// (absolute server paths) become `<cache>` and the client's file name.
     private func describe(_ error: Error, upload: [URL] = [], as fileName: String = "") -> String {
         var text = "\(error)"
         for u in upload { text = text.replacingOccurrences(of: u.path, with: fileName) }
