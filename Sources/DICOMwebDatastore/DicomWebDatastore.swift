@@ -267,7 +267,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     // MARK: Fetching
 
     /// The series as NIfTI in the cache: converted once, later calls touch no network.
-    public func fetchImage(_ id: String) throws -> String {
+    public func fetchImage(_ id: String) throws -> String { try hidingServerPaths { try convertedImage(id) } }
+
+    private func convertedImage(_ id: String) throws -> String {
         if let p = cachedImage(id) { return p }
         guard (try? DICOMwebClient.uidPathComponent(id)) != nil else {
             throw MONAILabelError.notFound("Image \(id) not found: not a DICOM UID")
@@ -416,6 +418,10 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// images without a remote SEG: the cache.
     /// With `fresh`, the image's SEGs are asked for first (`labelURI`); otherwise the listing's SEG list serves.
     public func fetchLabel(_ id: String, tag: String, fresh: Bool = false) throws -> String? {
+        try hidingServerPaths { try decodedLabel(id, tag: tag, fresh: fresh) }
+    }
+
+    private func decodedLabel(_ id: String, tag: String, fresh: Bool) throws -> String? {
         guard tag == LabelTag.final else { return cache.labelURI(id, tag: tag) }
         let idx: RemoteIndex
         do {
@@ -491,6 +497,12 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// `final`: the label becomes a DICOM SEG on the image series, stored in the PACS with STOW-RS, then kept in
     /// the cache with the SEG's UIDs in its info. Other tags: the cache only.
     public func saveLabel(imageID: String, file: URL, fileName: String, tag: String, info: JSONObject) throws -> String {
+        try hidingServerPaths(upload: [file], as: fileName) {
+            try storeLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: info)
+        }
+    }
+
+    private func storeLabel(imageID: String, file: URL, fileName: String, tag: String, info: JSONObject) throws -> String {
         _ = try fetchImage(imageID)
         guard tag == LabelTag.final else {
             return try cache.saveLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: info)
@@ -610,6 +622,16 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         var text = "\(error)"
         for u in upload { text = text.replacingOccurrences(of: u.path, with: fileName) }
         return text.replacingOccurrences(of: settings.cacheDirectory.path, with: "<cache>")
+    }
+
+    /// Runs `body`, rewriting the message of a `MONAILabelError` it throws as `describe` does: what reaches the
+    /// client never carries the cache's or an upload's absolute path, whichever layer below wrote it.
+    private func hidingServerPaths<T>(upload: [URL] = [], as fileName: String = "", _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as MONAILabelError {
+            throw MONAILabelError(e.kind, describe(e, upload: upload, as: fileName))
+        }
     }
 
     /// Maps a failure and, when the PACS is unreachable, remembers it so `status()` reports it and the next
