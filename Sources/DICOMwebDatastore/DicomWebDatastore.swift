@@ -503,7 +503,14 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     }
 
     private func storeLabel(imageID: String, file: URL, fileName: String, tag: String, info: JSONObject) throws -> String {
-        _ = try fetchImage(imageID)
+        let imagePath = try fetchImage(imageID)
+        if fileName.lowercased().hasSuffix(".bin") {
+            // OHIF's raw buffer, as upstream takes it: a NIfTI on the image's grid, then saved like any label.
+            let staged = try labelFromBuffer(file, imagePath: imagePath)
+            defer { try? FileManager.default.removeItem(at: staged) }
+            let name = String(fileName.dropLast(4)) + ".nii.gz"
+            return try storeLabel(imageID: imageID, file: staged, fileName: name, tag: tag, info: info)
+        }
         guard tag == LabelTag.final else {
             return try cache.saveLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: info)
         }
@@ -595,6 +602,29 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         } catch {
             throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(describe(error, upload: [link, file], as: fileName))")
         }
+    }
+
+    /// A `.bin` label upload (uint8 voxels of the image, first axis fastest, as upstream's `binary_to_image`
+    /// reads it) as a temporary `.nii.gz` in the cache with the image's shape and affine.
+    private func labelFromBuffer(_ file: URL, imagePath: String) throws -> URL {
+        let image = try NIfTI.read(URL(fileURLWithPath: imagePath))
+        guard let size = FileOps.fileSize(file.path), size == Int64(image.voxelCount) else {
+            throw MONAILabelError.invalid("the label buffer has \(FileOps.fileSize(file.path) ?? 0) bytes; the image "
+                + "\(image.spatialShape) has \(image.voxelCount) voxels (one uint8 each)")
+        }
+        guard let data = FileManager.default.contents(atPath: file.path), data.count == image.voxelCount else {
+            throw MONAILabelError.io("cannot read the uploaded label buffer")
+        }
+        let label = Volume(spatialShape: image.spatialShape,
+                           data: NPYArray.fortranToC(.uint8([UInt8](data)), shape: image.spatialShape), affine: image.affine)
+        let staged = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ".nii.gz")
+        do {
+            try NIfTI.write(label, to: staged)
+        } catch {
+            try? FileManager.default.removeItem(at: staged)
+            throw MONAILabelError.io("cannot stage the label buffer: \(describe(error))")
+        }
+        return staged
     }
 
     /// Segment names: upstream's `label_info` entries matched by `idx` / `labelID` / `label`, else by position;

@@ -147,4 +147,38 @@ struct DicomWebSharedPACSTests {
             #expect(!detail.contains(tmp.url.path) && !detail.contains(NSTemporaryDirectory()) && !detail.contains("/tmp/"), "\(detail)")
         }
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func binaryLabelBuffer_asOHIFSendsIt_isSavedAsASEG_andReadBackOnTheGrid() throws {
+        let tmp = TempDir()
+        let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))
+        let (series, _) = try DicomWebLiveTests.upload(orthanc, into: tmp.url.appendingPathComponent("ct"), patient: "P1")
+        let server = try DicomWebRealSizeTests.startServer(tmp, studies: orthanc.root, cache: tmp.url.appendingPathComponent("cache"))
+        defer { server.stop() }
+        let api = Server(port: server.port)
+        let image = try DicomWebLiveTests.readNIfTI(try api.send("GET", "/datastore/image?image=\(series)").body, in: tmp.url)
+        let box = DicomWebLiveTests.boxLabel(onto: image)
+        // uint8 voxels, first axis fastest (upstream reshapes with order="F").
+        let (nx, ny, nz) = (image.spatialShape[0], image.spatialShape[1], image.spatialShape[2])
+        let values = box.data.asFloat()
+        var buffer = [UInt8](repeating: 0, count: values.count)
+        for i in 0..<nx {
+            for j in 0..<ny {
+                for k in 0..<nz { buffer[i + nx * (j + ny * k)] = UInt8(values[(i * ny + j) * nz + k]) }
+            }
+        }
+        let form = TestClient.multipart(fields: [("params", #"{"label_info": [{"name": "spleen", "idx": 1}]}"#)],
+                                        files: [("label", "label.bin", buffer)])
+        let saved = try api.send("PUT", "/datastore/label?image=\(series)&tag=final", headers: form.headers, body: form.body)
+        try #require(saved.status == 200, "\(saved.text.prefix(300))")
+        let other = try DicomWebRealSizeTests.startServer(tmp, studies: orthanc.root, cache: tmp.url.appendingPathComponent("cache2"))
+        defer { other.stop() }
+        #expect(try Self.label(Server(port: other.port), series, in: tmp.url).data.asFloat() == values)
+
+        // A buffer that is not one byte per voxel is refused, naming the sizes.
+        let short = TestClient.multipart(files: [("label", "label.bin", Array(buffer.dropLast()))])
+        let refused = try api.send("PUT", "/datastore/label?image=\(series)&tag=final", headers: short.headers, body: short.body)
+        #expect(refused.status == 422)
+        #expect(refused.text.contains("\(buffer.count - 1) bytes"), "\(refused.text.prefix(300))")
+    }
 }
