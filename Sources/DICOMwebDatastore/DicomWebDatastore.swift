@@ -27,6 +27,8 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     private var segReferences: [String: SegReference] = [:]
     private var segmentNames: [Int: String] = [:]
     private let fetchLocks = KeyedLocks()
+    /// Whether a background refresh of the lists is under way (`bestIndex`).
+    private var refreshing = false
 
     /// File kinds the cache holds: converted images (`.nii.gz`) and labels as uploaded (`.nii.gz`, `.nii`, `.nrrd`).
     static let cachePatterns = ["*.nii.gz", "*.nii", "*.nrrd"]
@@ -112,12 +114,37 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         }
     }
 
-    /// The lists for read-only views: fresh when the PACS answers, else the last known ones; nil when never
-    /// listed. A recent failure is not retried at once.
+    /// The lists for read-only views (`/info/`, `/datastore/`, listings): the last known ones at once, refreshed in
+    /// the background when expired or after a failure, so a slow or unreachable PACS never holds these requests
+    /// up; asked for in place only when never listed. A recent failure is not retried at once.
     private func bestIndex() -> RemoteIndex? {
-        let recentFailure = withLock { lastError != nil && Date().timeIntervalSince(lastAttempt ?? .distantPast) < Self.retryAfterFailure }
-        if recentFailure { return withLock { index } }
-        return (try? remoteIndex()) ?? withLock { index }
+        let (current, recentFailure, stale) = withLock { () -> (RemoteIndex?, Bool, Bool) in
+            let failed = lastError != nil
+            let recent = failed && Date().timeIntervalSince(lastAttempt ?? .distantPast) < Self.retryAfterFailure
+            let stale = failed || index.map {
+                Date().timeIntervalSince($0.fetchedAt) >= settings.cacheExpiry
+                    || Date().timeIntervalSince($0.labelsFetchedAt) >= settings.labelExpiry
+            } ?? true
+            return (index, recent, stale)
+        }
+        if recentFailure { return current }
+        guard let current else { return (try? remoteIndex()) ?? withLock { index } }
+        if stale { refreshInBackground() }
+        return current
+    }
+
+    /// One background refresh of the lists at a time.
+    private func refreshInBackground() {
+        let start = withLock { () -> Bool in
+            if refreshing { return false }
+            refreshing = true
+            return true
+        }
+        guard start else { return }
+        DispatchQueue.global(qos: .utility).async { [self] in
+            _ = try? remoteIndex()
+            withLock { refreshing = false }
+        }
     }
 
     private func queryIndex() throws -> RemoteIndex {

@@ -3,6 +3,7 @@ import Imaging
 import MONAILabel
 import DICOM
 import DICOMweb
+import HTTPServer
 import Testing
 @testable import DICOMwebDatastore
 
@@ -159,5 +160,73 @@ struct FrameFetchTests {
         #expect(FrameFetch.format(-100.123456789012345, vr: "DS").count <= 16)
         #expect(FrameFetch.format(512, vr: "US") == "512")
         #expect(FrameFetch.format(.nan, vr: "DS") == "")
+    }
+}
+
+/// `/info/` and `/datastore/` read the datastore's status and lists on every call: after the lists expire they
+/// must still answer at once, from the last lists, while a refresh runs in the background.
+struct DicomWebListingFreshnessTests {
+    final class SlowPACS: @unchecked Sendable {
+        private let lock = NSLock()
+        private var delay = 0.0
+        private var searches = 0
+        let server: HTTPServer
+        let port: Int
+
+        init() throws {
+            var router = HTTPRouter()
+            var config = HTTPServerConfiguration(host: "127.0.0.1", port: 0)
+            config.workerCount = 2
+            let box = Box()
+            router.get("/dicom-web/series") { req in
+                let pacs = box.pacs!
+                let wait = pacs.lock.withLock { () -> Double in
+                    pacs.searches += 1
+                    return pacs.delay
+                }
+                Thread.sleep(forTimeInterval: wait)
+                let modality = req.queryValue("Modality") ?? ""
+                let body = modality == "CT" ? #"[{"0020000E": {"vr": "UI", "Value": ["1.2.3"]}, "0020000D": {"vr": "UI", "Value": ["1.2"]}}]"# : "[]"
+                return .bytes(Array(body.utf8), contentType: "application/dicom+json")
+            }
+            server = HTTPServer(configuration: config, router: router)
+            try server.start()
+            port = try #require(server.port)
+            box.pacs = self
+        }
+
+        final class Box: @unchecked Sendable { var pacs: SlowPACS? }
+
+        func setDelay(_ d: Double) { lock.withLock { delay = d } }
+        var searchCount: Int { lock.withLock { searches } }
+
+        deinit {
+            server.shutdown(gracePeriod: 0)
+            server.wait()
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func expiredLists_answeredAtOnce_andRefreshedInTheBackground() throws {
+        let pacs = try SlowPACS()
+        let tmp = TempDir()
+        let settings = try DicomWebSettings(studies: "http://127.0.0.1:\(pacs.port)/dicom-web", environment: [
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_LABEL_EXPIRY": "0.2",
+            "MONAI_LABEL_DICOMWEB_RETRIES": "1",
+        ])
+        let ds = try DicomWebDatastore(settings: settings)
+        #expect(ds.listImages() == ["1.2.3"])
+        let before = pacs.searchCount
+        pacs.setDelay(2)
+        Thread.sleep(forTimeInterval: 0.3)
+        let started = Date()
+        #expect(ds.status().total == 1)
+        #expect(ds.listImages() == ["1.2.3"])
+        // Far less than the PACS's 2 s: nothing waited for it (a generous bound for a loaded machine).
+        #expect(Date().timeIntervalSince(started) < 1.5)
+        // The refresh did ask the PACS (once, however many listings came meanwhile).
+        let deadline = Date().addingTimeInterval(10)
+        while pacs.searchCount == before && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(pacs.searchCount == before + 1)
     }
 }
