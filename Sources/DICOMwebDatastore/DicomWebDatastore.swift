@@ -614,20 +614,21 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     // MARK: Helpers
 
-    /// Reads an uploaded label whose temporary name lacks the extension that `fileName` carries, through a link
-    /// named with it (libnifti picks gzip or not by the name). Readers follow the link (stat, not lstat). A
-    /// failure's detail names the client's file, never a server path.
+    /// Reads an uploaded label whose temporary name lacks the extension that `fileName` carries (libnifti picks
+    /// gzip or not by the name): through a hard link with that extension in the cache, or a copy where the upload
+    /// lies on another file system; never through a symbolic link. A failure's detail names the client's file,
+    /// never a server path.
     private func loadUpload(_ file: URL, fileName: String) throws -> Volume {
         guard let ext = ImageIO.fileExtension(of: fileName) ?? ImageIO.fileExtension(of: file.lastPathComponent) else {
             throw MONAILabelError.invalid("unsupported label file '\(fileName)': expected one of \(ImageIO.extensions.joined(separator: ", "))")
         }
-        let link = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ext)
-        defer { try? FileManager.default.removeItem(at: link) }
+        let named = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ext)
+        defer { try? FileManager.default.removeItem(at: named) }
         do {
-            try FileManager.default.createSymbolicLink(at: link, withDestinationURL: file)
-            return try ImageIO.load(link)
+            if link(file.path, named.path) != 0 { try FileManager.default.copyItem(at: file, to: named) }
+            return try ImageIO.load(named)
         } catch {
-            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(describe(error, upload: [link, file], as: fileName))")
+            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(describe(error, upload: [named, file], as: fileName))")
         }
     }
 
