@@ -37,6 +37,9 @@ public struct DicomWebSettings: Sendable {
     /// `MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME` (default false, as upstream): download a series as each instance's
     /// metadata plus its frames (WADO-RS `/frames`) instead of whole instances.
     public var fetchByFrame: Bool
+    /// Upstream settings given but not applied here, each with why (for the start-up log): today only
+    /// `MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI=false`, as the README explains.
+    public var ignored: [String] = []
 
     /// True for a `--studies` value that names a DICOMweb service rather than a folder.
     public static func isDicomWeb(_ studies: String) -> Bool {
@@ -88,6 +91,10 @@ public struct DicomWebSettings: Sendable {
         }
         qidoPageSize = Int(pageSize)
         fetchByFrame = try flag("MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME", false)
+        if try !flag("MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI", true) {
+            ignored.append("MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI=false is not supported: each series is converted to "
+                + "NIfTI once in the cache, and clients receive the same labels and SEGs either way")
+        }
         qidoPrefix = env("MONAI_LABEL_QIDO_PREFIX")
         wadoPrefix = env("MONAI_LABEL_WADO_PREFIX")
         stowPrefix = env("MONAI_LABEL_STOW_PREFIX")

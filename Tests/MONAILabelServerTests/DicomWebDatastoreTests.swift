@@ -36,6 +36,9 @@ struct DicomWebSettingsTests {
         #expect(throws: MONAILabelError.self) {
             try DicomWebSettings(studies: "http://h/dw", environment: ["MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME": "sometimes"])
         }
+        #expect(s.ignored.isEmpty)
+        let dicomOnly = try DicomWebSettings(studies: "http://h/dw", environment: ["MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI": "false"])
+        #expect(dicomOnly.ignored.count == 1 && dicomOnly.ignored[0].contains("CONVERT_TO_NIFTI=false is not supported"))
     }
 
     @Test func environment_overridesFilterCacheAuthAndTimeouts() throws {
