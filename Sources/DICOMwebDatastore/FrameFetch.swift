@@ -25,7 +25,7 @@ enum FrameFetch {
     /// what Rows x Columns x SamplesPerPixel x BitsAllocated x frames needs.
     static func instance(metadata: DicomJSONDataset, frames: [[UInt8]]) throws -> DicomDataset {
         let ds = try DicomDataset()
-        try copy(metadata, into: ds, prefix: "", depth: 0)
+        copy(metadata, into: ds, prefix: "", depth: 0)
         func int(_ tag: String, _ name: String, default d: Int? = nil) throws -> Int {
             guard let v = metadata.string(tag).flatMap({ Int($0) }) ?? d, (0...65535).contains(v) else {
                 throw DicomError("metadata has no usable \(name)")
@@ -44,7 +44,7 @@ enum FrameFetch {
         return ds
     }
 
-    private static func copy(_ metadata: DicomJSONDataset, into ds: DicomDataset, prefix: String, depth: Int) throws {
+    private static func copy(_ metadata: DicomJSONDataset, into ds: DicomDataset, prefix: String, depth: Int) {
         for (tag, attribute) in metadata.attributes.sorted(by: { $0.key < $1.key }) {
             guard tag.count == 8, let group = UInt16(tag.prefix(4), radix: 16) else { continue }
             // File meta (rewritten on save), private groups (VR unknown to the dictionary), pixel data (from
@@ -56,7 +56,7 @@ enum FrameFetch {
                 guard depth < maxDepth else { continue }
                 for (i, value) in attribute.values.enumerated() {
                     if case .dataset(let item) = value {
-                        try copy(item, into: ds, prefix: "\(path)[\(i)].", depth: depth + 1)
+                        copy(item, into: ds, prefix: "\(path)[\(i)].", depth: depth + 1)
                     }
                 }
                 continue
@@ -68,7 +68,9 @@ enum FrameFetch {
                 case .dataset: return ""
                 }
             }.joined(separator: "\\")
-            try ds.set(path, text)
+            // An attribute DCMTK refuses (a tag its dictionary lacks, a value its VR cannot hold) is left out
+            // rather than failing the series: what conversion and SEGs need is checked when the series loads.
+            try? ds.set(path, text)
         }
     }
 

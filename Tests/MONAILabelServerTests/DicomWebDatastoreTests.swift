@@ -233,3 +233,19 @@ struct DicomWebListingFreshnessTests {
         #expect(pacs.searchCount == before + 1)
     }
 }
+
+extension FrameFetchTests {
+    @Test func instance_attributeDCMTKRefuses_isLeftOut_restIsKept() throws {
+        let json = """
+            [{"00080018": {"vr": "UI", "Value": ["1.2.3.4"]}, "00280010": {"vr": "US", "Value": [1]},
+              "00280011": {"vr": "US", "Value": [1]}, "00280100": {"vr": "US", "Value": [8]},
+              "00280030": {"vr": "DS", "Value": ["not a number"]}, "00211234": {"vr": "LO", "Value": ["odd group"]},
+              "00280006": {"vr": "US", "Value": ["many"]}, "00200013": {"vr": "IS", "Value": [7]}}]
+            """
+        let m = try DicomJSONDataset.parseArray(Array(json.utf8))[0]
+        let ds = try FrameFetch.instance(metadata: m, frames: [[42]])
+        #expect(try ds.string("InstanceNumber") == "7")
+        #expect(try ds.string("SOPInstanceUID") == "1.2.3.4")
+        #expect(try ds.string("PlanarConfiguration") == nil)
+    }
+}
