@@ -182,7 +182,12 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             guard let seg = s.string(DicomTag.seriesInstanceUID), let study = s.string(DicomTag.studyInstanceUID) else { continue }
             var ref = withLock { segReferences[seg] }
             if ref == nil {
-                ref = try segReference(study: study, seg: seg)
+                do {
+                    ref = try segReference(study: study, seg: seg)
+                } catch let e as DICOMwebError where e.kind == .notFound {
+                    // Deleted between the search and now: not a label, and no reason to fail the listing.
+                    continue
+                }
                 if let r = ref { withLock { segReferences[seg] = r } }
             }
             guard let r = ref, images[r.image] != nil else { continue }

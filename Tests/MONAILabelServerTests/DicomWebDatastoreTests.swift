@@ -176,7 +176,9 @@ struct DicomWebListingFreshnessTests {
         let server: HTTPServer
         let port: Int
 
-        init() throws {
+        /// `withVanishedSEG`: the SEG search also finds a SEG whose metadata is gone (404), as when it is deleted
+        /// between the search and the metadata request.
+        init(withVanishedSEG: Bool = false) throws {
             var router = HTTPRouter()
             var config = HTTPServerConfiguration(host: "127.0.0.1", port: 0)
             config.workerCount = 2
@@ -189,7 +191,9 @@ struct DicomWebListingFreshnessTests {
                 }
                 Thread.sleep(forTimeInterval: wait)
                 let modality = req.queryValue("Modality") ?? ""
-                let body = modality == "CT" ? #"[{"0020000E": {"vr": "UI", "Value": ["1.2.3"]}, "0020000D": {"vr": "UI", "Value": ["1.2"]}}]"# : "[]"
+                let seg = #"[{"0020000E": {"vr": "UI", "Value": ["1.2.9"]}, "0020000D": {"vr": "UI", "Value": ["1.2"]}}]"#
+                let body = modality == "CT" ? #"[{"0020000E": {"vr": "UI", "Value": ["1.2.3"]}, "0020000D": {"vr": "UI", "Value": ["1.2"]}}]"#
+                    : withVanishedSEG ? seg : "[]"
                 return .bytes(Array(body.utf8), contentType: "application/dicom+json")
             }
             server = HTTPServer(configuration: config, router: router)
@@ -207,6 +211,18 @@ struct DicomWebListingFreshnessTests {
             server.shutdown(gracePeriod: 0)
             server.wait()
         }
+    }
+
+    @Test func segDeletedBetweenSearchAndMetadata_isSkipped_listingSucceeds() throws {
+        let pacs = try SlowPACS(withVanishedSEG: true)
+        let tmp = TempDir()
+        let settings = try DicomWebSettings(studies: "http://127.0.0.1:\(pacs.port)/dicom-web", environment: [
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_RETRIES": "1",
+        ])
+        let ds = try DicomWebDatastore(settings: settings)
+        let status = ds.status()
+        #expect(status.error == nil)
+        #expect(status.total == 1 && status.completed == 0)
     }
 
     @Test(.timeLimit(.minutes(1)))
