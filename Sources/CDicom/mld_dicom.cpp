@@ -519,7 +519,8 @@ mld_status mld_seg_save(mld_seg *seg, const char *path, char **err) {
         }
         OFString date, time;
         DcmDate::getCurrentDate(date);
-        DcmTime::getCurrentTime(time);
+        // Fractions of a second: readers pick the newest SEG of an image by these, even two saved in one second.
+        DcmTime::getCurrentTime(time, OFTrue, OFTrue);
         seg->doc->getSeries().setSeriesDate(date);
         seg->doc->getSeries().setSeriesTime(time);
         seg->doc->getGeneralImage().setContentDate(date);
@@ -530,6 +531,29 @@ mld_status mld_seg_save(mld_seg *seg, const char *path, char **err) {
         DcmDataset *ds = file.getDataset();
         OFCondition c = seg->doc->writeDataset(*ds);
         if (c.bad()) return failCondition(err, "encoding the segmentation", c);
+        // Attributes DCMTK 3.6.7 cannot set that readers look for. A SEG made from a label map has one segment per
+        // voxel at most: SegmentsOverlap NO lets readers merge segments without checking every pixel. Each frame
+        // lies exactly on its source slice: SpatialLocationsPreserved YES lets readers (highdicom) index frames
+        // by their source images.
+        c = ds->putAndInsertString(DCM_SegmentsOverlap, "NO");
+        if (c.bad()) return failCondition(err, "setting SegmentsOverlap", c);
+        DcmSequenceOfItems *perFrame = nullptr;
+        if (ds->findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, perFrame).good() && perFrame) {
+            for (unsigned long f = 0; f < perFrame->card(); ++f) {
+                DcmSequenceOfItems *derivations = nullptr;
+                if (perFrame->getItem(f)->findAndGetSequence(DCM_DerivationImageSequence, derivations).bad() || !derivations)
+                    continue;
+                for (unsigned long d = 0; d < derivations->card(); ++d) {
+                    DcmSequenceOfItems *sources = nullptr;
+                    if (derivations->getItem(d)->findAndGetSequence(DCM_SourceImageSequence, sources).bad() || !sources)
+                        continue;
+                    for (unsigned long s = 0; s < sources->card(); ++s) {
+                        c = sources->getItem(s)->putAndInsertString(DCM_SpatialLocationsPreserved, "YES");
+                        if (c.bad()) return failCondition(err, "setting SpatialLocationsPreserved", c);
+                    }
+                }
+            }
+        }
         // DCMTK 3.6.7 shifts frames that do not start on a byte boundary wrongly (frames of rows * columns bits
         // not divisible by 8): concatenate its byte-aligned frames bit by bit, LSB first, as DICOM packs them.
         const size_t frames = seg->doc->getNumberOfFrames(), bits = seg->pixelsPerFrame;

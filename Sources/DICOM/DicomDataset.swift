@@ -166,6 +166,18 @@ public final class DicomDataset: @unchecked Sendable {
         try check(origin) { err in bytes.withUnsafeBytes { mld_file_put_pixels(handle, $0.baseAddress, $0.count, 8, err) } }
     }
 
+    /// Stores uncompressed pixel data given as little-endian bytes of `bitsAllocated` (8 or 16) bit samples, as
+    /// WADO-RS frames arrive (a dataset rebuilt from metadata and frames).
+    public func setPixelData(littleEndian bytes: [UInt8], bitsAllocated: Int) throws {
+        guard bitsAllocated == 8 || bitsAllocated == 16 else {
+            throw DicomError("\(origin): \(bitsAllocated)-bit pixel data cannot be stored (8 or 16 bits)")
+        }
+        // 16-bit samples go in as host-order words; every platform Swift runs this on is little endian.
+        try check(origin) { err in
+            bytes.withUnsafeBytes { mld_file_put_pixels(handle, $0.baseAddress, $0.count, Int32(bitsAllocated), err) }
+        }
+    }
+
     /// Writes a Part-10 file in `transferSyntax`.
     public func save(to url: URL, transferSyntax: DicomTransferSyntax = .explicitLittle) throws {
         try check { mld_file_save(handle, url.path, transferSyntax.c, $0) }

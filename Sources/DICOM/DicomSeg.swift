@@ -44,14 +44,7 @@ public enum DicomSeg {
     ) throws -> DicomInstanceInfo {
         let layout = try SeriesLayout(sourceFiles.map { try SliceHeader(DicomDataset(contentsOf: $0)) })
         let (cols, rows, n) = (layout.columns, layout.rows, layout.slices.count)
-        guard label.spatialShape == [cols, rows, n], label.channels == 1 else {
-            throw DicomError("label shape \(label.shape) is not the source series' grid [1, \(cols), \(rows), \(n)]")
-        }
-        let drift = zip(label.affine.m, layout.affine.m).map { abs($0 - $1) }.max() ?? 0
-        guard drift <= 1e-3 else {
-            throw DicomError("label affine differs from the source series' by \(decimalString(drift)) mm: not on its grid")
-        }
-        let values = label.data.asFloat()
+        let values = try gridValues(label, shape: [cols, rows, n], affine: layout.affine)
         var present = Set<Int>()
         var last: Float = 0
         for v in values where v != 0 && v != last {
@@ -107,6 +100,60 @@ public enum DicomSeg {
         }
         try check { mld_seg_save(seg, url.path, $0) }
         return try DicomInstanceInfo.read(url)
+    }
+
+    /// The label's values on the source grid (`shape`, `affine`), in our C order. A label on the grid itself is
+    /// taken as it is; one on a flip or permutation of its axes (the same voxels, e.g. reoriented to RAS by its
+    /// writer) is rearranged onto it; anything needing resampling is refused, naming the difference.
+    static func gridValues(_ label: Volume, shape: [Int], affine: Affine) throws -> [Float] {
+        guard label.channels == 1, label.spatialShape.count == 3 else {
+            throw DicomError("label shape \(label.shape) is not the source series' grid [1, \(shape.map(String.init).joined(separator: ", "))]")
+        }
+        let drift = zip(label.affine.m, affine.m).map { abs($0 - $1) }.max() ?? 0
+        if label.spatialShape == shape && drift <= 1e-3 { return label.data.asFloat() }
+        // Label voxel -> source voxel: each label axis must map onto one source axis, forwards or backwards, with
+        // its first voxel on the first or last source voxel of that axis.
+        guard let inverse = affine.inverted() else { throw DicomError("the source series' affine is singular") }
+        let m = inverse * label.affine
+        var axis = [Int](repeating: -1, count: 3), forward = [Bool](repeating: true, count: 3)
+        for a in 0..<3 {
+            let column = (0..<3).map { m[$0, a] }
+            guard let r = column.indices.first(where: { abs(abs(column[$0]) - 1) < 1e-3 }),
+                  column.indices.allSatisfy({ $0 == r || abs(column[$0]) < 1e-3 }), !axis.contains(r),
+                  label.spatialShape[a] == shape[r]
+            else {
+                throw DicomError("label grid \(label.spatialShape) (affine \(label.affine.m.map(decimalString))) is not the source "
+                    + "series' grid \(shape) or a flip or permutation of its axes: it would need resampling")
+            }
+            axis[a] = r
+            forward[a] = column[r] > 0
+            let start = m[r, 3], expected = forward[a] ? 0.0 : Double(shape[r] - 1)
+            guard abs(start - expected) < 1e-3 else {
+                throw DicomError("label grid is offset from the source series' by \(decimalString(start - expected)) voxels "
+                    + "along its axis \(r): not on its grid")
+            }
+        }
+        let source = label.data.asFloat()
+        var out = [Float](repeating: 0, count: source.count)
+        let (n0, n1, n2) = (label.spatialShape[0], label.spatialShape[1], label.spatialShape[2])
+        let strides = [shape[1] * shape[2], shape[2], 1]
+        var step = [0, 0, 0], origin = 0
+        for a in 0..<3 {
+            step[a] = forward[a] ? strides[axis[a]] : -strides[axis[a]]
+            if !forward[a] { origin += (shape[axis[a]] - 1) * strides[axis[a]] }
+        }
+        var at = 0
+        for i in 0..<n0 {
+            for j in 0..<n1 {
+                var target = origin + i * step[0] + j * step[1]
+                for _ in 0..<n2 {
+                    out[target] = source[at]
+                    at += 1
+                    target += step[2]
+                }
+            }
+        }
+        return out
     }
 
     /// The label's values (validated to lie in 0...65535) rearranged slice by slice as frames are laid out:

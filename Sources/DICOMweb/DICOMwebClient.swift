@@ -43,6 +43,8 @@ public struct DICOMwebConfiguration: Sendable {
     public var maxAttempts: Int
     /// Delay before the first retry, doubled after each.
     public var initialBackoff: Double
+    /// Matches asked for per QIDO-RS request (`limit`); listings page through with `offset` until complete.
+    public var pageSize: Int = 1000
 
     public init(baseURL: URL, username: String? = nil, password: String? = nil,
                 http: HTTPClientConfiguration = HTTPClientConfiguration(connectTimeout: 5, readTimeout: 60),
@@ -95,27 +97,64 @@ public final class DICOMwebClient: Sendable {
 
     // MARK: QIDO-RS
 
-    /// `GET {base}/series?{filters}` (or `/studies/{study}/series`): the matching series.
+    /// `GET {base}/series?{filters}` (or `/studies/{study}/series`): the matching series, every page of them
+    /// (see `configuration.pageSize`).
     public func searchSeries(study: String? = nil, filters: [(String, String)] = [], includeFields: [String] = [])
         throws -> [DicomJSONDataset]
     {
         let path = try study.map { "studies/\(try Self.uidPathComponent($0))/series" } ?? "series"
-        return try search(path, filters: filters, includeFields: includeFields)
+        return try search(path, filters: filters, includeFields: includeFields, key: DicomTag.seriesInstanceUID)
     }
 
-    /// `GET {base}/studies?{filters}`.
+    /// `GET {base}/studies?{filters}`, every page.
     public func searchStudies(filters: [(String, String)] = [], includeFields: [String] = []) throws -> [DicomJSONDataset] {
-        try search("studies", filters: filters, includeFields: includeFields)
+        try search("studies", filters: filters, includeFields: includeFields, key: DicomTag.studyInstanceUID)
     }
 
-    private func search(_ path: String, filters: [(String, String)], includeFields: [String]) throws -> [DicomJSONDataset] {
-        var query = filters
-        for f in includeFields { query.append(("includefield", f)) }
-        let url = try endpoint(configuration.qidoPrefix, path, query: query)
-        let r = try request("GET", url, accept: "application/dicom+json", idempotent: true)
-        if r.status == 204 { return [] }
-        try check(r, url: url)
-        return try DicomJSONDataset.parseArray(r.body)
+    /// A QIDO-RS search read page by page with `limit`/`offset` (PS3.18 8.3.4.4): a server may answer fewer
+    /// matches than exist (its own maximum, or ours), and says so in a `Warning` header. The next page is asked
+    /// for while a page comes back full or with that warning; pages are merged by `key` (a UID), and paging stops
+    /// when a page brings nothing new, so a server that ignores `offset` ends the loop instead of repeating it.
+    private func search(_ path: String, filters: [(String, String)], includeFields: [String], key: String) throws
+        -> [DicomJSONDataset]
+    {
+        var base = filters
+        for f in includeFields { base.append(("includefield", f)) }
+        let pageSize = max(1, configuration.pageSize)
+        var results: [DicomJSONDataset] = []
+        var seen = Set<String>()
+        var offset = 0
+        while results.count < Self.maxSearchResults {
+            let url = try endpoint(configuration.qidoPrefix, path,
+                                   query: base + [("limit", String(pageSize)), ("offset", String(offset))])
+            let r = try request("GET", url, accept: "application/dicom+json", idempotent: true)
+            if r.status == 204 { break }
+            try check(r, url: url)
+            let page = try DicomJSONDataset.parseArray(r.body)
+            var fresh = 0
+            for ds in page {
+                // A match without the key (a malformed answer) is kept once per page position.
+                let id = ds.string(key) ?? "#\(offset + fresh)"
+                if seen.insert(id).inserted {
+                    results.append(ds)
+                    fresh += 1
+                }
+            }
+            let truncated = r.headers["Warning"].map(Self.isTruncationWarning) ?? false
+            if fresh == 0 || (page.count < pageSize && !truncated) { break }
+            offset += page.count
+        }
+        return results
+    }
+
+    /// Matches beyond which a listing stops paging (a bound on memory whatever the server answers).
+    public static let maxSearchResults = 1_000_000
+
+    /// Whether a `Warning` header says there are more results than answered (PS3.18: `299 {service}: "The number
+    /// of results exceeded the maximum supported by the server. Additional results can be requested."`).
+    static func isTruncationWarning(_ value: String) -> Bool {
+        let v = value.lowercased()
+        return v.contains("additional results") || v.contains("exceeded the maximum") || v.contains("truncat")
     }
 
     // MARK: WADO-RS
@@ -148,6 +187,41 @@ public final class DICOMwebClient: Sendable {
             throw DICOMwebError(.malformedResponse, "WADO-RS answer for series \(series) is not multipart (\(contentType))")
         }
         return try MultipartRelated.parse(r.body, boundary: boundary).map(\.body).filter { !$0.isEmpty }
+    }
+
+    /// `GET {base}/studies/{study}/series/{series}/instances/{instance}/frames/{list}`: the raw pixel bytes of each
+    /// frame asked for, in order (uncompressed little endian; a server that cannot transcode is asked again for
+    /// any octet-stream). Throws `.malformedResponse` when frames come compressed (a content type other than
+    /// `application/octet-stream`) or their count differs.
+    public func retrieveFrames(study: String, series: String, instance: String, frames: [Int]) throws -> [[UInt8]] {
+        guard !frames.isEmpty, frames.allSatisfy({ $0 >= 1 }) else {
+            throw DICOMwebError(.rejected, "frame numbers start at 1")
+        }
+        let list = frames.map(String.init).joined(separator: ",")
+        let url = try endpoint(configuration.wadoPrefix,
+                               "studies/\(try Self.uidPathComponent(study))/series/\(try Self.uidPathComponent(series))"
+                                   + "/instances/\(try Self.uidPathComponent(instance))/frames/\(list)")
+        let preferred = "multipart/related; type=\"application/octet-stream\"; transfer-syntax=\(Self.preferredTransferSyntax)"
+        var r = try request("GET", url, accept: preferred, idempotent: true)
+        if r.status == 406 || r.status == 400 {
+            r = try request("GET", url, accept: "multipart/related; type=\"application/octet-stream\"", idempotent: true)
+        }
+        try check(r, url: url)
+        let contentType = r.headers["Content-Type"] ?? ""
+        guard let boundary = MultipartRelated.parameter("boundary", in: contentType) ?? Self.sniffBoundary(r.body) else {
+            throw DICOMwebError(.malformedResponse, "WADO-RS frames of instance \(instance) are not multipart (\(contentType))")
+        }
+        let parts = try MultipartRelated.parse(r.body, boundary: boundary)
+        for p in parts {
+            let type = (p.contentType ?? "application/octet-stream").lowercased()
+            guard type.hasPrefix("application/octet-stream") else {
+                throw DICOMwebError(.malformedResponse, "frames of instance \(instance) came as \(type), not uncompressed")
+            }
+        }
+        guard parts.count == frames.count else {
+            throw DICOMwebError(.malformedResponse, "asked for \(frames.count) frame(s) of instance \(instance), got \(parts.count)")
+        }
+        return parts.map(\.body)
     }
 
     /// The boundary of a multipart body whose Content-Type lacks one: the first line, when it is `--token`.

@@ -27,6 +27,11 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     private var segReferences: [String: SegReference] = [:]
     private var segmentNames: [Int: String] = [:]
     private let fetchLocks = KeyedLocks()
+    /// Whether a background refresh of the lists is under way (`bestIndex`).
+    private var refreshing = false
+
+    /// File kinds the cache holds: converted images (`.nii.gz`) and labels as uploaded (`.nii.gz`, `.nii`, `.nrrd`).
+    static let cachePatterns = ["*.nii.gz", "*.nii", "*.nrrd"]
 
     /// A failed listing is retried no sooner than this, so a down PACS does not slow every `/info/`.
     public static let retryAfterFailure: Double = 2
@@ -41,6 +46,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         /// image series -> its newest SEG series.
         var labels: [String: String]
         var fetchedAt: Date
+        /// When `labels` was last asked for: labels change under us (another server saving to the same PACS) far
+        /// more often than the image list, so they expire sooner (`settings.labelExpiry`).
+        var labelsFetchedAt: Date
     }
 
     struct SegReference: Sendable {
@@ -54,7 +62,8 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         self.settings = settings
         client = DICOMwebClient(settings.clientConfiguration)
         try FileOps.makeDirectory(settings.cacheDirectory)
-        cache = try LocalDatastore(root: settings.cacheDirectory, patterns: ["*.nii.gz"], autoReload: false)
+        // Upstream's cache takes the label formats its `_to_id` knows; images are always converted to `.nii.gz`.
+        cache = try LocalDatastore(root: settings.cacheDirectory, patterns: Self.cachePatterns, autoReload: false)
     }
 
     /// Label names by value, from the app's models, for SEG segments whose label info names none.
@@ -71,14 +80,24 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     // MARK: Remote lists
 
-    /// The QIDO lists, re-queried when older than the expiry. Throws `.unavailable` when the PACS cannot answer.
+    /// The QIDO lists: the image list re-queried when older than `cacheExpiry`, the SEG list when older than
+    /// `labelExpiry`. Throws `.unavailable` when the PACS cannot answer.
     func remoteIndex() throws -> RemoteIndex {
-        if let idx = withLock({ () -> RemoteIndex? in
+        let cached = withLock { () -> RemoteIndex? in
             guard let i = index, lastError == nil, Date().timeIntervalSince(i.fetchedAt) < settings.cacheExpiry else { return nil }
             return i
-        }) { return idx }
+        }
         do {
-            let idx = try queryIndex()
+            let idx: RemoteIndex
+            if var i = cached {
+                if Date().timeIntervalSince(i.labelsFetchedAt) < settings.labelExpiry { return i }
+                let asked = Date()
+                i.labels = try queryLabels(images: i.images)
+                i.labelsFetchedAt = asked
+                idx = i
+            } else {
+                idx = try queryIndex()
+            }
             withLock {
                 index = idx
                 lastError = nil
@@ -95,12 +114,37 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         }
     }
 
-    /// The lists for read-only views: fresh when the PACS answers, else the last known ones; nil when never
-    /// listed. A recent failure is not retried at once.
+    /// The lists for read-only views (`/info/`, `/datastore/`, listings): the last known ones at once, refreshed in
+    /// the background when expired or after a failure, so a slow or unreachable PACS never holds these requests
+    /// up; asked for in place only when never listed. A recent failure is not retried at once.
     private func bestIndex() -> RemoteIndex? {
-        let recentFailure = withLock { lastError != nil && Date().timeIntervalSince(lastAttempt ?? .distantPast) < Self.retryAfterFailure }
-        if recentFailure { return withLock { index } }
-        return (try? remoteIndex()) ?? withLock { index }
+        let (current, recentFailure, stale) = withLock { () -> (RemoteIndex?, Bool, Bool) in
+            let failed = lastError != nil
+            let recent = failed && Date().timeIntervalSince(lastAttempt ?? .distantPast) < Self.retryAfterFailure
+            let stale = failed || index.map {
+                Date().timeIntervalSince($0.fetchedAt) >= settings.cacheExpiry
+                    || Date().timeIntervalSince($0.labelsFetchedAt) >= settings.labelExpiry
+            } ?? true
+            return (index, recent, stale)
+        }
+        if recentFailure { return current }
+        guard let current else { return (try? remoteIndex()) ?? withLock { index } }
+        if stale { refreshInBackground() }
+        return current
+    }
+
+    /// One background refresh of the lists at a time.
+    private func refreshInBackground() {
+        let start = withLock { () -> Bool in
+            if refreshing { return false }
+            refreshing = true
+            return true
+        }
+        guard start else { return }
+        DispatchQueue.global(qos: .utility).async { [self] in
+            _ = try? remoteIndex()
+            withLock { refreshing = false }
+        }
     }
 
     private func queryIndex() throws -> RemoteIndex {
@@ -118,19 +162,62 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             info["RetrieveURL"] = .string(s.string(DicomTag.retrieveURL) ?? "UNK")
             images[series] = RemoteSeries(study: study, info: info)
         }
+        let asked = Date()
+        let labels = try queryLabels(images: images)
+        return RemoteIndex(images: images, labels: labels, fetchedAt: asked, labelsFetchedAt: asked)
+    }
+
+    /// image series -> its newest SEG series, from a QIDO search for SEGs (plus the metadata of SEGs not seen
+    /// before, to learn what they reference).
+    private func queryLabels(images: OrderedMap<RemoteSeries>) throws -> [String: String] {
+        try newestSEGs(client.searchSeries(filters: [("Modality", "SEG")]), images: images).mapValues(\.seg)
+    }
+
+    /// For each image of `images`, the newest of the SEG series `found` (a QIDO answer) that references it.
+    private func newestSEGs(_ found: [DicomJSONDataset], images: OrderedMap<RemoteSeries>) throws
+        -> [String: (seg: String, order: String)]
+    {
         var best: [String: (seg: String, order: String)] = [:]
-        for s in try client.searchSeries(filters: [("Modality", "SEG")]) {
+        for s in found {
             guard let seg = s.string(DicomTag.seriesInstanceUID), let study = s.string(DicomTag.studyInstanceUID) else { continue }
             var ref = withLock { segReferences[seg] }
             if ref == nil {
-                ref = try segReference(study: study, seg: seg)
+                do {
+                    ref = try segReference(study: study, seg: seg)
+                } catch let e as DICOMwebError where e.kind == .notFound {
+                    // Deleted between the search and now: not a label, and no reason to fail the listing.
+                    continue
+                }
                 if let r = ref { withLock { segReferences[seg] = r } }
             }
             guard let r = ref, images[r.image] != nil else { continue }
             if let b = best[r.image], b.order > r.order || (b.order == r.order && b.seg > seg) { continue }
             best[r.image] = (seg, r.order)
         }
-        return RemoteIndex(images: images, labels: best.mapValues(\.seg), fetchedAt: Date())
+        return best
+    }
+
+    /// The lists with the final label of `image` as the PACS has it now: one QIDO search for the SEGs of its study
+    /// (a SEG joins its source's study, ours and upstream's alike), so a label another server just saved is seen
+    /// without listing every SEG of the PACS.
+    private func indexWithFreshLabel(of image: String) throws -> RemoteIndex {
+        var idx = try remoteIndex()
+        guard let study = idx.images[image]?.study else { return idx }
+        let found: [DicomJSONDataset]
+        do {
+            found = try client.searchSeries(study: study, filters: [("Modality", "SEG")])
+        } catch {
+            throw pacsFailure(error)
+        }
+        // Only a newer SEG replaces the listing's: one kept in another study is still the listing's to find.
+        guard let newest = try newestSEGs(found, images: idx.images)[image], newest.seg != idx.labels[image] else { return idx }
+        if let current = idx.labels[image], let known = withLock({ segReferences[current] }),
+           (known.order, current) > (newest.order, newest.seg) {
+            return idx
+        }
+        idx.labels[image] = newest.seg
+        withLock { index?.labels[image] = newest.seg }
+        return idx
     }
 
     /// The image series a SEG references, from its WADO-RS metadata; nil for a SEG that references none.
@@ -188,7 +275,11 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     public func imageURI(_ id: String) -> String? { (try? fetchImage(id)) ?? cache.imageURI(id) }
 
-    public func labelURI(_ id: String, tag: String) -> String? { (try? fetchLabel(id, tag: tag)) ?? cache.labelURI(id, tag: tag) }
+    /// A final label is what the PACS holds now: the SEGs of the image's study are asked for again (not the
+    /// listing's copy), so a label another server saved is served at once.
+    public func labelURI(_ id: String, tag: String) -> String? {
+        (try? fetchLabel(id, tag: tag, fresh: true)) ?? cache.labelURI(id, tag: tag)
+    }
 
     public func imageInfo(_ id: String) -> JSONObject? {
         if let i = cache.imageInfo(id) { return i }
@@ -208,7 +299,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     // MARK: Fetching
 
     /// The series as NIfTI in the cache: converted once, later calls touch no network.
-    public func fetchImage(_ id: String) throws -> String {
+    public func fetchImage(_ id: String) throws -> String { try hidingServerPaths { try convertedImage(id) } }
+
+    private func convertedImage(_ id: String) throws -> String {
         if let p = cachedImage(id) { return p }
         guard (try? DICOMwebClient.uidPathComponent(id)) != nil else {
             throw MONAILabelError.notFound("Image \(id) not found: not a DICOM UID")
@@ -220,7 +313,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             do {
                 loaded = try DicomSeries.load(files: files)
             } catch {
-                throw MONAILabelError.io("series \(id) cannot be converted to a volume: \(error)")
+                throw MONAILabelError.io("series \(id) cannot be converted to a volume: \(describe(error))")
             }
             let i = loaded.info
             var info = withLock { index?.images[id]?.info } ?? JSONObject()
@@ -237,7 +330,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             do {
                 try NIfTI.write(loaded.volume, to: tmp)
             } catch {
-                throw MONAILabelError.io("cannot write the NIfTI of series \(id): \(error)")
+                throw MONAILabelError.io("cannot write the NIfTI of series \(id): \(describe(error))")
             }
             try cache.addImage(id: id, file: tmp, fileName: id + ".nii.gz", info: info)
             guard let p = cache.imageURI(id) else { throw MONAILabelError.io("series \(id) vanished from the cache") }
@@ -262,7 +355,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         let dir = seriesDirectory(id)
         let have = dicomFiles(dir)
         if !have.isEmpty { return (have, study) }
-        return (try download(study: study, series: id, into: dir), study)
+        return (try download(study: study, series: id, into: dir, byFrame: settings.fetchByFrame), study)
     }
 
     /// StudyInstanceUID of a series: from the lists, else one QIDO query. `.notFound` when the PACS lacks it.
@@ -281,41 +374,90 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     }
 
     /// WADO-RS retrieve into a staging folder renamed to `dir` once complete, so a crash mid-download never
-    /// leaves a partial series that later looks cached.
-    private func download(study: String, series: String, into dir: URL) throws -> [URL] {
-        let parts: [[UInt8]]
-        do {
-            parts = try client.retrieveSeries(study: study, series: series)
-        } catch {
-            throw pacsFailure(error)
-        }
-        guard !parts.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
+    /// leaves a partial series that later looks cached. Whole instances, or with `fetchByFrame` each instance's
+    /// metadata and frames (as upstream for images; a SEG's packed 1-bit frames always come as whole instances).
+    private func download(study: String, series: String, into dir: URL, byFrame: Bool = false) throws -> [URL] {
         let parent = dir.deletingLastPathComponent()
         try FileOps.makeDirectory(parent)
         let staging = parent.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString)
         try FileOps.makeDirectory(staging)
         var moved = false
         defer { if !moved { try? FileManager.default.removeItem(at: staging) } }
-        for (k, bytes) in parts.enumerated() {
-            let sop = (try? DicomInstanceInfo.read(data: bytes).sopInstanceUID) ?? String(format: "instance-%05d", k)
-            try FileOps.atomicWrite(bytes, to: staging.appendingPathComponent(sop + ".dcm"))
+        if byFrame {
+            try downloadByFrame(study: study, series: series, into: staging)
+        } else {
+            let parts: [[UInt8]]
+            do {
+                parts = try client.retrieveSeries(study: study, series: series)
+            } catch {
+                throw pacsFailure(error)
+            }
+            guard !parts.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
+            for (k, bytes) in parts.enumerated() {
+                let sop = (try? DicomInstanceInfo.read(data: bytes).sopInstanceUID) ?? String(format: "instance-%05d", k)
+                try FileOps.atomicWrite(bytes, to: staging.appendingPathComponent(sop + ".dcm"))
+            }
         }
         try? FileManager.default.removeItem(at: dir)
         guard rename(staging.path, dir.path) == 0 else {
-            throw MONAILabelError.io("cannot move the downloaded series into \(dir.path): \(String(cString: strerror(errno)))")
+            throw MONAILabelError.io("cannot move the downloaded series \(series) into the cache: \(String(cString: strerror(errno)))")
         }
         moved = true
         FileOps.fsyncDirectory(parent)
         return dicomFiles(dir)
     }
 
+    /// Instances rebuilt from the series' metadata and each instance's frames (WADO-RS `/frames`), written into
+    /// `staging` and synced.
+    private func downloadByFrame(study: String, series: String, into staging: URL) throws {
+        let metadata: [DicomJSONDataset]
+        do {
+            metadata = try client.seriesMetadata(study: study, series: series)
+        } catch {
+            throw pacsFailure(error)
+        }
+        guard !metadata.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
+        for m in metadata {
+            guard let sop = m.string(DicomTag.sopInstanceUID), (try? DICOMwebClient.uidPathComponent(sop)) != nil else {
+                throw MONAILabelError.io("unexpected answer from the PACS: an instance of series \(series) has no valid SOPInstanceUID")
+            }
+            let frames: [[UInt8]]
+            let instance: DicomDataset
+            do {
+                let numbers = try FrameFetch.frameNumbers(m)
+                do {
+                    frames = try client.retrieveFrames(study: study, series: series, instance: sop, frames: numbers)
+                } catch {
+                    throw pacsFailure(error)
+                }
+                instance = try FrameFetch.instance(metadata: m, frames: frames)
+            } catch let e as MONAILabelError {
+                throw e
+            } catch {
+                throw MONAILabelError.io("instance \(sop) of series \(series) cannot be rebuilt from its frames: \(describe(error))")
+            }
+            let file = staging.appendingPathComponent(sop + ".dcm")
+            try instance.save(to: file)
+            let fd = open(file.path, O_RDONLY)
+            if fd >= 0 {
+                _ = fsync(fd)
+                close(fd)
+            }
+        }
+    }
+
     /// `final`: the newest SEG in the PACS decoded onto the image grid (downloaded once per SEG); other tags and
     /// images without a remote SEG: the cache.
-    public func fetchLabel(_ id: String, tag: String) throws -> String? {
+    /// With `fresh`, the image's SEGs are asked for first (`labelURI`); otherwise the listing's SEG list serves.
+    public func fetchLabel(_ id: String, tag: String, fresh: Bool = false) throws -> String? {
+        try hidingServerPaths { try decodedLabel(id, tag: tag, fresh: fresh) }
+    }
+
+    private func decodedLabel(_ id: String, tag: String, fresh: Bool) throws -> String? {
         guard tag == LabelTag.final else { return cache.labelURI(id, tag: tag) }
         let idx: RemoteIndex
         do {
-            idx = try remoteIndex()
+            idx = fresh ? try indexWithFreshLabel(of: id) : try remoteIndex()
         } catch {
             // Serve what we have; only a label we never fetched needs the PACS.
             if let p = cache.labelURI(id, tag: tag) { return p }
@@ -336,7 +478,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
                 let image = try NIfTI.read(URL(fileURLWithPath: imagePath))
                 decoded = try DicomSeg.read(file: segFile, onto: image, referenceFiles: dicomFiles(seriesDirectory(id)))
             } catch {
-                throw MONAILabelError.io("SEG \(seg) cannot be decoded onto series \(id): \(error)")
+                throw MONAILabelError.io("SEG \(seg) cannot be decoded onto series \(id): \(describe(error))")
             }
             let label = relabel(decoded.label, segments: decoded.segments)
             let tmp = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ".nii.gz")
@@ -387,7 +529,20 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// `final`: the label becomes a DICOM SEG on the image series, stored in the PACS with STOW-RS, then kept in
     /// the cache with the SEG's UIDs in its info. Other tags: the cache only.
     public func saveLabel(imageID: String, file: URL, fileName: String, tag: String, info: JSONObject) throws -> String {
-        _ = try fetchImage(imageID)
+        try hidingServerPaths(upload: [file], as: fileName) {
+            try storeLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: info)
+        }
+    }
+
+    private func storeLabel(imageID: String, file: URL, fileName: String, tag: String, info: JSONObject) throws -> String {
+        let imagePath = try fetchImage(imageID)
+        if fileName.lowercased().hasSuffix(".bin") {
+            // OHIF's raw buffer, as upstream takes it: a NIfTI on the image's grid, then saved like any label.
+            let staged = try labelFromBuffer(file, imagePath: imagePath)
+            defer { try? FileManager.default.removeItem(at: staged) }
+            let name = String(fileName.dropLast(4)) + ".nii.gz"
+            return try storeLabel(imageID: imageID, file: staged, fileName: name, tag: tag, info: info)
+        }
         guard tag == LabelTag.final else {
             return try cache.saveLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: info)
         }
@@ -397,7 +552,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         defer { try? FileManager.default.removeItem(at: staging) }
         let segURL = staging.appendingPathComponent("seg.dcm")
         let seg = try writeSEG(imageID: imageID, labelFile: file, fileName: fileName, labelInfo: labelInfo, to: segURL)
-        guard let bytes = FileManager.default.contents(atPath: segURL.path) else { throw MONAILabelError.io("cannot read \(segURL.path)") }
+        guard let bytes = FileManager.default.contents(atPath: segURL.path) else { throw MONAILabelError.io("cannot read back the SEG written for \(imageID)") }
         let stored: StowResult
         do {
             stored = try client.store(instances: [Array(bytes)])
@@ -415,8 +570,13 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         merged["PatientID"] = .string(seg.patientID.isEmpty ? "UNK" : seg.patientID)
         merged["StudyInstanceUID"] = .string(seg.studyInstanceUID)
         let id = try cache.saveLabel(imageID: imageID, file: file, fileName: fileName, tag: tag, info: merged)
+        // Ordered like SEGs learnt from the PACS (their dates and times), so that a newer SEG stored by another
+        // server wins over this one.
+        let written = try? DicomDataset(contentsOf: segURL)
+        let order = ["SeriesDate", "SeriesTime", "ContentDate", "ContentTime"]
+            .map { name in (try? written?.string(name)) ?? "" }.joined(separator: "|")
         withLock {
-            segReferences[segSeries] = SegReference(image: imageID, order: "~")
+            segReferences[segSeries] = SegReference(image: imageID, order: order)
             index?.labels[imageID] = segSeries
         }
         return id
@@ -436,7 +596,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             return try DicomSeg.write(label: label, sourceFiles: dicomFiles(seriesDirectory(imageID)),
                                       segments: segmentsFor(label, labelInfo: labelInfo), seriesDescription: description, to: url)
         } catch {
-            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(error)")
+            throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(describe(error, upload: [labelFile], as: fileName))")
         }
     }
 
@@ -450,25 +610,54 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     /// Forgets the QIDO lists (the next listing asks the PACS) and reconciles the cache.
     public func refresh() {
-        withLock { index?.fetchedAt = .distantPast }
+        withLock {
+            index?.fetchedAt = .distantPast
+            index?.labelsFetchedAt = .distantPast
+        }
         cache.refresh()
     }
 
     // MARK: Helpers
 
-    /// Reads an uploaded label whose temporary name lacks the extension that `fileName` carries.
+    /// Reads an uploaded label whose temporary name lacks the extension that `fileName` carries (libnifti picks
+    /// gzip or not by the name): through a hard link with that extension in the cache, or a copy where the upload
+    /// lies on another file system; never through a symbolic link. A failure's detail names the client's file,
+    /// never a server path.
     private func loadUpload(_ file: URL, fileName: String) throws -> Volume {
         guard let ext = ImageIO.fileExtension(of: fileName) ?? ImageIO.fileExtension(of: file.lastPathComponent) else {
             throw MONAILabelError.invalid("unsupported label file '\(fileName)': expected one of \(ImageIO.extensions.joined(separator: ", "))")
         }
-        let link = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ext)
-        defer { try? FileManager.default.removeItem(at: link) }
+        let named = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ext)
+        defer { try? FileManager.default.removeItem(at: named) }
         do {
-            try FileManager.default.createSymbolicLink(at: link, withDestinationURL: file)
-            return try ImageIO.load(link)
+            if link(file.path, named.path) != 0 { try FileManager.default.copyItem(at: file, to: named) }
+            return try ImageIO.load(named)
         } catch {
-            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(error)")
+            throw MONAILabelError.invalid("the label '\(fileName)' cannot be read: \(describe(error, upload: [named, file], as: fileName))")
         }
+    }
+
+    /// A `.bin` label upload (uint8 voxels of the image, first axis fastest, as upstream's `binary_to_image`
+    /// reads it) as a temporary `.nii.gz` in the cache with the image's shape and affine.
+    private func labelFromBuffer(_ file: URL, imagePath: String) throws -> URL {
+        let image = try NIfTI.read(URL(fileURLWithPath: imagePath))
+        guard let size = FileOps.fileSize(file.path), size == Int64(image.voxelCount) else {
+            throw MONAILabelError.invalid("the label buffer has \(FileOps.fileSize(file.path) ?? 0) bytes; the image "
+                + "\(image.spatialShape) has \(image.voxelCount) voxels (one uint8 each)")
+        }
+        guard let data = FileManager.default.contents(atPath: file.path), data.count == image.voxelCount else {
+            throw MONAILabelError.io("cannot read the uploaded label buffer")
+        }
+        let label = Volume(spatialShape: image.spatialShape,
+                           data: NPYArray.fortranToC(.uint8([UInt8](data)), shape: image.spatialShape), affine: image.affine)
+        let staged = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ".nii.gz")
+        do {
+            try NIfTI.write(label, to: staged)
+        } catch {
+            try? FileManager.default.removeItem(at: staged)
+            throw MONAILabelError.io("cannot stage the label buffer: \(describe(error))")
+        }
+        return staged
     }
 
     /// Segment names: upstream's `label_info` entries matched by `idx` / `labelID` / `label`, else by position;
@@ -487,6 +676,24 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             let name = entry?["name"]?.stringValue ?? names[v] ?? "Segment_\(v)"
             let color = entry?["color"]?.arrayValue?.compactMap(\.intValue)
             return DicomSegment(value: v, name: name, color: color?.count == 3 ? color : nil)
+        }
+    }
+
+    /// An error's text for a detail that reaches the client: the cache folder and an upload's temporary path
+    /// (absolute server paths) become `<cache>` and the client's file name.
+    private func describe(_ error: Error, upload: [URL] = [], as fileName: String = "") -> String {
+        var text = "\(error)"
+        for u in upload { text = text.replacingOccurrences(of: u.path, with: fileName) }
+        return text.replacingOccurrences(of: settings.cacheDirectory.path, with: "<cache>")
+    }
+
+    /// Runs `body`, rewriting the message of a `MONAILabelError` it throws as `describe` does: what reaches the
+    /// client never carries the cache's or an upload's absolute path, whichever layer below wrote it.
+    private func hidingServerPaths<T>(upload: [URL] = [], as fileName: String = "", _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as MONAILabelError {
+            throw MONAILabelError(e.kind, describe(e, upload: upload, as: fileName))
         }
     }
 

@@ -14,6 +14,10 @@ public struct DicomWebSettings: Sendable {
     public var searchFilter: [(String, String)]
     /// Seconds the QIDO lists are reused (`MONAI_LABEL_DICOMWEB_CACHE_EXPIRY`).
     public var cacheExpiry: Double
+    /// Seconds the list of SEGs (which images have a final label) is reused by listings
+    /// (`MONAI_LABEL_DICOMWEB_LABEL_EXPIRY`, default 30): the bound on how long a label another server saved to
+    /// the same PACS stays unseen here. Fetching a final label always asks the PACS.
+    public var labelExpiry: Double
     /// `<MONAI_LABEL_DICOMWEB_CACHE_PATH or ~/.cache/monailabel/dicom>/<md5(base url)>`.
     public var cacheDirectory: URL
     public var qidoPrefix: String?
@@ -27,6 +31,15 @@ public struct DicomWebSettings: Sendable {
     /// `MONAI_LABEL_DICOMWEB_VERIFY_TLS` (default true) and `MONAI_LABEL_DICOMWEB_CA_FILE`.
     public var verifyTLS: Bool
     public var caFile: String?
+    /// `MONAI_LABEL_DICOMWEB_QIDO_PAGE_SIZE` (default 1000): matches asked for per QIDO-RS request; listings page
+    /// through with `offset` (and follow the server's truncation warning) until complete.
+    public var qidoPageSize: Int
+    /// `MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME` (default false, as upstream): download a series as each instance's
+    /// metadata plus its frames (WADO-RS `/frames`) instead of whole instances.
+    public var fetchByFrame: Bool
+    /// Upstream settings given but not applied here, each with why (for the start-up log): today only
+    /// `MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI=false`, as the README explains.
+    public var ignored: [String] = []
 
     /// True for a `--studies` value that names a DICOMweb service rather than a folder.
     public static func isDicomWeb(_ studies: String) -> Bool {
@@ -48,6 +61,13 @@ public struct DicomWebSettings: Sendable {
             guard let n = Double(v), n > 0 else { throw MONAILabelError.invalid("\(k)=\(v) is not a positive number") }
             return n
         }
+        /// Pydantic's booleans, as upstream reads its settings.
+        func flag(_ k: String, _ d: Bool) throws -> Bool {
+            guard let v = env(k)?.lowercased() else { return d }
+            if ["true", "1", "yes", "on"].contains(v) { return true }
+            if ["false", "0", "no", "off"].contains(v) { return false }
+            throw MONAILabelError.invalid("\(k)=\(v) is not a boolean (true or false)")
+        }
         username = env("MONAI_LABEL_DICOMWEB_USERNAME")
         password = env("MONAI_LABEL_DICOMWEB_PASSWORD")
         if let f = env("MONAI_LABEL_DICOMWEB_SEARCH_FILTER") {
@@ -59,11 +79,22 @@ public struct DicomWebSettings: Sendable {
             searchFilter = [("Modality", "CT")]
         }
         cacheExpiry = try number("MONAI_LABEL_DICOMWEB_CACHE_EXPIRY", 7200)
+        labelExpiry = min(cacheExpiry, try number("MONAI_LABEL_DICOMWEB_LABEL_EXPIRY", 30))
         connectTimeout = try number("MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT", 5)
         readTimeout = try number("MONAI_LABEL_DICOMWEB_READ_TIMEOUT", 120)
         attempts = max(1, Int(try number("MONAI_LABEL_DICOMWEB_RETRIES", 3)))
         verifyTLS = !["false", "0", "no"].contains(env("MONAI_LABEL_DICOMWEB_VERIFY_TLS")?.lowercased() ?? "true")
         caFile = env("MONAI_LABEL_DICOMWEB_CA_FILE")
+        let pageSize = try number("MONAI_LABEL_DICOMWEB_QIDO_PAGE_SIZE", 1000)
+        guard pageSize >= 1, pageSize <= 100_000, pageSize == pageSize.rounded() else {
+            throw MONAILabelError.invalid("MONAI_LABEL_DICOMWEB_QIDO_PAGE_SIZE must be an integer in 1...100000")
+        }
+        qidoPageSize = Int(pageSize)
+        fetchByFrame = try flag("MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME", false)
+        if try !flag("MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI", true) {
+            ignored.append("MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI=false is not supported: each series is converted to "
+                + "NIfTI once in the cache, and clients receive the same labels and SEGs either way")
+        }
         qidoPrefix = env("MONAI_LABEL_QIDO_PREFIX")
         wadoPrefix = env("MONAI_LABEL_WADO_PREFIX")
         stowPrefix = env("MONAI_LABEL_STOW_PREFIX")
@@ -81,6 +112,7 @@ public struct DicomWebSettings: Sendable {
         c.qidoPrefix = qidoPrefix
         c.wadoPrefix = wadoPrefix
         c.stowPrefix = stowPrefix
+        c.pageSize = qidoPageSize
         return c
     }
 

@@ -96,16 +96,21 @@ final class OutputFile {
 }
 
 enum FileBytes {
-    /// The size of a file in bytes.
+    /// The size of the file that reading `path` opens, in bytes. stat(2), not lstat(2): data is read through
+    /// symbolic links (a datastore's linked images, an upload linked under its extension), so the size bound
+    /// must be the target's; a link's own size is the length of the path it holds.
     static func size(_ path: String) throws -> Int {
-        let attrs: [FileAttributeKey: Any]
-        do { attrs = try FileManager.default.attributesOfItem(atPath: path) } catch {
-            throw ImagingError("cannot open \(path): no such file or not readable")
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw ImagingError("cannot open \(path): \(String(cString: strerror(errno)))")
         }
-        if (attrs[.type] as? FileAttributeType) == .typeDirectory {
+        if (st.st_mode & S_IFMT) == S_IFDIR {
             throw ImagingError("\(path) is a directory, not an image file")
         }
-        return (attrs[.size] as? NSNumber)?.intValue ?? 0
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw ImagingError("\(path) is not a regular file")
+        }
+        return Int(st.st_size)
     }
 
     /// Whether the file starts with the gzip magic bytes.

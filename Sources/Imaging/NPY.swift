@@ -135,7 +135,9 @@ public struct NPYArray: Sendable, Equatable {
         return rest.trimmingCharacters(in: .whitespaces)
     }
 
-    static func fortranToC(_ data: VoxelData, shape: [Int]) -> VoxelData {
+    /// `data` laid out in Fortran order (first axis fastest) for `shape`, rearranged into our C order. Also the
+    /// layout of OHIF's raw `.bin` label buffers.
+    public static func fortranToC(_ data: VoxelData, shape: [Int]) -> VoxelData {
         func go<T>(_ a: [T]) -> [T] {
             let n = shape.count
             var fstride = [Int](repeating: 1, count: n)

@@ -67,7 +67,9 @@ if !FileManager.default.fileExists(atPath: path.path) {
     let vol = Volume(spatialShape: [nx, ny, nz], data: .int16(values), affine: affine)
     try NIfTI.write(vol, to: path)
 }
-let fileSize = (try FileManager.default.attributesOfItem(atPath: path.path)[.size] as? NSNumber)?.intValue ?? 0
+// stat(2) follows a linked fixture to its data.
+var fileStat = stat()
+let fileSize = stat(path.path, &fileStat) == 0 ? Int(fileStat.st_size) : 0
 print("file: \(path.path) (\(nx)x\(ny)x\(nz) int16, \(bytes / 1_000_000) MB raw, \(fileSize / 1_000_000) MB gzip)")
 print("cores: \(ProcessInfo.processInfo.activeProcessorCount)")
 

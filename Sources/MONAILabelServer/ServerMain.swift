@@ -106,7 +106,9 @@ public enum ServerMain {
         let datastore: any Datastore
         if let dicomWeb {
             datastore = try DicomWebDatastore(settings: dicomWeb)
-            log.info("DICOMweb datastore: \(dicomWeb.baseURL.absoluteString); cache: \(studies.path)")
+            log.info("DICOMweb datastore: \(dicomWeb.baseURL.absoluteString); cache: \(studies.path); QIDO page "
+                + "\(dicomWeb.qidoPageSize); label expiry \(dicomWeb.labelExpiry) s; fetch by frame \(dicomWeb.fetchByFrame)")
+            for note in dicomWeb.ignored { log.warning(note) }
         } else {
             datastore = try LocalDatastore(
                 root: studies, patterns: settings.datastoreFileExt, readOnly: settings.datastoreReadOnly,

@@ -313,3 +313,45 @@ func seg_hostileAttribute_neverTraps(path: String, value: String) throws {
     _ = try? DicomSeg.read(file: url)
     _ = try? DicomInstanceInfo.read(url)
 }
+
+/// What readers check before trusting a SEG's frames: segments never overlap (one label map), and each frame keeps
+/// its source slice's spatial locations (so frames may be indexed by source instance).
+@Test func seg_declaresNoOverlap_andSpatialLocationsPreservedInEveryDerivation() throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    #expect(try ds.string("SegmentsOverlap") == "NO")
+    let frames = try ds.itemCount("PerFrameFunctionalGroupsSequence")
+    #expect(frames > 0)
+    for f in 0..<frames {
+        let source = "PerFrameFunctionalGroupsSequence[\(f)].DerivationImageSequence[0].SourceImageSequence[0]"
+        #expect(try ds.string("\(source).SpatialLocationsPreserved") == "YES", "frame \(f + 1)")
+    }
+}
+
+/// A label written on a flip and permutation of the series' axes (the same voxels, as a writer that reorients to
+/// RAS leaves it) becomes the same SEG as on the series' own grid.
+@Test func seg_labelOnFlippedAndPermutedAxes_isWrittenOntoTheSourceGrid() throws {
+    let c = try SegCase()
+    let (nx, ny, nz) = (c.grid.spatialShape[0], c.grid.spatialShape[1], c.grid.spatialShape[2])
+    // New voxel (i', j', k) = old voxel (nx - 1 - j', i', k): axes 0 and 1 swapped, the first one reversed.
+    let toOld = Affine([0, -1, 0, Double(nx - 1), 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+    let old = c.label.data.asFloat()
+    var moved = [UInt8](repeating: 0, count: old.count)
+    for i2 in 0..<ny {
+        for j2 in 0..<nx {
+            for k in 0..<nz { moved[(i2 * nx + j2) * nz + k] = UInt8(old[((nx - 1 - j2) * ny + i2) * nz + k]) }
+        }
+    }
+    let reoriented = Volume(spatialShape: [ny, nx, nz], data: .uint8(moved), affine: c.grid.affine * toOld)
+    let seg = c.tmp.sub("reoriented.dcm")
+    try DicomSeg.write(label: reoriented, sourceFiles: c.files, segments: [], seriesDescription: "s", to: seg)
+    let (read, _) = try DicomSeg.read(file: seg, onto: c.grid)
+    #expect(read.data.asFloat().map { Int($0) } == c.expected)
+
+    // Half a voxel off is not the same voxels.
+    var shifted = reoriented
+    shifted.affine = reoriented.affine * Affine([1, 0, 0, 0.5, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+    #expect(throws: DicomError.self) {
+        try DicomSeg.write(label: shifted, sourceFiles: c.files, segments: [], seriesDescription: "s", to: c.tmp.sub("x.dcm"))
+    }
+}

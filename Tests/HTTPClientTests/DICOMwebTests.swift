@@ -103,7 +103,7 @@ struct DICOMwebClientTests {
         }
         let c = client(s.port)
         let found = try c.searchSeries(filters: [("Modality", "CT")], includeFields: ["00100020"])
-        #expect(found.first?.string(DicomTag.seriesInstanceUID) == "Modality=CT&includefield=00100020|Basic dXNlcjpwdw==")
+        #expect(found.first?.string(DicomTag.seriesInstanceUID) == "Modality=CT&includefield=00100020&limit=1000&offset=0|Basic dXNlcjpwdw==")
         #expect(c.requestCount == 3)
     }
 
@@ -172,5 +172,66 @@ struct DICOMwebClientTests {
             #expect(e.message.contains("1.9"))
             #expect(e.message.contains("272"))
         }
+    }
+}
+
+/// QIDO-RS listings longer than one answer: `limit`/`offset` paging, the server's truncation warning, and servers
+/// that ignore paging.
+struct DICOMwebPagingTests {
+    static let uids = (1...7).map { "1.2.\($0)" }
+
+    /// A PACS holding `uids` that answers at most `serverMax` per request (with the PS3.18 warning when it cut the
+    /// answer short), honouring `limit` and `offset` unless `ignoresPaging`.
+    static func pacs(serverMax: Int, ignoresPaging: Bool = false, requests: Attempts) throws -> TestServer {
+        try TestServer { r in
+            r.get("/dicom-web/series") { req in
+                _ = requests.next()
+                let offset = ignoresPaging ? 0 : Int(req.queryValue("offset") ?? "0") ?? 0
+                let limit = ignoresPaging ? Int.max : Int(req.queryValue("limit") ?? "") ?? Int.max
+                let rest = Array(uids.dropFirst(offset))
+                let page = Array(rest.prefix(min(limit, serverMax)))
+                let json = "[" + page.map { "{\"0020000E\": {\"vr\": \"UI\", \"Value\": [\"\($0)\"]}}" }.joined(separator: ",") + "]"
+                var response = HTTPResponse.bytes(Array(json.utf8), contentType: "application/dicom+json")
+                if rest.count > page.count && page.count < limit {
+                    response.headers.add("Warning", #"299 pacs: "The number of results exceeded the maximum supported by the server. Additional results can be requested.""#)
+                }
+                return response
+            }
+        }
+    }
+
+    static func client(_ port: Int, pageSize: Int) -> DICOMwebClient {
+        var c = DICOMwebConfiguration(baseURL: URL(string: "http://127.0.0.1:\(port)/dicom-web")!, maxAttempts: 1)
+        c.pageSize = pageSize
+        return DICOMwebClient(c)
+    }
+
+    @Test func search_pagesWithLimitAndOffset_untilAShortPage() throws {
+        let requests = Attempts()
+        let s = try Self.pacs(serverMax: 100, requests: requests)
+        let found = try Self.client(s.port, pageSize: 3).searchSeries()
+        #expect(found.compactMap { $0.string(DicomTag.seriesInstanceUID) } == Self.uids)
+        #expect(requests.next() == 4)  // pages of 3, 3, 1
+    }
+
+    @Test func search_serverCapBelowOurPage_followsItsWarning() throws {
+        let requests = Attempts()
+        let s = try Self.pacs(serverMax: 2, requests: requests)
+        let found = try Self.client(s.port, pageSize: 1000).searchSeries()
+        #expect(found.compactMap { $0.string(DicomTag.seriesInstanceUID) } == Self.uids)
+        #expect(requests.next() == 5)  // 2, 2, 2, 1 (no warning on the last)
+    }
+
+    @Test func search_serverIgnoringOffset_stopsWithoutDuplicates() throws {
+        let requests = Attempts()
+        let s = try Self.pacs(serverMax: 100, ignoresPaging: true, requests: requests)
+        let found = try Self.client(s.port, pageSize: 3).searchSeries()
+        #expect(found.compactMap { $0.string(DicomTag.seriesInstanceUID) } == Self.uids)
+        #expect(requests.next() == 3)  // everything, then the same again: nothing new ends it
+    }
+
+    @Test func truncationWarning_recognisedByItsStandardText() {
+        #expect(DICOMwebClient.isTruncationWarning(#"299 {host}: "The number of results exceeded the maximum supported by the server. Additional results can be requested.""#))
+        #expect(!DICOMwebClient.isTruncationWarning(#"299 {host}: "The fuzzymatching parameter is not supported.""#))
     }
 }

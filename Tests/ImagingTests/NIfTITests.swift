@@ -418,3 +418,30 @@ enum NiftiFiles {
         #expect(refused > 0)
     }
 }
+
+/// Datastores read images through symbolic links; the size bound that guards allocation must be the target's.
+@Test func read_throughSymlink_largeCompressedFile_isBoundedByTheTargetsSize() throws {
+    let dir = try Fixtures.tempDir()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    // 96^3 bytes of noise gzip to ~0.9 MB: far beyond what a link's own size (its target path) could hold.
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    let values = (0..<(96 * 96 * 96)).map { _ -> UInt8 in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return UInt8(truncatingIfNeeded: state >> 56)
+    }
+    let volume = Volume(spatialShape: [96, 96, 96], data: .uint8(values), affine: NiftiFiles.oblique)
+    let target = dir.appendingPathComponent("label.nii.gz")
+    try NIfTI.write(volume, to: target)
+    let link = dir.appendingPathComponent("link.nii.gz")
+    try FileManager.default.createSymbolicLink(at: link, withDestinationURL: target)
+    let read = try NIfTI.read(link)
+    #expect(read.data == volume.data)
+    #expect(try FileBytes.size(link.path) == FileBytes.size(target.path))
+}
+
+@Test func fileBytesSize_directoryAndMissingFile_areRefused() throws {
+    let dir = try Fixtures.tempDir()
+    defer { try? FileManager.default.removeItem(at: dir) }
+    #expect(throws: ImagingError.self) { try FileBytes.size(dir.path) }
+    #expect(throws: ImagingError.self) { try FileBytes.size(dir.appendingPathComponent("missing").path) }
+}
