@@ -21,6 +21,16 @@ public enum ImageIO {
         }
     }
 
+    /// Checks what a NIfTI header claims (plausible dimensions, voxel data that fits in the file, at most
+    /// `ImagingLimits.maxVoxels`) without reading or allocating the voxels, so an upload can be refused at once.
+    /// `ext` is the name's image extension (an upload's temporary file has none); other formats pass unchecked.
+    public static func checkHeader(_ url: URL, ext: String) throws {
+        switch ext.lowercased() {
+        case ".nii", ".nii.gz": _ = try NIfTI.precheck(path: url.path)
+        default: return
+        }
+    }
+
     /// Writes `volume` in the format its extension names (`result_extension`), converted to `dtype`
     /// (`result_dtype`, e.g. `.uint8`) when given. `segments` apply to NRRD only.
     public static func write(

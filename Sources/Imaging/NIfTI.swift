@@ -146,6 +146,7 @@ public enum NIfTI {
             }
             bytes = p
         }
+        try ImagingLimits.checkVoxels(dims, what: URL(fileURLWithPath: path).lastPathComponent)
         let headerSize = version == 1 ? 348 : 540
         guard voxOffset >= headerSize else {
             throw ImagingError("\(path): vox_offset \(voxOffset) lies inside the \(headerSize)-byte header")

@@ -136,6 +136,7 @@ public enum NRRD {
             guard !o, p < 1 << 46 else { throw ImagingError("NRRD sizes \(sizes) are impossibly large") }
             count = p
         }
+        try ImagingLimits.checkVoxels(sizes, what: "NRRD")
         let payload = bytes[pos...]
         let encoding = (fields["encoding"] ?? "raw").lowercased()
         var raw = [UInt8](repeating: 0, count: 0)

@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 
 /// Checks that an upload is an image of the kind its extension claims before it enters the store, so a
 /// truncated or mislabelled file is refused at upload time instead of failing every later inference.
@@ -49,5 +50,9 @@ public enum ImageValidation {
             ok = !head.isEmpty
         }
         guard ok else { throw MONAILabelError.invalid("the uploaded file is not \(what) (\(ext))") }
+        // What the header claims (size, the voxel limit) is checked now, not at the first inference.
+        do { try ImageIO.checkHeader(url, ext: e) } catch let error as ImagingError {
+            throw MONAILabelError.invalid(error.message.replacingOccurrences(of: url.path, with: "the upload"))
+        }
     }
 }

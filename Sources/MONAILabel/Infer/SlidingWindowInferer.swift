@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import TorchKit
 
 /// How overlapping windows are blended (MONAI's `BlendMode`).
@@ -26,6 +27,48 @@ public struct SlidingWindowInferer: Sendable {
         self.mode = mode
         self.sigmaScale = sigmaScale
         self.padding = padding
+    }
+
+    /// Most windows one inference may run: `sw_overlap` close to 1 multiplies them without bound (0.97 on a
+    /// 96-voxel window gives over a million) and keeps the cores busy long after the client has given up.
+    public static let maxWindows = 100_000
+
+    /// Refuses, before anything is allocated, settings that would trap or allocate without bound: a window or
+    /// batch that is not positive, an overlap outside [0, 1) or NaN, buffers over `ImagingLimits.maxVoxels`, or
+    /// more than `maxWindows` windows. Errors name the request parameter (`roi_size`, `sw_batch_size`,
+    /// `sw_overlap`).
+    func validate(imageShape: [Int]) throws {
+        guard roiSize.count == imageShape.count, roiSize.allSatisfy({ $0 > 0 }) else {
+            throw MONAILabelError.invalid("roi_size must be \(imageShape.count) positive integers, got \(roiSize)")
+        }
+        guard swBatchSize > 0 else { throw MONAILabelError.invalid("sw_batch_size must be positive, got \(swBatchSize)") }
+        guard overlap.isFinite, overlap >= 0, overlap < 1 else {
+            throw MONAILabelError.invalid("sw_overlap must be a number >= 0 and < 1, got \(overlap)")
+        }
+        let padded = zip(imageShape, roiSize).map { max($0, $1) }
+        do {
+            let window = try ImagingLimits.checkVoxels(roiSize, what: "roi_size")
+            try ImagingLimits.checkVoxels(padded, what: "the padded image")
+            let (batch, o) = window.multipliedReportingOverflow(by: min(swBatchSize, Self.maxWindows))
+            guard !o, batch <= ImagingLimits.maxVoxels else {
+                throw MONAILabelError.invalid("sw_batch_size \(swBatchSize) x roi_size \(roiSize) exceeds the limit of "
+                    + "\(ImagingLimits.maxVoxels) voxels")
+            }
+        } catch let e as ImagingError {
+            throw MONAILabelError.invalid(e.message)
+        }
+        var windows = 1
+        for d in 0..<roiSize.count {
+            let interval = roiSize[d] == padded[d] ? roiSize[d] : max(1, Int(Double(roiSize[d]) * (1 - overlap)))
+            let along = (padded[d] - roiSize[d] + interval - 1) / interval + 1
+            let (w, o) = windows.multipliedReportingOverflow(by: along)
+            guard !o, w <= Self.maxWindows else {
+                throw MONAILabelError.invalid(
+                    "sw_overlap \(overlap) with roi_size \(roiSize) needs more than \(Self.maxWindows) windows for an image of "
+                        + "\(imageShape); use a smaller overlap or a larger roi_size")
+            }
+            windows = w
+        }
     }
 
     /// Window start offsets along each spatial axis, first axis slowest (MONAI's `dense_patch_slices`).
@@ -88,6 +131,7 @@ public struct SlidingWindowInferer: Sendable {
             throw MONAILabelError.invalid("sliding window: input \(shape) does not match roi \(roiSize)")
         }
         let original = Array(shape[2...])
+        try validate(imageShape: original)
         // Pad (F.pad order: last axis first) so every axis is at least the window.
         var pad: [Int] = []
         for d in stride(from: dims - 1, through: 0, by: -1) {

@@ -103,7 +103,8 @@ struct ScribbleIDs: Sendable {
         }
         for e in entries {
             guard let name = e["name"]?.stringValue else { continue }
-            let id = e["id"]?.intValue ?? e["idx"]?.intValue
+            // Scribble values are label voxel values; bounded so the Float round trip stays exact.
+            let id = try e.objectValue?.intParam("id", in: 0...65_535) ?? e.objectValue?.intParam("idx", in: 0...65_535)
             if name == "background_scribbles", let id { self.background = Float(id) }
             if name == "foreground_scribbles", let id { self.foreground = Float(id) }
         }
@@ -163,7 +164,11 @@ enum ScribblesPipeline {
         let span = hi - lo
         @inline(__always) func bin(_ x: Float) -> Int {
             let u = rescale ? (span > 0 ? (x - lo) / span : 0) : x
-            return max(0, min(bins - 1, Int(u * Float(bins))))
+            // An image may hold NaN or infinities, which Int() would trap on: NaN goes to bin 0.
+            let scaled = u * Float(bins)
+            if !(scaled >= 0) { return 0 }
+            if scaled >= Float(bins - 1) { return bins - 1 }
+            return Int(scaled)
         }
         var fg = [Double](repeating: 1, count: bins), bg = [Double](repeating: 1, count: bins)
         var nfg = 0, nbg = 0

@@ -106,7 +106,11 @@ public enum Planner {
             spacing = meanSpacing.map { max(0.5, ($0 * 2).rounded() / 2) }
         }
         func resampled(_ sp: [Double]) -> [Int] {
-            (0..<dims).map { max(1, Int((Double(meanShape[$0]) * meanSpacing[$0] / sp[$0]).rounded())) }
+            // Image headers feed these numbers: clamp before converting, a spacing of 1e30 must not trap.
+            (0..<dims).map { i in
+                let n = (Double(meanShape[i]) * meanSpacing[i] / sp[i]).rounded()
+                return n.isFinite ? Int(min(max(n, 1), 1e9)) : 1
+            }
         }
         // The cache holds every image and label as 4-byte floats at the target spacing.
         let budget = Double(machine.availableRAMMB) * 1_048_576 * cacheRAMShare
