@@ -94,8 +94,13 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
             throw MONAILabelError.invalid("\(name) needs a single-channel 3D image, got shape \(image.shape)")
         }
         let original = image.spatialShape
-        let prepared = try prepare(image, foreground: foreground, background: background, slice: slice,
-                                   timings: &timings)
+        let prepared: Prepared
+        do {
+            prepared = try prepare(image, foreground: foreground, background: background, slice: slice, timings: &timings)
+        } catch let e as ImagingError {
+            // A refused resampling or crop (the voxel limit, a singular affine) comes from the client's image.
+            throw MONAILabelError.invalid("\(name): \(e.message)")
+        }
         let input = prepared.input
 
         let logits = try timings.measure("stage", "infer") { () throws -> [Float] in
