@@ -8,12 +8,13 @@ import Foundation
 public enum ImagingLimits {
     /// The environment variable that carries the limit to this process and its children.
     public static let environmentKey = "MONAI_LABEL_MAX_VOXELS"
-    /// 2^30 voxels: 4 GiB as float32, the largest volume a pipeline may hold.
+    /// 2^30: volumes must stay below 4 GiB as float32 (a 1024^3 volume is refused: its two-class logits alone
+    /// would take 8 GiB).
     public static let defaultMaxVoxels = 1 << 30
 
     private static let box = LimitBox()
 
-    /// The largest number of elements (voxels x channels) a decoded image or a transform output may have.
+    /// The bound on elements (voxels x channels) of a decoded image or a transform output: they must have fewer.
     public static var maxVoxels: Int { box.value }
 
     /// Sets the limit for this process and exports it to the environment, so processes started from here
@@ -24,7 +25,7 @@ public enum ImagingLimits {
     }
 
     /// The element count of `shape` times `channels`, or an error naming `what` when the product overflows or
-    /// exceeds `maxVoxels`. Call it with an output shape before allocating the output.
+    /// reaches `maxVoxels`. Call it with an output shape before allocating the output.
     @discardableResult
     public static func checkVoxels(_ shape: [Int], channels: Int = 1, what: String) throws -> Int {
         guard channels >= 0, shape.allSatisfy({ $0 >= 0 }) else {
@@ -36,13 +37,13 @@ public enum ImagingLimits {
             guard !o else { throw tooLarge(shape, channels: channels, what: what) }
             total = p
         }
-        guard total <= maxVoxels else { throw tooLarge(shape, channels: channels, what: what) }
+        guard total < maxVoxels else { throw tooLarge(shape, channels: channels, what: what) }
         return total
     }
 
     private static func tooLarge(_ shape: [Int], channels: Int, what: String) -> ImagingError {
         ImagingError(
-            "\(what): \(shape)\(channels == 1 ? "" : " x \(channels) channels") exceeds the limit of \(maxVoxels) "
+            "\(what): \(shape)\(channels == 1 ? "" : " x \(channels) channels") reaches the limit of \(maxVoxels) "
                 + "voxels (\(environmentKey))")
     }
 

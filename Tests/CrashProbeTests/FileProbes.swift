@@ -44,8 +44,8 @@ import Testing
         #expect(try s.curl("POST", "/infer/segmentation_spleen?image=spaced&output=json", ["-F", "params={}"]).status == 422)
     }
 
-    /// A ~2 MB `.nii.gz` whose header claims just over 2^30 voxels (a size deflate could hold, so only the voxel
-    /// limit refuses it): 422 at upload; placed in the studies folder behind the server's back, the server still
+    /// The bomb: a ~2 MB `.nii.gz` whose header claims 1 GiB of uint8 voxels (1024^3, a size deflate could
+    /// hold, so only the voxel limit refuses it): 422 at upload; placed in the studies folder behind the server's back, the server still
     /// starts and inference on it is a 422.
     @Test func gzipClaimingMoreThanMaxVoxels_isRefusedAtUploadAndAfterRestart() throws {
         let s = try ProbeServer()
@@ -54,7 +54,7 @@ import Testing
             rng = rng &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return UInt8(truncatingIfNeeded: rng >> 56)
         }
-        let plain = Self.nifti(dims: [1024, 1024, 1025], spacing: 1, voxels: noise)
+        let plain = Self.nifti(dims: [1024, 1024, 1024], spacing: 1, voxels: noise)
         let gz = try plain.withUnsafeBytes { try Zlib.gzip($0) }
         let file = s.dir.url.appendingPathComponent("bomb.nii.gz")
         try write(gz, file)

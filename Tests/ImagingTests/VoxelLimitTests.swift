@@ -17,8 +17,10 @@ import Testing
 
     @Test func checkVoxels_countsChannelsAndRefusesOverflowOrExcess() throws {
         #expect(ImagingLimits.maxVoxels == ImagingLimits.defaultMaxVoxels)
-        #expect(try ImagingLimits.checkVoxels([1024, 1024, 1024], what: "x") == 1 << 30)
-        expectLimitError("x") { try ImagingLimits.checkVoxels([1024, 1024, 1024], channels: 2, what: "x") }
+        #expect(try ImagingLimits.checkVoxels([1024, 1024, 1023], what: "x") == (1 << 30) - (1 << 20))
+        // The bomb claimed 1024^3 voxels: reaching the limit is refused.
+        expectLimitError("x") { try ImagingLimits.checkVoxels([1024, 1024, 1024], what: "x") }
+        expectLimitError("x") { try ImagingLimits.checkVoxels([1024, 1024, 512], channels: 2, what: "x") }
         expectLimitError("x") { try ImagingLimits.checkVoxels([Int.max, 3], what: "x") }
         #expect(throws: ImagingError.self) { try ImagingLimits.checkVoxels([-1, 5], what: "x") }
     }
@@ -31,14 +33,14 @@ import Testing
         #expect(ImagingLimits.parse(nil) == nil)
     }
 
-    /// A small `.nii.gz` whose header claims just over 2^30 voxels: refused from the header, before the gzip
+    /// A small `.nii.gz` whose header claims 1024^3 voxels: refused from the header, before the gzip
     /// stream is inflated (a header under the limit that the file cannot hold is the ratio check's job).
     @Test func niftiHeader_claimingMoreThanMaxVoxels_isRefusedBeforeReading() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = try NiftiFiles.make(NiftiFiles.sample(.uint8), in: dir, name: "big.nii.gz", gzip: true) { b in
             NiftiFiles.put(Int16(3), at: 40, in: &b)
-            for (k, n) in [1024, 1024, 1025].enumerated() { NiftiFiles.put(Int16(n), at: 42 + 2 * k, in: &b) }
+            for (k, n) in [1024, 1024, 1024].enumerated() { NiftiFiles.put(Int16(n), at: 42 + 2 * k, in: &b) }
         }
         expectLimitError("big.nii.gz") { _ = try NIfTI.read(url) }
         expectLimitError("big.nii.gz") { try ImageIO.checkHeader(url, ext: ".nii.gz") }

@@ -34,8 +34,8 @@ public struct Settings: Sendable, Equatable {
     /// Queue a train job for every trainer after this many newly saved final labels
     /// (`MONAI_LABEL_AUTO_TRAIN_EVERY`); 0 turns auto-training off.
     public var autoTrainEvery = 0
-    /// The largest image or transform output (voxels x channels) the imaging layer allocates
-    /// (`MONAI_LABEL_MAX_VOXELS`, default 2^30); larger ones are refused before allocating.
+    /// The bound on images and transform outputs (voxels x channels) the imaging layer allocates
+    /// (`MONAI_LABEL_MAX_VOXELS`, default 2^30): one that reaches it is refused before allocating.
     public var maxVoxels = 1 << 30
 
     public init(appDir: URL, studies: String, conf: [String: String] = [:]) {

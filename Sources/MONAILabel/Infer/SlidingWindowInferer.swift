@@ -50,8 +50,8 @@ public struct SlidingWindowInferer: Sendable {
             let window = try ImagingLimits.checkVoxels(roiSize, what: "roi_size")
             try ImagingLimits.checkVoxels(padded, what: "the padded image")
             let (batch, o) = window.multipliedReportingOverflow(by: min(swBatchSize, Self.maxWindows))
-            guard !o, batch <= ImagingLimits.maxVoxels else {
-                throw MONAILabelError.invalid("sw_batch_size \(swBatchSize) x roi_size \(roiSize) exceeds the limit of "
+            guard !o, batch < ImagingLimits.maxVoxels else {
+                throw MONAILabelError.invalid("sw_batch_size \(swBatchSize) x roi_size \(roiSize) reaches the limit of "
                     + "\(ImagingLimits.maxVoxels) voxels")
             }
         } catch let e as ImagingError {
@@ -164,7 +164,12 @@ public struct SlidingWindowInferer: Sendable {
             guard predShape.count == dims + 2, Array(predShape[2...]) == roiSize, predShape[0] == batch.count else {
                 throw MONAILabelError.io("the network returned \(predShape) for windows of \(roiSize)")
             }
-            if output == nil { output = try Tensor.zeros([1, predShape[1]] + imageSize, device: input.device) }
+            if output == nil {
+                // The blended output holds every class over the whole padded image.
+                do { try ImagingLimits.checkVoxels(imageSize, channels: predShape[1], what: "the sliding-window output") }
+                catch let e as ImagingError { throw MONAILabelError.invalid(e.message) }
+                output = try Tensor.zeros([1, predShape[1]] + imageSize, device: input.device)
+            }
             guard let out = output else { break }
             for (b, s) in batch.enumerated() {
                 let p = try pred.narrow(dim: 0, start: b, length: 1).mul(weight)
