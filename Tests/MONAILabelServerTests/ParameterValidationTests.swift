@@ -59,6 +59,14 @@ import TorchKit
         expect422(try c.sendForm(.post, "/infer/deepedit?image=spleen_01", fields: [("params", params)]), naming: "spleen")
     }
 
+    @Test func batchInfer_malformedMaxBatchSize_returns422BeforeQueuing() throws {
+        let c = try TestClient()
+        defer { c.app.batchInfer.jobs.shutdown() }
+        expect422(try c.send(.post, "/batch/infer/segmentation_spleen", headers: [("Content-Type", "application/json")],
+                             body: Array(#"{"max_batch_size": "5"}"#.utf8)), naming: "max_batch_size")
+        #expect(try c.get("/batch/infer").status == 404)
+    }
+
     @Test func scoring_malformedNumSamples_returns422BeforeQueuing() throws {
         let c = try TestClient()
         defer { c.app.scoring.jobs.shutdown() }
