@@ -94,6 +94,13 @@ final class ModelLoader: @unchecked Sendable {
     /// checkpoint at all) when it does not fit.
     func verify(_ file: URL, as destination: URL) throws {
         if destination.pathExtension == "ts" {
+            // libtorch trusts what it loads: garbage is refused here, from the zip directory alone, first.
+            let names: [String]
+            do { names = try Checkpoint.recordNames(in: file) } catch {
+                throw MONAILabelError.invalid("the upload is not a TorchScript archive: " + Self.shortened("\(error)"))
+            }
+            guard names.contains(where: { $0.hasSuffix("/data.pkl") }), names.contains(where: { $0.contains("/code/") })
+            else { throw MONAILabelError.invalid("the upload is not a TorchScript archive (no data.pkl and code/ records)") }
             do {
                 let s = try ScriptModule(contentsOf: file)
                 try s.eval()
