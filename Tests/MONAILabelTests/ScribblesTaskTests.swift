@@ -211,3 +211,20 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     let p = try ScribblesPipeline.histogramLikelihood(image, scribbles: scribbles, ids: ids, bins: 8)
     #expect(p.count == image.count)
 }
+
+@Test(arguments: [("lamda", JSONValue.double(1e308)), ("lamda", .double(-1)), ("sigma", .double(0)), ("sigma", .string("0.1")),
+                  ("num_bins", .int(0)), ("num_bins", .double(2.5))])
+func scribblesParameters_outOfRange_areRefusedNamingThem(key: String, value: JSONValue) {
+    #expect { _ = try ScribblesParameters.histogram.overridden(by: [key: value]) } throws: {
+        ($0 as? MONAILabelError)?.message.hasPrefix(key) == true
+    }
+}
+
+@Test func geosParameters_hugeGammaOrNegativeTheta_areRefusedNamingThem() {
+    #expect { _ = try GeoSParameters.standard.overridden(by: ["gamma": .double(1e300)]) } throws: {
+        ($0 as? MONAILabelError)?.message.hasPrefix("gamma") == true
+    }
+    #expect { _ = try GeoSParameters.standard.overridden(by: ["theta": .double(-1)]) } throws: {
+        ($0 as? MONAILabelError)?.message.hasPrefix("theta") == true
+    }
+}

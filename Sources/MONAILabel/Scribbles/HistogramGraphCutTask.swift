@@ -60,18 +60,10 @@ public struct ScribblesParameters: Sendable {
 
     func overridden(by p: JSONObject) throws -> ScribblesParameters {
         var r = self
-        if let v = p["num_bins"] {
-            guard let b = v.intValue, b >= 1, b <= 65536 else { throw MONAILabelError.invalid("num_bins must be 1...65536") }
-            r.numBins = b
-        }
-        if let v = p["lamda"] {
-            guard let l = v.doubleValue, l >= 0, l.isFinite else { throw MONAILabelError.invalid("lamda must be >= 0") }
-            r.lamda = l
-        }
-        if let v = p["sigma"] {
-            guard let s = v.doubleValue, s > 0, s.isFinite else { throw MONAILabelError.invalid("sigma must be > 0") }
-            r.sigma = s
-        }
+        // Bounded so that the Float capacities the graph is built from stay finite and non-zero.
+        if let b = try p.intParam("num_bins", in: 1...65536) { r.numBins = b }
+        if let l = try p.doubleParam("lamda", in: 0...1e6) { r.lamda = l }
+        if let s = try p.doubleParam("sigma", in: 1e-6...1e6) { r.sigma = s }
         return r
     }
 }
@@ -222,8 +214,13 @@ enum ScribblesPipeline {
             if scribbles[i] == ids.foreground { source[i] = hard; sink[i] = 0 }
             else if scribbles[i] == ids.background { source[i] = 0; sink[i] = hard }
         }
-        try g.addTerminalCapacities(source: source, sink: sink)
-        try g.setContrastNeighbourCapacities(image: image, lamda: Float(lamda), sigma: Float(sigma))
+        do {
+            try g.addTerminalCapacities(source: source, sink: sink)
+            try g.setContrastNeighbourCapacities(image: image, lamda: Float(lamda), sigma: Float(sigma))
+        } catch let e as MaxFlowError {
+            // Capacities come from the client's image and parameters (a NaN voxel, say).
+            throw MONAILabelError.invalid(e.description)
+        }
         g.solve()
         return g.sourceSide().map { $0 ? 1 : 0 }
     }
