@@ -21,6 +21,14 @@ public enum ImageIO {
         }
     }
 
+    /// The grid (spatial shape and affine) of an image: from the header alone for NIfTI, by loading for NRRD.
+    public static func grid(_ url: URL) throws -> Grid {
+        switch fileExtension(of: url.lastPathComponent) {
+        case ".nii", ".nii.gz": return try NIfTI.readGrid(url)
+        default: return try load(url).grid
+        }
+    }
+
     /// Checks what a NIfTI header claims (plausible dimensions, voxel data that fits in the file, at most
     /// `ImagingLimits.maxVoxels`) without reading or allocating the voxels, so an upload can be refused at once.
     /// `ext` is the name's image extension (an upload's temporary file has none); other formats pass unchecked.

@@ -46,6 +46,21 @@ import Testing
         expectLimitError("big.nii.gz") { try ImageIO.checkHeader(url, ext: ".nii.gz") }
     }
 
+    @Test(arguments: [".nii", ".nii.gz"])
+    func niftiReadGrid_matchesTheFullRead_andRefusesBombsFromTheHeader(ext: String) throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("g" + ext)
+        try NIfTI.write(NiftiFiles.sample(.int16, shape: [7, 5, 3], channels: 2), to: url)
+        #expect(try NIfTI.readGrid(url) == NIfTI.read(url).grid)
+        #expect(try ImageIO.grid(url) == NIfTI.read(url).grid)
+        let bomb = try NiftiFiles.make(NiftiFiles.sample(.uint8), in: dir, name: "b" + ext, gzip: ext == ".nii.gz") { b in
+            NiftiFiles.put(Int16(3), at: 40, in: &b)
+            for k in 0..<3 { NiftiFiles.put(Int16(1024), at: 42 + 2 * k, in: &b) }
+        }
+        expectLimitError("b" + ext) { _ = try ImageIO.grid(bomb) }
+    }
+
     @Test func nrrdHeader_claimingMoreThanMaxVoxels_isRefusedBeforeReading() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -167,8 +167,9 @@ public enum Planner {
         guard !paths.isEmpty else { return [] }
         let step = max(1, paths.count / maxSamples)
         return stride(from: 0, to: paths.count, by: step).prefix(maxSamples).compactMap { i in
-            guard let v = try? ImageIO.load(URL(fileURLWithPath: paths[i])) else { return nil }
-            return ImageStats(spatialShape: v.spatialShape, spacing: v.spacing)
+            // Headers only where the format allows: this runs in the server process, for /info/.
+            guard let g = try? ImageIO.grid(URL(fileURLWithPath: paths[i])) else { return nil }
+            return ImageStats(spatialShape: g.spatialShape, spacing: Array(g.affine.spacing.prefix(g.spatialShape.count)))
         }
     }
 
