@@ -21,20 +21,23 @@ public enum ImageIO {
         }
     }
 
-    /// The grid (spatial shape and affine) of an image: from the header alone for NIfTI, by loading for NRRD.
+    /// The grid (spatial shape and affine) of an image, from its header alone.
     public static func grid(_ url: URL) throws -> Grid {
         switch fileExtension(of: url.lastPathComponent) {
         case ".nii", ".nii.gz": return try NIfTI.readGrid(url)
-        default: return try load(url).grid
+        case ".nrrd", ".seg.nrrd": return try NRRD.readGrid(url)
+        default:
+            throw ImagingError("\(url.lastPathComponent): unsupported image format (supported: \(extensions.joined(separator: ", ")))")
         }
     }
 
-    /// Checks what a NIfTI header claims (plausible dimensions, voxel data that fits in the file, at most
-    /// `ImagingLimits.maxVoxels`) without reading or allocating the voxels, so an upload can be refused at once.
+    /// Checks what a NIfTI or NRRD header claims (plausible dimensions, voxel data that fits in the file, below
+    /// `ImagingLimits.maxVoxels`) without decoding or allocating the voxels, so an upload can be refused at once.
     /// `ext` is the name's image extension (an upload's temporary file has none); other formats pass unchecked.
     public static func checkHeader(_ url: URL, ext: String) throws {
         switch ext.lowercased() {
         case ".nii", ".nii.gz": _ = try NIfTI.precheck(path: url.path)
+        case ".nrrd", ".seg.nrrd": try NRRD.checkHeader(url)
         default: return
         }
     }

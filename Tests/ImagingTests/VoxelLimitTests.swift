@@ -68,6 +68,17 @@ import Testing
         let header = "NRRD0004\ntype: uint8\ndimension: 3\nsizes: 2048 2048 2048\nencoding: gzip\n\n"
         try Data(header.utf8 + [0x1F, 0x8B, 0, 0]).write(to: url)
         expectLimitError("NRRD") { _ = try NRRD.read(url) }
+        expectLimitError("big.nrrd") { try ImageIO.checkHeader(url, ext: ".nrrd") }
+        expectLimitError("big.nrrd") { _ = try ImageIO.grid(url) }
+    }
+
+    @Test func nrrdReadGrid_matchesTheFullRead() throws {
+        let dir = try Fixtures.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("g.nrrd")
+        try NRRD.write(NiftiFiles.sample(.float32, shape: [6, 5, 4]), to: url)
+        #expect(try NRRD.readGrid(url) == NRRD.read(url).grid)
+        try ImageIO.checkHeader(url, ext: ".nrrd")
     }
 
     /// The killer: 2x2x2 voxels at 2000 mm resampled to 1.5 mm would be 1335^3 voxels (9.5 GB of floats).
