@@ -72,6 +72,17 @@ import Testing
         try s.expectAlive("inference on the voxel bomb")
     }
 
+    /// The setting reaches the process that decodes images: with a limit below the demo volumes (96x96x64),
+    /// inference on them is a 422 naming it and the server keeps answering.
+    @Test func maxVoxelsSetting_appliesToInference() throws {
+        let s = try ProbeServer(environment: ["MONAI_LABEL_MAX_VOXELS": "100000"])
+        let r = try s.curl("POST", "/infer/segmentation_spleen?image=spleen_00&output=json", ["-F", "params={}"])
+        #expect(r.status == 422, "\(r.status) \(r.body.prefix(300))")
+        #expect(detail(r.body).contains("MONAI_LABEL_MAX_VOXELS"), "\(r.body.prefix(300))")
+        #expect(s.isRunning)
+        #expect(try s.curl("GET", "/info/", timeout: 30).status == 200)
+    }
+
     /// A torch zip checkpoint whose data.pkl is `{((((...(None,)...),): None}` nested 20,000 deep.
     static func deepKeyCheckpoint(_ url: URL) throws {
         var pickle: [UInt8] = [0x80, 2, 0x7D, 0x4E]
