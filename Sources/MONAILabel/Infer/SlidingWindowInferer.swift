@@ -33,10 +33,15 @@ public struct SlidingWindowInferer: Sendable {
     /// 96-voxel window gives over a million) and keeps the cores busy long after the client has given up.
     public static let maxWindows = 100_000
 
+    /// Most voxels one network call may take (`roi_size` times the windows batched together): the network's
+    /// activations are hundreds of bytes per input voxel, so 2^25 (a 320^3 window, or 16 of 128^3) already needs
+    /// gigabytes.
+    public static let maxBatchVoxels = 1 << 25
+
     /// Refuses, before anything is allocated, settings that would trap or allocate without bound: a window or
-    /// batch that is not positive, an overlap outside [0, 1) or NaN, buffers over `ImagingLimits.maxVoxels`, or
-    /// more than `maxWindows` windows. Errors name the request parameter (`roi_size`, `sw_batch_size`,
-    /// `sw_overlap`).
+    /// batch that is not positive, an overlap outside [0, 1) or NaN, a padded image over `ImagingLimits.maxVoxels`,
+    /// more than `maxWindows` windows, or a network call over `maxBatchVoxels`. Errors name the request parameter
+    /// (`roi_size`, `sw_batch_size`, `sw_overlap`).
     func validate(imageShape: [Int]) throws {
         guard roiSize.count == imageShape.count, roiSize.allSatisfy({ $0 > 0 }) else {
             throw MONAILabelError.invalid("roi_size must be \(imageShape.count) positive integers, got \(roiSize)")
@@ -46,14 +51,10 @@ public struct SlidingWindowInferer: Sendable {
             throw MONAILabelError.invalid("sw_overlap must be a number >= 0 and < 1, got \(overlap)")
         }
         let padded = zip(imageShape, roiSize).map { max($0, $1) }
+        let window: Int
         do {
-            let window = try ImagingLimits.checkVoxels(roiSize, what: "roi_size")
+            window = try ImagingLimits.checkVoxels(roiSize, what: "roi_size")
             try ImagingLimits.checkVoxels(padded, what: "the padded image")
-            let (batch, o) = window.multipliedReportingOverflow(by: min(swBatchSize, Self.maxWindows))
-            guard !o, batch < ImagingLimits.maxVoxels else {
-                throw MONAILabelError.invalid("sw_batch_size \(swBatchSize) x roi_size \(roiSize) reaches the limit of "
-                    + "\(ImagingLimits.maxVoxels) voxels")
-            }
         } catch let e as ImagingError {
             throw MONAILabelError.invalid(e.message)
         }
@@ -68,6 +69,12 @@ public struct SlidingWindowInferer: Sendable {
                         + "\(imageShape); use a smaller overlap or a larger roi_size")
             }
             windows = w
+        }
+        // Batches never hold more windows than there are.
+        let (batch, o) = window.multipliedReportingOverflow(by: min(swBatchSize, windows))
+        guard !o, batch <= Self.maxBatchVoxels else {
+            throw MONAILabelError.invalid("roi_size \(roiSize) x sw_batch_size \(swBatchSize) puts \(o ? "too many" : "\(batch)") "
+                + "voxels through the network at once; at most \(Self.maxBatchVoxels)")
         }
     }
 
