@@ -21,6 +21,7 @@ public enum TaskRunner {
         let app = URL(fileURLWithPath: appDir).standardizedFileURL
         let settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
         try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        settings.applyProcessLimits()
         emit("Initializing App from: \(app.path); studies: \(studies); conf: \(conf.sorted { $0.key < $1.key })")
         // Read-only: the server owns the datastore document; the child must never write a stale copy of it.
         let datastore = try LocalDatastore(root: URL(fileURLWithPath: studies), patterns: settings.datastoreFileExt,

@@ -106,3 +106,15 @@ private struct FakeTask: InferTask {
     #expect(try app.nextSample(strategy: "random", request: [:]).isEmpty)
     #expect(throws: MONAILabelError.self) { try app.nextSample(strategy: "nope", request: [:]) }
 }
+
+@Test func settings_maxVoxels_defaultsTo2To30AndRefusesNonPositive() throws {
+    let dir = URL(fileURLWithPath: "/nonexistent")
+    #expect(try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: [:]).maxVoxels == 1 << 30)
+    let set = try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: ["MONAI_LABEL_MAX_VOXELS": "4096"])
+    #expect(set.maxVoxels == 4096)
+    for bad in ["0", "-1", "lots"] {
+        #expect(throws: MONAILabelError.self) {
+            try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: ["MONAI_LABEL_MAX_VOXELS": bad])
+        }
+    }
+}

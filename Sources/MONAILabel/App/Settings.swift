@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 
 /// Server settings, read from `MONAI_LABEL_*` environment variables with upstream's names and defaults
 /// (spec section 6). Lists are JSON, booleans `true`/`false` (case-insensitive, also 1/0).
@@ -35,6 +36,9 @@ public struct Settings: Sendable, Equatable {
     /// Queue a train job for every trainer after this many newly saved final labels
     /// (`MONAI_LABEL_AUTO_TRAIN_EVERY`); 0 turns auto-training off.
     public var autoTrainEvery = 0
+    /// The bound on images and transform outputs (voxels x channels) the imaging layer allocates
+    /// (`MONAI_LABEL_MAX_VOXELS`, default 2^30): one that reaches it is refused before allocating.
+    public var maxVoxels = 1 << 30
 
     public init(appDir: URL, studies: String, conf: [String: String] = [:]) {
         self.appDir = appDir
@@ -95,7 +99,15 @@ public struct Settings: Sendable, Equatable {
         if let r = value("TASK_RUNNER") { s.taskRunner = r }
         try int("TRAIN_STOP_GRACE", &s.trainStopGrace)
         try int("AUTO_TRAIN_EVERY", &s.autoTrainEvery)
+        try int("MAX_VOXELS", &s.maxVoxels)
+        guard s.maxVoxels > 0 else { throw MONAILabelError.invalid("MONAI_LABEL_MAX_VOXELS must be positive") }
         return s
+    }
+
+    /// Applies the limits the imaging layer reads process-wide (`MONAI_LABEL_MAX_VOXELS`) to this process, and
+    /// exports them to the environment so train jobs and inference workers started from here apply them too.
+    public func applyProcessLimits() {
+        ImagingLimits.configure(maxVoxels: maxVoxels)
     }
 
     /// Where sessions live: `MONAI_LABEL_SESSION_PATH`, else `~/.cache/monailabel/sessions` as upstream.
