@@ -142,7 +142,9 @@ public enum HTTPBody: Sendable {
     }
 }
 
-/// Produces the bytes of a streamed response body, chunk by chunk, on the worker thread sending it.
+/// Produces the bytes of a streamed response body, chunk by chunk. The event loop pulls the next chunk whenever
+/// the client's socket has room, so no worker waits on a slow client; `next()` must therefore return promptly
+/// (hand over bytes already made or read a file piece, never compute for long or wait).
 public protocol HTTPBodyStream: Sendable {
     /// Returns the next chunk (may be empty), or nil at the end. Called from one thread at a time.
     func next() throws -> [UInt8]?
