@@ -9,10 +9,10 @@ import Foundation
 /// worker is free as soon as the handler returns.
 ///
 /// The worker prepares it (`prepare`): it opens the files, so a missing one still becomes a 500 with a correct
-/// head, and serializes the head. The loop then calls `write(to:budget:)` on every `EPOLLOUT` until it is done,
-/// and `release()` exactly once (done, failed or abandoned), which closes the files, deletes `deleteAfter` files
-/// and the request's temporary files, and writes the access-log line. The hand-over from worker to loop goes
-/// through the completion queue's lock, which orders the accesses.
+/// head, unlinks the `deleteAfter` ones (the open descriptor keeps their bytes) and serializes the head. The loop
+/// then calls `write(to:budget:)` on every `EPOLLOUT` until it is done, and `release()` exactly once (done, failed
+/// or abandoned), which closes the files, deletes the request's temporary files and writes the access-log line.
+/// The hand-over from worker to loop goes through the completion queue's lock, which orders the accesses.
 final class OutgoingResponse: @unchecked Sendable {
     enum Piece {
         case bytes([UInt8])
@@ -56,7 +56,6 @@ final class OutgoingResponse: @unchecked Sendable {
     private let headLength: Int
     private var sent = 0
     private var openFiles: [Int32]
-    private var deleteAfter: [String]
     private let context: HTTPRequestContext?
     private let logInfo: LogInfo?
     private let accessLog: (@Sendable (HTTPAccessLogEntry) -> Void)?
@@ -67,7 +66,7 @@ final class OutgoingResponse: @unchecked Sendable {
     var bodyBytesSent: Int { max(0, sent - headLength) }
 
     init(
-        head: [UInt8], body: [Piece], keepAlive: Bool, status: Int, openFiles: [Int32] = [], deleteAfter: [String] = [],
+        head: [UInt8], body: [Piece], keepAlive: Bool, status: Int, openFiles: [Int32] = [],
         context: HTTPRequestContext? = nil, logInfo: LogInfo? = nil,
         accessLog: (@Sendable (HTTPAccessLogEntry) -> Void)? = nil, errorLog: (@Sendable (String) -> Void)? = nil
     ) {
@@ -81,7 +80,6 @@ final class OutgoingResponse: @unchecked Sendable {
         self.keepAlive = keepAlive
         self.status = status
         self.openFiles = openFiles
-        self.deleteAfter = deleteAfter
         self.context = context
         self.logInfo = logInfo
         self.accessLog = accessLog
@@ -124,6 +122,9 @@ final class OutgoingResponse: @unchecked Sendable {
             fds = []
             r = .text("Internal Server Error", status: .internalServerError)
         }
+        // An open descriptor keeps the bytes, so `deleteAfter` files go now: nothing is left behind if the process
+        // dies mid-write, and no client can see the file still there after its response.
+        for p in deleteAfter { unlink(p) }
 
         let noBody = ResponseWriter.forbidsBody(r.status.code)
         var body: [Piece] = []
@@ -165,8 +166,7 @@ final class OutgoingResponse: @unchecked Sendable {
         ResponseWriter.serializeHead(r, framing: framing, keepAlive: keepAlive, requestVersion: requestVersion,
                                      serverName: serverName, into: &head)
         return OutgoingResponse(
-            head: head, body: isHead || noBody ? [] : body, keepAlive: keepAlive, status: r.status.code, openFiles: fds,
-            deleteAfter: deleteAfter, context: context, logInfo: logInfo, accessLog: accessLog, errorLog: errorLog)
+            head: head, body: isHead || noBody ? [] : body, keepAlive: keepAlive, status: r.status.code, openFiles: fds, context: context, logInfo: logInfo, accessLog: accessLog, errorLog: errorLog)
     }
 
     private static func openRegularFile(_ path: String) -> (Int32, Int)? {
@@ -269,14 +269,12 @@ final class OutgoingResponse: @unchecked Sendable {
         return (.yielded, wrote)
     }
 
-    /// Closes the files, deletes what was to be deleted after the response, and logs. Idempotent.
+    /// Closes the files, deletes the request's temporary files, and logs. Idempotent.
     func release() {
         guard !released else { return }
         released = true
         for fd in openFiles { close(fd) }
         openFiles = []
-        for p in deleteAfter { unlink(p) }
-        deleteAfter = []
         context?.cleanUp()
         if let info = logInfo, let accessLog {
             let path = HTTPRequest.split(target: info.target).path
