@@ -132,6 +132,11 @@ public enum ServerMain {
         config.workerCount = options.workers ?? max(8, 2 * cores)
         if let q = options.queueLimit { config.queueCapacity = q }
         config.serverName = "monailabel-swift/\(ServerInfo.version)"
+        config.maxInMemoryBodyBytes = settings.jsonMaxBytes
+        config.formLimits.maxTotalFieldBytes = settings.formFieldsMaxBytes
+        config.formLimits.maxFieldBytes = settings.formFieldsMaxBytes
+        config.minBodyRate = settings.minBodyRate
+        config.maxConnectionsPerPeer = settings.maxConnectionsPerPeer
         config.accessLog = { entry in log.info(entry.line, source: "access") }
         config.errorLog = { message in log.error(message, source: "http") }
         let http = HTTPServer(
