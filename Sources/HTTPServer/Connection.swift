@@ -20,7 +20,8 @@ struct BodySpool {
     init(threshold: Int, directory: String, expected: Int?) {
         self.threshold = threshold
         self.directory = directory
-        if let n = expected, n <= threshold { bytes.reserveCapacity(n) }
+        // Reserve what the client announced only up to 64 KiB: a stalled body's Content-Length is a claim, not bytes.
+        if let n = expected, n <= threshold { bytes.reserveCapacity(min(n, 64 * 1024)) }
     }
 
     mutating func append(_ p: UnsafeRawBufferPointer) throws {
@@ -116,6 +117,8 @@ final class Connection: @unchecked Sendable {
     var end = 0
     /// True unless the last read said there is nothing more to read.
     var mayRead = true
+    /// The last read filled all the room the buffer had (data is flowing faster than one buffer per read).
+    var lastReadFilled = false
     /// The loop is inside `service` for this connection.
     var inService = false
     /// The response the loop is writing.
@@ -182,7 +185,12 @@ final class Connection: @unchecked Sendable {
                 return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed
             }
         }
-        if case .bytes(let n, _) = result { end += n }
+        if case .bytes(let n, _) = result {
+            end += n
+            lastReadFilled = n == room
+        } else {
+            lastReadFilled = false
+        }
         return result
     }
 

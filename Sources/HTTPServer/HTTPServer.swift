@@ -402,7 +402,10 @@ final class EventLoop: @unchecked Sendable {
             }
             budget -= 1
             let before = conn.buffered
-            switch conn.readIntoBuffer(maxCapacity: readCap, preferredCapacity: conn.machine.phase == .readingBody ? readCap : 0) {
+            // Only a body that is actually flowing (the last read filled the buffer) gets the large buffer: ten
+            // thousand stalled bodies must not cost 64 KiB each.
+            let flowing = conn.machine.phase == .readingBody && conn.lastReadFilled
+            switch conn.readIntoBuffer(maxCapacity: readCap, preferredCapacity: flowing ? readCap : 0) {
             case .bytes(let n, let drained):
                 // A full buffer with nothing consumed can only be a head past the limit, which the parser reports.
                 if n == 0 && conn.buffered == before { return }

@@ -30,6 +30,7 @@ import TestSupport
         var stalled: [ProbeSocket] = []
         stalled.reserveCapacity(count)
         var millis: [Double] = []
+        let rssBefore = residentMegabytes(pid: s.pid)
         for i in 0..<count {
             let c = try ProbeSocket(port: s.port)
             // Headers and 3 bytes of a body that never comes.
@@ -41,6 +42,9 @@ import TestSupport
         millis += try (0..<5).map { _ in try timedInfo(port: s.port) }
         #expect(median(millis) <= 100, "/info/ took \(millis) ms beside \(count) half-sent bodies")
         #expect(millis.max() ?? 0 <= 1_000, "/info/ took \(millis) ms beside \(count) half-sent bodies")
+        // Each stalled connection costs a socket and a few KiB, not a read buffer or a reserved body.
+        let grown = residentMegabytes(pid: s.pid) - rssBefore
+        #expect(grown <= 200, "the server grew by \(grown) MB holding \(count) half-sent bodies")
         stalled.removeAll()
         try s.expectAlive("10,000 idle half-sent bodies")
     }
@@ -72,6 +76,15 @@ func raiseOwnFileLimit() -> Int {
         _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
     }
     return Int(clamping: min(rl.rlim_cur, 1 << 24))
+}
+
+/// A process's resident set in MB (0 when it cannot be read).
+func residentMegabytes(pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kb = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    else { return 0 }
+    return kb / 1024
 }
 
 func median(_ values: [Double]) -> Double {
