@@ -157,8 +157,11 @@ final class EventLoop: @unchecked Sendable {
     private var stopDeadline: UInt64 = 0
     private var nextSweep: UInt64 = 0
     private var listenersPaused = false
-    /// Connections that still had bytes to read when their per-event budget ran out.
+    /// Connections that still had bytes to read or write when their budget ran out.
     private var backlog: [Connection] = []
+    /// Response bytes the loop may still write in this turn; spent, writable connections wait in `backlog`, so
+    /// new connections and small responses are served between the pieces of large ones.
+    private var writeBudget = 0
 
     init(configuration: HTTPServerConfiguration, router: HTTPRouter) {
         self.config = configuration
@@ -229,6 +232,7 @@ final class EventLoop: @unchecked Sendable {
         var events = [UInt32](repeating: 0, count: 256)
         while true {
             let timeout: Int32 = backlog.isEmpty ? 100 : 0
+            writeBudget = 16 << 20
             let n = tokens.withUnsafeMutableBufferPointer { t in
                 events.withUnsafeMutableBufferPointer { e in chttp_epoll_wait(epfd, t.baseAddress, e.baseAddress, 256, timeout) }
             }
@@ -285,6 +289,12 @@ final class EventLoop: @unchecked Sendable {
             }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            // Keep at most 256 KiB queued beyond what the client's window lets out. Without it the kernel grows
+            // each send buffer towards 4 MiB for a client that never reads: a thousand slow readers took 2.2 GB of
+            // kernel memory (past tcp_mem's pressure mark) and the loop spent seconds copying it. Bytes in flight
+            // are not limited, so fast downloads keep their speed.
+            var lowat: Int32 = 256 * 1024
+            setsockopt(fd, Int32(IPPROTO_TCP), 25 /* TCP_NOTSENT_LOWAT */, &lowat, socklen_t(MemoryLayout<Int32>.size))
             var text = [CChar](repeating: 0, count: 64)
             withUnsafePointer(to: &storage) { p in text.withUnsafeMutableBufferPointer { chttp_format_address(p, $0.baseAddress, 64) } }
             let remote = text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
@@ -614,7 +624,12 @@ final class EventLoop: @unchecked Sendable {
     private func flush(_ conn: Connection) {
         guard case .writingResponse = conn.machine.phase, let outgoing = conn.outgoing else { return }
         // A fast client of a large file could otherwise keep the loop to itself.
-        let (progress, wrote) = outgoing.write(to: conn, budget: 4 << 20)
+        guard writeBudget > 0 else {
+            backlog.append(conn)
+            return
+        }
+        let (progress, wrote) = outgoing.write(to: conn, budget: min(writeBudget, 1 << 20))
+        writeBudget -= wrote
         if wrote > 0 {
             let now = monotonicNanos()
             conn.machine.bytesSent(now: now)
