@@ -289,11 +289,11 @@ final class EventLoop: @unchecked Sendable {
             }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            // Keep at most 256 KiB queued beyond what the client's window lets out. Without it the kernel grows
+            // Keep at most 128 KiB queued beyond what the client's window lets out. Without it the kernel grows
             // each send buffer towards 4 MiB for a client that never reads: a thousand slow readers took 2.2 GB of
             // kernel memory (past tcp_mem's pressure mark) and the loop spent seconds copying it. Bytes in flight
             // are not limited, so fast downloads keep their speed.
-            var lowat: Int32 = 256 * 1024
+            var lowat: Int32 = 128 * 1024
             setsockopt(fd, Int32(IPPROTO_TCP), 25 /* TCP_NOTSENT_LOWAT */, &lowat, socklen_t(MemoryLayout<Int32>.size))
             var text = [CChar](repeating: 0, count: 64)
             withUnsafePointer(to: &storage) { p in text.withUnsafeMutableBufferPointer { chttp_format_address(p, $0.baseAddress, 64) } }

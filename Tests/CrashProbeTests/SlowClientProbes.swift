@@ -16,6 +16,9 @@ import TestSupport
             try c.send("GET /datastore/image?image=spleen_00 HTTP/1.1\r\nHost: probe\r\n\r\n")
             readers.append(c)
         }
+        // Until every reader has the start of its response, these are just 1,000 concurrent requests; from then
+        // on they are what the probe is about: responses the server cannot get rid of.
+        #expect(ProbeSocket.waitUntilReadable(readers, seconds: 30), "not every reader got the start of its response")
         let millis = try (0..<5).map { _ in try timedInfo(port: s.port) }
         #expect(median(millis) <= 100, "/info/ took \(millis) ms beside 1,000 slow readers")
         readers.removeAll()
@@ -118,6 +121,17 @@ final class ProbeSocket {
     }
 
     deinit { close(fd) }
+
+    /// Waits (without reading) until every socket has bytes to read; false after `seconds`.
+    static func waitUntilReadable(_ sockets: [ProbeSocket], seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        var waiting = sockets.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        while !waiting.isEmpty && Date() < deadline {
+            _ = poll(&waiting, nfds_t(waiting.count), 100)
+            waiting = waiting.filter { $0.revents == 0 }.map { pollfd(fd: $0.fd, events: $0.events, revents: 0) }
+        }
+        return waiting.isEmpty
+    }
 
     func send(_ s: String) throws {
         let bytes = Array(s.utf8)
