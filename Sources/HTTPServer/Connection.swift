@@ -104,8 +104,6 @@ final class Connection: @unchecked Sendable {
     let remoteAddress: String
     /// The client's IP address without the port: the key of the per-peer connection cap.
     let peer: String
-    /// When bytes last moved in either direction; orders eviction.
-    var lastActivity: UInt64
     var allLinks = Links()
     var peerLinks = Links()
     var machine: ConnectionStateMachine
@@ -130,7 +128,6 @@ final class Connection: @unchecked Sendable {
         self.tls = tls
         self.remoteAddress = remoteAddress
         self.peer = Self.peerKey(remoteAddress)
-        self.lastActivity = now
         self.machine = ConnectionStateMachine(tls: tls != nil, timeouts: timeouts, now: now)
         self.parser = HTTPRequestParser(limits: limits)
         self.buffer = [UInt8](repeating: 0, count: 4096)

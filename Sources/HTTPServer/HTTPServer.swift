@@ -359,8 +359,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     /// Bytes moved on `conn`: it becomes the last candidate for eviction.
-    private func touch(_ conn: Connection, now: UInt64) {
-        conn.lastActivity = now
+    private func touch(_ conn: Connection) {
         evictable.moveToBack(conn)
         peers[conn.peer]?.evictable.moveToBack(conn)
     }
@@ -422,7 +421,7 @@ final class EventLoop: @unchecked Sendable {
                 if drained { conn.mayRead = false }
                 let now = monotonicNanos()
                 conn.machine.bytesReceived(n, now: now)
-                touch(conn, now: now)
+                touch(conn)
             case .wouldBlock:
                 conn.mayRead = false
                 return
@@ -590,7 +589,7 @@ final class EventLoop: @unchecked Sendable {
                 continue
             }
             setEvictable(conn, true)
-            touch(conn, now: monotonicNanos())
+            touch(conn)
             queue(conn, outgoing)
         }
     }
@@ -633,7 +632,7 @@ final class EventLoop: @unchecked Sendable {
         if wrote > 0 {
             let now = monotonicNanos()
             conn.machine.bytesSent(now: now)
-            touch(conn, now: now)
+            touch(conn)
         }
         switch progress {
         case .blocked:
