@@ -550,6 +550,10 @@ final class EventLoop: @unchecked Sendable {
                 response, requestVersion: request.version, isHead: request.method == .head,
                 keepAlive: keepAliveWanted && !self.isStopping, serverName: serverName, context: request.context,
                 logInfo: info, accessLog: config.accessLog, errorLog: config.errorLog)
+            // One non-blocking attempt here: most responses fit the socket buffer and leave at once, sparing the
+            // single loop thread every send. Whatever remains is the loop's, so a slow reader never holds a worker.
+            let (progress, _) = outgoing.write(to: conn, budget: 256 << 10)
+            if progress == .done { outgoing.release() }
             self.complete(conn, outgoing)
         } ?? false
         if !accepted {

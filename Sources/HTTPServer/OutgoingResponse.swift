@@ -9,10 +9,11 @@ import Foundation
 /// worker is free as soon as the handler returns.
 ///
 /// The worker prepares it (`prepare`): it opens the files, so a missing one still becomes a 500 with a correct
-/// head, unlinks the `deleteAfter` ones (the open descriptor keeps their bytes) and serializes the head. The loop
-/// then calls `write(to:budget:)` on every `EPOLLOUT` until it is done, and `release()` exactly once (done, failed
-/// or abandoned), which closes the files, deletes the request's temporary files and writes the access-log line.
-/// The hand-over from worker to loop goes through the completion queue's lock, which orders the accesses.
+/// head, unlinks the `deleteAfter` ones (the open descriptor keeps their bytes), serializes the head and makes one
+/// non-blocking `write(to:budget:)` attempt (most responses end there). The loop then calls `write` again, at once
+/// and on every `EPOLLOUT`, until it is done. `release()` (idempotent) runs when it is done, failed or abandoned:
+/// it closes the files, deletes the request's temporary files and writes the access-log line. The hand-over from
+/// worker to loop goes through the completion queue's lock, which orders the accesses.
 final class OutgoingResponse: @unchecked Sendable {
     enum Piece {
         case bytes([UInt8])
