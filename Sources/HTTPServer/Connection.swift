@@ -106,6 +106,10 @@ final class Connection: @unchecked Sendable {
     let peer: String
     var allLinks = Links()
     var peerLinks = Links()
+    /// This client address's connections (set while the connection is open).
+    var peerConnections: PeerConnections?
+    /// When the loop last moved this connection to the back of its activity lists.
+    var lastTouched: UInt64
     var machine: ConnectionStateMachine
     /// The routed request whose body is arriving.
     var pending: PendingRequest?
@@ -128,6 +132,7 @@ final class Connection: @unchecked Sendable {
         self.tls = tls
         self.remoteAddress = remoteAddress
         self.peer = Self.peerKey(remoteAddress)
+        self.lastTouched = now
         self.machine = ConnectionStateMachine(tls: tls != nil, timeouts: timeouts, now: now)
         self.parser = HTTPRequestParser(limits: limits)
         self.buffer = [UInt8](repeating: 0, count: 4096)
@@ -207,35 +212,61 @@ final class Connection: @unchecked Sendable {
     }
 }
 
+/// One client address's connections: how many are open, and which of them may be closed to make room.
+final class PeerConnections {
+    var open = 0
+    var evictable = ActivityList(.peer)
+}
+
 /// Connections in order of last activity, oldest first, linked through the connections themselves so that
 /// appending, removing, moving to the back and finding the oldest are O(1) even with 10,000 connections.
 struct ActivityList {
-    private let links: ReferenceWritableKeyPath<Connection, Connection.Links>
+    /// Which of a connection's two sets of links this list uses (every connection is in the server's list and in
+    /// its peer's).
+    enum Chain { case all, peer }
+
+    private let chain: Chain
     private(set) var oldest: Connection?
     private var newest: Connection?
     private(set) var count = 0
 
-    init(_ links: ReferenceWritableKeyPath<Connection, Connection.Links>) { self.links = links }
+    init(_ chain: Chain) { self.chain = chain }
+
+    @inline(__always) private func links(_ c: Connection) -> Connection.Links {
+        chain == .all ? c.allLinks : c.peerLinks
+    }
+
+    @inline(__always) private func setLinks(_ c: Connection, _ l: Connection.Links) {
+        if chain == .all { c.allLinks = l } else { c.peerLinks = l }
+    }
+
+    @inline(__always) private func setPrev(_ c: Connection, _ p: Connection?) {
+        if chain == .all { c.allLinks.prev = p } else { c.peerLinks.prev = p }
+    }
+
+    @inline(__always) private func setNext(_ c: Connection, _ n: Connection?) {
+        if chain == .all { c.allLinks.next = n } else { c.peerLinks.next = n }
+    }
 
     mutating func append(_ c: Connection) {
-        guard !c[keyPath: links].linked else { return }
-        c[keyPath: links] = Connection.Links(prev: newest, next: nil, linked: true)
-        if let n = newest { n[keyPath: links].next = c } else { oldest = c }
+        guard !links(c).linked else { return }
+        setLinks(c, Connection.Links(prev: newest, next: nil, linked: true))
+        if let n = newest { setNext(n, c) } else { oldest = c }
         newest = c
         count += 1
     }
 
     mutating func remove(_ c: Connection) {
-        let l = c[keyPath: links]
+        let l = links(c)
         guard l.linked else { return }
-        if let p = l.prev { p[keyPath: links].next = l.next } else { oldest = l.next }
-        if let n = l.next { n[keyPath: links].prev = l.prev } else { newest = l.prev }
-        c[keyPath: links] = Connection.Links()
+        if let p = l.prev { setNext(p, l.next) } else { oldest = l.next }
+        if let n = l.next { setPrev(n, l.prev) } else { newest = l.prev }
+        setLinks(c, Connection.Links())
         count -= 1
     }
 
     mutating func moveToBack(_ c: Connection) {
-        guard c[keyPath: links].linked, newest !== c else { return }
+        guard links(c).linked, newest !== c else { return }
         remove(c)
         append(c)
     }

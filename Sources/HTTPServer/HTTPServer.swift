@@ -127,13 +127,9 @@ final class EventLoop: @unchecked Sendable {
     private var listeners: [Int32] = []
     private var connections: [Int32: Connection] = [:]
     /// Every connection a handler does not hold, least recently active first: what a full server closes.
-    private var evictable = ActivityList(\.allLinks)
-    private struct Peer {
-        var evictable = ActivityList(\.peerLinks)
-        var open = 0
-    }
+    private var evictable = ActivityList(.all)
     /// Per client IP address.
-    private var peers: [String: Peer] = [:]
+    private var peers: [String: PeerConnections] = [:]
     /// `configuration.maxConnections`, lowered to what the open-file limit allows.
     private var maxConnections = 0
     private var pool: WorkerPool?
@@ -319,7 +315,15 @@ final class EventLoop: @unchecked Sendable {
                 continue
             }
             connections[fd] = conn
-            peers[conn.peer, default: Peer()].open += 1
+            let peer: PeerConnections
+            if let p = peers[conn.peer] {
+                peer = p
+            } else {
+                peer = PeerConnections()
+                peers[conn.peer] = peer
+            }
+            peer.open += 1
+            conn.peerConnections = peer
             setEvictable(conn, true)
         }
     }
@@ -336,9 +340,11 @@ final class EventLoop: @unchecked Sendable {
     /// Closes connections until `peer` may open one more; false when only busy (dispatched) ones are left.
     private func makeRoom(forPeer peer: String) -> Bool {
         let perPeer = max(1, config.maxConnectionsPerPeer)
-        while let p = peers[peer], p.open >= perPeer {
-            guard let victim = p.evictable.oldest else { return false }
-            closeConnection(victim)
+        if let p = peers[peer] {
+            while p.open >= perPeer {
+                guard let victim = p.evictable.oldest else { return false }
+                closeConnection(victim)
+            }
         }
         while connections.count >= maxConnections {
             guard let victim = evictable.oldest else { return false }
@@ -351,17 +357,20 @@ final class EventLoop: @unchecked Sendable {
     private func setEvictable(_ conn: Connection, _ yes: Bool) {
         if yes {
             evictable.append(conn)
-            peers[conn.peer]?.evictable.append(conn)
+            conn.peerConnections?.evictable.append(conn)
         } else {
             evictable.remove(conn)
-            peers[conn.peer]?.evictable.remove(conn)
+            conn.peerConnections?.evictable.remove(conn)
         }
     }
 
-    /// Bytes moved on `conn`: it becomes the last candidate for eviction.
-    private func touch(_ conn: Connection) {
+    /// Bytes moved on `conn`: it becomes the last candidate for eviction. At most every 50 ms per connection, so a
+    /// busy keep-alive connection does not relink itself on every request; eviction needs no finer order.
+    private func touch(_ conn: Connection, now: UInt64) {
+        guard now &- conn.lastTouched > 50_000_000 else { return }
+        conn.lastTouched = now
         evictable.moveToBack(conn)
-        peers[conn.peer]?.evictable.moveToBack(conn)
+        conn.peerConnections?.evictable.moveToBack(conn)
     }
 
     private func handleEvent(_ conn: Connection, _ ev: UInt32) {
@@ -421,7 +430,7 @@ final class EventLoop: @unchecked Sendable {
                 if drained { conn.mayRead = false }
                 let now = monotonicNanos()
                 conn.machine.bytesReceived(n, now: now)
-                touch(conn)
+                touch(conn, now: now)
             case .wouldBlock:
                 conn.mayRead = false
                 return
@@ -593,7 +602,6 @@ final class EventLoop: @unchecked Sendable {
                 continue
             }
             setEvictable(conn, true)
-            touch(conn)
             queue(conn, outgoing)
         }
     }
@@ -636,7 +644,7 @@ final class EventLoop: @unchecked Sendable {
         if wrote > 0 {
             let now = monotonicNanos()
             conn.machine.bytesSent(now: now)
-            touch(conn)
+            touch(conn, now: now)
         }
         switch progress {
         case .blocked:
@@ -668,8 +676,10 @@ final class EventLoop: @unchecked Sendable {
         conn.machine.closed()
         connections[conn.fd] = nil
         setEvictable(conn, false)
-        if let p = peers[conn.peer] {
-            if p.open <= 1 { peers[conn.peer] = nil } else { peers[conn.peer]?.open -= 1 }
+        if let p = conn.peerConnections {
+            p.open -= 1
+            if p.open == 0 { peers[conn.peer] = nil }
+            conn.peerConnections = nil
         }
         _ = chttp_epoll_del(epfd, conn.fd)
         if lingering, conn.tls == nil {

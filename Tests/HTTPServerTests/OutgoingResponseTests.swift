@@ -133,7 +133,7 @@ import Testing
     }
 
     @Test func oldest_isTheLeastRecentlyTouched_andRemovalUnlinks() {
-        var list = ActivityList(\.allLinks)
+        var list = ActivityList(.all)
         let a = connection(1), b = connection(2), c = connection(3)
         for x in [a, b, c] { list.append(x) }
         #expect(list.oldest === a && list.count == 3)
