@@ -75,8 +75,9 @@ struct BodySpool {
     }
 }
 
-/// One client connection. The event loop owns it; a worker only reads its descriptor while a handler runs (to
-/// see whether the client left), and hands the response back through the completion queue's lock.
+/// One client connection. The event loop owns it, except while it is dispatched: then the worker's handler may
+/// poll the descriptor (to see whether the client left) and the worker makes the response's first non-blocking
+/// write attempt; the hand-over in both directions goes through a lock (the pool queue, the completion queue).
 final class Connection: @unchecked Sendable {
     struct PendingRequest {
         var head: HTTPRequestHead
