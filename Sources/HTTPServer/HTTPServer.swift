@@ -183,7 +183,7 @@ final class EventLoop: @unchecked Sendable {
         // A connection may hold two descriptors (its socket and a response file or body spool); the rest of the
         // process (listeners, logs, models, the datastore) keeps a reserve.
         let reserve = min(1024, fileLimit / 4)
-        maxConnections = max(16, min(config.maxConnections, (fileLimit - reserve) / 2))
+        maxConnections = max(1, min(config.maxConnections, max(16, (fileLimit - reserve) / 2)))
         let (fds, addresses, port) = try Listener.bind(host: config.host, port: config.port)
         epfd = chttp_epoll_create()
         wakeFD = chttp_eventfd()

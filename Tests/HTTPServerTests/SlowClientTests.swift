@@ -100,6 +100,22 @@ import Testing
         #expect(try waiting[2].readResponse().text == "hello", "newer ones keep working")
     }
 
+    @Test func fullServer_closesItsLeastRecentlyActiveConnection_forANewOne() throws {
+        // The per-peer cap (1024) is far away: this is the server-wide one.
+        let s = try LiveServer(configure: { $0.maxConnections = 2 })
+        var waiting: [RawClient] = []
+        for _ in 0..<2 {
+            let c = try RawClient(port: s.port)
+            try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            #expect(try c.readResponse().status == 100)
+            waiting.append(c)
+        }
+        let fresh = try RawClient(port: s.port)
+        try fresh.send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(try fresh.readResponse().text == "hello")
+        #expect(try waiting[0].isClosedByServer())
+    }
+
     @Test func connectionsRunningAHandler_areNeverClosedToMakeRoom() throws {
         let release = DispatchSemaphore(value: 0)
         let running = DispatchSemaphore(value: 0)
