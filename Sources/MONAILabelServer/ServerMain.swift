@@ -144,6 +144,11 @@ public enum ServerMain {
         if let q = options.queueLimit { config.queueCapacity = q }
         config.serverName = "monailabel-swift/\(ServerInfo.version)"
         config.temporaryDirectory = privateTemp.path
+        config.maxInMemoryBodyBytes = settings.jsonMaxBytes
+        config.formLimits.maxTotalFieldBytes = settings.formFieldsMaxBytes
+        config.formLimits.maxFieldBytes = settings.formFieldsMaxBytes
+        config.minBodyRate = settings.minBodyRate
+        config.maxConnectionsPerPeer = settings.maxConnectionsPerPeer
         config.accessLog = { entry in log.info(entry.line, source: "access") }
         config.errorLog = { message in log.error(message, source: "http") }
         let http = HTTPServer(

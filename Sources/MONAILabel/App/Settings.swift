@@ -39,6 +39,17 @@ public struct Settings: Sendable, Equatable {
     /// The bound on images and transform outputs (voxels x channels) the imaging layer allocates
     /// (`MONAI_LABEL_MAX_VOXELS`, default 2^30): one that reaches it is refused before allocating.
     public var maxVoxels = 1 << 30
+    // What a client may make the HTTP server hold (issue 14): all far above what Slicer and OHIF send.
+    /// Largest JSON (or urlencoded) body read into memory, bytes (`MONAI_LABEL_JSON_MAX_BYTES`); larger get 413.
+    public var jsonMaxBytes = 8 << 20
+    /// Most bytes of all text fields of one multipart form together (`MONAI_LABEL_FORM_FIELDS_MAX_BYTES`); file
+    /// parts go to disk and do not count. More get 413.
+    public var formFieldsMaxBytes = 8 << 20
+    /// Bytes/s a request body must average after 10 s (`MONAI_LABEL_MIN_BODY_RATE`), else 408; 0 turns it off.
+    public var minBodyRate = 256
+    /// Open connections per client address (`MONAI_LABEL_MAX_CONNECTIONS_PER_PEER`); beyond it that address's
+    /// least recently active connection is closed to make room.
+    public var maxConnectionsPerPeer = 1024
 
     public init(appDir: URL, studies: String, conf: [String: String] = [:]) {
         self.appDir = appDir
@@ -101,6 +112,15 @@ public struct Settings: Sendable, Equatable {
         try int("AUTO_TRAIN_EVERY", &s.autoTrainEvery)
         try int("MAX_VOXELS", &s.maxVoxels)
         guard s.maxVoxels > 0 else { throw MONAILabelError.invalid("MONAI_LABEL_MAX_VOXELS must be positive") }
+        try int("JSON_MAX_BYTES", &s.jsonMaxBytes)
+        try int("FORM_FIELDS_MAX_BYTES", &s.formFieldsMaxBytes)
+        try int("MIN_BODY_RATE", &s.minBodyRate)
+        try int("MAX_CONNECTIONS_PER_PEER", &s.maxConnectionsPerPeer)
+        for (key, v) in [("JSON_MAX_BYTES", s.jsonMaxBytes), ("FORM_FIELDS_MAX_BYTES", s.formFieldsMaxBytes),
+                         ("MAX_CONNECTIONS_PER_PEER", s.maxConnectionsPerPeer)] where v < 1 {
+            throw MONAILabelError.invalid("MONAI_LABEL_\(key) must be at least 1, not \(v)")
+        }
+        if s.minBodyRate < 0 { throw MONAILabelError.invalid("MONAI_LABEL_MIN_BODY_RATE must be 0 or more, not \(s.minBodyRate)") }
         return s
     }
 
