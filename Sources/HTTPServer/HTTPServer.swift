@@ -361,7 +361,7 @@ final class EventLoop: @unchecked Sendable {
                 // No pending request: the loop answered this one itself; go on with the next.
                 guard var pending = conn.pending else { continue }
                 conn.pending = nil
-                let context = HTTPRequestContext(temporaryDirectory: config.temporaryDirectory)
+                let context = HTTPRequestContext(temporaryDirectory: config.temporaryDirectory, peerFD: conn.fd)
                 let body = pending.spool.finish(context: context)
                 conn.machine.requestCompleted()
                 dispatch(conn, pending, body: body, context: context)

@@ -23,6 +23,8 @@ final class TestClient {
         var settings = Settings(appDir: appDir, studies: tmp.url.appendingPathComponent("studies").path, conf: conf)
         settings.sessionPath = tmp.url.appendingPathComponent("sessions").path
         settings.sessions = sessions
+        // Router tests run models in-process (they test routes); the live tests cover model workers.
+        settings.inferWorkers = 0
         let ds = try LocalDatastore(root: tmp.url.appendingPathComponent("studies"))
         app = try MONAILabelApp(settings: settings, datastore: ds)
         router = makeRouter(app: app, log: .silent)

@@ -1,0 +1,95 @@
+import Foundation
+import TorchKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The worker side of `InferWorkerPool` (`monailabel infer_worker`): builds the app once on a read-only view
+/// of the datastore, keeps its models loaded (each task reloads its weights when the file on disk changes,
+/// so published weights reach every worker on their next request), and answers jobs from the server on
+/// stdin, a Unix socket, until the server closes it.
+public enum InferWorker {
+    public static func serve(appDir: String, studies: String, conf: [String: String], maxMemory: UInt64,
+                             environment: [String: String] = ProcessInfo.processInfo.environment) throws
+    {
+        ChildProcess.unblockSignals()
+        ChildProcess.exitWhenOrphaned()
+        if maxMemory > 0 { try limitMemory(maxMemory) }
+        let app = URL(fileURLWithPath: appDir).standardizedFileURL
+        var settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
+        // This process is the worker: its own app runs the models itself.
+        settings.inferWorkers = 0
+        settings.sessions = false
+        try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        // Read-only: the server owns the datastore document; paths come resolved in every job.
+        let datastore = try LocalDatastore(root: URL(fileURLWithPath: studies), patterns: settings.datastoreFileExt,
+                                           readOnly: true, autoReload: false)
+        let monai = try MONAILabelApp(settings: settings, datastore: datastore)
+        let channel: Int32 = 0
+        guard WorkerWire.writeAll(channel, WorkerWire.frame(["ready": true, "pid": .int(Int(getpid()))])) else { return }
+        var buffer: [UInt8] = []
+        while let message = try WorkerWire.readFrame(channel, &buffer) {
+            let result: Result<InferResult, MONAILabelError>
+            do {
+                let job = try WorkerJob(json: message)
+                result = .success(try monai.runModel(job))
+            } catch let e as MONAILabelError {
+                result = .failure(e)
+            } catch {
+                // Not a domain error (libtorch, imaging): a 500 that says what failed, with no server paths.
+                result = .failure(.io(OutputTail.withoutPaths("\(error)")))
+            }
+            if case .failure(let e) = result { FileHandle.standardError.write(Data("infer failed: \(e.message)\n".utf8)) }
+            guard WorkerWire.writeAll(channel, WorkerWire.frame(WorkerWire.reply(result))) else { return }
+        }
+    }
+
+    /// Caps the data segment (heap and private mappings: what tensors and volumes allocate). RLIMIT_DATA
+    /// rather than RLIMIT_AS: libtorch and glibc reserve address space they never touch (thread stacks,
+    /// malloc arenas, CUDA's unified address space), which an address-space limit would count.
+    static func limitMemory(_ bytes: UInt64) throws {
+        var lim = rlimit(rlim_cur: rlim_t(bytes), rlim_max: rlim_t(bytes))
+        guard setrlimit(Int32(RLIMIT_DATA.rawValue), &lim) == 0 else {
+            throw MONAILabelError.io("cannot set the worker memory limit: \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// What every child process of the server does first (background jobs and model workers).
+public enum ChildProcess {
+    /// The server starts children from threads whose signal mask blocks SIGTERM, and a child inherits it:
+    /// unblocked here (before any thread starts) so that a stop ends the child at once.
+    public static func unblockSignals() {
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
+    }
+
+    /// A child must not outlive its server (a crashed server cannot stop it, and a restarted one would not know
+    /// it): exit once re-parented.
+    public static func exitWhenOrphaned(onExit: @escaping @Sendable (Int32) -> Void = { _ in }) {
+        let parent = getppid()
+        let t = Thread {
+            while getppid() == parent { sleep(1) }
+            onExit(parent)
+            exit(2)
+        }
+        t.name = "parent-watch"
+        t.start()
+    }
+}
+
+extension InferWorkerPool.Launch {
+    /// The server's own executable as `monailabel infer_worker` on this app and studies folder, with the
+    /// settings a worker needs that are not in the inherited environment.
+    public static func inferWorker(settings: Settings) -> Self {
+        var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
+        if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
+        env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
+        var args = ["infer_worker", "--app", settings.appDir.path, "--studies", settings.studies]
+        for (k, v) in settings.conf.sorted(by: { $0.key < $1.key }) { args += ["--conf", k, v] }
+        return Self(executable: settings.childExecutable, arguments: args, environment: env,
+                    maxMemory: settings.effectiveWorkerMaxMemory)
+    }
+}
