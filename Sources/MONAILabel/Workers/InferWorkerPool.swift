@@ -126,6 +126,8 @@ public final class InferWorkerPool: @unchecked Sendable {
     {
         let deadline = timeout.flatMap { $0 > 0 ? Self.now() + $0 : nil }
         let (slot, handle) = try claimWorker(model: job.model, isCancelled: isCancelled, deadline: deadline, timeout: timeout)
+        // A death's detail shows what the worker printed while running this request, not before.
+        handle.tail.clear()
         guard WorkerWire.writeAll(handle.fd, WorkerWire.frame(job.json)) else {
             throw workerLost(slot, handle, cause: .died)
         }
@@ -538,14 +540,21 @@ final class OutputTail: @unchecked Sendable {
 
     func lines() -> [String] { lock.withLock { kept } }
 
+    func clear() { lock.withLock { kept.removeAll() } }
+
     /// Replaces every absolute path (`/a/b/c`) by its last component.
     static func withoutPaths(_ s: String) -> String {
         var out = ""
         var token = ""
         func flush() {
             if token.hasPrefix("/"), token.dropFirst().contains("/") {
-                let trimmed = token.trimmingCharacters(in: CharacterSet(charactersIn: "'\":,;()[]"))
-                out += trimmed.split(separator: "/").last.map(String.init) ?? ""
+                // Punctuation after the path (`file.pt:`) stays.
+                var path = Substring(token), suffix = ""
+                while let last = path.last, ":,;)]'\"".contains(last) {
+                    suffix = String(last) + suffix
+                    path = path.dropLast()
+                }
+                out += (path.split(separator: "/").last.map(String.init) ?? "") + suffix
             } else {
                 out += token
             }
