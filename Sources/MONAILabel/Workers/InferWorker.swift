@@ -38,7 +38,11 @@ public enum InferWorker {
                 result = .failure(e)
             } catch {
                 // Not a domain error (libtorch, imaging): a 500 that says what failed, with no server paths.
-                result = .failure(.io(OutputTail.withoutPaths("\(error)")))
+                var message = OutputTail.withoutPaths("\(error)")
+                if message.contains("allocate memory") {
+                    message += " (the model worker's memory limit is \(InferWorkerPool.bytesText(maxMemory)): MONAI_LABEL_WORKER_MAX_MEMORY)"
+                }
+                result = .failure(.io(message))
             }
             if case .failure(let e) = result { FileHandle.standardError.write(Data("infer failed: \(e.message)\n".utf8)) }
             guard WorkerWire.writeAll(channel, WorkerWire.frame(WorkerWire.reply(result))) else { return }
@@ -87,6 +91,9 @@ extension InferWorkerPool.Launch {
         var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
         if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
         env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
+        // A crashing worker must end at once: Swift's backtracer would hold the dying process (and so its
+        // request) for minutes while it symbolicates. The runtime's own fatal-error line still reaches the log.
+        env["SWIFT_BACKTRACE"] = "enable=no"
         var args = ["infer_worker", "--app", settings.appDir.path, "--studies", settings.studies]
         for (k, v) in settings.conf.sorted(by: { $0.key < $1.key }) { args += ["--conf", k, v] }
         return Self(executable: settings.childExecutable, arguments: args, environment: env,
