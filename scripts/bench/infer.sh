@@ -3,6 +3,8 @@
 # full-size UNet (16-32-64-128-256, untrained weights: timing only) on CPU. Prints upstream's per-stage
 # latencies (cold and warm), the server's peak RSS, and the network stage against MONAI 1.4's own
 # sliding_window_inference of the same network on the same libtorch (Debian's python3-torch), as a ratio.
+# Then the model worker split's overhead: warm latency on a 96x96x64 CT with MONAI_LABEL_INFER_WORKERS=0
+# (in-process) against =1 (one model worker), both servers up at once and measured alternately.
 # Usage: scripts/bench/infer.sh [THREADS=cores]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,11 +27,12 @@ wait $INFER_PID
 COLD=$(cat "$WORK/cold.json")
 WARM=$(infer)
 RSS=$(bench_peak_rss_kb)
+WORKER_RSS=$(bench_worker_peak_rss_kb)
 echo "image: 512x512x120 int16, 0.78 x 0.78 x 2.5 mm; threads: $THREADS"
 printf '%s\n' "${INFO_TIMES[@]}" | sort -n | awk '{a[NR]=$1} END {printf "/info/ during an inference: %d requests, median %.1f ms, max %.1f ms (target < 100 ms)\n", NR, a[int((NR+1)/2)]*1000, a[NR]*1000}'
-python3 - "$COLD" "$WARM" "$RSS" <<'PY'
+python3 - "$COLD" "$WARM" "$RSS" "$WORKER_RSS" <<'PY'
 import json, sys
-cold, warm, rss = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+cold, warm, rss, worker_rss = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 for name, r in (("cold", cold), ("warm", warm)):
     l = r["latencies"]
     print(f"{name:5s} pre {l['pre']:6.2f}  infer {l['infer']:6.2f}  invert {l['invert']:5.2f}  post {l['post']:6.2f}"
@@ -38,7 +41,7 @@ l = warm["latencies"]
 print("warm transforms:", json.dumps(l["transform"]))
 rest = l["total"] - l["infer"]
 print(f"everything but the network: {rest:.2f} s (target < 1.5 s: {'met' if rest < 1.5 else 'NOT met'})")
-print(f"server peak RSS: {rss // 1024} MB")
+print(f"server peak RSS: {rss // 1024} MB; model worker peak RSS: {worker_rss // 1024} MB")
 open("/tmp/.ml_infer_bench", "w").write(str(l["infer"]))
 PY
 # The same network stage in MONAI 1.4 on the same libtorch, when Debian's python3-torch is installed.
@@ -68,3 +71,28 @@ PY
 else
   echo "python3-torch is not installed: no MONAI comparison"
 fi
+
+# Model worker overhead: the same binary twice, in-process and with one model worker, on a 96x96x64 CT.
+kill "$PID" 2>/dev/null || true
+wait "$PID" 2>/dev/null || true
+"$BIN" datasets -d -o "$WORK/small" --count 1 --labeled 0 --shape 96,96,64 --spacing 1.5,1.5,2 >/dev/null
+MONAI_LABEL_INFER_WORKERS=0 bench_serve "$WORK/app" "$WORK/small" segmentation_spleen "$THREADS"
+PORT0=$PORT
+PID=$SERVED_PID
+MONAI_LABEL_INFER_WORKERS=1 bench_serve "$WORK/app" "$WORK/small" segmentation_spleen "$THREADS"
+PORT1=$PORT
+PID="$PID $SERVED_PID"
+timed() { curl -sf -o /dev/null -w '%{time_total}\n' -X POST "http://127.0.0.1:$1/infer/segmentation_spleen?image=spleen_00&output=image"; }
+for _ in 1 2 3; do timed "$PORT0" >/dev/null; timed "$PORT1" >/dev/null; done
+: >"$WORK/t0"
+: >"$WORK/t1"
+for _ in $(seq 1 30); do timed "$PORT0" >>"$WORK/t0"; timed "$PORT1" >>"$WORK/t1"; done
+python3 - "$WORK/t0" "$WORK/t1" <<'PY'
+import statistics, sys
+t0 = [float(x) * 1000 for x in open(sys.argv[1]).read().split()]
+t1 = [float(x) * 1000 for x in open(sys.argv[2]).read().split()]
+m0, m1 = statistics.median(t0), statistics.median(t1)
+print(f"96x96x64 warm request (output=image), {len(t0)} alternating runs: in-process median {m0:.1f} ms, "
+      f"one model worker median {m1:.1f} ms; overhead {m1 - m0:+.1f} ms (target <= +20 ms: "
+      f"{'met' if m1 - m0 <= 20 else 'NOT met'})")
+PY
