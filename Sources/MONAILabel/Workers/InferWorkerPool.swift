@@ -66,9 +66,22 @@ public final class InferWorkerPool: @unchecked Sendable {
     /// app built and a broken runner shows in the log at once; an app built in code (tests) starts its workers
     /// on the first request instead.
     public func start() {
+        sweepDeadServersFolders()
         cond.lock()
         kickStarts()
         cond.unlock()
+    }
+
+    /// Removes the worker folders of servers that are gone (killed before they could clean up): their names
+    /// carry the server's pid.
+    private func sweepDeadServersFolders() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: temporaryRoot.path)) ?? []
+        for name in names where name.hasPrefix("monailabel-worker-") {
+            guard let pid = Int32(name.dropFirst("monailabel-worker-".count).prefix { $0 != "-" }), pid != getpid(),
+                kill(pid, 0) != 0, errno == ESRCH
+            else { continue }
+            try? FileManager.default.removeItem(at: temporaryRoot.appendingPathComponent(name))
+        }
     }
 
     /// Kills every worker; waiting requests fail with `.unavailable`.
@@ -125,7 +138,12 @@ public final class InferWorkerPool: @unchecked Sendable {
         -> InferResult
     {
         let deadline = timeout.flatMap { $0 > 0 ? Self.now() + $0 : nil }
-        let (slot, handle) = try claimWorker(model: job.model, isCancelled: isCancelled, deadline: deadline, timeout: timeout)
+        var (slot, handle) = try claimWorker(model: job.model, isCancelled: isCancelled, deadline: deadline, timeout: timeout)
+        // A worker that died idle a moment ago (before its exit was booked) is not this request's failure.
+        while !handle.process.isRunning {
+            _ = workerLost(slot, handle, cause: .died)
+            (slot, handle) = try claimWorker(model: job.model, isCancelled: isCancelled, deadline: deadline, timeout: timeout)
+        }
         // A death's detail shows what the worker printed while running this request, not before.
         handle.tail.clear()
         guard WorkerWire.writeAll(handle.fd, WorkerWire.frame(job.json)) else {
