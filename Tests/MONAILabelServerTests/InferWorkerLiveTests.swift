@@ -124,6 +124,21 @@ import MONAILabel
         #expect(firstWorker(try report(server))?["restarts"]?.intValue == 1)
     }
 
+    @Test func fullQueue_503_carriesTheQueueState() throws {
+        let tmp = TempDir()
+        let server = try startServer(tmp, environment: ["MONAI_LABEL_INFER_QUEUE": "1"])
+        defer { server.stop() }
+        let slow = try BackgroundCurl(port: server.port, path: "/infer/segmentation_spleen?image=spleen_00&output=json",
+                                      form: Self.runaway)
+        _ = try waitFor(server) { firstWorker($0)?["state"]?.stringValue == "busy" }
+        let full = try infer(server)
+        #expect(full.status == 503)
+        #expect(full.text.contains("1 running, 0 waiting for a model worker"), "\(full.text)")
+        slow.disconnect()
+        _ = try waitFor(server) { firstWorker($0)?["state"]?.stringValue == "idle" }
+        #expect(try infer(server).status == 200)
+    }
+
     @Test func workerDomainErrors_keepTheirStatus() throws {
         let tmp = TempDir()
         let server = try startServer(tmp)
@@ -255,4 +270,14 @@ final class InfoPoller: @unchecked Sendable {
         }
         return String(decoding: response.prefix(12), as: UTF8.self) == "HTTP/1.1 200"
     }
+}
+
+/// With `MONAI_LABEL_INFER_WORKERS=0` the report says so and lists no workers.
+@Test func inferReport_inProcess_listsNoWorkers() throws {
+    let c = try TestClient()
+    let r = try #require(c.get("/infer/").json)
+    #expect(r["in_process"] == true)
+    #expect(r["workers"] == [])
+    #expect(r["queue"]?["length"] == 0)
+    #expect(r["capacity"] == 4)
 }

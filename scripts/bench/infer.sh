@@ -5,13 +5,15 @@
 # sliding_window_inference of the same network on the same libtorch (Debian's python3-torch), as a ratio.
 # Then the model worker split's overhead: warm latency on a 96x96x64 CT with MONAI_LABEL_INFER_WORKERS=0
 # (in-process) against =1 (one model worker), both servers up at once and measured alternately.
-# Usage: scripts/bench/infer.sh [THREADS=cores]
+# Usage: scripts/bench/infer.sh [THREADS=cores] [overhead]   ("overhead": only the worker split's overhead)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/bench/lib.sh
 THREADS="${1:-$(nproc)}"
+ONLY_OVERHEAD="${2:-}"
 bench_build release
 bench_start_server segmentation_spleen "$THREADS"
+if [ "$ONLY_OVERHEAD" != overhead ]; then
 infer() { curl -sf -X POST "http://127.0.0.1:$PORT/infer/segmentation_spleen?image=spleen_00&output=json"; }
 # The cold run goes in the background while /info/ is timed: the accept loop must not wait for the network.
 # The warm run then runs alone, so its latencies are not disturbed by the probing.
@@ -70,6 +72,7 @@ print(f"network stage, preprocessed {tuple(t.shape[2:])}: ours {ours:.2f} s, MON
 PY
 else
   echo "python3-torch is not installed: no MONAI comparison"
+fi
 fi
 
 # Model worker overhead: the same binary twice, in-process and with one model worker, on a 96x96x64 CT.
