@@ -19,7 +19,9 @@ public enum TaskRunner {
         ChildProcess.unblockSignals()
         ChildProcess.exitWhenOrphaned { parent in emit("the server (pid \(parent)) is gone; stopping") }
         let app = URL(fileURLWithPath: appDir).standardizedFileURL
-        let settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
+        var settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
+        // This child is already isolated from the server: batch inference runs its models itself.
+        settings.inferWorkers = 0
         try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
         emit("Initializing App from: \(app.path); studies: \(studies); conf: \(conf.sorted { $0.key < $1.key })")
         // Read-only: the server owns the datastore document; the child must never write a stale copy of it.
