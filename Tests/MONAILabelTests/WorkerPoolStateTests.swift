@@ -193,3 +193,32 @@ import Testing
         #expect(s.effectiveWorkerMaxMemory == ProcessInfo.processInfo.physicalMemory / 2)
     }
 }
+
+/// The pool's refusals that need no working worker process.
+@Suite struct InferWorkerPoolTests {
+    func pool(_ executable: String) -> InferWorkerPool {
+        InferWorkerPool(workers: 1, launch: .init(executable: URL(fileURLWithPath: executable), arguments: [],
+                                                  environment: [:], maxMemory: 0))
+    }
+
+    @Test func run_oversizedParams_isRefusedBeforeAnyWorkerStarts() {
+        let p = pool("/nonexistent/monailabel")
+        let job = WorkerJob(model: "m", imagePath: "/i.nii.gz", params: ["x": .string(String(repeating: "a", count: 17 << 20))])
+        #expect { try p.run(job) } throws: { ($0 as? MONAILabelError)?.kind == .invalidInput }
+        #expect(p.snapshot.slots[0].starts == 0)
+    }
+
+    @Test func run_withAMissingRunner_is503NamingTheCause() {
+        let p = pool("/nonexistent/monailabel")
+        #expect {
+            try p.run(WorkerJob(model: "m", imagePath: "/i.nii.gz", params: [:]), timeout: 60)
+        } throws: { error in
+            guard let e = error as? MONAILabelError else { return false }
+            return e.kind == .unavailable && e.message.contains("could not start") && e.message.contains("monailabel")
+        }
+        // The first restart is immediate, so a second attempt may have failed too; then the backoff holds.
+        let s = p.snapshot
+        #expect(s.slots[0].state == .down || s.slots[0].state == .starting)
+        #expect((1...3).contains(s.startFailures))
+    }
+}

@@ -137,6 +137,10 @@ public final class InferWorkerPool: @unchecked Sendable {
     public func run(_ job: WorkerJob, isCancelled: (@Sendable () -> Bool)? = nil, timeout: Double? = nil) throws
         -> InferResult
     {
+        let frame = WorkerWire.frame(job.json)
+        guard frame.count - 4 <= WorkerWire.maxFrame else {
+            throw MONAILabelError.invalid("params are too large (\(frame.count - 4) bytes; at most \(WorkerWire.maxFrame))")
+        }
         let deadline = timeout.flatMap { $0 > 0 ? Self.now() + $0 : nil }
         var (slot, handle) = try claimWorker(model: job.model, isCancelled: isCancelled, deadline: deadline, timeout: timeout)
         // A worker that died idle a moment ago (before its exit was booked) is not this request's failure.
@@ -146,7 +150,7 @@ public final class InferWorkerPool: @unchecked Sendable {
         }
         // A death's detail shows what the worker printed while running this request, not before.
         handle.tail.clear()
-        guard WorkerWire.writeAll(handle.fd, WorkerWire.frame(job.json)) else {
+        guard WorkerWire.writeAll(handle.fd, frame) else {
             throw workerLost(slot, handle, cause: .died)
         }
         switch handle.await(deadline: deadline, isCancelled: isCancelled) {
