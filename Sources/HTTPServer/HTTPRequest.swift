@@ -185,14 +185,30 @@ public final class HTTPRequestContext: Sendable {
     public let formLimits: HTTPFormLimits
     /// What `HTTPRequest.bodyBytes()` (and so every JSON body) reads into memory unless told otherwise.
     public let maxInMemoryBodyBytes: Int
+    /// The connection's socket while the handler runs (-1 for requests built in code).
+    private let peerFD: Int32
 
     public init(
         temporaryDirectory: String = HTTPRequestContext.defaultTemporaryDirectory,
-        formLimits: HTTPFormLimits = HTTPFormLimits(), maxInMemoryBodyBytes: Int = HTTPRequestContext.defaultMaxInMemoryBodyBytes
+        formLimits: HTTPFormLimits = HTTPFormLimits(), maxInMemoryBodyBytes: Int = HTTPRequestContext.defaultMaxInMemoryBodyBytes,
+        peerFD: Int32 = -1
     ) {
         self.temporaryDirectory = temporaryDirectory
         self.formLimits = formLimits
         self.maxInMemoryBodyBytes = maxInMemoryBodyBytes
+        self.peerFD = peerFD
+    }
+
+    /// Whether the client has closed or reset the connection: a long handler polls this to stop work nobody
+    /// will receive. Safe from any thread (a zero-timeout poll(2) of the socket, which stays open until the
+    /// handler has returned); always false for requests built in code.
+    public var isPeerGone: Bool {
+        guard peerFD >= 0 else { return false }
+        // POLLRDHUP (the peer closed its side), which Glibc's module exports only under _GNU_SOURCE.
+        let rdhup: Int16 = 0x2000
+        var p = pollfd(fd: peerFD, events: rdhup, revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return false }
+        return p.revents & (rdhup | Int16(POLLHUP) | Int16(POLLERR)) != 0
     }
 
     /// 8 MiB: far above any JSON a client posts, and a parsed JSON tree costs about 14 times its text.

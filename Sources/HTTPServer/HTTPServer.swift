@@ -482,7 +482,7 @@ final class EventLoop: @unchecked Sendable {
                 conn.pending = nil
                 let context = HTTPRequestContext(
                     temporaryDirectory: config.temporaryDirectory, formLimits: config.formLimits,
-                    maxInMemoryBodyBytes: config.maxInMemoryBodyBytes)
+                    maxInMemoryBodyBytes: config.maxInMemoryBodyBytes, peerFD: conn.fd)
                 let body = pending.spool.finish(context: context)
                 conn.machine.requestCompleted()
                 dispatch(conn, pending, body: body, context: context)

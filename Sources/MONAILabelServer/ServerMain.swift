@@ -70,6 +70,7 @@ public final class RunningServer: Sendable {
         app.training.jobs.shutdown()
         app.scoring.jobs.shutdown()
         app.batchInfer.jobs.shutdown()
+        app.inferWorkers?.shutdown()
         http.shutdown(gracePeriod: gracePeriod)
     }
     public func wait() { http.wait() }
@@ -122,6 +123,11 @@ public enum ServerMain {
         let app = try MONAILabelApp(settings: settings, datastore: datastore)
         if let pacs = datastore as? DicomWebDatastore { pacs.setSegmentNames(segmentNames(app)) }
         log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)")
+        if let pool = app.inferWorkers {
+            pool.setLog { line in log.info(line, source: "infer-worker") }
+            pool.start()
+            log.info("Model workers: \(settings.inferWorkers) (memory limit \(settings.effectiveWorkerMaxMemory) bytes each)")
+        }
         // Upstream scores at start-up when auto-update-scoring is on: model-based scores not computed with the
         // current weights are queued now, so epistemic strategies have scores without an explicit POST /scoring/.
         if settings.autoUpdateScoring {
@@ -187,6 +193,7 @@ public enum ServerMain {
         server.app.training.jobs.shutdown()
         server.app.scoring.jobs.shutdown()
         server.app.batchInfer.jobs.shutdown()
+        server.app.inferWorkers?.shutdown()
         try? FileManager.default.removeItem(at: ProcessTemp.folder())
         server.log.info("Server stopped")
     }

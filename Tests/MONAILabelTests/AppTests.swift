@@ -18,6 +18,8 @@ func makeApp(_ tmp: TempDir, ids: [String] = ["a", "b", "c"], labeled: Int = 1, 
     }
     var settings = Settings(appDir: appDir, studies: studies.path, conf: conf)
     settings.sessionPath = tmp.url.appendingPathComponent("sessions").path
+    // In-process models: this target has no `monailabel` binary to run model workers.
+    settings.inferWorkers = 0
     let ds = try LocalDatastore(root: studies)
     return try MONAILabelApp(settings: settings, datastore: ds, factory: factory)
 }

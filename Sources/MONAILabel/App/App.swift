@@ -118,6 +118,9 @@ public final class MONAILabelApp: @unchecked Sendable {
     public let strategies: OrderedMap<any Strategy>
     /// Bounds concurrent inferences (`MONAI_LABEL_INFER_QUEUE`, default 4).
     public let admission: InferAdmission
+    /// The model worker processes inference runs in (`MONAI_LABEL_INFER_WORKERS`); nil runs models in this
+    /// process.
+    public let inferWorkers: InferWorkerPool?
     /// Train jobs and the planner (Train/Training.swift).
     public let training: TrainingService
     /// Scoring methods and their jobs (Scoring/ScoringService.swift).
@@ -200,6 +203,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         }
         strategies = strats
         admission = InferAdmission(capacity: settings.inferQueue)
+        inferWorkers = settings.inferWorkers > 0
+            ? InferWorkerPool(workers: settings.inferWorkers, launch: .inferWorker(settings: settings)) : nil
         let scoring = ScoringService(settings: settings, datastore: datastore, modelMethods: modelScoring)
         self.scoring = scoring
         // Upstream re-scores after every training run when auto-update-scoring is on; the new model makes the

@@ -26,6 +26,13 @@ public struct Settings: Sendable, Equatable {
     public var inferTimeout = 600
     /// Inferences admitted at once (running or waiting for the model); more get 503.
     public var inferQueue = 4
+    /// Model worker processes (`MONAI_LABEL_INFER_WORKERS`, default 1): inference runs in supervised child
+    /// processes so that a crash in tensor code fails one request, not the server. 0 runs models in the server
+    /// process (the benchmark baseline and for debugging).
+    public var inferWorkers = 1
+    /// Data-segment limit of each model worker in bytes (`MONAI_LABEL_WORKER_MAX_MEMORY`, suffixes K/M/G/T);
+    /// 0 means the default, half of physical memory.
+    public var workerMaxMemory: UInt64 = 0
     /// libtorch intra-op threads (`MONAI_LABEL_TORCH_THREADS`); 0 means one per core.
     public var torchThreads = 0
     public var serverPort = 8000
@@ -106,6 +113,16 @@ public struct Settings: Sendable, Equatable {
         try int("INFER_TIMEOUT", &s.inferTimeout)
         try int("INFER_QUEUE", &s.inferQueue)
         try int("TORCH_THREADS", &s.torchThreads)
+        try int("INFER_WORKERS", &s.inferWorkers)
+        guard (0...64).contains(s.inferWorkers) else {
+            throw MONAILabelError.invalid("MONAI_LABEL_INFER_WORKERS must be 0...64, not \(s.inferWorkers)")
+        }
+        if let v = value("WORKER_MAX_MEMORY") {
+            guard let bytes = byteCount(v) else {
+                throw MONAILabelError.invalid("MONAI_LABEL_WORKER_MAX_MEMORY must be a byte count like 4G or 512M, not '\(v)'")
+            }
+            s.workerMaxMemory = bytes
+        }
         try int("SERVER_PORT", &s.serverPort)
         if let r = value("TASK_RUNNER") { s.taskRunner = r }
         try int("TRAIN_STOP_GRACE", &s.trainStopGrace)
@@ -128,6 +145,31 @@ public struct Settings: Sendable, Equatable {
     /// exports them to the environment so train jobs and inference workers started from here apply them too.
     public func applyProcessLimits() {
         ImagingLimits.configure(maxVoxels: maxVoxels)
+    }
+
+    /// What child processes (jobs, model workers) run: `taskRunner`, else this process's own executable.
+    public var childExecutable: URL {
+        taskRunner.isEmpty
+            ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() : URL(fileURLWithPath: taskRunner)
+    }
+
+    /// The memory limit a model worker runs under: `workerMaxMemory`, else half of physical memory.
+    public var effectiveWorkerMaxMemory: UInt64 {
+        workerMaxMemory > 0 ? workerMaxMemory : ProcessInfo.processInfo.physicalMemory / 2
+    }
+
+    /// `4G`, `512M`, `1024k`, `3000000` (binary multiples, case-insensitive, an optional trailing `B`); nil when
+    /// malformed, zero or beyond 2^62.
+    static func byteCount(_ text: String) -> UInt64? {
+        var t = text.trimmingCharacters(in: .whitespaces).uppercased()
+        if t.hasSuffix("IB") { t.removeLast(2) } else if t.hasSuffix("B") { t.removeLast() }
+        var shift: UInt64 = 0
+        if let last = t.last, let i = "KMGT".firstIndex(of: last) {
+            shift = 10 * UInt64("KMGT".distance(from: "KMGT".startIndex, to: i) + 1)
+            t.removeLast()
+        }
+        guard let n = UInt64(t), n > 0, n <= (UInt64(1) << 62) >> shift else { return nil }
+        return n << shift
     }
 
     /// Where sessions live: `MONAI_LABEL_SESSION_PATH`, else `~/.cache/monailabel/sessions` as upstream.

@@ -3,8 +3,7 @@ import Foundation
 extension BackgroundJobs.Launcher {
     /// The server's own executable as `monailabel run_task --method <method>` on this app and studies folder.
     static func runTask(method: String, settings: Settings) -> Self {
-        let exe = settings.taskRunner.isEmpty
-            ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() : URL(fileURLWithPath: settings.taskRunner)
+        let exe = settings.childExecutable
         var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
         if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
         env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
