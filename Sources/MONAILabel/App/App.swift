@@ -17,6 +17,9 @@ public protocol InferTask: Sendable {
     /// Checks that `file` would load as this task's weights when stored at `destination` (its extension picks
     /// checkpoint or TorchScript); `invalidInput` saying what does not fit otherwise.
     func verifyWeights(_ file: URL, as destination: URL) throws
+    /// Range-checks the parameters that need no image, in the server before a model worker is involved: a bad
+    /// value is a 422 at once, and no value has to survive the trip to the worker as JSON (which has no NaN).
+    func validate(params: JSONObject) throws
 }
 
 extension InferTask {
@@ -25,6 +28,9 @@ extension InferTask {
         ["type": .string(type), "labels": labels, "dimension": .int(dimension), "description": .string(description),
          "config": .object(config)]
     }
+
+    /// Tasks without image-independent numeric parameters have nothing to check early.
+    public func validate(params: JSONObject) throws {}
 
     /// Tasks without a network of their own have no weights to replace.
     public func verifyWeights(_ file: URL, as destination: URL) throws {

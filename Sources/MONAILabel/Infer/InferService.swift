@@ -78,6 +78,7 @@ extension MONAILabelApp {
         var params = task.config
         for (k, v) in params { if case .array(let a) = v, let first = a.first { params[k] = first } }
         params.merge(input.params)
+        try task.validate(params: params)
         var imageID = input.imageID
         if let fromParams = input.params["image"]?.stringValue { imageID = fromParams }
         let imagePath: String

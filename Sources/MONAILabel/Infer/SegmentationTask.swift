@@ -185,6 +185,10 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         return out
     }
 
+    public func validate(params: JSONObject) throws {
+        _ = try slidingWindow(params: params)
+    }
+
     /// The sliding-window inferer of the model's `inferer` section with the client's `roi_size`, `sw_batch_size`
     /// and `sw_overlap` over it, each range-checked (the inferer then bounds its buffers and window count); nil
     /// when the model runs whole volumes.
