@@ -2,70 +2,72 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Slow and stalled clients against the real binary (issue 14 part 4): they must not delay `/info/` past 100 ms,
-/// and the server must serve a normal inference afterwards. Traffic goes only to 127.0.0.1; every socket is closed
-/// when its probe ends.
-@Suite(.serialized) struct SlowClientProbes {
-    @Test func thousandSlowReaders_ofADatastoreImage_doNotDelayInfo() throws {
-        let s = try ProbeServer()
-        try #require(raiseOwnFileLimit() >= 1_200, "the test process cannot open 1,000 sockets")
-        var readers: [ProbeSocket] = []
-        for _ in 0..<1_000 {
-            // A 4 KiB receive window and no reads: the server can only write as fast as nothing.
-            let c = try ProbeSocket(port: s.port, receiveBuffer: 4096)
-            try c.send("GET /datastore/image?image=spleen_00 HTTP/1.1\r\nHost: probe\r\n\r\n")
-            readers.append(c)
+extension CrashProbes {
+    /// Slow and stalled clients against the real binary (issue 14 part 4): they must not delay `/info/` past 100 ms,
+    /// and the server must serve a normal inference afterwards. Traffic goes only to 127.0.0.1; every socket is closed
+    /// when its probe ends.
+    @Suite struct SlowClientProbes {
+        @Test func thousandSlowReaders_ofADatastoreImage_doNotDelayInfo() throws {
+            let s = try ProbeServer()
+            try #require(raiseOwnFileLimit() >= 1_200, "the test process cannot open 1,000 sockets")
+            var readers: [ProbeSocket] = []
+            for _ in 0..<1_000 {
+                // A 4 KiB receive window and no reads: the server can only write as fast as nothing.
+                let c = try ProbeSocket(port: s.port, receiveBuffer: 4096)
+                try c.send("GET /datastore/image?image=spleen_00 HTTP/1.1\r\nHost: probe\r\n\r\n")
+                readers.append(c)
+            }
+            // Until every reader has the start of its response, these are just 1,000 concurrent requests; from then
+            // on they are what the probe is about: responses the server cannot get rid of.
+            #expect(ProbeSocket.waitUntilReadable(readers, seconds: 30), "not every reader got the start of its response")
+            let millis = try (0..<5).map { _ in try timedInfo(port: s.port) }
+            #expect(median(millis) <= 100, "/info/ took \(millis) ms beside 1,000 slow readers")
+            readers.removeAll()
+            try s.expectAlive("1,000 slow readers")
         }
-        // Until every reader has the start of its response, these are just 1,000 concurrent requests; from then
-        // on they are what the probe is about: responses the server cannot get rid of.
-        #expect(ProbeSocket.waitUntilReadable(readers, seconds: 30), "not every reader got the start of its response")
-        let millis = try (0..<5).map { _ in try timedInfo(port: s.port) }
-        #expect(median(millis) <= 100, "/info/ took \(millis) ms beside 1,000 slow readers")
-        readers.removeAll()
-        try s.expectAlive("1,000 slow readers")
-    }
 
-    @Test func tenThousandIdleHalfSentBodies_doNotDelayInfo() throws {
-        let s = try ProbeServer()
-        // The issue's figure; the test process needs a descriptor for each.
-        let count = min(10_000, raiseOwnFileLimit() - 512)
-        try #require(count >= 10_000, "the test process's open-file limit is too low for 10,000 sockets")
-        var stalled: [ProbeSocket] = []
-        stalled.reserveCapacity(count)
-        var millis: [Double] = []
-        let rssBefore = residentMegabytes(pid: s.pid)
-        for i in 0..<count {
-            let c = try ProbeSocket(port: s.port)
-            // Headers and 3 bytes of a body that never comes.
-            try c.send("POST /activelearning/random HTTP/1.1\r\nHost: probe\r\nContent-Type: application/json\r\n"
-                       + "Content-Length: 1000000\r\n\r\n{\"a")
-            stalled.append(c)
-            if i % 2_500 == 2_499 { millis.append(try timedInfo(port: s.port)) }
+        @Test func tenThousandIdleHalfSentBodies_doNotDelayInfo() throws {
+            let s = try ProbeServer()
+            // The issue's figure; the test process needs a descriptor for each.
+            let count = min(10_000, raiseOwnFileLimit() - 512)
+            try #require(count >= 10_000, "the test process's open-file limit is too low for 10,000 sockets")
+            var stalled: [ProbeSocket] = []
+            stalled.reserveCapacity(count)
+            var millis: [Double] = []
+            let rssBefore = residentMegabytes(pid: s.pid)
+            for i in 0..<count {
+                let c = try ProbeSocket(port: s.port)
+                // Headers and 3 bytes of a body that never comes.
+                try c.send("POST /activelearning/random HTTP/1.1\r\nHost: probe\r\nContent-Type: application/json\r\n"
+                           + "Content-Length: 1000000\r\n\r\n{\"a")
+                stalled.append(c)
+                if i % 2_500 == 2_499 { millis.append(try timedInfo(port: s.port)) }
+            }
+            millis += try (0..<5).map { _ in try timedInfo(port: s.port) }
+            #expect(median(millis) <= 100, "/info/ took \(millis) ms beside \(count) half-sent bodies")
+            #expect(millis.max() ?? 0 <= 1_000, "/info/ took \(millis) ms beside \(count) half-sent bodies")
+            // Each stalled connection costs a socket and a few KiB, not a read buffer or a reserved body.
+            let grown = residentMegabytes(pid: s.pid) - rssBefore
+            #expect(grown <= 200, "the server grew by \(grown) MB holding \(count) half-sent bodies")
+            stalled.removeAll()
+            try s.expectAlive("10,000 idle half-sent bodies")
         }
-        millis += try (0..<5).map { _ in try timedInfo(port: s.port) }
-        #expect(median(millis) <= 100, "/info/ took \(millis) ms beside \(count) half-sent bodies")
-        #expect(millis.max() ?? 0 <= 1_000, "/info/ took \(millis) ms beside \(count) half-sent bodies")
-        // Each stalled connection costs a socket and a few KiB, not a read buffer or a reserved body.
-        let grown = residentMegabytes(pid: s.pid) - rssBefore
-        #expect(grown <= 200, "the server grew by \(grown) MB holding \(count) half-sent bodies")
-        stalled.removeAll()
-        try s.expectAlive("10,000 idle half-sent bodies")
-    }
 
-    @Test func oversizedJSONBody_andTextFields_get413NamingTheLimit() throws {
-        let s = try ProbeServer()
-        let dir = TempDir()
-        // 9 MiB of JSON (the limit is 8 MiB) and, for the form, nine 1 MiB text fields.
-        let json = dir.write("big.json", Array(("{\"a\": \"" + String(repeating: "x", count: 9 << 20) + "\"}").utf8))
-        let r = try s.curl("POST", "/activelearning/random", ["-H", "Content-Type: application/json", "--data-binary", "@\(json.path)"])
-        #expect(r.status == 413, "\(r.status) \(r.body.prefix(200))")
-        #expect(detail(r.body).contains("\(8 << 20) bytes"), "\(r.body.prefix(200))")
-        let field = dir.write("field.txt", Array(String(repeating: "y", count: 1 << 20).utf8))
-        let fields = (0..<9).flatMap { ["-F", "f\($0)=<\(field.path)"] }
-        let f = try s.curl("PUT", "/datastore/label?image=spleen_00", fields)
-        #expect(f.status == 413, "\(f.status) \(f.body.prefix(200))")
-        #expect(detail(f.body).contains("\(8 << 20) bytes"), "\(f.body.prefix(200))")
-        try s.expectAlive("oversized JSON body and form fields")
+        @Test func oversizedJSONBody_andTextFields_get413NamingTheLimit() throws {
+            let s = try ProbeServer()
+            let dir = TempDir()
+            // 9 MiB of JSON (the limit is 8 MiB) and, for the form, nine 1 MiB text fields.
+            let json = dir.write("big.json", Array(("{\"a\": \"" + String(repeating: "x", count: 9 << 20) + "\"}").utf8))
+            let r = try s.curl("POST", "/activelearning/random", ["-H", "Content-Type: application/json", "--data-binary", "@\(json.path)"])
+            #expect(r.status == 413, "\(r.status) \(r.body.prefix(200))")
+            #expect(detail(r.body).contains("\(8 << 20) bytes"), "\(r.body.prefix(200))")
+            let field = dir.write("field.txt", Array(String(repeating: "y", count: 1 << 20).utf8))
+            let fields = (0..<9).flatMap { ["-F", "f\($0)=<\(field.path)"] }
+            let f = try s.curl("PUT", "/datastore/label?image=spleen_00", fields)
+            #expect(f.status == 413, "\(f.status) \(f.body.prefix(200))")
+            #expect(detail(f.body).contains("\(8 << 20) bytes"), "\(f.body.prefix(200))")
+            try s.expectAlive("oversized JSON body and form fields")
+        }
     }
 }
 
