@@ -7,6 +7,8 @@ scripts/install-deps.sh
 scripts/make-client-venv.sh
 # The crash probes (Tests/CrashProbeTests) attack the release binary, as users run it.
 swift build -c release --product monailabel
+# The libtorch backend (Debian's libtorch) the binaries load from their own folder.
+swift build -c release --product monailabel_torch
 swift build --build-tests
 mkdir -p .build
 swift test --skip-build 2>&1 | tee .build/test.log
