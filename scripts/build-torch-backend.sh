@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Builds the libtorch backend (libmonailabel_torch.so) from Sources/CTorchBackend against any libtorch with g++:
-#   scripts/build-torch-backend.sh --torch <site-packages>/torch [--out FILE] [--abi 0|1] [--jobs N]
+#   scripts/build-torch-backend.sh --torch <site-packages>/torch [--out FILE] [--abi 0|1] [--jobs N] [--force]
 # --torch is a PyTorch package folder (its include/ and lib/) or an unpacked libtorch distribution.
 # The binary loads the result from its own folder or from MONAILABEL_TORCH_BACKEND=FILE.
 # Default --out: .build/torch-backends/<torch version>/libmonailabel_torch.so (printed on the last line).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-TORCH="" OUT="" ABI="" JOBS="${JOBS:-2}"
+TORCH="" OUT="" ABI="" JOBS="${JOBS:-2}" FORCE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --torch) TORCH="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --abi) ABI="$2"; shift 2 ;;
         --jobs) JOBS="$2"; shift 2 ;;
-        *) echo "usage: $0 --torch DIR [--out FILE] [--abi 0|1] [--jobs N]" >&2; exit 2 ;;
+        --force) FORCE=1; shift ;;
+        *) echo "usage: $0 --torch DIR [--out FILE] [--abi 0|1] [--jobs N] [--force]" >&2; exit 2 ;;
     esac
 done
 [ -n "$TORCH" ] || { echo "--torch DIR is required (e.g. .venv/lib/python3.11/site-packages/torch)" >&2; exit 2; }
@@ -44,6 +45,13 @@ ABI="${ABI:-1}"
 
 OUT="${OUT:-$ROOT/.build/torch-backends/$VERSION/libmonailabel_torch.so}"
 mkdir -p "$(dirname "$OUT")"
+# Up to date: newer than the shim sources, the C API header and torch's version header (each build costs minutes).
+if [ "$FORCE" = 0 ] && [ -f "$OUT" ] && [ -z "$(find "$ROOT/Sources/CTorchBackend" "$ROOT/Sources/CTorch/include" \
+        "$VERSION_H" "$0" -newer "$OUT" -print -quit)" ]; then
+    echo "up to date (--force rebuilds)" >&2
+    echo "$OUT"
+    exit 0
+fi
 OBJ="$(dirname "$OUT")/obj"
 mkdir -p "$OBJ"
 

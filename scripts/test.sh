@@ -12,3 +12,5 @@ swift build -c release --product monailabel_torch
 swift build --build-tests
 mkdir -p .build
 swift test --skip-build 2>&1 | tee .build/test.log
+# The backend and network tests again, against PyTorch 2.13's libtorch (the CPU wheel) instead of Debian's 1.13.
+scripts/test-torch2.sh
