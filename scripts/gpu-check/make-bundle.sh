@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LIMIT=$((60 * 1024 * 1024))
-swift build -c release --static-swift-stdlib --product monailabel
-BIN="$(swift build -c release --static-swift-stdlib --show-bin-path)/monailabel"
+# A scratch folder of its own: a statically linked build must not replace .build/release/monailabel.
+SCRATCH=.build/gpu-check-build
+swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product monailabel
+BIN="$(swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)/monailabel"
 OUT=.build/gpu-check
 rm -rf "$OUT" "$OUT.tar.gz"
 mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/src/scripts" "$OUT/src/Sources"
