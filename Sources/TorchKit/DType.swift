@@ -89,15 +89,16 @@ public enum Device: Sendable, Hashable, CustomStringConvertible {
         [.cpu] + (Torch.cudaIsAvailable ? (0..<Torch.cudaDeviceCount).map { .cuda($0) } : [])
     }
 
-    /// Parses upstream's device names (`cpu`, `cuda` for the first GPU, `cuda:N`) and checks the backend has
-    /// that device. Unlike upstream 0.8.5, which quietly runs a `cuda` request on the CPU of a CPU-only
-    /// machine, an unavailable device is refused: the caller answers the client with the message.
+    /// Parses upstream's device names (`cpu`, `cuda`, `cuda:N`) and checks the backend has that device.
+    /// Bare `cuda` is upstream's default name: the first GPU, or the CPU on a CPU-only backend as upstream's
+    /// `name_to_device` does (upstream's own batch-inference defaults send it). A GPU named by index that the
+    /// backend lacks is refused: the caller answers the client with the message.
     public init(parsing name: String) throws(DeviceError) {
         let device: Device
         if name == "cpu" {
             device = .cpu
         } else if name == "cuda" {
-            device = .cuda(0)
+            device = Torch.cudaIsAvailable ? .cuda(0) : .cpu
         } else if name.hasPrefix("cuda:"), case let digits = name.dropFirst(5), (1...4).contains(digits.count),
             digits.allSatisfy({ $0.isASCII && $0.isNumber }), let i = Int(digits)
         {

@@ -63,8 +63,9 @@ extension TorchKitTests {
         }
 
         @Test(.enabled(if: !Torch.cudaIsAvailable, "CPU-only backend"))
-        func parsing_cuda_onCPUOnlyBackend_isRefused() {
-            #expect(throws: DeviceError.self) { try Device(parsing: "cuda") }
+        func parsing_cuda_onCPUOnlyBackend_fallsBackToCPUAsUpstream_butAnIndexedGPUIsRefused() throws {
+            #expect(try Device(parsing: "cuda") == .cpu)
+            #expect(throws: DeviceError.self) { try Device(parsing: "cuda:0") }
         }
 
         @Test(.enabled(if: Torch.cudaIsAvailable, "needs a CUDA backend"))

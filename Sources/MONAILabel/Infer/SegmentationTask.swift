@@ -276,8 +276,7 @@ public enum DeviceList {
     }
 
     /// The device a request's `device` parameter names (a name, or a list as upstream accepts: its first), checked
-    /// against the backend's devices; nil when absent. Unlike upstream, a CUDA name on a CPU-only backend is
-    /// refused (422 naming `device`) rather than quietly run on the CPU.
+    /// against the backend's devices (`Device(parsing:)`); nil when absent. A refused name is a 422 naming `device`.
     static func requested(_ value: JSONValue?) throws -> Device? {
         guard let value else { return nil }
         var name = value.stringValue
