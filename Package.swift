@@ -10,17 +10,25 @@ let package = Package(
     name: "monailabel-swift",
     products: [
         .executable(name: "monailabel", targets: ["monailabel"]),
+        // The default libtorch backend (Debian's libtorch 1.13), loaded by CTorch at run time from the
+        // executable's folder; scripts/build-torch-backend.sh builds the same sources against another libtorch.
+        .library(name: "monailabel_torch", type: .dynamic, targets: ["CTorchBackend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // Layer 0: C shims over system libraries.
+        // The mlt_ C API as the Swift side links it: a loader that dlopens the backend below (no libtorch here).
+        .target(name: "CTorch", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        // The mlt_ C API implemented over libtorch; only ever linked into libmonailabel_torch.so. -Bsymbolic
+        // binds the backend's calls among its own mlt_ functions inside it, not to the loader's forwarders.
         .target(
-            name: "CTorch",
+            name: "CTorchBackend",
             cxxSettings: torchCxxFlags,
             linkerSettings: [
                 .linkedLibrary("torch"), .linkedLibrary("torch_cpu"), .linkedLibrary("c10"),
+                .unsafeFlags(["-Xlinker", "-Bsymbolic"]),
             ]
         ),
         .target(

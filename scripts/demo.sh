@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build -c release --product monailabel
+# The libtorch backend the binary loads from its own folder.
+swift build -c release --product monailabel_torch
 BIN="$(swift build -c release --show-bin-path)/monailabel"
 STUDIES="${STUDIES:-$PWD/demo-studies}"
 "$BIN" datasets --download --name synthetic_spleen --output "$STUDIES" --count 12 --labeled 4

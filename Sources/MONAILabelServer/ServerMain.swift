@@ -43,10 +43,16 @@ public enum ServerInfo {
     public static let apiVersion = "0.8.5"
 
     public static func versionText() -> String {
-        let torch = Torch.version
+        let head = "monailabel-swift: \(version) (MONAI Label REST API \(apiVersion))"
+        do {
+            try Torch.loadBackend()
+        } catch {
+            return head + "\nlibtorch: no backend (\((error as? TorchError)?.message ?? "\(error)"))"
+        }
         return """
-            monailabel-swift: \(version) (MONAI Label REST API \(apiVersion))
-            libtorch: \(torch.major).\(torch.minor) (CUDA \(Torch.cudaIsAvailable ? "available, \(Torch.cudaDeviceCount) device(s)" : "not available"))
+            \(head)
+            libtorch: \(Torch.versionString) (backend \(Torch.backendPath ?? "?"))
+            devices: \(DeviceList.names().joined(separator: ", "))
             """
     }
 }
@@ -82,6 +88,7 @@ public enum ServerMain {
     public static func start(_ options: ServerOptions, environment: [String: String] = ProcessInfo.processInfo.environment)
         throws -> RunningServer
     {
+        try Torch.loadBackend()
         let appDir = URL(fileURLWithPath: options.appDir).standardizedFileURL
         guard FileOps.isDirectory(appDir.path) else {
             throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")

@@ -84,6 +84,36 @@ public enum Device: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Every device the loaded backend offers, CPU first.
+    public static var available: [Device] {
+        [.cpu] + (Torch.cudaIsAvailable ? (0..<Torch.cudaDeviceCount).map { .cuda($0) } : [])
+    }
+
+    /// Parses upstream's device names (`cpu`, `cuda`, `cuda:N`) and checks the backend has that device.
+    /// Bare `cuda` is upstream's default name: the first GPU, or the CPU on a CPU-only backend as upstream's
+    /// `name_to_device` does (upstream's own batch-inference defaults send it). A GPU named by index that the
+    /// backend lacks is refused: the caller answers the client with the message.
+    public init(parsing name: String) throws(DeviceError) {
+        let device: Device
+        if name == "cpu" {
+            device = .cpu
+        } else if name == "cuda" {
+            device = Torch.cudaIsAvailable ? .cuda(0) : .cpu
+        } else if name.hasPrefix("cuda:"), case let digits = name.dropFirst(5), (1...4).contains(digits.count),
+            digits.allSatisfy({ $0.isASCII && $0.isNumber }), let i = Int(digits)
+        {
+            device = .cuda(i)
+        } else {
+            throw DeviceError(message: "device '\(name.prefix(40))' is not a device name (cpu, cuda, cuda:N)")
+        }
+        let available = Device.available
+        guard available.contains(device) else {
+            throw DeviceError(message: "device '\(name)' is not available; libtorch \(Torch.versionString) offers: "
+                + available.map(\.description).joined(separator: ", "))
+        }
+        self = device
+    }
+
     var type: mlt_device_type {
         switch self {
         case .cpu: return MLT_CPU
@@ -97,6 +127,12 @@ public enum Device: Sendable, Hashable, CustomStringConvertible {
         case .cuda(let i): return Int32(truncatingIfNeeded: i)
         }
     }
+}
+
+/// A device name that is malformed or names a device the backend does not have.
+public struct DeviceError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let message: String
+    public var description: String { message }
 }
 
 /// Swift element types that map one-to-one onto a tensor dtype with the same in-memory layout.

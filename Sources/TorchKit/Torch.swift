@@ -3,6 +3,21 @@ import Foundation
 
 /// Process-wide libtorch settings and queries.
 public enum Torch {
+    /// Loads the libtorch backend library once per process: `MONAILABEL_TORCH_BACKEND` when set, else
+    /// `libmonailabel_torch.so` next to the executable. Every other TorchKit call needs it and ends the
+    /// process when it is missing, so entry points call this first and report the error.
+    public static func loadBackend() throws {
+        if let message = mlt_backend_load() {
+            throw TorchError(operation: "loadBackend", message: String(cString: message))
+        }
+    }
+
+    /// Where the loaded backend library lives; nil until `loadBackend()` succeeded.
+    public static var backendPath: String? { mlt_backend_path().map { String(cString: $0) } }
+
+    /// libtorch's own version string for the backend's build (`TORCH_VERSION`, e.g. "2.13.0").
+    public static var versionString: String { String(cString: mlt_version_string()) }
+
     /// Version of the linked libtorch as (major, minor).
     public static var version: (major: Int, minor: Int) {
         let v = Int(mlt_version())

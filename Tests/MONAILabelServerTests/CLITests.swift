@@ -34,7 +34,24 @@ func help_matchesGoldenText(command: String) throws {
     let (status, text) = try monailabel(["--version"])
     #expect(status == 0)
     #expect(text.contains("MONAI Label REST API 0.8.5"))
-    #expect(text.contains("libtorch: 1."))
+    #expect(text.contains("libtorch: 1.") || text.contains("libtorch: 2."))
+    #expect(text.contains("libmonailabel_torch.so"))
+    #expect(text.contains("devices: cpu") || text.contains("devices: cuda"))
+}
+
+@Test func version_missingBackend_saysSoInsteadOfCrashing() throws {
+    let (status, text) = try monailabel(["--version"], environment: ["MONAILABEL_TORCH_BACKEND": "/nonexistent/libmonailabel_torch.so"])
+    #expect(status == 0)
+    #expect(text.contains("libtorch: no backend (cannot load the libtorch backend (/nonexistent/libmonailabel_torch.so"))
+}
+
+@Test func startServer_missingBackend_failsWithTheLoaderMessage() throws {
+    let (status, text) = try monailabel(
+        ["start_server", "--app", "/nonexistent-app", "--studies", "/nonexistent-studies"],
+        environment: ["MONAILABEL_TORCH_BACKEND": "/nonexistent/libmonailabel_torch.so"])
+    #expect(status != 0)
+    #expect(text.contains("cannot load the libtorch backend"))
+    #expect(!text.contains("App Directory does NOT exist"))
 }
 
 @Test func apps_listsAndCopiesTheRadiologyApp() throws {

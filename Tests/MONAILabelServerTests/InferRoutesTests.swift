@@ -39,3 +39,23 @@ import MONAILabel
     }
     try gate.run { () }
 }
+
+@Test func infer_unavailableOrMalformedDevice_returns422NamingDevice() throws {
+    let c = try TestClient()
+    let gpu = try c.sendForm(.post, "/infer/segmentation_spleen?image=spleen_01", fields: [("params", #"{"device":"cuda:7"}"#)])
+    #expect(gpu.status == 422)
+    #expect(gpu.json?["detail"]?.stringValue?.hasPrefix("device 'cuda:7' is not available") == true)
+    let bogus = try c.sendForm(.post, "/infer/segmentation_spleen?image=spleen_01", fields: [("params", #"{"device":["tpu"]}"#)])
+    #expect(bogus.status == 422)
+    #expect(bogus.json?["detail"]?.stringValue?.hasPrefix("device 'tpu' is not a device name") == true)
+    let number = try c.sendForm(.post, "/infer/segmentation_spleen?image=spleen_01", fields: [("params", #"{"device":3}"#)])
+    #expect(number.status == 422)
+    #expect(number.json?["detail"]?.stringValue?.hasPrefix("device must be") == true)
+}
+
+@Test func info_namesTheBackendsLibtorchAndDevices() throws {
+    let c = try TestClient()
+    let torch = try c.get("/info/").json?["torch"]
+    #expect(torch?["libtorch"]?.stringValue?.isEmpty == false)
+    #expect(torch?["devices"]?.arrayValue?.first?.stringValue == "cpu" || torch?["devices"]?.arrayValue?.first?.stringValue?.hasPrefix("cuda") == true)
+}

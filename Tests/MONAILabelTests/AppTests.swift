@@ -28,8 +28,9 @@ func makeApp(_ tmp: TempDir, ids: [String] = ["a", "b", "c"], labeled: Int = 1, 
     let tmp = TempDir()
     let app = try makeApp(tmp)
     let info = app.info()
+    // Upstream's keys, then `torch` (ours: the backend's libtorch and devices; clients ignore unknown keys).
     #expect(info.objectValue?.keys == ["name", "description", "version", "labels", "models", "trainers", "strategies",
-                                       "scoring", "train_stats", "datastore"])
+                                       "scoring", "train_stats", "datastore", "torch"])
     #expect(info["name"] == .string("MONAILabel - Radiology (0.8.5)"))
     #expect(info["config"] == nil)
     #expect(info["strategies"]?.objectValue?.keys == ["random", "first", "last"])

@@ -8,6 +8,7 @@ N="${1:-10000}"
 DURATION="${2:-10}"
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
 swift build -c release --product monailabel >/dev/null
+swift build -c release --product monailabel_torch >/dev/null
 BIN="$(swift build -c release --show-bin-path)/monailabel"
 WORK="$(mktemp -d)"
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT

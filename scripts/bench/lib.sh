@@ -6,6 +6,7 @@
 bench_build() {
   local config="${1:-release}"
   swift build -c "$config" --product monailabel >/dev/null
+  swift build -c "$config" --product monailabel_torch >/dev/null
   BIN="$(swift build -c "$config" --show-bin-path)/monailabel"
   WORK="$(mktemp -d)"
   PID=""

@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 swift build -c release --product scribbles-bench >/dev/null
+swift build -c release --product monailabel_torch >/dev/null
 "$(swift build -c release --show-bin-path)/scribbles-bench" "${1:-256}"

@@ -16,6 +16,7 @@ PY=python3
 python3 -c "import numpy, nibabel" 2>/dev/null || PY=.venv-client/bin/python
 "$PY" -c "import numpy, nibabel" || { echo "needs numpy + nibabel (scripts/make-client-venv.sh)" >&2; exit 1; }
 swift build -c release --product monailabel >/dev/null
+swift build -c release --product monailabel_torch >/dev/null
 BIN="$(swift build -c release --show-bin-path)/monailabel"
 WORK="$(mktemp -d)"
 PID=""

@@ -3,6 +3,12 @@
 /*
  * Plain C API over libtorch (the C++ frontend), used by the Swift TorchKit target.
  *
+ * Two halves share this header. The backend (Sources/CTorchBackend, built as libmonailabel_torch.so by SwiftPM
+ * against Debian's libtorch or by scripts/build-torch-backend.sh against any other) implements every function
+ * except the mlt_backend_* ones. The loader (Sources/CTorch, plain C, no torch headers) is what the Swift binary
+ * links: it implements mlt_backend_* and forwards every other function to the backend it dlopens, so the binary
+ * itself never links libtorch and runs against whichever libtorch the backend was built for.
+ *
  * Conventions:
  * - One prefix, `mlt_`. Handles are opaque; every creator has a matching `*_free`.
  * - Every entry point that can fail returns an `mlt_status` and, on failure, stores a newly allocated,
@@ -34,8 +40,22 @@ typedef enum {
 
 typedef enum { MLT_CPU = 0, MLT_CUDA = 1 } mlt_device_type;
 
+/* ---- Loader (Sources/CTorch only; the backend does not define these) ---- */
+/* Loads the backend once per process: the file named by MONAILABEL_TORCH_BACKEND, else libmonailabel_torch.so
+ * in the running executable's directory. Returns NULL on success, else a message (static storage; the same
+ * message on every later call). Every other mlt_ function loads the backend on first use and aborts the
+ * process with that message when it cannot be loaded, so callers check this first. */
+const char *mlt_backend_load(void);
+/* The path the backend was loaded from; NULL before a successful mlt_backend_load. */
+const char *mlt_backend_path(void);
+
+/* ---- Backend identity ---- */
 /* Version of the libtorch this was built against, as major * 100 + minor (113 for 1.13). */
 int mlt_version(void);
+/* The same as libtorch's TORCH_VERSION string ("1.13.0", "2.13.0"); static storage. */
+const char *mlt_version_string(void);
+/* The _GLIBCXX_USE_CXX11_ABI value the backend was compiled with (it must equal libtorch's). */
+int mlt_cxx11_abi(void);
 void mlt_error_free(char *err);
 /* Frees a string the shim allocated for the caller (e.g. mlt_jit_named_state names). */
 void mlt_string_free(char *s);

@@ -264,6 +264,7 @@ public final class MONAILabelApp: @unchecked Sendable {
         info["scoring"] = .object(scoring.info)
         info["train_stats"] = .object(trainStatsInfo())
         info["datastore"] = datastore.status().json
+        info["torch"] = DeviceList.backendInfo()
         return .object(info)
     }
 

@@ -78,6 +78,9 @@ extension MONAILabelApp {
         var params = task.config
         for (k, v) in params { if case .array(let a) = v, let first = a.first { params[k] = first } }
         params.merge(input.params)
+        // Checked so a client learns at once that a device does not exist; the networks still run on the backend's
+        // first device (Device.best) until inference places work per device (issue 15, with the worker processes).
+        _ = try DeviceList.requested(params["device"])
         try task.validate(params: params)
         var imageID = input.imageID
         if let fromParams = input.params["image"]?.stringValue { imageID = fromParams }

@@ -281,6 +281,26 @@ public enum DeviceList {
         return n == 1 ? ["cuda"] : (0..<n).map { "cuda:\($0)" }
     }
 
+    /// The device a request's `device` parameter names (a name, or a list as upstream accepts: its first), checked
+    /// against the backend's devices (`Device(parsing:)`); nil when absent. A refused name is a 422 naming `device`.
+    static func requested(_ value: JSONValue?) throws -> Device? {
+        guard let value else { return nil }
+        var name = value.stringValue
+        if case .array(let a) = value { name = a.first?.stringValue }
+        guard let name else { throw MONAILabelError.invalid("device must be a device name (cpu, cuda, cuda:N)") }
+        do {
+            return try Device(parsing: name)
+        } catch {
+            throw MONAILabelError.invalid(error.message)
+        }
+    }
+
+    /// `/info/`'s `torch` object (not in upstream's schema; clients ignore it): the libtorch the loaded backend
+    /// was built against and the devices it offers.
+    static func backendInfo() -> JSONValue {
+        ["libtorch": .string(Torch.versionString), "devices": .array(names().map { .string($0) })]
+    }
+
     /// An infer task's `/info/` config: its own settings, then `device`, the list a client picks from.
     static func config(_ own: JSONObject) -> JSONObject {
         var c = own

@@ -10,6 +10,10 @@ extern "C" {
 
 int mlt_version(void) { return TORCH_VERSION_MAJOR * 100 + TORCH_VERSION_MINOR; }
 
+const char *mlt_version_string(void) { return TORCH_VERSION; }
+
+int mlt_cxx11_abi(void) { return _GLIBCXX_USE_CXX11_ABI; }
+
 void mlt_error_free(char *err) { std::free(err); }
 
 void mlt_string_free(char *s) { std::free(s); }

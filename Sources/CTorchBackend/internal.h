@@ -1,6 +1,6 @@
 // Shared by the shim's translation units: handle layouts and the exception-to-status boundary.
 #pragma once
-#include "mlt_torch.h"
+#include "mlt_backend.h"
 #include <torch/torch.h>
 #include <cmath>
 #include <cstdlib>

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the GPU-check bundle for a host with a (CUDA) PyTorch, g++ and python3 but no Swift toolchain and no
+# network: the release `monailabel` with the Swift runtime linked statically, the shared libraries it needs
+# beyond glibc and libstdc++, the backend's sources with scripts/build-torch-backend.sh, the radiology app and
+# scripts/gpu-check/run.sh. Writes .build/gpu-check.tar.gz (refuses to exceed 60 MB).
+#   scripts/gpu-check/make-bundle.sh && scp .build/gpu-check.tar.gz host: && ssh host 'tar xzf gpu-check.tar.gz && gpu-check/run.sh'
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LIMIT=$((60 * 1024 * 1024))
+# A scratch folder of its own: a statically linked build must not replace .build/release/monailabel.
+SCRATCH=.build/gpu-check-build
+swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product monailabel
+BIN="$(swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)/monailabel"
+OUT=.build/gpu-check
+rm -rf "$OUT" "$OUT.tar.gz"
+mkdir -p "$OUT/bin" "$OUT/lib" "$OUT/src/scripts" "$OUT/src/Sources"
+strip -o "$OUT/bin/monailabel" "$BIN"
+# glibc and libstdc++ come from the host (its torch needs its own libstdc++ anyway); the rest travels.
+ldd "$BIN" | awk '/=> \// {print $3}' | while read -r lib; do
+    case "$(basename "$lib")" in
+        libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
+        *) cp -L "$lib" "$OUT/lib/" ;;
+    esac
+done
+cp -r Sources/CTorch Sources/CTorchBackend "$OUT/src/Sources/"
+cp scripts/build-torch-backend.sh "$OUT/src/scripts/"
+cp -r sample-apps "$OUT/"
+cp scripts/gpu-check/run.sh "$OUT/"
+tar -C .build -czf "$OUT.tar.gz" gpu-check
+SIZE=$(stat -c %s "$OUT.tar.gz")
+echo "bundle: $OUT.tar.gz ($((SIZE / 1024 / 1024)) MB; unpacked $(du -sm "$OUT" | cut -f1) MB)"
+if [ "$SIZE" -gt "$LIMIT" ]; then echo "bundle exceeds 60 MB" >&2; exit 1; fi
