@@ -43,6 +43,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     TrainRoutes.register(&router, ctx)
     ScoringRoutes.register(&router, ctx)
     BatchInferRoutes.register(&router, ctx)
+    OHIFRoutes.register(&router, directory: app.settings.ohifDirectory.path)
     return router
 }
 

@@ -35,6 +35,8 @@ public struct Settings: Sendable, Equatable {
     /// Queue a train job for every trainer after this many newly saved final labels
     /// (`MONAI_LABEL_AUTO_TRAIN_EVERY`); 0 turns auto-training off.
     public var autoTrainEvery = 0
+    /// The OHIF viewer build served at `/ohif/` (`MONAI_LABEL_OHIF_DIR`); empty means `defaultOHIFDirectory`.
+    public var ohifDir = ""
 
     public init(appDir: URL, studies: String, conf: [String: String] = [:]) {
         self.appDir = appDir
@@ -95,6 +97,7 @@ public struct Settings: Sendable, Equatable {
         if let r = value("TASK_RUNNER") { s.taskRunner = r }
         try int("TRAIN_STOP_GRACE", &s.trainStopGrace)
         try int("AUTO_TRAIN_EVERY", &s.autoTrainEvery)
+        if let d = value("OHIF_DIR") { s.ohifDir = d }
         return s
     }
 
@@ -103,6 +106,18 @@ public struct Settings: Sendable, Equatable {
         if !sessionPath.isEmpty { return URL(fileURLWithPath: sessionPath) }
         return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/monailabel/sessions")
     }
+
+    /// Where `scripts/install-ohif.sh` puts the viewer by default: `$XDG_DATA_HOME/monailabel/ohif`, else
+    /// `~/.local/share/monailabel/ohif`.
+    public static func defaultOHIFDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        if let xdg = environment["XDG_DATA_HOME"], xdg.hasPrefix("/") {
+            return URL(fileURLWithPath: xdg).appendingPathComponent("monailabel/ohif")
+        }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/share/monailabel/ohif")
+    }
+
+    /// The OHIF folder to serve: `MONAI_LABEL_OHIF_DIR` when set, else the default install place.
+    public var ohifDirectory: URL { ohifDir.isEmpty ? Self.defaultOHIFDirectory() : URL(fileURLWithPath: ohifDir) }
 
     /// A `--conf` value read as a boolean the way upstream's apps do (`"true"` string compare, case-insensitive).
     public func confFlag(_ key: String, default d: Bool) -> Bool {
