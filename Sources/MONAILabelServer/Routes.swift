@@ -44,6 +44,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     ScoringRoutes.register(&router, ctx)
     BatchInferRoutes.register(&router, ctx)
     OHIFRoutes.register(&router, directory: app.settings.ohifDirectory.path)
+    DicomProxyRoutes.register(&router, ctx)
     return router
 }
 
