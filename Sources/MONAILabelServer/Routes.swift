@@ -45,6 +45,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     BatchInferRoutes.register(&router, ctx)
     OHIFRoutes.register(&router, directory: app.settings.ohifDirectory.path)
     DicomProxyRoutes.register(&router, ctx)
+    PreviewRoutes.register(&router, ctx)
     OpenAPI.register(&router, ctx)
     return router
 }
