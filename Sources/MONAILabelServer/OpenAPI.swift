@@ -39,7 +39,7 @@ enum OpenAPI {
 
     /// Every route `makeRouter` registers.
     static let operations: [Operation] = [
-        Operation(method: "GET", template: "/", tag: "Others", summary: "Start page", produces: "text/html"),
+        Operation(method: "GET", template: "/", tag: "Others", summary: "Dashboard: models, datastore, jobs, training curve, log, image browser", produces: "text/html"),
         Operation(method: "GET", template: "/docs", tag: "Others", summary: "This API description as a page", produces: "text/html"),
         Operation(method: "GET", template: "/openapi.json", tag: "Others", summary: "This API description (OpenAPI 3.0)"),
         Operation(method: "GET", template: "/info/", tag: "AppService", summary: "App info: models, trainers, strategies, scoring, datastore stats"),

@@ -53,6 +53,9 @@ enum PreviewRoutes {
             let png = try SlicePreview(plane: plane, index: index, window: window, size: size).render(volume, label: label)
             var resp = HTTPResponse.bytes(png, contentType: "image/png")
             resp.headers.add("Cache-Control", "no-cache")
+            // What a slice browser needs to size its slider without another request.
+            resp.headers.add("X-Slice-Count", String(depth))
+            resp.headers.add("X-Slice-Index", String(index))
             return resp
         })
     }

@@ -131,6 +131,8 @@ struct PixelStats: Decodable {
     let bright: Int
     /// Distinct neutral grey levels above near-black (an image slice; the viewer's UI text is coloured).
     let greyLevels: Int
+    /// Clearly coloured pixels (channels differing by more than 60): a label overlay on a grey image.
+    let colored: Int
     let width: Int
     let height: Int
 
@@ -148,7 +150,9 @@ struct PixelStats: Decodable {
             px = list(im.getdata())
             bright = sum(1 for r, g, b in px if 0.299 * r + 0.587 * g + 0.114 * b > 40)
             greys = {r for r, g, b in px if max(r, g, b) - min(r, g, b) <= 2 and r > 20}
-            print(json.dumps({"colors": len(set(px)), "bright": bright, "greyLevels": len(greys), "width": im.width, "height": im.height}))
+            colored = sum(1 for r, g, b in px if max(r, g, b) - min(r, g, b) > 60)
+            print(json.dumps({"colors": len(set(px)), "bright": bright, "greyLevels": len(greys), "colored": colored,
+                              "width": im.width, "height": im.height}))
             """
         let p = Process()
         p.executableURL = python

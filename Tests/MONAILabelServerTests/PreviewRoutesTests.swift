@@ -10,6 +10,13 @@ import Testing
     /// A client whose `ct_00` is a 24x20x10 CT with a bright box, labelled (final) where the box is.
     static func client() throws -> TestClient {
         let c = try TestClient(ids: ["ct_00"], labeled: 0)
+        try writeCT(into: c.studies)
+        c.app.datastore.refresh()
+        return c
+    }
+
+    /// `ct_00.nii.gz` (24x20x10, 1.5 x 1.5 x 3 mm) and its final label (the box) under `studies`.
+    static func writeCT(into studies: URL) throws {
         let (nx, ny, nz) = (24, 20, 10)
         var ct = [Int16](repeating: -1000, count: nx * ny * nz), label = [UInt8](repeating: 0, count: nx * ny * nz)
         for x in 0..<nx { for y in 0..<ny { for z in 0..<nz {
@@ -19,12 +26,10 @@ import Testing
             label[i] = inBox ? 1 : 0
         } } }
         let affine = Affine([1.5, 0, 0, 0, 0, 1.5, 0, 0, 0, 0, 3, 0, 0, 0, 0, 1])
-        try ImageIO.write(Volume(spatialShape: [nx, ny, nz], data: .int16(ct), affine: affine), to: c.studies.appendingPathComponent("ct_00.nii.gz"))
-        try FileManager.default.createDirectory(at: c.studies.appendingPathComponent("labels/final"), withIntermediateDirectories: true)
+        try ImageIO.write(Volume(spatialShape: [nx, ny, nz], data: .int16(ct), affine: affine), to: studies.appendingPathComponent("ct_00.nii.gz"))
+        try FileManager.default.createDirectory(at: studies.appendingPathComponent("labels/final"), withIntermediateDirectories: true)
         try ImageIO.write(Volume(spatialShape: [nx, ny, nz], data: .uint8(label), affine: affine),
-                          to: c.studies.appendingPathComponent("labels/final/ct_00.nii.gz"))
-        c.app.datastore.refresh()
-        return c
+                          to: studies.appendingPathComponent("labels/final/ct_00.nii.gz"))
     }
 
     static func pngSize(_ b: [UInt8]) -> (Int, Int)? {
@@ -39,6 +44,8 @@ import Testing
         #expect(axial.status == 200, "\(axial.text.prefix(200))")
         #expect(axial.headers["Content-Type"] == "image/png")
         #expect(Self.pngSize(axial.body).map { [$0.0, $0.1] } == [240, 200])
+        #expect(axial.headers["X-Slice-Count"] == "10")
+        #expect(axial.headers["X-Slice-Index"] == "5")
         // Coronal: 24 x 1.5 mm wide, 10 x 3 mm high.
         let coronal = try c.get("/datastore/image/preview?image=ct_00&plane=coronal&index=3&size=72")
         #expect(Self.pngSize(coronal.body).map { [$0.0, $0.1] } == [72, 60])
