@@ -113,8 +113,10 @@ public struct SlicePreview: Sendable {
         for v in 0..<height { for u in 0..<width { slice[v * width + u] = image[at(u, v)] } }
         let (lo, hi) = bounds(of: slice)
 
-        // Picture size: the longer physical side becomes `size`, spacing kept (degenerate spacing counts as 1).
-        let pu = Double(width) * (su.isFinite && su > 0 ? su : 1), pv = Double(height) * (sv.isFinite && sv > 0 ? sv : 1)
+        // Picture size: the longer physical side becomes `size`, spacing kept. Spacing a file can make absurd (zero,
+        // NaN, 1e30) counts as 1 so the sizes below stay finite.
+        func sane(_ s: Double) -> Double { s.isFinite && s > 1e-6 && s < 1e6 ? s : 1 }
+        let pu = Double(width) * sane(su), pv = Double(height) * sane(sv)
         let scale = Double(size) / max(pu, pv)
         let outW = max(1, min(Self.maxSize, Int((pu * scale).rounded())))
         let outH = max(1, min(Self.maxSize, Int((pv * scale).rounded())))
@@ -124,8 +126,8 @@ public struct SlicePreview: Sendable {
             let v = min(height - 1, (outH - 1 - y) * height / outH)
             for x in 0..<outW {
                 let u = min(width - 1, x * width / outW)
-                let value = Double(slice[v * width + u])
-                let g = value.isFinite ? UInt8(max(0, min(255, ((value - lo) / range * 255).rounded()))) : 0
+                let t = (Double(slice[v * width + u]) - lo) / range * 255
+                let g: UInt8 = t.isFinite ? UInt8(max(0, min(255, t.rounded()))) : 0
                 var (r, gg, b) = (Double(g), Double(g), Double(g))
                 if let labels, case let l = labels[at(u, v)], l.isFinite, l > 0 {
                     let c = Self.palette[Int(min(l, 1000)) % Self.palette.count]

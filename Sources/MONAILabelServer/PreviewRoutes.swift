@@ -32,7 +32,7 @@ enum PreviewRoutes {
             guard let path = try fetchedImage(ds, id), FileOps.isRegularFile(path) else {
                 throw MONAILabelError.notFound("Image NOT Found")
             }
-            let volume = try ImageIO.load(URL(fileURLWithPath: path))
+            let volume = try readable { try ImageIO.load(URL(fileURLWithPath: path)) }
             let depth = SlicePreview.depth(of: volume, plane: plane)
             let index = try req.intQuery("index") ?? depth / 2
             guard (0..<depth).contains(index) else {
@@ -43,14 +43,14 @@ enum PreviewRoutes {
                 guard let labelPath = try ds.fetchLabel(id, tag: tag), FileOps.isRegularFile(labelPath) else {
                     throw MONAILabelError.notFound("Label NOT Found")
                 }
-                let l = try ImageIO.load(URL(fileURLWithPath: labelPath))
+                let l = try readable { try ImageIO.load(URL(fileURLWithPath: labelPath)) }
                 guard l.spatialShape == volume.spatialShape else {
                     throw failure("label", "the \(tag) label's grid \(l.spatialShape) differs from the image's \(volume.spatialShape)",
                                   .string(tag))
                 }
                 label = l
             }
-            let png = try SlicePreview(plane: plane, index: index, window: window, size: size).render(volume, label: label)
+            let png = try readable { try SlicePreview(plane: plane, index: index, window: window, size: size).render(volume, label: label) }
             var resp = HTTPResponse.bytes(png, contentType: "image/png")
             resp.headers.add("Cache-Control", "no-cache")
             // What a slice browser needs to size its slider without another request.
@@ -58,6 +58,15 @@ enum PreviewRoutes {
             resp.headers.add("X-Slice-Index", String(index))
             return resp
         })
+    }
+
+    /// A file in the datastore that cannot be read or drawn is the server's problem, said as `{"detail"}`.
+    static func readable<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as ImagingError {
+            throw HTTPError(.internalServerError, "The image cannot be previewed: \(e)")
+        }
     }
 
     static func failure(_ name: String, _ msg: String, _ input: JSONValue) -> ValidationFailure {

@@ -76,6 +76,21 @@ import Testing
         #expect(try c.get("/datastore/image/preview").status == 422)
     }
 
+    @Test func preview_absurdSpacingAndValues_stillRenderWithinBounds() throws {
+        let c = try TestClient(ids: ["odd"], labeled: 0)
+        let values: [Float] = [.nan, .infinity, -.infinity, 3e38, -3e38, 0, 1, 2]
+        let affine = Affine([1e30, 0, 0, 0, 0, 1e-20, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+        try ImageIO.write(Volume(spatialShape: [2, 2, 2], data: .float32(values), affine: affine),
+                          to: c.studies.appendingPathComponent("odd.nii.gz"))
+        c.app.datastore.refresh()
+        for plane in ["axial", "coronal", "sagittal"] {
+            let r = try c.get("/datastore/image/preview?image=odd&plane=\(plane)&size=1024")
+            #expect(r.status == 200, "\(plane): \(r.text.prefix(200))")
+            let size = try #require(Self.pngSize(r.body))
+            #expect(size.0 <= 1024 && size.1 <= 1024)
+        }
+    }
+
     @Test func preview_unknownImageOrLabel_is404() throws {
         let c = try Self.client()
         #expect(try c.get("/datastore/image/preview?image=nope").status == 404)
