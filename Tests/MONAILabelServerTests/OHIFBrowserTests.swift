@@ -13,7 +13,8 @@ var ohifBundle: URL? {
 }
 
 /// OHIF (the build inside the monailabel 0.8.5 wheel) in headless Chromium against our server on a real Orthanc:
-/// the study list through `/proxy/dicom/qido`, the series rendered through `/proxy/dicom/wado` (screenshot pixels).
+/// the study list through `/proxy/dicom/qido`, the series rendered through `/proxy/dicom/wado` (screenshot pixels),
+/// and the MONAI Label mode's panel connecting to our server and listing the app's model.
 /// Screenshots: `<temp>/monailabel-browser-tests/ohif/`.
 @Suite(.serialized,
        .enabled(if: Browser.available, Browser.skipReason),
@@ -24,7 +25,7 @@ struct OHIFBrowserTests {
     static let screenshots = FileManager.default.temporaryDirectory.appendingPathComponent("monailabel-browser-tests/ohif")
 
     @Test(.timeLimit(.minutes(3)))
-    func ohif_studyListShowsTheOrthancStudy_andTheViewerRendersTheSeries() throws {
+    func ohif_studyListShowsTheOrthancStudy_viewerRendersTheSeries_monaiLabelPanelConnects() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))
         let files = try DicomSeriesWriter.writeCT(volume: DicomWebLiveTests.makeCT(), to: tmp.url.appendingPathComponent("ct"),
@@ -66,8 +67,31 @@ struct OHIFBrowserTests {
         #expect(s.greyLevels > 40, "grey levels in the viewport: \(s.greyLevels)")
         // The slice covers a large part of the viewport; overlay text alone stays far below a tenth of it.
         #expect(s.bright * 10 > s.width * s.height, "bright viewport pixels: \(s.bright) of \(s.width)x\(s.height)")
+        // The MONAI Label mode: its panel connects to the server named by its cookie (default: this host, port
+        // 8000) and lists the app's models from `/info/`.
+        _ = try browser.run("document.cookie = 'MONAILABEL_SERVER_URL=\(base)/; path=/'; return true")
+        try browser.open("\(base)/ohif/monai-label?StudyInstanceUIDs=\(study)")
+        do {
+            // The panel connects when its Connect button (beside the server URL) is pressed.
+            try browser.wait("the panel's Connect button", timeout: 30, """
+                const i = document.getElementById('monailabelServerURL');
+                const b = i && i.closest('tr') && i.closest('tr').querySelector('button');
+                if (!b) return false;
+                b.click();
+                return true;
+                """)
+            try browser.wait("the MONAI Label panel to list the model", timeout: 30,
+                             "return document.body && document.body.innerText.includes('segmentation_spleen')")
+            try browser.screenshot("monai-label-panel")
+        } catch {
+            try browser.screenshot("monai-label-panel-failed")
+            Issue.record("\(error); console: \(browser.severeConsoleMessages().prefix(10))")
+        }
+
         // The bundle's manifest.json names its icons at `/assets/...` (not `/ohif/assets/...`); upstream 404s them too.
-        let errors = browser.severeConsoleMessages().filter { $0.contains(base) && !$0.contains("\(base)/assets/android-chrome-") }
+        // The panel probes `GET /train/?check_if_running=true`, which is 404 when no training runs (upstream's answer).
+        let expected = ["\(base)/assets/android-chrome-", "\(base)/train/?check_if_running=true"]
+        let errors = browser.severeConsoleMessages().filter { m in m.contains(base) && !expected.contains { m.contains($0) } }
         #expect(errors.isEmpty, "console errors about our responses: \(errors)")
     }
 }
