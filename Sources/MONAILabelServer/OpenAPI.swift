@@ -45,6 +45,7 @@ enum OpenAPI {
         Operation(method: "GET", template: "/info/", tag: "AppService", summary: "App info: models, trainers, strategies, scoring, datastore stats"),
         Operation(method: "POST", template: "/activelearning/{strategy}", tag: "ActiveLearning",
                   summary: "Next image to label by a strategy", body: .json("Strategy parameters, e.g. {\"client_id\": \"user\"}")),
+        Operation(method: "GET", template: "/infer/", tag: "Infer", summary: "Inference queue: running and waiting requests per model"),
         Operation(method: "POST", template: "/infer/{model}", tag: "Infer", summary: "Run inference on a datastore image, session or upload",
                   query: [Param("image", "string", "Image id (or session via session_id)"), Param("session_id"),
                           Param("output", "string", "image, json, all or dicom_seg")],

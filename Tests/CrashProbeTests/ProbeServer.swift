@@ -16,6 +16,11 @@ let probeBinary: URL = {
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 
+/// Every probe suite nests here, so the probes run one at a time: each starts a real server with its model
+/// worker, and several at once on a 2-core machine would measure the machine, not the server (the /info/ latency
+/// bounds), and starve the rest of the test run.
+@Suite(.serialized) enum CrashProbes {}
+
 struct ProbeError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }

@@ -61,6 +61,11 @@ public enum ImageValidation {
         }
         guard ok else { throw MONAILabelError.invalid("the uploaded file is not \(what) (\(ext))") }
         if let volumeExt = ImageIO.fileExtension(of: "x" + e), volumeExt == e {
+            // What the header claims (size, the voxel limit) is checked first: cheap, and the clearest message.
+            do { try ImageIO.checkHeader(url, ext: e) } catch let error as ImagingError {
+                throw MONAILabelError.invalid("the uploaded file is not a readable \(volumeExt) image: "
+                    + error.message.replacingOccurrences(of: url.path, with: "the uploaded file"))
+            }
             try readThrough(url, ext: volumeExt)
         }
     }
