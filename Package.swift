@@ -81,7 +81,7 @@ let package = Package(
         .target(name: "DICOMwebDatastore", dependencies: ["MONAILabelCore", "DICOMweb", "DICOM", "Imaging", "COpenSSL"]),
 
         // Layer 4: REST endpoints mapping HTTP to the domain.
-        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "COpenSSL", "TorchKit", "DICOMwebDatastore"]),
+        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "HTTPClient", "Imaging", "COpenSSL", "TorchKit", "DICOMwebDatastore"]),
 
         // Layer 5: the CLI.
         .executableTarget(

@@ -125,3 +125,49 @@ public struct DicomWebSettings: Sendable {
         return digest.prefix(Int(len)).map { String(format: "%02x", $0) }.joined()
     }
 }
+
+/// Where a DICOMweb request from a browser viewer (OHIF) is relayed: the PACS this datastore reads, with its
+/// service prefixes and credentials. The endpoint layer does the HTTP; this only says where and as whom.
+public struct DicomWebRelayTarget: Sendable, Equatable {
+    /// The full upstream URL, query included.
+    public let url: URL
+    /// Basic-auth credentials, only when both are configured (as upstream's `proxy.py`).
+    public let username: String?
+    public let password: String?
+}
+
+extension DicomWebSettings {
+    /// The client settings (timeouts, TLS verification, CA file) the relay connects with, the datastore's own.
+    public var relayHTTPConfiguration: HTTPClientConfiguration { clientConfiguration.http }
+
+    /// The DICOMweb services a viewer reaches through the relay.
+    public enum RelayService: String, Sendable, CaseIterable { case qido, wado, stow }
+
+    /// The upstream target for `service` and `path` (the raw, still percent-encoded path after the service, e.g.
+    /// `studies/1.2/series`) and `query` (raw, without `?`), following upstream's rule: the service's prefix
+    /// goes first, except that a QIDO path ending in `metadata` takes the WADO prefix (some OHIF versions ask
+    /// QIDO for metadata). Unlike upstream the query is kept: QIDO filters and paging live there.
+    /// Nil when the path holds a `.`/`..` segment (a relay must not reach the PACS outside its DICOMweb root) or
+    /// is not a valid URL.
+    public func relayTarget(service: RelayService, path: String, query: String?) -> DicomWebRelayTarget? {
+        for segment in path.split(separator: "/", omittingEmptySubsequences: false) {
+            let decoded = segment.removingPercentEncoding ?? String(segment)
+            if decoded == "." || decoded == ".." || decoded.contains("/") || decoded.contains("\\") { return nil }
+        }
+        var prefix: String?
+        switch service {
+        case .qido: prefix = path.hasSuffix("metadata") ? wadoPrefix : qidoPrefix
+        case .wado: prefix = wadoPrefix
+        case .stow: prefix = stowPrefix
+        }
+        var server = baseURL.absoluteString
+        while server.hasSuffix("/") { server.removeLast() }
+        var text = server + "/"
+        if let p = prefix, !p.isEmpty { text += p + "/" }
+        text += path
+        if let q = query, !q.isEmpty { text += "?" + q }
+        guard let url = URL(string: text) else { return nil }
+        let bothSet = !(username ?? "").isEmpty && !(password ?? "").isEmpty
+        return DicomWebRelayTarget(url: url, username: bothSet ? username : nil, password: bothSet ? password : nil)
+    }
+}

@@ -22,6 +22,8 @@ public struct HTTPResponseParser: Sendable {
     private var reason = ""
     private var headers = HTTPClientHeaders()
     private var body: [UInt8] = []
+    /// Body bytes already handed out by `drainBody()` (streaming use), counted against `maxBytes`.
+    private var drained = 0
 
     /// - Parameters:
     ///   - requestMethod: a `HEAD` response never has a body, whatever its headers say.
@@ -37,6 +39,19 @@ public struct HTTPResponseParser: Sendable {
     }
 
     public var isComplete: Bool { state == .done }
+
+    /// Status, reason and headers once the head has been parsed (the body may still be arriving).
+    public var head: (status: Int, reason: String, headers: HTTPClientHeaders)? {
+        state == .head ? nil : (status, reason, headers)
+    }
+
+    /// Hands out the body bytes parsed so far and forgets them, so a caller relaying a large body holds only
+    /// what one read brought in.
+    public mutating func drainBody() -> [UInt8] {
+        defer { body = [] }
+        drained += body.count
+        return body
+    }
 
     /// Consumes `bytes`; returns true when the response is complete (later bytes are ignored).
     @discardableResult
@@ -98,7 +113,7 @@ public struct HTTPResponseParser: Sendable {
             guard !hex.isEmpty, hex.count <= 15, let size = Int(hex, radix: 16) else {
                 throw HTTPClientError(.malformedResponse, "bad chunk size '\(line)'")
             }
-            try checkSize(body.count + size)
+            try checkSize(drained + body.count + size)
             state = size == 0 ? .trailers : .chunkData(remaining: size)
             return true
         case .chunkData(let remaining):
@@ -123,7 +138,7 @@ public struct HTTPResponseParser: Sendable {
         case .untilClose:
             let n = buffer.count - start
             if n > 0 {
-                try checkSize(body.count + n)
+                try checkSize(drained + body.count + n)
                 body.append(contentsOf: buffer[start...])
                 start = buffer.count
             }
@@ -162,7 +177,8 @@ public struct HTTPResponseParser: Sendable {
                 throw HTTPClientError(.malformedResponse, "bad Content-Length '\(cl)'")
             }
             try checkSize(n)
-            body.reserveCapacity(n)
+            // Capped: a streaming caller drains as it goes, so a huge declared length must not reserve it all.
+            body.reserveCapacity(min(n, 1 << 20))
             state = n == 0 ? .done : .fixed(remaining: n)
         } else {
             state = .untilClose

@@ -101,6 +101,9 @@ public struct HTTPRouter: Sendable {
 
     public init(options: Options = Options()) { self.options = options }
 
+    /// Every registered method and template, in registration order (for an API description kept in step).
+    public var registeredRoutes: [(method: HTTPMethod, template: String)] { routes.map { ($0.method, $0.template) } }
+
     /// Registers `handler` for `method` on `template`. Later registrations of the same method and template lose.
     public mutating func add(_ method: HTTPMethod, _ template: String, _ handler: @escaping HTTPHandler) {
         let segments = Self.compile(template)

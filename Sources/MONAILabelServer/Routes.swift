@@ -43,19 +43,18 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     TrainRoutes.register(&router, ctx)
     ScoringRoutes.register(&router, ctx)
     BatchInferRoutes.register(&router, ctx)
+    OHIFRoutes.register(&router, directory: app.settings.ohifDirectory.path)
+    DicomProxyRoutes.register(&router, ctx)
+    PreviewRoutes.register(&router, ctx)
+    OpenAPI.register(&router, ctx)
     return router
 }
 
-/// `GET /info/` (and `GET /` as a plain liveness page, which the Slicer Reviewer probes).
+/// `GET /info/`; `GET /` is the dashboard (the Slicer Reviewer probes it for a 200).
 enum InfoRoutes {
     static func register(_ r: inout HTTPRouter, _ ctx: RouteContext) {
         r.get("/info/", route { _ in .json(ctx.app.info()) })
-        r.get("/", route { _ in
-            let name = ctx.app.info()["name"]?.stringValue ?? "MONAI Label"
-            let html = "<!doctype html><html><head><title>\(name)</title></head><body><h1>\(name)</h1>"
-                + "<p>MONAI Label REST API. See <a href=\"/info/\">/info/</a>.</p></body></html>"
-            return .bytes(Array(html.utf8), contentType: "text/html; charset=utf-8")
-        })
+        Dashboard.register(&r)
     }
 }
 

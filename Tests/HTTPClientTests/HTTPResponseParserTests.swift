@@ -23,6 +23,20 @@ struct HTTPResponseParserTests {
         #expect(r.text == "Wikipedia in\r\n\r\nchunks.")
     }
 
+    @Test func drainBody_handsOutEachPieceOnce_headKnownBeforeTheBodyEnds_limitCountsDrainedBytes() throws {
+        var p = HTTPResponseParser(maxBodyBytes: 8)
+        #expect(p.head == nil)
+        #expect(try !p.feed(Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n3\r\nabc\r\n".utf8)))
+        #expect(p.head?.status == 200)
+        #expect(p.head?.headers["X-A"] == "b")
+        #expect(p.drainBody() == Array("abc".utf8))
+        #expect(p.drainBody().isEmpty)
+        #expect(try !p.feed(Array("4\r\ndefg\r\n".utf8)))
+        #expect(p.drainBody() == Array("defg".utf8))
+        // 3 + 4 drained already: a 2-byte chunk passes the 8-byte limit even though nothing is held now.
+        #expect(throws: HTTPClientError.self) { try p.feed(Array("2\r\nhi\r\n".utf8)) }
+    }
+
     @Test func chunked_inOneFeed_completes() throws {
         var p = HTTPResponseParser()
         let done = try p.feed(Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".utf8))

@@ -48,14 +48,14 @@ struct DicomWebLiveTests {
         return (try DicomInstanceInfo.read(files[0]).seriesInstanceUID, files)
     }
 
-    static func startServer(_ tmp: TempDir, studies: String, cache: URL) throws -> RunningServer {
+    static func startServer(_ tmp: TempDir, studies: String, cache: URL, extra: [String: String] = [:]) throws -> RunningServer {
         let appDir = tmp.url.appendingPathComponent("app")
         try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
         try Data(TrainHarness.appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
         return try startJobServer(appDir: appDir, studies: studies, conf: ["models": "segmentation_spleen"], environment: [
             "MONAI_LABEL_DICOMWEB_CACHE_PATH": cache.path, "MONAI_LABEL_DICOMWEB_RETRIES": "2",
             "MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT": "2",
-        ])
+        ].merging(extra) { $1 })
     }
 
     /// Requests to our server over a socket.

@@ -57,6 +57,8 @@ public struct Settings: Sendable, Equatable {
     /// Open connections per client address (`MONAI_LABEL_MAX_CONNECTIONS_PER_PEER`); beyond it that address's
     /// least recently active connection is closed to make room.
     public var maxConnectionsPerPeer = 1024
+    /// The OHIF viewer build served at `/ohif/` (`MONAI_LABEL_OHIF_DIR`); empty means `defaultOHIFDirectory`.
+    public var ohifDir = ""
 
     public init(appDir: URL, studies: String, conf: [String: String] = [:]) {
         self.appDir = appDir
@@ -138,6 +140,7 @@ public struct Settings: Sendable, Equatable {
             throw MONAILabelError.invalid("MONAI_LABEL_\(key) must be at least 1, not \(v)")
         }
         if s.minBodyRate < 0 { throw MONAILabelError.invalid("MONAI_LABEL_MIN_BODY_RATE must be 0 or more, not \(s.minBodyRate)") }
+        if let d = value("OHIF_DIR") { s.ohifDir = d }
         return s
     }
 
@@ -177,6 +180,18 @@ public struct Settings: Sendable, Equatable {
         if !sessionPath.isEmpty { return URL(fileURLWithPath: sessionPath) }
         return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/monailabel/sessions")
     }
+
+    /// Where `scripts/install-ohif.sh` puts the viewer by default: `$XDG_DATA_HOME/monailabel/ohif`, else
+    /// `~/.local/share/monailabel/ohif`.
+    public static func defaultOHIFDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        if let xdg = environment["XDG_DATA_HOME"], xdg.hasPrefix("/") {
+            return URL(fileURLWithPath: xdg).appendingPathComponent("monailabel/ohif")
+        }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".local/share/monailabel/ohif")
+    }
+
+    /// The OHIF folder to serve: `MONAI_LABEL_OHIF_DIR` when set, else the default install place.
+    public var ohifDirectory: URL { ohifDir.isEmpty ? Self.defaultOHIFDirectory() : URL(fileURLWithPath: ohifDir) }
 
     /// A `--conf` value read as a boolean the way upstream's apps do (`"true"` string compare, case-insensitive).
     public func confFlag(_ key: String, default d: Bool) -> Bool {
