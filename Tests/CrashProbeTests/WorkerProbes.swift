@@ -5,6 +5,10 @@ extension CrashProbes {
     /// Model workers dying under the server (issue 14): the daemon keeps serving, the request that ran on the
     /// worker fails with a clear error, and the next inference runs on a new worker.
     @Suite struct WorkerProbes {
+        /// A long inference the server's bounds still admit: 48^3 windows at 0.97 overlap over the 96x96x64 image
+        /// (about 41,000 windows, under the inferer's 100,000), so the worker stays busy for minutes.
+        static let runaway = #"params={"roi_size":[48,48,48],"sw_overlap":0.97}"#
+
         /// The first worker's pid and state from `GET /infer/`.
         func worker(_ s: ProbeServer) throws -> (pid: Int32, state: String) {
             let r = try s.curl("GET", "/infer/")
@@ -37,7 +41,7 @@ extension CrashProbes {
             _ = try waitForWorker(s, "idle")
             let slow = Thread {
                 _ = try? s.curl("POST", "/infer/segmentation_spleen?image=spleen_00&output=json",
-                                ["-F", #"params={"roi_size":[16,16,16],"sw_overlap":0.97}"#], timeout: 300)
+                                ["-F", Self.runaway], timeout: 300)
             }
             slow.start()
             let pid = try waitForWorker(s, "busy")
@@ -51,7 +55,7 @@ extension CrashProbes {
             let result = Result<(status: Int, body: String, seconds: Double), any Error>.Box()
             let slow = Thread {
                 result.set(Result { try s.curl("POST", "/infer/segmentation_spleen?image=spleen_00&output=json",
-                                               ["-F", #"params={"roi_size":[16,16,16],"sw_overlap":0.97}"#], timeout: 300) })
+                                               ["-F", Self.runaway], timeout: 300) })
             }
             slow.start()
             let pid = try waitForWorker(s, "busy")
