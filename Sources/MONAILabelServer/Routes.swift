@@ -6,9 +6,9 @@ import MONAILabel
 struct RouteContext: Sendable {
     let app: MONAILabelApp
     let log: Logger
-    /// With auth disabled every request runs as upstream's `admin` user, and that name is what upstream
-    /// records in image info.
-    let user = "admin"
+    /// The signed-in user's name; with auth disabled every request runs as upstream's `admin` user, and that
+    /// name is what upstream records in image and label info.
+    var user: String { CurrentUser.user?.username ?? "admin" }
 }
 
 /// Wraps a handler so FastAPI-style validation failures become their 422 body; domain errors pass through
@@ -26,8 +26,18 @@ func route(_ body: @escaping @Sendable (HTTPRequest) throws -> HTTPResponse) -> 
     }
 }
 
-/// Builds the router for an app: every REST route of MONAI Label 0.8.5 this build implements.
-public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = []) -> HTTPRouter {
+/// Builds the router for an app: every REST route of MONAI Label 0.8.5 this build implements. With `auth`,
+/// the `/auth` routes are added and every route gets the role check of `RouteRoles`; without, no route asks
+/// who the caller is.
+public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = [], auth: AuthSettings? = nil) -> HTTPRouter {
+    let authenticator = auth.flatMap { a in
+        a.enable ? Authenticator(settings: a, provider: IdentityProvider(settings: a), log: log) : nil
+    }
+    return makeRouter(app: app, log: log, corsOrigins: corsOrigins, authenticator: authenticator)
+}
+
+/// The router with a given authenticator (tests give theirs keys directly).
+func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String], authenticator: Authenticator?) -> HTTPRouter {
     var options = HTTPRouter.Options()
     options.cors = CORSPolicy(allowedOrigins: corsOrigins.isEmpty ? ["*"] : corsOrigins)
     var router = HTTPRouter(options: options)
@@ -43,6 +53,10 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     TrainRoutes.register(&router, ctx)
     ScoringRoutes.register(&router, ctx)
     BatchInferRoutes.register(&router, ctx)
+    if let authenticator {
+        AuthRoutes.register(&router, ctx, authenticator)
+        router.wrapHandlers(authenticator.guarded)
+    }
     return router
 }
 
