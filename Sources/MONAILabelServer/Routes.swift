@@ -26,18 +26,10 @@ func route(_ body: @escaping @Sendable (HTTPRequest) throws -> HTTPResponse) -> 
     }
 }
 
-/// Builds the router for an app: every REST route of MONAI Label 0.8.5 this build implements. With `auth`,
-/// the `/auth` routes are added and every route gets the role check of `RouteRoles`; without, no route asks
-/// who the caller is.
-public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = [], auth: AuthSettings? = nil) -> HTTPRouter {
-    let authenticator = auth.flatMap { a in
-        a.enable ? Authenticator(settings: a, provider: IdentityProvider(settings: a), log: log) : nil
-    }
-    return makeRouter(app: app, log: log, corsOrigins: corsOrigins, authenticator: authenticator)
-}
-
-/// The router with a given authenticator (tests give theirs keys directly).
-func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String], authenticator: Authenticator?) -> HTTPRouter {
+/// Builds the router for an app: every REST route of MONAI Label 0.8.5 this build implements. With an
+/// `authenticator` (`Authenticator.make`), the `/auth` routes are added and every route gets the role check of
+/// `RouteRoles`; without, no route asks who the caller is.
+public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = [], authenticator: Authenticator? = nil) -> HTTPRouter {
     var options = HTTPRouter.Options()
     options.cors = CORSPolicy(allowedOrigins: corsOrigins.isEmpty ? ["*"] : corsOrigins)
     var router = HTTPRouter(options: options)

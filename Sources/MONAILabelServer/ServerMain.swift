@@ -147,7 +147,7 @@ public enum ServerMain {
         config.errorLog = { message in log.error(message, source: "http") }
         let auth = try AuthSettings.fromEnvironment(environment)
         if auth.enable {
-            log.info("Auth: enabled; realm \(auth.realmURI); client \(auth.clientID)"
+            log.info("Auth: enabled; " + (auth.builtin ? "built-in accounts" : "realm \(auth.realmURI)") + "; client \(auth.clientID)"
                 + (auth.issuer.isEmpty ? "" : "; issuer \(auth.issuer)"))
             if config.tls == nil, !["127.0.0.1", "::1", "localhost"].contains(options.host) {
                 log.warning("Auth is enabled without TLS on \(options.host): passwords and tokens cross the network in "
@@ -156,7 +156,8 @@ public enum ServerMain {
         }
         let http = HTTPServer(
             configuration: config,
-            router: makeRouter(app: app, log: log, corsOrigins: settings.corsOrigins, auth: auth))
+            router: makeRouter(app: app, log: log, corsOrigins: settings.corsOrigins,
+                               authenticator: try Authenticator.make(settings: auth, appDir: appDir, log: log)))
         try http.start()
         let scheme = config.tls == nil ? "http" : "https"
         let shownHost = options.host == "0.0.0.0" || options.host == "::" ? "127.0.0.1" : options.host

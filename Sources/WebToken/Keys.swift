@@ -121,3 +121,52 @@ public final class SigningKey: @unchecked Sendable {
         return Array(out[..<n])
     }
 }
+
+/// Salted scrypt (RFC 7914) password hashes through OpenSSL's EVP_PBE_scrypt.
+public struct PasswordHash: Sendable, Equatable {
+    public var n: UInt64
+    public var r: UInt64
+    public var p: UInt64
+    public var salt: [UInt8]
+    public var hash: [UInt8]
+
+    public init(n: UInt64, r: UInt64, p: UInt64, salt: [UInt8], hash: [UInt8]) {
+        self.n = n
+        self.r = r
+        self.p = p
+        self.salt = salt
+        self.hash = hash
+    }
+
+    /// 2^15 x 8 x 1: 32 MiB and a fraction of a second per check, OWASP's scrypt floor.
+    public static let defaultN: UInt64 = 1 << 15
+
+    /// A hash of `password` with a fresh 16-byte salt.
+    public static func make(_ password: String, n: UInt64 = defaultN) -> PasswordHash? {
+        var salt = [UInt8](repeating: 0, count: 16)
+        guard copenssl_random(&salt, salt.count) == 1 else { return nil }
+        var h = PasswordHash(n: n, r: 8, p: 1, salt: salt, hash: [])
+        guard let d = h.derive(password) else { return nil }
+        h.hash = d
+        return h
+    }
+
+    private func derive(_ password: String) -> [UInt8]? {
+        // Bounded so that a tampered file cannot ask for gigabytes.
+        guard n >= 2, n <= 1 << 20, n & (n - 1) == 0, (1...32).contains(r), (1...4).contains(p) else { return nil }
+        var out = [UInt8](repeating: 0, count: 32)
+        let pw = Array(password.utf8)
+        let ok = pw.withUnsafeBufferPointer { b in
+            b.withMemoryRebound(to: CChar.self) { c in
+                copenssl_scrypt(c.baseAddress, c.count, salt, salt.count, n, r, p, &out, out.count)
+            }
+        }
+        return ok == 1 ? out : nil
+    }
+
+    /// Whether `password` gives this hash (compared in constant time).
+    public func matches(_ password: String) -> Bool {
+        guard hash.count == 32, let d = derive(password) else { return false }
+        return copenssl_equal(d, hash, 32) == 1
+    }
+}

@@ -46,7 +46,7 @@ import WebToken
     static let roles = ["monailabel-admin", "monailabel-reviewer", "monailabel-annotator", "monailabel-user"]
 
     static func authenticator(keys: KeyCache = KeyCache { KeySet(byKid: ["k1": key]) }) -> Authenticator {
-        Authenticator(settings: settings, provider: IdentityProvider(settings: settings), keys: keys, log: .silent)
+        Authenticator(settings: settings, source: .provider(IdentityProvider(settings: settings)), keys: keys, log: .silent)
     }
 
     static func token(roles: [String], user: String = "alice", key: SigningKey = key, kid: String = "k1",
@@ -183,7 +183,9 @@ import WebToken
 
     @Test func authOff_noAuthRoutesAndNoChecks() throws {
         let c = try TestClient()
-        let r = makeRouter(app: c.app, log: .silent, corsOrigins: [], auth: AuthSettings())
+        let off = try Authenticator.make(settings: AuthSettings(), appDir: c.tmp.url, log: .silent)
+        #expect(off == nil)
+        let r = makeRouter(app: c.app, log: .silent, corsOrigins: [], authenticator: off)
         #expect(try Self.send(r, .get, "/auth/", token: nil).status.code == 404)
         #expect(try Self.send(r, .get, "/info/", token: nil).status.code == 200)
         #expect(try Self.send(r, .get, "/info/", token: "garbage").status.code == 200)

@@ -138,3 +138,24 @@ import Testing
         #expect(SigningKey(pem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----") == nil)
     }
 }
+
+@Suite struct PasswordHashTests {
+    @Test func scrypt_rightPasswordMatches_wrongOneAndTamperedHashDoNot() throws {
+        let h = try #require(PasswordHash.make("correct horse", n: 1 << 10))
+        #expect(h.salt.count == 16 && h.hash.count == 32)
+        #expect(h.matches("correct horse"))
+        #expect(!h.matches("correct horsE"))
+        var t = h
+        t.hash[0] ^= 1
+        #expect(!t.matches("correct horse"))
+        // Same password, fresh salt: a different hash.
+        #expect(try #require(PasswordHash.make("correct horse", n: 1 << 10)).hash != h.hash)
+    }
+
+    @Test func scrypt_costFromAFileOutOfBounds_refusedWithoutAllocating() {
+        for (n, r, p) in [(UInt64(1) << 40, UInt64(8), UInt64(1)), (1000, 8, 1), (1 << 10, 1000, 1), (1 << 10, 8, 1 << 30)] {
+            let h = PasswordHash(n: n, r: r, p: p, salt: [1, 2], hash: [UInt8](repeating: 0, count: 32))
+            #expect(!h.matches("x"))
+        }
+    }
+}

@@ -19,24 +19,31 @@ public struct AuthSettings: Sendable, Equatable {
     public var roleAnnotator = "monailabel-annotator"
     public var roleUser = "monailabel-user"
     public var issuer = ""
+    /// Built-in accounts (`monailabel users`) and tokens signed by this server instead of a realm
+    /// (`MONAI_LABEL_AUTH_BUILTIN`).
+    public var builtin = false
+    /// Seconds a built-in token stays valid (`MONAI_LABEL_AUTH_TOKEN_LIFETIME`).
+    public var tokenLifetime = 3600
 
     public init() {}
 
     public static func fromEnvironment(_ environment: [String: String]) throws -> AuthSettings {
         var s = AuthSettings()
         func value(_ key: String) -> String? { environment["MONAI_LABEL_AUTH_" + key] }
-        if let v = value("ENABLE") {
+        for (key, path) in [("ENABLE", \AuthSettings.enable), ("BUILTIN", \AuthSettings.builtin)] {
+            guard let v = value(key) else { continue }
             switch v.lowercased() {
-            case "true", "1", "yes", "on": s.enable = true
-            case "false", "0", "no", "off": s.enable = false
-            default: throw MONAILabelError.invalid("MONAI_LABEL_AUTH_ENABLE must be true or false, not '\(v)'")
+            case "true", "1", "yes", "on": s[keyPath: path] = true
+            case "false", "0", "no", "off": s[keyPath: path] = false
+            default: throw MONAILabelError.invalid("MONAI_LABEL_AUTH_\(key) must be true or false, not '\(v)'")
             }
         }
-        if let v = value("TIMEOUT") {
-            guard let t = Int(v.trimmingCharacters(in: .whitespaces)), (1...600).contains(t) else {
-                throw MONAILabelError.invalid("MONAI_LABEL_AUTH_TIMEOUT must be seconds from 1 to 600, not '\(v)'")
+        for (key, path, range) in [("TIMEOUT", \AuthSettings.timeout, 1...600), ("TOKEN_LIFETIME", \AuthSettings.tokenLifetime, 60...604_800)] {
+            guard let v = value(key) else { continue }
+            guard let t = Int(v.trimmingCharacters(in: .whitespaces)), range.contains(t) else {
+                throw MONAILabelError.invalid("MONAI_LABEL_AUTH_\(key) must be seconds from \(range.lowerBound) to \(range.upperBound), not '\(v)'")
             }
-            s.timeout = t
+            s[keyPath: path] = t
         }
         let strings: [(String, WritableKeyPath<AuthSettings, String>)] = [
             ("REALM_URI", \.realmURI), ("TOKEN_USERNAME", \.tokenUsername), ("TOKEN_EMAIL", \.tokenEmail),
@@ -49,6 +56,18 @@ public struct AuthSettings: Sendable, Equatable {
         }
         if s.realmURI.hasSuffix("/") { s.realmURI.removeLast() }
         return s
+    }
+
+    /// The configured name of the role a short name (`admin`, `reviewer`, `annotator`, `user`) stands for;
+    /// other names are taken as they are.
+    public func roleName(_ short: String) -> String {
+        switch short {
+        case "admin": roleAdmin
+        case "reviewer": roleReviewer
+        case "annotator": roleAnnotator
+        case "user": roleUser
+        default: short
+        }
     }
 
     /// The configured name of `role`.

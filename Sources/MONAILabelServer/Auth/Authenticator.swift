@@ -41,19 +41,60 @@ struct AuthFailure: Error {
 
 /// Checks bearer tokens and roles for every route (`RouteRoles`). Tokens are never logged.
 public final class Authenticator: Sendable {
+    /// Who checks passwords and signs tokens.
+    enum Source: Sendable {
+        /// An OpenID Connect provider (upstream's Keycloak realm).
+        case provider(IdentityProvider)
+        /// This server: accounts in the app folder, tokens signed with its own key.
+        case builtin(BuiltinAccounts, kid: String, key: SigningKey)
+    }
+
     let settings: AuthSettings
-    let provider: IdentityProvider
+    let source: Source
     let keys: KeyCache
     let verifier: JWTVerifier
+    let limiter = LoginLimiter()
     let log: Logger
 
-    /// `keys` defaults to the provider's, fetched when first needed.
-    init(settings: AuthSettings, provider: IdentityProvider, keys: KeyCache? = nil, log: Logger) {
+    /// `keys` defaults to the source's: the provider's, fetched when first needed, or the server's own.
+    init(settings: AuthSettings, source: Source, keys: KeyCache? = nil, log: Logger) {
         self.settings = settings
-        self.provider = provider
-        self.keys = keys ?? KeyCache(fetch: provider.keys)
-        self.verifier = JWTVerifier(issuer: settings.issuer.isEmpty ? nil : settings.issuer)
+        self.source = source
+        switch source {
+        case .provider(let p):
+            self.keys = keys ?? KeyCache(fetch: p.keys)
+            self.verifier = JWTVerifier(issuer: settings.issuer.isEmpty ? nil : settings.issuer)
+        case .builtin(_, let kid, let key):
+            self.keys = keys ?? KeyCache { KeySet(byKid: [kid: key]) }
+            self.verifier = JWTVerifier(issuer: BuiltinAccounts.issuer)
+        }
         self.log = log
+    }
+
+    /// The authenticator `settings` ask for, nil with auth disabled. Built-in accounts create the signing key
+    /// in `appDir` at first start.
+    public static func make(settings: AuthSettings, appDir: URL, log: Logger) throws -> Authenticator? {
+        guard settings.enable else { return nil }
+        if settings.builtin {
+            let accounts = BuiltinAccounts(appDir: appDir)
+            let (kid, key) = try accounts.signingKey()
+            return Authenticator(settings: settings, source: .builtin(accounts, kid: kid, key: key), log: log)
+        }
+        return Authenticator(settings: settings, source: .provider(IdentityProvider(settings: settings)), log: log)
+    }
+
+    /// A built-in token for `username` with `roles`, its claims where `settings` look for them.
+    func issueToken(username: String, roles: [String], kid: String, key: SigningKey) throws -> String {
+        let now = Date().timeIntervalSince1970
+        var claims: [String: Any] = [
+            "iss": BuiltinAccounts.issuer, "sub": username, "iat": Int(now), "exp": Int(now) + settings.tokenLifetime,
+            settings.tokenUsername: username, settings.tokenName: username,
+        ]
+        let path = settings.tokenRoles.split(separator: "#").map(String.init)
+        var node: Any = roles
+        for k in path.dropFirst().reversed() { node = [k: node] }
+        claims[path.first ?? "roles"] = node
+        return try JWT.sign(claims: claims, key: key, kid: kid)
     }
 
     /// The caller behind an `Authorization` header value.
