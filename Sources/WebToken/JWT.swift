@@ -15,13 +15,18 @@ public enum JWTError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .malformed(let why): "malformed token: \(why)"
         case .unsupportedAlgorithm(let alg): "algorithm '\(alg)' is not accepted"
-        case .unknownKey(let kid): "no key for kid \(kid.map { "'\($0)'" } ?? "(none)")"
+        case .unknownKey(let kid): "no key for kid \(kid.map { "'\(Self.clip($0))'" } ?? "(none)")"
         case .badSignature: "signature does not verify"
         case .expired: "token has expired"
         case .notYetValid: "token is not valid yet (nbf)"
         case .missingExpiry: "token has no exp claim"
-        case .wrongIssuer(let iss): "issuer \(iss.map { "'\($0)'" } ?? "(none)") is not the configured one"
+        case .wrongIssuer(let iss): "issuer \(iss.map { "'\(Self.clip($0))'" } ?? "(none)") is not the configured one"
         }
+    }
+
+    /// Token text as it may appear in a log line: short, one line.
+    static func clip(_ s: String) -> String {
+        String(s.prefix(64).map { $0.isNewline || $0.asciiValue.map { $0 < 32 } == true ? "?" : $0 })
     }
 }
 

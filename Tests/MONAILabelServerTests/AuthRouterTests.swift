@@ -146,6 +146,16 @@ import WebToken
         #expect(throws: AuthFailure.self) { try a.authenticate("Bearer \(old)") }
     }
 
+    @Test func keySet_unknownKidNeverFallsBackToTheRealmKey_unlessThereIsNoJWKS() {
+        let realm = SigningKey.generate(.rs256)!
+        let both = KeySet(byKid: ["k1": Self.key], realmKey: realm)
+        #expect(both.find(kid: "k1") === Self.key)
+        #expect(both.find(kid: "k2") == nil)
+        #expect(both.find(kid: nil) === realm)
+        #expect(KeySet(byKid: [:], realmKey: realm).find(kid: "k2") === realm)
+        #expect(KeySet(byKid: ["k1": Self.key]).find(kid: nil) === Self.key)
+    }
+
     @Test func providerUnreachable_returns503NotAServerPath() throws {
         let a = Self.authenticator(keys: KeyCache { throw MONAILabelError.invalid("down") })
         do {

@@ -7,10 +7,15 @@ struct KeySet: Sendable {
     var byKid: [String: SigningKey] = [:]
     var realmKey: SigningKey?
 
+    /// A kid the JWKS lists picks its key. A kid it does not list is unknown (so the cache fetches again: a
+    /// rotated key) unless there is no JWKS at all, when the realm key is the only candidate.
     func find(kid: String?) -> SigningKey? {
-        if let kid, let k = byKid[kid] { return k }
+        if let kid {
+            if let k = byKid[kid] { return k }
+            return byKid.isEmpty ? realmKey : nil
+        }
         if let realmKey { return realmKey }
-        return kid == nil && byKid.count == 1 ? byKid.values.first : nil
+        return byKid.count == 1 ? byKid.values.first : nil
     }
 }
 
