@@ -251,6 +251,10 @@ public enum DicomSeg {
             ci.2, cj.2, ck.2, t.2,
             0, 0, 0, 1,
         ])
+        // Rows, columns and the frame span come from the file: bounded before the grid is allocated.
+        do { try ImagingLimits.checkVoxels([cols, rows, depth], what: "DICOM SEG grid") } catch let e as ImagingError {
+            throw DicomError(e.message)
+        }
         let grid = try Volume(checkingShape: [cols, rows, depth], data: .uint8([UInt8](repeating: 0, count: cols * rows * depth)),
                               affine: affine)
         return try read(file: file, onto: grid)

@@ -64,6 +64,9 @@ public enum DicomSeries {
         }
         let rescaled = formats.contains { $0.slope != 1 || $0.intercept != 0 }
         let shape = [layout.columns, layout.rows, layout.slices.count]
+        do { try ImagingLimits.checkVoxels(shape, what: "DICOM series") } catch let e as ImagingError {
+            throw DicomError(e.message)
+        }
         let data: VoxelData
         if rescaled {
             data = .float32(try gather(layout, formats) { Float(Double($0) * $1.slope + $1.intercept) })

@@ -511,7 +511,10 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         let map = Dictionary(uniqueKeysWithValues: segments.map { ($0.value, valueFor($0)) })
         guard map.contains(where: { $0.key != $0.value }) else { return label }
         var out = label
-        let values = label.data.asFloat().map { v -> Float in v == 0 ? 0 : Float(map[Int(v)] ?? Int(v)) }
+        let values = label.data.asFloat().map { v -> Float in
+            guard v != 0, let i = v.labelInteger else { return 0 }
+            return Float(map[i] ?? i)
+        }
         out.data = VoxelData.converting(values, to: (map.values.max() ?? 0) > 255 ? .uint16 : .uint8)
         return out
     }
@@ -664,7 +667,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// then the app's label names; else `Segment_<v>`.
     func segmentsFor(_ label: Volume, labelInfo: [JSONValue]) -> [DicomSegment] {
         var present = Set<Int>()
-        for v in label.data.asFloat() where v != 0 { present.insert(Int(v.rounded())) }
+        for v in label.data.asFloat() where v != 0 { if let i = v.labelInteger { present.insert(i) } }
         let names = withLock { segmentNames }
         let entries = labelInfo.compactMap(\.objectValue)
         return present.sorted().enumerated().map { position, v in

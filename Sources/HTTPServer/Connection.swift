@@ -20,7 +20,8 @@ struct BodySpool {
     init(threshold: Int, directory: String, expected: Int?) {
         self.threshold = threshold
         self.directory = directory
-        if let n = expected, n <= threshold { bytes.reserveCapacity(n) }
+        // Reserve what the client announced only up to 64 KiB: a stalled body's Content-Length is a claim, not bytes.
+        if let n = expected, n <= threshold { bytes.reserveCapacity(min(n, 64 * 1024)) }
     }
 
     mutating func append(_ p: UnsafeRawBufferPointer) throws {
@@ -74,8 +75,9 @@ struct BodySpool {
     }
 }
 
-/// One client connection. The event loop owns it, except while a worker writes a response; the hand-over in
-/// both directions goes through a lock (the pool queue, the completion queue), which orders the accesses.
+/// One client connection. The event loop owns it, except while it is dispatched: then the worker's handler may
+/// poll the descriptor (to see whether the client left) and the worker makes the response's first non-blocking
+/// write attempt; the hand-over in both directions goes through a lock (the pool queue, the completion queue).
 final class Connection: @unchecked Sendable {
     struct PendingRequest {
         var head: HTTPRequestHead
@@ -91,9 +93,24 @@ final class Connection: @unchecked Sendable {
     /// new data brings a new event, so the loop need not try another read.
     enum ReadResult { case bytes(Int, drained: Bool), wouldBlock, eof, failed }
 
+    /// Links of the loop's least-recently-active lists (see `ActivityList`).
+    struct Links {
+        var prev: Connection?
+        var next: Connection?
+        var linked = false
+    }
+
     let fd: Int32
     let tls: TLSSession?
     let remoteAddress: String
+    /// The client's IP address without the port: the key of the per-peer connection cap.
+    let peer: String
+    var allLinks = Links()
+    var peerLinks = Links()
+    /// This client address's connections (set while the connection is open).
+    var peerConnections: PeerConnections?
+    /// When the loop last moved this connection to the back of its activity lists.
+    var lastTouched: UInt64
     var machine: ConnectionStateMachine
     /// The routed request whose body is arriving.
     var pending: PendingRequest?
@@ -103,24 +120,36 @@ final class Connection: @unchecked Sendable {
     var end = 0
     /// True unless the last read said there is nothing more to read.
     var mayRead = true
+    /// The last read filled all the room the buffer had (data is flowing faster than one buffer per read).
+    var lastReadFilled = false
     /// The loop is inside `service` for this connection.
     var inService = false
-    var out: [UInt8] = []
-    var outOffset = 0
+    /// The response the loop is writing.
+    var outgoing: OutgoingResponse?
     var peerClosed = false
 
     init(fd: Int32, tls: TLSSession?, remoteAddress: String, limits: HTTPLimits, timeouts: ConnectionStateMachine.Timeouts, now: UInt64) {
         self.fd = fd
         self.tls = tls
         self.remoteAddress = remoteAddress
+        self.peer = Self.peerKey(remoteAddress)
+        self.lastTouched = now
         self.machine = ConnectionStateMachine(tls: tls != nil, timeouts: timeouts, now: now)
         self.parser = HTTPRequestParser(limits: limits)
         self.buffer = [UInt8](repeating: 0, count: 4096)
     }
 
-    deinit { pending?.spool.discard() }
+    deinit {
+        pending?.spool.discard()
+        outgoing?.release()
+    }
 
     var buffered: Int { end - start }
+
+    /// `127.0.0.1:5000` -> `127.0.0.1`, `[::1]:5000` -> `[::1]`.
+    static func peerKey(_ remoteAddress: String) -> String {
+        remoteAddress.lastIndex(of: ":").map { String(remoteAddress[..<$0]) } ?? remoteAddress
+    }
 
     /// Reads what the socket has into the buffer's free space, growing it up to `maxCapacity` (and at once to
     /// `preferredCapacity`, so bodies are read in large pieces while heads of idle connections stay small).
@@ -159,7 +188,12 @@ final class Connection: @unchecked Sendable {
                 return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed
             }
         }
-        if case .bytes(let n, _) = result { end += n }
+        if case .bytes(let n, _) = result {
+            end += n
+            lastReadFilled = n == room
+        } else {
+            lastReadFilled = false
+        }
         return result
     }
 
@@ -177,102 +211,64 @@ final class Connection: @unchecked Sendable {
             return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1
         }
     }
+}
 
-    /// Waits until the socket is writable (or readable, for TLS that needs to read). False on timeout/error.
-    private func wait(for events: Int16, timeoutMs: Int32) -> Bool {
-        var p = pollfd(fd: fd, events: events, revents: 0)
-        while true {
-            let r = poll(&p, 1, timeoutMs)
-            if r > 0 { return p.revents & Int16(POLLERR | POLLNVAL) == 0 || p.revents & events != 0 }
-            if r == 0 { return false }
-            if errno != EINTR { return false }
-        }
+/// One client address's connections: how many are open, and which of them may be closed to make room.
+final class PeerConnections {
+    var open = 0
+    var evictable = ActivityList(.peer)
+}
+
+/// Connections in order of last activity, oldest first, linked through the connections themselves so that
+/// appending, removing, moving to the back and finding the oldest are O(1) even with 10,000 connections.
+struct ActivityList {
+    /// Which of a connection's two sets of links this list uses (every connection is in the server's list and in
+    /// its peer's).
+    enum Chain { case all, peer }
+
+    private let chain: Chain
+    private(set) var oldest: Connection?
+    private var newest: Connection?
+    private(set) var count = 0
+
+    init(_ chain: Chain) { self.chain = chain }
+
+    @inline(__always) private func links(_ c: Connection) -> Connection.Links {
+        chain == .all ? c.allLinks : c.peerLinks
     }
 
-    /// Writes all of `buffers` in order, blocking (with `timeoutMs` per stall). Used by workers only.
-    func writeBlocking(_ buffers: [UnsafeRawBufferPointer], timeoutMs: Int32) -> Bool {
-        if let tls {
-            for b in buffers where b.count > 0 {
-                var off = 0
-                while off < b.count {
-                    let (w, st) = tls.write(b.baseAddress! + off, b.count - off)
-                    if w > 0 {
-                        off += w
-                        continue
-                    }
-                    switch st {
-                    case .wantWrite: if !wait(for: Int16(POLLOUT), timeoutMs: timeoutMs) { return false }
-                    case .wantRead: if !wait(for: Int16(POLLIN), timeoutMs: timeoutMs) { return false }
-                    case .ok, .closed, .error: return false
-                    }
-                }
-            }
-            return true
-        }
-        var bases = buffers.filter { $0.count > 0 }.map { UnsafeRawPointer($0.baseAddress!) }
-        var lens = buffers.filter { $0.count > 0 }.map(\.count)
-        var idx = 0
-        while idx < bases.count {
-            let n = bases.count - idx
-            let w = bases.withUnsafeBufferPointer { bp in
-                lens.withUnsafeBufferPointer { lp in
-                    bp.baseAddress!.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: n) { b in
-                        chttp_writev(fd, b + idx, lp.baseAddress! + idx, Int32(min(n, 16)))
-                    }
-                }
-            }
-            if w < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    if !wait(for: Int16(POLLOUT), timeoutMs: timeoutMs) { return false }
-                    continue
-                }
-                return false
-            }
-            var left = w
-            while left > 0, idx < bases.count {
-                if left >= lens[idx] {
-                    left -= lens[idx]
-                    idx += 1
-                } else {
-                    bases[idx] += left
-                    lens[idx] -= left
-                    left = 0
-                }
-            }
-        }
-        return true
+    @inline(__always) private func setLinks(_ c: Connection, _ l: Connection.Links) {
+        if chain == .all { c.allLinks = l } else { c.peerLinks = l }
     }
 
-    /// Sends `count` bytes of file `fileFD` from offset 0: `sendfile` on plain sockets, read+encrypt for TLS.
-    func sendFileBlocking(_ fileFD: Int32, count: Int, scratch: inout [UInt8], timeoutMs: Int32) -> Bool {
-        var offset: Int64 = 0
-        if tls == nil {
-            while offset < Int64(count) {
-                let w = chttp_sendfile(fd, fileFD, &offset, min(count - Int(offset), 1 << 30))
-                if w > 0 { continue }
-                if w == 0 { return false }  // the file shrank under us
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    if !wait(for: Int16(POLLOUT), timeoutMs: timeoutMs) { return false }
-                    continue
-                }
-                return false
-            }
-            return true
-        }
-        if scratch.count < 64 * 1024 { scratch = [UInt8](repeating: 0, count: 64 * 1024) }
-        while offset < Int64(count) {
-            let want = min(scratch.count, count - Int(offset))
-            let r = scratch.withUnsafeMutableBytes { pread(fileFD, $0.baseAddress!, want, off_t(offset)) }
-            if r <= 0 {
-                if r < 0 && errno == EINTR { continue }
-                return false
-            }
-            let ok = scratch.withUnsafeBytes { writeBlocking([UnsafeRawBufferPointer(rebasing: $0[0..<r])], timeoutMs: timeoutMs) }
-            if !ok { return false }
-            offset += Int64(r)
-        }
-        return true
+    @inline(__always) private func setPrev(_ c: Connection, _ p: Connection?) {
+        if chain == .all { c.allLinks.prev = p } else { c.peerLinks.prev = p }
+    }
+
+    @inline(__always) private func setNext(_ c: Connection, _ n: Connection?) {
+        if chain == .all { c.allLinks.next = n } else { c.peerLinks.next = n }
+    }
+
+    mutating func append(_ c: Connection) {
+        guard !links(c).linked else { return }
+        setLinks(c, Connection.Links(prev: newest, next: nil, linked: true))
+        if let n = newest { setNext(n, c) } else { oldest = c }
+        newest = c
+        count += 1
+    }
+
+    mutating func remove(_ c: Connection) {
+        let l = links(c)
+        guard l.linked else { return }
+        if let p = l.prev { setNext(p, l.next) } else { oldest = l.next }
+        if let n = l.next { setPrev(n, l.prev) } else { newest = l.prev }
+        setLinks(c, Connection.Links())
+        count -= 1
+    }
+
+    mutating func moveToBack(_ c: Connection) {
+        guard links(c).linked, newest !== c else { return }
+        remove(c)
+        append(c)
     }
 }

@@ -9,19 +9,24 @@ struct ConnectionStateMachine: Sendable, Equatable {
         case readingHead(idle: Bool)
         /// A routed request whose body is arriving.
         case readingBody
-        /// A worker runs the handler and writes the response; the loop must not touch the socket.
+        /// A worker runs the handler; the loop neither reads nor closes the socket meanwhile, so the handler may
+        /// poll it to learn whether its client has gone.
         case dispatched
-        /// The loop writes a response it made itself (an error, a redirect, a preflight answer).
-        case writingOwnResponse(closeAfter: Bool)
+        /// The loop writes a response (a handler's, or its own: an error, a redirect, a preflight answer) as fast
+        /// as the client takes it, holding no worker.
+        case writingResponse(closeAfter: Bool)
         case closed
     }
 
-    /// Timeouts in nanoseconds.
+    /// Timeouts in nanoseconds; `write` is an idle timeout (it restarts whenever the client takes bytes).
     struct Timeouts: Sendable, Equatable {
         var header: UInt64
         var body: UInt64
         var keepAlive: UInt64
         var write: UInt64
+        /// Bytes per second a body must average once `bodyRateGrace` has passed since its head; 0 is off.
+        var minBodyRate: Int = 0
+        var bodyRateGrace: UInt64 = 0
     }
 
     /// What to do with a request head the router has seen.
@@ -54,6 +59,9 @@ struct ConnectionStateMachine: Sendable, Equatable {
     private(set) var deadline: UInt64?
     /// The current request allows reuse of the connection.
     private var requestKeepAlive = false
+    /// When the current body started (its head arrived) and how many bytes of it came since.
+    private var bodyStarted: UInt64 = 0
+    private var bodyReceived = 0
 
     init(tls: Bool, timeouts: Timeouts, now: UInt64) {
         self.timeouts = timeouts
@@ -65,7 +73,7 @@ struct ConnectionStateMachine: Sendable, Equatable {
     var isReading: Bool {
         switch phase {
         case .readingHead, .readingBody: return true
-        case .handshaking, .dispatched, .writingOwnResponse, .closed: return false
+        case .handshaking, .dispatched, .writingResponse, .closed: return false
         }
     }
 
@@ -74,15 +82,16 @@ struct ConnectionStateMachine: Sendable, Equatable {
         phase = .readingHead(idle: true)
     }
 
-    /// Bytes arrived: a request starts (header deadline) or a body progresses (body deadline restarts).
-    mutating func bytesReceived(now: UInt64) {
+    /// `count` bytes arrived: a request starts (header deadline) or a body progresses (body deadline restarts).
+    mutating func bytesReceived(_ count: Int = 1, now: UInt64) {
         switch phase {
         case .readingHead(idle: true):
             phase = .readingHead(idle: false)
             deadline = now + timeouts.header
         case .readingBody:
             deadline = now + timeouts.body
-        case .readingHead(idle: false), .handshaking, .dispatched, .writingOwnResponse, .closed:
+            bodyReceived += count
+        case .readingHead(idle: false), .handshaking, .dispatched, .writingResponse, .closed:
             break
         }
     }
@@ -100,6 +109,8 @@ struct ConnectionStateMachine: Sendable, Equatable {
         }
         phase = .readingBody
         deadline = now + timeouts.body
+        bodyStarted = now
+        bodyReceived = 0
         return .readBody(sendContinue: hasBody && head.expectsContinue && !bodyAlreadyBuffered)
     }
 
@@ -109,23 +120,23 @@ struct ConnectionStateMachine: Sendable, Equatable {
         deadline = nil
     }
 
-    /// The loop starts writing its own response.
-    mutating func ownResponseQueued(keepAlive: Bool, now: UInt64) {
-        phase = .writingOwnResponse(closeAfter: !keepAlive)
+    /// A response is ready (the handler returned, or the loop made its own): the loop starts writing it.
+    mutating func responseQueued(keepAlive: Bool, now: UInt64) {
+        phase = .writingResponse(closeAfter: !keepAlive)
         deadline = now + timeouts.write
     }
 
-    /// The loop finished writing its own response.
-    mutating func ownResponseFlushed(stopping: Bool, hasBufferedBytes: Bool, now: UInt64) -> AfterResponse {
-        guard case .writingOwnResponse(let closeAfter) = phase else { return .close }
-        if closeAfter || stopping { return close() }
-        return awaitNext(hasBufferedBytes: hasBufferedBytes, now: now)
+    /// The client took response bytes: the write idle timeout restarts.
+    mutating func bytesSent(now: UInt64) {
+        guard case .writingResponse = phase else { return }
+        deadline = now + timeouts.write
     }
 
-    /// A worker finished writing the response; `keepAlive` is false when it had to close (or the write failed).
-    mutating func responseFinished(keepAlive: Bool, stopping: Bool, peerClosed: Bool, hasBufferedBytes: Bool, now: UInt64) -> AfterResponse {
-        guard phase == .dispatched else { return .close }
-        if !keepAlive || stopping || (peerClosed && !hasBufferedBytes) { return close() }
+    /// The response has gone out. The connection is closed when the response said so, the server is stopping,
+    /// or the client half-closed and sent nothing more.
+    mutating func responseFlushed(stopping: Bool, peerClosed: Bool, hasBufferedBytes: Bool, now: UInt64) -> AfterResponse {
+        guard case .writingResponse(let closeAfter) = phase else { return .close }
+        if closeAfter || stopping || (peerClosed && !hasBufferedBytes) { return close() }
         return awaitNext(hasBufferedBytes: hasBufferedBytes, now: now)
     }
 
@@ -147,15 +158,20 @@ struct ConnectionStateMachine: Sendable, Equatable {
         switch phase {
         case .handshaking: return true
         case .readingHead(let idle): return idle && !hasBufferedBytes
-        case .readingBody, .dispatched, .writingOwnResponse, .closed: return false
+        case .readingBody, .dispatched, .writingResponse, .closed: return false
         }
     }
 
     func timeout(now: UInt64) -> TimeoutAction {
+        if phase == .readingBody, timeouts.minBodyRate > 0, now > bodyStarted, now - bodyStarted > timeouts.bodyRateGrace {
+            // The average since the head: bursts are fine, a trickle that keeps the per-read deadline alive is not.
+            let elapsed = Double(now - bodyStarted) / 1e9
+            if Double(bodyReceived) < Double(timeouts.minBodyRate) * elapsed { return .respondRequestTimeoutAndClose }
+        }
         guard let d = deadline, now >= d else { return .none }
         switch phase {
         case .readingHead(idle: false), .readingBody: return .respondRequestTimeoutAndClose
-        case .readingHead(idle: true), .handshaking, .writingOwnResponse, .closed: return .close
+        case .readingHead(idle: true), .handshaking, .writingResponse, .closed: return .close
         case .dispatched: return .none
         }
     }

@@ -106,15 +106,17 @@ public struct HTTPRequest: Sendable {
         return main.isEmpty ? nil : main.lowercased()
     }
 
-    /// The whole body in memory. Throws 413 when it is larger than `limit` (spooled bodies are read from disk).
-    public func bodyBytes(limit: Int = 64 << 20) throws -> [UInt8] {
+    /// The whole body in memory. Throws 413 naming the limit when it is larger than `limit`, by default the
+    /// server's `HTTPServerConfiguration.maxInMemoryBodyBytes` (spooled bodies are read from disk).
+    public func bodyBytes(limit: Int? = nil) throws -> [UInt8] {
+        let limit = limit ?? context.maxInMemoryBodyBytes
+        guard body.count <= limit else {
+            throw HTTPError(.payloadTooLarge, "Request body too large: the limit is \(limit) bytes")
+        }
         switch body {
         case .empty: return []
-        case .bytes(let b):
-            if b.count > limit { throw HTTPError(.payloadTooLarge, "Request body too large") }
-            return b
-        case .file(let path, let length):
-            if length > limit { throw HTTPError(.payloadTooLarge, "Request body too large") }
+        case .bytes(let b): return b
+        case .file(let path, _):
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw HTTPError(.internalServerError, "Spooled request body is missing")
             }
@@ -145,9 +147,11 @@ public struct HTTPRequest: Sendable {
 
     /// The form in the body: `multipart/form-data` (parsed as a stream; file parts go to temporary files that
     /// are deleted after the response) or `application/x-www-form-urlencoded`. An empty body or another
-    /// media type gives an empty form. Parsed once per request; later calls return the same form.
-    public func form(limits: HTTPFormLimits = HTTPFormLimits()) throws -> HTTPForm {
-        try context.form {
+    /// media type gives an empty form. Parsed once per request; later calls return the same form. `limits`
+    /// default to the server's `HTTPServerConfiguration.formLimits`.
+    public func form(limits: HTTPFormLimits? = nil) throws -> HTTPForm {
+        let limits = limits ?? context.formLimits
+        return try context.form {
             switch mediaType {
             case "multipart/form-data":
                 guard let ct = headers["Content-Type"], let boundary = MultipartParser.boundary(fromContentType: ct) else {
@@ -155,7 +159,7 @@ public struct HTTPRequest: Sendable {
                 }
                 return try MultipartFormReader(boundary: boundary, limits: limits, context: context).read(body)
             case "application/x-www-form-urlencoded":
-                let bytes = try bodyBytes(limit: limits.maxFieldBytes)
+                let bytes = try bodyBytes(limit: min(limits.maxFieldBytes, limits.maxTotalFieldBytes))
                 guard let fields = PercentEncoding.parseQuery(String(decoding: bytes, as: UTF8.self)) else {
                     throw HTTPError(.badRequest, "Invalid percent-encoding in form")
                 }
@@ -177,10 +181,38 @@ public final class HTTPRequestContext: Sendable {
     private let state = Mutex(State())
     /// Where this request's temporary files go.
     public let temporaryDirectory: String
+    /// What `HTTPRequest.form()` accepts unless told otherwise.
+    public let formLimits: HTTPFormLimits
+    /// What `HTTPRequest.bodyBytes()` (and so every JSON body) reads into memory unless told otherwise.
+    public let maxInMemoryBodyBytes: Int
+    /// The connection's socket while the handler runs (-1 for requests built in code).
+    private let peerFD: Int32
 
-    public init(temporaryDirectory: String = HTTPRequestContext.defaultTemporaryDirectory) {
+    public init(
+        temporaryDirectory: String = HTTPRequestContext.defaultTemporaryDirectory,
+        formLimits: HTTPFormLimits = HTTPFormLimits(), maxInMemoryBodyBytes: Int = HTTPRequestContext.defaultMaxInMemoryBodyBytes,
+        peerFD: Int32 = -1
+    ) {
         self.temporaryDirectory = temporaryDirectory
+        self.formLimits = formLimits
+        self.maxInMemoryBodyBytes = maxInMemoryBodyBytes
+        self.peerFD = peerFD
     }
+
+    /// Whether the client has closed or reset the connection: a long handler polls this to stop work nobody
+    /// will receive. Safe from any thread (a zero-timeout poll(2) of the socket, which stays open until the
+    /// handler has returned); always false for requests built in code.
+    public var isPeerGone: Bool {
+        guard peerFD >= 0 else { return false }
+        // POLLRDHUP (the peer closed its side), which Glibc's module exports only under _GNU_SOURCE.
+        let rdhup: Int16 = 0x2000
+        var p = pollfd(fd: peerFD, events: rdhup, revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return false }
+        return p.revents & (rdhup | Int16(POLLHUP) | Int16(POLLERR)) != 0
+    }
+
+    /// 8 MiB: far above any JSON a client posts, and a parsed JSON tree costs about 14 times its text.
+    public static let defaultMaxInMemoryBodyBytes = 8 << 20
 
     /// `$TMPDIR` or `/tmp`.
     public static var defaultTemporaryDirectory: String {

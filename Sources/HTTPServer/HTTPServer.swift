@@ -11,9 +11,12 @@ public struct HTTPServerError: Error, CustomStringConvertible {
 
 /// An HTTP/1.1 server over POSIX sockets (and OpenSSL for HTTPS).
 ///
-/// One event-loop thread (epoll) accepts connections, performs TLS handshakes, reads and parses requests and
-/// spools bodies; it never runs handler code. Complete requests go to a bounded pool of worker threads that run
-/// the handler and write the response (files with `sendfile`); a full queue gets 503.
+/// One event-loop thread (epoll) accepts connections, performs TLS handshakes, reads and parses requests, spools
+/// bodies and writes responses (files with `sendfile`, or in 16 KiB pieces over TLS), all non-blocking; it never
+/// runs handler code. Complete requests go to a bounded pool of worker threads that only run the handler and
+/// hand the response back, so a client that sends or reads slowly never holds a worker; a full queue gets 503.
+/// Slow and stalled clients are bounded by timeouts, a minimum body rate, and connection caps (global and per
+/// peer) that close the least recently active connection instead of refusing a new one.
 ///
 /// ```swift
 /// var router = HTTPRouter()
@@ -55,6 +58,29 @@ public final class HTTPServer: Sendable {
     public func run() throws {
         try start()
         wait()
+    }
+
+    /// The process's soft open-file limit (`RLIMIT_NOFILE`).
+    public static var openFileLimit: Int {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return 1024 }
+        return Int(clamping: min(rl.rlim_cur, 1 << 24))
+    }
+
+    /// Raises the soft open-file limit to the hard limit (at most 2^20) and returns the soft limit now in force.
+    /// Every connection needs a descriptor, and the usual soft limit of 1024 would cap the server far below
+    /// `maxConnections`; `start()` calls this unless `HTTPServerConfiguration.raiseOpenFileLimit` is false.
+    @discardableResult
+    public static func raiseOpenFileLimit() -> Int {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 else { return 1024 }
+        let target = min(rl.rlim_max, 1 << 20)
+        if rl.rlim_cur < target {
+            var raised = rl
+            raised.rlim_cur = target
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised)
+        }
+        return openFileLimit
     }
 
     /// Makes SIGINT and SIGTERM call `server.shutdown(gracePeriod:)`. A second signal exits at once.
@@ -100,6 +126,12 @@ final class EventLoop: @unchecked Sendable {
     private var wakeFD: Int32 = -1
     private var listeners: [Int32] = []
     private var connections: [Int32: Connection] = [:]
+    /// Every connection a handler does not hold, least recently active first: what a full server closes.
+    private var evictable = ActivityList(.all)
+    /// Per client IP address.
+    private var peers: [String: PeerConnections] = [:]
+    /// `configuration.maxConnections`, lowered to what the open-file limit allows.
+    private var maxConnections = 0
     private var pool: WorkerPool?
     private var tlsContext: TLSContext?
     private let serverNameBytes: [UInt8]?
@@ -107,7 +139,7 @@ final class EventLoop: @unchecked Sendable {
     private let timeouts: ConnectionStateMachine.Timeouts
 
     private struct Shared {
-        var completions: [(Connection, Bool)] = []
+        var completions: [(Connection, OutgoingResponse)] = []
         var shutdownGrace: Double?
         var loopExited = false
         var stopped = false
@@ -121,8 +153,11 @@ final class EventLoop: @unchecked Sendable {
     private var stopDeadline: UInt64 = 0
     private var nextSweep: UInt64 = 0
     private var listenersPaused = false
-    /// Connections that still had bytes to read when their per-event budget ran out.
+    /// Connections that still had bytes to read or write when their budget ran out.
     private var backlog: [Connection] = []
+    /// Response bytes the loop may still write in this turn; spent, writable connections wait in `backlog`, so
+    /// new connections and small responses are served between the pieces of large ones.
+    private var writeBudget = 0
 
     init(configuration: HTTPServerConfiguration, router: HTTPRouter) {
         self.config = configuration
@@ -132,7 +167,8 @@ final class EventLoop: @unchecked Sendable {
         func ns(_ s: Double) -> UInt64 { UInt64(max(0, s) * 1e9) }
         self.timeouts = ConnectionStateMachine.Timeouts(
             header: ns(configuration.headerTimeout), body: ns(configuration.bodyTimeout),
-            keepAlive: ns(configuration.keepAliveTimeout), write: ns(configuration.writeTimeout))
+            keepAlive: ns(configuration.keepAliveTimeout), write: ns(configuration.writeTimeout),
+            minBodyRate: max(0, configuration.minBodyRate), bodyRateGrace: ns(configuration.bodyRateGracePeriod))
     }
 
     var boundPort: Int? { shared.withLock { $0.port } }
@@ -143,6 +179,11 @@ final class EventLoop: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         guard epfd < 0 else { throw HTTPServerError("The server was already started") }
         if let tls = config.tls { tlsContext = try TLSContext(tls) }
+        let fileLimit = config.raiseOpenFileLimit ? HTTPServer.raiseOpenFileLimit() : HTTPServer.openFileLimit
+        // A connection may hold two descriptors (its socket and a response file or body spool); the rest of the
+        // process (listeners, logs, models, the datastore) keeps a reserve.
+        let reserve = min(1024, fileLimit / 4)
+        maxConnections = max(1, min(config.maxConnections, max(16, (fileLimit - reserve) / 2)))
         let (fds, addresses, port) = try Listener.bind(host: config.host, port: config.port)
         epfd = chttp_epoll_create()
         wakeFD = chttp_eventfd()
@@ -187,6 +228,7 @@ final class EventLoop: @unchecked Sendable {
         var events = [UInt32](repeating: 0, count: 256)
         while true {
             let timeout: Int32 = backlog.isEmpty ? 100 : 0
+            writeBudget = 16 << 20
             let n = tokens.withUnsafeMutableBufferPointer { t in
                 events.withUnsafeMutableBufferPointer { e in chttp_epoll_wait(epfd, t.baseAddress, e.baseAddress, 256, timeout) }
             }
@@ -206,7 +248,7 @@ final class EventLoop: @unchecked Sendable {
             if !backlog.isEmpty {
                 let pending = backlog
                 backlog.removeAll(keepingCapacity: true)
-                for c in pending where connections[c.fd] === c { service(c) }
+                for c in pending where connections[c.fd] === c { resume(c) }
             }
             let now = monotonicNanos()
             if now >= nextSweep {
@@ -237,15 +279,27 @@ final class EventLoop: @unchecked Sendable {
                 }
                 return
             }
-            if connections.count >= config.maxConnections || stopping {
+            if stopping {
                 close(fd)
                 continue
             }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            // Keep at most 128 KiB queued beyond what the client's window lets out. Without it the kernel grows
+            // each send buffer towards 4 MiB for a client that never reads: a thousand slow readers took 2.2 GB of
+            // kernel memory (past tcp_mem's pressure mark) and the loop spent seconds copying it. Bytes in flight
+            // are not limited, so fast downloads keep their speed.
+            var lowat: Int32 = 128 * 1024
+            setsockopt(fd, Int32(IPPROTO_TCP), 25 /* TCP_NOTSENT_LOWAT */, &lowat, socklen_t(MemoryLayout<Int32>.size))
             var text = [CChar](repeating: 0, count: 64)
             withUnsafePointer(to: &storage) { p in text.withUnsafeMutableBufferPointer { chttp_format_address(p, $0.baseAddress, 64) } }
             let remote = text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            let now = monotonicNanos()
+            let peerKey = Connection.peerKey(remote)
+            guard makeRoom(forPeer: peerKey) else {
+                close(fd)
+                continue
+            }
             var session: TLSSession?
             if let ctx = tlsContext {
                 guard let s = TLSSession(context: ctx, fd: fd) else {
@@ -254,14 +308,69 @@ final class EventLoop: @unchecked Sendable {
                 }
                 session = s
             }
-            let conn = Connection(fd: fd, tls: session, remoteAddress: remote, limits: config.limits, timeouts: timeouts, now: monotonicNanos())
-            connections[fd] = conn
+            let conn = Connection(fd: fd, tls: session, remoteAddress: remote, limits: config.limits, timeouts: timeouts, now: now)
             let interest = CHTTP_EV_IN | CHTTP_EV_OUT | CHTTP_EV_RDHUP | CHTTP_EV_ET
             if chttp_epoll_add(epfd, fd, interest, UInt64(UInt32(bitPattern: fd))) != 0 {
-                connections[fd] = nil
                 close(fd)
+                continue
+            }
+            connections[fd] = conn
+            let peer: PeerConnections
+            if let p = peers[conn.peer] {
+                peer = p
+            } else {
+                peer = PeerConnections()
+                peers[conn.peer] = peer
+            }
+            peer.open += 1
+            conn.peerConnections = peer
+            setEvictable(conn, true)
+        }
+    }
+
+    // MARK: connection caps
+
+    // Why eviction and not refusal: a cap that refuses new connections hands the server to whoever fills it
+    // first, and per-peer caps cannot tell an attacker from a colleague behind the same address (the probes and
+    // their attacker are both 127.0.0.1). So a new connection always gets in while anything can make room: over
+    // the per-peer cap it closes that peer's least recently active connection, over the global cap the server's
+    // least recently active one. Connections whose handler runs are never chosen. A flood of stalled connections
+    // thus churns through itself, and a client's next request is the newest, last in line to be closed.
+
+    /// Closes connections until `peer` may open one more; false when only busy (dispatched) ones are left.
+    private func makeRoom(forPeer peer: String) -> Bool {
+        let perPeer = max(1, config.maxConnectionsPerPeer)
+        if let p = peers[peer] {
+            while p.open >= perPeer {
+                guard let victim = p.evictable.oldest else { return false }
+                closeConnection(victim)
             }
         }
+        while connections.count >= maxConnections {
+            guard let victim = evictable.oldest else { return false }
+            closeConnection(victim)
+        }
+        return true
+    }
+
+    /// Adds `conn` to (or takes it out of) the lists eviction chooses from.
+    private func setEvictable(_ conn: Connection, _ yes: Bool) {
+        if yes {
+            evictable.append(conn)
+            conn.peerConnections?.evictable.append(conn)
+        } else {
+            evictable.remove(conn)
+            conn.peerConnections?.evictable.remove(conn)
+        }
+    }
+
+    /// Bytes moved on `conn`: it becomes the last candidate for eviction. At most every 50 ms per connection, so a
+    /// busy keep-alive connection does not relink itself on every request; eviction needs no finer order.
+    private func touch(_ conn: Connection, now: UInt64) {
+        guard now &- conn.lastTouched > 50_000_000 else { return }
+        conn.lastTouched = now
+        evictable.moveToBack(conn)
+        conn.peerConnections?.evictable.moveToBack(conn)
     }
 
     private func handleEvent(_ conn: Connection, _ ev: UInt32) {
@@ -269,11 +378,16 @@ final class EventLoop: @unchecked Sendable {
         switch conn.machine.phase {
         case .dispatched, .closed:
             return
-        case .writingOwnResponse:
+        case .writingResponse:
             flush(conn)
         case .handshaking, .readingHead, .readingBody:
             service(conn)
         }
+    }
+
+    /// Continues a connection whose per-event budget ran out.
+    private func resume(_ conn: Connection) {
+        if case .writingResponse = conn.machine.phase { flush(conn) } else { service(conn) }
     }
 
     /// Moves a readable connection forward: handshake, read, parse, until it blocks or is dispatched.
@@ -306,12 +420,17 @@ final class EventLoop: @unchecked Sendable {
             }
             budget -= 1
             let before = conn.buffered
-            switch conn.readIntoBuffer(maxCapacity: readCap, preferredCapacity: conn.machine.phase == .readingBody ? readCap : 0) {
+            // Only a body that is actually flowing (the last read filled the buffer) gets the large buffer: ten
+            // thousand stalled bodies must not cost 64 KiB each.
+            let flowing = conn.machine.phase == .readingBody && conn.lastReadFilled
+            switch conn.readIntoBuffer(maxCapacity: readCap, preferredCapacity: flowing ? readCap : 0) {
             case .bytes(let n, let drained):
                 // A full buffer with nothing consumed can only be a head past the limit, which the parser reports.
                 if n == 0 && conn.buffered == before { return }
                 if drained { conn.mayRead = false }
-                conn.machine.bytesReceived(now: monotonicNanos())
+                let now = monotonicNanos()
+                conn.machine.bytesReceived(n, now: now)
+                touch(conn, now: now)
             case .wouldBlock:
                 conn.mayRead = false
                 return
@@ -361,7 +480,9 @@ final class EventLoop: @unchecked Sendable {
                 // No pending request: the loop answered this one itself; go on with the next.
                 guard var pending = conn.pending else { continue }
                 conn.pending = nil
-                let context = HTTPRequestContext(temporaryDirectory: config.temporaryDirectory)
+                let context = HTTPRequestContext(
+                    temporaryDirectory: config.temporaryDirectory, formLimits: config.formLimits,
+                    maxInMemoryBodyBytes: config.maxInMemoryBodyBytes, peerFD: conn.fd)
                 let body = pending.spool.finish(context: context)
                 conn.machine.requestCompleted()
                 dispatch(conn, pending, body: body, context: context)
@@ -395,8 +516,8 @@ final class EventLoop: @unchecked Sendable {
         case .respond(let keepAlive):
             guard case .response(var r) = resolution else { return }
             router.finish(&r, requestHeaders: head.headers)
-            writeFromLoop(conn, r, keepAlive: keepAlive, version: head.version, isHead: head.method == .head)
-            log(method: head.method, target: head.target, status: r.status.code, bytes: r.body.inMemoryCount, started: now, remote: conn.remoteAddress)
+            let info = OutgoingResponse.LogInfo(method: head.method, target: head.target, remoteAddress: conn.remoteAddress, started: now)
+            writeFromLoop(conn, r, keepAlive: keepAlive, version: head.version, isHead: head.method == .head, logInfo: info)
         case .readBody(let sendContinue):
             if sendContinue {
                 // No response is pending, so the socket buffer has room for 25 bytes; if not, the stream is
@@ -422,24 +543,30 @@ final class EventLoop: @unchecked Sendable {
         let handler = pending.handler
         let router = self.router
         let config = self.config
-        let started = pending.started
+        let serverName = serverNameBytes
         let keepAliveWanted = head.keepAlive && !stopping
+        let info = OutgoingResponse.LogInfo(method: head.method, target: head.target, remoteAddress: conn.remoteAddress,
+                                            started: pending.started)
+        // While the handler runs the connection cannot be closed to make room: its descriptor stays valid, so the
+        // handler may poll it to learn whether the client has gone.
+        setEvictable(conn, false)
         let accepted = pool?.submit { [self] in
             var response = HTTPRouter.run(handler, request) { error in
                 config.errorLog?("Handler for \(request.method) \(request.path) failed: \(error)")
             }
             router.finish(&response, requestHeaders: request.headers)
-            let keepAlive = keepAliveWanted && !self.isStopping
-            let result = WorkerScratch.withWriter(serverName: config.serverName, timeout: config.writeTimeout) { writer in
-                writer.write(response, on: conn, requestVersion: request.version, isHead: request.method == .head,
-                             keepAlive: keepAlive, onError: { config.errorLog?($0) })
-            }
-            request.context.cleanUp()
-            self.log(method: request.method, target: request.target, status: result.status, bytes: result.bytes, started: started,
-                     remote: request.remoteAddress)
-            self.complete(conn, keepAlive: result.ok)
+            let outgoing = OutgoingResponse.prepare(
+                response, requestVersion: request.version, isHead: request.method == .head,
+                keepAlive: keepAliveWanted && !self.isStopping, serverName: serverName, context: request.context,
+                logInfo: info, accessLog: config.accessLog, errorLog: config.errorLog)
+            // One non-blocking attempt here: most responses fit the socket buffer and leave at once, sparing the
+            // single loop thread every send. Whatever remains is the loop's, so a slow reader never holds a worker.
+            let (progress, _) = outgoing.write(to: conn, budget: 256 << 10)
+            if progress == .done { outgoing.release() }
+            self.complete(conn, outgoing)
         } ?? false
         if !accepted {
+            setEvictable(conn, true)
             context.cleanUp()
             respondAndClose(conn, .detail("Service Unavailable", status: .serviceUnavailable), version: head.version)
         }
@@ -447,14 +574,15 @@ final class EventLoop: @unchecked Sendable {
 
     private var isStopping: Bool { shared.withLock { $0.shutdownGrace != nil } }
 
-    /// Called by a worker when it has finished with `conn`.
-    private func complete(_ conn: Connection, keepAlive: Bool) {
+    /// Called by a worker when the handler for `conn` has returned: the loop writes the response.
+    private func complete(_ conn: Connection, _ outgoing: OutgoingResponse) {
         let (signal, loopGone) = shared.withLock { s -> (Bool, Bool) in
             if s.loopExited { return (false, true) }
-            s.completions.append((conn, keepAlive))
+            s.completions.append((conn, outgoing))
             return (s.completions.count == 1, false)
         }
         if loopGone {
+            outgoing.release()
             conn.tls?.shutdown()
             close(conn.fd)
             conn.machine.closed()
@@ -464,61 +592,95 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func drainCompletions() {
-        let done = shared.withLock { s -> [(Connection, Bool)] in
+        let done = shared.withLock { s -> [(Connection, OutgoingResponse)] in
             defer { s.completions.removeAll(keepingCapacity: true) }
             return s.completions
         }
-        for (conn, keepAlive) in done {
-            guard connections[conn.fd] === conn else { continue }
-            let next = conn.machine.responseFinished(
-                keepAlive: keepAlive, stopping: stopping, peerClosed: conn.peerClosed, hasBufferedBytes: conn.buffered > 0,
-                now: monotonicNanos())
-            switch next {
-            case .close: closeConnection(conn)
-            case .readNext: if conn.buffered > 0 || conn.mayRead { service(conn) }
+        for (conn, outgoing) in done {
+            guard connections[conn.fd] === conn, conn.machine.phase == .dispatched else {
+                outgoing.release()
+                continue
             }
+            setEvictable(conn, true)
+            queue(conn, outgoing)
         }
     }
 
-    // MARK: loop-written responses
+    // MARK: writing responses
 
     private func respondAndClose(_ conn: Connection, _ r: HTTPResponse, version: HTTPVersion) {
-        writeFromLoop(conn, r, keepAlive: false, version: version, isHead: false)
+        writeFromLoop(conn, r, keepAlive: false, version: version, isHead: false, logInfo: nil)
     }
 
-    /// Queues a small response made by the loop and writes what the socket takes now.
-    private func writeFromLoop(_ conn: Connection, _ r: HTTPResponse, keepAlive: Bool, version: HTTPVersion, isHead: Bool) {
+    /// Queues a small response made by the loop itself (an error, a redirect, a preflight answer).
+    private func writeFromLoop(
+        _ conn: Connection, _ r: HTTPResponse, keepAlive: Bool, version: HTTPVersion, isHead: Bool,
+        logInfo: OutgoingResponse.LogInfo?
+    ) {
         conn.pending?.spool.discard()
         conn.pending = nil
-        conn.out = ResponseWriter.serialize(r, keepAlive: keepAlive, requestVersion: version, isHead: isHead, serverName: serverNameBytes)
-        conn.outOffset = 0
-        conn.machine.ownResponseQueued(keepAlive: keepAlive, now: monotonicNanos())
+        let bytes = ResponseWriter.serialize(r, keepAlive: keepAlive, requestVersion: version, isHead: isHead, serverName: serverNameBytes)
+        queue(conn, OutgoingResponse(head: bytes, body: [], keepAlive: keepAlive, status: r.status.code, logInfo: logInfo,
+                                     accessLog: config.accessLog))
+    }
+
+    private func queue(_ conn: Connection, _ outgoing: OutgoingResponse) {
+        conn.outgoing?.release()
+        conn.outgoing = outgoing
+        conn.machine.responseQueued(keepAlive: outgoing.keepAlive, now: monotonicNanos())
         flush(conn)
     }
 
+    /// Writes what the socket takes now; called again on `EPOLLOUT` (or from the backlog) until done.
     private func flush(_ conn: Connection) {
-        guard case .writingOwnResponse = conn.machine.phase else { return }
-        while conn.outOffset < conn.out.count {
-            let w = conn.out.withUnsafeBytes { conn.writeNonBlocking($0.baseAddress! + conn.outOffset, $0.count - conn.outOffset) }
-            if w < 0 {
-                closeConnection(conn)
-                return
-            }
-            if w == 0 { return }
-            conn.outOffset += w
+        guard case .writingResponse = conn.machine.phase, let outgoing = conn.outgoing else { return }
+        // A fast client of a large file could otherwise keep the loop to itself.
+        guard writeBudget > 0 else {
+            backlog.append(conn)
+            return
         }
-        conn.out = []
-        switch conn.machine.ownResponseFlushed(stopping: stopping, hasBufferedBytes: conn.buffered > 0, now: monotonicNanos()) {
+        let (progress, wrote) = outgoing.write(to: conn, budget: min(writeBudget, 1 << 20))
+        writeBudget -= wrote
+        if wrote > 0 {
+            let now = monotonicNanos()
+            conn.machine.bytesSent(now: now)
+            touch(conn, now: now)
+        }
+        switch progress {
+        case .blocked:
+            return
+        case .yielded:
+            backlog.append(conn)
+            return
+        case .failed:
+            closeConnection(conn)
+            return
+        case .done:
+            break
+        }
+        conn.outgoing = nil
+        outgoing.release()
+        let next = conn.machine.responseFlushed(
+            stopping: stopping, peerClosed: conn.peerClosed, hasBufferedBytes: conn.buffered > 0, now: monotonicNanos())
+        switch next {
         case .close: closeConnection(conn, lingering: true)
-        case .readNext: service(conn)
+        case .readNext: if conn.buffered > 0 || conn.mayRead { service(conn) }
         }
     }
 
     private func closeConnection(_ conn: Connection, lingering: Bool = false) {
         conn.pending?.spool.discard()
         conn.pending = nil
+        conn.outgoing?.release()
+        conn.outgoing = nil
         conn.machine.closed()
         connections[conn.fd] = nil
+        setEvictable(conn, false)
+        if let p = conn.peerConnections {
+            p.open -= 1
+            if p.open == 0 { peers[conn.peer] = nil }
+            conn.peerConnections = nil
+        }
         _ = chttp_epoll_del(epfd, conn.fd)
         if lingering, conn.tls == nil {
             // Half-close first so an error response is not destroyed by a reset for unread request bytes.
@@ -568,15 +730,18 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func finishShutdown() {
-        let leftovers = shared.withLock { s -> [(Connection, Bool)] in
+        let leftovers = shared.withLock { s -> [(Connection, OutgoingResponse)] in
             s.loopExited = true
             defer { s.completions.removeAll() }
             return s.completions
         }
-        for (c, _) in leftovers where connections[c.fd] === c { closeConnection(c) }
+        for (c, outgoing) in leftovers {
+            outgoing.release()
+            if connections[c.fd] === c { closeConnection(c) }
+        }
         for (_, c) in connections {
             if c.machine.phase == .dispatched {
-                // A worker still writes here; make its writes fail, and let it close the descriptor.
+                // A handler still runs (and may poll the descriptor); the worker closes it when it returns.
                 shutdown(c.fd, Int32(SHUT_RDWR))
             } else {
                 closeConnection(c)
@@ -590,52 +755,6 @@ final class EventLoop: @unchecked Sendable {
         stopLock.lock()
         stopLock.broadcast()
         stopLock.unlock()
-    }
-
-    // MARK: logging
-
-    private func log(method: HTTPMethod, target: String, status: Int, bytes: Int, started: UInt64, remote: String) {
-        guard let logger = config.accessLog else { return }
-        let path = HTTPRequest.split(target: target).path
-        let ms = Double(monotonicNanos() &- started) / 1e6
-        logger(HTTPAccessLogEntry(method: method.rawValue, path: String(path), status: status, bytes: bytes,
-                                  durationMilliseconds: ms, remoteAddress: remote))
-    }
-}
-
-extension HTTPResponseBody {
-    /// Bytes of an in-memory body (what the loop writes itself); 0 otherwise.
-    var inMemoryCount: Int {
-        switch self {
-        case .bytes(let b): return b.count
-        default: return 0
-        }
-    }
-}
-
-/// Per-thread reusable response buffers, so workers do not allocate a head buffer per request.
-enum WorkerScratch {
-    private static let key: pthread_key_t = {
-        var k = pthread_key_t()
-        pthread_key_create(&k) { p in if let p { Unmanaged<Box>.fromOpaque(p).release() } }
-        return k
-    }()
-
-    private final class Box {
-        var writer: ResponseWriter
-        init(_ w: ResponseWriter) { writer = w }
-    }
-
-    /// Runs `body` with this thread's writer, mutated in place so its buffers are reused without copies.
-    static func withWriter<R>(serverName: String?, timeout: Double, _ body: (inout ResponseWriter) -> R) -> R {
-        let box: Box
-        if let p = pthread_getspecific(key) {
-            box = Unmanaged<Box>.fromOpaque(p).takeUnretainedValue()
-        } else {
-            box = Box(ResponseWriter(serverName: serverName, timeoutSeconds: timeout))
-            pthread_setspecific(key, Unmanaged.passRetained(box).toOpaque())
-        }
-        return body(&box.writer)
     }
 }
 

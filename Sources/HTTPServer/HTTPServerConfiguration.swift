@@ -30,18 +30,34 @@ public struct HTTPServerConfiguration: Sendable {
     public var workerCount: Int = 4
     /// Requests waiting for a worker beyond which new requests get 503.
     public var queueCapacity: Int = 256
-    /// Most open connections; more are accepted and closed at once.
+    /// Most open connections (lowered to what the open-file limit allows). A new connection beyond it, or beyond
+    /// `maxConnectionsPerPeer`, closes the least recently active connection (of that peer) that no handler holds,
+    /// so a flood of stalled connections cannot lock out a client's next request.
     public var maxConnections: Int = 10_000
+    /// Raise the process's soft open-file limit to its hard limit at `start()` (see `HTTPServer.raiseOpenFileLimit`).
+    public var raiseOpenFileLimit = true
+    /// Most open connections from one IP address; see `maxConnections` for what happens beyond it.
+    public var maxConnectionsPerPeer: Int = 1024
     /// Time to receive a complete request head (and the TLS handshake) once it has started: against slowloris.
     public var headerTimeout: Double = 10
     /// Longest wait for the next body bytes.
     public var bodyTimeout: Double = 60
+    /// Bytes per second a request body must average once `bodyRateGracePeriod` has passed, or the request gets
+    /// 408 and the connection closes (against bodies trickled to hold a connection); 0 turns the check off.
+    public var minBodyRate: Int = 256
+    /// Seconds a body may take before `minBodyRate` applies.
+    public var bodyRateGracePeriod: Double = 10
     /// How long an idle keep-alive connection is kept.
     public var keepAliveTimeout: Double = 15
-    /// Longest wait for the client to accept more response bytes.
+    /// Longest wait for the client to accept more response bytes (the event loop writes responses; a client
+    /// that stops reading holds only its socket and, for a file, one descriptor, until this passes).
     public var writeTimeout: Double = 60
     /// Request bodies larger than this are spooled to a temporary file while they arrive.
     public var spoolThreshold: Int = 1 << 20
+    /// What `HTTPRequest.form()` accepts: text fields are held in memory, file parts go to disk.
+    public var formLimits = HTTPFormLimits()
+    /// The largest body `HTTPRequest.bodyBytes()` (JSON, urlencoded) reads into memory; larger ones get 413.
+    public var maxInMemoryBodyBytes: Int = HTTPRequestContext.defaultMaxInMemoryBodyBytes
     /// Where spooled bodies and uploaded files go.
     public var temporaryDirectory: String = HTTPRequestContext.defaultTemporaryDirectory
     /// The `Server` header; nil omits it.

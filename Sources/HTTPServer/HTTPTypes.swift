@@ -48,6 +48,7 @@ public struct HTTPStatus: Hashable, Sendable {
     public static let internalServerError = HTTPStatus(500)
     public static let notImplemented = HTTPStatus(501)
     public static let serviceUnavailable = HTTPStatus(503)
+    public static let gatewayTimeout = HTTPStatus(504)
     public static let httpVersionNotSupported = HTTPStatus(505)
 
     static func standardReason(_ code: Int) -> String {
@@ -80,6 +81,7 @@ public struct HTTPStatus: Hashable, Sendable {
         case 500: return "Internal Server Error"
         case 501: return "Not Implemented"
         case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
         case 505: return "HTTP Version Not Supported"
         default: return "Status \(code)"
         }
@@ -142,7 +144,9 @@ public enum HTTPBody: Sendable {
     }
 }
 
-/// Produces the bytes of a streamed response body, chunk by chunk, on the worker thread sending it.
+/// Produces the bytes of a streamed response body, chunk by chunk. The event loop pulls the next chunk whenever
+/// the client's socket has room, so no worker waits on a slow client; `next()` must therefore return promptly
+/// (hand over bytes already made or read a file piece, never compute for long or wait).
 public protocol HTTPBodyStream: Sendable {
     /// Returns the next chunk (may be empty), or nil at the end. Called from one thread at a time.
     func next() throws -> [UInt8]?
@@ -151,7 +155,7 @@ public protocol HTTPBodyStream: Sendable {
 /// One piece of a response body made of several pieces (e.g. multipart).
 public enum HTTPBodySegment: Sendable {
     case bytes([UInt8])
-    /// A file sent from disk without loading it; deleted after the response when `deleteAfter`.
+    /// A file sent from disk without loading it; with `deleteAfter` unlinked once opened for sending.
     case file(path: String, deleteAfter: Bool)
 }
 
@@ -159,7 +163,8 @@ public enum HTTPBodySegment: Sendable {
 public enum HTTPResponseBody: Sendable {
     case empty
     case bytes([UInt8])
-    /// A file sent from disk (`sendfile` on plain sockets), never loaded whole; deleted afterwards when `deleteAfter`.
+    /// A file sent from disk (`sendfile` on plain sockets), never loaded whole. With `deleteAfter` it is unlinked
+    /// once opened for sending (the open descriptor still serves the bytes), so it never outlives the response.
     case file(path: String, deleteAfter: Bool)
     /// Bytes and files sent one after another with a `Content-Length` of their sum.
     case segments([HTTPBodySegment])

@@ -232,9 +232,12 @@ enum HeaderParameters {
 }
 
 /// Limits applied while reading a form.
-public struct HTTPFormLimits: Sendable {
+public struct HTTPFormLimits: Sendable, Equatable {
     /// The largest non-file field (and the largest urlencoded body) kept in memory.
     public var maxFieldBytes = 16 << 20
+    /// The most bytes of all non-file fields of one form together: text fields are held in memory, so without
+    /// this sixty 16 MiB fields would cost a gigabyte. File parts go to disk and do not count.
+    public var maxTotalFieldBytes = 8 << 20
     /// The most parts.
     public var maxParts = 1000
     /// The largest single uploaded file.
@@ -360,6 +363,7 @@ struct MultipartFormReader {
         var fd: Int32 = -1
         var file: HTTPUploadedFile?
         var parts = 0
+        var totalFieldBytes = 0
 
         init(limits: HTTPFormLimits, context: HTTPRequestContext) {
             self.limits = limits
@@ -393,7 +397,15 @@ struct MultipartFormReader {
                     off += n
                 }
             } else {
-                if fieldBytes.count + bytes.count > limits.maxFieldBytes { throw HTTPError(.payloadTooLarge, "Form field too large") }
+                if fieldBytes.count + bytes.count > limits.maxFieldBytes {
+                    throw HTTPError(.payloadTooLarge, "Form field too large: the limit is \(limits.maxFieldBytes) bytes")
+                }
+                totalFieldBytes += bytes.count
+                if totalFieldBytes > limits.maxTotalFieldBytes {
+                    throw HTTPError(
+                        .payloadTooLarge,
+                        "Form text fields too large: the limit is \(limits.maxTotalFieldBytes) bytes for all text fields together")
+                }
                 fieldBytes.append(contentsOf: bytes)
             }
         }

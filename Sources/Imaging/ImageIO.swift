@@ -21,6 +21,27 @@ public enum ImageIO {
         }
     }
 
+    /// The grid (spatial shape and affine) of an image, from its header alone.
+    public static func grid(_ url: URL) throws -> Grid {
+        switch fileExtension(of: url.lastPathComponent) {
+        case ".nii", ".nii.gz": return try NIfTI.readGrid(url)
+        case ".nrrd", ".seg.nrrd": return try NRRD.readGrid(url)
+        default:
+            throw ImagingError("\(url.lastPathComponent): unsupported image format (supported: \(extensions.joined(separator: ", ")))")
+        }
+    }
+
+    /// Checks what a NIfTI or NRRD header claims (plausible dimensions, voxel data that fits in the file, below
+    /// `ImagingLimits.maxVoxels`) without decoding or allocating the voxels, so an upload can be refused at once.
+    /// `ext` is the name's image extension (an upload's temporary file has none); other formats pass unchecked.
+    public static func checkHeader(_ url: URL, ext: String) throws {
+        switch ext.lowercased() {
+        case ".nii", ".nii.gz": _ = try NIfTI.precheck(path: url.path)
+        case ".nrrd", ".seg.nrrd": try NRRD.checkHeader(url)
+        default: return
+        }
+    }
+
     /// Writes `volume` in the format its extension names (`result_extension`), converted to `dtype`
     /// (`result_dtype`, e.g. `.uint8`) when given. `segments` apply to NRRD only.
     public static func write(

@@ -146,6 +146,7 @@ public enum NIfTI {
             }
             bytes = p
         }
+        try ImagingLimits.checkVoxels(dims, what: URL(fileURLWithPath: path).lastPathComponent)
         let headerSize = version == 1 ? 348 : 540
         guard voxOffset >= headerSize else {
             throw ImagingError("\(path): vox_offset \(voxOffset) lies inside the \(headerSize)-byte header")
@@ -163,12 +164,11 @@ public enum NIfTI {
         return Precheck(version: version, dims: dims, type: type, voxOffset: voxOffset, dataBytes: bytes)
     }
 
-    /// Reads a `.nii` or `.nii.gz` image. The affine is nibabel's `get_best_affine` (sform when sform_code != 0,
-    /// else qform when qform_code != 0, else the pixdim diagonal with x flipped, centred); `scl_slope` and
-    /// `scl_inter` are applied when they scale (result float32, float64 for float64 files). A 4th and later
-    /// dimension become channels (trailing singleton dimensions vanish).
-    public static func read(_ url: URL) throws -> Volume {
-        let path = url.path
+    /// The header of a `.nii`/`.nii.gz` as `read` interprets it (checked by `precheck` first, so nothing of the
+    /// claimed size is allocated): spatial shape, channels and the affine, without reading a voxel.
+    static func header(path: String) throws
+        -> (pre: Precheck, h: cnifti_header, spatial: [Int], channels: Int, affine: Affine)
+    {
         let pre = try precheck(path: path)
         var h = cnifti_header()
         var err = [CChar](repeating: 0, count: 256)
@@ -192,6 +192,22 @@ public enum NIfTI {
 
         let affine = try bestAffine(h: h, pixdim: pixdim, srow: srow, dims: pre.dims, path: path)
         guard affine.isFinite else { throw ImagingError("\(path): the header's affine has non-finite entries") }
+        return (pre, h, spatial, channels, affine)
+    }
+
+    /// The grid (spatial shape and affine) of a `.nii`/`.nii.gz` from its header alone.
+    public static func readGrid(_ url: URL) throws -> Grid {
+        let (_, _, spatial, _, affine) = try header(path: url.path)
+        return Grid(spatialShape: spatial, affine: affine)
+    }
+
+    /// Reads a `.nii` or `.nii.gz` image. The affine is nibabel's `get_best_affine` (sform when sform_code != 0,
+    /// else qform when qform_code != 0, else the pixdim diagonal with x flipped, centred); `scl_slope` and
+    /// `scl_inter` are applied when they scale (result float32, float64 for float64 files). A 4th and later
+    /// dimension become channels (trailing singleton dimensions vanish).
+    public static func read(_ url: URL) throws -> Volume {
+        let path = url.path
+        let (pre, h, spatial, channels, affine) = try header(path: path)
         let file = try GzipFile(path: path, mode: "rb")
         try file.skip(pre.voxOffset)
         var data = try VoxelReader.read(

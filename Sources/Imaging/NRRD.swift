@@ -73,7 +73,24 @@ public enum NRRD {
         }
     }
 
-    static func parse(_ bytes: Data, path: String) throws -> File {
+    /// What a NRRD header says, checked (type, sizes, the voxel limit, voxel data that fits the payload) before
+    /// anything of the claimed size is allocated.
+    struct Header {
+        var fields: [String: String]
+        var keyValues: [String: String]
+        var type: VoxelType
+        var sizes: [Int]
+        var spatial: [Int]
+        var channels: Int
+        var channelAxis: Int
+        /// Bytes of voxel data once decoded.
+        var count: Int
+        var encoding: String
+        /// Where the (possibly compressed) voxel data starts.
+        var payloadStart: Data.Index
+    }
+
+    static func parseHeader(_ bytes: Data) throws -> Header {
         guard bytes.count >= 8, bytes.prefix(4) == Data("NRRD".utf8) else { throw ImagingError("not a NRRD file (bad magic)") }
         // The header ends at the first empty line.
         var fields: [String: String] = [:], keyValues: [String: String] = [:]
@@ -136,25 +153,60 @@ public enum NRRD {
             guard !o, p < 1 << 46 else { throw ImagingError("NRRD sizes \(sizes) are impossibly large") }
             count = p
         }
+        try ImagingLimits.checkVoxels(sizes, what: "NRRD")
         let payload = bytes[pos...]
         let encoding = (fields["encoding"] ?? "raw").lowercased()
-        var raw = [UInt8](repeating: 0, count: 0)
         switch encoding {
         case "raw":
             guard payload.count >= count else {
                 throw ImagingError("file is truncated: \(count) bytes of voxel data expected, \(payload.count) present")
             }
-            raw = [UInt8](payload.prefix(count))
         case "gzip", "gz":
             guard count <= FileBytes.maxInflatedSize(compressedSize: payload.count) else {
                 throw ImagingError("header claims \(count) bytes, more than \(payload.count) compressed bytes can hold")
             }
+        default:
+            throw ImagingError("unsupported NRRD encoding \(encoding) (raw and gzip supported)")
+        }
+        return Header(
+            fields: fields, keyValues: keyValues, type: type, sizes: sizes, spatial: spatial, channels: channels,
+            channelAxis: channelAxis, count: count, encoding: encoding, payloadStart: pos)
+    }
+
+    /// The grid of a NRRD from its header alone (the file is mapped, not read).
+    public static func readGrid(_ url: URL) throws -> Grid {
+        let h = try header(url)
+        let affine = try affineFrom(fields: h.fields, spatialCount: h.spatial.count, channelAxis: h.channelAxis)
+        return Grid(spatialShape: h.spatial, affine: affine)
+    }
+
+    /// Checks a NRRD's header (see `Header`) without decoding its voxels.
+    public static func checkHeader(_ url: URL) throws { _ = try header(url) }
+
+    private static func header(_ url: URL) throws -> Header {
+        _ = try FileBytes.size(url.path)
+        let bytes: Data
+        do { bytes = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw ImagingError("cannot read \(url.lastPathComponent): \(error.localizedDescription)")
+        }
+        do { return try parseHeader(bytes) } catch let e as ImagingError {
+            throw ImagingError("\(url.lastPathComponent): \(e.message)")
+        }
+    }
+
+    static func parse(_ bytes: Data, path: String) throws -> File {
+        let h = try parseHeader(bytes)
+        let (fields, keyValues, type, sizes, spatial) = (h.fields, h.keyValues, h.type, h.sizes, h.spatial)
+        let (channels, channelAxis, count) = (h.channels, h.channelAxis, h.count)
+        let payload = bytes[h.payloadStart...]
+        var raw: [UInt8]
+        if h.encoding == "raw" {
+            raw = [UInt8](payload.prefix(count))
+        } else {
             raw = [UInt8](repeating: 0, count: count)
             try payload.withUnsafeBytes { src in
                 try raw.withUnsafeMutableBytes { dst in try Zlib.gunzip(src, into: dst.baseAddress!, expected: count) }
             }
-        default:
-            throw ImagingError("unsupported NRRD encoding \(encoding) (raw and gzip supported)")
         }
         let big = (fields["endian"] ?? "little").lowercased() == "big"
         if big && type.size > 1 {

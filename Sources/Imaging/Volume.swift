@@ -278,6 +278,12 @@ public struct SourceHeader: Sendable, Equatable {
 }
 
 /// Errors of reading, writing or transforming volumes.
+extension Float {
+    /// This voxel value as an integer label value, nil when it is NaN, infinite or beyond 32 bits: label files
+    /// come from clients, and `Int(_:)` traps on such values.
+    public var labelInteger: Int? { isFinite && abs(self) < 2_147_483_648 ? Int(rounded()) : nil }
+}
+
 public struct ImagingError: Error, CustomStringConvertible, Sendable {
     public let message: String
     public init(_ message: String) { self.message = message }

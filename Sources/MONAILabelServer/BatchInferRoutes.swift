@@ -35,6 +35,7 @@ enum BatchInferRoutes {
             request.merge(noBody ? BatchInferService.defaultParams : try req.jsonObjectBody())
             // Upstream queues an unknown model and lets the child fail; a 404 at once is clearer.
             _ = try app.inferTask(request["model"]?.stringValue ?? model)
+            try BatchInferService.validate(request: request)
             let job = try jobs.submit(request, enqueue: false)
             ctx.log.info("Batch inference job \(job.id) submitted for \(model)")
             guard runSync else { return .json(job.json) }

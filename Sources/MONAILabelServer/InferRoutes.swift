@@ -3,9 +3,11 @@ import Foundation
 import HTTPServer
 import MONAILabel
 
-/// `POST /infer/{model}` (spec section 1.2).
+/// `POST /infer/{model}` (spec section 1.2) and `GET /infer/` (our extension: the model workers and the
+/// queue of requests waiting for one, with each request's position).
 enum InferRoutes {
     static func register(_ r: inout HTTPRouter, _ ctx: RouteContext) {
+        r.get("/infer/", route { _ in .json(.object(ctx.app.inferQueueReport())) })
         r.post("/infer/{model}", route { req in
             let model = req.pathParameters["model"] ?? ""
             let output = try req.enumQuery("output", ["image", "json", "all", "dicom_seg"])
@@ -14,6 +16,8 @@ enum InferRoutes {
             var input = InferInput(
                 model: model, imageID: req.queryValue("image") ?? "", sessionID: req.queryValue("session_id") ?? "",
                 params: params)
+            let context = req.context
+            input.isCancelled = { context.isPeerGone }
             if let file = form.file("file") {
                 input.upload = try keepExtension(file, req)
             }

@@ -10,6 +10,10 @@ enum LogsRoutes {
             let html = try req.boolQuery("html", default: true)
             let text = try req.boolQuery("text", default: false)
             let refresh = try req.intQuery("refresh") ?? 0
+            // Seconds between reloads of the viewer; the page multiplies it by 1000, so it must stay small.
+            guard (0...86_400).contains(refresh) else {
+                throw MONAILabelError.invalid("refresh must be from 0 to 86400 seconds, got \(refresh)")
+            }
             let file = ctx.app.logFile
             guard FileOps.isRegularFile(file.path) else {
                 throw MONAILabelError.notFound("Log File \(file.path) NOT Found")

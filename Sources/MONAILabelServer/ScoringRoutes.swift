@@ -31,7 +31,7 @@ enum ScoringRoutes {
             var request: JSONObject = ["method": .string(method)]
             request.merge(try req.jsonObjectBody())
             // Upstream queues an unknown method and lets the child fail; a 404 at once is clearer.
-            _ = try scoring.requireMethod(request["method"]?.stringValue ?? method)
+            _ = try scoring.requireMethod(request["method"]?.stringValue ?? method, request: request)
             // Upstream never enqueues scoring: a running job means 429.
             let job = try jobs.submit(request, enqueue: false)
             ctx.log.info("Scoring job \(job.id) submitted for \(method)")
@@ -52,7 +52,7 @@ enum ScoringRoutes {
                 var request: JSONObject = ["method": .string(name)]
                 request.merge(params)
                 do {
-                    _ = try scoring.requireMethod(request["method"]?.stringValue ?? name)
+                    _ = try scoring.requireMethod(request["method"]?.stringValue ?? name, request: request)
                     let job = try jobs.submit(request, enqueue: true)
                     out[name] = ["result": job.json, "detail": nil]
                 } catch let e as MONAILabelError {

@@ -70,6 +70,7 @@ public final class RunningServer: Sendable {
         app.training.jobs.shutdown()
         app.scoring.jobs.shutdown()
         app.batchInfer.jobs.shutdown()
+        app.inferWorkers?.shutdown()
         http.shutdown(gracePeriod: gracePeriod)
     }
     public func wait() { http.wait() }
@@ -97,6 +98,7 @@ public enum ServerMain {
         let log = Logger(file: appDir.appendingPathComponent("logs/app.log"), level: options.logLevel)
         // libtorch defaults to one thread here; one per core unless MONAI_LABEL_TORCH_THREADS says otherwise.
         try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        settings.applyProcessLimits()
         log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
         // Spooled bodies and results of servers killed outright (SIGKILL, OOM) stay in their private temp folders.
         let swept = ProcessTemp.sweepDead()
@@ -121,6 +123,11 @@ public enum ServerMain {
         let app = try MONAILabelApp(settings: settings, datastore: datastore)
         if let pacs = datastore as? DicomWebDatastore { pacs.setSegmentNames(segmentNames(app)) }
         log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)")
+        if let pool = app.inferWorkers {
+            pool.setLog { line in log.info(line, source: "infer-worker") }
+            pool.start()
+            log.info("Model workers: \(settings.inferWorkers) (memory limit \(settings.effectiveWorkerMaxMemory) bytes each)")
+        }
         // Upstream scores at start-up when auto-update-scoring is on: model-based scores not computed with the
         // current weights are queued now, so epistemic strategies have scores without an explicit POST /scoring/.
         if settings.autoUpdateScoring {
@@ -143,6 +150,11 @@ public enum ServerMain {
         if let q = options.queueLimit { config.queueCapacity = q }
         config.serverName = "monailabel-swift/\(ServerInfo.version)"
         config.temporaryDirectory = privateTemp.path
+        config.maxInMemoryBodyBytes = settings.jsonMaxBytes
+        config.formLimits.maxTotalFieldBytes = settings.formFieldsMaxBytes
+        config.formLimits.maxFieldBytes = settings.formFieldsMaxBytes
+        config.minBodyRate = settings.minBodyRate
+        config.maxConnectionsPerPeer = settings.maxConnectionsPerPeer
         config.accessLog = { entry in log.info(entry.line, source: "access") }
         config.errorLog = { message in log.error(message, source: "http") }
         let auth = try AuthSettings.fromEnvironment(environment)
@@ -192,6 +204,7 @@ public enum ServerMain {
         server.app.training.jobs.shutdown()
         server.app.scoring.jobs.shutdown()
         server.app.batchInfer.jobs.shutdown()
+        server.app.inferWorkers?.shutdown()
         try? FileManager.default.removeItem(at: ProcessTemp.folder())
         server.log.info("Server stopped")
     }

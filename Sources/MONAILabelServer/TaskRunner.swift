@@ -16,11 +16,14 @@ public enum TaskRunner {
         guard let req = (try? JSONValue.parse(request))?.objectValue else {
             throw MONAILabelError.invalid("--request must be a JSON object")
         }
-        unblockSignals()
-        exitWhenOrphaned()
+        ChildProcess.unblockSignals()
+        ChildProcess.exitWhenOrphaned { parent in emit("the server (pid \(parent)) is gone; stopping") }
         let app = URL(fileURLWithPath: appDir).standardizedFileURL
-        let settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
+        var settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
+        // This child is already isolated from the server: batch inference runs its models itself.
+        settings.inferWorkers = 0
         try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        settings.applyProcessLimits()
         emit("Initializing App from: \(app.path); studies: \(studies); conf: \(conf.sorted { $0.key < $1.key })")
         // Read-only: the server owns the datastore document; the child must never write a stale copy of it.
         let datastore = try LocalDatastore(root: URL(fileURLWithPath: studies), patterns: settings.datastoreFileExt,
@@ -42,27 +45,6 @@ public enum TaskRunner {
         if let output {
             try FileOps.atomicWrite(result.compactBytes(), to: URL(fileURLWithPath: output))
         }
-    }
-
-    /// The server starts jobs from worker threads whose signal mask blocks SIGTERM, and a child inherits it:
-    /// unblocked here (before any thread starts) so that a stop ends the job at once, not after the SIGKILL grace.
-    private static func unblockSignals() {
-        var none = sigset_t()
-        sigemptyset(&none)
-        pthread_sigmask(SIG_SETMASK, &none, nil)
-    }
-
-    /// A job must not outlive its server (a crashed server cannot stop it, and a restarted one would not know
-    /// it): exit once re-parented.
-    private static func exitWhenOrphaned() {
-        let parent = getppid()
-        let t = Thread {
-            while getppid() == parent { sleep(1) }
-            emit("the server (pid \(parent)) is gone; stopping")
-            exit(2)
-        }
-        t.name = "parent-watch"
-        t.start()
     }
 
     /// One line on stdout, written at once (a pipe would otherwise buffer it).

@@ -31,7 +31,7 @@ enum TrainRoutes {
             var request: JSONObject = ["model": .string(model)]
             request.merge(try req.jsonObjectBody())
             // Upstream answers 200 and lets the job fail; a clear 4xx before anything is queued is kinder.
-            try app.validateTrainRequest(model: request["model"]?.stringValue ?? model)
+            try app.validateTrainRequest(model: request["model"]?.stringValue ?? model, request: request)
             let job = try jobs.submit(request, enqueue: enqueue)
             ctx.log.info("Train job \(job.id) submitted for \(model)")
             guard runSync else { return .json(job.json) }
@@ -52,7 +52,7 @@ enum TrainRoutes {
                 if let own = params[model]?.objectValue { request.merge(own) }
                 request.merge(params)
                 do {
-                    try app.validateTrainRequest(model: request["model"]?.stringValue ?? model)
+                    try app.validateTrainRequest(model: request["model"]?.stringValue ?? model, request: request)
                     let job = try jobs.submit(request, enqueue: true)
                     out[model] = ["result": job.json, "detail": nil]
                 } catch let e as MONAILabelError {

@@ -12,6 +12,7 @@ extension MONAILabelError: HTTPResponseError {
         case .notEnabled: return .notAcceptable
         case .busy: return .tooManyRequests
         case .unavailable: return .serviceUnavailable
+        case .timedOut: return .gatewayTimeout
         case .internalError: return .internalServerError
         }
     }

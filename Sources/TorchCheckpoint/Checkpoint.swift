@@ -20,6 +20,12 @@ public enum Checkpoint {
         try read(try ZipReader(url: url))
     }
 
+    /// The record names of a torch zip archive (a checkpoint or a TorchScript module), from its central directory
+    /// only: what a caller checks before handing an untrusted file to a library that trusts it.
+    public static func recordNames(in url: URL) throws -> [String] {
+        try ZipReader(url: url).entries.map(\.name)
+    }
+
     /// The value a checkpoint held in memory (an upload, say) holds.
     public static func read(bytes: [UInt8]) throws -> PickleValue {
         try read(try ZipReader(source: MemorySource(bytes)))

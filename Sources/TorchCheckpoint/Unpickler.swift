@@ -228,7 +228,13 @@ struct Unpickler {
         return box
     }
 
-    private func hashKey(_ obj: Obj) throws -> HashKey {
+    /// The dict identity of `obj`. Keys can be tuples nested as deep as the file likes (TUPLE1 builds them
+    /// iteratively), and `HashKey`'s synthesized hashing, equality and deinit recurse, so nesting is bounded here
+    /// by `maxDepth` before any of those run.
+    private func hashKey(_ obj: Obj, depth: Int = 0) throws -> HashKey {
+        guard depth < Unpickler.maxDepth else {
+            throw malformed("dict key nests deeper than \(Unpickler.maxDepth) levels")
+        }
         switch obj {
         case .none: return .none
         case .bool(let b): return .int(b ? 1 : 0)
@@ -238,7 +244,7 @@ struct Unpickler {
             return .float(f.bitPattern)
         case .string(let s): return .string(s)
         case .bytes(let b): return .bytes(b)
-        case .tuple(let t): return .tuple(try t.items.map(hashKey))
+        case .tuple(let t): return .tuple(try t.items.map { try hashKey($0, depth: depth + 1) })
         default: throw malformed("unhashable dict key of type \(obj.typeName)")
         }
     }

@@ -66,10 +66,10 @@ private func head(_ text: String) throws -> HTTPRequestHead {
     @Test func ownResponse_thenKeepAlive_goesIdleWithKeepAliveDeadline() throws {
         var m = ConnectionStateMachine(tls: false, timeouts: timeouts, now: 0)
         _ = m.headReceived(try head("GET /x HTTP/1.1\r\nHost: x\r\n\r\n"), routed: false, bodyAlreadyBuffered: false, stopping: false, now: 0)
-        m.ownResponseQueued(keepAlive: true, now: 2)
-        #expect(m.phase == .writingOwnResponse(closeAfter: false))
+        m.responseQueued(keepAlive: true, now: 2)
+        #expect(m.phase == .writingResponse(closeAfter: false))
         #expect(m.timeout(now: 42) == .close, "a client that never reads the response is dropped")
-        #expect(m.ownResponseFlushed(stopping: false, hasBufferedBytes: false, now: 5) == .readNext)
+        #expect(m.responseFlushed(stopping: false, peerClosed: false, hasBufferedBytes: false, now: 5) == .readNext)
         #expect(m.phase == .readingHead(idle: true))
         #expect(m.deadline == 35)
         #expect(m.timeout(now: 35) == .close)
@@ -81,7 +81,8 @@ private func head(_ text: String) throws -> HTTPRequestHead {
         m.requestCompleted()
         #expect(m.phase == .dispatched)
         #expect(m.timeout(now: 1_000_000) == .none, "a running handler is never timed out by the loop")
-        #expect(m.responseFinished(keepAlive: true, stopping: false, peerClosed: false, hasBufferedBytes: true, now: 50) == .readNext)
+        m.responseQueued(keepAlive: true, now: 45)
+        #expect(m.responseFlushed(stopping: false, peerClosed: false, hasBufferedBytes: true, now: 50) == .readNext)
         #expect(m.phase == .readingHead(idle: false))
         #expect(m.deadline == 60)
     }
@@ -91,9 +92,35 @@ private func head(_ text: String) throws -> HTTPRequestHead {
             var m = ConnectionStateMachine(tls: false, timeouts: timeouts, now: 0)
             _ = m.headReceived(try head("GET /x HTTP/1.1\r\nHost: x\r\n\r\n"), routed: true, bodyAlreadyBuffered: false, stopping: false, now: 0)
             m.requestCompleted()
-            #expect(m.responseFinished(keepAlive: keep, stopping: stopping, peerClosed: peerClosed, hasBufferedBytes: false, now: 1) == .close)
+            m.responseQueued(keepAlive: keep, now: 1)
+            #expect(m.responseFlushed(stopping: stopping, peerClosed: peerClosed, hasBufferedBytes: false, now: 1) == .close)
             #expect(m.phase == .closed)
         }
+    }
+
+    @Test func responseWrite_timeoutIsIdle_restartsWhenClientTakesBytes() throws {
+        var m = ConnectionStateMachine(tls: false, timeouts: timeouts, now: 0)
+        _ = m.headReceived(try head("GET /x HTTP/1.1\r\nHost: x\r\n\r\n"), routed: true, bodyAlreadyBuffered: false, stopping: false, now: 0)
+        m.requestCompleted()
+        m.responseQueued(keepAlive: true, now: 10)
+        #expect(m.deadline == 50)
+        m.bytesSent(now: 45)
+        #expect(m.timeout(now: 60) == .none, "a slow reader that keeps reading is not cut off")
+        #expect(m.timeout(now: 85) == .close, "one that stops reading is")
+    }
+
+    @Test func body_slowerThanMinimumRateAfterGrace_getsRequestTimeout() throws {
+        // 100 bytes/s after a grace of 5 s; the per-read body timeout of 60 s alone would never fire here.
+        let rated = ConnectionStateMachine.Timeouts(
+            header: 10, body: 60_000_000_000, keepAlive: 30, write: 40, minBodyRate: 100, bodyRateGrace: 5_000_000_000)
+        var m = ConnectionStateMachine(tls: false, timeouts: rated, now: 0)
+        _ = m.headReceived(try head("PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"), routed: true, bodyAlreadyBuffered: false, stopping: false, now: 0)
+        m.bytesReceived(3, now: 1_000_000_000)
+        #expect(m.timeout(now: 4_000_000_000) == .none, "within the grace period a slow start is fine")
+        m.bytesReceived(2_000, now: 5_500_000_000)
+        #expect(m.timeout(now: 6_000_000_000) == .none, "2,003 bytes in 6 s is above 100 bytes/s")
+        m.bytesReceived(1, now: 19_000_000_000)
+        #expect(m.timeout(now: 21_000_000_000) == .respondRequestTimeoutAndClose, "2,004 bytes in 21 s is below it")
     }
 
     @Test func shutdown_closesOnlyIdleAndHandshakingConnections() throws {

@@ -101,11 +101,15 @@ final class RawClient {
     let fd: Int32
     private var pending: [UInt8] = []
 
-    init(port: Int, ipv6: Bool = false, timeoutSeconds: Int = 10) throws {
+    /// `receiveBuffer` sets `SO_RCVBUF` before connecting (a tiny one makes a slow reader).
+    init(port: Int, ipv6: Bool = false, timeoutSeconds: Int = 10, receiveBuffer: Int32? = nil) throws {
         fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ClientError(description: "socket failed") }
+        guard fd >= 0 else { throw ClientError(description: "socket failed: \(String(cString: strerror(errno)))") }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var rc: Int32
         if ipv6 {
             var addr = sockaddr_in6()

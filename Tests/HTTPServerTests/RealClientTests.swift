@@ -137,6 +137,53 @@ private let pythonRequestsAvailable = (try? runProcess(["python3", "-c", "import
         #expect(FileManager.default.contents(atPath: dir + "/down.bin").map(Array.init) == bytes)
     }
 
+    @Test(.enabled(if: toolExists("python3"), "needs python3 for a TLS client that stops reading"))
+    func tls_slowReaders_ofALargeFile_doNotHoldTheWorker() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tls = try makeCertificate(in: dir)
+        let path = dir + "/image.bin"
+        _ = FileManager.default.createFile(atPath: path, contents: Data(repeating: 3, count: 16 << 20))
+        let s = try LiveServer(tls: tls, configure: { $0.workerCount = 1 }, routes: { r in
+            LiveServer.standardRoutes(&r)
+            r.get("/file") { _ in .file(path) }
+        })
+        // Four TLS clients with 4 KiB receive buffers request the file and never read; they hold on until stdin closes.
+        let script = """
+            import socket, ssl, sys
+            ctx = ssl.create_default_context(cafile=sys.argv[2])
+            held = []
+            for _ in range(4):
+                raw = socket.socket()
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                raw.connect(("127.0.0.1", int(sys.argv[1])))
+                c = ctx.wrap_socket(raw, server_hostname="localhost")
+                c.sendall(b"GET /file HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n")
+                held.append(c)
+            print("ready", flush=True)
+            sys.stdin.read()
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script, "\(s.port)", tls.certificateFile]
+        let out = Pipe()
+        let input = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        p.standardInput = input
+        try p.run()
+        defer {
+            try? input.fileHandleForWriting.close()
+            p.waitUntilExit()
+        }
+        let ready = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        try #require(ready.hasPrefix("ready"), "the TLS slow readers did not start: \(ready)")
+        // Before, the only worker was stuck encrypting for the first reader until the write timeout (60 s).
+        let (status, text) = try runProcess(["curl", "-sS", "--max-time", "5", "--cacert", tls.certificateFile,
+                                             "https://localhost:\(s.port)/hello"])
+        #expect(status == 0 && text == "hello", "\(text)")
+    }
+
     @Test func tls_silentClient_isDroppedAfterHeaderTimeout_othersServed() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

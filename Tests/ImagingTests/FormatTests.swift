@@ -80,7 +80,8 @@ import Testing
         for (header, text) in [
             ("NRRD0004\ntype: complex\ndimension: 3\nsizes: 1 1 1\nencoding: raw\n\n", "type"),
             ("NRRD0004\ntype: short\ndimension: 3\nsizes: 1 1 1\ndata file: x.raw\nencoding: raw\n\n", "detached"),
-            ("NRRD0004\ntype: short\ndimension: 3\nsizes: 10000 10000 100\nencoding: gzip\n\n", "compressed"),
+            ("NRRD0004\ntype: short\ndimension: 3\nsizes: 1000 1000 100\nencoding: gzip\n\n", "compressed"),
+            ("NRRD0004\ntype: short\ndimension: 3\nsizes: 10000 10000 100\nencoding: gzip\n\n", "MONAI_LABEL_MAX_VOXELS"),
             ("NRRD0004\ntype: short\ndimension: 3\nsizes: 1 -1 1\nencoding: raw\n\n", "sizes"),
             ("P5\n", "magic"),
         ] {

@@ -22,6 +22,7 @@ import WebToken
         "GET /": "-", "GET /auth/": "-", "POST /auth/token": "-", "GET /auth/token/valid": "*",
         "GET /info/": "monailabel-user", "POST /activelearning/{strategy}": "monailabel-user",
         "POST /infer/{model}": "monailabel-user",
+        "GET /infer/": "monailabel-user",  // not upstream's: the queue report, a status read like GET /train/
         "GET /batch/infer": "monailabel-user", "POST /batch/infer/{model}": "monailabel-admin",
         "DELETE /batch/infer": "monailabel-admin",
         "GET /datastore/": "monailabel-user", "PUT /datastore/": "monailabel-annotator",

@@ -75,6 +75,7 @@ enum DeepEditStudy {
     let (appDir, studies, centres) = try DeepEditStudy.write(to: tmp.url, count: 2, labeled: 0)
     var settings = Settings(appDir: appDir, studies: studies.path, conf: ["models": "deepedit"])
     settings.sessions = false
+    settings.inferWorkers = 0
     let app = try MONAILabelApp(settings: settings, datastore: try LocalDatastore(root: studies))
     let router = makeRouter(app: app, log: .silent)
     func infer(_ params: String) throws -> (status: Int, body: [UInt8], contentType: String) {

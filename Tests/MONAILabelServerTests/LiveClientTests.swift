@@ -14,7 +14,7 @@ func startLiveServer(_ tmp: TempDir, cases: Int = 4, labeled: Int = 2) throws ->
                                      to: app.appendingPathComponent("app.json"))
     let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
                                 host: "127.0.0.1", port: 0, logLevel: .warning)
-    return try ServerMain.start(options, environment: ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path])
+    return try ServerMain.start(options, environment: ["MONAI_LABEL_TASK_RUNNER": monailabelBinary.path, "MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path])
 }
 
 /// The Slicer plugin's call sequence through the real `monailabel.client` 0.8.5 (made by
@@ -104,7 +104,7 @@ func pythonClient_overTLSWithEncryptedKey_works() throws {
     let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
                                 host: "127.0.0.1", port: 0, sslCertfile: cert, sslKeyfile: key,
                                 sslKeyfilePassword: "secret", logLevel: .warning)
-    let server = try ServerMain.start(options, environment: ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("s").path])
+    let server = try ServerMain.start(options, environment: ["MONAI_LABEL_TASK_RUNNER": monailabelBinary.path, "MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("s").path])
     defer { server.stop() }
     let (status, text) = try runProcess(clientPython, ["-c", """
         from monailabel.client import MONAILabelClient

@@ -85,8 +85,10 @@ private func dice(_ result: Volume, _ truth: [UInt8]) -> Double {
     #expect(path.status == 422)
 }
 
-@Test func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid() throws {
-    let c = try TestClient()
+/// In-process and in a model worker (which converts the raw buffer, since it reads the image).
+@Test(arguments: [0, 1])
+func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid(workers: Int) throws {
+    let c = try TestClient(workers: workers)
     let (scribbles, _, raw) = try boxStudy(c, id: "spleen_01")
     let fromNIfTI = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01&output=json",
                                    files: [("label", "scribbles.nii.gz", scribbles)])

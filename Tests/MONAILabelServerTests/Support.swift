@@ -57,6 +57,8 @@ func jobSettings(appDir: URL, studies: URL, conf: [String: String], runner: URL 
     settings.taskRunner = runner.path
     settings.torchThreads = 1
     settings.trainStopGrace = 2
+    // In-process router tests run models in this process; the live servers use model workers.
+    settings.inferWorkers = 0
     return settings
 }
 

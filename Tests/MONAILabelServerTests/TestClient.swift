@@ -11,7 +11,7 @@ final class TestClient {
     var studies: URL { tmp.url.appendingPathComponent("studies") }
 
     init(ids: [String] = ["spleen_00", "spleen_01", "spleen_02"], labeled: Int = 1, conf: [String: String] = ["models": "segmentation_spleen"],
-         sessions: Bool = true) throws {
+         sessions: Bool = true, workers: Int = 0) throws {
         let appDir = tmp.url.appendingPathComponent("app")
         try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: repoRoot.appendingPathComponent("sample-apps/radiology/app.json"),
@@ -23,6 +23,10 @@ final class TestClient {
         var settings = Settings(appDir: appDir, studies: tmp.url.appendingPathComponent("studies").path, conf: conf)
         settings.sessionPath = tmp.url.appendingPathComponent("sessions").path
         settings.sessions = sessions
+        // Router tests run models in-process unless `workers` asks for model worker processes (the freshly
+        // built `monailabel`); the live tests cover supervision.
+        settings.inferWorkers = workers
+        settings.taskRunner = monailabelBinary.path
         let ds = try LocalDatastore(root: tmp.url.appendingPathComponent("studies"))
         app = try MONAILabelApp(settings: settings, datastore: ds)
         router = makeRouter(app: app, log: .silent)

@@ -18,6 +18,8 @@ func makeApp(_ tmp: TempDir, ids: [String] = ["a", "b", "c"], labeled: Int = 1, 
     }
     var settings = Settings(appDir: appDir, studies: studies.path, conf: conf)
     settings.sessionPath = tmp.url.appendingPathComponent("sessions").path
+    // In-process models: this target has no `monailabel` binary to run model workers.
+    settings.inferWorkers = 0
     let ds = try LocalDatastore(root: studies)
     return try MONAILabelApp(settings: settings, datastore: ds, factory: factory)
 }
@@ -105,4 +107,16 @@ private struct FakeTask: InferTask {
     let app = try makeApp(tmp, ids: ["a"], labeled: 1)
     #expect(try app.nextSample(strategy: "random", request: [:]).isEmpty)
     #expect(throws: MONAILabelError.self) { try app.nextSample(strategy: "nope", request: [:]) }
+}
+
+@Test func settings_maxVoxels_defaultsTo2To30AndRefusesNonPositive() throws {
+    let dir = URL(fileURLWithPath: "/nonexistent")
+    #expect(try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: [:]).maxVoxels == 1 << 30)
+    let set = try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: ["MONAI_LABEL_MAX_VOXELS": "4096"])
+    #expect(set.maxVoxels == 4096)
+    for bad in ["0", "-1", "lots"] {
+        #expect(throws: MONAILabelError.self) {
+            try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: ["MONAI_LABEL_MAX_VOXELS": bad])
+        }
+    }
 }

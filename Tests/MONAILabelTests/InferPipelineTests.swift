@@ -213,3 +213,32 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
         #expect(ours == viaSoftmax, "k = \(k)")
     }
 }
+
+@Suite struct SlidingWindowLimitTests {
+    func expectRefused(_ sw: SlidingWindowInferer, _ image: [Int], naming name: String,
+                       sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(sourceLocation: sourceLocation) {
+            try sw.validate(imageShape: image)
+        } throws: { error in
+            guard let e = error as? MONAILabelError else { return false }
+            return e.kind == .invalidInput && e.message.contains(name)
+        }
+    }
+
+    @Test func validate_ordinarySettings_pass() throws {
+        try SlidingWindowInferer(roiSize: [96, 96, 96], swBatchSize: 4, overlap: 0.5).validate(imageShape: [300, 300, 300])
+        // A large batch is harmless when the image holds a single window.
+        try SlidingWindowInferer(roiSize: [128, 128, 128], swBatchSize: 512).validate(imageShape: [100, 128, 64])
+    }
+
+    @Test func validate_hostileSettings_areRefusedNamingTheParameter() {
+        expectRefused(SlidingWindowInferer(roiSize: [400, 400, 400]), [400, 400, 400], naming: "roi_size")
+        expectRefused(SlidingWindowInferer(roiSize: [128, 128, 128], swBatchSize: 32), [512, 512, 512], naming: "sw_batch_size")
+        expectRefused(SlidingWindowInferer(roiSize: [96, 96, 96], overlap: 0.99), [512, 512, 512], naming: "sw_overlap")
+        expectRefused(SlidingWindowInferer(roiSize: [96, 96, 96], overlap: .nan), [100, 100, 100], naming: "sw_overlap")
+        expectRefused(SlidingWindowInferer(roiSize: [96, 96, 96], overlap: 1e300), [100, 100, 100], naming: "sw_overlap")
+        expectRefused(SlidingWindowInferer(roiSize: [-96, 96, 96]), [100, 100, 100], naming: "roi_size")
+        expectRefused(SlidingWindowInferer(roiSize: [96, 96]), [100, 100, 100], naming: "roi_size")
+        expectRefused(SlidingWindowInferer(roiSize: [Int.max, 2, 2]), [100, 100, 100], naming: "roi_size")
+    }
+}

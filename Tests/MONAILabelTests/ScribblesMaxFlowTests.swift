@@ -135,3 +135,10 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     #expect(abs(implicit.solve() - explicit.solve()) < 1e-3)
     #expect(implicit.sourceSide() == explicit.sourceSide())
 }
+
+@Test func gridMaxFlow_graphOverTheVoxelLimit_isRefusedBeforeAllocating() {
+    // 2^27 nodes of 10 words each reach MONAI_LABEL_MAX_VOXELS' default 2^30.
+    #expect { _ = try GridMaxFlow(shape: [1024, 1024, 128]) } throws: {
+        ($0 as? MaxFlowError)?.description.contains("MONAI_LABEL_MAX_VOXELS") == true
+    }
+}

@@ -193,3 +193,38 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     let u = ScribblesPipeline.isegUnary(foreground: p, scribbles: [3, 2, 0, 0, 0], ids: ids)
     #expect(u[0] == 1 - Float.ulpOfOne && u[1] == Float.ulpOfOne && u[2] == p[2])
 }
+
+@Test func scribbleIDs_hugeOrEqualLabelInfoIds_are422NotTraps() throws {
+    // Int.max as a Float rounds past Int's range: it used to trap formatting the "same value" error.
+    let huge: JSONValue = [["name": "background_scribbles", "id": .int(Int.max)], ["name": "foreground_scribbles", "id": .int(Int.max)]]
+    #expect(throws: MONAILabelError.self) { try ScribbleIDs(labelInfo: huge, background: 2, foreground: 3) }
+    let fractional: JSONValue = [["name": "foreground_scribbles", "id": .double(2.5)]]
+    #expect { try ScribbleIDs(labelInfo: fractional, background: 2, foreground: 3) } throws: {
+        ($0 as? MONAILabelError)?.message.contains("id") == true
+    }
+}
+
+@Test func histogramLikelihood_nanAndInfiniteVoxels_landInBinsInsteadOfTrapping() throws {
+    let ids = try ScribbleIDs(labelInfo: nil, background: 2, foreground: 3)
+    let image: [Float] = [.nan, .infinity, -.infinity, 0.5, 0.25, 0.75]
+    let scribbles: [Float] = [2, 3, 2, 3, 2, 3]
+    let p = try ScribblesPipeline.histogramLikelihood(image, scribbles: scribbles, ids: ids, bins: 8)
+    #expect(p.count == image.count)
+}
+
+@Test(arguments: [("lamda", JSONValue.double(1e308)), ("lamda", .double(-1)), ("sigma", .double(0)), ("sigma", .string("0.1")),
+                  ("num_bins", .int(0)), ("num_bins", .double(2.5))])
+func scribblesParameters_outOfRange_areRefusedNamingThem(key: String, value: JSONValue) {
+    #expect { _ = try ScribblesParameters.histogram.overridden(by: [key: value]) } throws: {
+        ($0 as? MONAILabelError)?.message.hasPrefix(key) == true
+    }
+}
+
+@Test func geosParameters_hugeGammaOrNegativeTheta_areRefusedNamingThem() {
+    #expect { _ = try GeoSParameters.standard.overridden(by: ["gamma": .double(1e300)]) } throws: {
+        ($0 as? MONAILabelError)?.message.hasPrefix("gamma") == true
+    }
+    #expect { _ = try GeoSParameters.standard.overridden(by: ["theta": .double(-1)]) } throws: {
+        ($0 as? MONAILabelError)?.message.hasPrefix("theta") == true
+    }
+}

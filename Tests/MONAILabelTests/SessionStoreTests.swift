@@ -77,3 +77,10 @@ import Testing
     }
     #expect(FileOps.listDirectory(store.root.path).isEmpty)
 }
+
+@Test func isExpired_hugeExpiryFromDisk_doesNotOverflow() {
+    let forever = SessionInfo(name: "s", path: "/x", image: "i", now: 1_000, expiry: Int.max)
+    #expect(!forever.isExpired(now: 2_000))
+    let negative = SessionInfo(name: "s", path: "/x", image: "i", now: -10, expiry: Int.min)
+    #expect(negative.isExpired(now: 0))
+}

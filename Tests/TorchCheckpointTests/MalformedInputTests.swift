@@ -73,6 +73,39 @@ import TestSupport
         #expect(try expectPickleFailure(.unexpectedContent, exploding).contains("objects"))
     }
 
+    @Test func readCheckpoint_dictKeyTupleNested20000Deep_isRefusedWithoutRecursing() throws {
+        // Hashing the key used to recurse once per level and overflow the stack (issue 14).
+        let deepKey = pickle { p in
+            p.op(0x7D)
+            p.op(0x4E)
+            for _ in 0..<20_000 { p.op(0x85) }
+            p.op(0x4E)
+            p.op(0x73)
+            p.stop()
+        }
+        let message = try expectPickleFailure(.malformedPickle, deepKey)
+        #expect(message.contains("dict key nests deeper than \(Unpickler.maxDepth)"), "\(message)")
+
+        // Just under the limit is an ordinary (if odd) key.
+        let shallow = pickle { p in
+            p.op(0x7D)
+            p.op(0x4E)
+            for _ in 0..<(Unpickler.maxDepth - 10) { p.op(0x85) }
+            p.op(0x4E)
+            p.op(0x73)
+            p.stop()
+        }
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let file = dir.file("shallow.pt")
+        try writeCheckpoint(pickle: shallow, storages: [], to: file)
+        guard case .dict(let d) = try Checkpoint.read(contentsOf: file) else {
+            Issue.record("expected a dict")
+            return
+        }
+        #expect(d.entries.count == 1)
+    }
+
     @Test func readCheckpoint_storageProblems_giveClearErrors() throws {
         let missing = pickle { $0.tensor("FloatStorage", key: "7", numel: 2, size: [2], stride: [1]); $0.stop() }
         #expect(try expectPickleFailure(.missingRecord, missing).contains("data/7"))

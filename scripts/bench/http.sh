@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HTTP server benchmark on loopback with wrk (apt-get install wrk): a small JSON route with 64 connections,
-# a 10 MB download, a fresh client's latency while 1,000 idle keep-alive connections are held open and while
-# 200 slowloris connections trickle headers, and the server's peak RSS. Bounded in time (about 1 minute).
+# a 10 MB download, a fresh client's latency while 1,000 idle keep-alive connections are held open, while
+# 200 slowloris connections trickle headers, beside 1,000 slow readers and 5,000 half-sent bodies, and the server's
+# peak RSS. Bounded in time (about 1 minute).
 # Usage: scripts/bench/http.sh [seconds-per-wrk-run (default 10)]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -85,6 +86,28 @@ lat = fresh_latencies()
 stop = True; t.join()
 print(f"fresh client, 200 slowloris trickling: p50 {lat[len(lat)//2]:.2f} ms, max {lat[-1]:.2f} ms, all 200 OK")
 for s in slow: s.close()
+
+# Slow readers: a 4 KiB receive window and no reads, each downloading the 10 MB file (the loop writes responses,
+# so they hold no worker); then half-sent bodies (headers and 3 bytes, never more).
+readers = []
+for i in range(1000):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /file HTTP/1.1\r\nHost: b\r\n\r\n")
+    readers.append(s)
+time.sleep(1)
+lat = fresh_latencies()
+print(f"fresh client, 1000 slow readers of /file: p50 {lat[len(lat)//2]:.2f} ms, max {lat[-1]:.2f} ms (target < 100 ms)")
+for s in readers: s.close()
+bodies = []
+for i in range(5000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"PUT /upload HTTP/1.1\r\nHost: b\r\nContent-Length: 1000000\r\n\r\nabc")
+    bodies.append(s)
+lat = fresh_latencies()
+print(f"fresh client, 5000 half-sent bodies: p50 {lat[len(lat)//2]:.2f} ms, max {lat[-1]:.2f} ms (target < 100 ms)")
+for s in bodies: s.close()
 PY
 echo "server peak RSS after the request benchmarks: $(awk '/VmHWM/ {print $2, $3}' /proc/$PID/status)"
 # 300 MB uploads with curl: -T (curl sends Expect: 100-continue) and -F multipart (parsed from the spool).

@@ -19,15 +19,32 @@ bench_start_server() {
   mkdir -p "$WORK/app"
   cp sample-apps/radiology/app.json "$WORK/app/"
   "$BIN" datasets -d -o "$WORK/studies" --count 1 --labeled 0 --shape 512,512,120 --spacing 0.78,0.78,2.5 >/dev/null
+  bench_serve "$WORK/app" "$WORK/studies" "$1" "$2"
+  PID=$SERVED_PID
+}
+
+# Starts the server on app $1 and studies $2 with `--conf models $3` and $4 torch threads (the environment adds
+# to that) on a free loopback port and returns once it answers /info/; sets PORT and SERVED_PID.
+bench_serve() {
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  export MONAI_LABEL_SESSION_PATH="$WORK/sessions" MONAI_LABEL_TORCH_THREADS="$2"
-  "$BIN" start_server --app "$WORK/app" --studies "$WORK/studies" --conf models "$1" \
-    --host 127.0.0.1 --port "$PORT" --log_level warning >"$WORK/server.log" 2>&1 &
-  PID=$!
+  export MONAI_LABEL_SESSION_PATH="$WORK/sessions" MONAI_LABEL_TORCH_THREADS="$4"
+  "$BIN" start_server --app "$1" --studies "$2" --conf models "$3" \
+    --host 127.0.0.1 --port "$PORT" --log_level warning >>"$WORK/server.log" 2>&1 &
+  SERVED_PID=$!
   until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.05; done
 }
 
 # The server's peak resident memory so far, in kB.
 bench_peak_rss_kb() {
   awk '/VmHWM/ {print $2}' /proc/$PID/status
+}
+
+# The peak resident memory of the server's model workers (its `infer_worker` children), in kB; 0 when none.
+bench_worker_peak_rss_kb() {
+  local total=0 kb
+  for child in $(pgrep -P "$PID" -f infer_worker || true); do
+    kb=$(awk '/VmHWM/ {print $2}' /proc/$child/status 2>/dev/null || echo 0)
+    total=$((total + kb))
+  done
+  echo "$total"
 }

@@ -27,9 +27,15 @@ extension Volume {
     /// keeps its world position, as MONAI's croppers and padders do. Keeps the voxel type.
     public func cropped(to box: SpatialBox, padMode: PadMode = .constant) throws -> Volume {
         let sr = spatialShape.count
-        guard box.start.count == sr, box.end.count == sr, box.size.allSatisfy({ $0 >= 0 }) else {
+        guard box.start.count == sr, box.end.count == sr,
+            zip(box.start, box.end).allSatisfy({ s, e in
+                let (d, o) = e.subtractingReportingOverflow(s)
+                return !o && d >= 0
+            })
+        else {
             throw ImagingError("crop box \(box) does not fit a \(sr)-D volume")
         }
+        try ImagingLimits.checkVoxels(box.size, channels: channels, what: "crop/pad output")
         let op = BoxCopy(inShape: spatialShape, channels: channels, box: box, edge: padMode == .edge)
         var aff = affine
         for r in 0..<3 {

@@ -201,6 +201,7 @@ public struct Resize: Sendable {
             return s > 0 ? s : v.spatialShape[i]
         }
         if out == v.spatialShape { return v.with(floats: v.floats) }
+        try ImagingLimits.checkVoxels(out, channels: v.channels, what: "Resize output")
         guard v.voxelCount > 0 else {
             throw ImagingError("Resize: cannot resize an empty volume \(v.spatialShape) to \(out)")
         }
@@ -213,6 +214,10 @@ public struct Resize: Sendable {
         var cur = x
         var curShape = i3
         for axis in 0..<3 where curShape[axis] != o3[axis] || mode == .area {
+            // Axis by axis, an intermediate can be larger than both the input and the output.
+            var next = curShape
+            next[axis] = o3[axis]
+            try ImagingLimits.checkVoxels(next, channels: v.channels, what: "Resize intermediate")
             cur = Resize.apply(cur, channels: v.channels, shape: curShape, axis: axis, taps: taps[axis], outSize: o3[axis])
             curShape[axis] = o3[axis]
         }

@@ -204,6 +204,7 @@ public enum SpatialResample {
         guard xform.a.allSatisfy(\.isFinite) else {
             throw ImagingError("SpatialResample: the affines give a non-finite voxel mapping")
         }
+        try ImagingLimits.checkVoxels(dst.spatialShape, channels: v.channels, what: "SpatialResample output")
         // Sampling reads the stored type directly: no Float copy of the whole input.
         let out = v.data.visit(
             Sampler(
@@ -222,6 +223,7 @@ public enum SpatialResample {
         guard case .uint8(let labels) = v.data, dst.spatialShape.count == sr,
             let srcInv = v.affine.rankMatrix(sr).inverse
         else { return nil }
+        try ImagingLimits.checkVoxels(dst.spatialShape, channels: v.channels, what: "SpatialResample output")
         let xform = srcInv * dst.affine.rankMatrix(sr)
         guard xform.a.allSatisfy(\.isFinite) else { return nil }
         for i in 0..<sr {
@@ -495,15 +497,7 @@ public struct Spacing: Sendable {
     public func callAsFunction(_ v: Volume) throws -> Volume {
         let target = try targetGrid(of: v)
         let sr = v.spatialShape.count
-        var total = v.channels, overflow = false
-        for n in target.spatialShape {
-            let (p, o) = total.multipliedReportingOverflow(by: n)
-            total = p
-            overflow = overflow || o
-        }
-        guard !overflow, total < 1 << 33 else {
-            throw ImagingError("Spacing: output \(target.spatialShape) is too large to allocate")
-        }
+        try ImagingLimits.checkVoxels(target.spatialShape, channels: v.channels, what: "Spacing output")
         // MONAI skips resampling when the grid does not change (within AFFINE_TOL) but still returns float32.
         if target.spatialShape == v.spatialShape,
             Spacing.allClose(v.affine.rankMatrix(sr), target.affine.rankMatrix(sr), atol: Spacing.affineTolerance)

@@ -14,6 +14,9 @@ public protocol InferTask: Sendable {
     var modelPaths: [URL] { get }
     /// Runs the model on one image.
     func infer(_ request: InferRequest) throws -> InferResult
+    /// Checks that `file` would load as this task's weights when stored at `destination` (its extension picks
+    /// checkpoint or TorchScript); `invalidInput` saying what does not fit otherwise.
+    func verifyWeights(_ file: URL, as destination: URL) throws
 }
 
 extension InferTask {
@@ -21,6 +24,11 @@ extension InferTask {
     public var info: JSONValue {
         ["type": .string(type), "labels": labels, "dimension": .int(dimension), "description": .string(description),
          "config": .object(config)]
+    }
+
+    /// Tasks without a network of their own have no weights to replace.
+    public func verifyWeights(_ file: URL, as destination: URL) throws {
+        throw MONAILabelError.invalid("model \(name) has no network weights to replace")
     }
 
     /// The model file inference would load now, if any.
@@ -110,6 +118,9 @@ public final class MONAILabelApp: @unchecked Sendable {
     public let strategies: OrderedMap<any Strategy>
     /// Bounds concurrent inferences (`MONAI_LABEL_INFER_QUEUE`, default 4).
     public let admission: InferAdmission
+    /// The model worker processes inference runs in (`MONAI_LABEL_INFER_WORKERS`); nil runs models in this
+    /// process.
+    public let inferWorkers: InferWorkerPool?
     /// Train jobs and the planner (Train/Training.swift).
     public let training: TrainingService
     /// Scoring methods and their jobs (Scoring/ScoringService.swift).
@@ -192,6 +203,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         }
         strategies = strats
         admission = InferAdmission(capacity: settings.inferQueue)
+        inferWorkers = settings.inferWorkers > 0
+            ? InferWorkerPool(workers: settings.inferWorkers, launch: .inferWorker(settings: settings)) : nil
         let scoring = ScoringService(settings: settings, datastore: datastore, modelMethods: modelScoring)
         self.scoring = scoring
         // Upstream re-scores after every training run when auto-update-scoring is on; the new model makes the
@@ -305,12 +318,24 @@ public final class MONAILabelApp: @unchecked Sendable {
         return f
     }
 
-    /// Replaces a model's published weights atomically (`PUT /model/{model}`); inference sees the new file on
-    /// its next request.
+    /// Replaces a model's published weights (`PUT /model/{model}`); inference sees the new file on its next
+    /// request. The upload is first loaded into the model's network (strictly: every parameter, every shape),
+    /// so a file that would break every later inference is refused (`invalidInput` naming the bad key or shape)
+    /// and the working weights stay. The weights being replaced are kept as `<file>.prev` (one generation), then
+    /// the upload is swapped in atomically.
     public func publishModel(_ model: String, from source: URL, to destination: URL) throws {
-        guard inferTasks[model] != nil else { throw MONAILabelError.notFound("Model File Name NOT configured for \(model)") }
+        guard let task = inferTasks[model] else { throw MONAILabelError.notFound("Model File Name NOT configured for \(model)") }
+        try task.verifyWeights(source, as: destination)
         try FileOps.makeDirectory(destination.deletingLastPathComponent())
+        if FileOps.isRegularFile(destination.path) {
+            try FileOps.keepPrevious(destination, as: Self.previousWeights(of: destination))
+        }
         try FileOps.atomicCopy(from: source, to: destination)
+    }
+
+    /// Where `publishModel` keeps the weights it replaced: `<file>.prev` beside them.
+    public static func previousWeights(of file: URL) -> URL {
+        file.deletingLastPathComponent().appendingPathComponent(file.lastPathComponent + ".prev")
     }
 
     /// `<model>/train_stats.json` under the model folder, as `/info/` and `/model/info/` report it; nil when

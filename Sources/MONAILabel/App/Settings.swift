@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 
 /// Server settings, read from `MONAI_LABEL_*` environment variables with upstream's names and defaults
 /// (spec section 6). Lists are JSON, booleans `true`/`false` (case-insensitive, also 1/0).
@@ -25,6 +26,13 @@ public struct Settings: Sendable, Equatable {
     public var inferTimeout = 600
     /// Inferences admitted at once (running or waiting for the model); more get 503.
     public var inferQueue = 4
+    /// Model worker processes (`MONAI_LABEL_INFER_WORKERS`, default 1): inference runs in supervised child
+    /// processes so that a crash in tensor code fails one request, not the server. 0 runs models in the server
+    /// process (the benchmark baseline and for debugging).
+    public var inferWorkers = 1
+    /// Data-segment limit of each model worker in bytes (`MONAI_LABEL_WORKER_MAX_MEMORY`, suffixes K/M/G/T);
+    /// 0 means the default, half of physical memory.
+    public var workerMaxMemory: UInt64 = 0
     /// libtorch intra-op threads (`MONAI_LABEL_TORCH_THREADS`); 0 means one per core.
     public var torchThreads = 0
     public var serverPort = 8000
@@ -35,6 +43,20 @@ public struct Settings: Sendable, Equatable {
     /// Queue a train job for every trainer after this many newly saved final labels
     /// (`MONAI_LABEL_AUTO_TRAIN_EVERY`); 0 turns auto-training off.
     public var autoTrainEvery = 0
+    /// The bound on images and transform outputs (voxels x channels) the imaging layer allocates
+    /// (`MONAI_LABEL_MAX_VOXELS`, default 2^30): one that reaches it is refused before allocating.
+    public var maxVoxels = 1 << 30
+    // What a client may make the HTTP server hold (issue 14): all far above what Slicer and OHIF send.
+    /// Largest JSON (or urlencoded) body read into memory, bytes (`MONAI_LABEL_JSON_MAX_BYTES`); larger get 413.
+    public var jsonMaxBytes = 8 << 20
+    /// Most bytes of all text fields of one multipart form together (`MONAI_LABEL_FORM_FIELDS_MAX_BYTES`); file
+    /// parts go to disk and do not count. More get 413.
+    public var formFieldsMaxBytes = 8 << 20
+    /// Bytes/s a request body must average after 10 s (`MONAI_LABEL_MIN_BODY_RATE`), else 408; 0 turns it off.
+    public var minBodyRate = 256
+    /// Open connections per client address (`MONAI_LABEL_MAX_CONNECTIONS_PER_PEER`); beyond it that address's
+    /// least recently active connection is closed to make room.
+    public var maxConnectionsPerPeer = 1024
 
     public init(appDir: URL, studies: String, conf: [String: String] = [:]) {
         self.appDir = appDir
@@ -91,11 +113,63 @@ public struct Settings: Sendable, Equatable {
         try int("INFER_TIMEOUT", &s.inferTimeout)
         try int("INFER_QUEUE", &s.inferQueue)
         try int("TORCH_THREADS", &s.torchThreads)
+        try int("INFER_WORKERS", &s.inferWorkers)
+        guard (0...64).contains(s.inferWorkers) else {
+            throw MONAILabelError.invalid("MONAI_LABEL_INFER_WORKERS must be 0...64, not \(s.inferWorkers)")
+        }
+        if let v = value("WORKER_MAX_MEMORY") {
+            guard let bytes = byteCount(v) else {
+                throw MONAILabelError.invalid("MONAI_LABEL_WORKER_MAX_MEMORY must be a byte count like 4G or 512M, not '\(v)'")
+            }
+            s.workerMaxMemory = bytes
+        }
         try int("SERVER_PORT", &s.serverPort)
         if let r = value("TASK_RUNNER") { s.taskRunner = r }
         try int("TRAIN_STOP_GRACE", &s.trainStopGrace)
         try int("AUTO_TRAIN_EVERY", &s.autoTrainEvery)
+        try int("MAX_VOXELS", &s.maxVoxels)
+        guard s.maxVoxels > 0 else { throw MONAILabelError.invalid("MONAI_LABEL_MAX_VOXELS must be positive") }
+        try int("JSON_MAX_BYTES", &s.jsonMaxBytes)
+        try int("FORM_FIELDS_MAX_BYTES", &s.formFieldsMaxBytes)
+        try int("MIN_BODY_RATE", &s.minBodyRate)
+        try int("MAX_CONNECTIONS_PER_PEER", &s.maxConnectionsPerPeer)
+        for (key, v) in [("JSON_MAX_BYTES", s.jsonMaxBytes), ("FORM_FIELDS_MAX_BYTES", s.formFieldsMaxBytes),
+                         ("MAX_CONNECTIONS_PER_PEER", s.maxConnectionsPerPeer)] where v < 1 {
+            throw MONAILabelError.invalid("MONAI_LABEL_\(key) must be at least 1, not \(v)")
+        }
+        if s.minBodyRate < 0 { throw MONAILabelError.invalid("MONAI_LABEL_MIN_BODY_RATE must be 0 or more, not \(s.minBodyRate)") }
         return s
+    }
+
+    /// Applies the limits the imaging layer reads process-wide (`MONAI_LABEL_MAX_VOXELS`) to this process, and
+    /// exports them to the environment so train jobs and inference workers started from here apply them too.
+    public func applyProcessLimits() {
+        ImagingLimits.configure(maxVoxels: maxVoxels)
+    }
+
+    /// What child processes (jobs, model workers) run: `taskRunner`, else this process's own executable.
+    public var childExecutable: URL {
+        taskRunner.isEmpty
+            ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() : URL(fileURLWithPath: taskRunner)
+    }
+
+    /// The memory limit a model worker runs under: `workerMaxMemory`, else half of physical memory.
+    public var effectiveWorkerMaxMemory: UInt64 {
+        workerMaxMemory > 0 ? workerMaxMemory : ProcessInfo.processInfo.physicalMemory / 2
+    }
+
+    /// `4G`, `512M`, `1024k`, `3000000` (binary multiples, case-insensitive, an optional trailing `B`); nil when
+    /// malformed, zero or beyond 2^62.
+    static func byteCount(_ text: String) -> UInt64? {
+        var t = text.trimmingCharacters(in: .whitespaces).uppercased()
+        if t.hasSuffix("IB") { t.removeLast(2) } else if t.hasSuffix("B") { t.removeLast() }
+        var shift: UInt64 = 0
+        if let last = t.last, let i = "KMGT".firstIndex(of: last) {
+            shift = 10 * UInt64("KMGT".distance(from: "KMGT".startIndex, to: i) + 1)
+            t.removeLast()
+        }
+        guard let n = UInt64(t), n > 0, n <= (UInt64(1) << 62) >> shift else { return nil }
+        return n << shift
     }
 
     /// Where sessions live: `MONAI_LABEL_SESSION_PATH`, else `~/.cache/monailabel/sessions` as upstream.

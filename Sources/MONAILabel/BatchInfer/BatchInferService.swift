@@ -21,6 +21,12 @@ public final class BatchInferService: Sendable {
         }
     }
 
+    /// Checks a request's own numeric parameter before a job is queued (`max_batch_size` must be an integer);
+    /// the inference params are checked per image by the task, as for `/infer`.
+    public static func validate(request: JSONObject) throws {
+        _ = try request.intParam("max_batch_size", in: Int.min...Int.max)
+    }
+
     /// The images a request names: `labeled` (with a final label), `unlabeled`, a list, else all; sorted, then
     /// cut to `max_batch_size` when positive.
     public static func images(request: JSONObject, datastore: Datastore) -> [String] {

@@ -57,7 +57,7 @@ public struct DeepEditClickSimulation: Sendable {
     public static func normalize(_ values: [Float], labels: [DeepEditLabel]) -> [UInt8] {
         var table: [Int: UInt8] = [:]
         for l in labels where !l.isBackground { table[l.value] = UInt8(clamping: l.index) }
-        return values.map { table[Int($0.rounded())] ?? 0 }
+        return values.map { table[$0.labelInteger ?? -1] ?? 0 }
     }
 
     /// Voxels of `label` in a normalised volume (`background`: index 0).

@@ -72,6 +72,8 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
     public var weights: String { loader.weightsDescription }
 
+    public func verifyWeights(_ file: URL, as destination: URL) throws { try loader.verify(file, as: destination) }
+
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
         var timings = Timings()

@@ -55,17 +55,17 @@ public final class DeepEditTrainer {
         let settings = try TrainSettings(definition: definition, request: request)
         let cfg = settings.config
         let train = model["train"]?.objectValue ?? JSONObject()
-        func setting(_ key: String, _ fallback: Double) -> Double {
-            cfg[key]?.doubleValue ?? train[key]?.doubleValue ?? fallback
+        func setting(_ key: String, _ fallback: Double) throws -> Double {
+            try cfg.doubleParam(key, in: 0...1000) ?? train.doubleParam(key, in: 0...1000) ?? fallback
         }
         let maxEpochs = settings.maxEpochs, seed = settings.seed, device = settings.device
         let spatial = TrainDefinition.ints(cfg["spatial_size"], count: 3) ?? definition.spatialSize
         let trainInteraction = Interaction(
-            deepgrowProbability: setting("deepgrow_probability_train", 0.4),
-            maxInteractions: max(1, Int(setting("max_train_interactions", 1))), train: true)
+            deepgrowProbability: try setting("deepgrow_probability_train", 0.4),
+            maxInteractions: max(1, Int(try setting("max_train_interactions", 1))), train: true)
         let valInteraction = Interaction(
-            deepgrowProbability: setting("deepgrow_probability_val", 1.0),
-            maxInteractions: max(1, Int(setting("max_val_interactions", 1))), train: false)
+            deepgrowProbability: try setting("deepgrow_probability_val", 1.0),
+            maxInteractions: max(1, Int(try setting("max_val_interactions", 1))), train: false)
         let labels = try DeepEditLabel.from(definition.labels)
         let intensity = model["number_intensity_ch"]?.intValue ?? 1
         let signal = AddGuidanceSignalDeepEdit(sigma: model["sigma"]?.doubleValue ?? 3, intensityChannels: intensity)

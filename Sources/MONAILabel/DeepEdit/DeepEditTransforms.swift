@@ -44,9 +44,13 @@ public enum DeepEditGuidance {
     public static func reorient(_ guidance: [LabelGuidance], from: Affine, to: Affine) throws -> [LabelGuidance] {
         guard let inv = to.inverted() else { throw MONAILabelError.invalid("the oriented image's affine is singular") }
         let map = inv * from
-        return guidance.map { g in
-            LabelGuidance(label: g.label, points: g.points.map { p in
+        return try guidance.map { g in
+            LabelGuidance(label: g.label, points: try g.points.map { p in
                 let q = map.apply((Double(p[0]), Double(p[1]), Double(p[2])))
+                // A click far outside the image on a grid with a huge spacing can leave Int's range.
+                guard [q.0, q.1, q.2].allSatisfy({ $0.isFinite && abs($0) < 1e15 }) else {
+                    throw MONAILabelError.invalid("click \(p) for '\(g.label)' lies far outside the image")
+                }
                 return [Int(q.0.rounded()), Int(q.1.rounded()), Int(q.2.rounded())]
             })
         }

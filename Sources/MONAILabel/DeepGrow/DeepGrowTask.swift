@@ -64,6 +64,8 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
     public var weights: String { loader.weightsDescription }
 
+    public func verifyWeights(_ file: URL, as destination: URL) throws { try loader.verify(file, as: destination) }
+
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
         var timings = Timings()
@@ -92,8 +94,13 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
             throw MONAILabelError.invalid("\(name) needs a single-channel 3D image, got shape \(image.shape)")
         }
         let original = image.spatialShape
-        let prepared = try prepare(image, foreground: foreground, background: background, slice: slice,
-                                   timings: &timings)
+        let prepared: Prepared
+        do {
+            prepared = try prepare(image, foreground: foreground, background: background, slice: slice, timings: &timings)
+        } catch let e as ImagingError {
+            // A refused resampling or crop (the voxel limit, a singular affine) comes from the client's image.
+            throw MONAILabelError.invalid("\(name): \(e.message)")
+        }
         let input = prepared.input
 
         let logits = try timings.measure("stage", "infer") { () throws -> [Float] in
@@ -195,7 +202,10 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
         guard let v, v != .null else { return [] }
         guard let list = v.arrayValue else { throw MONAILabelError.invalid("\(key) must be a list of [i, j, k] points") }
         return try list.map { e in
-            guard let a = e.arrayValue, a.count == 3, a.allSatisfy({ $0.doubleValue?.isFinite == true }) else {
+            // Bounded before the conversion to Int, which traps on huge values; the image bounds are checked later.
+            guard let a = e.arrayValue, a.count == 3,
+                a.allSatisfy({ $0.doubleValue.map { $0.isFinite && abs($0) < 1e15 } == true })
+            else {
                 throw MONAILabelError.invalid("\(key): each point must be [i, j, k] voxel indices, got \(e.compactString())")
             }
             return a.compactMap { $0.doubleValue.map { Int($0.rounded(.towardZero)) } }

@@ -61,6 +61,10 @@ public enum ImageValidation {
         }
         guard ok else { throw MONAILabelError.invalid("the uploaded file is not \(what) (\(ext))") }
         if let volumeExt = ImageIO.fileExtension(of: "x" + e), volumeExt == e {
+            // What the header claims (size, the voxel limit) is checked first: cheap, and the clearest message.
+            do { try ImageIO.checkHeader(url, ext: e) } catch let error as ImagingError {
+                throw MONAILabelError.invalid(error.message.replacingOccurrences(of: url.path, with: "the upload"))
+            }
             try readThrough(url, ext: volumeExt)
         }
     }

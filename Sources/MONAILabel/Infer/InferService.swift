@@ -11,6 +11,9 @@ public struct InferInput: Sendable {
     /// An uploaded label (`label` part: the scribbles of scribbles tasks).
     public var labelUpload: UploadedFile?
     public var params: JSONObject
+    /// Whether the client has gone (the transport's disconnect check); a request running in a model worker is
+    /// then stopped by killing the worker.
+    public var isCancelled: (@Sendable () -> Bool)?
 
     public init(model: String, imageID: String = "", sessionID: String = "", upload: UploadedFile? = nil,
                 params: JSONObject = [:]) {
@@ -47,11 +50,13 @@ public final class InferAdmission: @unchecked Sendable {
         return inFlight
     }
 
-    public func run<T>(_ body: () throws -> T) throws -> T {
+    /// Runs `body` when fewer than `capacity` requests are in flight; otherwise throws `.unavailable`, whose
+    /// message ends with `describe()` (how the queue stands).
+    public func run<T>(describe: () -> String = { "" }, _ body: () throws -> T) throws -> T {
         lock.lock()
         guard inFlight < capacity else {
             lock.unlock()
-            throw MONAILabelError(.unavailable, "Inference queue is full (\(capacity) requests in flight); retry later")
+            throw MONAILabelError(.unavailable, "Inference queue is full (\(capacity) requests in flight\(describe())); retry later")
         }
         inFlight += 1
         lock.unlock()
@@ -96,17 +101,15 @@ extension MONAILabelApp {
             throw MONAILabelError.invalid("Neither image, file nor session_id was provided")
         }
         // Only an uploaded file may be the label path: a client-given path would let it read any file.
-        var staged: URL?
-        defer { if let staged { try? FileManager.default.removeItem(at: staged) } }
-        if let label = input.labelUpload {
-            if label.path.lastPathComponent.lowercased().hasSuffix(".bin") {
-                staged = try RawScribbles.convert(label.path, reference: imagePath)
+        if task.type == "scribbles" { params["label"] = nil }
+        let job = WorkerJob(model: input.model, imagePath: imagePath, params: params, labelPath: input.labelUpload?.path.path)
+        let result = try admission.run(describe: { queueDescription }) {
+            if let pool = inferWorkers {
+                let timeout = settings.inferTimeout > 0 ? Double(settings.inferTimeout) : nil
+                return try pool.run(job, isCancelled: input.isCancelled, timeout: timeout)
             }
-            params["label"] = .string((staged ?? label.path).path)
-        } else if task.type == "scribbles" {
-            params["label"] = nil
+            return try runModel(job)
         }
-        let result = try admission.run { try task.infer(InferRequest(imagePath: imagePath, params: params)) }
         var label = result.file?.path ?? ""
         if let file = result.file, let id = storeID, params["save_label"]?.boolValue == true {
             let tag = params["label_tag"]?.stringValue ?? LabelTag.original
@@ -116,5 +119,45 @@ extension MONAILabelApp {
             label = id
         }
         return InferOutput(file: result.file, json: result.json, label: label)
+    }
+
+    /// Runs a job on this process's own models: what a model worker does with each job, and the whole of
+    /// inference when `MONAI_LABEL_INFER_WORKERS` is 0. A RawScribbles `.bin` label is converted here (it needs
+    /// the image's geometry, which only the process that reads the image has).
+    public func runModel(_ job: WorkerJob) throws -> InferResult {
+        let task = try inferTask(job.model)
+        var params = job.params
+        var staged: URL?
+        defer { if let staged { try? FileManager.default.removeItem(at: staged) } }
+        if let label = job.labelPath {
+            if URL(fileURLWithPath: label).lastPathComponent.lowercased().hasSuffix(".bin") {
+                staged = try RawScribbles.convert(URL(fileURLWithPath: label), reference: job.imagePath)
+            }
+            params["label"] = .string(staged?.path ?? label)
+        }
+        return try task.infer(InferRequest(imagePath: job.imagePath, params: params))
+    }
+
+    /// `, N running, M waiting for a model worker` for the queue-full message.
+    private var queueDescription: String {
+        guard let pool = inferWorkers else { return "" }
+        let c = pool.counts
+        return ": \(c.running) running, \(c.waiting) waiting for a model worker"
+    }
+
+    /// `GET /infer/` (our extension): the model workers and the requests waiting for one, in order.
+    public func inferQueueReport() -> JSONObject {
+        var out: JSONObject = ["capacity": .int(admission.capacity), "in_flight": .int(admission.inFlightCount)]
+        guard let pool = inferWorkers else {
+            out["in_process"] = true
+            out["workers"] = .array([])
+            out["queue"] = ["length": 0, "waiting": .array([])]
+            return out
+        }
+        let r = pool.report()
+        out["in_process"] = false
+        out["workers"] = .array(r.workers)
+        out["queue"] = ["length": .int(r.waiting.count), "waiting": .array(r.waiting)]
+        return out
     }
 }

@@ -89,6 +89,41 @@ final class ModelLoader: @unchecked Sendable {
         return .module(m)
     }
 
+    /// Loads `file` as this model's weights would be loaded from `destination`, into a fresh network that is
+    /// then dropped: `invalidInput` naming the missing, unexpected or mis-shaped keys (or why the file is not a
+    /// checkpoint at all) when it does not fit.
+    func verify(_ file: URL, as destination: URL) throws {
+        if destination.pathExtension == "ts" {
+            // libtorch trusts what it loads: garbage is refused here, from the zip directory alone, first.
+            let names: [String]
+            do { names = try Checkpoint.recordNames(in: file) } catch {
+                throw MONAILabelError.invalid("the upload is not a TorchScript archive: " + Self.shortened("\(error)"))
+            }
+            guard names.contains(where: { $0.hasSuffix("/data.pkl") }), names.contains(where: { $0.contains("/code/") })
+            else { throw MONAILabelError.invalid("the upload is not a TorchScript archive (no data.pkl and code/ records)") }
+            do {
+                let s = try ScriptModule(contentsOf: file)
+                try s.eval()
+            } catch {
+                throw MONAILabelError.invalid("the upload is not a TorchScript module this server can load: "
+                    + Self.shortened("\(error)"))
+            }
+            return
+        }
+        let m = try NetworkFactory.make(networkSpec)
+        do {
+            let state = try Checkpoint.stateDict(from: file, key: "model")
+            try m.load(stateDict: state.map { ($0.name, $0.tensor) }, strict: true)
+        } catch {
+            throw MONAILabelError.invalid("the upload does not load into this model's network: " + Self.shortened("\(error)"))
+        }
+    }
+
+    /// A garbage state dict lists hundreds of keys; the first few say enough.
+    private static func shortened(_ text: String) -> String {
+        text.count > 600 ? String(text.prefix(600)) + "..." : text
+    }
+
     /// A network built from `spec` with the checkpoint `file`'s weights (strictly: every parameter named).
     static func network(_ spec: JSONObject, weights file: URL) throws -> any Layer {
         let m = try NetworkFactory.make(spec)

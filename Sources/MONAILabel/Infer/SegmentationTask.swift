@@ -98,10 +98,14 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
     public var weights: String { loader.weightsDescription }
 
+    public func verifyWeights(_ file: URL, as destination: URL) throws { try loader.verify(file, as: destination) }
+
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
         var timings = Timings()
         let started = DispatchTime.now()
+        // Malformed inferer params are the client's error: refuse them before the image is read.
+        _ = try slidingWindow(params: p)
 
         // Pre-transforms, inferer and argmax in one scope, so that neither the source volume nor the preprocessed
         // one is alive while the network runs, and the input tensor and the logits are released as soon as the
@@ -173,20 +177,27 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
 
     /// `predictTensor` on an input already in libtorch (`[1, C, *spatial]`).
     func predictTensor(input: Tensor, params p: JSONObject) throws -> Tensor {
-        let roi = try intList(p["roi_size"] ?? inferer["roi_size"], count: dimension, what: "roi_size")
+        let sw = try slidingWindow(params: p)
         let out: Tensor = try loader.withNetwork { net in
-            if let roi {
-                let sw = SlidingWindowInferer(
-                    roiSize: roi,
-                    swBatchSize: p["sw_batch_size"]?.intValue ?? inferer["sw_batch_size"]?.intValue ?? 1,
-                    overlap: p["sw_overlap"]?.doubleValue ?? inferer["overlap"]?.doubleValue ?? 0.25,
-                    mode: BlendMode(rawValue: inferer["mode"]?.stringValue ?? "constant") ?? .constant,
-                    padding: inferer["padding_mode"]?.stringValue == "replicate" ? .replicate : .constant(0))
-                return try sw(input) { try net.forward($0) }
-            }
+            if let sw { return try sw(input) { try net.forward($0) } }
             return try net.forward(input)
         }
         return out
+    }
+
+    /// The sliding-window inferer of the model's `inferer` section with the client's `roi_size`, `sw_batch_size`
+    /// and `sw_overlap` over it, each range-checked (the inferer then bounds its buffers and window count); nil
+    /// when the model runs whole volumes.
+    func slidingWindow(params p: JSONObject) throws -> SlidingWindowInferer? {
+        guard let roi = try p.intListParam("roi_size", count: dimension, in: 1...4096)
+            ?? inferer.intListParam("roi_size", count: dimension, in: 1...4096)
+        else { return nil }
+        return SlidingWindowInferer(
+            roiSize: roi,
+            swBatchSize: try p.intParam("sw_batch_size", in: 1...1024) ?? inferer.intParam("sw_batch_size", in: 1...1024) ?? 1,
+            overlap: try p.doubleParam("sw_overlap", in: 0..<1) ?? inferer.doubleParam("overlap", in: 0..<1) ?? 0.25,
+            mode: BlendMode(rawValue: inferer["mode"]?.stringValue ?? "constant") ?? .constant,
+            padding: inferer["padding_mode"]?.stringValue == "replicate" ? .replicate : .constant(0))
     }
 
     /// `argmax` over dim 1 as byte labels, the first maximum winning like `torch.argmax`. Built from
@@ -220,15 +231,6 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
             return j >= 1 && j <= values.count ? Float(values[j - 1]) : x
         }
         return Volume(spatialShape: v.spatialShape, channels: v.channels, data: .float32(out), affine: v.affine, source: v.source)
-    }
-
-    private func intList(_ v: JSONValue?, count: Int, what: String) throws -> [Int]? {
-        guard let v else { return nil }
-        if let i = v.intValue { return Array(repeating: i, count: count) }
-        guard let a = v.arrayValue, a.count == count, a.allSatisfy({ ($0.intValue ?? 0) > 0 }) else {
-            throw MONAILabelError.invalid("\(what) must be \(count) positive integers")
-        }
-        return a.compactMap(\.intValue)
     }
 }
 

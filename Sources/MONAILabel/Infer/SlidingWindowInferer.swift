@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import TorchKit
 
 /// How overlapping windows are blended (MONAI's `BlendMode`).
@@ -26,6 +27,55 @@ public struct SlidingWindowInferer: Sendable {
         self.mode = mode
         self.sigmaScale = sigmaScale
         self.padding = padding
+    }
+
+    /// Most windows one inference may run: `sw_overlap` close to 1 multiplies them without bound (0.97 on a
+    /// 96-voxel window gives over a million) and keeps the cores busy long after the client has given up.
+    public static let maxWindows = 100_000
+
+    /// Most voxels one network call may take (`roi_size` times the windows batched together): the network's
+    /// activations are hundreds of bytes per input voxel, so 2^25 (a 320^3 window, or 16 of 128^3) already needs
+    /// gigabytes.
+    public static let maxBatchVoxels = 1 << 25
+
+    /// Refuses, before anything is allocated, settings that would trap or allocate without bound: a window or
+    /// batch that is not positive, an overlap outside [0, 1) or NaN, a padded image over `ImagingLimits.maxVoxels`,
+    /// more than `maxWindows` windows, or a network call over `maxBatchVoxels`. Errors name the request parameter
+    /// (`roi_size`, `sw_batch_size`, `sw_overlap`).
+    func validate(imageShape: [Int]) throws {
+        guard roiSize.count == imageShape.count, roiSize.allSatisfy({ $0 > 0 }) else {
+            throw MONAILabelError.invalid("roi_size must be \(imageShape.count) positive integers, got \(roiSize)")
+        }
+        guard swBatchSize > 0 else { throw MONAILabelError.invalid("sw_batch_size must be positive, got \(swBatchSize)") }
+        guard overlap.isFinite, overlap >= 0, overlap < 1 else {
+            throw MONAILabelError.invalid("sw_overlap must be a number >= 0 and < 1, got \(overlap)")
+        }
+        let padded = zip(imageShape, roiSize).map { max($0, $1) }
+        let window: Int
+        do {
+            window = try ImagingLimits.checkVoxels(roiSize, what: "roi_size")
+            try ImagingLimits.checkVoxels(padded, what: "the padded image")
+        } catch let e as ImagingError {
+            throw MONAILabelError.invalid(e.message)
+        }
+        var windows = 1
+        for d in 0..<roiSize.count {
+            let interval = roiSize[d] == padded[d] ? roiSize[d] : max(1, Int(Double(roiSize[d]) * (1 - overlap)))
+            let along = (padded[d] - roiSize[d] + interval - 1) / interval + 1
+            let (w, o) = windows.multipliedReportingOverflow(by: along)
+            guard !o, w <= Self.maxWindows else {
+                throw MONAILabelError.invalid(
+                    "sw_overlap \(overlap) with roi_size \(roiSize) needs more than \(Self.maxWindows) windows for an image of "
+                        + "\(imageShape); use a smaller overlap or a larger roi_size")
+            }
+            windows = w
+        }
+        // Batches never hold more windows than there are.
+        let (batch, o) = window.multipliedReportingOverflow(by: min(swBatchSize, windows))
+        guard !o, batch <= Self.maxBatchVoxels else {
+            throw MONAILabelError.invalid("roi_size \(roiSize) x sw_batch_size \(swBatchSize) puts \(o ? "too many" : "\(batch)") "
+                + "voxels through the network at once; at most \(Self.maxBatchVoxels)")
+        }
     }
 
     /// Window start offsets along each spatial axis, first axis slowest (MONAI's `dense_patch_slices`).
@@ -88,6 +138,7 @@ public struct SlidingWindowInferer: Sendable {
             throw MONAILabelError.invalid("sliding window: input \(shape) does not match roi \(roiSize)")
         }
         let original = Array(shape[2...])
+        try validate(imageShape: original)
         // Pad (F.pad order: last axis first) so every axis is at least the window.
         var pad: [Int] = []
         for d in stride(from: dims - 1, through: 0, by: -1) {
@@ -120,7 +171,12 @@ public struct SlidingWindowInferer: Sendable {
             guard predShape.count == dims + 2, Array(predShape[2...]) == roiSize, predShape[0] == batch.count else {
                 throw MONAILabelError.io("the network returned \(predShape) for windows of \(roiSize)")
             }
-            if output == nil { output = try Tensor.zeros([1, predShape[1]] + imageSize, device: input.device) }
+            if output == nil {
+                // The blended output holds every class over the whole padded image.
+                do { try ImagingLimits.checkVoxels(imageSize, channels: predShape[1], what: "the sliding-window output") }
+                catch let e as ImagingError { throw MONAILabelError.invalid(e.message) }
+                output = try Tensor.zeros([1, predShape[1]] + imageSize, device: input.device)
+            }
             guard let out = output else { break }
             for (b, s) in batch.enumerated() {
                 let p = try pred.narrow(dim: 0, start: b, length: 1).mul(weight)

@@ -33,40 +33,47 @@ public struct PreTransform: Sendable {
             }
             return a.compactMap(\.doubleValue)
         }
+        let body: @Sendable (inout Volume) throws -> Void
         switch n {
         case "Orientation":
             let ax = spec["axcodes"]?.stringValue ?? "RAS"
             let t = Orientation(axcodes: ax)
             name = "Orientationd"
-            run = { $0 = try t($0) }
+            body = { $0 = try t($0) }
         case "Spacing":
             guard let pixdim = try doubles("pixdim") else { throw MONAILabelError.invalid("Spacing needs pixdim") }
             let mode = InterpolationMode(rawValue: spec["mode"]?.stringValue ?? "bilinear") ?? .bilinear
             let t = Spacing(pixdim: pixdim, mode: mode)
             name = "Spacingd"
-            run = { $0 = try t($0) }
+            body = { $0 = try t($0) }
         case "ScaleIntensityRange":
             let t = ScaleIntensityRange(
                 aMin: try double("a_min", 0), aMax: try double("a_max", 1), bMin: try double("b_min", 0),
                 bMax: try double("b_max", 1), clip: spec["clip"]?.boolValue ?? false)
             name = "ScaleIntensityRanged"
-            run = { t.apply(&$0) }
+            body = { t.apply(&$0) }
         case "ScaleIntensity":
             let t = ScaleIntensity(minv: try double("minv", 0), maxv: try double("maxv", 1))
             name = "ScaleIntensityd"
-            run = { t.apply(&$0) }
+            body = { t.apply(&$0) }
         case "NormalizeIntensity":
             let t = NormalizeIntensity(
                 subtrahend: try doubles("subtrahend"), divisor: try doubles("divisor"),
                 nonzero: spec["nonzero"]?.boolValue ?? false, channelWise: spec["channel_wise"]?.boolValue ?? false)
             name = "NormalizeIntensityd"
-            run = { $0 = try t($0) }
+            body = { $0 = try t($0) }
         case "GaussianSmooth":
             let t = GaussianSmooth(sigma: try doubles("sigma") ?? [1])
             name = "GaussianSmoothd"
-            run = { $0 = t($0) }
+            body = { $0 = t($0) }
         default:
             throw MONAILabelError.invalid("unsupported pre-transform '\(n)'")
+        }
+        // What a transform refuses (an output over MONAI_LABEL_MAX_VOXELS, a singular affine) comes from the
+        // image the client chose: invalid input, not a server failure.
+        let shown = name
+        run = { v in
+            do { try body(&v) } catch let e as ImagingError { throw MONAILabelError.invalid("\(shown): \(e.message)") }
         }
     }
 }

@@ -118,7 +118,7 @@ public struct EpistemicScoring: SegmentationModelScoring {
 
     public func score(request: JSONObject, datastore: Datastore, log: (String) -> Void) throws -> ScoringOutcome {
         log("Starting Epistemic Uncertainty scoring with model \(modelName)")
-        var n = request["num_samples"]?.intValue ?? samples
+        var n = try ScoringService.numSamples(request) ?? samples
         if n < 2 {
             n = 2
             log("EPISTEMIC:: Fixing 'num_samples=2' as min 2 samples are needed to compute entropy")

@@ -3,8 +3,7 @@ import Foundation
 extension BackgroundJobs.Launcher {
     /// The server's own executable as `monailabel run_task --method <method>` on this app and studies folder.
     static func runTask(method: String, settings: Settings) -> Self {
-        let exe = settings.taskRunner.isEmpty
-            ? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() : URL(fileURLWithPath: settings.taskRunner)
+        let exe = settings.childExecutable
         var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
         if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
         env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
@@ -79,12 +78,19 @@ public final class ScoringService: Sendable {
         return queued
     }
 
-    /// Throws 404 for a method this app does not have (upstream queues it and lets the child fail).
-    public func requireMethod(_ name: String) throws -> any ScoringMethod {
+    /// Throws 404 for a method this app does not have (upstream queues it and lets the child fail), and
+    /// `invalidInput` naming the parameter for a numeric one out of range, before any job is queued.
+    public func requireMethod(_ name: String, request: JSONObject = JSONObject()) throws -> any ScoringMethod {
         guard let m = methods[name] else {
             throw MONAILabelError.notFound(
                 "Scoring method '\(name)' not found; available: \(methods.keys.joined(separator: ", "))")
         }
+        _ = try Self.numSamples(request)
         return m
+    }
+
+    /// The client's `num_samples` (forward passes per image for epistemic and TTA scoring), range-checked.
+    static func numSamples(_ request: JSONObject) throws -> Int? {
+        try request.intParam("num_samples", in: 1...1000)
     }
 }

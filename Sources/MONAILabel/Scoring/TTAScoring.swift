@@ -80,7 +80,7 @@ public struct TTAScoring: SegmentationModelScoring {
     public func score(request: JSONObject, datastore: Datastore, log: (String) -> Void) throws -> ScoringOutcome {
         log("Starting TTA scoring with model \(modelName)")
         let flips = Self.flips(dims: task.dimension)
-        let n = min(max(request["num_samples"]?.intValue ?? samples, 2), flips.count)
+        let n = min(max(try ScoringService.numSamples(request) ?? samples, 2), flips.count)
         let loop = ModelScoring(task: task, keys: Self.keys, prefix: "TTA", samples: n)
         return try loop.run(datastore: datastore, log: log, network: evalNetwork) { input, inferer, net in
             try Self.score(input: input, flips: Array(flips.prefix(n))) { try SegmentationTask.logits($0, inferer, net) }

@@ -76,14 +76,9 @@ public struct GeoSParameters: Sendable {
 
     func overridden(by p: JSONObject) throws -> GeoSParameters {
         var r = self
-        if let v = p["gamma"] {
-            guard let g = v.doubleValue, g >= 0, g.isFinite else { throw MONAILabelError.invalid("gamma must be >= 0") }
-            r.gamma = g
-        }
-        if let v = p["theta"] {
-            guard let t = v.doubleValue, t >= 0, t.isFinite else { throw MONAILabelError.invalid("theta must be >= 0") }
-            r.theta = t
-        }
+        // Bounded so that gamma squared stays a finite Float.
+        if let g = try p.doubleParam("gamma", in: 0...1e6) { r.gamma = g }
+        if let t = try p.doubleParam("theta", in: 0...1e6) { r.theta = t }
         return r
     }
 }

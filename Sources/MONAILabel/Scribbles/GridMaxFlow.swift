@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 
 private struct UncheckedSendableBox<T>: @unchecked Sendable {
     let value: T
@@ -61,6 +62,11 @@ public final class GridMaxFlow {
             overflow = overflow || o
         }
         guard !overflow, n < Int(Int32.max) else { throw MaxFlowError("GraphCut grid \(shape) is too large") }
+        // Each node costs 2 * rank + 4 four-byte words (residuals, terminal capacity, tree bookkeeping): bounded
+        // like a volume with that many channels, before anything is allocated.
+        do { try ImagingLimits.checkVoxels(shape, channels: 2 * shape.count + 4, what: "GraphCut grid") } catch let e as ImagingError {
+            throw MaxFlowError(e.message)
+        }
         self.shape = shape
         nodeCount = n
         rank = shape.count

@@ -60,18 +60,10 @@ public struct ScribblesParameters: Sendable {
 
     func overridden(by p: JSONObject) throws -> ScribblesParameters {
         var r = self
-        if let v = p["num_bins"] {
-            guard let b = v.intValue, b >= 1, b <= 65536 else { throw MONAILabelError.invalid("num_bins must be 1...65536") }
-            r.numBins = b
-        }
-        if let v = p["lamda"] {
-            guard let l = v.doubleValue, l >= 0, l.isFinite else { throw MONAILabelError.invalid("lamda must be >= 0") }
-            r.lamda = l
-        }
-        if let v = p["sigma"] {
-            guard let s = v.doubleValue, s > 0, s.isFinite else { throw MONAILabelError.invalid("sigma must be > 0") }
-            r.sigma = s
-        }
+        // Bounded so that the Float capacities the graph is built from stay finite and non-zero.
+        if let b = try p.intParam("num_bins", in: 1...65536) { r.numBins = b }
+        if let l = try p.doubleParam("lamda", in: 0...1e6) { r.lamda = l }
+        if let s = try p.doubleParam("sigma", in: 1e-6...1e6) { r.sigma = s }
         return r
     }
 }
@@ -103,7 +95,8 @@ struct ScribbleIDs: Sendable {
         }
         for e in entries {
             guard let name = e["name"]?.stringValue else { continue }
-            let id = e["id"]?.intValue ?? e["idx"]?.intValue
+            // Scribble values are label voxel values; bounded so the Float round trip stays exact.
+            let id = try e.objectValue?.intParam("id", in: 0...65_535) ?? e.objectValue?.intParam("idx", in: 0...65_535)
             if name == "background_scribbles", let id { self.background = Float(id) }
             if name == "foreground_scribbles", let id { self.foreground = Float(id) }
         }
@@ -163,7 +156,11 @@ enum ScribblesPipeline {
         let span = hi - lo
         @inline(__always) func bin(_ x: Float) -> Int {
             let u = rescale ? (span > 0 ? (x - lo) / span : 0) : x
-            return max(0, min(bins - 1, Int(u * Float(bins))))
+            // An image may hold NaN or infinities, which Int() would trap on: NaN goes to bin 0.
+            let scaled = u * Float(bins)
+            if !(scaled >= 0) { return 0 }
+            if scaled >= Float(bins - 1) { return bins - 1 }
+            return Int(scaled)
         }
         var fg = [Double](repeating: 1, count: bins), bg = [Double](repeating: 1, count: bins)
         var nfg = 0, nbg = 0
@@ -217,8 +214,13 @@ enum ScribblesPipeline {
             if scribbles[i] == ids.foreground { source[i] = hard; sink[i] = 0 }
             else if scribbles[i] == ids.background { source[i] = 0; sink[i] = hard }
         }
-        try g.addTerminalCapacities(source: source, sink: sink)
-        try g.setContrastNeighbourCapacities(image: image, lamda: Float(lamda), sigma: Float(sigma))
+        do {
+            try g.addTerminalCapacities(source: source, sink: sink)
+            try g.setContrastNeighbourCapacities(image: image, lamda: Float(lamda), sigma: Float(sigma))
+        } catch let e as MaxFlowError {
+            // Capacities come from the client's image and parameters (a NaN voxel, say).
+            throw MONAILabelError.invalid(e.description)
+        }
         g.solve()
         return g.sourceSide().map { $0 ? 1 : 0 }
     }

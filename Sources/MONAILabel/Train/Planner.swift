@@ -106,7 +106,11 @@ public enum Planner {
             spacing = meanSpacing.map { max(0.5, ($0 * 2).rounded() / 2) }
         }
         func resampled(_ sp: [Double]) -> [Int] {
-            (0..<dims).map { max(1, Int((Double(meanShape[$0]) * meanSpacing[$0] / sp[$0]).rounded())) }
+            // Image headers feed these numbers: clamp before converting, a spacing of 1e30 must not trap.
+            (0..<dims).map { i in
+                let n = (Double(meanShape[i]) * meanSpacing[i] / sp[i]).rounded()
+                return n.isFinite ? Int(min(max(n, 1), 1e9)) : 1
+            }
         }
         // The cache holds every image and label as 4-byte floats at the target spacing.
         let budget = Double(machine.availableRAMMB) * 1_048_576 * cacheRAMShare
@@ -163,8 +167,9 @@ public enum Planner {
         guard !paths.isEmpty else { return [] }
         let step = max(1, paths.count / maxSamples)
         return stride(from: 0, to: paths.count, by: step).prefix(maxSamples).compactMap { i in
-            guard let v = try? ImageIO.load(URL(fileURLWithPath: paths[i])) else { return nil }
-            return ImageStats(spatialShape: v.spatialShape, spacing: v.spacing)
+            // Headers only where the format allows: this runs in the server process, for /info/.
+            guard let g = try? ImageIO.grid(URL(fileURLWithPath: paths[i])) else { return nil }
+            return ImageStats(spatialShape: g.spatialShape, spacing: Array(g.affine.spacing.prefix(g.spatialShape.count)))
         }
     }
 

@@ -48,14 +48,15 @@ public struct TrainPreprocessing: Sendable {
                 + "(or their affines differ); case skipped")
             return nil
         }
-        let values = Set(lab.floats.map { Int($0.rounded()) })
+        // NaN or huge values (nil) count as unknown: they are trained as background too.
+        let values = Set(lab.floats.map { $0.labelInteger ?? -1 })
         let unknown = values.subtracting(labelValues).sorted()
         if !unknown.isEmpty {
             warnings.append("\(id): label values \(unknown) are not among the model's labels \(labelValues.sorted()); "
                 + "trained as background")
             let known = labelValues
             lab = Volume(spatialShape: lab.spatialShape, channels: lab.channels,
-                         data: .float32(lab.floats.map { known.contains(Int($0.rounded())) ? $0.rounded() : 0 }),
+                         data: .float32(lab.floats.map { known.contains($0.labelInteger ?? -1) ? $0.rounded() : 0 }),
                          affine: lab.affine)
         }
         for t in imageTransforms { img = try t.apply(img) }

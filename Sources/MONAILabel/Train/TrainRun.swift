@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import TorchCheckpoint
 import TorchKit
 
@@ -22,18 +23,32 @@ struct TrainSettings {
     /// Names this run's `stats_<run_id>.json`.
     let runID: String
 
+    /// Reads and range-checks the merged config; every key a trainer reads is checked here, so the server can
+    /// refuse a request (422 naming the key) before a job is queued, by building this from the request.
     init(definition: TrainDefinition, request: JSONObject) throws {
         var cfg = definition.clientConfig()
         for (k, v) in request { cfg[k] = v }
         config = cfg
-        maxEpochs = max(1, cfg["max_epochs"]?.intValue ?? 50)
-        valSplit = cfg["val_split"]?.doubleValue ?? 0.2
-        valInterval = max(1, cfg["val_interval"]?.intValue ?? definition.valInterval)
-        patience = cfg["early_stop_patience"]?.intValue ?? -1
-        runName = try SegmentationTrainer.safeName(cfg["name"]?.stringValue ?? "train_01")
-        pretrained = cfg["pretrained"]?.boolValue ?? true
-        lr = cfg["lr"]?.doubleValue ?? definition.lr
-        seed = UInt64(max(0, cfg["seed"]?.intValue ?? 0))
+        maxEpochs = try cfg.intParam("max_epochs", in: 1...100_000) ?? 50
+        valSplit = try cfg.doubleParam("val_split", in: 0...1) ?? 0.2
+        valInterval = try cfg.intParam("val_interval", in: 1...100_000) ?? definition.valInterval
+        patience = try cfg.intParam("early_stop_patience", in: -1...100_000) ?? -1
+        runName = try SegmentationTrainer.safeName(try cfg.stringParam("name") ?? "train_01")
+        pretrained = try cfg.boolParam("pretrained") ?? true
+        lr = try cfg.doubleParam("lr", in: 0...10) ?? definition.lr
+        seed = UInt64(try cfg.intParam("seed", in: 0...Int.max) ?? 0)
+        let dims = definition.spatialSize.count
+        _ = try cfg.intParam("train_batch_size", in: 1...1024)
+        _ = try cfg.intParam("val_batch_size", in: 1...1024)
+        _ = try cfg.intParam("num_samples", in: 1...1024)
+        if let size = try cfg.intListParam("spatial_size", count: dims, in: 1...4096) {
+            do { try ImagingLimits.checkVoxels(size, what: "spatial_size") } catch let e as ImagingError {
+                throw MONAILabelError.invalid(e.message)
+            }
+        }
+        _ = try cfg.doubleListParam("target_spacing", count: dims, in: 0.01...1000)
+        for key in ["deepgrow_probability_train", "deepgrow_probability_val"] { _ = try cfg.doubleParam(key, in: 0...1) }
+        for key in ["max_train_interactions", "max_val_interactions"] { _ = try cfg.intParam(key, in: 0...1000) }
         device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
         started = Date()
         runID = SegmentationTrainer.runID(started)

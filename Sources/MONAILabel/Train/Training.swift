@@ -109,12 +109,14 @@ extension MONAILabelApp {
         return TrainPaths(modelDir: modelDir.appendingPathComponent(model), publishPath: published, loadPath: load)
     }
 
-    /// Checks a train request before a job is queued: a known trainer and at least one labelled image.
-    public func validateTrainRequest(model: String) throws {
-        guard trainDefinitions[model] != nil else {
+    /// Checks a train request before a job is queued: a known trainer, every parameter a trainer reads of the
+    /// right type and in range (the child would only fail later), and at least one labelled image.
+    public func validateTrainRequest(model: String, request: JSONObject = JSONObject()) throws {
+        guard let definition = trainDefinitions[model] else {
             throw MONAILabelError.notFound("Train Task for model '\(model)' not found; trainers: "
                 + trainDefinitions.keys.joined(separator: ", "))
         }
+        _ = try TrainSettings(definition: definition, request: request)
         guard !datastore.datalist().isEmpty else {
             throw MONAILabelError.invalid("no images with a final label to train \(model) on: save final labels first")
         }

@@ -44,7 +44,11 @@ public struct SessionInfo: Sendable, Equatable {
         self.expiry = expiry
     }
 
-    func isExpired(now: Int) -> Bool { lastAccessTS + expiry < now }
+    /// Overflow-safe: both numbers can come from a `meta.info` on disk.
+    func isExpired(now: Int) -> Bool {
+        let (end, overflow) = lastAccessTS.addingReportingOverflow(expiry)
+        return overflow ? expiry < 0 : end < now
+    }
 }
 
 /// An uploaded file handed to the session store: where it was spooled and the name the client gave it.

@@ -68,6 +68,23 @@ public enum FileOps {
         fsyncDirectory(dir)
     }
 
+    /// Makes `previous` a copy of `file` that survives `file` being replaced: a hard link renamed into place
+    /// (no bytes copied), or an atomic copy where the file system has no hard links. Replaces an older `previous`.
+    public static func keepPrevious(_ file: URL, as previous: URL) throws {
+        let dir = previous.deletingLastPathComponent()
+        let tmp = dir.appendingPathComponent(tempPrefix + UUID().uuidString)
+        if link(file.path, tmp.path) == 0 {
+            guard rename(tmp.path, previous.path) == 0 else {
+                let reason = errnoText()
+                unlink(tmp.path)
+                throw MONAILabelError.io("cannot keep the previous \(file.lastPathComponent): \(reason)")
+            }
+            fsyncDirectory(dir)
+            return
+        }
+        try atomicCopy(from: file, to: previous)
+    }
+
     /// Creates `url` and its parents, then fsyncs the parent so the new directory survives a crash.
     public static func makeDirectory(_ url: URL) throws {
         try makeDirectoryTree(url.path)

@@ -12,6 +12,8 @@ public struct MONAILabelError: Error, CustomStringConvertible, Sendable, Equatab
         case busy
         /// A bounded queue is full or a dependency is down; retrying later may work.
         case unavailable
+        /// Work that ran past its configured time limit (`MONAI_LABEL_INFER_TIMEOUT`) and was stopped.
+        case timedOut
         /// Our own failure (I/O, corrupt state).
         case internalError
     }

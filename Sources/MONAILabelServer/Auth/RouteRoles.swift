@@ -27,6 +27,8 @@ enum RouteRoles {
         "GET /info/": .role(.user),
         "POST /activelearning/{strategy}": .role(.user),
         "POST /infer/{model}": .role(.user),
+        // Ours (the inference queue); a status read like GET /train/ and GET /batch/infer.
+        "GET /infer/": .role(.user),
         "GET /batch/infer": .role(.user),
         "POST /batch/infer/{model}": .role(.admin),
         "DELETE /batch/infer": .role(.admin),

@@ -1,0 +1,132 @@
+import Foundation
+import TorchKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The worker side of `InferWorkerPool` (`monailabel infer_worker`): builds the app once on a read-only view
+/// of the datastore, keeps its models loaded (each task reloads its weights when the file on disk changes,
+/// so published weights reach every worker on their next request), and answers jobs from the server on
+/// stdin, a Unix socket, until the server closes it.
+public enum InferWorker {
+    public static func serve(appDir: String, studies: String, conf: [String: String], maxMemory: UInt64,
+                             environment: [String: String] = ProcessInfo.processInfo.environment) throws
+    {
+        ChildProcess.unblockSignals()
+        ChildProcess.exitWhenOrphaned()
+        if maxMemory > 0 { try limitMemory(maxMemory) }
+        let app = URL(fileURLWithPath: appDir).standardizedFileURL
+        var settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
+        settings.applyProcessLimits()
+        // This process is the worker: its own app runs the models itself.
+        settings.inferWorkers = 0
+        settings.sessions = false
+        try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        // Read-only: the server owns the datastore document; paths come resolved in every job.
+        let datastore = try LocalDatastore(root: URL(fileURLWithPath: studies), patterns: settings.datastoreFileExt,
+                                           readOnly: true, autoReload: false)
+        let monai = try MONAILabelApp(settings: settings, datastore: datastore)
+        // Jobs run on a secondary thread, as on the server's request threads when models run in-process: on
+        // the main thread a warm 96x96x64 segmentation_spleen request measured 1.6-2x the CPU time (2.2-2.8 s
+        // against 1.3-1.5 s, release build, 2 torch threads), presumably glibc's main heap handing memory back
+        // and faulting it in again on every request.
+        let outcome = WorkerOutcome()
+        let t = Thread { outcome.finish { try serveJobs(monai, maxMemory: maxMemory) } }
+        t.name = "infer-worker-jobs"
+        t.stackSize = 8 << 20
+        t.start()
+        try outcome.wait()
+    }
+
+    private static func serveJobs(_ monai: MONAILabelApp, maxMemory: UInt64) throws {
+        let channel: Int32 = 0
+        guard WorkerWire.writeAll(channel, WorkerWire.frame(["ready": true, "pid": .int(Int(getpid()))])) else { return }
+        var buffer: [UInt8] = []
+        while let message = try WorkerWire.readFrame(channel, &buffer) {
+            let result: Result<InferResult, MONAILabelError>
+            do {
+                let job = try WorkerJob(json: message)
+                result = .success(try monai.runModel(job))
+            } catch let e as MONAILabelError {
+                result = .failure(e)
+            } catch {
+                // Not a domain error (libtorch, imaging): a 500 that says what failed, with no server paths.
+                var message = OutputTail.withoutPaths("\(error)")
+                if message.contains("allocate memory") {
+                    message += " (the model worker's memory limit is \(InferWorkerPool.bytesText(maxMemory)): MONAI_LABEL_WORKER_MAX_MEMORY)"
+                }
+                result = .failure(.io(message))
+            }
+            if case .failure(let e) = result { FileHandle.standardError.write(Data("infer failed: \(e.message)\n".utf8)) }
+            guard WorkerWire.writeAll(channel, WorkerWire.frame(WorkerWire.reply(result))) else { return }
+        }
+    }
+
+    /// Caps the data segment (heap and private mappings: what tensors and volumes allocate). RLIMIT_DATA
+    /// rather than RLIMIT_AS: libtorch and glibc reserve address space they never touch (thread stacks,
+    /// malloc arenas, CUDA's unified address space), which an address-space limit would count.
+    static func limitMemory(_ bytes: UInt64) throws {
+        var lim = rlimit(rlim_cur: rlim_t(bytes), rlim_max: rlim_t(bytes))
+        guard setrlimit(Int32(RLIMIT_DATA.rawValue), &lim) == 0 else {
+            throw MONAILabelError.io("cannot set the worker memory limit: \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// The job thread's end, handed to the main thread.
+private final class WorkerOutcome: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var error: (any Error)?
+
+    func finish(_ body: () throws -> Void) {
+        do { try body() } catch { self.error = error }
+        done.signal()
+    }
+
+    func wait() throws {
+        done.wait()
+        if let error { throw error }
+    }
+}
+
+/// What every child process of the server does first (background jobs and model workers).
+public enum ChildProcess {
+    /// The server starts children from threads whose signal mask blocks SIGTERM, and a child inherits it:
+    /// unblocked here (before any thread starts) so that a stop ends the child at once.
+    public static func unblockSignals() {
+        var none = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, nil)
+    }
+
+    /// A child must not outlive its server (a crashed server cannot stop it, and a restarted one would not know
+    /// it): exit once re-parented.
+    public static func exitWhenOrphaned(onExit: @escaping @Sendable (Int32) -> Void = { _ in }) {
+        let parent = getppid()
+        let t = Thread {
+            while getppid() == parent { sleep(1) }
+            onExit(parent)
+            exit(2)
+        }
+        t.name = "parent-watch"
+        t.start()
+    }
+}
+
+extension InferWorkerPool.Launch {
+    /// The server's own executable as `monailabel infer_worker` on this app and studies folder, with the
+    /// settings a worker needs that are not in the inherited environment.
+    public static func inferWorker(settings: Settings) -> Self {
+        var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
+        if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
+        env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
+        // A crashing worker must end at once: Swift's backtracer would hold the dying process (and so its
+        // request) for minutes while it symbolicates. The runtime's own fatal-error line still reaches the log.
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        var args = ["infer_worker", "--app", settings.appDir.path, "--studies", settings.studies]
+        for (k, v) in settings.conf.sorted(by: { $0.key < $1.key }) { args += ["--conf", k, v] }
+        return Self(executable: settings.childExecutable, arguments: args, environment: env,
+                    maxMemory: settings.effectiveWorkerMaxMemory)
+    }
+}
