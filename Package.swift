@@ -65,6 +65,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
         .target(name: "HTTPClient", dependencies: ["CHTTPClient"]),
+        // JSON Web Tokens (RS256, ES256) and JWKs over OpenSSL; no HTTP, no MONAI.
+        .target(name: "WebToken", dependencies: ["COpenSSL"]),
         .target(name: "DICOMweb", dependencies: ["HTTPClient"]),
 
         // Benchmark server for scripts/bench/http.sh; not part of the product.
@@ -81,7 +83,7 @@ let package = Package(
         .target(name: "DICOMwebDatastore", dependencies: ["MONAILabelCore", "DICOMweb", "DICOM", "Imaging", "COpenSSL"]),
 
         // Layer 4: REST endpoints mapping HTTP to the domain.
-        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "HTTPClient", "Imaging", "COpenSSL", "TorchKit", "DICOMwebDatastore"]),
+        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "HTTPClient", "Imaging", "COpenSSL", "TorchKit", "DICOMwebDatastore", "WebToken"]),
 
         // Layer 5: the CLI.
         .executableTarget(
@@ -103,6 +105,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "Imaging", "TestSupport"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "WebTokenTests", dependencies: ["WebToken", "COpenSSL"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "DICOMweb", "HTTPServer"]),
         .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child", "TestSupport"]),
         // Saves labels in a loop until killed; driven by the crash test.
@@ -110,7 +113,7 @@ let package = Package(
         // Depends on the CLI so train tests can start `monailabel run_task` children.
         // Hostile inputs against the real binary (release when built), from outside: the daemon must survive each.
         .testTarget(name: "CrashProbeTests", dependencies: ["TestSupport", "monailabel", "Imaging", "TorchCheckpoint"]),
-        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient", "TestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient", "TestSupport", "WebToken"], exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

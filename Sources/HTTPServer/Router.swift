@@ -75,7 +75,7 @@ public struct HTTPRouter: Sendable {
         let method: HTTPMethod
         let template: String
         let segments: [Segment]
-        let handler: HTTPHandler
+        var handler: HTTPHandler
     }
 
     private enum Segment: Sendable, Equatable {
@@ -112,6 +112,14 @@ public struct HTTPRouter: Sendable {
             literal[template, default: []].append(routes.count - 1)
         } else {
             templated.append(routes.count - 1)
+        }
+    }
+
+    /// Replaces each registered handler with `transform(method, template, handler)`: one place to apply a policy
+    /// that concerns every route, such as access control.
+    public mutating func wrapHandlers(_ transform: (HTTPMethod, String, @escaping HTTPHandler) -> HTTPHandler) {
+        for i in routes.indices {
+            routes[i].handler = transform(routes[i].method, routes[i].template, routes[i].handler)
         }
     }
 

@@ -89,7 +89,9 @@ enum DatastoreRoutes {
             let form = try req.form()
             guard let file = form.file("label") else { throw ValidationFailure.missing("body", "label") }
             let upload = UploadedFile(path: URL(fileURLWithPath: file.path), fileName: file.filename)
-            let info = try infoField(form, "params")
+            var info = try infoField(form, "params")
+            // Who saved it, when someone is signed in (upstream only logs it; with auth off nothing changes).
+            if let user = CurrentUser.user { info["user"] = .string(user.username) }
             let labelID = try ds.saveLabel(imageID: id, file: upload.path, fileName: upload.baseName, tag: tag, info: info)
             ctx.log.info("Label \(labelID) saved under tag \(tag)")
             for job in ctx.app.onSaveLabel(imageID: id, tag: tag) { ctx.log.info("Auto-training: queued job \(job.id)") }

@@ -6,9 +6,9 @@ import MONAILabel
 struct RouteContext: Sendable {
     let app: MONAILabelApp
     let log: Logger
-    /// With auth disabled every request runs as upstream's `admin` user, and that name is what upstream
-    /// records in image info.
-    let user = "admin"
+    /// The signed-in user's name; with auth disabled every request runs as upstream's `admin` user, and that
+    /// name is what upstream records in image and label info.
+    var user: String { CurrentUser.user?.username ?? "admin" }
 }
 
 /// Wraps a handler so FastAPI-style validation failures become their 422 body; domain errors pass through
@@ -26,8 +26,10 @@ func route(_ body: @escaping @Sendable (HTTPRequest) throws -> HTTPResponse) -> 
     }
 }
 
-/// Builds the router for an app: every REST route of MONAI Label 0.8.5 this build implements.
-public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = []) -> HTTPRouter {
+/// Builds the router for an app: every REST route of MONAI Label 0.8.5 this build implements. With an
+/// `authenticator` (`Authenticator.make`), the `/auth` routes are added and every route gets the role check of
+/// `RouteRoles`; without, no route asks who the caller is.
+public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = [], authenticator: Authenticator? = nil) -> HTTPRouter {
     var options = HTTPRouter.Options()
     options.cors = CORSPolicy(allowedOrigins: corsOrigins.isEmpty ? ["*"] : corsOrigins)
     var router = HTTPRouter(options: options)
@@ -47,6 +49,10 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     DicomProxyRoutes.register(&router, ctx)
     PreviewRoutes.register(&router, ctx)
     OpenAPI.register(&router, ctx)
+    if let authenticator {
+        AuthRoutes.register(&router, ctx, authenticator)
+        router.wrapHandlers(authenticator.guarded)
+    }
     return router
 }
 

@@ -164,8 +164,19 @@ public enum ServerMain {
         config.maxConnectionsPerPeer = settings.maxConnectionsPerPeer
         config.accessLog = { entry in log.info(entry.line, source: "access") }
         config.errorLog = { message in log.error(message, source: "http") }
+        let auth = try AuthSettings.fromEnvironment(environment)
+        if auth.enable {
+            log.info("Auth: enabled; " + (auth.builtin ? "built-in accounts" : "realm \(auth.realmURI)") + "; client \(auth.clientID)"
+                + (auth.issuer.isEmpty ? "" : "; issuer \(auth.issuer)"))
+            if config.tls == nil, !["127.0.0.1", "::1", "localhost"].contains(options.host) {
+                log.warning("Auth is enabled without TLS on \(options.host): passwords and tokens cross the network in "
+                    + "clear text. Start with --ssl_certfile and --ssl_keyfile.")
+            }
+        }
         let http = HTTPServer(
-            configuration: config, router: makeRouter(app: app, log: log, corsOrigins: settings.corsOrigins))
+            configuration: config,
+            router: makeRouter(app: app, log: log, corsOrigins: settings.corsOrigins,
+                               authenticator: try Authenticator.make(settings: auth, appDir: appDir, log: log)))
         try http.start()
         let scheme = config.tls == nil ? "http" : "https"
         let shownHost = options.host == "0.0.0.0" || options.host == "::" ? "127.0.0.1" : options.host

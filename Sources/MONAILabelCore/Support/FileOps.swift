@@ -12,11 +12,11 @@ public enum FileOps {
     /// Prefix of our temporary files. It carries no image extension, so a reconcile never mistakes one for an image.
     public static let tempPrefix = ".mltmp-"
 
-    /// Writes `bytes` to `url` atomically.
-    public static func atomicWrite(_ bytes: [UInt8], to url: URL) throws {
+    /// Writes `bytes` to `url` atomically; the file gets `mode` (0600 for secrets) from its creation on.
+    public static func atomicWrite(_ bytes: [UInt8], to url: URL, mode: mode_t = 0o644) throws {
         let dir = url.deletingLastPathComponent()
         let tmp = dir.appendingPathComponent(tempPrefix + UUID().uuidString)
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw MONAILabelError.io("cannot write \(url.lastPathComponent): \(errnoText())") }
         var ok = false
         defer {
