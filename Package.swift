@@ -80,6 +80,7 @@ let package = Package(
             name: "monailabel",
             dependencies: [
                 "MONAILabelServer",
+                "DICOMwebDatastore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -68,7 +68,9 @@ public final class DicomDataset: @unchecked Sendable {
     public let origin: String
 
     /// Reads a DICOM file (Part-10 with its meta header, or a bare dataset).
+    /// Files nesting sequences deeper than `DicomNesting.maxDepth` are refused before DCMTK reads them.
     public init(contentsOf url: URL) throws {
+        try DicomNesting.check(fileAt: url)
         var h: OpaquePointer? = nil
         try check { mld_file_open(url.path, &h, $0) }
         guard let h else { throw DicomError("\(url.path): not a readable DICOM file") }
@@ -78,6 +80,7 @@ public final class DicomDataset: @unchecked Sendable {
 
     /// Parses a DICOM file held in memory.
     public init(bytes: [UInt8], origin: String = "DICOM data") throws {
+        try bytes.withUnsafeBytes { try DicomNesting.check($0, origin: origin) }
         var h: OpaquePointer? = nil
         try check(origin) { err in bytes.withUnsafeBufferPointer { mld_file_parse($0.baseAddress, $0.count, &h, err) } }
         guard let h else { throw DicomError("\(origin): not a readable DICOM file") }
