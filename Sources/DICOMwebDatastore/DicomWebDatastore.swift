@@ -33,6 +33,8 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     private var flightsStarted = 0
     private var flightsFinished = 0
     private var flightOutcome: Result<RemoteIndex, MONAILabelError>?
+    /// When a listing view first asked for the lists (`bestIndex`'s wait for the first listing ends from it).
+    private var firstListingAsked: Date?
     /// Series (images and SEGs) whose conversion failed on what the PACS sent, with why; kept in the cache
     /// (`failuresFile`) so that a restart does not convert (and maybe crash) again.
     private var failures: [String: SeriesFailure] = [:]
@@ -201,8 +203,15 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         }
         if recentFailure { return current }
         guard let current else {
-            // Never listed: a short wait for the (shared) first listing, then the cache's view.
-            _ = try? sharedRefresh(wait: settings.listingWait)
+            // Never listed: a short wait for the (shared) first listing, then the cache's view. The wait ends
+            // `listingWait` after the first request asked, so a request that reads the lists several times
+            // (`/info/`) does not wait several times.
+            let until = withLock { () -> Date in
+                let first = firstListingAsked ?? Date()
+                firstListingAsked = first
+                return first.addingTimeInterval(settings.listingWait)
+            }
+            _ = try? sharedRefresh(wait: max(0, until.timeIntervalSinceNow))
             return withLock { index }
         }
         if stale { _ = try? sharedRefresh(wait: 0) }
@@ -697,15 +706,22 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// Clears the failures of series whose instance count in `idx` differs from the count when they failed
     /// (the series changed in the PACS), with their downloaded instances, so the next request tries again.
     private func forgetChangedFailures(_ idx: RemoteIndex) {
-        let (changed, snapshot) = withLock { () -> ([String], [String: SeriesFailure]) in
-            let changed = failures.filter { series, f in
-                guard let now = idx.images[series]?.instances else { return false }
-                return f.instances != now
-            }.map(\.key)
+        let (changed, learnt, snapshot) = withLock { () -> ([String], Bool, [String: SeriesFailure]) in
+            var changed: [String] = [], learnt = false
+            for (series, f) in failures {
+                guard let now = idx.images[series]?.instances else { continue }
+                if let then = f.instances {
+                    if then != now { changed.append(series) }
+                } else {
+                    // Failed before any listing gave its count: the count now is the one it failed with.
+                    failures[series]?.instances = now
+                    learnt = true
+                }
+            }
             for s in changed { failures[s] = nil }
-            return (changed, failures)
+            return (changed, learnt, failures)
         }
-        guard !changed.isEmpty else { return }
+        guard !changed.isEmpty || learnt else { return }
         for s in changed { try? FileManager.default.removeItem(at: seriesDirectory(s)) }
         saveFailures(snapshot)
     }
