@@ -171,6 +171,14 @@ struct HostilePACSTests {
         pacs.set("1.2.826.0.1.3680043.99.1.5", instances: try HostilePACS.series(
             "1.2.826.0.1.3680043.99.1.5", in: dir.appendingPathComponent("long"), setting: "ImagePositionPatient", to: longPosition))
         pacs.set("1.2.826.0.1.3680043.99.1.6", instances: [Array("not DICOM at all".utf8)])
+        pacs.set("1.2.826.0.1.3680043.99.1.7", instances: try HostilePACS.series(
+            "1.2.826.0.1.3680043.99.1.7", in: dir.appendingPathComponent("nan"), setting: "PixelSpacing", to: "NaN\\NaN"))
+        let sameSlice = try HostilePACS.goodSeries("1.2.826.0.1.3680043.99.1.8", in: dir.appendingPathComponent("dup"))
+        pacs.set("1.2.826.0.1.3680043.99.1.8", instances: [sameSlice[0], sameSlice[0]])
+        var mixed = try HostilePACS.goodSeries("1.2.826.0.1.3680043.99.1.9", in: dir.appendingPathComponent("mixed"))
+        mixed[1] = try HostilePACS.series("1.2.826.0.1.3680043.99.1.9", in: dir.appendingPathComponent("mixed2"),
+                                          setting: "Columns", to: "4")[1]
+        pacs.set("1.2.826.0.1.3680043.99.1.9", instances: mixed)
         let cache = tmp.url.appendingPathComponent("cache")
 
         var running = try Self.start(tmp, pacs, cache: cache)
@@ -181,13 +189,16 @@ struct HostilePACSTests {
         try Self.expectRefused(server, "1.2.826.0.1.3680043.99.1.4", reason: "spacing")
         try Self.expectRefused(server, "1.2.826.0.1.3680043.99.1.5", reason: "1.2.826.0.1.3680043.99.1.5")
         try Self.expectRefused(server, "1.2.826.0.1.3680043.99.1.6", reason: "1.2.826.0.1.3680043.99.1.6")
+        try Self.expectRefused(server, "1.2.826.0.1.3680043.99.1.7", reason: "PixelSpacing")
+        try Self.expectRefused(server, "1.2.826.0.1.3680043.99.1.8", reason: "position")
+        try Self.expectRefused(server, "1.2.826.0.1.3680043.99.1.9", reason: "size")
         // Asked again: the remembered reason, without converting again.
         try Self.expectRefused(server, "1.2.826.0.1.3680043.99.1.3", reason: "remembered")
         let info = try server.json("GET", "/info/")
         #expect(info.status == 200)
         let failing = try #require(info.json?["datastore"]?["failing"]?.objectValue)
-        #expect(Set(failing.keys) == Set((2...6).map { "1.2.826.0.1.3680043.99.1.\($0)" }))
-        #expect(try server.json("GET", "/datastore/").json?["failing"]?.objectValue?.count == 5)
+        #expect(Set(failing.keys) == Set((2...9).map { "1.2.826.0.1.3680043.99.1.\($0)" }))
+        #expect(try server.json("GET", "/datastore/").json?["failing"]?.objectValue?.count == 8)
         try Self.expectServing(server)
         running.stop()
 
