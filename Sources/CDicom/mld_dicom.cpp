@@ -336,6 +336,13 @@ mld_status mld_file_transfer_syntax(mld_file *file, char **uid, char **err) {
     });
 }
 
+void mld_file_drop_pixels(mld_file *file) {
+    try {
+        file->format.getDataset()->findAndDeleteElement(DCM_PixelData);
+    } catch (...) {
+    }
+}
+
 mld_status mld_file_pixels(mld_file *file, const uint8_t **data, size_t *length, char **err) {
     return guarded(err, [&] {
         DcmDataset *ds = file->format.getDataset();

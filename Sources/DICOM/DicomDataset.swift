@@ -179,6 +179,10 @@ public final class DicomDataset: @unchecked Sendable {
         return UnsafeRawBufferPointer(start: data, count: length)
     }
 
+    /// Frees the pixel data (compressed and decompressed) once it has been copied out; `pixelBytes()` then
+    /// finds none.
+    func dropPixels() { mld_file_drop_pixels(handle) }
+
     /// Calls `body` with `pixelBytes()`.
     func withPixelBytes<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
         try withExtendedLifetime(self) { try body(pixelBytes()) }
