@@ -90,6 +90,7 @@ let package = Package(
             name: "monailabel",
             dependencies: [
                 "MONAILabelServer",
+                "DICOMwebDatastore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -279,6 +279,40 @@ mld_status mld_file_count_items(mld_file *file, const char *path, size_t *count,
     });
 }
 
+mld_status mld_file_get_item_strings(mld_file *file, const char *sequence_path, const char *path, char **values,
+                                     size_t *count, char **err) {
+    return guarded(err, [&] {
+        DcmElement *element = nullptr;
+        mld_status s = findElement(file, sequence_path, "a sequence", element, err);
+        if (s != MLD_OK) return s;
+        if (element->ident() != EVR_SQ) return fail(err, std::string(sequence_path) + " is not a sequence");
+        auto *sequence = static_cast<DcmSequenceOfItems *>(element);
+        std::vector<PathStep> steps;
+        s = parsePath(path, steps, err);
+        if (s != MLD_OK) return s;
+        if (steps.back().item >= 0) return fail(err, std::string(path) + " names a sequence item, not a value");
+        std::string out;
+        size_t n = 0;
+        // nextInContainer from the previous item is O(1); getItem(i) would walk the list from its start each time.
+        for (DcmObject *o = sequence->nextInContainer(nullptr); o; o = sequence->nextInContainer(o)) {
+            if (n++ > 0) out += '\x1e';
+            DcmItem *holder = nullptr;
+            DcmElement *value = nullptr;
+            OFString text;
+            if (walk(static_cast<DcmItem *>(o), steps, false, holder, err) == MLD_OK
+                && holder->findAndGetElement(steps.back().tag, value).good() && value && value->isLeaf()
+                && value->getOFStringArray(text).good()) {
+                out += text.c_str();
+            } else {
+                out += '\x1f';
+            }
+        }
+        *values = copyString(out.c_str());
+        *count = n;
+        return MLD_OK;
+    });
+}
+
 mld_status mld_file_put_string(mld_file *file, const char *path, const char *value, char **err) {
     return guarded(err, [&] {
         std::vector<PathStep> steps;
@@ -300,6 +334,13 @@ mld_status mld_file_transfer_syntax(mld_file *file, char **uid, char **err) {
         *uid = copyString(xfer.getXferID());
         return MLD_OK;
     });
+}
+
+void mld_file_drop_pixels(mld_file *file) {
+    try {
+        file->format.getDataset()->findAndDeleteElement(DCM_PixelData);
+    } catch (...) {
+    }
 }
 
 mld_status mld_file_pixels(mld_file *file, const uint8_t **data, size_t *length, char **err) {

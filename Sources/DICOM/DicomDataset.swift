@@ -68,7 +68,9 @@ public final class DicomDataset: @unchecked Sendable {
     public let origin: String
 
     /// Reads a DICOM file (Part-10 with its meta header, or a bare dataset).
+    /// Files nesting sequences deeper than `DicomNesting.maxDepth` are refused before DCMTK reads them.
     public init(contentsOf url: URL) throws {
+        try DicomNesting.check(fileAt: url)
         var h: OpaquePointer? = nil
         try check { mld_file_open(url.path, &h, $0) }
         guard let h else { throw DicomError("\(url.path): not a readable DICOM file") }
@@ -78,6 +80,7 @@ public final class DicomDataset: @unchecked Sendable {
 
     /// Parses a DICOM file held in memory.
     public init(bytes: [UInt8], origin: String = "DICOM data") throws {
+        try bytes.withUnsafeBytes { try DicomNesting.check($0, origin: origin) }
         var h: OpaquePointer? = nil
         try check(origin) { err in bytes.withUnsafeBufferPointer { mld_file_parse($0.baseAddress, $0.count, &h, err) } }
         guard let h else { throw DicomError("\(origin): not a readable DICOM file") }
@@ -106,13 +109,38 @@ public final class DicomDataset: @unchecked Sendable {
 
     /// The attribute's values as numbers; nil when absent or empty, an error when a value is not a number.
     public func numbers(_ path: String) throws -> [Double]? {
-        guard let s = try string(path), !s.isEmpty else { return nil }
-        return try s.split(separator: "\\", omittingEmptySubsequences: false).map { part in
+        guard let s = try string(path) else { return nil }
+        return try Self.numbers(s, path: path, origin: origin)
+    }
+
+    /// `text` (DICOM values joined by backslashes) as numbers; nil when empty. The error quotes at most an
+    /// excerpt: a value may be megabytes long.
+    static func numbers(_ text: String, path: String, origin: String) throws -> [Double]? {
+        guard !text.isEmpty else { return nil }
+        return try text.split(separator: "\\", omittingEmptySubsequences: false).map { part in
             guard let v = Double(part.trimmingCharacters(in: .whitespaces)), v.isFinite else {
-                throw DicomError("\(origin): \(path) holds \"\(s)\", not numbers")
+                let quoted = text.count <= 80 ? text : String(text.prefix(80)) + "... (\(text.utf8.count) bytes)"
+                throw DicomError("\(origin): \(path) holds \"\(quoted)\", not numbers")
             }
             return v
         }
+    }
+
+    /// The value at `path` inside each item of the sequence at `sequence`, read in one pass (linear in the
+    /// items, where `string("Seq[i].path")` for each i is quadratic); nil for an item that lacks it.
+    public func itemStrings(_ sequence: String, _ path: String) throws -> [String?] {
+        var values: UnsafeMutablePointer<CChar>? = nil
+        var n = 0
+        guard try check(origin, { mld_file_get_item_strings(handle, sequence, path, &values, &n, $0) }) else { return [] }
+        defer { mld_string_free(values) }
+        guard n > 0, let values else { return [] }
+        let parts = String(cString: values).split(separator: "\u{1E}", omittingEmptySubsequences: false)
+        return parts.map { $0 == "\u{1F}" ? nil : String($0).trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\0"))) }
+    }
+
+    /// `itemStrings` as numbers (nil for an item without the value or with an empty one).
+    public func itemNumbers(_ sequence: String, _ path: String) throws -> [[Double]?] {
+        try itemStrings(sequence, path).map { s in try s.flatMap { try Self.numbers($0, path: "\(sequence)[].\(path)", origin: origin) } }
     }
 
     /// The attribute's first value as an integer; nil when absent.
@@ -150,6 +178,10 @@ public final class DicomDataset: @unchecked Sendable {
         guard try check(origin, { mld_file_pixels(handle, &data, &length, $0) }) else { return nil }
         return UnsafeRawBufferPointer(start: data, count: length)
     }
+
+    /// Frees the pixel data (compressed and decompressed) once it has been copied out; `pixelBytes()` then
+    /// finds none.
+    func dropPixels() { mld_file_drop_pixels(handle) }
 
     /// Calls `body` with `pixelBytes()`.
     func withPixelBytes<R>(_ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {

@@ -299,7 +299,9 @@ public enum DicomSeg {
         let threshold = bits == 8 ? Double(try ds.int("MaximumFractionalValue") ?? 255) / 2 : 0.5
 
         var segments: [DicomSegment] = []
-        for s in 0..<(try ds.itemCount("SegmentSequence")) {
+        let segmentItems = try ds.itemCount("SegmentSequence")
+        guard segmentItems <= 65535 else { throw DicomError("\(o): \(segmentItems) segments (at most 65535 segment numbers)") }
+        for s in 0..<segmentItems {
             let item = "SegmentSequence[\(s)]"
             guard let number = try ds.int("\(item).SegmentNumber"), (1...65535).contains(number) else {
                 throw DicomError("\(o): a segment has no valid SegmentNumber (1...65535)")
@@ -314,6 +316,12 @@ public enum DicomSeg {
             segments.append(DicomSegment(value: number, name: try ds.string("\(item).SegmentLabel") ?? "Segment_\(number)", color: color))
         }
         guard !segments.isEmpty else { throw DicomError("\(o): no SegmentSequence") }
+        // Each frame is a plane of the reference grid: a SEG needs at most one frame per segment and plane.
+        let planes = shape.reduce(0, +)
+        guard frames <= segments.count * planes else {
+            throw DicomError("\(o): NumberOfFrames \(frames) exceeds one frame per segment and plane of the reference "
+                + "grid \(shape) (\(segments.count) segments x \(planes) planes)")
+        }
 
         guard let inverse = reference.affine.inverted() else { throw DicomError("the reference affine is singular") }
         /// The reference voxel (continuous) of an LPS point.
@@ -329,32 +337,40 @@ public enum DicomSeg {
             }
         }
 
-        /// A functional group's attribute, per frame or shared.
-        func group(_ frame: Int, _ path: String) throws -> [Double]? {
-            if let v = try ds.numbers("PerFrameFunctionalGroupsSequence[\(frame)].\(path)") { return v }
-            return try ds.numbers("SharedFunctionalGroupsSequence[0].\(path)")
+        /// A functional group's attribute for every frame (per frame, else shared), each sequence read in one
+        /// pass: looking up item f by index costs f steps in DCMTK, quadratic over the frames.
+        func groups(_ path: String) throws -> [[Double]?] {
+            let perFrame = try ds.itemNumbers("PerFrameFunctionalGroupsSequence", path)
+            let shared = try ds.numbers("SharedFunctionalGroupsSequence[0].\(path)")
+            return (0..<frames).map { f in (f < perFrame.count ? perFrame[f] : nil) ?? shared }
         }
+        let segmentNumbers = try groups("SegmentIdentificationSequence[0].ReferencedSegmentNumber")
+        let orientations = try groups("PlaneOrientationSequence[0].ImageOrientationPatient")
+        let spacings = try groups("PixelMeasuresSequence[0].PixelSpacing")
+        let positions = try groups("PlanePositionSequence[0].ImagePositionPatient")
+        let sources = try ds.itemStrings("PerFrameFunctionalGroupsSequence",
+                                         "DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID")
+        let segmentValues = Set(segments.map { Double($0.value) })
 
         /// Where a frame's pixels go: voxel of pixel (row r, column c) = origin + c * alongRow + r * alongColumn, each
         /// an exact voxel step (any flip or permutation of the reference axes is fine, resampling is not).
         struct Placement { let segment: Int, frame: Int, origin: [Int], alongRow: [Int], alongColumn: [Int] }
         var placed: [Placement] = []
         for f in 0..<frames {
-            guard let number = try group(f, "SegmentIdentificationSequence[0].ReferencedSegmentNumber")?.first else {
+            guard let number = segmentNumbers[f]?.first else {
                 throw DicomError("\(o): frame \(f + 1) names no segment (ReferencedSegmentNumber)")
             }
-            guard segments.contains(where: { Double($0.value) == number }) else {
+            guard segmentValues.contains(number) else {
                 throw DicomError("\(o): frame \(f + 1) refers to segment \(decimalString(number)), which SegmentSequence lacks")
             }
-            guard let iop = try group(f, "PlaneOrientationSequence[0].ImageOrientationPatient"), iop.count == 6 else {
+            guard let iop = orientations[f], iop.count == 6 else {
                 throw DicomError("\(o): frame \(f + 1) has no ImageOrientationPatient")
             }
-            guard let spacing = try group(f, "PixelMeasuresSequence[0].PixelSpacing"), spacing.count == 2 else {
+            guard let spacing = spacings[f], spacing.count == 2 else {
                 throw DicomError("\(o): frame \(f + 1) has no PixelSpacing")
             }
-            var ipp = try group(f, "PlanePositionSequence[0].ImagePositionPatient")
-            if ipp == nil,
-               let sop = try ds.string("PerFrameFunctionalGroupsSequence[\(f)].DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID") {
+            var ipp = positions[f]
+            if ipp == nil, f < sources.count, let sop = sources[f] {
                 ipp = sopPositions[sop]
             }
             guard let p = ipp, p.count == 3 else {

@@ -83,40 +83,57 @@ public enum DicomSeries {
         return try Volume(checkingShape: shape, data: data, affine: layout.affine)
     }
 
-    /// Decodes every slice (in parallel, each dataset by one thread) and places its stored values, converted, at
-    /// C-order index `(i * rows + j) * slices + k`, in cache-sized tiles of (slice, column).
+    /// Slices decoded at once: decoded pixel data is freed after each batch is placed, so a series never holds
+    /// more than this many decoded slices besides the volume (a compressed slice may decode to far more than it
+    /// takes in the file).
+    static let decodeBatch = 16
+
+    /// RLE's densest encoding is a 2-byte run of 128 equal bytes: a slice cannot decode to more than this many
+    /// times its file's size (plus headers). DCMTK pads stripes that are short with zeros, so a slice declaring
+    /// far more pixels than its data can hold would otherwise decode to gigabytes of nothing.
+    static let rleMaxRatio = 64
+
+    /// Decodes the slices in batches of `decodeBatch` (in parallel, each dataset by one thread) and places their
+    /// stored values, converted, at C-order index `(i * rows + j) * slices + k`, in cache-sized tiles of (slice,
+    /// column); each batch's decoded pixel data is freed before the next is decoded.
     private static func gather<T>(
         _ layout: SeriesLayout, _ formats: [PixelFormat], _ convert: (Int64, PixelFormat) -> T
     ) throws -> [T] {
         let rows = layout.rows, cols = layout.columns, n = layout.slices.count
         let perSlice = rows * cols
-        var pixels = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: n)
-        try pixels.withUnsafeMutableBufferPointer { slots in
-            let box = UncheckedBox(slots)
-            try concurrentSlices(n) { k in
-                let ds = layout.slices[k].dataset, format = formats[k]
-                guard let raw = try ds.pixelBytes() else { throw DicomError("\(ds.origin): no pixel data") }
-                let needed = perSlice * format.bitsAllocated / 8
-                guard raw.count >= needed else {
-                    throw DicomError("\(ds.origin): pixel data has \(raw.count) bytes, "
-                        + "\(rows)x\(cols) pixels of \(format.bitsAllocated) bits need \(needed)")
-                }
-                box.value[k] = raw
-            }
-        }
         var out = [T](repeating: convert(0, formats[0]), count: perSlice * n)
+        var pixels = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: n)
         let (tileK, tileI) = (16, 64)
-        try out.withUnsafeMutableBufferPointer { dst in
-            let box = UncheckedBox(dst)
-            // The datasets own the bytes behind `pixels` and outlive this loop.
-            try concurrentSlices(rows) { j in
-                let dst = box.value
-                for k0 in stride(from: 0, to: n, by: tileK) {
-                    for i0 in stride(from: 0, to: cols, by: tileI) {
-                        for k in k0..<min(k0 + tileK, n) {
-                            let raw = pixels[k], format = formats[k]
-                            for i in i0..<min(i0 + tileI, cols) {
-                                dst[(i * rows + j) * n + k] = convert(format.value(raw, j * cols + i), format)
+        for k0 in stride(from: 0, to: n, by: decodeBatch) {
+            let batch = k0..<min(k0 + decodeBatch, n)
+            defer { for k in batch { layout.slices[k].dataset.dropPixels() } }
+            try pixels.withUnsafeMutableBufferPointer { slots in
+                let box = UncheckedBox(slots)
+                try concurrentSlices(batch.count) { b in
+                    let k = batch.lowerBound + b
+                    let ds = layout.slices[k].dataset, format = formats[k]
+                    let needed = perSlice * format.bitsAllocated / 8
+                    try checkEncodedSize(ds, decodedBytes: needed)
+                    guard let raw = try ds.pixelBytes() else { throw DicomError("\(ds.origin): no pixel data") }
+                    guard raw.count >= needed else {
+                        throw DicomError("\(ds.origin): pixel data has \(raw.count) bytes, "
+                            + "\(rows)x\(cols) pixels of \(format.bitsAllocated) bits need \(needed)")
+                    }
+                    box.value[k] = raw
+                }
+            }
+            try out.withUnsafeMutableBufferPointer { dst in
+                let box = UncheckedBox(dst)
+                // The datasets own the bytes behind `pixels` until the batch's pixels are dropped.
+                try concurrentSlices(rows) { j in
+                    let dst = box.value
+                    for kt in stride(from: batch.lowerBound, to: batch.upperBound, by: tileK) {
+                        for i0 in stride(from: 0, to: cols, by: tileI) {
+                            for k in kt..<min(kt + tileK, batch.upperBound) {
+                                let raw = pixels[k], format = formats[k]
+                                for i in i0..<min(i0 + tileI, cols) {
+                                    dst[(i * rows + j) * n + k] = convert(format.value(raw, j * cols + i), format)
+                                }
                             }
                         }
                     }
@@ -124,6 +141,17 @@ public enum DicomSeries {
             }
         }
         return withExtendedLifetime(layout) { out }
+    }
+
+    /// Refuses an RLE slice (read from a file) whose file is too small to hold its declared pixels.
+    static func checkEncodedSize(_ ds: DicomDataset, decodedBytes: Int) throws {
+        guard try ds.transferSyntaxUID() == "1.2.840.10008.1.2.5",
+              let size = (try? FileManager.default.attributesOfItem(atPath: ds.origin))?[.size] as? Int
+        else { return }
+        let (most, overflow) = size.multipliedReportingOverflow(by: rleMaxRatio)
+        guard !overflow, decodedBytes > most + 4096 else { return }
+        throw DicomError("\(ds.origin): RLE data of \(size) bytes cannot hold \(decodedBytes) bytes of pixels "
+            + "(at most \(rleMaxRatio) times its size)")
     }
 }
 

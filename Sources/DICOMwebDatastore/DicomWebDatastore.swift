@@ -27,8 +27,28 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     private var segReferences: [String: SegReference] = [:]
     private var segmentNames: [Int: String] = [:]
     private let fetchLocks = KeyedLocks()
-    /// Whether a background refresh of the lists is under way (`bestIndex`).
-    private var refreshing = false
+    /// One listing refresh at a time (`sharedRefresh`): callers arriving while it runs share its outcome.
+    private let flight = NSCondition()
+    private var flying = false
+    private var flightsStarted = 0
+    private var flightsFinished = 0
+    private var flightOutcome: Result<RemoteIndex, MONAILabelError>?
+    /// When a listing view first asked for the lists (`bestIndex`'s wait for the first listing ends from it).
+    private var firstListingAsked: Date?
+    /// Series (images and SEGs) whose conversion failed on what the PACS sent, with why; kept in the cache
+    /// (`failuresFile`) so that a restart does not convert (and maybe crash) again.
+    private var failures: [String: SeriesFailure] = [:]
+    private var converter: any DicomConverter = InProcessDicomConverter()
+
+    /// Where `failures` persist, in the cache folder (not a file kind the cache lists).
+    static let failuresFile = ".pacs-failing-series.json"
+
+    /// A series that could not be converted: why, and its instance count in the listing then, so that a listing
+    /// showing another count (the series changed in the PACS) clears it.
+    struct SeriesFailure: Sendable {
+        var reason: String
+        var instances: Int?
+    }
 
     /// File kinds the cache holds: converted images (`.nii.gz`) and labels as uploaded (`.nii.gz`, `.nii`, `.nrrd`).
     static let cachePatterns = ["*.nii.gz", "*.nii", "*.nrrd"]
@@ -39,6 +59,8 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     struct RemoteSeries: Sendable {
         var study: String
         var info: JSONObject
+        /// NumberOfSeriesRelatedInstances as listed, when the PACS gives it.
+        var instances: Int? = nil
     }
 
     struct RemoteIndex: Sendable {
@@ -64,7 +86,14 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         try FileOps.makeDirectory(settings.cacheDirectory)
         // Upstream's cache takes the label formats its `_to_id` knows; images are always converted to `.nii.gz`.
         cache = try LocalDatastore(root: settings.cacheDirectory, patterns: Self.cachePatterns, autoReload: false)
+        failures = Self.loadFailures(settings.cacheDirectory.appendingPathComponent(Self.failuresFile))
     }
+
+    /// Where conversions run (the server installs an isolated, memory-capped converter process).
+    public func setConverter(_ c: any DicomConverter) { withLock { converter = c } }
+
+    /// Series that failed to convert, with why: listed by `status()` so that `/info/` shows them.
+    public func failingSeries() -> [String: String] { withLock { failures.mapValues(\.reason) } }
 
     /// Label names by value, from the app's models, for SEG segments whose label info names none.
     public func setSegmentNames(_ names: [Int: String]) { withLock { segmentNames = names } }
@@ -83,6 +112,50 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// The QIDO lists: the image list re-queried when older than `cacheExpiry`, the SEG list when older than
     /// `labelExpiry`. Throws `.unavailable` when the PACS cannot answer.
     func remoteIndex() throws -> RemoteIndex {
+        let fresh = withLock { () -> RemoteIndex? in
+            guard let i = index, lastError == nil, Date().timeIntervalSince(i.fetchedAt) < settings.cacheExpiry,
+                Date().timeIntervalSince(i.labelsFetchedAt) < settings.labelExpiry
+            else { return nil }
+            return i
+        }
+        if let fresh { return fresh }
+        guard let idx = try sharedRefresh(wait: nil) else { throw MONAILabelError(.unavailable, "the PACS listing did not finish") }
+        return idx
+    }
+
+    /// Refreshes the lists once for every caller that arrives while a refresh runs (one query to the PACS, not
+    /// one per request), on a background thread; waits for its outcome at most `wait` seconds (nil: until it
+    /// ends) and returns nil when the wait ran out.
+    private func sharedRefresh(wait: Double?) throws -> RemoteIndex? {
+        flight.lock()
+        defer { flight.unlock() }
+        if !flying {
+            flying = true
+            flightsStarted += 1
+            DispatchQueue.global(qos: .utility).async { [self] in
+                let outcome = Result { try refreshLists() }.mapError { $0 as? MONAILabelError ?? Self.domainError($0) }
+                flight.lock()
+                flying = false
+                flightsFinished += 1
+                flightOutcome = outcome
+                flight.broadcast()
+                flight.unlock()
+            }
+        }
+        let mine = flightsStarted
+        let deadline = wait.map { Date().addingTimeInterval($0) }
+        while flightsFinished < mine {
+            if let deadline {
+                if !flight.wait(until: deadline) && flightsFinished < mine { return nil }
+            } else {
+                flight.wait()
+            }
+        }
+        return try flightOutcome?.get()
+    }
+
+    /// One refresh of the lists: the image list re-queried when older than `cacheExpiry`, else the SEG list.
+    private func refreshLists() throws -> RemoteIndex {
         let cached = withLock { () -> RemoteIndex? in
             guard let i = index, lastError == nil, Date().timeIntervalSince(i.fetchedAt) < settings.cacheExpiry else { return nil }
             return i
@@ -103,6 +176,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
                 lastError = nil
                 lastAttempt = Date()
             }
+            forgetChangedFailures(idx)
             return idx
         } catch {
             let e = Self.domainError(error)
@@ -128,27 +202,24 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             return (index, recent, stale)
         }
         if recentFailure { return current }
-        guard let current else { return (try? remoteIndex()) ?? withLock { index } }
-        if stale { refreshInBackground() }
+        guard let current else {
+            // Never listed: a short wait for the (shared) first listing, then the cache's view. The wait ends
+            // `listingWait` after the first request asked, so a request that reads the lists several times
+            // (`/info/`) does not wait several times.
+            let until = withLock { () -> Date in
+                let first = firstListingAsked ?? Date()
+                firstListingAsked = first
+                return first.addingTimeInterval(settings.listingWait)
+            }
+            _ = try? sharedRefresh(wait: max(0, until.timeIntervalSinceNow))
+            return withLock { index }
+        }
+        if stale { _ = try? sharedRefresh(wait: 0) }
         return current
     }
 
-    /// One background refresh of the lists at a time.
-    private func refreshInBackground() {
-        let start = withLock { () -> Bool in
-            if refreshing { return false }
-            refreshing = true
-            return true
-        }
-        guard start else { return }
-        DispatchQueue.global(qos: .utility).async { [self] in
-            _ = try? remoteIndex()
-            withLock { refreshing = false }
-        }
-    }
-
     private func queryIndex() throws -> RemoteIndex {
-        let wanted = [DicomTag.patientID, DicomTag.studyDate, DicomTag.studyTime, DicomTag.modality]
+        let wanted = [DicomTag.patientID, DicomTag.studyDate, DicomTag.studyTime, DicomTag.modality, Self.instanceCountTag]
         var images = OrderedMap<RemoteSeries>()
         for s in try client.searchSeries(filters: settings.searchFilter, includeFields: wanted) {
             guard let series = s.string(DicomTag.seriesInstanceUID), let study = s.string(DicomTag.studyInstanceUID) else { continue }
@@ -160,7 +231,8 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             info["StudyDate"] = .string(s.string(DicomTag.studyDate) ?? "UNK")
             info["StudyTime"] = .string(s.string(DicomTag.studyTime) ?? "UNK")
             info["RetrieveURL"] = .string(s.string(DicomTag.retrieveURL) ?? "UNK")
-            images[series] = RemoteSeries(study: study, info: info)
+            let count = s.string(Self.instanceCountTag).flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            images[series] = RemoteSeries(study: study, info: info, instances: count)
         }
         let asked = Date()
         let labels = try queryLabels(images: images)
@@ -238,6 +310,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             s.completed = idx.images.keys.filter { idx.labels[$0] != nil }.count
         }
         if let e = withLock({ lastError }) { s.error = e }
+        s.failing = failingSeries()
         return s
     }
 
@@ -306,32 +379,22 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         guard (try? DICOMwebClient.uidPathComponent(id)) != nil else {
             throw MONAILabelError.notFound("Image \(id) not found: not a DICOM UID")
         }
+        try refuseIfFailing(id, what: "series")
         return try fetchLocks.with(id) {
             if let p = cachedImage(id) { return p }
+            try refuseIfFailing(id, what: "series")
             let (files, study) = try downloadImageSeries(id)
-            let loaded: (volume: Volume, info: DicomInstanceInfo)
-            do {
-                loaded = try DicomSeries.load(files: files)
-            } catch {
-                throw MONAILabelError.io("series \(id) cannot be converted to a volume: \(describe(error))")
-            }
-            let i = loaded.info
-            var info = withLock { index?.images[id]?.info } ?? JSONObject()
-            func put(_ k: String, _ v: String) { info[k] = .string(v.isEmpty ? "UNK" : v) }
-            put("SeriesInstanceUID", id)
-            put("StudyInstanceUID", i.studyInstanceUID.isEmpty ? study : i.studyInstanceUID)
-            put("StudyDate", i.studyDate)
-            put("StudyTime", i.studyTime)
-            put("Modality", i.modality)
-            put("PatientID", i.patientID)
-            if info["RetrieveURL"] == nil { put("RetrieveURL", "") }
             let tmp = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ".nii.gz")
             defer { try? FileManager.default.removeItem(at: tmp) }
-            do {
-                try NIfTI.write(loaded.volume, to: tmp)
-            } catch {
-                throw MONAILabelError.io("cannot write the NIfTI of series \(id): \(describe(error))")
-            }
+            let request: JSONValue = ["op": "series", "files": .array(files.map { .string($0.path) }), "out": .string(tmp.path)]
+            let header = try convert(request, series: id, what: "series", action: "cannot be converted to a volume")
+            var info = withLock { index?.images[id]?.info } ?? JSONObject()
+            func put(_ k: String, _ v: String) { info[k] = .string(v.isEmpty ? "UNK" : v) }
+            func field(_ k: String) -> String { header[k]?.stringValue ?? "" }
+            put("SeriesInstanceUID", id)
+            put("StudyInstanceUID", field("StudyInstanceUID").isEmpty ? study : field("StudyInstanceUID"))
+            for k in ["StudyDate", "StudyTime", "Modality", "PatientID"] { put(k, field(k)) }
+            if info["RetrieveURL"] == nil { put("RetrieveURL", "") }
             try cache.addImage(id: id, file: tmp, fileName: id + ".nii.gz", info: info)
             guard let p = cache.imageURI(id) else { throw MONAILabelError.io("series \(id) vanished from the cache") }
             return p
@@ -393,9 +456,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
                 throw pacsFailure(error)
             }
             guard !parts.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
+            // Named by position, not parsed here: what the PACS sent is read only by the converter process.
             for (k, bytes) in parts.enumerated() {
-                let sop = (try? DicomInstanceInfo.read(data: bytes).sopInstanceUID) ?? String(format: "instance-%05d", k)
-                try FileOps.atomicWrite(bytes, to: staging.appendingPathComponent(sop + ".dcm"))
+                try FileOps.atomicWrite(bytes, to: staging.appendingPathComponent(String(format: "instance-%05d.dcm", k)))
             }
         }
         try? FileManager.default.removeItem(at: dir)
@@ -419,7 +482,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         guard !metadata.isEmpty else { throw MONAILabelError.notFound("series \(series) has no instances in the PACS") }
         for m in metadata {
             guard let sop = m.string(DicomTag.sopInstanceUID), (try? DICOMwebClient.uidPathComponent(sop)) != nil else {
-                throw MONAILabelError.io("unexpected answer from the PACS: an instance of series \(series) has no valid SOPInstanceUID")
+                throw MONAILabelError(.badUpstream, "unexpected answer from the PACS: an instance of series \(series) has no valid SOPInstanceUID")
             }
             let frames: [[UInt8]]
             let instance: DicomDataset
@@ -434,7 +497,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             } catch let e as MONAILabelError {
                 throw e
             } catch {
-                throw MONAILabelError.io("instance \(sop) of series \(series) cannot be rebuilt from its frames: \(describe(error))")
+                throw MONAILabelError(.badUpstream, "instance \(sop) of series \(series) cannot be rebuilt from its frames: \(DicomConversion.short(describe(error)))")
             }
             let file = staging.appendingPathComponent(sop + ".dcm")
             try instance.save(to: file)
@@ -473,22 +536,22 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             var segFiles = dicomFiles(segDir)
             if segFiles.isEmpty { segFiles = try download(study: study, series: seg, into: segDir) }
             guard let segFile = segFiles.first else { throw MONAILabelError.notFound("SEG series \(seg) has no instances") }
-            let decoded: (label: Volume, segments: [DicomSegment])
-            do {
-                let image = try NIfTI.read(URL(fileURLWithPath: imagePath))
-                decoded = try DicomSeg.read(file: segFile, onto: image, referenceFiles: dicomFiles(seriesDirectory(id)))
-            } catch {
-                throw MONAILabelError.io("SEG \(seg) cannot be decoded onto series \(id): \(describe(error))")
-            }
-            let label = relabel(decoded.label, segments: decoded.segments)
+            try refuseIfFailing(seg, what: "SEG series")
             let tmp = settings.cacheDirectory.appendingPathComponent(FileOps.tempPrefix + UUID().uuidString + ".nii.gz")
             defer { try? FileManager.default.removeItem(at: tmp) }
-            try NIfTI.write(label, to: tmp)
+            var names = JSONObject()
+            for (k, v) in withLock({ segmentNames }) { names[String(k)] = .string(v) }
+            let request: JSONValue = [
+                "op": "seg", "seg": .string(segFile.path), "image": .string(imagePath),
+                "refs": .array(dicomFiles(seriesDirectory(id)).map { .string($0.path) }), "out": .string(tmp.path),
+                "names": .object(names),
+            ]
+            let decoded = try convert(request, series: seg, what: "SEG series", action: "cannot be decoded onto series \(id)")
             var info = JSONObject()
             info["SeriesInstanceUID"] = .string(seg)
             info["Modality"] = "SEG"
             info["StudyInstanceUID"] = .string(study)
-            info["label_info"] = .array(decoded.segments.map { ["name": .string($0.name), "idx": .int(valueFor($0))] })
+            info["label_info"] = decoded["segments"] ?? .array([])
             try cache.saveLabel(imageID: id, file: tmp, fileName: id + ".nii.gz", tag: LabelTag.final, info: info)
             return cache.labelURI(id, tag: tag)
         }
@@ -499,24 +562,6 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             let p = cache.labelURI(id, tag: LabelTag.final), FileOps.isRegularFile(p)
         else { return nil }
         return p
-    }
-
-    /// A SEG numbers its segments 1...N; give each back the label value its name has in the app's models.
-    private func valueFor(_ s: DicomSegment) -> Int {
-        let names = withLock { segmentNames }
-        return names.first { $0.value.caseInsensitiveCompare(s.name) == .orderedSame }?.key ?? s.value
-    }
-
-    private func relabel(_ label: Volume, segments: [DicomSegment]) -> Volume {
-        let map = Dictionary(uniqueKeysWithValues: segments.map { ($0.value, valueFor($0)) })
-        guard map.contains(where: { $0.key != $0.value }) else { return label }
-        var out = label
-        let values = label.data.asFloat().map { v -> Float in
-            guard v != 0, let i = v.labelInteger else { return 0 }
-            return Float(map[i] ?? i)
-        }
-        out.data = VoxelData.converting(values, to: (map.values.max() ?? 0) > 255 ? .uint16 : .uint8)
-        return out
     }
 
     // MARK: Mutations
@@ -618,6 +663,87 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
             index?.labelsFetchedAt = .distantPast
         }
         cache.refresh()
+    }
+
+    // MARK: Failing series
+
+    /// NumberOfSeriesRelatedInstances, asked for in the listing so a changed series is noticed.
+    static let instanceCountTag = "00201209"
+
+    /// Runs a conversion on the converter. A failure of the data (`.badUpstream`: what DCMTK refused, a crash,
+    /// an out-of-memory kill or a timeout of the converter process) is remembered for `series` and answered as a
+    /// 502 naming it; anything else (our own I/O) passes through.
+    private func convert(_ request: JSONValue, series: String, what: String, action: String) throws -> JSONValue {
+        let c = withLock { converter }
+        do {
+            return try c.run(request)
+        } catch let e as MONAILabelError where e.kind == .badUpstream {
+            let reason = describe(e)
+            remember(series, reason: reason)
+            throw MONAILabelError(.badUpstream, "\(what) \(series) \(action): \(reason)")
+        } catch let e as MONAILabelError {
+            throw MONAILabelError(e.kind, "\(what) \(series) \(action): \(describe(e))")
+        } catch {
+            throw MONAILabelError.io("\(what) \(series) \(action): \(describe(error))")
+        }
+    }
+
+    /// A 502 for a series remembered as failing, without converting it again.
+    private func refuseIfFailing(_ series: String, what: String) throws {
+        guard let f = withLock({ failures[series] }) else { return }
+        throw MONAILabelError(.badUpstream, "\(what) \(series) is not usable: \(f.reason) (remembered; tried again "
+            + "once the series changes in the PACS)")
+    }
+
+    private func remember(_ series: String, reason: String) {
+        let snapshot = withLock { () -> [String: SeriesFailure] in
+            failures[series] = SeriesFailure(reason: reason, instances: index?.images[series]?.instances)
+            return failures
+        }
+        saveFailures(snapshot)
+    }
+
+    /// Clears the failures of series whose instance count in `idx` differs from the count when they failed
+    /// (the series changed in the PACS), with their downloaded instances, so the next request tries again.
+    private func forgetChangedFailures(_ idx: RemoteIndex) {
+        let (changed, learnt, snapshot) = withLock { () -> ([String], Bool, [String: SeriesFailure]) in
+            var changed: [String] = [], learnt = false
+            for (series, f) in failures {
+                guard let now = idx.images[series]?.instances else { continue }
+                if let then = f.instances {
+                    if then != now { changed.append(series) }
+                } else {
+                    // Failed before any listing gave its count: the count now is the one it failed with.
+                    failures[series]?.instances = now
+                    learnt = true
+                }
+            }
+            for s in changed { failures[s] = nil }
+            return (changed, learnt, failures)
+        }
+        guard !changed.isEmpty || learnt else { return }
+        for s in changed { try? FileManager.default.removeItem(at: seriesDirectory(s)) }
+        saveFailures(snapshot)
+    }
+
+    private func saveFailures(_ failures: [String: SeriesFailure]) {
+        var o = JSONObject()
+        for (k, f) in failures.sorted(by: { $0.key < $1.key }) {
+            o[k] = ["reason": .string(f.reason), "instances": f.instances.map { .int($0) } ?? .null]
+        }
+        try? FileOps.atomicWrite(JSONValue.object(o).compactBytes(), to: settings.cacheDirectory.appendingPathComponent(Self.failuresFile))
+    }
+
+    private static func loadFailures(_ url: URL) -> [String: SeriesFailure] {
+        guard let data = FileManager.default.contents(atPath: url.path), let v = try? JSONValue.parse([UInt8](data)),
+            let o = v.objectValue
+        else { return [:] }
+        var out: [String: SeriesFailure] = [:]
+        for (k, e) in o {
+            guard let reason = e["reason"]?.stringValue else { continue }
+            out[k] = SeriesFailure(reason: reason, instances: e["instances"]?.intValue)
+        }
+        return out
     }
 
     // MARK: Helpers
@@ -722,8 +848,8 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         case .notFound: return MONAILabelError.notFound(e.message)
         case .unauthorized:
             return MONAILabelError(.unavailable, "the PACS refused our credentials (MONAI_LABEL_DICOMWEB_USERNAME / _PASSWORD): \(e.message)")
-        case .rejected: return MONAILabelError.io("the PACS refused the request: \(e.message)")
-        case .malformedResponse: return MONAILabelError.io("unexpected answer from the PACS: \(e.message)")
+        case .rejected: return MONAILabelError(.badUpstream, "the PACS refused the request: \(e.message)")
+        case .malformedResponse: return MONAILabelError(.badUpstream, "unexpected answer from the PACS: \(e.message)")
         }
     }
 }

@@ -37,6 +37,10 @@ public struct DicomWebSettings: Sendable {
     /// `MONAI_LABEL_DICOMWEB_FETCH_BY_FRAME` (default false, as upstream): download a series as each instance's
     /// metadata plus its frames (WADO-RS `/frames`) instead of whole instances.
     public var fetchByFrame: Bool
+    /// Seconds `/info/` and `/datastore/` wait for the first listing of a fresh server before answering from the
+    /// cache (the listing goes on in the background; later listings never make them wait):
+    /// `MONAI_LABEL_DICOMWEB_LISTING_WAIT`, default 0.05. Tests that read the first listing at once raise it.
+    public var listingWait: Double
     /// Upstream settings given but not applied here, each with why (for the start-up log): today only
     /// `MONAI_LABEL_DICOMWEB_CONVERT_TO_NIFTI=false`, as the README explains.
     public var ignored: [String] = []
@@ -80,6 +84,7 @@ public struct DicomWebSettings: Sendable {
         }
         cacheExpiry = try number("MONAI_LABEL_DICOMWEB_CACHE_EXPIRY", 7200)
         labelExpiry = min(cacheExpiry, try number("MONAI_LABEL_DICOMWEB_LABEL_EXPIRY", 30))
+        listingWait = try number("MONAI_LABEL_DICOMWEB_LISTING_WAIT", 0.05)
         connectTimeout = try number("MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT", 5)
         readTimeout = try number("MONAI_LABEL_DICOMWEB_READ_TIMEOUT", 120)
         attempts = max(1, Int(try number("MONAI_LABEL_DICOMWEB_RETRIES", 3)))

@@ -128,7 +128,10 @@ public enum ServerMain {
             }
         }
         let app = try MONAILabelApp(settings: settings, datastore: datastore)
-        if let pacs = datastore as? DicomWebDatastore { pacs.setSegmentNames(segmentNames(app)) }
+        if let pacs = datastore as? DicomWebDatastore {
+            pacs.setSegmentNames(segmentNames(app))
+            pacs.setConverter(IsolatedDicomConverter(settings: settings))
+        }
         log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)")
         if let pool = app.inferWorkers {
             pool.setLog { line in log.info(line, source: "infer-worker") }

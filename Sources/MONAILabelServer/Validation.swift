@@ -14,6 +14,7 @@ extension MONAILabelError: HTTPResponseError {
         case .unavailable: return .serviceUnavailable
         case .timedOut: return .gatewayTimeout
         case .internalError: return .internalServerError
+        case .badUpstream: return .badGateway
         }
     }
     public var detail: String { message }

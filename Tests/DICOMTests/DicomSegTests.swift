@@ -355,3 +355,21 @@ func seg_hostileAttribute_neverTraps(path: String, value: String) throws {
         try DicomSeg.write(label: shifted, sourceFiles: c.files, segments: [], seriesDescription: "s", to: c.tmp.sub("x.dcm"))
     }
 }
+
+/// Issue 23: a SEG of millions of tiny frames is refused on its frame count before any frame is placed: a frame
+/// is a plane of the reference, so a SEG needs at most one per segment and plane.
+@Test func seg_moreFramesThanSegmentsTimesPlanes_isRefusedBeforeReadingThem() throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    let frames = 10_000
+    try ds.set("NumberOfFrames", String(frames))
+    try ds.setPixelData(littleEndian: [UInt8](repeating: 0, count: frames * 16 * 12), bitsAllocated: 8)
+    let bomb = c.tmp.sub("bomb.dcm")
+    try ds.save(to: bomb)
+    do {
+        _ = try DicomSeg.read(file: bomb, onto: c.grid)
+        Issue.record("expected a refusal")
+    } catch let e as DicomError {
+        #expect(e.message.contains("NumberOfFrames 10000 exceeds one frame per segment and plane"), "\(e.message)")
+    }
+}

@@ -169,3 +169,27 @@ func series_hostileAttribute_neverTraps(path: String, value: String) throws {
     _ = try? DicomSeries.load(files: files)
     _ = try? DicomSeries.load(files: [files[1]])
 }
+
+/// Issue 23: an RLE slice declaring far more pixels than its data can hold (DCMTK would pad it with zeros to
+/// the declared size) is refused before decoding, naming the file.
+@Test func series_rleSliceDeclaringMorePixelsThanItsDataHolds_isRefusedBeforeDecoding() throws {
+    let tmp = try TempDir()
+    let volume = Volume(spatialShape: [8, 8, 2], data: .int16([Int16](repeating: 5, count: 128)), affine: .identity)
+    let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P", transferSyntax: .rle)
+    for file in files {
+        var bytes = [UInt8](try Data(contentsOf: file))
+        // Rows and Columns (US, explicit VR little endian): 8 -> 4096.
+        for tag: [UInt8] in [[0x28, 0x00, 0x10, 0x00, 0x55, 0x53, 0x02, 0x00], [0x28, 0x00, 0x11, 0x00, 0x55, 0x53, 0x02, 0x00]] {
+            let at = try #require((0...(bytes.count - tag.count)).first { Array(bytes[$0..<($0 + tag.count)]) == tag })
+            bytes[at + 8] = 0x00
+            bytes[at + 9] = 0x10
+        }
+        try Data(bytes).write(to: file)
+    }
+    do {
+        _ = try DicomSeries.load(files: files)
+        Issue.record("expected a refusal")
+    } catch let e as DicomError {
+        #expect(e.message.contains("cannot hold 33554432 bytes of pixels"), "\(e.message)")
+    }
+}

@@ -73,7 +73,7 @@ struct DicomWebSegmentNamingTests {
     private func store() throws -> (DicomWebDatastore, TempDir) {
         let tmp = TempDir()
         let s = try DicomWebSettings(studies: "http://127.0.0.1:1/dicom-web", environment: [
-            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_RETRIES": "1",
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_LISTING_WAIT": "30", "MONAI_LABEL_DICOMWEB_RETRIES": "1",
         ])
         return (try DicomWebDatastore(settings: s), tmp)
     }
@@ -217,7 +217,7 @@ struct DicomWebListingFreshnessTests {
         let pacs = try SlowPACS(withVanishedSEG: true)
         let tmp = TempDir()
         let settings = try DicomWebSettings(studies: "http://127.0.0.1:\(pacs.port)/dicom-web", environment: [
-            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_RETRIES": "1",
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_LISTING_WAIT": "30", "MONAI_LABEL_DICOMWEB_RETRIES": "1",
         ])
         let ds = try DicomWebDatastore(settings: settings)
         let status = ds.status()
@@ -230,7 +230,7 @@ struct DicomWebListingFreshnessTests {
         let pacs = try SlowPACS()
         let tmp = TempDir()
         let settings = try DicomWebSettings(studies: "http://127.0.0.1:\(pacs.port)/dicom-web", environment: [
-            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_LABEL_EXPIRY": "0.2",
+            "MONAI_LABEL_DICOMWEB_CACHE_PATH": tmp.url.path, "MONAI_LABEL_DICOMWEB_LISTING_WAIT": "30", "MONAI_LABEL_DICOMWEB_LABEL_EXPIRY": "0.2",
             "MONAI_LABEL_DICOMWEB_RETRIES": "1",
         ])
         let ds = try DicomWebDatastore(settings: settings)

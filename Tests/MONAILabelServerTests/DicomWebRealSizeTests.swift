@@ -38,6 +38,8 @@ struct DicomWebRealSizeTests {
         return try startJobServer(appDir: appDir, studies: studies, conf: ["models": "segmentation_spleen"], environment: [
             "MONAI_LABEL_DICOMWEB_CACHE_PATH": cache.path, "MONAI_LABEL_DICOMWEB_RETRIES": "2",
             "MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT": "2",
+            // These tests read the first listing at once: let it finish rather than answer from the cache.
+            "MONAI_LABEL_DICOMWEB_LISTING_WAIT": "60",
         ].merging(environment) { $1 })
     }
 

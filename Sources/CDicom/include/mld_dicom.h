@@ -56,6 +56,12 @@ void mld_file_free(mld_file *file);
 mld_status mld_file_get_string(mld_file *file, const char *path, char **value, char **err);
 /* The number of items of the sequence at path. */
 mld_status mld_file_count_items(mld_file *file, const char *path, size_t *count, char **err);
+/* The value at path (as mld_file_get_string) inside every item of the sequence at sequence_path, in one linear
+   pass over the items: the items' values joined by 0x1E, an item without the value giving 0x1F; count = items. */
+mld_status mld_file_get_item_strings(mld_file *file, const char *sequence_path, const char *path, char **values,
+                                     size_t *count, char **err);
+/* Removes the pixel data (and its decompressed copy), freeing their memory once they have been read. */
+void mld_file_drop_pixels(mld_file *file);
 /* Sets the attribute at path (creating sequence items on the way) from its DICOM string form. */
 mld_status mld_file_put_string(mld_file *file, const char *path, const char *value, char **err);
 /* The transfer syntax UID the dataset was read in ("" for a created one). */

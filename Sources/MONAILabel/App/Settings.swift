@@ -24,6 +24,10 @@ public struct Settings: Sendable, Equatable {
     public var sessionMaxBytes = Int(SessionStore.defaultMaxBytes)
     public var inferConcurrency = -1
     public var inferTimeout = 600
+    /// Seconds one DICOM conversion of the DICOMweb datastore may run in its process
+    /// (`MONAI_LABEL_DICOM_CONVERT_TIMEOUT`, default 300); past it the process is killed and the series is
+    /// answered 502 and remembered as failing.
+    public var dicomConvertTimeout = 300
     /// Inferences admitted at once (running or waiting for the model); more get 503.
     public var inferQueue = 4
     /// Model worker processes (`MONAI_LABEL_INFER_WORKERS`, default 1): inference runs in supervised child
@@ -138,6 +142,10 @@ public struct Settings: Sendable, Equatable {
         for (key, v) in [("JSON_MAX_BYTES", s.jsonMaxBytes), ("FORM_FIELDS_MAX_BYTES", s.formFieldsMaxBytes),
                          ("MAX_CONNECTIONS_PER_PEER", s.maxConnectionsPerPeer)] where v < 1 {
             throw MONAILabelError.invalid("MONAI_LABEL_\(key) must be at least 1, not \(v)")
+        }
+        try int("DICOM_CONVERT_TIMEOUT", &s.dicomConvertTimeout)
+        if s.dicomConvertTimeout < 1 {
+            throw MONAILabelError.invalid("MONAI_LABEL_DICOM_CONVERT_TIMEOUT must be at least 1, not \(s.dicomConvertTimeout)")
         }
         if s.minBodyRate < 0 { throw MONAILabelError.invalid("MONAI_LABEL_MIN_BODY_RATE must be 0 or more, not \(s.minBodyRate)") }
         if let d = value("OHIF_DIR") { s.ohifDir = d }

@@ -358,7 +358,8 @@ public final class InferWorkerPool: @unchecked Sendable {
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
-    static func bytesText(_ n: UInt64) -> String {
+    /// `n` bytes as "1.5 GiB" or "512 MiB".
+    public static func bytesText(_ n: UInt64) -> String {
         let g = Double(n) / Double(1 << 30)
         return g >= 1 ? String(format: "%.1f GiB", g) : String(format: "%.0f MiB", Double(n) / Double(1 << 20))
     }

@@ -71,11 +71,12 @@ enum WorkerWire {
         case .unavailable: return "unavailable"
         case .timedOut: return "timedOut"
         case .internalError: return "internalError"
+        case .badUpstream: return "badUpstream"
         }
     }
 
     static func kind(named name: String) -> MONAILabelError.Kind? {
-        let all: [MONAILabelError.Kind] = [.notFound, .invalidInput, .notEnabled, .busy, .unavailable, .timedOut, .internalError]
+        let all: [MONAILabelError.Kind] = [.notFound, .invalidInput, .notEnabled, .busy, .unavailable, .timedOut, .internalError, .badUpstream]
         return all.first { kindName($0) == name }
     }
 

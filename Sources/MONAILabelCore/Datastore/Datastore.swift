@@ -13,6 +13,9 @@ public struct DatastoreStatus: Sendable, Equatable {
     public var labelTags: OrderedMap<Int>
     /// Why the figures may be stale (a remote store that cannot be reached); added to the JSON as `error`.
     public var error: String?
+    /// Series a remote store holds but cannot serve (what it sent cannot be converted), with why; added to the
+    /// JSON as `failing` when any.
+    public var failing: [String: String] = [:]
 
     public init(total: Int, completed: Int, labelTags: OrderedMap<Int>, error: String? = nil) {
         self.total = total
@@ -26,6 +29,11 @@ public struct DatastoreStatus: Sendable, Equatable {
         for (k, v) in labelTags { tags[k] = .int(v) }
         var out: JSONObject = ["total": .int(total), "completed": .int(completed), "label_tags": .object(tags)]
         if let error { out["error"] = .string(error) }
+        if !failing.isEmpty {
+            var f = JSONObject()
+            for (k, v) in failing.sorted(by: { $0.key < $1.key }) { f[k] = .string(v) }
+            out["failing"] = .object(f)
+        }
         return .object(out)
     }
 }

@@ -16,6 +16,8 @@ public struct MONAILabelError: Error, CustomStringConvertible, Sendable, Equatab
         case timedOut
         /// Our own failure (I/O, corrupt state).
         case internalError
+        /// What a service we depend on sent cannot be used (a PACS's broken or hostile series): 502.
+        case badUpstream
     }
 
     public let kind: Kind
