@@ -43,6 +43,12 @@ import WebToken
         "DELETE /session/{session_id}": "monailabel-user",
         "GET /train/": "monailabel-user", "POST /train/": "monailabel-admin", "POST /train/{model}": "monailabel-admin",
         "DELETE /train/": "monailabel-admin",
+        "GET /ohif": "monailabel-user", "GET /ohif/{path:path}": "monailabel-user",
+        "GET /proxy/dicom/qido/{path:path}": "monailabel-user", "POST /proxy/dicom/qido/{path:path}": "monailabel-user",
+        "GET /proxy/dicom/wado/{path:path}": "monailabel-user", "POST /proxy/dicom/wado/{path:path}": "monailabel-user",
+        "GET /proxy/dicom/stow/{path:path}": "monailabel-user", "POST /proxy/dicom/stow/{path:path}": "monailabel-user",
+        // Not upstream's: previews read images like GET /datastore/image; the API description is open as FastAPI's.
+        "GET /datastore/image/preview": "monailabel-user", "GET /docs": "-", "GET /openapi.json": "-",
     ]
     static let roles = ["monailabel-admin", "monailabel-reviewer", "monailabel-annotator", "monailabel-user"]
 

@@ -67,12 +67,20 @@ enum RouteRoles {
         "POST /train/": .role(.admin),
         "POST /train/{model}": .role(.admin),
         "DELETE /train/": .role(.admin),
+        // Upstream's OHIF and DICOMweb proxy routes ask for the user role (endpoints/ohif.py, proxy.py).
+        "GET /ohif": .role(.user),
         "GET /ohif/{path:path}": .role(.user),
-        "GET /ohif/": .role(.user),
-        "GET /proxy/dicom/{path:path}": .role(.user),
-        "POST /proxy/dicom/{path:path}": .role(.user),
-        "PUT /proxy/dicom/{path:path}": .role(.user),
-        "DELETE /proxy/dicom/{path:path}": .role(.user),
+        "GET /proxy/dicom/qido/{path:path}": .role(.user),
+        "POST /proxy/dicom/qido/{path:path}": .role(.user),
+        "GET /proxy/dicom/wado/{path:path}": .role(.user),
+        "POST /proxy/dicom/wado/{path:path}": .role(.user),
+        "GET /proxy/dicom/stow/{path:path}": .role(.user),
+        "POST /proxy/dicom/stow/{path:path}": .role(.user),
+        // Ours: slice previews read images like GET /datastore/image; the API description is open, as
+        // FastAPI's /docs and /openapi.json are upstream.
+        "GET /datastore/image/preview": .role(.user),
+        "GET /docs": .open,
+        "GET /openapi.json": .open,
     ]
 
     /// The access `method template` needs. A route missing from the table needs admin, so a route added
