@@ -504,6 +504,12 @@ final class EventLoop: @unchecked Sendable {
         }
         let now = monotonicNanos()
         let resolution = router.resolve(method: head.method, path: path, rawQuery: rawQuery, headers: head.headers, isSecure: conn.tls != nil)
+        if case .handler(let handler, let params) = resolution, config.bodyIgnoredMethods.contains(head.method),
+           head.framing != .none, head.framing != .length(0)
+        {
+            dispatchIgnoringBody(conn, head, path: path, handler: handler, parameters: params, now: now)
+            return
+        }
         var routed = false
         if case .handler(let handler, let params) = resolution {
             routed = true
@@ -527,6 +533,25 @@ final class EventLoop: @unchecked Sendable {
                 if w != interim.count { closeConnection(conn) }
             }
         }
+    }
+
+    /// A request of `bodyIgnoredMethods` that declares a body: its handler runs now with an empty body, and the
+    /// connection closes after the response, so whatever body bytes follow are never taken for a next request.
+    private func dispatchIgnoringBody(_ conn: Connection, _ received: HTTPRequestHead, path: String, handler: @escaping HTTPHandler,
+                                      parameters: [String: String], now: UInt64) {
+        var head = received
+        head.framing = .length(0)
+        head.expectsContinue = false
+        head.keepAlive = false
+        _ = conn.machine.headReceived(head, routed: true, bodyAlreadyBuffered: false, stopping: stopping, now: now)
+        let spool = BodySpool(threshold: config.spoolThreshold, directory: config.temporaryDirectory, expected: 0)
+        var pending = Connection.PendingRequest(head: head, path: path, handler: handler, parameters: parameters, spool: spool, started: now)
+        let context = HTTPRequestContext(
+            temporaryDirectory: config.temporaryDirectory, formLimits: config.formLimits,
+            maxInMemoryBodyBytes: config.maxInMemoryBodyBytes, peerFD: conn.fd)
+        let body = pending.spool.finish(context: context)
+        conn.machine.requestCompleted()
+        dispatch(conn, pending, body: body, context: context)
     }
 
     private func dispatch(_ conn: Connection, _ pending: Connection.PendingRequest, body: HTTPBody, context: HTTPRequestContext) {

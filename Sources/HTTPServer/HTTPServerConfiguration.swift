@@ -54,6 +54,12 @@ public struct HTTPServerConfiguration: Sendable {
     public var writeTimeout: Double = 60
     /// Request bodies larger than this are spooled to a temporary file while they arrive.
     public var spoolThreshold: Int = 1 << 20
+    /// Methods whose handlers never read a body: such a request is dispatched as soon as its head arrives, even
+    /// when it declares a body, and the connection is closed after the response (the unread body leaves its
+    /// framing unknown). Clients that send stale `Content-Length` headers on GETs (the MONAI Label 0.8.5 Python
+    /// client does, once it carries an `Authorization` header) are then answered at once, as uvicorn answers them,
+    /// instead of timing out waiting for a body that never comes.
+    public var bodyIgnoredMethods: Set<HTTPMethod> = []
     /// What `HTTPRequest.form()` accepts: text fields are held in memory, file parts go to disk.
     public var formLimits = HTTPFormLimits()
     /// The largest body `HTTPRequest.bodyBytes()` (JSON, urlencoded) reads into memory; larger ones get 413.

@@ -165,6 +165,8 @@ public enum ServerMain {
         config.formLimits.maxFieldBytes = settings.formFieldsMaxBytes
         config.minBodyRate = settings.minBodyRate
         config.maxConnectionsPerPeer = settings.maxConnectionsPerPeer
+        // No route reads a GET, HEAD or DELETE body (upstream's take their input from the path and query).
+        config.bodyIgnoredMethods = [.get, .head, .delete]
         config.accessLog = { entry in log.info(entry.line, source: "access") }
         config.errorLog = { message in log.error(message, source: "http") }
         let auth = try AuthSettings.fromEnvironment(environment)

@@ -5,9 +5,9 @@ extension CrashProbes {
     /// Model workers dying under the server (issue 14): the daemon keeps serving, the request that ran on the
     /// worker fails with a clear error, and the next inference runs on a new worker.
     @Suite struct WorkerProbes {
-        /// A long inference the server's bounds still admit: 48^3 windows at 0.97 overlap over the 96x96x64 image
-        /// (about 41,000 windows, under the inferer's 100,000), so the worker stays busy for minutes.
-        static let runaway = #"params={"roi_size":[48,48,48],"sw_overlap":0.97}"#
+        /// A long inference the server's bounds still admit: the 96x96x64 image is resampled to 144x144x127 for the
+        /// model, where 48^3 windows at 0.9 overlap are about 13,000 (under the inferer's 100,000): minutes of work.
+        static let runaway = #"params={"roi_size":[48,48,48],"sw_overlap":0.9}"#
 
         /// The first worker's pid and state from `GET /infer/`.
         func worker(_ s: ProbeServer) throws -> (pid: Int32, state: String) {

@@ -44,6 +44,28 @@ import Testing
         #expect(try k.readResponse().status == 200)
     }
 
+    /// A GET declaring a body it never sends (the 0.8.5 Python client's stale Content-Length) is answered at once
+    /// when GET is a body-ignored method, and the connection closes so the unread bytes are never parsed as a
+    /// request; without the setting the server waits for the body, as before.
+    @Test func getDeclaringAnUnsentBody_isAnsweredAtOnceAndClosed_whenGETIgnoresBodies() throws {
+        let s = try LiveServer(configure: { $0.bodyIgnoredMethods = [.get] })
+        let c = try RawClient(port: s.port)
+        try c.send("GET /query?a=1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n")
+        let r = try c.readResponse()
+        #expect(r.status == 200)
+        #expect(r.text == "a=1")
+        #expect(r.headers["Connection"] == "close")
+        #expect(try c.isClosedByServer())
+        let post = try RawClient(port: s.port)
+        try post.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+        #expect(try post.readResponse().text == "abc")
+
+        let strict = try LiveServer()
+        let w = try RawClient(port: strict.port)
+        try w.send("GET /query?a=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n")
+        #expect(RawClient.firstReadable([w], timeoutMs: 300) == nil, "without the setting the body is awaited")
+    }
+
     @Test func connectionClose_isHonoured() throws {
         let s = try LiveServer()
         let c = try RawClient(port: s.port)
