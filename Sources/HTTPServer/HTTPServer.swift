@@ -480,9 +480,7 @@ final class EventLoop: @unchecked Sendable {
                 // No pending request: the loop answered this one itself; go on with the next.
                 guard var pending = conn.pending else { continue }
                 conn.pending = nil
-                let context = HTTPRequestContext(
-                    temporaryDirectory: config.temporaryDirectory, formLimits: config.formLimits,
-                    maxInMemoryBodyBytes: config.maxInMemoryBodyBytes, peerFD: conn.fd)
+                let context = requestContext(conn)
                 let body = pending.spool.finish(context: context)
                 conn.machine.requestCompleted()
                 dispatch(conn, pending, body: body, context: context)
@@ -535,6 +533,13 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
+    /// The per-request context: temp folder, body limits, and the socket a running handler may poll.
+    private func requestContext(_ conn: Connection) -> HTTPRequestContext {
+        HTTPRequestContext(
+            temporaryDirectory: config.temporaryDirectory, formLimits: config.formLimits,
+            maxInMemoryBodyBytes: config.maxInMemoryBodyBytes, peerFD: conn.fd)
+    }
+
     /// A request of `bodyIgnoredMethods` that declares a body: its handler runs now with an empty body, and the
     /// connection closes after the response, so whatever body bytes follow are never taken for a next request.
     private func dispatchIgnoringBody(_ conn: Connection, _ received: HTTPRequestHead, path: String, handler: @escaping HTTPHandler,
@@ -546,9 +551,7 @@ final class EventLoop: @unchecked Sendable {
         _ = conn.machine.headReceived(head, routed: true, bodyAlreadyBuffered: false, stopping: stopping, now: now)
         let spool = BodySpool(threshold: config.spoolThreshold, directory: config.temporaryDirectory, expected: 0)
         var pending = Connection.PendingRequest(head: head, path: path, handler: handler, parameters: parameters, spool: spool, started: now)
-        let context = HTTPRequestContext(
-            temporaryDirectory: config.temporaryDirectory, formLimits: config.formLimits,
-            maxInMemoryBodyBytes: config.maxInMemoryBodyBytes, peerFD: conn.fd)
+        let context = requestContext(conn)
         let body = pending.spool.finish(context: context)
         conn.machine.requestCompleted()
         dispatch(conn, pending, body: body, context: context)

@@ -19,11 +19,7 @@ struct InferWorkerCommand: ParsableCommand {
     var maxMemory: UInt64 = 0
 
     func run() throws {
-        var confDict: [String: String] = [:]
-        for c in conf {
-            let kv = c.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            confDict[String(kv[0])] = kv.count > 1 ? String(kv[1]) : ""
-        }
+        let confDict = confDictionary(conf)
         do {
             try InferWorker.serve(appDir: app, studies: studies, conf: confDict, maxMemory: maxMemory)
         } catch {

@@ -24,11 +24,7 @@ struct RunTask: ParsableCommand {
     var output: String?
 
     func run() throws {
-        var confDict: [String: String] = [:]
-        for c in conf {
-            let kv = c.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            confDict[String(kv[0])] = kv.count > 1 ? String(kv[1]) : ""
-        }
+        let confDict = confDictionary(conf)
         do {
             try TaskRunner.run(method: method, request: request, appDir: app, studies: studies, conf: confDict,
                                output: output)

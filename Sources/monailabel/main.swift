@@ -83,11 +83,7 @@ struct StartServer: ParsableCommand {
     }
 
     func run() throws {
-        var confDict: [String: String] = [:]
-        for c in conf {
-            let kv = c.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            confDict[String(kv[0])] = kv.count > 1 ? String(kv[1]) : ""
-        }
+        let confDict = confDictionary(conf)
         let options = ServerOptions(
             appDir: app, studies: studies, conf: confDict, host: host, port: port, sslCertfile: sslCertfile,
             sslKeyfile: sslKeyfile, sslKeyfilePassword: sslKeyfilePassword, workers: workers,
@@ -168,6 +164,17 @@ struct Datasets: ParsableCommand {
             to: URL(fileURLWithPath: output), count: count, labeled: labeled, shape: dims, spacing: mm)
         print("\(written) cases written to \(output)")
     }
+}
+
+/// The `KEY=VALUE` words `joinConfPairs` made from `--conf KEY VALUE` pairs, as a dictionary (a word without `=`
+/// is a key with an empty value).
+func confDictionary(_ conf: [String]) -> [String: String] {
+    var out: [String: String] = [:]
+    for c in conf {
+        let kv = c.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        out[String(kv[0])] = kv.count > 1 ? String(kv[1]) : ""
+    }
+    return out
 }
 
 /// `--conf KEY VALUE` takes two words; swift-argument-parser options take one, so the pair is joined as

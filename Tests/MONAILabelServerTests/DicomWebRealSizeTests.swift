@@ -32,15 +32,7 @@ struct DicomWebRealSizeTests {
     static func startServer(_ tmp: TempDir, studies: String, cache: URL, environment: [String: String] = [:]) throws
         -> RunningServer
     {
-        let appDir = tmp.url.appendingPathComponent("app")
-        try FileManager.default.createDirectory(at: appDir, withIntermediateDirectories: true)
-        try Data(TrainHarness.appJSON.utf8).write(to: appDir.appendingPathComponent("app.json"))
-        return try startJobServer(appDir: appDir, studies: studies, conf: ["models": "segmentation_spleen"], environment: [
-            "MONAI_LABEL_DICOMWEB_CACHE_PATH": cache.path, "MONAI_LABEL_DICOMWEB_RETRIES": "2",
-            "MONAI_LABEL_DICOMWEB_CONNECT_TIMEOUT": "2",
-            // These tests read the first listing at once: let it finish rather than answer from the cache.
-            "MONAI_LABEL_DICOMWEB_LISTING_WAIT": "60",
-        ].merging(environment) { $1 })
+        try DicomWebLiveTests.startServer(tmp, studies: studies, cache: cache, extra: environment)
     }
 
     /// Writes a series with pydicom and stores it in Orthanc (STOW-RS in batches); returns its UID and folder.
