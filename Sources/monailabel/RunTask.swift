@@ -14,20 +14,14 @@ struct RunTask: ParsableCommand {
     var method: String
     @Option(name: [.customShort("r"), .long], help: "The request as a JSON object.")
     var request: String
-    @Option(name: [.customShort("a"), .long], help: "App directory.")
-    var app: String
-    @Option(name: [.customShort("s"), .long], help: "Studies folder.")
-    var studies: String
-    @Option(name: [.customShort("c"), .long], help: ArgumentHelp("App setting: --conf KEY VALUE.", valueName: "KEY VALUE"))
-    var conf: [String] = []
+    @OptionGroup var child: ChildAppOptions
     @Option(name: [.customShort("o"), .long], help: "Write the result JSON here.")
     var output: String?
 
     func run() throws {
-        let confDict = confDictionary(conf)
         do {
-            try TaskRunner.run(method: method, request: request, appDir: app, studies: studies, conf: confDict,
-                               output: output)
+            try TaskRunner.run(method: method, request: request, appDir: child.app, studies: child.studies,
+                               conf: confDictionary(child.conf), output: output)
         } catch {
             FileHandle.standardError.write(Data("ERROR: \(error)\n".utf8))
             throw ExitCode(1)

@@ -166,6 +166,16 @@ struct Datasets: ParsableCommand {
     }
 }
 
+/// The app a server's child process (`run_task`, `infer_worker`) builds: the server passes its own.
+struct ChildAppOptions: ParsableArguments {
+    @Option(name: [.customShort("a"), .long], help: "App directory.")
+    var app: String
+    @Option(name: [.customShort("s"), .long], help: "Studies folder.")
+    var studies: String
+    @Option(name: [.customShort("c"), .long], help: ArgumentHelp("App setting: --conf KEY VALUE.", valueName: "KEY VALUE"))
+    var conf: [String] = []
+}
+
 /// The `KEY=VALUE` words `joinConfPairs` made from `--conf KEY VALUE` pairs, as a dictionary (a word without `=`
 /// is a key with an empty value).
 func confDictionary(_ conf: [String]) -> [String: String] {
