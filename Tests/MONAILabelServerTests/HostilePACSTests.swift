@@ -145,12 +145,13 @@ struct HostilePACSTests {
     }
 
     /// GET /datastore/image of a hostile series: 502 whose detail names the series and says `reason`, short.
-    static func expectRefused(_ server: Server, _ uid: String, reason: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    /// A 502 naming `uid` whose detail carries one of `reasons`.
+    static func expectRefused(_ server: Server, _ uid: String, reason reasons: String..., sourceLocation: SourceLocation = #_sourceLocation) throws {
         let r = try server.json("GET", "/datastore/image?image=\(uid)")
         let detail = r.json?["detail"]?.stringValue ?? ""
         #expect(r.status == 502, "\(detail)", sourceLocation: sourceLocation)
         #expect(detail.contains(uid), "\(detail)", sourceLocation: sourceLocation)
-        #expect(detail.contains(reason), "\(detail)", sourceLocation: sourceLocation)
+        #expect(reasons.contains { detail.contains($0) }, "\(detail)", sourceLocation: sourceLocation)
         #expect(detail.count < 1200, "detail of \(detail.count) characters", sourceLocation: sourceLocation)
     }
 
@@ -235,7 +236,9 @@ struct HostilePACSTests {
                                      environment: ["MONAI_LABEL_WORKER_MAX_MEMORY": "1M"])
         defer { running.stop() }
         let server = Server(port: running.port)
-        try Self.expectRefused(server, Self.good, reason: "converter process died")
+        // Under 1 MiB the converter dies at start, or, when its start fits, DCMTK's first large allocation fails
+        // (bad_alloc): either way that request alone gets the 502.
+        try Self.expectRefused(server, Self.good, reason: "converter process died", "bad_alloc")
         #expect(try server.json("GET", "/info/").status == 200)
         let info = try server.json("GET", "/info/").json
         #expect(info?["datastore"]?["failing"]?.objectValue?[Self.good] != nil, "\(info?["datastore"] ?? .null)")
