@@ -173,11 +173,7 @@ public final class DICOMwebClient: Sendable {
     public func retrieveSeries(study: String, series: String) throws -> [[UInt8]] {
         let url = try endpoint(configuration.wadoPrefix,
                                "studies/\(try Self.uidPathComponent(study))/series/\(try Self.uidPathComponent(series))")
-        let preferred = "multipart/related; type=\"application/dicom\"; transfer-syntax=\(Self.preferredTransferSyntax)"
-        var r = try request("GET", url, accept: preferred, idempotent: true)
-        if r.status == 406 || r.status == 400 {
-            r = try request("GET", url, accept: "multipart/related; type=\"application/dicom\"", idempotent: true)
-        }
+        let r = try getMultipart(url, partType: "application/dicom")
         try check(r, url: url)
         let contentType = r.headers["Content-Type"] ?? ""
         // Upstream rewrites a non-multipart content type to multipart/related; we do the same by looking for
@@ -187,6 +183,15 @@ public final class DICOMwebClient: Sendable {
             throw DICOMwebError(.malformedResponse, "WADO-RS answer for series \(series) is not multipart (\(contentType))")
         }
         return try MultipartRelated.parse(r.body, boundary: boundary).map(\.body).filter { !$0.isEmpty }
+    }
+
+    /// A WADO-RS GET of multipart/related `partType` parts, asking for explicit VR little endian first and, from a
+    /// server that cannot transcode (406 or 400), for any transfer syntax.
+    private func getMultipart(_ url: URL, partType: String) throws -> HTTPClientResponse {
+        let any = "multipart/related; type=\"\(partType)\""
+        let r = try request("GET", url, accept: any + "; transfer-syntax=\(Self.preferredTransferSyntax)", idempotent: true)
+        guard r.status == 406 || r.status == 400 else { return r }
+        return try request("GET", url, accept: any, idempotent: true)
     }
 
     /// `GET {base}/studies/{study}/series/{series}/instances/{instance}/frames/{list}`: the raw pixel bytes of each
@@ -201,11 +206,7 @@ public final class DICOMwebClient: Sendable {
         let url = try endpoint(configuration.wadoPrefix,
                                "studies/\(try Self.uidPathComponent(study))/series/\(try Self.uidPathComponent(series))"
                                    + "/instances/\(try Self.uidPathComponent(instance))/frames/\(list)")
-        let preferred = "multipart/related; type=\"application/octet-stream\"; transfer-syntax=\(Self.preferredTransferSyntax)"
-        var r = try request("GET", url, accept: preferred, idempotent: true)
-        if r.status == 406 || r.status == 400 {
-            r = try request("GET", url, accept: "multipart/related; type=\"application/octet-stream\"", idempotent: true)
-        }
+        let r = try getMultipart(url, partType: "application/octet-stream")
         try check(r, url: url)
         let contentType = r.headers["Content-Type"] ?? ""
         guard let boundary = MultipartRelated.parameter("boundary", in: contentType) ?? Self.sniffBoundary(r.body) else {
