@@ -19,7 +19,8 @@ struct DicomConvertCommand: ParsableCommand {
             try IsolatedJobRunner.serveOne(maxMemory: maxMemory) { try DicomConversion.perform($0) }
         } catch {
             FileHandle.standardError.write(Data("ERROR: \(error)\n".utf8))
-            throw ExitCode(1)
+            ChildProcess.end(1)
         }
+        ChildProcess.end(0)
     }
 }

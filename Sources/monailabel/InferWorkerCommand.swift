@@ -19,7 +19,8 @@ struct InferWorkerCommand: ParsableCommand {
                                   maxMemory: maxMemory)
         } catch {
             FileHandle.standardError.write(Data("ERROR: \(error)\n".utf8))
-            throw ExitCode(1)
+            ChildProcess.end(1)
         }
+        ChildProcess.end(0)
     }
 }

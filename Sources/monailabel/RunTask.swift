@@ -24,7 +24,8 @@ struct RunTask: ParsableCommand {
                                conf: confDictionary(child.conf), output: output)
         } catch {
             FileHandle.standardError.write(Data("ERROR: \(error)\n".utf8))
-            throw ExitCode(1)
+            ChildProcess.end(1)
         }
+        ChildProcess.end(0)
     }
 }

@@ -107,10 +107,20 @@ public enum ChildProcess {
         let t = Thread {
             while getppid() == parent { sleep(1) }
             onExit(parent)
-            exit(2)
+            end(2)
         }
         t.name = "parent-watch"
         t.start()
+    }
+
+    /// Ends the child without running exit handlers: `exit` would run libtorch's and DCMTK's static destructors
+    /// while their thread pools (and this file's parent watch) still run, and two threads in `exit` at once
+    /// (the watch seeing the server gone while the main thread returns on the closed socket) corrupt glibc's
+    /// handler list; both showed as general protection faults in `__run_exit_handlers`. Everything a child
+    /// writes that matters is already synced to disk or sent on its socket; stdio is flushed here.
+    public static func end(_ code: Int32) -> Never {
+        fflush(nil)
+        _exit(code)
     }
 }
 
