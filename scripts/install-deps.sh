@@ -7,6 +7,8 @@ set -euo pipefail
 PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp libarchive-tools curl openssl unzip
   python3 python3-venv python3-torch)
 PKGS+=(libdcmtk-dev dcmtk dicom3tools)
+# Data-parallel training: gloo's headers for c10d's Gloo process group (its code is inside libtorch).
+PKGS+=(libgloo-dev)
 # DICOMweb tests: a real Orthanc with its DICOMweb plugin, started by the tests on their own ports and storage
 # (the package may also start a system service on 8042; the tests never use it).
 PKGS+=(orthanc orthanc-dicomweb)

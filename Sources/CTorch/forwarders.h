@@ -95,6 +95,14 @@ static mlt_status (*p_mlt_jit_forward)(mlt_jit_module m, const mlt_tensor *input
 static mlt_status (*p_mlt_jit_set_training)(mlt_jit_module m, int training, char **err);
 static mlt_status (*p_mlt_jit_to)(mlt_jit_module m, mlt_device_type dev, int index, char **err);
 static mlt_status (*p_mlt_jit_named_state)(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count, char **err);
+static int (*p_mlt_distributed_available)(void);
+static mlt_status (*p_mlt_process_group_new)(const char *host, int port, int rank, int world_size, int64_t timeout_ms, mlt_process_group *out, char **err);
+static void (*p_mlt_process_group_free)(mlt_process_group g);
+static mlt_status (*p_mlt_process_group_allreduce_sum)(mlt_process_group g, const mlt_tensor *tensors, size_t count, char **err);
+static mlt_status (*p_mlt_process_group_broadcast)(mlt_process_group g, const mlt_tensor *tensors, size_t count, int root, char **err);
+static mlt_status (*p_mlt_process_group_barrier)(mlt_process_group g, char **err);
+static mlt_status (*p_mlt_process_group_store_set)(mlt_process_group g, const char *key, const void *data, size_t nbytes, char **err);
+static mlt_status (*p_mlt_process_group_store_get)(mlt_process_group g, const char *key, char **data, size_t *nbytes, char **err);
 
 static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_version", (void **)&p_mlt_version},
@@ -191,6 +199,14 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_jit_set_training", (void **)&p_mlt_jit_set_training},
     {"mlt_jit_to", (void **)&p_mlt_jit_to},
     {"mlt_jit_named_state", (void **)&p_mlt_jit_named_state},
+    {"mlt_distributed_available", (void **)&p_mlt_distributed_available},
+    {"mlt_process_group_new", (void **)&p_mlt_process_group_new},
+    {"mlt_process_group_free", (void **)&p_mlt_process_group_free},
+    {"mlt_process_group_allreduce_sum", (void **)&p_mlt_process_group_allreduce_sum},
+    {"mlt_process_group_broadcast", (void **)&p_mlt_process_group_broadcast},
+    {"mlt_process_group_barrier", (void **)&p_mlt_process_group_barrier},
+    {"mlt_process_group_store_set", (void **)&p_mlt_process_group_store_set},
+    {"mlt_process_group_store_get", (void **)&p_mlt_process_group_store_get},
 };
 
 int mlt_version(void) {
@@ -568,4 +584,36 @@ mlt_status mlt_jit_to(mlt_jit_module m, mlt_device_type dev, int index, char **e
 mlt_status mlt_jit_named_state(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count, char **err) {
     mlt_load_or_die();
     return p_mlt_jit_named_state(m, names, tensors, cap, count, err);
+}
+int mlt_distributed_available(void) {
+    mlt_load_or_die();
+    return p_mlt_distributed_available();
+}
+mlt_status mlt_process_group_new(const char *host, int port, int rank, int world_size, int64_t timeout_ms, mlt_process_group *out, char **err) {
+    mlt_load_or_die();
+    return p_mlt_process_group_new(host, port, rank, world_size, timeout_ms, out, err);
+}
+void mlt_process_group_free(mlt_process_group g) {
+    mlt_load_or_die();
+    p_mlt_process_group_free(g);
+}
+mlt_status mlt_process_group_allreduce_sum(mlt_process_group g, const mlt_tensor *tensors, size_t count, char **err) {
+    mlt_load_or_die();
+    return p_mlt_process_group_allreduce_sum(g, tensors, count, err);
+}
+mlt_status mlt_process_group_broadcast(mlt_process_group g, const mlt_tensor *tensors, size_t count, int root, char **err) {
+    mlt_load_or_die();
+    return p_mlt_process_group_broadcast(g, tensors, count, root, err);
+}
+mlt_status mlt_process_group_barrier(mlt_process_group g, char **err) {
+    mlt_load_or_die();
+    return p_mlt_process_group_barrier(g, err);
+}
+mlt_status mlt_process_group_store_set(mlt_process_group g, const char *key, const void *data, size_t nbytes, char **err) {
+    mlt_load_or_die();
+    return p_mlt_process_group_store_set(g, key, data, nbytes, err);
+}
+mlt_status mlt_process_group_store_get(mlt_process_group g, const char *key, char **data, size_t *nbytes, char **err) {
+    mlt_load_or_die();
+    return p_mlt_process_group_store_get(g, key, data, nbytes, err);
 }

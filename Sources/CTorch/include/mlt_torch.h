@@ -29,6 +29,7 @@ extern "C" {
 typedef struct mlt_tensor_s *mlt_tensor;
 typedef struct mlt_optimizer_s *mlt_optimizer;
 typedef struct mlt_jit_module_s *mlt_jit_module;
+typedef struct mlt_process_group_s *mlt_process_group;
 
 typedef enum { MLT_OK = 0, MLT_ERROR = 1 } mlt_status;
 
@@ -244,6 +245,31 @@ mlt_status mlt_jit_to(mlt_jit_module m, mlt_device_type dev, int index, char **e
  * tensor with mlt_tensor_free; nothing is written to `names`/`tensors` when it fails. */
 mlt_status mlt_jit_named_state(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count,
                                char **err);
+
+/* ---- Data-parallel training: c10d, PyTorch's distributed runtime (distributed.cpp) ---- */
+/* 1 when the backend was built with c10d's Gloo process group (it needs gloo's headers at build time; the
+ * symbols are libtorch's own), else 0 and every mlt_process_group_* call fails saying so. */
+int mlt_distributed_available(void);
+/* Joins a Gloo process group of `world_size` ranks through a c10d TCPStore at host:port: rank 0 hosts the
+ * store (listening on every address of `port`), the others connect to `host`. Returns once all ranks have
+ * joined, or fails after `timeout_ms`, which is also the limit of every later collective. */
+mlt_status mlt_process_group_new(const char *host, int port, int rank, int world_size, int64_t timeout_ms,
+                                 mlt_process_group *out, char **err);
+void mlt_process_group_free(mlt_process_group g);
+/* Sums the tensors element-wise across ranks, in place, as one collective: they are flattened into one
+ * buffer (a single bucket), reduced and copied back. Every rank passes tensors of the same shapes and order. */
+mlt_status mlt_process_group_allreduce_sum(mlt_process_group g, const mlt_tensor *tensors, size_t count,
+                                           char **err);
+/* Overwrites the tensors on every rank with `root`'s, in place (one collective for all of them). */
+mlt_status mlt_process_group_broadcast(mlt_process_group g, const mlt_tensor *tensors, size_t count, int root,
+                                       char **err);
+mlt_status mlt_process_group_barrier(mlt_process_group g, char **err);
+/* The group's store: `set` publishes bytes under a key for every rank; `get` waits (up to the group's
+ * timeout) for the key and returns a copy the caller frees with mlt_string_free (not NUL-terminated). */
+mlt_status mlt_process_group_store_set(mlt_process_group g, const char *key, const void *data, size_t nbytes,
+                                       char **err);
+mlt_status mlt_process_group_store_get(mlt_process_group g, const char *key, char **data, size_t *nbytes,
+                                       char **err);
 
 #ifdef __cplusplus
 }
