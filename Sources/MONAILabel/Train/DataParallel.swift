@@ -1,0 +1,142 @@
+import Foundation
+import MONAILabelCore
+import TorchKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the ranks of a data-parallel training job meet (torchrun's vocabulary): the c10d store at
+/// `host:port`, hosted by rank 0, and this process's place in the group.
+public struct Rendezvous: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var rank: Int
+    public var worldSize: Int
+    /// How long joining and every collective may wait for the other ranks: a rank that died or hangs ends the
+    /// job after this.
+    public var timeout: Duration
+
+    /// Most ranks one job may have: far above any machine's GPU count, low enough that a typo is refused.
+    public static let maxWorldSize = 256
+
+    public init(host: String, port: Int, rank: Int, worldSize: Int, timeout: Duration) throws {
+        guard (1...Self.maxWorldSize).contains(worldSize) else {
+            throw MONAILabelError.invalid("world_size must be 1...\(Self.maxWorldSize) (got \(worldSize))")
+        }
+        guard (0..<worldSize).contains(rank) else {
+            throw MONAILabelError.invalid("rank must be 0...\(worldSize - 1) (got \(rank))")
+        }
+        guard (1...65535).contains(port) else { throw MONAILabelError.invalid("rendezvous port must be 1...65535 (got \(port))") }
+        guard !host.isEmpty, host.utf8.count <= 253 else { throw MONAILabelError.invalid("rendezvous host is empty or too long") }
+        self.host = host
+        self.port = port
+        self.rank = rank
+        self.worldSize = worldSize
+        self.timeout = timeout
+    }
+
+    /// `HOST:PORT` as given to `train_worker --rendezvous` (an IPv6 host in brackets: `[::1]:29500`).
+    public static func parseAddress(_ text: String) throws -> (host: String, port: Int) {
+        var host = Substring(text), portText = Substring("")
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw MONAILabelError.invalid("rendezvous must be HOST:PORT (got '\(text.prefix(80))')") }
+            portText = rest.dropFirst()
+        } else if let colon = text.lastIndex(of: ":") {
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (1...65535).contains(port) else {
+            throw MONAILabelError.invalid("rendezvous must be HOST:PORT with a port 1...65535 (got '\(text.prefix(80))')")
+        }
+        return (String(host), port)
+    }
+
+    /// A TCP port that was free on every local address a moment ago, for a job whose ranks all run here.
+    public static func unusedPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw MONAILabelError.io("socket() failed: errno \(errno)") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw MONAILabelError.io("cannot bind a free port: errno \(errno)") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+/// This process's part in a data-parallel training job: the c10d process group plus what training needs of
+/// it (torch DDP's contract): every rank starts from rank 0's weights, trains on its shard of each epoch,
+/// averages gradients before each optimizer step, and follows rank 0's decisions (early stopping); rank 0
+/// alone validates, writes stats and publishes.
+public final class DataParallel: @unchecked Sendable {
+    public let group: ProcessGroup
+    public var rank: Int { group.rank }
+    public var worldSize: Int { group.worldSize }
+    /// Rank 0: validates, saves and publishes, and decides for the group.
+    public var isLeader: Bool { group.rank == 0 }
+
+    public init(_ r: Rendezvous) throws {
+        guard ProcessGroup.isAvailable else {
+            throw MONAILabelError.invalid("this server's libtorch backend was built without c10d's Gloo process group "
+                + "(install libgloo-dev and rebuild it); multi-process training is unavailable")
+        }
+        group = try ProcessGroup(host: r.host, port: r.port, rank: r.rank, worldSize: r.worldSize, timeout: r.timeout)
+    }
+
+    /// The positions of `order` this rank trains on, as PyTorch's DistributedSampler: the list is padded by
+    /// wrapping around to a multiple of the world size so every rank takes the same number of steps (a rank
+    /// with one step fewer would leave the others waiting in a collective), then every rank takes every
+    /// `worldSize`-th element from its own offset.
+    public func shard<T>(_ order: [T]) -> [T] {
+        Self.shard(order, rank: rank, worldSize: worldSize)
+    }
+
+    static func shard<T>(_ order: [T], rank: Int, worldSize: Int) -> [T] {
+        guard worldSize > 1, !order.isEmpty else { return order }
+        let total = (order.count + worldSize - 1) / worldSize * worldSize
+        return stride(from: rank, to: total, by: worldSize).map { order[$0 % order.count] }
+    }
+
+    /// Makes every rank's parameters equal rank 0's (random initialisation differs per process).
+    public func broadcastParameters(_ params: [Tensor]) throws {
+        try group.broadcast(params, root: 0)
+    }
+
+    /// Replaces each gradient with its mean over the ranks: with equal shard batch sizes, the gradient of the
+    /// mean loss over the union of the ranks' batches, as one process would compute it.
+    public func averageGradients(of params: [Tensor]) throws {
+        let grads = try params.compactMap { try $0.grad() }
+        guard !grads.isEmpty else { return }
+        try group.allReduceSum(grads)
+        let scale = 1.0 / Double(worldSize)
+        try Torch.withNoGrad { for g in grads { try g.copy(from: g.mul(scale)) } }
+    }
+
+    /// Rank 0's `value` on every rank (e.g. whether to go on after validation).
+    public func leaderDecides(_ value: Bool) throws -> Bool {
+        let t = try Tensor([Float(value ? 1 : 0)], shape: [1])
+        try group.broadcast([t], root: 0)
+        return try t.floats()[0] != 0
+    }
+
+    /// Publishes this rank's progress for rank 0 to combine.
+    public func publishProgress(_ progress: JSONObject) throws {
+        try group.set("progress/\(rank)", Data(JSONValue.object(progress).compactString().utf8))
+    }
+
+    /// Every rank's last published progress, in rank order (waits for ranks that have not published yet, up
+    /// to the group's timeout; ranks publish before their first step).
+    public func progressOfAllRanks() throws -> [JSONObject] {
+        try (0..<worldSize).map { r in
+            let data = try group.get("progress/\(r)")
+            guard case .object(let o)? = try? JSONValue.parse(data) else { return ["rank": .int(r)] }
+            return o
+        }
+    }
+}
