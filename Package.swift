@@ -83,7 +83,7 @@ let package = Package(
         .target(name: "DICOMwebDatastore", dependencies: ["MONAILabelCore", "DICOMweb", "DICOM", "Imaging", "COpenSSL"]),
 
         // Layer 4: REST endpoints mapping HTTP to the domain.
-        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "HTTPClient", "Imaging", "COpenSSL", "TorchKit", "DICOMwebDatastore", "WebToken"]),
+        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "HTTPClient", "Imaging", "COpenSSL", "DICOMwebDatastore", "WebToken"]),
 
         // Layer 5: the CLI.
         .executableTarget(

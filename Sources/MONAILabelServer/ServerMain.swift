@@ -2,7 +2,6 @@ import DICOMwebDatastore
 import Foundation
 import HTTPServer
 import MONAILabel
-import TorchKit
 
 /// What `monailabel start_server` was asked for.
 public struct ServerOptions: Sendable {
@@ -43,17 +42,7 @@ public enum ServerInfo {
     public static let apiVersion = "0.8.5"
 
     public static func versionText() -> String {
-        let head = "monailabel-swift: \(version) (MONAI Label REST API \(apiVersion))"
-        do {
-            try Torch.loadBackend()
-        } catch {
-            return head + "\nlibtorch: no backend (\((error as? TorchError)?.message ?? "\(error)"))"
-        }
-        return """
-            \(head)
-            libtorch: \(Torch.versionString) (backend \(Torch.backendPath ?? "?"))
-            devices: \(DeviceList.names().joined(separator: ", "))
-            """
+        "monailabel-swift: \(version) (MONAI Label REST API \(apiVersion))\n" + TorchRuntime.versionLines()
     }
 }
 
@@ -73,10 +62,7 @@ public final class RunningServer: Sendable {
     public var port: Int { http.port ?? 0 }
 
     public func shutdown(gracePeriod: Double = 10) {
-        app.training.jobs.shutdown()
-        app.scoring.jobs.shutdown()
-        app.batchInfer.jobs.shutdown()
-        app.inferWorkers?.shutdown()
+        app.shutdown()
         http.shutdown(gracePeriod: gracePeriod)
     }
     public func wait() { http.wait() }
@@ -88,7 +74,7 @@ public enum ServerMain {
     public static func start(_ options: ServerOptions, environment: [String: String] = ProcessInfo.processInfo.environment)
         throws -> RunningServer
     {
-        try Torch.loadBackend()
+        try TorchRuntime.load()
         let appDir = URL(fileURLWithPath: options.appDir).standardizedFileURL
         guard FileOps.isDirectory(appDir.path) else {
             throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")
@@ -103,8 +89,7 @@ public enum ServerMain {
             appDir: appDir, studies: studies.path, conf: options.conf, environment: environment)
         settings.serverPort = options.port
         let log = Logger(file: appDir.appendingPathComponent("logs/app.log"), level: options.logLevel)
-        // libtorch defaults to one thread here; one per core unless MONAI_LABEL_TORCH_THREADS says otherwise.
-        try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        TorchRuntime.configureThreads(settings)
         settings.applyProcessLimits()
         log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
         // Spooled bodies and results of servers killed outright (SIGKILL, OOM) stay in their private temp folders.
@@ -213,10 +198,7 @@ public enum ServerMain {
         let server = try start(options)
         HTTPServer.stopOnSignals(server.http)
         server.wait()
-        server.app.training.jobs.shutdown()
-        server.app.scoring.jobs.shutdown()
-        server.app.batchInfer.jobs.shutdown()
-        server.app.inferWorkers?.shutdown()
+        server.app.shutdown()
         try? FileManager.default.removeItem(at: ProcessTemp.folder())
         server.log.info("Server stopped")
     }

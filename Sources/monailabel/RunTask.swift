@@ -1,10 +1,9 @@
 import ArgumentParser
 import Foundation
 import MONAILabel
-import MONAILabelServer
 
-/// `monailabel run_task`: what the server starts as a child process for a background job. Hidden: users
-/// start jobs through `POST /train/{model}`.
+/// `monailabel run_task`: what the server starts as a child process for a background job (its arguments are
+/// `JobLaunch.arguments`). Hidden: users start jobs through `POST /train/{model}`.
 struct RunTask: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run_task", abstract: "Run one background task (the server's child process).",
@@ -20,8 +19,8 @@ struct RunTask: ParsableCommand {
 
     func run() throws {
         do {
-            try TaskRunner.run(method: method, request: request, appDir: child.app, studies: child.studies,
-                               conf: confDictionary(child.conf), output: output)
+            try JobRunner.run(try JobChild(method: method, request: request, appDir: child.app, studies: child.studies,
+                                           conf: confDictionary(child.conf), output: output))
         } catch {
             FileHandle.standardError.write(Data("ERROR: \(error)\n".utf8))
             ChildProcess.end(1)

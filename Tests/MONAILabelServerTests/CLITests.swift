@@ -66,3 +66,13 @@ func help_matchesGoldenText(command: String) throws {
     let (s3, t3) = try monailabel(["apps", "--download", "--name", "radiology", "--output", out.path])
     #expect(s3 != 0, "an existing target is refused: \(t3)")
 }
+
+@Test func runTask_unknownMethodOrNonObjectRequest_exitsNamingTheProblem() throws {
+    let common = ["--app", "/nonexistent-app-dir", "--studies", "/tmp/ml-cli-test-studies"]
+    let (s1, t1) = try monailabel(["run_task", "--method", "segment", "--request", "{}"] + common)
+    #expect(s1 == 1)
+    #expect(t1.contains("unknown task method 'segment' (train, scoring, batch_infer)"), "\(t1)")
+    let (s2, t2) = try monailabel(["run_task", "--method", "train", "--request", "[1]"] + common)
+    #expect(s2 == 1)
+    #expect(t2.contains("--request must be a JSON object"), "\(t2)")
+}

@@ -85,6 +85,35 @@ final class TrainHarness: RouterHarness {
         #expect(try h.send(.get, "/train/").status == 404)
     }
 
+    @Test(arguments: [#"{"max_epochs": "10"}"#, #"{"max_epochs": 2.5}"#])
+    func train_maxEpochsNotAnInteger_returns422NamingItBeforeAnyJobExists(body: String) throws {
+        let h = try TrainHarness()
+        let r = try h.send(.post, "/train/segmentation_spleen?run_sync=true", json: body)
+        #expect(r.status == 422, "\(body): \(r.status)")
+        #expect(r.json?["detail"]?.stringValue?.contains("max_epochs") == true, "\(String(describing: r.json))")
+        #expect(h.app.training.jobs.all.isEmpty, "a job exists for \(body)")
+    }
+
+    @Test func train_deprecatedAllTrainers_badMaxEpochs_answersTheDetailPerTrainerAndQueuesNothing() throws {
+        let h = try TrainHarness()
+        let r = try h.send(.post, "/train/", json: #"{"max_epochs": 2.5}"#)
+        #expect(r.status == 200)
+        let entry = try #require(r.json?["segmentation_spleen"])
+        #expect(entry["result"] == .null)
+        #expect(entry["detail"]?.stringValue?.contains("max_epochs") == true, "\(entry)")
+        #expect(h.app.training.jobs.all.isEmpty)
+    }
+
+    @Test func trainRequest_decodesTheJobsJSONAndKind() throws {
+        let h = try TrainHarness()
+        let json: JSONObject = ["model": "segmentation_spleen", "max_epochs": 3]
+        let request = try h.app.jobRequest(.train, json)
+        #expect(request.kind == .train)
+        #expect(request.json == json)
+        guard case .train(let train) = request else { Issue.record("not a train request"); return }
+        #expect(train.model == "segmentation_spleen")
+    }
+
     @Test func info_listsTrainerWithUpstreamConfigKeys() throws {
         let h = try TrainHarness()
         let info = try #require(try h.send(.get, "/info/").json)

@@ -83,6 +83,35 @@ import TorchKit
     #expect(j?.progress?["epoch"] == 3)
 }
 
+@Test func jobLaunch_arguments_namesKindRequestAppResultAndSortedConf() {
+    var settings = Settings(appDir: URL(fileURLWithPath: "/apps/radiology"), studies: "/data/studies",
+                            conf: ["models": "spleen", "epistemic_enabled": "true"])
+    settings.taskRunner = "/opt/bin/monailabel"
+    settings.torchThreads = 2
+    let launch = JobLaunch(settings: settings)
+    #expect(launch.executable.path == "/opt/bin/monailabel")
+    #expect(launch.environment["MONAI_LABEL_TORCH_THREADS"] == "2")
+    #expect(launch.environment["MONAI_LABEL_DATASTORE_AUTO_RELOAD"] == "false")
+    let args = launch.arguments(kind: .batchInfer, request: ["model": "spleen", "images": "all"],
+                                resultFile: URL(fileURLWithPath: "/tmp/r.json"))
+    #expect(args == ["run_task", "--method", "batch_infer", "--request", #"{"model":"spleen","images":"all"}"#,
+                     "--app", "/apps/radiology", "--studies", "/data/studies", "--output", "/tmp/r.json",
+                     "--conf", "epistemic_enabled", "true", "--conf", "models", "spleen"])
+}
+
+@Test func jobChild_readsBackKindAndRequest_refusesUnknownMethodAndNonObject() throws {
+    let child = try JobChild(method: "batch_infer", request: #"{"model":"spleen"}"#, appDir: "/a", studies: "/s",
+                             conf: [:], output: nil)
+    #expect(child.kind == .batchInfer)
+    #expect(child.request == ["model": "spleen"])
+    #expect(throws: MONAILabelError.self) {
+        try JobChild(method: "segment", request: "{}", appDir: "/a", studies: "/s", conf: [:], output: nil)
+    }
+    #expect(throws: MONAILabelError.self) {
+        try JobChild(method: "train", request: "[1]", appDir: "/a", studies: "/s", conf: [:], output: nil)
+    }
+}
+
 // MARK: Loss and metric
 
 @Test func diceCELoss_perfectPrediction_isNearZeroAndWrongIsLarge() throws {

@@ -15,7 +15,7 @@ public final class BatchInferService: Sendable {
     public let jobs: BackgroundJobs
 
     init(settings: Settings, datastore: Datastore) {
-        jobs = BackgroundJobs(method: "batch_infer", launcher: .runTask(method: "batch_infer", settings: settings),
+        jobs = BackgroundJobs(kind: .batchInfer, launch: JobLaunch(settings: settings),
                               stopGrace: Double(settings.trainStopGrace)) { value in
             .object(try Self.save(childResult: value, datastore: datastore))
         }
@@ -23,7 +23,7 @@ public final class BatchInferService: Sendable {
 
     /// Checks a request's own numeric parameter before a job is queued (`max_batch_size` must be an integer);
     /// the inference params are checked per image by the task, as for `/infer`.
-    public static func validate(request: JSONObject) throws {
+    static func validate(request: JSONObject) throws {
         _ = try request.intParam("max_batch_size", in: Int.min...Int.max)
     }
 
@@ -73,13 +73,28 @@ public final class BatchInferService: Sendable {
     }
 }
 
+/// A batch inference job's request decoded (`MONAILabelApp.batchInferRequest`).
+public struct BatchInferRequest: Sendable {
+    public let model: String
+    /// The request as the job shows it and the child receives it.
+    public let json: JSONObject
+}
+
 extension MONAILabelApp {
+    /// Decodes a batch inference request (`model`, `images` and the inference params): 404 for an unknown
+    /// model (upstream queues it and lets the child fail), 422 for a malformed `max_batch_size`.
+    public func batchInferRequest(_ json: JSONObject) throws -> BatchInferRequest {
+        guard let model = try json.stringParam("model") else { throw MONAILabelError.invalid("batch_infer request has no model") }
+        _ = try inferTask(model)
+        try BatchInferService.validate(request: json)
+        return BatchInferRequest(model: model, json: json)
+    }
+
     /// The child side of batch inference: runs `request.model` on each image and leaves the labels in a new
     /// temporary folder: `{"dir", "images": {id: {"file", "tag", "model", "save_label", "params"} | {} when it
     /// failed}}`.
-    public func batchInfer(request: JSONObject, log: (String) -> Void) throws -> JSONObject {
-        let model = request["model"]?.stringValue ?? ""
-        _ = try inferTask(model)
+    public func batchInfer(_ batch: BatchInferRequest, log: (String) -> Void) throws -> JSONObject {
+        let model = batch.model, request = batch.json
         let ids = BatchInferService.images(request: request, datastore: datastore)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("monailabel-batch-\(UUID().uuidString)")
         try FileOps.makeDirectory(dir)

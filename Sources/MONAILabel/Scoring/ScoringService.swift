@@ -1,23 +1,5 @@
 import Foundation
 
-extension BackgroundJobs.Launcher {
-    /// The server's own executable as `monailabel run_task --method <method>` on this app and studies folder.
-    static func runTask(method: String, settings: Settings) -> Self {
-        let exe = settings.childExecutable
-        var env = ["MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "MONAI_LABEL_SESSIONS": "false"]
-        if settings.torchThreads > 0 { env["MONAI_LABEL_TORCH_THREADS"] = String(settings.torchThreads) }
-        env["MONAI_LABEL_DATASTORE_FILE_EXT"] = JSONValue.array(settings.datastoreFileExt.map { .string($0) }).compactString()
-        let app = settings.appDir.path, studies = settings.studies
-        let conf = settings.conf.sorted { $0.key < $1.key }
-        return BackgroundJobs.Launcher(executable: exe, environment: env) { request, result in
-            var args = ["run_task", "--method", method, "--request", JSONValue.object(request).compactString(),
-                        "--app", app, "--studies", studies, "--output", result.path]
-            for (k, v) in conf { args += ["--conf", k, v] }
-            return args
-        }
-    }
-}
-
 /// The app's scoring side (spec sections 1.8 and 4.4): the methods `/info/` lists and their job list. Jobs run
 /// in child processes that only read the datastore; the server applies the updates they report.
 public final class ScoringService: Sendable {
@@ -34,7 +16,7 @@ public final class ScoringService: Sendable {
         }
         self.datastore = datastore
         methods = m
-        jobs = BackgroundJobs(method: "scoring", launcher: .runTask(method: "scoring", settings: settings),
+        jobs = BackgroundJobs(kind: .scoring, launch: JobLaunch(settings: settings),
                               stopGrace: Double(settings.trainStopGrace)) { value in
             let outcome = try ScoringOutcome(json: value)
             try outcome.apply(to: datastore)
@@ -70,7 +52,8 @@ public final class ScoringService: Sendable {
             guard !covered.contains(key) else { continue }
             if waiting.contains(name) || m.isStale(datastore: datastore) {
                 covered.insert(key)
-                guard !waiting.contains(name), let job = try? jobs.submit(["method": .string(name)], enqueue: true)
+                guard !waiting.contains(name), let r = try? request(["method": .string(name)]),
+                    let job = try? jobs.submit(r.json, enqueue: true)
                 else { continue }
                 queued.append(job)
             }
@@ -89,8 +72,23 @@ public final class ScoringService: Sendable {
         return m
     }
 
+    /// Decodes a scoring job's request (`method` and the client's params): 404 for a method this app does not
+    /// have, 422 naming a parameter of the wrong type or out of range.
+    public func request(_ json: JSONObject) throws -> ScoringRequest {
+        guard let method = try json.stringParam("method") else { throw MONAILabelError.invalid("scoring request has no method") }
+        _ = try requireMethod(method, request: json)
+        return ScoringRequest(method: method, json: json)
+    }
+
     /// The client's `num_samples` (forward passes per image for epistemic and TTA scoring), range-checked.
     static func numSamples(_ request: JSONObject) throws -> Int? {
         try request.intParam("num_samples", in: 1...1000)
     }
+}
+
+/// A scoring job's request decoded (`ScoringService.request`).
+public struct ScoringRequest: Sendable {
+    public let method: String
+    /// The request as the job shows it and the child receives it.
+    public let json: JSONObject
 }

@@ -6,7 +6,7 @@ import TorchKit
 /// The request keys every trainer reads (upstream's `BasicTrainTask` config: `max_epochs`, `val_split`,
 /// `val_interval`, `early_stop_patience`, `name`, `pretrained`, `lr`, `seed`, `device`), the client's values
 /// over the model's defaults, and the moment the run started.
-struct TrainSettings {
+struct TrainSettings: Sendable {
     /// The whole merged config, for the keys only one trainer reads.
     let config: JSONObject
     let maxEpochs: Int

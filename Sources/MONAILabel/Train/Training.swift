@@ -10,7 +10,7 @@ public final class TrainingService: @unchecked Sendable {
 
     /// - Parameter afterTraining: runs on the job's thread after each successful train job.
     init(settings: Settings, afterTraining: (@Sendable () -> Void)? = nil) {
-        jobs = BackgroundJobs(method: "train", launcher: .runTask(method: "train", settings: settings),
+        jobs = BackgroundJobs(kind: .train, launch: JobLaunch(settings: settings),
                               stopGrace: Double(settings.trainStopGrace),
                               onResult: afterTraining.map { hook in { @Sendable value in hook(); return value } })
     }
@@ -109,17 +109,20 @@ extension MONAILabelApp {
         return TrainPaths(modelDir: modelDir.appendingPathComponent(model), publishPath: published, loadPath: load)
     }
 
-    /// Checks a train request before a job is queued: a known trainer, every parameter a trainer reads of the
-    /// right type and in range (the child would only fail later), and at least one labelled image.
-    public func validateTrainRequest(model: String, request: JSONObject = JSONObject()) throws {
+    /// Decodes a train request (the job's JSON: `model` and the client's params): a known trainer (404), every
+    /// parameter a trainer reads of the right type and in range (422 naming it; the child would only fail
+    /// later), and at least one labelled image.
+    public func trainRequest(_ json: JSONObject) throws -> TrainRequest {
+        guard let model = try json.stringParam("model") else { throw MONAILabelError.invalid("train request has no model") }
         guard let definition = trainDefinitions[model] else {
             throw MONAILabelError.notFound("Train Task for model '\(model)' not found; trainers: "
                 + trainDefinitions.keys.joined(separator: ", "))
         }
-        _ = try TrainSettings(definition: definition, request: request)
+        let settings = try TrainSettings(definition: definition, request: json)
         guard !datastore.datalist().isEmpty else {
             throw MONAILabelError.invalid("no images with a final label to train \(model) on: save final labels first")
         }
+        return TrainRequest(model: model, json: json, definition: definition, settings: settings)
     }
 
     /// Upstream's `on_save_label` hook, used for auto-training: after every `MONAI_LABEL_AUTO_TRAIN_EVERY` newly
@@ -131,8 +134,8 @@ extension MONAILabelApp {
         var queued: [Job] = []
         let waiting = Set(training.jobs.all.filter { $0.status == .submitted }.compactMap { $0.request["model"]?.stringValue })
         for (model, _) in trainDefinitions where !waiting.contains(model) {
-            guard (try? validateTrainRequest(model: model)) != nil,
-                let job = try? training.jobs.submit(["model": .string(model)], enqueue: true)
+            guard let request = try? jobRequest(.train, ["model": .string(model)]),
+                let job = try? submitJob(request, enqueue: true)
             else { continue }
             queued.append(job)
         }
@@ -140,22 +143,30 @@ extension MONAILabelApp {
     }
 
     /// `app.train(request)` in-process (what the child runs): the trainer of `request.model`.
-    public func train(request: JSONObject, log: @escaping (String) -> Void,
+    public func train(_ request: TrainRequest, log: @escaping (String) -> Void,
                       progress: @escaping (JSONObject) -> Void) throws -> JSONObject {
-        guard let model = request["model"]?.stringValue else { throw MONAILabelError.invalid("train request has no model") }
-        guard let d = trainDefinitions[model] else { throw MONAILabelError.notFound("Train Task for model '\(model)' not found") }
+        let model = request.model, d = request.definition
         switch d.type {
         case "deepedit":
             return try DeepEditTrainer(definition: d, model: definition.models[model]?.objectValue ?? JSONObject(),
-                                       datalist: datastore.datalist(), paths: try trainPaths(model), request: request,
+                                       datalist: datastore.datalist(), paths: try trainPaths(model), request: request.json,
                                        log: log, progress: progress).run()
         case "deepgrow":
             return try DeepGrowTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
-                                       request: request, log: log, progress: progress).run()
+                                       request: request.json, log: log, progress: progress).run()
         default: break
         }
         let trainer = SegmentationTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
-                                          request: request, log: log, progress: progress)
+                                          request: request.json, log: log, progress: progress)
         return try trainer.run()
     }
+}
+
+/// A train job's request decoded (`MONAILabelApp.trainRequest`): the trainer and its settings.
+public struct TrainRequest: Sendable {
+    public let model: String
+    /// The request as the job shows it and the child receives it.
+    public let json: JSONObject
+    let definition: TrainDefinition
+    let settings: TrainSettings
 }

@@ -1,5 +1,4 @@
 import Foundation
-import TorchKit
 
 #if canImport(Glibc)
 import Glibc
@@ -22,7 +21,7 @@ public enum InferWorker {
         // This process is the worker: its own app runs the models itself.
         settings.inferWorkers = 0
         settings.sessions = false
-        try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        TorchRuntime.configureThreads(settings)
         // Read-only: the server owns the datastore document; paths come resolved in every job.
         let datastore = try LocalDatastore(root: URL(fileURLWithPath: studies), patterns: settings.datastoreFileExt,
                                            readOnly: true, autoReload: false)

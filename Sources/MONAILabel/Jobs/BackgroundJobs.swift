@@ -4,28 +4,12 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs train jobs in child processes of the server's own executable (`monailabel run_task --method train
-/// ...`), one at a time, so a crash, an out-of-memory kill or a SIGKILL of a job leaves the server serving.
-/// The child's stdout and stderr become the job's `details`; lines with `JobBook.progressPrefix` its
+/// Runs the jobs of one kind in child processes of the server's own executable (`JobLaunch`), one at a time,
+/// so a crash, an out-of-memory kill or a SIGKILL of a job leaves the server serving. The child's stdout and stderr become the job's `details`; lines with `JobBook.progressPrefix` its
 /// progress. Bookkeeping is `JobBook`; this class only launches, reads, waits and kills.
 public final class BackgroundJobs: @unchecked Sendable {
-    /// How to start a child for a job: executable and arguments, given the job id, its request and the file
-    /// the child writes its result to.
-    public struct Launcher: Sendable {
-        public var executable: URL
-        public var arguments: @Sendable (_ request: JSONObject, _ resultFile: URL) -> [String]
-        public var environment: [String: String]
-
-        public init(executable: URL, environment: [String: String],
-                    arguments: @escaping @Sendable (_ request: JSONObject, _ resultFile: URL) -> [String]) {
-            self.executable = executable
-            self.environment = environment
-            self.arguments = arguments
-        }
-    }
-
-    public let method: String
-    private let launcher: Launcher
+    public let kind: JobKind
+    private let launcher: JobLaunch
     /// Seconds between SIGTERM and SIGKILL when a job is stopped.
     private let stopGrace: Double
     private let cond = NSCondition()
@@ -38,22 +22,20 @@ public final class BackgroundJobs: @unchecked Sendable {
     /// - Parameter onResult: runs in the server on the result of every successful child before the job shows
     ///   DONE (scoring applies its datastore updates there); what it returns is what `wait` hands back, and
     ///   an error it throws marks the job ERROR.
-    public init(method: String, launcher: Launcher, stopGrace: Double = 3,
-                onResult: (@Sendable (JSONValue) throws -> JSONValue)? = nil) {
-        self.method = method
+    init(kind: JobKind, launch: JobLaunch, stopGrace: Double = 3,
+         onResult: (@Sendable (JSONValue) throws -> JSONValue)? = nil) {
+        self.kind = kind
         self.onResult = onResult
-        self.launcher = launcher
+        self.launcher = launch
         self.stopGrace = stopGrace
     }
 
-    /// The method as Python's `capitalize()` writes it in upstream's messages: Train, Scoring, Batch_infer.
-    public var taskName: String { method.prefix(1).uppercased() + method.dropFirst().lowercased() }
-
     /// Upstream's `++++++++++ Train Task is Already Running`.
-    public var busyMessage: String { "++++++++++ \(taskName) Task is Already Running" }
+    public var busyMessage: String { "++++++++++ \(kind.taskName) Task is Already Running" }
 
-    /// Submits a job; throws `.busy` when one runs and `enqueue` is false. Returns the new job (SUBMITTED).
-    public func submit(_ request: JSONObject, enqueue: Bool) throws -> Job {
+    /// Submits a job for a request already decoded (`MONAILabelApp.submitJob` picks the list of its kind);
+    /// throws `.busy` when one runs and `enqueue` is false. Returns the new job (SUBMITTED).
+    func submit(_ request: JSONObject, enqueue: Bool) throws -> Job {
         let id = UUID().uuidString.lowercased()
         cond.lock()
         let outcome = book.submit(id: id, request: request, enqueue: enqueue, now: Self.timestamp())
@@ -81,7 +63,7 @@ public final class BackgroundJobs: @unchecked Sendable {
     /// `DELETE`: stops the running job (SIGTERM, SIGKILL after the grace period) and returns it, STOPPED.
     public func stop() -> Job? {
         cond.lock()
-        let job = book.stop(now: Self.timestamp(), taskName: taskName)
+        let job = book.stop(now: Self.timestamp(), taskName: kind.taskName)
         let process = job.flatMap { processes[$0.id] }
         cond.broadcast()
         cond.unlock()
@@ -115,7 +97,7 @@ public final class BackgroundJobs: @unchecked Sendable {
 
     private func launch(_ id: String) {
         let t = Thread { [self] in runChild(id) }
-        t.name = "\(method)-job"
+        t.name = "\(kind.rawValue)-job"
         t.start()
     }
 
@@ -129,10 +111,10 @@ public final class BackgroundJobs: @unchecked Sendable {
             return
         }
         let resultFile = FileManager.default.temporaryDirectory
-            .appendingPathComponent("monailabel-\(method)-\(id).json")
+            .appendingPathComponent("monailabel-\(kind.rawValue)-\(id).json")
         let p = Process()
         p.executableURL = launcher.executable
-        p.arguments = launcher.arguments(request, resultFile)
+        p.arguments = launcher.arguments(kind: kind, request: request, resultFile: resultFile)
         var env = ProcessInfo.processInfo.environment
         for (k, v) in launcher.environment { env[k] = v }
         p.environment = env
@@ -159,8 +141,8 @@ public final class BackgroundJobs: @unchecked Sendable {
             }
             p.waitUntilExit()
             exitCode = p.terminationReason == .exit ? p.terminationStatus : nil
-            if exitCode == nil { launchError = "the \(method) process was killed by signal \(p.terminationStatus)" }
-            else if exitCode != 0 { launchError = "the \(method) process exited with status \(p.terminationStatus)" }
+            if exitCode == nil { launchError = "the \(kind.rawValue) process was killed by signal \(p.terminationStatus)" }
+            else if exitCode != 0 { launchError = "the \(kind.rawValue) process exited with status \(p.terminationStatus)" }
         }
         var result: JSONValue?
         if exitCode == 0 {
@@ -169,7 +151,7 @@ public final class BackgroundJobs: @unchecked Sendable {
                 do { result = try onResult(value) } catch {
                     result = nil
                     exitCode = 1
-                    launchError = "the \(method) result could not be applied: \(error)"
+                    launchError = "the \(kind.rawValue) result could not be applied: \(error)"
                 }
             }
         }
@@ -194,7 +176,7 @@ public final class BackgroundJobs: @unchecked Sendable {
             while p.isRunning && Date() < deadline { usleep(50_000) }
             if p.isRunning { kill(pid, SIGKILL) }
         }
-        t.name = "\(method)-stop"
+        t.name = "\(kind.rawValue)-stop"
         t.start()
     }
 

@@ -1,28 +1,19 @@
 import Foundation
-import MONAILabel
-import TorchKit
 
 /// The child side of background jobs (`monailabel run_task`, upstream's `python -m
 /// monailabel.interfaces.utils.app -m <method> -r <request>`): builds its own app on a read-only view of the
-/// datastore, runs the method, streams log and progress lines on stdout (unbuffered, the server reads them
-/// live) and writes the result JSON to `output`.
-public enum TaskRunner {
-    public static func run(method: String, request: String, appDir: String, studies: String, conf: [String: String],
-                           output: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws
-    {
-        guard ["train", "scoring", "batch_infer"].contains(method) else {
-            throw MONAILabelError.invalid("unknown task method '\(method)' (train, scoring, batch_infer)")
-        }
-        guard let req = (try? JSONValue.parse(request))?.objectValue else {
-            throw MONAILabelError.invalid("--request must be a JSON object")
-        }
+/// datastore, decodes the request into its typed settings, runs it, streams log and progress lines on stdout
+/// (unbuffered, the server reads them live) and writes the result JSON to `output`.
+public enum JobRunner {
+    public static func run(_ child: JobChild, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         ChildProcess.unblockSignals()
         ChildProcess.exitWhenOrphaned { parent in emit("the server (pid \(parent)) is gone; stopping") }
-        let app = URL(fileURLWithPath: appDir).standardizedFileURL
+        let app = URL(fileURLWithPath: child.appDir).standardizedFileURL
+        let studies = child.studies, conf = child.conf
         var settings = try Settings.fromEnvironment(appDir: app, studies: studies, conf: conf, environment: environment)
         // This child is already isolated from the server: batch inference runs its models itself.
         settings.inferWorkers = 0
-        try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        TorchRuntime.configureThreads(settings)
         settings.applyProcessLimits()
         emit("Initializing App from: \(app.path); studies: \(studies); conf: \(conf.sorted { $0.key < $1.key })")
         // Read-only: the server owns the datastore document; the child must never write a stale copy of it.
@@ -30,19 +21,19 @@ public enum TaskRunner {
                                            readOnly: true, autoReload: false)
         let monai = try MONAILabelApp(settings: settings, datastore: datastore)
         let result: JSONValue
-        if method == "scoring" {
-            let name = req["method"]?.stringValue ?? ""
-            let scorer = try monai.scoring.requireMethod(name)
-            emit("Running scoring method \(name)")
-            result = try scorer.score(request: req, datastore: datastore, log: { emit($0) }).json
-        } else if method == "batch_infer" {
-            result = .object(try monai.batchInfer(request: req, log: { emit($0) }))
-        } else {
-            result = .object(try monai.train(request: req, log: { emit($0) }, progress: { p in
+        switch try monai.jobRequest(child.kind, child.request) {
+        case .scoring(let r):
+            let scorer = try monai.scoring.requireMethod(r.method)
+            emit("Running scoring method \(r.method)")
+            result = try scorer.score(request: r.json, datastore: datastore, log: { emit($0) }).json
+        case .batchInfer(let r):
+            result = .object(try monai.batchInfer(r, log: { emit($0) }))
+        case .train(let r):
+            result = .object(try monai.train(r, log: { emit($0) }, progress: { p in
                 emit(JobBook.progressPrefix + JSONValue.object(p).compactString())
             }))
         }
-        if let output {
+        if let output = child.output {
             try FileOps.atomicWrite(result.compactBytes(), to: URL(fileURLWithPath: output))
         }
     }
