@@ -28,6 +28,10 @@ public struct Settings: Sendable, Equatable {
     /// (`MONAI_LABEL_DICOM_CONVERT_TIMEOUT`, default 300); past it the process is killed and the series is
     /// answered 502 and remembered as failing.
     public var dicomConvertTimeout = 300
+    /// Seconds the ranks of a data-parallel train job wait for each other (`MONAI_LABEL_TRAIN_RANK_TIMEOUT`,
+    /// default 300): to join, and in every collective, including while rank 0 validates. A rank that hangs
+    /// ends the job after this; one that dies ends it at once.
+    public var trainRankTimeout = 300
     /// Inferences admitted at once (running or waiting for the model); more get 503.
     public var inferQueue = 4
     /// Model worker processes (`MONAI_LABEL_INFER_WORKERS`, default 1): inference runs in supervised child
@@ -117,6 +121,10 @@ public struct Settings: Sendable, Equatable {
         }
         try int("INFER_CONCURRENCY", &s.inferConcurrency)
         try int("INFER_TIMEOUT", &s.inferTimeout)
+        try int("TRAIN_RANK_TIMEOUT", &s.trainRankTimeout)
+        guard (1...86_400).contains(s.trainRankTimeout) else {
+            throw MONAILabelError.invalid("MONAI_LABEL_TRAIN_RANK_TIMEOUT must be 1...86400 seconds, not \(s.trainRankTimeout)")
+        }
         try int("INFER_QUEUE", &s.inferQueue)
         try int("TORCH_THREADS", &s.torchThreads)
         try int("INFER_WORKERS", &s.inferWorkers)

@@ -134,7 +134,7 @@ public final class BackgroundJobs: @unchecked Sendable {
 
         var exitCode: Int32?
         if launchError == nil {
-            readLines(pipe.fileHandleForReading) { line in
+            Self.readLines(pipe.fileHandleForReading) { line in
                 self.cond.lock()
                 self.book.output(id, line: line)
                 self.cond.unlock()
@@ -180,8 +180,8 @@ public final class BackgroundJobs: @unchecked Sendable {
         t.start()
     }
 
-    /// Splits the child's output into lines as it arrives.
-    private func readLines(_ h: FileHandle, _ emit: (String) -> Void) {
+    /// Splits a child's output into lines as it arrives (also the ranks' of a data-parallel job).
+    static func readLines(_ h: FileHandle, _ emit: (String) -> Void) {
         var buffer: [UInt8] = []
         while true {
             let data = h.availableData

@@ -29,9 +29,12 @@ public enum JobRunner {
         case .batchInfer(let r):
             result = .object(try monai.batchInfer(r, log: { emit($0) }))
         case .train(let r):
-            result = .object(try monai.train(r, log: { emit($0) }, progress: { p in
-                emit(JobBook.progressPrefix + JSONValue.object(p).compactString())
-            }))
+            let progress: (JSONObject) -> Void = { p in emit(JobBook.progressPrefix + JSONValue.object(p).compactString()) }
+            if r.settings.parallel.worldSize > 1 {
+                result = .object(try DataParallelTraining.lead(monai, r, log: { emit($0) }, progress: progress))
+            } else {
+                result = .object(try monai.train(r, log: { emit($0) }, progress: progress))
+            }
         }
         if let output = child.output {
             try FileOps.atomicWrite(result.compactBytes(), to: URL(fileURLWithPath: output))

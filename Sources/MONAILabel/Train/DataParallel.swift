@@ -140,3 +140,95 @@ public final class DataParallel: @unchecked Sendable {
         }
     }
 }
+
+/// How many processes train one job: `world_size` (torchrun's word; CPU ranks, or one per GPU), or upstream's
+/// `multi_gpu` with `gpus` ("all" or a list such as "0,1") on a CUDA backend; `local_ranks` of them run on
+/// this machine (the rest join with `monailabel train_worker`), meeting on `rendezvous_port` (a free port when
+/// absent, which suits local ranks only).
+struct ParallelSettings: Sendable, Equatable {
+    var worldSize = 1
+    var localRanks = 1
+    var rendezvousPort: Int?
+    /// The CUDA device of each rank (empty on CPU).
+    var gpus: [Int] = []
+
+    init() {}
+
+    /// `cudaDevices` is asked only when `multi_gpu` is set.
+    init(config cfg: JSONObject, cudaDevices: () -> Int) throws {
+        if try cfg.boolParam("multi_gpu") == true {
+            let count = cudaDevices()
+            if count > 0 { gpus = try Self.gpuList(cfg["gpus"], available: Array(0..<count)) }
+        }
+        worldSize = try cfg.intParam("world_size", in: 1...Rendezvous.maxWorldSize) ?? max(1, gpus.count)
+        localRanks = try cfg.intParam("local_ranks", in: 1...worldSize) ?? worldSize
+        rendezvousPort = try cfg.intParam("rendezvous_port", in: 1...65535)
+        if localRanks < worldSize, rendezvousPort == nil {
+            throw MONAILabelError.invalid("local_ranks below world_size needs rendezvous_port: the remote ranks "
+                + "join with `monailabel train_worker --rendezvous HOST:PORT`")
+        }
+    }
+
+    /// Upstream's `gpus`: "all" (default), or device indices as "0,1" or a list.
+    static func gpuList(_ v: JSONValue?, available: [Int]) throws -> [Int] {
+        let words: [String]
+        switch v {
+        case nil, .null: return available
+        case .string(let s) where s.trimmingCharacters(in: .whitespaces).lowercased() == "all": return available
+        case .string(let s): words = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        case .array(let a): words = a.map { $0.intValue.map(String.init) ?? "?" }
+        default: throw MONAILabelError.invalid("gpus must be \"all\" or device indices such as \"0,1\"")
+        }
+        let list = words.compactMap(Int.init)
+        guard list.count == words.count, !list.isEmpty, list.allSatisfy(available.contains), Set(list).count == list.count else {
+            throw MONAILabelError.invalid("gpus must be distinct device indices among \(available) (got \(words.prefix(8)))")
+        }
+        return list
+    }
+}
+
+/// The two ways a process takes part in a data-parallel train job.
+enum DataParallelTraining {
+    /// Rank 0, the job's own process (`run_task`): starts the local ranks, hosts the rendezvous, hands the
+    /// request to every rank through the store and trains. A local rank that dies ends the job at once, with
+    /// that rank and its last lines in the job's details, and leaves no rank running.
+    static func lead(_ app: MONAILabelApp, _ r: TrainRequest, log: @escaping @Sendable (String) -> Void,
+                     progress: @escaping (JSONObject) -> Void) throws -> JSONObject
+    {
+        let p = r.settings.parallel, settings = app.settings
+        let port = try p.rendezvousPort ?? Rendezvous.unusedPort()
+        log("Data-parallel training: \(p.worldSize) ranks (\(p.localRanks) on this machine), rendezvous on port \(port)")
+        let ranks = try RankProcesses(ranks: 1..<p.localRanks, worldSize: p.worldSize, port: port, settings: settings,
+                                      emit: log) { why in
+            // Rank 0 may be blocked in a collective that fails only after the timeout: end the job now. The
+            // other ranks notice their parent is gone and exit (and are killed below first).
+            log("ERROR: \(why)")
+            ChildProcess.end(1)
+        }
+        do {
+            // Remote ranks must reach rank 0's Gloo pairs: advertise the host's address, not loopback.
+            let host = p.localRanks == p.worldSize ? "127.0.0.1" : "0.0.0.0"
+            let dp = try DataParallel(Rendezvous(host: host, port: port, rank: 0, worldSize: p.worldSize,
+                                                 timeout: .seconds(settings.trainRankTimeout)))
+            try dp.group.set("request", Data(JSONValue.object(r.json).compactString().utf8))
+            let result = try app.train(r, dataParallel: dp, log: log, progress: progress)
+            ranks.finish(grace: 30)
+            return result
+        } catch {
+            ranks.stopAll()
+            throw error
+        }
+    }
+
+    /// Ranks 1...: joins the job at `rendezvous`, reads its request from rank 0 and trains its shard.
+    static func join(_ app: MONAILabelApp, _ rendezvous: Rendezvous, log: @escaping (String) -> Void) throws {
+        let dp = try DataParallel(rendezvous)
+        guard let json = (try? JSONValue.parse(try dp.group.get("request")))?.objectValue,
+            case .train(let r) = try app.jobRequest(.train, json)
+        else { throw MONAILabelError.invalid("rank 0 sent no train request") }
+        guard r.settings.parallel.worldSize == rendezvous.worldSize else {
+            throw MONAILabelError.invalid("the job has \(r.settings.parallel.worldSize) ranks, not \(rendezvous.worldSize)")
+        }
+        _ = try app.train(r, dataParallel: dp, log: log, progress: { _ in })
+    }
+}

@@ -22,6 +22,8 @@ struct TrainSettings: Sendable {
     let started: Date
     /// Names this run's `stats_<run_id>.json`.
     let runID: String
+    /// How many processes train the job (`world_size`, `multi_gpu`).
+    let parallel: ParallelSettings
 
     /// Reads and range-checks the merged config; every key a trainer reads is checked here, so the server can
     /// refuse a request (422 naming the key) before a job is queued, by building this from the request.
@@ -50,6 +52,7 @@ struct TrainSettings: Sendable {
         for key in ["deepgrow_probability_train", "deepgrow_probability_val"] { _ = try cfg.doubleParam(key, in: 0...1) }
         for key in ["max_train_interactions", "max_val_interactions"] { _ = try cfg.intParam(key, in: 0...1000) }
         device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
+        parallel = try ParallelSettings(config: cfg, cudaDevices: { Torch.cudaDeviceCount })
         started = Date()
         runID = SegmentationTrainer.runID(started)
     }
