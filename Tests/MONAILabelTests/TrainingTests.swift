@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Imaging
+import TestSupport
 import TorchKit
 @testable import MONAILabel
 
@@ -110,6 +111,45 @@ import TorchKit
     #expect(throws: MONAILabelError.self) {
         try JobChild(method: "train", request: "[1]", appDir: "/a", studies: "/s", conf: [:], output: nil)
     }
+}
+
+// MARK: TrainLoop (the epoch loop every trainer shares)
+
+@Test func trainLoop_validatesEveryIntervalPublishesTheBestStopsEarlyAndReportsAnETA() throws {
+    let tmp = TempDir()
+    let definition = try #require(try TrainDefinition(model: "tiny", definition: [
+        "labels": ["spleen": 1],
+        "network": ["name": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8],
+                    "strides": [2], "num_res_units": 0],
+        "train": ["spatial_size": [8, 8, 8]],
+    ]))
+    let settings = try TrainSettings(definition: definition, request: [
+        "max_epochs": 10, "val_interval": 2, "early_stop_patience": 2, "device": "cpu",
+    ])
+    let published = tmp.url.appendingPathComponent("tiny.pt")
+    var progress: [JSONObject] = []
+    let loop = try TrainLoop(
+        definition: definition, settings: settings,
+        paths: TrainPaths(modelDir: tmp.url.appendingPathComponent("tiny"), publishPath: published, loadPath: nil),
+        epochLength: 3, validating: true, log: { _ in }, progress: { progress.append($0) })
+    // The best validation is the first; the next two do not improve, which is the patience.
+    let scores = [2: 0.5, 4: 0.4, 6: 0.3]
+    var validated: [Int] = []
+    let stats = try loop.run(
+        step: { _, _ in TrainLoop.Step(loss: 1, dice: [0.25, 0.75]) },
+        validate: { epoch in
+            validated.append(epoch)
+            return scores[epoch] ?? 0
+        })
+    #expect(validated == [2, 4, 6])
+    #expect(stats["current_epoch"] == 6)
+    #expect(stats["best_metric"]?.doubleValue == 0.5)
+    #expect(stats["train"]?["metrics"]?["train_mean_dice"]?.doubleValue == 0.5)
+    #expect(FileManager.default.fileExists(atPath: published.path))
+    #expect(progress.count == 6 * 3)
+    #expect(progress.allSatisfy { $0["eta"]?.doubleValue != nil }, "every iteration reports an ETA")
+    #expect(progress.last?["epoch"] == 6)
+    #expect(progress.last?["total_iterations"] == 3)
 }
 
 // MARK: Loss and metric

@@ -244,7 +244,7 @@ public final class MONAILabelApp: @unchecked Sendable {
         for (name, t) in inferTasks {
             var m = t.info
             // Not in upstream's schema (clients ignore it): says whether real weights or a fresh network serve.
-            let w = (t as? SegmentationTask)?.weights ?? (t as? DeepEditTask)?.weights ?? (t as? DeepGrowTask)?.weights
+            let w = (t as? any ModelTask)?.weights
             if case .object(var o) = m, let w {
                 o["weights"] = .string(w)
                 m = .object(o)

@@ -13,14 +13,13 @@ import TorchKit
 /// grid through world space like `SegmentationTask`. Output values are the normalised label indices (1, 2, ...
 /// in the label map's order; `restore_label_idx` maps them back to the map's values), which is what
 /// 3D Slicer expects when it pairs values with the `label_names` sorted by value.
-public final class DeepEditTask: InferTask, @unchecked Sendable {
+public final class DeepEditTask: ModelTask, @unchecked Sendable {
     public let name: String
     public let type = "deepedit"
     public let labels: JSONValue
     public let dimension = 3
     public let description: String
     public var config: JSONObject { DeviceList.config(baseConfig) }
-    public var modelPaths: [URL] { loader.paths }
 
     /// The labels in map order with their channel indices.
     public let deepEditLabels: [DeepEditLabel]
@@ -30,7 +29,7 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
     let outChannels: Int
     let pre: [PreTransform]
     let signal: AddGuidanceSignalDeepEdit
-    let loader: ModelLoader
+    public let loader: ModelLoader
     private let baseConfig: JSONObject
 
     /// Builds the task from its `app.json` definition:
@@ -68,11 +67,6 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
         baseConfig = d["config"]?.objectValue ?? JSONObject()
         loader = ModelLoader(model: name, networkSpec: network, files: d["files"], modelDir: modelDir)
     }
-
-    /// The weights in use, for `/info/`: a file name, or that the network is untrained.
-    public var weights: String { loader.weightsDescription }
-
-    public func verifyWeights(_ file: URL, as destination: URL) throws { try loader.verify(file, as: destination) }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
@@ -113,13 +107,7 @@ public final class DeepEditTask: InferTask, @unchecked Sendable {
     /// Loads the image and runs upstream's pre-transforms, timing each under its MONAI name; returns the network
     /// input `[1, intensity + labels, *spatial_size]`, its grid, and the `Restored` back to the loaded image.
     func preprocess(imagePath: String, clicks: [LabelGuidance], timings: inout Timings) throws -> (Tensor, Grid, Restored) {
-        var x = try timings.measure("pre", "LoadImaged") {
-            do {
-                return try ImageIO.load(URL(fileURLWithPath: imagePath))
-            } catch {
-                throw MONAILabelError.invalid("cannot read image \(URL(fileURLWithPath: imagePath).lastPathComponent): \(error)")
-            }
-        }
+        var x = try loadImage(imagePath, timings: &timings)
         guard x.spatialShape.count == 3 else { throw MONAILabelError.invalid("\(name) needs a 3D image, got \(x.spatialShape)") }
         let restore = Restored(original: x)
         let loadedAffine = x.affine

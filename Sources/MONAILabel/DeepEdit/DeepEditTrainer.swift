@@ -19,22 +19,31 @@ public final class DeepEditTrainer {
     let model: JSONObject
     let datalist: [DatalistItem]
     let paths: TrainPaths
-    let request: JSONObject
+    let settings: TrainSettings
     let log: SegmentationTrainer.LogSink
     let progress: SegmentationTrainer.ProgressSink
 
     /// `model` is the model's whole `app.json` definition (labels, pre-transforms, `sigma`, ...).
-    public init(definition: TrainDefinition, model: JSONObject, datalist: [DatalistItem], paths: TrainPaths,
-                request: JSONObject, log: @escaping SegmentationTrainer.LogSink,
-                progress: @escaping SegmentationTrainer.ProgressSink = { _ in })
+    init(definition: TrainDefinition, model: JSONObject, datalist: [DatalistItem], paths: TrainPaths,
+         settings: TrainSettings, log: @escaping SegmentationTrainer.LogSink,
+         progress: @escaping SegmentationTrainer.ProgressSink)
     {
         self.definition = definition
         self.model = model
         self.datalist = datalist.sorted { $0.image < $1.image }
         self.paths = paths
-        self.request = request
+        self.settings = settings
         self.log = log
         self.progress = progress
+    }
+
+    /// A trainer for the client's `request` over the definition's defaults; 422 naming a malformed parameter.
+    public convenience init(definition: TrainDefinition, model: JSONObject, datalist: [DatalistItem], paths: TrainPaths,
+                            request: JSONObject, log: @escaping SegmentationTrainer.LogSink,
+                            progress: @escaping SegmentationTrainer.ProgressSink = { _ in }) throws
+    {
+        self.init(definition: definition, model: model, datalist: datalist, paths: paths,
+                  settings: try TrainSettings(definition: definition, request: request), log: log, progress: progress)
     }
 
     /// A cached case: the resized image (intensity channels) and its normalised label volume.
@@ -52,7 +61,6 @@ public final class DeepEditTrainer {
     }
 
     public func run() throws -> JSONObject {
-        let settings = try TrainSettings(definition: definition, request: request)
         let cfg = settings.config
         let train = model["train"]?.objectValue ?? JSONObject()
         func setting(_ key: String, _ fallback: Double) throws -> Double {
@@ -94,61 +102,53 @@ public final class DeepEditTrainer {
         guard !trainCases.isEmpty else { throw MONAILabelError.invalid("no usable training case (see warnings)") }
 
         // A given seed also fixes the network's initial weights (libtorch's global generator).
-        var run = try TrainRun(definition: definition, settings: settings, paths: paths, epochLength: trainCases.count,
-                               validating: !valCases.isEmpty,
-                               initialSeed: cfg["seed"]?.intValue.flatMap { $0 >= 0 ? UInt64($0) : nil }, log: log)
-        let net = run.net
-        net.train()
+        let loop = try TrainLoop(definition: definition, settings: settings, paths: paths, epochLength: trainCases.count,
+                                 validating: !valCases.isEmpty,
+                                 initialSeed: cfg["seed"]?.intValue.flatMap { $0 >= 0 ? UInt64($0) : nil }, log: log,
+                                 progress: progress)
+        let net = loop.net
         // Upstream trains DeepEdit with plain Adam (no weight decay); app.json may name another optimizer.
-        let optimizer = try run.optimizer(named: definition.optimizer, fallback: "Adam",
-                                          weightDecay: train["weight_decay"]?.doubleValue ?? 0)
+        let optimizer = try loop.optimizer(named: definition.optimizer, fallback: "Adam",
+                                           weightDecay: train["weight_decay"]?.doubleValue ?? 0)
         let loss = DiceCELoss(squaredPred: false, batch: false)
         let classes = labels.filter { !$0.isBackground }.count + 1
 
-        run.record.train.name = "train_dice"
+        loop.record.train.name = "train_dice"
         var shuffler = SeededGenerator(seed: seed &+ 17)
-        for epoch in 1...maxEpochs {
-            let epochStart = Date()
-            var order = Array(0..<trainCases.count)
-            order.shuffle(using: &shuffler)
-            var lossSum = 0.0, diceSum = 0.0, diceCount = 0
-            var perLabel = [String: (sum: Double, count: Int)]()
-            for (it, ci) in order.enumerated() {
+        var order: [Int] = []
+        var perLabel = [String: (sum: Double, count: Int)]()
+        return try loop.run(
+            beginEpoch: { _ in
+                order = Array(0..<trainCases.count)
+                order.shuffle(using: &shuffler)
+                perLabel = [:]
+            },
+            step: { epoch, iteration in
+                let it = iteration - 1
                 var rng = SeededGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9 &+ UInt64(it) &* 0x85EB_CA6B)
-                let c = try Self.augment(trainCases[ci], using: &rng)
+                let c = try Self.augment(trainCases[order[it]], using: &rng)
                 let labelBytes = c.label.floats.map { UInt8(clamping: Int($0)) }
                 let input = try interact(net, image: c.image, label: labelBytes, simulation: simulation, signal: signal,
                                          settings: trainInteraction, device: device, using: &rng)
                 net.train()
                 let y = try Tensor(c.label.floats, shape: [1, 1] + spatial).to(device)
-                let (logits, lv) = try run.step(input, y, optimizer: optimizer) { try loss($0, $1) }
-                lossSum += lv
+                let (logits, lv) = try loop.step(input, y, optimizer: optimizer) { try loss($0, $1) }
                 let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
                 let truth = c.label.floats
-                if let d = DiceMetric.mean(prediction: pred, truth: truth, classes: classes) {
-                    diceSum += d
-                    diceCount += 1
-                }
                 for l in labels where !l.isBackground {
                     guard let d = Self.labelDice(pred, truth, index: l.index) else { continue }
                     let s = perLabel[l.name] ?? (0, 0)
                     perLabel[l.name] = (s.sum + d, s.count + 1)
                 }
-                run.record.iteration += 1
-                log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it + 1, order.count, lv))
-                progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it + 1),
-                          "total_iterations": .int(order.count)])
-            }
-            let trainDice = diceCount > 0 ? diceSum / Double(diceCount) : 0
-            run.record.epochDone(epoch, trainDice: trainDice)
-            let labelText = labels.filter { !$0.isBackground }.compactMap { l in
-                perLabel[l.name].map { String(format: "%@_dice: %.4f", l.name, $0.sum / Double(max($0.count, 1))) }
-            }.joined(separator: ", ")
-            log(String(format: "Epoch[%d] Metrics -- train_dice: %.4f, mean loss %.4f (%.1f s)", epoch, trainDice,
-                       lossSum / Double(order.count), Date().timeIntervalSince(epochStart)) + (labelText.isEmpty ? "" : "; " + labelText))
-
-            var valDice: Double?
-            if run.validates(epoch) {
+                let dice = DiceMetric.mean(prediction: pred, truth: truth, classes: classes)
+                return TrainLoop.Step(loss: lv, dice: dice.map { [$0] } ?? [])
+            },
+            epochNote: {
+                labels.filter { !$0.isBackground }.compactMap { l in
+                    perLabel[l.name].map { String(format: "%@_dice: %.4f", l.name, $0.sum / Double(max($0.count, 1))) }
+                }.joined(separator: ", ")
+            },
+            validate: { _ in
                 var scores: [Double] = []
                 for (vi, c) in valCases.enumerated() {
                     var rng = SeededGenerator(seed: seed &+ 0xDEED &+ UInt64(vi))
@@ -160,16 +160,8 @@ public final class DeepEditTrainer {
                         scores.append(d)
                     }
                 }
-                net.train()
-                let dice = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
-                valDice = dice
-                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f", epoch, dice))
-            }
-            guard try run.endEpoch(epoch, valDice: valDice) else { break }
-        }
-        let final = try run.finish()
-        log("Training finished: best metric \(run.record.bestMetric)")
-        return final
+                return scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
+            })
     }
 
     /// The network input of one sample after the initial seed clicks and MONAI's DeepEdit `Interaction`.

@@ -15,20 +15,19 @@ import TorchKit
 /// A 2D model resamples only its slice: MONAI resamples every slice on its own, so the numbers are the same.
 ///
 /// Upstream ignores the `roi` Slicer may send with a click; so does this task.
-public final class DeepGrowTask: InferTask, @unchecked Sendable {
+public final class DeepGrowTask: ModelTask, @unchecked Sendable {
     public let name: String
     public let type = "deepgrow"
     public let labels: JSONValue
     public let dimension: Int
     public let description: String
     public var config: JSONObject { DeviceList.config(baseConfig) }
-    public var modelPaths: [URL] { loader.paths }
 
     /// `SpatialCropGuidanced`'s minimal crop (upstream's default `[256, 256]`, for 3D as well).
     let spatialSize: [Int]
     /// The network's input size (`Resized`): `[256, 256]` (2D), `[128, 192, 192]` (3D) upstream.
     let modelSize: [Int]
-    let loader: ModelLoader
+    public let loader: ModelLoader
     private let baseConfig: JSONObject
 
     /// Builds the task from its `app.json` definition: `{"type": "deepgrow", "dimension": 2|3, "labels": [...],
@@ -61,11 +60,6 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
         loader = ModelLoader(model: name, networkSpec: network, files: d["files"], modelDir: modelDir)
     }
 
-    /// The weights in use, for `/info/`: a file name, or that the network is untrained.
-    public var weights: String { loader.weightsDescription }
-
-    public func verifyWeights(_ file: URL, as destination: URL) throws { try loader.verify(file, as: destination) }
-
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
         var timings = Timings()
@@ -82,14 +76,7 @@ public final class DeepGrowTask: InferTask, @unchecked Sendable {
                 + "as lists of [i, j, k] voxel indices")
         }
 
-        let image = try timings.measure("pre", "LoadImaged") { () throws -> Volume in
-            let url = URL(fileURLWithPath: request.imagePath)
-            do {
-                return try ImageIO.load(url)
-            } catch {
-                throw MONAILabelError.invalid("cannot read image \(url.lastPathComponent): \(error)")
-            }
-        }
+        let image = try loadImage(request.imagePath, timings: &timings)
         guard image.spatialShape.count == 3, image.channels == 1 else {
             throw MONAILabelError.invalid("\(name) needs a single-channel 3D image, got shape \(image.shape)")
         }

@@ -26,7 +26,7 @@ public final class DeepGrowTrainer {
     let definition: TrainDefinition
     let datalist: [DatalistItem]
     let paths: TrainPaths
-    let request: JSONObject
+    let settings: TrainSettings
     let log: SegmentationTrainer.LogSink
     let progress: SegmentationTrainer.ProgressSink
     let dimension: Int
@@ -35,14 +35,22 @@ public final class DeepGrowTrainer {
     let maxTrainInteractions: Int
     let maxValInteractions: Int
 
-    public init(definition: TrainDefinition, datalist: [DatalistItem], paths: TrainPaths, request: JSONObject,
-                log: @escaping SegmentationTrainer.LogSink, progress: @escaping SegmentationTrainer.ProgressSink = { _ in })
-        throws
+    /// A trainer for the client's `request` over the definition's defaults; 422 naming a malformed parameter.
+    public convenience init(definition: TrainDefinition, datalist: [DatalistItem], paths: TrainPaths, request: JSONObject,
+                            log: @escaping SegmentationTrainer.LogSink,
+                            progress: @escaping SegmentationTrainer.ProgressSink = { _ in }) throws
+    {
+        try self.init(definition: definition, datalist: datalist, paths: paths,
+                      settings: try TrainSettings(definition: definition, request: request), log: log, progress: progress)
+    }
+
+    init(definition: TrainDefinition, datalist: [DatalistItem], paths: TrainPaths, settings: TrainSettings,
+         log: @escaping SegmentationTrainer.LogSink, progress: @escaping SegmentationTrainer.ProgressSink) throws
     {
         self.definition = definition
         self.datalist = datalist.sorted { $0.image < $1.image }
         self.paths = paths
-        self.request = request
+        self.settings = settings
         self.log = log
         self.progress = progress
         let d = definition.modelDefinition
@@ -60,8 +68,7 @@ public final class DeepGrowTrainer {
 
     /// Runs the training and returns the final stats (the `train_stats.json` dict).
     public func run() throws -> JSONObject {
-        let settings = try TrainSettings(definition: definition, request: request)
-        let maxEpochs = settings.maxEpochs, seed = settings.seed, device = settings.device
+        let seed = settings.seed, device = settings.device
         let batchSize = max(1, settings.config["train_batch_size"]?.intValue ?? 1)
 
         guard !datalist.isEmpty else {
@@ -75,20 +82,21 @@ public final class DeepGrowTrainer {
             + "roi \(roiSize), model \(modelSize); interactions \(maxTrainInteractions)/\(maxValInteractions)")
 
         let epochLength = (train.count + batchSize - 1) / batchSize
-        var run = try TrainRun(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
-                               validating: !val.isEmpty, log: log)
-        let net = run.net
-        let optimizer = try run.optimizer(named: definition.optimizer, fallback: "Adam", weightDecay: definition.weightDecay)
+        let loop = try TrainLoop(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
+                                 validating: !val.isEmpty, log: log, progress: progress)
+        let net = loop.net
+        let optimizer = try loop.optimizer(named: definition.optimizer, fallback: "Adam", weightDecay: definition.weightDecay)
         let loss = SigmoidDiceLoss(squaredPred: true)
         var rng = SeededGenerator(seed: seed &+ 0xD6)
         let perSample = modelSize.reduce(1, *)
 
-        for epoch in 1...maxEpochs {
-            let epochStart = Date()
-            var order = Array(0..<train.count)
-            order.shuffle(using: &rng)
-            var lossSum = 0.0, diceSum = 0.0
-            for it in 1...epochLength {
+        var order: [Int] = []
+        return try loop.run(
+            beginEpoch: { _ in
+                order = Array(0..<train.count)
+                order.shuffle(using: &rng)
+            },
+            step: { _, it in
                 let batch = order[((it - 1) * batchSize)..<min(it * batchSize, order.count)].map { train[$0] }
                 var guidance = try batch.map { try seedGuidance($0, using: &rng) }
                 try simulateClicks(net, batch, &guidance, rounds: maxTrainInteractions, device: device, train: true,
@@ -96,24 +104,15 @@ public final class DeepGrowTrainer {
                 net.train()
                 let x = try Tensor(input(batch, guidance), shape: [batch.count, 3] + modelSize).to(device)
                 let y = try Tensor(batch.flatMap(\.label), shape: [batch.count, 1] + modelSize).to(device)
-                let (logits, lv) = try run.step(x, y, optimizer: optimizer) { try loss($0, $1) }
-                lossSum += lv
+                let (logits, lv) = try loop.step(x, y, optimizer: optimizer) { try loss($0, $1) }
                 let pred = try Torch.withNoGrad { try logits.detach().to(dtype: .float32, device: .cpu).floats() }
+                var dice = 0.0
                 for (b, s) in batch.enumerated() {
-                    diceSum += Self.dice(Array(pred[b * perSample..<(b + 1) * perSample]), s.label) / Double(batch.count)
+                    dice += Self.dice(Array(pred[b * perSample..<(b + 1) * perSample]), s.label) / Double(batch.count)
                 }
-                run.record.iteration += 1
-                log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it, epochLength, lv))
-                progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it),
-                          "total_iterations": .int(epochLength)])
-            }
-            let trainDice = diceSum / Double(epochLength)
-            run.record.epochDone(epoch, trainDice: trainDice)
-            log(String(format: "Epoch[%d] Metrics -- train_mean_dice: %.4f, mean loss %.4f (%.1f s)", epoch, trainDice,
-                       lossSum / Double(epochLength), Date().timeIntervalSince(epochStart)))
-
-            var valDice: Double?
-            if run.validates(epoch) {
+                return TrainLoop.Step(loss: lv, dice: [dice])
+            },
+            validate: { _ in
                 // The same clicks every validation, so scores compare across epochs.
                 var vrng = SeededGenerator(seed: seed &+ 0x7A1)
                 var scores: [Double] = []
@@ -123,15 +122,8 @@ public final class DeepGrowTrainer {
                     let logits = try forward(net, [s], g, device: device)
                     scores.append(Self.dice(logits, s.label))
                 }
-                let dice = scores.reduce(0, +) / Double(scores.count)
-                valDice = dice
-                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f", epoch, dice))
-            }
-            guard try run.endEpoch(epoch, valDice: valDice) else { break }
-        }
-        let final = try run.finish()
-        log("Training finished: best \(val.isEmpty ? "train" : "val")_mean_dice \(run.record.bestMetric)")
-        return final
+                return scores.reduce(0, +) / Double(scores.count)
+            })
     }
 
     // MARK: Dataset

@@ -18,7 +18,7 @@ enum LoadedNetwork {
 /// One network instance per model, reused across requests and reloaded when the weights file on disk
 /// changes (a training run or `PUT /model/` published new weights). Forward passes are serialised: the
 /// instance holds state (eval mode, buffers) and libtorch already uses every core for one pass.
-final class ModelLoader: @unchecked Sendable {
+public final class ModelLoader: @unchecked Sendable {
     let networkSpec: JSONObject
     let paths: [URL]
     private let lock = NSLock()

@@ -57,19 +57,18 @@ extension InferResult {
 /// Upstream's `BasicInferTask` for segmentation models (spec section 4.1): pre-transforms, a simple or
 /// sliding-window inferer, softmax + argmax (+ largest connected component), `Restored` onto the source grid
 /// in world space, and the writer honouring `result_extension` / `result_dtype`.
-public final class SegmentationTask: InferTask, @unchecked Sendable {
+public final class SegmentationTask: ModelTask, @unchecked Sendable {
     public let name: String
     public let type: String
     public let labels: JSONValue
     public let dimension: Int
     public let description: String
     public var config: JSONObject { DeviceList.config(baseConfig) }
-    public var modelPaths: [URL] { loader.paths }
 
     let pre: [PreTransform]
     let inferer: JSONObject
     let largestCC: Bool
-    let loader: ModelLoader
+    public let loader: ModelLoader
     private let baseConfig: JSONObject
 
     /// Builds the task from its `app.json` definition:
@@ -94,11 +93,6 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
         baseConfig = d["config"]?.objectValue ?? JSONObject()
         loader = ModelLoader(model: name, networkSpec: network, files: d["files"], modelDir: modelDir)
     }
-
-    /// The weights in use, for `/info/`: a file name, or that the network is untrained.
-    public var weights: String { loader.weightsDescription }
-
-    public func verifyWeights(_ file: URL, as destination: URL) throws { try loader.verify(file, as: destination) }
 
     public func infer(_ request: InferRequest) throws -> InferResult {
         let p = request.params
@@ -148,13 +142,7 @@ public final class SegmentationTask: InferTask, @unchecked Sendable {
     /// (`[1, C, *spatial]`, its copy timed as part of the network stage), the preprocessed grid, and the
     /// `Restored` that brings a prediction back onto the source grid.
     func preprocess(imagePath: String, timings: inout Timings) throws -> (Tensor, Grid, Restored) {
-        var x = try timings.measure("pre", "LoadImaged") {
-            do {
-                return try ImageIO.load(URL(fileURLWithPath: imagePath))
-            } catch {
-                throw MONAILabelError.invalid("cannot read image \(URL(fileURLWithPath: imagePath).lastPathComponent): \(error)")
-            }
-        }
+        var x = try loadImage(imagePath, timings: &timings)
         let restore = Restored(original: x)
         timings.record("pre", "EnsureTyped", 0)
         timings.record("pre", "EnsureChannelFirstd", 0)

@@ -30,21 +30,31 @@ public final class SegmentationTrainer {
     let definition: TrainDefinition
     let datalist: [DatalistItem]
     let paths: TrainPaths
-    let request: JSONObject
+    let settings: TrainSettings
     let machine: MachineResources
     let log: LogSink
     let progress: ProgressSink
 
-    public init(definition: TrainDefinition, datalist: [DatalistItem], paths: TrainPaths, request: JSONObject,
-                machine: MachineResources = .current(), log: @escaping LogSink, progress: @escaping ProgressSink = { _ in })
+    init(definition: TrainDefinition, datalist: [DatalistItem], paths: TrainPaths, settings: TrainSettings,
+         machine: MachineResources = .current(), log: @escaping LogSink, progress: @escaping ProgressSink = { _ in })
     {
         self.definition = definition
         self.datalist = datalist.sorted { $0.image < $1.image }
         self.paths = paths
-        self.request = request
+        self.settings = settings
         self.machine = machine
         self.log = log
         self.progress = progress
+    }
+
+    /// A trainer for the client's `request` over the definition's defaults; 422 naming a malformed parameter.
+    public convenience init(definition: TrainDefinition, datalist: [DatalistItem], paths: TrainPaths,
+                            request: JSONObject, machine: MachineResources = .current(), log: @escaping LogSink,
+                            progress: @escaping ProgressSink = { _ in }) throws
+    {
+        self.init(definition: definition, datalist: datalist, paths: paths,
+                  settings: try TrainSettings(definition: definition, request: request), machine: machine, log: log,
+                  progress: progress)
     }
 
     /// The deterministic split of `val_split` (MONAI `partition_dataset(shuffle=False)`): the first part
@@ -57,9 +67,7 @@ public final class SegmentationTrainer {
 
     /// Runs the training and returns the final stats (the `train_stats.json` dict).
     public func run() throws -> JSONObject {
-        let settings = try TrainSettings(definition: definition, request: request)
-        let maxEpochs = settings.maxEpochs, valInterval = settings.valInterval, seed = settings.seed
-        let device = settings.device
+        let maxEpochs = settings.maxEpochs, seed = settings.seed, device = settings.device
 
         guard !datalist.isEmpty else {
             throw MONAILabelError.invalid("no images with a final label: save a final label before training")
@@ -67,7 +75,7 @@ public final class SegmentationTrainer {
         let (trainRange, valRange) = Self.split(count: datalist.count, valSplit: settings.valSplit)
         let stats = Planner.sampleStats(datalist[trainRange].map(\.image))
         let plan = Planner.plan(definition: definition, images: stats, datasetSize: datalist.count, machine: machine,
-                                request: request)
+                                request: settings.request)
         log("Plan: \(JSONValue.object(plan.json).compactString())")
         for n in plan.notes { log("Planner: \(n)") }
         log("Train: \(trainRange.count) cases; validation: \(valRange.count) cases; epochs: \(maxEpochs)")
@@ -94,11 +102,10 @@ public final class SegmentationTrainer {
         // Network, optimizer, resume / pretrained weights.
         let batchSize = plan.trainBatchSize
         let epochLength = (trainCases.count + batchSize - 1) / batchSize
-        var run = try TrainRun(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
-                               validating: !valCases.isEmpty, log: log)
-        let net = run.net
-        net.train()
-        let optimizer = try run.optimizer(named: definition.optimizer, fallback: "AdamW", weightDecay: definition.weightDecay)
+        let loop = try TrainLoop(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
+                                 validating: !valCases.isEmpty, log: log, progress: progress)
+        let net = loop.net
+        let optimizer = try loop.optimizer(named: definition.optimizer, fallback: "AdamW", weightDecay: definition.weightDecay)
         let loss = DiceCELoss(squaredPred: definition.squaredPred, batch: definition.batchDice)
 
         // Batches for every epoch, built ahead on worker threads.
@@ -115,47 +122,21 @@ public final class SegmentationTrainer {
 
         let classes = definition.outChannels
         let inferer = SlidingWindowInferer(roiSize: definition.valRoiSize, swBatchSize: 1, overlap: 0.25)
-        var iterationTime = 0.0, iterationsDone = 0
-        var validationTime = 0.0, validations = 0
-        for epoch in 1...maxEpochs {
-            let epochStart = Date()
-            var lossSum = 0.0, diceSum = 0.0, diceCount = 0
-            for it in 1...epochLength {
-                let t0 = Date()
+        return try loop.run(
+            step: { epoch, it in
                 let b = try loader.batch((epoch - 1) * epochLength + it - 1)
                 let x = try Tensor(b.image, shape: b.shape).to(device)
                 let y = try Tensor(b.label, shape: b.shape).to(device)
-                let (logits, lv) = try run.step(x, y, optimizer: optimizer) { try loss($0, $1) }
-                lossSum += lv
+                let (logits, lv) = try loop.step(x, y, optimizer: optimizer) { try loss($0, $1) }
                 let pred = try Torch.withNoGrad { try logits.detach().argmax(dim: 1).to(dtype: .float32, device: .cpu).floats() }
                 let per = b.shape[2...].reduce(1, *)
-                for s in 0..<b.shape[0] {
-                    if let d = DiceMetric.mean(prediction: Array(pred[s * per..<(s + 1) * per]),
-                                               truth: Array(b.label[s * per..<(s + 1) * per]), classes: classes) {
-                        diceSum += d
-                        diceCount += 1
-                    }
+                let dice = (0..<b.shape[0]).compactMap { s in
+                    DiceMetric.mean(prediction: Array(pred[s * per..<(s + 1) * per]),
+                                    truth: Array(b.label[s * per..<(s + 1) * per]), classes: classes)
                 }
-                iterationTime += Date().timeIntervalSince(t0)
-                iterationsDone += 1
-                run.record.iteration += 1
-                let remainingIterations = (maxEpochs - epoch) * epochLength + (epochLength - it)
-                let remainingValidations = valCases.isEmpty ? 0 : (maxEpochs - epoch) / valInterval + 1
-                let eta = iterationTime / Double(iterationsDone) * Double(remainingIterations)
-                    + (validations > 0 ? validationTime / Double(validations) * Double(remainingValidations) : 0)
-                log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it, epochLength, lv))
-                progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it),
-                          "total_iterations": .int(epochLength), "eta": .double((eta * 10).rounded() / 10)])
-            }
-            let trainDice = diceCount > 0 ? diceSum / Double(diceCount) : 0
-            run.record.epochDone(epoch, trainDice: trainDice)
-            log(String(format: "Epoch[%d] Metrics -- train_mean_dice: %.4f, mean loss %.4f (%.1f s)", epoch, trainDice,
-                       lossSum / Double(epochLength), Date().timeIntervalSince(epochStart)))
-
-            var valDice: Double?
-            if run.validates(epoch) {
-                let v0 = Date()
-                net.eval()
+                return TrainLoop.Step(loss: lv, dice: dice)
+            },
+            validate: { _ in
                 var scores: [Double] = []
                 try Torch.withNoGrad {
                     for c in valCases {
@@ -165,18 +146,8 @@ public final class SegmentationTrainer {
                         if let d = DiceMetric.mean(prediction: pred, truth: c.label.floats, classes: classes) { scores.append(d) }
                     }
                 }
-                net.train()
-                let dice = scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
-                validationTime += Date().timeIntervalSince(v0)
-                validations += 1
-                valDice = dice
-                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f (%.1f s)", epoch, dice, Date().timeIntervalSince(v0)))
-            }
-            guard try run.endEpoch(epoch, valDice: valDice) else { break }
-        }
-        let final = try run.finish()
-        log("Training finished: best val_mean_dice \(run.record.bestMetric)")
-        return final
+                return scores.isEmpty ? 0 : scores.reduce(0, +) / Double(scores.count)
+            })
     }
 
     /// CropForegroundd on the image (`x > 0`), the same box on the label, then SpatialPadd to the crop.

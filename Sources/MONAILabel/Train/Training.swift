@@ -142,23 +142,23 @@ extension MONAILabelApp {
         return queued
     }
 
-    /// `app.train(request)` in-process (what the child runs): the trainer of `request.model`.
+    /// `app.train(request)` in-process (what the child runs): the trainer of `request.model` with the request's
+    /// settings.
     public func train(_ request: TrainRequest, log: @escaping (String) -> Void,
                       progress: @escaping (JSONObject) -> Void) throws -> JSONObject {
-        let model = request.model, d = request.definition
+        let model = request.model, d = request.definition, settings = request.settings
         switch d.type {
         case "deepedit":
             return try DeepEditTrainer(definition: d, model: definition.models[model]?.objectValue ?? JSONObject(),
-                                       datalist: datastore.datalist(), paths: try trainPaths(model), request: request.json,
+                                       datalist: datastore.datalist(), paths: try trainPaths(model), settings: settings,
                                        log: log, progress: progress).run()
         case "deepgrow":
             return try DeepGrowTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
-                                       request: request.json, log: log, progress: progress).run()
-        default: break
+                                       settings: settings, log: log, progress: progress).run()
+        default:
+            return try SegmentationTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
+                                           settings: settings, log: log, progress: progress).run()
         }
-        let trainer = SegmentationTrainer(definition: d, datalist: datastore.datalist(), paths: try trainPaths(model),
-                                          request: request.json, log: log, progress: progress)
-        return try trainer.run()
     }
 }
 

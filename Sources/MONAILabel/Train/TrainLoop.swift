@@ -7,6 +7,8 @@ import TorchKit
 /// `val_interval`, `early_stop_patience`, `name`, `pretrained`, `lr`, `seed`, `device`), the client's values
 /// over the model's defaults, and the moment the run started.
 struct TrainSettings: Sendable {
+    /// The client's request as sent (the planner lets it override the plan).
+    let request: JSONObject
     /// The whole merged config, for the keys only one trainer reads.
     let config: JSONObject
     let maxEpochs: Int
@@ -30,6 +32,7 @@ struct TrainSettings: Sendable {
     init(definition: TrainDefinition, request: JSONObject) throws {
         var cfg = definition.clientConfig()
         for (k, v) in request { cfg[k] = v }
+        self.request = request
         config = cfg
         maxEpochs = try cfg.intParam("max_epochs", in: 1...100_000) ?? 50
         valSplit = try cfg.doubleParam("val_split", in: 0...1) ?? 0.2
@@ -58,10 +61,19 @@ struct TrainSettings: Sendable {
     }
 }
 
-/// What the trainers share around their own training step: the run folder, the network with its starting
-/// weights, and the bookkeeping after each epoch (best model saved and published atomically, `stats_<run_id>.json`
-/// and `train_stats.json`, early stopping), then the final checkpoint and stats.
-struct TrainRun {
+/// The epoch loop every trainer shares, around the trainer's own step and validation: the run folder and the
+/// network with its starting weights; per iteration the log line and the progress (with an ETA from the time
+/// iterations and validations took so far); validation every `val_interval` epochs and on the last; the best
+/// model saved and published atomically; `stats_<run_id>.json` and `train_stats.json` after every epoch; early
+/// stopping; then the final checkpoint and stats.
+final class TrainLoop {
+    /// What one training iteration reports.
+    struct Step {
+        var loss: Double
+        /// The training Dice values the epoch's train metric averages (per sample, or one per batch).
+        var dice: [Double]
+    }
+
     let settings: TrainSettings
     let paths: TrainPaths
     /// `<model_dir>/<name>`.
@@ -69,8 +81,11 @@ struct TrainRun {
     /// `<run>/model.pt`: the best model so far, and where a later run with the same name resumes from.
     let resume: URL
     let net: any Layer
+    /// Iterations per epoch.
+    let epochLength: Int
     var record: StatsRecord
     private let log: SegmentationTrainer.LogSink
+    private let progress: SegmentationTrainer.ProgressSink
     /// Validations in a row without improvement, for `early_stop_patience`.
     private var sinceBest = 0
 
@@ -78,16 +93,19 @@ struct TrainRun {
     /// `load_path` when `pretrained`, else random weights; `initialSeed` (when given) seeds libtorch's global
     /// generator first, so it fixes those random weights too.
     init(definition: TrainDefinition, settings: TrainSettings, paths: TrainPaths, epochLength: Int, validating: Bool,
-         initialSeed: UInt64? = nil, log: @escaping SegmentationTrainer.LogSink) throws
+         initialSeed: UInt64? = nil, log: @escaping SegmentationTrainer.LogSink,
+         progress: @escaping SegmentationTrainer.ProgressSink) throws
     {
         self.settings = settings
         self.paths = paths
+        self.epochLength = epochLength
         self.log = log
-        runDir = paths.modelDir.appendingPathComponent(settings.runName)
+        self.progress = progress
+        let runDir = paths.modelDir.appendingPathComponent(settings.runName)
         try FileOps.makeDirectory(runDir)
         if let initialSeed { Torch.manualSeed(initialSeed) }
-        net = try NetworkFactory.make(definition.network)
-        resume = runDir.appendingPathComponent("model.pt")
+        let net = try NetworkFactory.make(definition.network)
+        let resume = runDir.appendingPathComponent("model.pt")
         let start = FileOps.isRegularFile(resume.path) ? resume
             : (settings.pretrained ? paths.loadPath.flatMap { FileOps.isRegularFile($0.path) ? $0 : nil } : nil)
         if let start {
@@ -96,6 +114,9 @@ struct TrainRun {
             log("Loaded weights from \(start.path)")
         }
         try net.to(settings.device)
+        self.runDir = runDir
+        self.resume = resume
+        self.net = net
         record = StatsRecord(totalEpochs: settings.maxEpochs, epochLength: epochLength,
                              startTS: Int(settings.started.timeIntervalSince1970), validating: validating)
     }
@@ -125,15 +146,78 @@ struct TrainRun {
         return (logits, try l.item())
     }
 
+    /// Runs the epochs and returns the final stats (the `train_stats.json` dict). The network is in training
+    /// mode for `step` and in eval mode for `validate`.
+    ///
+    /// - Parameters:
+    ///   - beginEpoch: before an epoch's first iteration (a trainer's shuffle).
+    ///   - step: iteration `iteration` (1-based) of `epoch`.
+    ///   - epochNote: appended to the epoch's metrics line (a trainer's own metrics).
+    ///   - validate: the validation Dice after `epoch`.
+    func run(beginEpoch: (_ epoch: Int) -> Void = { _ in }, step: (_ epoch: Int, _ iteration: Int) throws -> Step,
+             epochNote: () -> String = { "" }, validate: (_ epoch: Int) throws -> Double) throws -> JSONObject
+    {
+        let maxEpochs = settings.maxEpochs
+        var iterationTime = 0.0, iterationsDone = 0
+        var validationTime = 0.0, validations = 0
+        net.train()
+        for epoch in 1...maxEpochs {
+            let epochStart = Date()
+            beginEpoch(epoch)
+            var lossSum = 0.0, diceSum = 0.0, diceCount = 0
+            for it in 1...epochLength {
+                let t0 = Date()
+                let s = try step(epoch, it)
+                lossSum += s.loss
+                for d in s.dice {
+                    diceSum += d
+                    diceCount += 1
+                }
+                iterationTime += Date().timeIntervalSince(t0)
+                iterationsDone += 1
+                record.iteration += 1
+                let remainingIterations = (maxEpochs - epoch) * epochLength + (epochLength - it)
+                let remainingValidations = record.validating ? (maxEpochs - epoch) / settings.valInterval + 1 : 0
+                let eta = iterationTime / Double(iterationsDone) * Double(remainingIterations)
+                    + (validations > 0 ? validationTime / Double(validations) * Double(remainingValidations) : 0)
+                log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it, epochLength, s.loss))
+                progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it),
+                          "total_iterations": .int(epochLength), "eta": .double((eta * 10).rounded() / 10)])
+            }
+            let trainDice = diceCount > 0 ? diceSum / Double(diceCount) : 0
+            record.epochDone(epoch, trainDice: trainDice)
+            let note = epochNote()
+            log("Epoch[\(epoch)] Metrics -- \(record.train.name): "
+                + String(format: "%.4f, mean loss %.4f (%.1f s)", trainDice, lossSum / Double(epochLength),
+                         Date().timeIntervalSince(epochStart)) + (note.isEmpty ? "" : "; " + note))
+
+            var valDice: Double?
+            if validates(epoch) {
+                let v0 = Date()
+                net.eval()
+                let dice = try validate(epoch)
+                net.train()
+                validationTime += Date().timeIntervalSince(v0)
+                validations += 1
+                valDice = dice
+                log(String(format: "Epoch[%d] Metrics -- val_mean_dice: %.4f (%.1f s)", epoch, dice, Date().timeIntervalSince(v0)))
+            }
+            guard try endEpoch(epoch, valDice: valDice) else { break }
+        }
+        let final = try finish()
+        log("Training finished: best \(record.validating ? record.eval.name : record.train.name) \(record.bestMetric)")
+        return final
+    }
+
     /// Whether `epoch` validates: every `val_interval` epochs and the last one, when there is a validation set.
-    func validates(_ epoch: Int) -> Bool {
+    private func validates(_ epoch: Int) -> Bool {
         record.validating && (epoch % settings.valInterval == 0 || epoch == settings.maxEpochs)
     }
 
     /// Closes an epoch whose training metrics `record` already has; `valDice` is its validation score when it
     /// validated. Without a validation set the best training Dice decides which model is published. Returns
     /// false when early stopping ends the run.
-    mutating func endEpoch(_ epoch: Int, valDice: Double?) throws -> Bool {
+    private func endEpoch(_ epoch: Int, valDice: Double?) throws -> Bool {
         let improved: Bool
         if let valDice {
             improved = record.validated(epoch, valDice: valDice)
@@ -157,7 +241,7 @@ struct TrainRun {
     }
 
     /// Writes `checkpoint_final.pt` and the final stats; returns them (the `train_stats.json` dict).
-    func finish() throws -> JSONObject {
+    private func finish() throws -> JSONObject {
         try save(epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
         let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(settings.started),
                                 finished: true)
