@@ -102,7 +102,8 @@ public final class DeepEditTrainer {
         guard !trainCases.isEmpty else { throw MONAILabelError.invalid("no usable training case (see warnings)") }
 
         // A given seed also fixes the network's initial weights (libtorch's global generator).
-        let loop = try TrainLoop(definition: definition, settings: settings, paths: paths, epochLength: trainCases.count,
+        let loop = try TrainLoop(definition: definition, settings: settings, paths: paths,
+                                 epochLength: settings.shardCount(trainCases.count),
                                  validating: !valCases.isEmpty,
                                  initialSeed: cfg["seed"]?.intValue.flatMap { $0 >= 0 ? UInt64($0) : nil }, log: log,
                                  progress: progress)
@@ -121,6 +122,7 @@ public final class DeepEditTrainer {
             beginEpoch: { _ in
                 order = Array(0..<trainCases.count)
                 order.shuffle(using: &shuffler)
+                order = settings.shard(order)
                 perLabel = [:]
             },
             step: { epoch, iteration in

@@ -81,7 +81,7 @@ public final class DeepGrowTrainer {
         log("Deepgrow-\(dimension)D dataset: \(samples.count) samples (train \(train.count), validation \(val.count)); "
             + "roi \(roiSize), model \(modelSize); interactions \(maxTrainInteractions)/\(maxValInteractions)")
 
-        let epochLength = (train.count + batchSize - 1) / batchSize
+        let epochLength = (settings.shardCount(train.count) + batchSize - 1) / batchSize
         let loop = try TrainLoop(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
                                  validating: !val.isEmpty, log: log, progress: progress)
         let net = loop.net
@@ -92,9 +92,17 @@ public final class DeepGrowTrainer {
 
         var order: [Int] = []
         return try loop.run(
-            beginEpoch: { _ in
+            beginEpoch: { epoch in
                 order = Array(0..<train.count)
-                order.shuffle(using: &rng)
+                if settings.dataParallel == nil {
+                    order.shuffle(using: &rng)
+                } else {
+                    // `rng` also simulates clicks, differently on every rank: the ranks' common order needs a
+                    // generator of its own, seeded alike on every rank.
+                    var epochOrder = SeededGenerator(seed: seed &+ 0xD6 &+ UInt64(epoch) &* 0x9E37_79B9)
+                    order.shuffle(using: &epochOrder)
+                    order = settings.shard(order)
+                }
             },
             step: { _, it in
                 let batch = order[((it - 1) * batchSize)..<min(it * batchSize, order.count)].map { train[$0] }

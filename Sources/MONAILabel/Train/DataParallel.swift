@@ -211,6 +211,7 @@ enum DataParallelTraining {
             let dp = try DataParallel(Rendezvous(host: host, port: port, rank: 0, worldSize: p.worldSize,
                                                  timeout: .seconds(settings.trainRankTimeout)))
             try dp.group.set("request", Data(JSONValue.object(r.json).compactString().utf8))
+            try dp.group.set("datalist", Data(datalistIDs(app).joined(separator: "\n").utf8))
             let result = try app.train(r, dataParallel: dp, log: log, progress: progress)
             ranks.finish(grace: 30)
             return result
@@ -229,6 +230,30 @@ enum DataParallelTraining {
         guard r.settings.parallel.worldSize == rendezvous.worldSize else {
             throw MONAILabelError.invalid("the job has \(r.settings.parallel.worldSize) ranks, not \(rendezvous.worldSize)")
         }
+        // Shards are positions in the datalist: every rank must see the same labelled images.
+        let leaders = String(decoding: try dp.group.get("datalist"), as: UTF8.self).split(separator: "\n").map(String.init)
+        let mine = datalistIDs(app)
+        guard leaders == mine else {
+            let missing = Set(leaders).subtracting(mine).sorted().prefix(5)
+            throw MONAILabelError.invalid("this rank's studies folder differs from the server's: \(leaders.count) "
+                + "labelled images there, \(mine.count) here; missing here: \(missing.joined(separator: ", "))")
+        }
         _ = try app.train(r, dataParallel: dp, log: log, progress: { _ in })
+    }
+
+    /// The labelled images the trainers split, by file name, in the trainers' order.
+    private static func datalistIDs(_ app: MONAILabelApp) -> [String] {
+        app.datastore.datalist().map { URL(fileURLWithPath: $0.image).lastPathComponent }.sorted()
+    }
+}
+
+extension TrainSettings {
+    /// The cases of each epoch's `order` this process trains on: all of them, or its rank's shard.
+    func shard<T>(_ order: [T]) -> [T] { dataParallel?.shard(order) ?? order }
+
+    /// How many of `count` cases this process trains on per epoch (the same on every rank).
+    func shardCount(_ count: Int) -> Int {
+        guard let n = dataParallel?.worldSize, n > 1, count > 0 else { return count }
+        return (count + n - 1) / n
     }
 }

@@ -101,7 +101,7 @@ public final class SegmentationTrainer {
 
         // Network, optimizer, resume / pretrained weights.
         let batchSize = plan.trainBatchSize
-        let epochLength = (trainCases.count + batchSize - 1) / batchSize
+        let epochLength = (settings.shardCount(trainCases.count) + batchSize - 1) / batchSize
         let loop = try TrainLoop(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
                                  validating: !valCases.isEmpty, log: log, progress: progress)
         let net = loop.net
@@ -114,10 +114,13 @@ public final class SegmentationTrainer {
         for _ in 0..<maxEpochs {
             var order = Array(0..<trainCases.count)
             order.shuffle(using: &shuffler)
-            schedule += stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min($0 + batchSize, order.count)]) }
+            // Every rank shuffles alike (same seed) and takes its own shard of the order.
+            let mine = settings.shard(order)
+            schedule += stride(from: 0, to: mine.count, by: batchSize).map { Array(mine[$0..<min($0 + batchSize, mine.count)]) }
         }
         let loader = CropLoader(cases: trainCases, schedule: schedule, patch: plan.patchSize,
-                                numSamples: plan.numSamples, seed: seed, workers: max(1, machine.cores / 2))
+                                numSamples: plan.numSamples, seed: seed &+ UInt64(settings.dataParallel?.rank ?? 0),
+                                workers: max(1, machine.cores / 2))
         defer { loader.stop() }
 
         let classes = definition.outChannels

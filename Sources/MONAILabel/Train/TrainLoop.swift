@@ -19,13 +19,16 @@ struct TrainSettings: Sendable {
     let pretrained: Bool
     let lr: Double
     let seed: UInt64
-    /// CUDA when libtorch has it, unless the client picked "cpu" from the device list.
-    let device: Device
+    /// CUDA when libtorch has it, unless the client picked "cpu" from the device list; a data-parallel rank's
+    /// own GPU (`gpus`).
+    var device: Device
     let started: Date
     /// Names this run's `stats_<run_id>.json`.
     let runID: String
     /// How many processes train the job (`world_size`, `multi_gpu`).
     let parallel: ParallelSettings
+    /// This process's rank in a data-parallel job (set by `MONAILabelApp.train`); nil for a single process.
+    var dataParallel: DataParallel?
 
     /// Reads and range-checks the merged config; every key a trainer reads is checked here, so the server can
     /// refuse a request (422 naming the key) before a job is queued, by building this from the request.
@@ -114,6 +117,8 @@ final class TrainLoop {
             log("Loaded weights from \(start.path)")
         }
         try net.to(settings.device)
+        // Every rank starts from rank 0's weights (random initialisation differs per process).
+        try settings.dataParallel?.broadcastParameters(net.parameters())
         self.runDir = runDir
         self.resume = resume
         self.net = net
@@ -142,6 +147,7 @@ final class TrainLoop {
         let logits = try net(x)
         let l = try loss(logits, y)
         try l.backward()
+        try settings.dataParallel?.averageGradients(of: net.parameters())
         try optimizer.step()
         return (logits, try l.item())
     }
@@ -161,6 +167,8 @@ final class TrainLoop {
         var iterationTime = 0.0, iterationsDone = 0
         var validationTime = 0.0, validations = 0
         net.train()
+        try settings.dataParallel?.publishProgress(["epoch": 0, "total_epochs": .int(maxEpochs), "iteration": 0,
+                                                   "total_iterations": .int(epochLength)])
         for epoch in 1...maxEpochs {
             let epochStart = Date()
             beginEpoch(epoch)
@@ -181,8 +189,8 @@ final class TrainLoop {
                 let eta = iterationTime / Double(iterationsDone) * Double(remainingIterations)
                     + (validations > 0 ? validationTime / Double(validations) * Double(remainingValidations) : 0)
                 log(String(format: "Epoch: %d/%d, Iter: %d/%d -- train_loss: %.4f", epoch, maxEpochs, it, epochLength, s.loss))
-                progress(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it),
-                          "total_iterations": .int(epochLength), "eta": .double((eta * 10).rounded() / 10)])
+                try report(["epoch": .int(epoch), "total_epochs": .int(maxEpochs), "iteration": .int(it),
+                            "total_iterations": .int(epochLength), "eta": .double((eta * 10).rounded() / 10)])
             }
             let trainDice = diceCount > 0 ? diceSum / Double(diceCount) : 0
             record.epochDone(epoch, trainDice: trainDice)
@@ -209,15 +217,41 @@ final class TrainLoop {
         return final
     }
 
-    /// Whether `epoch` validates: every `val_interval` epochs and the last one, when there is a validation set.
+    /// Whether `epoch` validates: every `val_interval` epochs and the last one, when there is a validation set;
+    /// in a data-parallel job only on rank 0.
     private func validates(_ epoch: Int) -> Bool {
-        record.validating && (epoch % settings.valInterval == 0 || epoch == settings.maxEpochs)
+        isLeader && record.validating && (epoch % settings.valInterval == 0 || epoch == settings.maxEpochs)
+    }
+
+    /// Rank 0 of a data-parallel job, or the only process: the one that validates, saves and publishes.
+    private var isLeader: Bool { settings.dataParallel?.isLeader ?? true }
+
+    /// Hands an iteration's progress to the job; in a data-parallel job every rank publishes its own and rank
+    /// 0's carries them all (`ranks`) with the slowest rank's ETA as the job's.
+    private func report(_ p: JSONObject) throws {
+        guard let dp = settings.dataParallel else { return progress(p) }
+        var mine = p
+        mine["rank"] = .int(dp.rank)
+        try dp.publishProgress(mine)
+        guard dp.isLeader else { return }
+        let ranks = try dp.progressOfAllRanks()
+        var combined = p
+        combined["ranks"] = .array(ranks.map { .object($0) })
+        combined["eta"] = .double(ranks.compactMap { $0["eta"]?.doubleValue }.max() ?? 0)
+        progress(combined)
     }
 
     /// Closes an epoch whose training metrics `record` already has; `valDice` is its validation score when it
     /// validated. Without a validation set the best training Dice decides which model is published. Returns
     /// false when early stopping ends the run.
     private func endEpoch(_ epoch: Int, valDice: Double?) throws -> Bool {
+        // The other ranks of a data-parallel job write nothing and follow rank 0's decision.
+        guard isLeader else { return try settings.dataParallel?.leaderDecides(true) ?? true }
+        let goOn = try closeEpoch(epoch, valDice: valDice)
+        return try settings.dataParallel?.leaderDecides(goOn) ?? goOn
+    }
+
+    private func closeEpoch(_ epoch: Int, valDice: Double?) throws -> Bool {
         let improved: Bool
         if let valDice {
             improved = record.validated(epoch, valDice: valDice)
@@ -242,9 +276,10 @@ final class TrainLoop {
 
     /// Writes `checkpoint_final.pt` and the final stats; returns them (the `train_stats.json` dict).
     private func finish() throws -> JSONObject {
-        try save(epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
         let final = record.json(epoch: record.currentEpoch, elapsed: Date().timeIntervalSince(settings.started),
                                 finished: true)
+        guard isLeader else { return final }
+        try save(epoch: record.currentEpoch, to: runDir.appendingPathComponent("checkpoint_final.pt"))
         try writeStats(final)
         return final
     }

@@ -144,9 +144,16 @@ extension MONAILabelApp {
 
     /// `app.train(request)` in-process (what the child runs): the trainer of `request.model` with the request's
     /// settings.
-    public func train(_ request: TrainRequest, log: @escaping (String) -> Void,
+    /// `dataParallel`: this process's rank when the job trains on several (`DataParallelTraining`).
+    public func train(_ request: TrainRequest, dataParallel: DataParallel? = nil, log: @escaping (String) -> Void,
                       progress: @escaping (JSONObject) -> Void) throws -> JSONObject {
-        let model = request.model, d = request.definition, settings = request.settings
+        let model = request.model, d = request.definition
+        var settings = request.settings
+        if let dp = dataParallel {
+            settings.dataParallel = dp
+            let gpus = settings.parallel.gpus
+            if !gpus.isEmpty { settings.device = .cuda(gpus[dp.rank % gpus.count]) }
+        }
         switch d.type {
         case "deepedit":
             return try DeepEditTrainer(definition: d, model: definition.models[model]?.objectValue ?? JSONObject(),
