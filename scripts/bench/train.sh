@@ -7,6 +7,9 @@
 #   NETWORK=full   the app's UNet 16-32-64-128-256 (default)
 #   NETWORK=small  UNet 8-16-32-64-128 (same depth), for slow machines
 #   TRAIN_REQUEST  JSON merged into the train request (default {"max_epochs": 300, "lr": 0.001})
+#   RANKS="1 2"    instead: data-parallel comparison, one run of EPOCHS (default 20) epochs per world size
+#                  (c10d/Gloo ranks sharing the cores), printing seconds, seconds per epoch, best validation
+#                  Dice and the speed-up against the first world size, then exits
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MINUTES="${1:-15}"
@@ -40,6 +43,28 @@ export MONAI_LABEL_SESSION_PATH="$WORK/sessions"
 PID=$!
 URL="http://127.0.0.1:$PORT"
 until curl -sf "$URL/info/" >/dev/null; do sleep 0.1; done
+if [ -n "${RANKS:-}" ]; then
+  echo "network: $NETWORK; cores: $(nproc); epochs: ${EPOCHS:-20}; world sizes: $RANKS"
+  "$PY" - "$URL" "${EPOCHS:-20}" $RANKS <<'PY'
+import json, sys, time, urllib.request
+url, epochs, sizes = sys.argv[1], int(sys.argv[2]), [int(n) for n in sys.argv[3:]]
+rows = []
+for n in sizes:
+    body = json.dumps({"max_epochs": epochs, "lr": 0.001, "name": f"ranks_{n}", "world_size": n,
+                       "pretrained": False}).encode()
+    req = urllib.request.Request(url + "/train/segmentation_spleen?run_sync=true", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.time()
+    stats = json.load(urllib.request.urlopen(req, timeout=24 * 3600))
+    dt = time.time() - t0
+    rows.append((n, dt, stats.get("best_metric")))
+    print(f"world_size {n}: {dt:7.1f} s, {dt / epochs:5.1f} s/epoch, best val Dice {stats.get('best_metric'):.3f}", flush=True)
+base = rows[0][1]
+for n, dt, dice in rows[1:]:
+    print(f"speed-up of {n} ranks over {rows[0][0]}: {base / dt:.2f}x (Dice {dice:.3f} vs {rows[0][2]:.3f})")
+PY
+  exit 0
+fi
 echo "network: $NETWORK; cores: $(nproc); limit: $MINUTES min; request: $REQUEST"
 curl -sf -X POST -H 'Content-Type: application/json' -d "$REQUEST" "$URL/train/segmentation_spleen" >/dev/null
 "$PY" - "$URL" "$WORK/app/model/segmentation_spleen/train_stats.json" "$MINUTES" <<'PY'

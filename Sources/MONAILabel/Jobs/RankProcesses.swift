@@ -15,8 +15,9 @@ final class RankProcesses: @unchecked Sendable {
     private var stopping = false
     private let tails: [Int: OutputTail]
 
-    /// Starts ranks `ranks` of `worldSize`, joining the store at `127.0.0.1:port`.
-    init(ranks: Range<Int>, worldSize: Int, port: Int, settings: Settings, emit: @escaping @Sendable (String) -> Void,
+    /// Starts ranks `ranks` of `worldSize`, joining the store at `127.0.0.1:port`, each with `torchThreads`
+    /// intra-op threads when given.
+    init(ranks: Range<Int>, worldSize: Int, port: Int, settings: Settings, torchThreads: Int?, emit: @escaping @Sendable (String) -> Void,
          onFailure: @escaping @Sendable (String) -> Void) throws
     {
         var tails: [Int: OutputTail] = [:]
@@ -33,6 +34,7 @@ final class RankProcesses: @unchecked Sendable {
             var env = ProcessInfo.processInfo.environment
             // As for model workers: a crashing rank must end at once, not symbolicate for minutes.
             env["SWIFT_BACKTRACE"] = "enable=no"
+            if let torchThreads { env["MONAI_LABEL_TORCH_THREADS"] = String(torchThreads) }
             p.environment = env
             let pipe = Pipe()
             p.standardOutput = pipe

@@ -198,8 +198,15 @@ enum DataParallelTraining {
         let p = r.settings.parallel, settings = app.settings
         let port = try p.rendezvousPort ?? Rendezvous.unusedPort()
         log("Data-parallel training: \(p.worldSize) ranks (\(p.localRanks) on this machine), rendezvous on port \(port)")
+        // Without MONAI_LABEL_TORCH_THREADS the local ranks share the cores rather than each taking all of them.
+        var threads: Int?
+        if settings.torchThreads <= 0 {
+            let share = max(1, ProcessInfo.processInfo.activeProcessorCount / p.localRanks)
+            try Torch.setNumThreads(share)
+            threads = share
+        }
         let ranks = try RankProcesses(ranks: 1..<p.localRanks, worldSize: p.worldSize, port: port, settings: settings,
-                                      emit: log) { why in
+                                      torchThreads: threads, emit: log) { why in
             // Rank 0 may be blocked in a collective that fails only after the timeout: end the job now. The
             // other ranks notice their parent is gone and exit (and are killed below first).
             log("ERROR: \(why)")
