@@ -33,8 +33,8 @@ public struct Job: Sendable {
     }
 }
 
-/// The task list of one method (train) as a pure state machine: FIFO, one running at a time, upstream's 429
-/// rule. `BackgroundJobs` performs the process work its transitions call for.
+/// The task list of one job kind (train, scoring, batch inference) as a pure state machine: FIFO, one running
+/// at a time, upstream's 429 rule. `BackgroundJobs` performs the process work its transitions call for.
 public struct JobBook: Sendable {
     public static let detailLines = 20
     /// Lines starting with this carry a progress JSON object instead of log text.

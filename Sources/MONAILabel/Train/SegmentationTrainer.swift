@@ -47,16 +47,6 @@ public final class SegmentationTrainer {
         self.progress = progress
     }
 
-    /// A trainer for the client's `request` over the definition's defaults; 422 naming a malformed parameter.
-    public convenience init(definition: TrainDefinition, datalist: [DatalistItem], paths: TrainPaths,
-                            request: JSONObject, machine: MachineResources = .current(), log: @escaping LogSink,
-                            progress: @escaping ProgressSink = { _ in }) throws
-    {
-        self.init(definition: definition, datalist: datalist, paths: paths,
-                  settings: try TrainSettings(definition: definition, request: request), machine: machine, log: log,
-                  progress: progress)
-    }
-
     /// The deterministic split of `val_split` (MONAI `partition_dataset(shuffle=False)`): the first part
     /// trains, the rest validates; at least one case trains.
     public static func split(count: Int, valSplit: Double) -> (train: Range<Int>, val: Range<Int>) {
