@@ -87,9 +87,15 @@ import TorchKit
         } throws: { "\($0)".contains("divisible by patch_size**5 = 32") }
     }
 
-    @Test func swinUNETR_badFeatureSize_throws() {
+    @Test func transformerNetworks_badOrOutOfRangeSizes_throwBeforeBuilding() {
         #expect(throws: TorchError.self) { try SwinUNETR(inChannels: 1, outChannels: 2, featureSize: 16) }
         #expect(throws: TorchError.self) { try SwinUNETR(inChannels: 1, outChannels: 2, depths: [2, 2, 2]) }
+        // A config's absurd sizes are refused before any channel arithmetic could overflow.
+        #expect(throws: TorchError.self) { try SwinUNETR(inChannels: 1, outChannels: 2, featureSize: 12 << 58) }
+        #expect(throws: TorchError.self) {
+            try UNETR(inChannels: 1, outChannels: 2, imgSize: [32], featureSize: 1 << 61, hiddenSize: 16, mlpDim: 32, numHeads: 4)
+        }
+        #expect(throws: TorchError.self) { try UNETR(inChannels: 1, outChannels: 2, imgSize: [8], hiddenSize: 16, numHeads: 4) }
     }
 
     @Test func unetr_midConfig_matchesMONAIStateDict() throws {

@@ -61,6 +61,9 @@ public struct MONAIBundle: Sendable {
             if label.lowercased() != "background" { labels[label.lowercased()] = .int(index) }
         }
         let dimension = input?["spatial_shape"]?.arrayValue?.count ?? 3
+        guard dimension == 2 || dimension == 3 else {
+            throw MONAILabelError.invalid("bundle \(name): metadata.json: the input's spatial_shape must have 2 or 3 sizes")
+        }
 
         let models = folder.appendingPathComponent("models")
         let weights: String

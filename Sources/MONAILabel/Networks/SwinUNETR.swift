@@ -390,6 +390,12 @@ public final class SwinUNETR: Module, Layer {
         func fail(_ m: String) -> TorchError { TorchError(operation: "SwinUNETR", message: m) }
         guard (2...3).contains(spatialDims) else { throw fail("spatial dimension should be 2 or 3.") }
         guard featureSize > 0, featureSize % 12 == 0 else { throw fail("feature_size should be divisible by 12.") }
+        // Bounds far above any published configuration keep the channel arithmetic (16 x feature_size) and the
+        // allocations a config could ask for in range.
+        guard featureSize <= 1536, (1...4096).contains(inChannels), (1...4096).contains(outChannels) else {
+            throw fail("feature_size must be at most 1536, in/out channels in 1...4096")
+        }
+        guard numHeads.allSatisfy({ (1...1024).contains($0) }) else { throw fail("num_heads must be in 1...1024") }
         guard depths.count == 4, numHeads.count == 4, depths.allSatisfy({ (1...64).contains($0) }) else {
             throw fail("depths and num_heads need 4 stages (depths 1...64)")
         }

@@ -265,10 +265,17 @@ public final class UNETR: Module, Layer {
         guard (0...1).contains(dropoutRate) else {
             throw TorchError(operation: "UNETR", message: "dropout_rate should be between 0 and 1")
         }
-        guard featureSize > 0, hiddenSize > 0, mlpDim >= 0 else {
-            throw TorchError(operation: "UNETR", message: "feature_size, hidden_size and mlp_dim must be positive")
+        // Bounds far above any published configuration keep the channel arithmetic and allocations in range.
+        guard (1...2048).contains(featureSize), (1...16384).contains(hiddenSize), (0...65536).contains(mlpDim),
+              (1...4096).contains(inChannels), (1...4096).contains(outChannels)
+        else {
+            throw TorchError(operation: "UNETR", message: "feature_size (1...2048), hidden_size (1...16384), mlp_dim "
+                + "(0...65536) or in/out channels (1...4096) out of range")
         }
         let size = imgSize.count == 1 ? Array(repeating: imgSize[0], count: spatialDims) : imgSize
+        guard size.count == spatialDims, size.allSatisfy({ (16...4096).contains($0) }) else {
+            throw TorchError(operation: "UNETR", message: "img_size \(imgSize) needs 1 or \(spatialDims) sizes in 16...4096")
+        }
         let patch = Array(repeating: 16, count: spatialDims)
         self.imgSize = size
         self.hiddenSize = hiddenSize
