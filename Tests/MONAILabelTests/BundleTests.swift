@@ -126,6 +126,19 @@ import TestSupport
             .contains("detection bundles are not served"))
     }
 
+    @Test func selfReferringTransformListAndOddMetadata_areErrorsNotCrashes() throws {
+        let tmp = TempDir()
+        let appDir = try Self.editedCopy(tmp) { c in c["preprocessing"] = "@pre_transforms"; c["pre_transforms"] = "@preprocessing" }
+        #expect(Self.message { _ = try Self.bundles("spleen_ct_segmentation", appDir: appDir) }.contains("nest deeper"))
+        let tmp2 = TempDir()
+        let odd = try Self.editedCopy(tmp2) { _ in }
+        let meta = odd.appendingPathComponent("model/spleen_ct_segmentation/configs/metadata.json")
+        try Data(#"{"network_data_format": {"inputs": {"image": {"spatial_shape": [1, 2, 3, 4, 5]}}}}"#.utf8).write(to: meta)
+        #expect(Self.message { _ = try Self.bundles("spleen_ct_segmentation", appDir: odd) }.contains("2 or 3 sizes"))
+        try Data("[".utf8).write(to: meta)
+        #expect(Self.message { _ = try Self.bundles("spleen_ct_segmentation", appDir: odd) }.contains("metadata.json is not valid JSON"))
+    }
+
     @Test func config_referencesMacrosLiteralsAndCycles() throws {
         let root: JSONValue = [
             "a": "@b", "b": [1, "@c"], "c": "$True", "d": "%b", "e": "@e", "f": "$@b", "g": "@nowhere",

@@ -129,9 +129,10 @@ public struct MONAIBundle: Sendable {
 
     /// The ids of the transforms of a Compose or list item, following `@` references.
     static func transformIDs(_ config: BundleConfig, _ id: String, depth: Int = 0) throws -> [String] {
-        guard depth < BundleConfig.maxDepth, let v = config.raw(id) else {
-            throw MONAILabelError.invalid("\(config.fileName): \(id): no transform list")
+        guard depth < BundleConfig.maxDepth else {
+            throw MONAILabelError.invalid("\(config.fileName): \(id): references nest deeper than \(BundleConfig.maxDepth) (a cycle?)")
         }
+        guard let v = config.raw(id) else { throw MONAILabelError.invalid("\(config.fileName): \(id): no transform list") }
         switch v {
         case .string(let s) where s.hasPrefix("@"):
             return try transformIDs(config, String(s.dropFirst()), depth: depth + 1)
