@@ -65,6 +65,7 @@ static mlt_status (*p_mlt_where)(mlt_tensor cond, mlt_tensor a, mlt_tensor b, ml
 static mlt_status (*p_mlt_softmax)(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_log_softmax)(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_one_hot)(mlt_tensor t, int64_t num_classes, mlt_tensor *out, char **err);
+static mlt_status (*p_mlt_index_select)(mlt_tensor t, int64_t dim, mlt_tensor index, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_convolution)(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride, const int64_t *padding, const int64_t *dilation, const int64_t *output_padding, size_t nspatial, int transposed, int64_t groups, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_batch_norm)(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor running_mean, mlt_tensor running_var, int training, double momentum, double eps, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_instance_norm)(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor running_mean, mlt_tensor running_var, int use_input_stats, double momentum, double eps, mlt_tensor *out, char **err);
@@ -169,6 +170,7 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_softmax", (void **)&p_mlt_softmax},
     {"mlt_log_softmax", (void **)&p_mlt_log_softmax},
     {"mlt_one_hot", (void **)&p_mlt_one_hot},
+    {"mlt_index_select", (void **)&p_mlt_index_select},
     {"mlt_convolution", (void **)&p_mlt_convolution},
     {"mlt_batch_norm", (void **)&p_mlt_batch_norm},
     {"mlt_instance_norm", (void **)&p_mlt_instance_norm},
@@ -464,6 +466,10 @@ mlt_status mlt_log_softmax(mlt_tensor t, int64_t dim, mlt_tensor *out, char **er
 mlt_status mlt_one_hot(mlt_tensor t, int64_t num_classes, mlt_tensor *out, char **err) {
     mlt_load_or_die();
     return p_mlt_one_hot(t, num_classes, out, err);
+}
+mlt_status mlt_index_select(mlt_tensor t, int64_t dim, mlt_tensor index, mlt_tensor *out, char **err) {
+    mlt_load_or_die();
+    return p_mlt_index_select(t, dim, index, out, err);
 }
 mlt_status mlt_convolution(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride, const int64_t *padding, const int64_t *dilation, const int64_t *output_padding, size_t nspatial, int transposed, int64_t groups, mlt_tensor *out, char **err) {
     mlt_load_or_die();

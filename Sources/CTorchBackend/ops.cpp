@@ -29,6 +29,7 @@ at::Tensor unary(mlt_unary_op op, const at::Tensor &t) {
     case MLT_LOGICAL_NOT: return t.logical_not();
     case MLT_SQUARE: return t.square();
     case MLT_ISNAN: return t.isnan();
+    case MLT_GELU: return at::gelu(t);
     }
     throw std::invalid_argument("unknown unary op " + std::to_string(static_cast<int>(op)));
 }
@@ -198,6 +199,10 @@ mlt_status mlt_log_softmax(mlt_tensor t, int64_t dim, mlt_tensor *out, char **er
 
 mlt_status mlt_one_hot(mlt_tensor t, int64_t num_classes, mlt_tensor *out, char **err) {
     return guard(err, [&] { *out = wrap(at::one_hot(ref(t), num_classes)); });
+}
+
+mlt_status mlt_index_select(mlt_tensor t, int64_t dim, mlt_tensor index, mlt_tensor *out, char **err) {
+    return guard(err, [&] { *out = wrap(at::index_select(ref(t), dim, ref(index))); });
 }
 
 mlt_status mlt_convolution(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride,

@@ -239,6 +239,12 @@ public final class LeakyReLU: Module, Layer {
     public func forward(_ input: Tensor) throws -> Tensor { try input.leakyRelu(slope: slope) }
 }
 
+/// `torch.nn.GELU()` (exact form).
+public final class GELU: Module, Layer {
+    override public init() { super.init() }
+    public func forward(_ input: Tensor) throws -> Tensor { try input.gelu() }
+}
+
 public final class Identity: Module, Layer {
     override public init() { super.init() }
     public func forward(_ input: Tensor) throws -> Tensor { input }

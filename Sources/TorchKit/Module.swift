@@ -5,7 +5,8 @@ import TorchCheckpoint
 public final class Parameter {
     public internal(set) var tensor: Tensor
 
-    init(_ tensor: Tensor) { self.tensor = tensor }
+    /// A slot for `tensor`, to register with `Module.adopt`/`adoptBuffer` (layers create slots before `super.init`).
+    public init(_ tensor: Tensor) { self.tensor = tensor }
 }
 
 /// Base of the module tree, mirroring `torch.nn.Module`'s naming: parameters and buffers registered under

@@ -32,6 +32,8 @@ extension Tensor {
     public func logicalNot() throws -> Tensor { try unary(MLT_LOGICAL_NOT, "logicalNot") }
     public func square() throws -> Tensor { try unary(MLT_SQUARE, "square") }
     public func isNaN() throws -> Tensor { try unary(MLT_ISNAN, "isNaN") }
+    /// Exact (erf-based) GELU, `torch.nn.GELU()`'s default.
+    public func gelu() throws -> Tensor { try unary(MLT_GELU, "gelu") }
 
     public func add(_ other: Tensor) throws -> Tensor { try binary(MLT_ADD, other, "add") }
     public func sub(_ other: Tensor) throws -> Tensor { try binary(MLT_SUB, other, "sub") }
@@ -129,6 +131,25 @@ extension Tensor {
     /// Indices (int64) of the maxima along `dim`, or of the flattened tensor when `dim` is nil.
     public func argmax(dim: Int? = nil, keepDim: Bool = false) throws -> Tensor {
         try producing("argmax") { mlt_argmax(handle, Int64(dim ?? 0), keepDim ? 1 : 0, dim == nil ? 1 : 0, $0, $1) }
+    }
+
+    /// The entries along `dim` at `index` (a 1-D int64 tensor), as `torch.index_select`; gradients flow to `self`.
+    public func indexSelect(dim: Int, index: Tensor) throws -> Tensor {
+        try producing("indexSelect") { mlt_index_select(handle, Int64(dim), index.handle, $0, $1) }
+    }
+
+    /// `torch.roll` along one dim: entries shifted by `shift` (negative: towards the start), wrapping around.
+    public func roll(shift: Int, dim: Int) throws -> Tensor {
+        let shape = self.shape
+        let d = dim < 0 ? dim + shape.count : dim
+        guard shape.indices.contains(d) else {
+            throw TorchError(operation: "roll", message: "dim \(dim) out of range for rank \(shape.count)")
+        }
+        let n = shape[d]
+        guard n > 0 else { return self }
+        let s = ((shift % n) + n) % n
+        guard s != 0 else { return self }
+        return try Tensor.cat([narrow(dim: d, start: n - s, length: s), narrow(dim: d, start: 0, length: n - s)], dim: d)
     }
 
     public func softmax(dim: Int) throws -> Tensor { try producing("softmax") { mlt_softmax(handle, Int64(dim), $0, $1) } }

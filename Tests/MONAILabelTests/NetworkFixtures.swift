@@ -35,8 +35,11 @@ enum NetworkFixtures {
 
     /// Reads the little-endian float32, C-order `.npy` files of the MONAI fixtures (test-only helper; the
     /// Imaging target owns the product reader).
-    static func floatNpy(_ name: String) throws -> Tensor {
-        let url = monai(name)
+    static func floatNpy(_ name: String) throws -> Tensor { try floatNpy(at: monai(name)) }
+
+    /// `floatNpy` for a file anywhere.
+    static func floatNpy(at url: URL) throws -> Tensor {
+        let name = url.lastPathComponent
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw Failure(description: "missing fixture \(url.path)")
         }

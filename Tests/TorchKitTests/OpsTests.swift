@@ -133,5 +133,21 @@ extension TorchKitTests {
             #expect(try row.pad([2, 2], mode: .reflect).floats() == [3, 2, 1, 2, 3, 2, 1])
             #expect(try row.pad([1, 2], mode: .replicate).floats() == [1, 1, 2, 3, 3, 3])
         }
+    
+        @Test func geluIndexSelectRoll_matchPyTorch() throws {
+            // torch.nn.functional.gelu([-1, 0, 1, 2]) (exact form).
+            let g = try Tensor([-1, 0, 1, 2] as [Float], shape: [4]).gelu().floats()
+            #expect(maxAbsDifference(g, [-0.1586553, 0, 0.8413447, 1.9544997]) < 1e-6)
+            let t = try Tensor([10, 20, 30, 40, 50, 60] as [Float], shape: [3, 2])
+            let rows = try t.indexSelect(dim: 0, index: Tensor([2, 0, 2] as [Int64], shape: [3]))
+            #expect(rows.shape == [3, 2])
+            #expect(try rows.floats() == [50, 60, 10, 20, 50, 60])
+            let row = try Tensor([1, 2, 3, 4, 5] as [Float], shape: [5])
+            #expect(try row.roll(shift: 2, dim: 0).floats() == [4, 5, 1, 2, 3])
+            #expect(try row.roll(shift: -1, dim: 0).floats() == [2, 3, 4, 5, 1])
+            #expect(try row.roll(shift: 5, dim: -1).floats() == [1, 2, 3, 4, 5])
+            #expect(try t.roll(shift: 1, dim: 1).floats() == [20, 10, 40, 30, 60, 50])
+            #expect(throws: TorchError.self) { try row.roll(shift: 1, dim: 1) }
+        }
     }
 }

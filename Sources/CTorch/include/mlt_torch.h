@@ -140,7 +140,9 @@ mlt_status mlt_tensor_detach(mlt_tensor t, mlt_tensor *out, char **err);
 /* ---- Elementwise and reductions (ops.cpp) ---- */
 typedef enum {
     MLT_NEG, MLT_ABS, MLT_EXP, MLT_LOG, MLT_SQRT, MLT_RSQRT, MLT_SIGMOID, MLT_TANH, MLT_RELU, MLT_FLOOR, MLT_CEIL,
-    MLT_ROUND, MLT_SIGN, MLT_RECIPROCAL, MLT_LOGICAL_NOT, MLT_SQUARE, MLT_ISNAN
+    MLT_ROUND, MLT_SIGN, MLT_RECIPROCAL, MLT_LOGICAL_NOT, MLT_SQUARE, MLT_ISNAN,
+    /* Exact (erf) GELU, torch.nn.GELU's default; appended so earlier codes keep their values. */
+    MLT_GELU
 } mlt_unary_op;
 typedef enum {
     MLT_ADD, MLT_SUB, MLT_MUL, MLT_DIV, MLT_POW, MLT_MAXIMUM, MLT_MINIMUM, MLT_EQ, MLT_NE, MLT_LT, MLT_LE, MLT_GT,
@@ -167,6 +169,8 @@ mlt_status mlt_softmax(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err);
 mlt_status mlt_log_softmax(mlt_tensor t, int64_t dim, mlt_tensor *out, char **err);
 /* Appends a trailing class dim of size num_classes (int64 result), as torch.nn.functional.one_hot. */
 mlt_status mlt_one_hot(mlt_tensor t, int64_t num_classes, mlt_tensor *out, char **err);
+/* The entries of `t` along `dim` at the (int64, 1-D) `index` positions, as torch.index_select (differentiable in t). */
+mlt_status mlt_index_select(mlt_tensor t, int64_t dim, mlt_tensor index, mlt_tensor *out, char **err);
 
 /* ---- Neural network functions (ops.cpp) ---- */
 /* N-d convolution (N from weight's rank - 2); transposed when `transposed` is non-zero. bias may be NULL.

@@ -51,6 +51,8 @@ public struct AppDefinition: Sendable {
     public var strategies: [String]
     /// Scribbles tasks the app offers (`Histogram+GraphCut`), added unless `--conf scribbles false`.
     public var scribbles: [String]
+    /// The app serves the MONAI bundles `--conf models` names (upstream's `monaibundle`; see `addBundles`).
+    public var bundleModels: Bool
 
     public init(json: JSONValue) throws {
         guard let o = json.objectValue else { throw MONAILabelError.invalid("app.json is not an object") }
@@ -60,6 +62,7 @@ public struct AppDefinition: Sendable {
         models = o["models"]?.objectValue ?? JSONObject()
         strategies = o["strategies"]?.arrayValue?.compactMap(\.stringValue) ?? ["random", "first"]
         scribbles = o["scribbles"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        bundleModels = o["bundle_models"]?.boolValue ?? false
     }
 
     public static func load(appDir: URL) throws -> AppDefinition {
@@ -140,14 +143,18 @@ public final class MONAILabelApp: @unchecked Sendable {
     public init(settings: Settings, datastore: Datastore, factory: InferTaskFactory? = defaultInferTaskFactory) throws {
         self.settings = settings
         appDir = settings.appDir
-        definition = try AppDefinition.load(appDir: settings.appDir)
+        var definition = try AppDefinition.load(appDir: settings.appDir)
+        let modelNames = definition.bundleModels
+            ? try definition.addBundles(conf: settings.conf, appDir: settings.appDir)
+            : try definition.selectModels(settings.conf)
+        self.definition = definition
         self.datastore = datastore
         for sub in ["model", "logs", "lib", "bin"] {
             try FileOps.makeDirectory(appDir.appendingPathComponent(sub))
         }
         let context = AppContext(appDir: appDir, settings: settings)
         var tasks = OrderedMap<any InferTask>()
-        for name in try definition.selectModels(settings.conf) {
+        for name in modelNames {
             if let f = factory, let t = try f(name, definition.models[name]?.objectValue ?? JSONObject(), context) {
                 tasks[t.name] = t
             }

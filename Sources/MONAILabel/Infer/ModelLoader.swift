@@ -32,12 +32,14 @@ public final class ModelLoader: @unchecked Sendable {
     }
 
     /// The loader of a model `app.json` defines: its weights are `files.pretrained` (default
-    /// `pretrained_<name>.pt`) and `files.published` (default `<name>.pt`) under `modelDir`.
+    /// `pretrained_<name>.pt`) and `files.published` (default `<name>.pt`) under `modelDir`, or where an absolute
+    /// path says (a MONAI bundle's `models/model.pt`).
     convenience init(model name: String, networkSpec: JSONObject, files: JSONValue?, modelDir: URL) {
         let f = files?.objectValue ?? JSONObject()
+        func path(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : modelDir.appendingPathComponent(p) }
         self.init(networkSpec: networkSpec, paths: [
-            modelDir.appendingPathComponent(f["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
-            modelDir.appendingPathComponent(f["published"]?.stringValue ?? "\(name).pt"),
+            path(f["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
+            path(f["published"]?.stringValue ?? "\(name).pt"),
         ])
     }
 

@@ -10,8 +10,8 @@ private func dynPadding(_ kernel: [Int], _ stride: [Int]) throws -> [Int] {
 }
 
 /// `dynunet_block.get_conv_layer` as the blocks use it: a `Convolution` without norm and activation (an ADN with
-/// only dropout when `dropout` is set).
-private func dynConv(_ spatialDims: Int, _ inC: Int, _ outC: Int, kernel: [Int], stride: [Int], dropout: Double?,
+/// only dropout when `dropout` is set). Shared with the UNETR family's blocks.
+func dynConv(_ spatialDims: Int, _ inC: Int, _ outC: Int, kernel: [Int], stride: [Int], dropout: Double?,
                      bias: Bool = false, transposed: Bool = false) throws -> Convolution
 {
     let padding = try dynPadding(kernel, stride)
@@ -74,19 +74,20 @@ final class DynUNetBlock: Module, Layer {
     }
 }
 
-/// `UnetUpBlock`: transposed conv ("transp_conv"), concatenation with the skip, `UnetBasicBlock` ("conv_block").
+/// `UnetUpBlock`: transposed conv ("transp_conv"), concatenation with the skip, `UnetBasicBlock` ("conv_block");
+/// with `residual`, UNETR's `UnetrUpBlock` (a `UnetResBlock` after the concatenation).
 final class DynUNetUpBlock: Module {
     private let transpConv: Convolution
     private let convBlock: DynUNetBlock
 
     init(spatialDims: Int, inChannels: Int, outChannels: Int, kernel: [Int], upKernel: [Int], norm: NormType,
-         act: ActType, dropout: Double?, transBias: Bool) throws
+         act: ActType, dropout: Double?, transBias: Bool, residual: Bool = false) throws
     {
         transpConv = try dynConv(spatialDims, inChannels, outChannels, kernel: upKernel, stride: upKernel,
                                  dropout: dropout, bias: transBias, transposed: true)
         convBlock = try DynUNetBlock(spatialDims: spatialDims, inChannels: 2 * outChannels, outChannels: outChannels,
                                      kernel: kernel, stride: Array(repeating: 1, count: spatialDims), norm: norm,
-                                     act: act, dropout: dropout, residual: false)
+                                     act: act, dropout: dropout, residual: residual)
         super.init()
         try registerModule("transp_conv", transpConv)
         try registerModule("conv_block", convBlock)
