@@ -84,7 +84,8 @@ struct OHIFBrowserTests {
     /// for voxel as the server sent it and is drawn over the slice (screenshot pixels). Saving it as the panel's
     /// client does (`PUT /datastore/label`, OHIF's raw labelmap) puts a SEG in Orthanc that the server serves back
     /// as the final label; OHIF's own DICOM SEG export (STOW-RS through `/proxy/dicom/wado`) puts another there,
-    /// which decodes to the same label. The viewer screenshot is `segmentation.png` (the README's `docs/ohif.png`).
+    /// which our reader decodes onto the series (this OHIF build mirrors its slices, see below). The viewer
+    /// screenshot is `segmentation.png` (the README's `docs/ohif.png`).
     @Test(.timeLimit(.minutes(6)))
     func ohif_panelRunsTheModel_segmentationShowsInTheViewer_exportedSEGReachesOrthanc() throws {
         let tmp = TempDir()
@@ -100,19 +101,21 @@ struct OHIFBrowserTests {
         let api = DicomWebLiveTests.Server(port: server.port)
 
         // What the panel will get: the same request the extension's MonaiLabelClient.infer sends.
-        let form = TestClient.multipart(fields: [("params", #"{"result_extension": ".nrrd", "result_dtype": "uint8", "result_compress": false, "restore_label_idx": false}"#)])
-        let direct = try api.send("POST", "/infer/segmentation_spleen?image=\(series)&output=image", headers: form.headers, body: form.body)
+        let params = #"{"result_extension": ".nrrd", "result_dtype": "uint8", "result_compress": false, "restore_label_idx": false}"#
+        let form = TestClient.multipart(fields: [("params", params)])
+        let direct = try api.send("POST", "/infer/segmentation_spleen?image=\(series)&output=image", headers: form.headers,
+                                  body: form.body)
         #expect(direct.status == 200, "\(direct.text.prefix(300))")
         // Raw voxels: the extension's NRRD reader decodes no other encoding.
         #expect(String(decoding: direct.body.prefix(1024), as: UTF8.self).contains("\nencoding: raw\n"))
         let nrrd = tmp.url.appendingPathComponent("direct.nrrd")
         try Data(direct.body).write(to: nrrd)
         let inferred = try NRRD.read(nrrd)
-        let foreground = inferred.data.asFloat().reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+        let mask = inferred.data.asFloat().map { $0 != 0 }
+        let foreground = mask.reduce(0) { $0 + ($1 ? 1 : 0) }
         // The trained model finds the CT's bright box (12x12x18 voxels) and little else.
         let boxMask = DicomWebLiveTests.boxLabel(onto: inferred).data.asFloat().map { $0 != 0 }
-        let found = inferred.data.asFloat().map { $0 != 0 }
-        let overlap = zip(boxMask, found).reduce(0) { $0 + ($1.0 && $1.1 ? 1 : 0) }
+        let overlap = zip(boxMask, mask).reduce(0) { $0 + ($1.0 && $1.1 ? 1 : 0) }
         let dice = 2 * Double(overlap) / Double(boxMask.reduce(0) { $0 + ($1 ? 1 : 0) } + foreground)
         #expect(dice > 0.8, "Dice of the inference with the CT's box: \(dice) (\(foreground) voxels)")
 
@@ -164,7 +167,6 @@ struct OHIFBrowserTests {
         }
         #expect(changed > 1000, "viewport pixels the segmentation changed: \(changed)")
 
-        let mask = inferred.data.asFloat().map { $0 != 0 }
         // OHIF's labelmap volume sits on the series as the server's image does (LPS origin of slice 0, slice
         // direction) and holds the label slice for slice: the overlay is where the server put the label.
         let probe = try browser.run("""
@@ -179,9 +181,12 @@ struct OHIFBrowserTests {
         let k = [-a[0, 2], -a[1, 2], a[2, 2]], kNorm = (k[0] * k[0] + k[1] * k[1] + k[2] * k[2]).squareRoot()
         let ohifOrigin = probe["origin"]?.arrayValue?.compactMap(\.doubleValue) ?? []
         let ohifNormal = probe["normal"]?.arrayValue?.compactMap(\.doubleValue) ?? []
-        #expect(ohifOrigin.count == 3 && zip(ohifOrigin, lpsOrigin).allSatisfy { abs($0 - $1) < 1e-3 }, "OHIF origin \(ohifOrigin) vs \(lpsOrigin)")
-        #expect(ohifNormal.count == 3 && zip(ohifNormal, k).allSatisfy { abs($0 - $1 / kNorm) < 1e-3 }, "OHIF slice direction \(ohifNormal)")
-        #expect(probe["slices"]?.arrayValue?.compactMap(\.intValue) == Self.perSlice(inferred), "\(probe.compactString().prefix(400))")
+        #expect(ohifOrigin.count == 3 && zip(ohifOrigin, lpsOrigin).allSatisfy { abs($0 - $1) < 1e-3 },
+                "OHIF origin \(ohifOrigin) vs \(lpsOrigin)")
+        #expect(ohifNormal.count == 3 && zip(ohifNormal, k).allSatisfy { abs($0 - $1 / kNorm) < 1e-3 },
+                "OHIF slice direction \(ohifNormal)")
+        #expect(probe["slices"]?.arrayValue?.compactMap(\.intValue) == Self.perSlice(inferred),
+                "\(probe.compactString().prefix(400))")
 
         // Saving from the panel: the request the extension's MonaiLabelClient.save_label sends (PUT
         // /datastore/label with `params` and the labelmap's voxels as `label.bin`), made in the page from OHIF's
@@ -203,12 +208,14 @@ struct OHIFBrowserTests {
             """)
         #expect(saved["status"]?.intValue == 200, "save_label: \(saved.compactString().prefix(400))")
         let ourSEGs = try Self.waitForSEGs(orthanc, count: 1)
-        #expect(ourSEGs.count == 1 && ourSEGs.first?.string(DicomTag.studyInstanceUID) == study, "SEG series in Orthanc: \(ourSEGs.count)")
+        #expect(ourSEGs.count == 1 && ourSEGs.first?.string(DicomTag.studyInstanceUID) == study,
+                "SEG series in Orthanc: \(ourSEGs.count)")
         let label = try api.send("GET", "/datastore/label?label=\(series)&tag=final")
         #expect(label.status == 200, "\(label.text.prefix(300))")
         let stored = try DicomWebLiveTests.readNIfTI(label.body, in: tmp.url)
         #expect(stored.spatialShape == inferred.spatialShape)
-        #expect(Self.differing(stored.data, mask) == 0, "voxels where the label saved from OHIF's labelmap differs from the inference")
+        #expect(Self.differing(stored.data, mask) == 0,
+                "voxels where the label saved from OHIF's labelmap differs from the inference")
 
         // OHIF's own "Export DICOM SEG" (the cornerstone-dicom-seg extension's storeSegmentation, which the
         // segmentation panel of other modes calls; this mode shows none): its report dialog, dcmjs's SEG, then
