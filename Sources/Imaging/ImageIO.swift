@@ -43,13 +43,16 @@ public enum ImageIO {
     }
 
     /// Writes `volume` in the format its extension names (`result_extension`), converted to `dtype`
-    /// (`result_dtype`, e.g. `.uint8`) when given. `segments` apply to NRRD only.
+    /// (`result_dtype`, e.g. `.uint8`) when given. `segments` apply to NRRD only. `compress` chooses a `.nrrd`'s
+    /// encoding (gzip or raw; default gzip); a `.seg.nrrd` is always gzip and NIfTI compression follows the name,
+    /// as upstream's writers.
     public static func write(
-        _ volume: Volume, to url: URL, dtype: VoxelType? = nil, segments: [NRRD.Segment] = []
+        _ volume: Volume, to url: URL, dtype: VoxelType? = nil, compress: Bool = true, segments: [NRRD.Segment] = []
     ) throws {
         switch fileExtension(of: url.lastPathComponent) {
         case ".nii", ".nii.gz": try NIfTI.write(volume, to: url, dtype: dtype)
-        case ".nrrd", ".seg.nrrd": try NRRD.write(volume, to: url, dtype: dtype, segments: segments)
+        case ".nrrd": try NRRD.write(volume, to: url, dtype: dtype, compress: compress, segments: segments)
+        case ".seg.nrrd": try NRRD.write(volume, to: url, dtype: dtype, segments: segments)
         default:
             throw ImagingError("\(url.path): cannot write this extension (supported: \(extensions.joined(separator: ", ")))")
         }
@@ -72,7 +75,7 @@ public enum ImageIO {
     /// Writes `volume` to a new temporary file with `resultExtension` (e.g. ".nrrd" from 3D Slicer, or the input
     /// image's extension), as upstream's writer does, and returns its URL.
     public static func writeTemporary(
-        _ volume: Volume, resultExtension: String, dtype: VoxelType? = nil, directory: URL? = nil,
+        _ volume: Volume, resultExtension: String, dtype: VoxelType? = nil, compress: Bool = true, directory: URL? = nil,
         segments: [NRRD.Segment] = []
     ) throws -> URL {
         var ext = resultExtension.hasPrefix(".") ? resultExtension : "." + resultExtension
@@ -82,7 +85,7 @@ public enum ImageIO {
         }
         let dir = try directory ?? privateTemporaryDirectory()
         let url = dir.appendingPathComponent("tmp\(UUID().uuidString.prefix(8).lowercased())\(ext)")
-        try write(volume, to: url, dtype: dtype, segments: segments)
+        try write(volume, to: url, dtype: dtype, compress: compress, segments: segments)
         return url
     }
 }

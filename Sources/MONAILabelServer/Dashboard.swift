@@ -57,7 +57,10 @@ enum Dashboard {
         const esc = s => String(s ?? "").replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\\"":"&quot;"}[c]));
         const getJSON = async url => { const r = await fetch(url); if (!r.ok) throw new Error(url + ": " + r.status); return r.json(); };
         const when = ts => ts ? new Date(ts * 1000).toLocaleString() : "";
-        const history = {};  // trainer -> [{epoch, train, eval}], grown by polling train_stats
+        const history = {};  // trainer -> [{epoch, train, eval}], from train_stats and the train job's log
+        const historyRun = {};  // trainer -> the train job whose epochs `history` holds
+        const runEpoch = {};  // trainer -> the epoch that job has reached (its `progress`)
+        let trainRunning = false;
         let objects = {}, current = null;
 
         async function models(info) {
@@ -86,11 +89,34 @@ enum Dashboard {
             + Object.entries(users).map(([u, n]) => `<tr><th>by ${esc(u)}</th><td>${n}</td></tr>`).join("");
         }
 
+        // The per-epoch Dice lines of a train job's log (its last lines, `details`): epochs that ended between two
+        // refreshes still get their point. A new job of the same model starts a new curve.
+        function epochsFromLog(t) {
+          const model = (t.request || {}).model;
+          if (!model) return;
+          if (historyRun[model] !== t.id) { historyRun[model] = t.id; history[model] = []; }
+          runEpoch[model] = (t.progress || {}).epoch || 0;
+          const h = history[model];
+          for (const line of t.details || []) {
+            const m = /Epoch\\[([0-9]+)\\] Metrics -- (train|val)_mean_dice: ([0-9.]+)/.exec(line);
+            if (!m) continue;
+            const epoch = Number(m[1]);
+            let p = h.find(p => p.epoch === epoch);
+            if (!p) { p = {epoch, train: null, eval: null}; h.push(p); h.sort((a, b) => a.epoch - b.epoch); }
+            p[m[2] === "train" ? "train" : "eval"] = Number(m[3]);
+          }
+        }
+
         async function jobs() {
           const rows = [];
+          trainRunning = false;
           for (const [kind, url] of [["train", "/train/?all=true"], ["scoring", "/scoring/?all=true"], ["batch infer", "/batch/infer?all=true"]]) {
             let list = [];
             try { const j = await getJSON(url); list = Array.isArray(j) ? j : Object.values(j || {}); } catch (e) {}
+            if (kind === "train" && list.length) {
+              epochsFromLog(list[list.length - 1]);
+              trainRunning = list.some(t => t.status === "RUNNING" || t.status === "SUBMITTED");
+            }
             for (const t of list.slice(-5).reverse())
               rows.push(`<tr><td>${kind}</td><td class=muted>${esc(t.id)}</td><td><span class="pill ${esc(t.status)}">${esc(t.status)}</span></td><td>${esc(t.start_ts)}</td></tr>`);
           }
@@ -104,7 +130,9 @@ enum Dashboard {
             const h = (history[name] ??= []);
             const point = {epoch: s.epoch, train: s.train ? Object.values(s.train.metrics || {})[0] : null,
                            eval: s.eval ? Object.values(s.eval.metrics || {})[0] : null};
-            if (!h.length || h[h.length - 1].epoch !== point.epoch) h.push(point);
+            // train_stats may still be the previous run's until this job's first epoch ends.
+            const ours = !historyRun[name] || runEpoch[name] >= point.epoch;
+            if (ours && !h.some(p => p.epoch === point.epoch)) { h.push(point); h.sort((a, b) => a.epoch - b.epoch); }
             const W = 380, H = 130, P = 26, maxE = Math.max(s.total_epochs || 1, ...h.map(p => p.epoch));
             const x = e => P + (W - 2 * P) * e / maxE, y = v => H - P + (2 * P - H) * Math.max(0, Math.min(1, v));
             const line = (key, color) => { const pts = h.filter(p => p[key] != null);
@@ -175,14 +203,15 @@ enum Dashboard {
             const info = await getJSON("/info/");
             $("name").textContent = info.name || "MONAI Label"; $("version").textContent = info.version ? "v" + info.version : "";
             try { objects = (await getJSON("/datastore/?output=all")).objects || {}; } catch (e) {}
-            datastore(info); curve(info); await models(info); await jobs(); log();
+            await jobs(); datastore(info); curve(info); await models(info); log();
             if (!$("strats").children.length) strategies(info);
             if ($("imglist").children.length !== Object.keys(objects).length || !current) imageList();
             document.body.dataset.loaded = "1";
           } catch (e) { $("dscount").textContent = "Cannot reach the server: " + e; }
         }
-        refresh();
-        setInterval(refresh, 2000);
+        // Every 2 s, every 0.5 s while a training job runs (its curve grows epoch by epoch).
+        async function loop() { await refresh(); setTimeout(loop, trainRunning ? 500 : 2000); }
+        loop();
         </script></body></html>
         """
 }

@@ -21,6 +21,7 @@ final class Browser: @unchecked Sendable {
     private let port: Int
     private let http = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: 5, readTimeout: 120))
     private var session = ""
+    private var console: [(level: String, message: String)] = []
     /// Where screenshots go (created; kept after the test for a person to look at).
     let screenshots: URL
 
@@ -116,10 +117,17 @@ final class Browser: @unchecked Sendable {
         return url
     }
 
-    /// Browser console entries at level SEVERE since the last call.
+    /// Browser console entries (level, message) of this session so far (the driver hands each entry out once).
+    func consoleMessages() -> [(level: String, message: String)] {
+        if let log = try? command("POST", "/session/\(session)/se/log", ["type": "browser"]) {
+            console += (log.arrayValue ?? []).map { ($0["level"]?.stringValue ?? "?", $0["message"]?.stringValue ?? "") }
+        }
+        return console
+    }
+
+    /// Browser console entries at level SEVERE of this session so far.
     func severeConsoleMessages() -> [String] {
-        guard let log = try? command("POST", "/session/\(session)/se/log", ["type": "browser"]) else { return [] }
-        return (log.arrayValue ?? []).filter { $0["level"]?.stringValue == "SEVERE" }.compactMap { $0["message"]?.stringValue }
+        consoleMessages().filter { $0.level == "SEVERE" }.map(\.message)
     }
 }
 
@@ -139,6 +147,23 @@ struct PixelStats: Decodable {
     static var available: Bool { FileManager.default.isExecutableFile(atPath: python.path) }
     static let python = repoRoot.appendingPathComponent(".venv-client/bin/python")
 
+    /// Pixels of `box` (left, top, right, bottom) whose colour differs by more than 24 in some channel between two
+    /// screenshots: what a drawing over an image changed.
+    static func changed(_ a: URL, _ b: URL, box: (Int, Int, Int, Int)) throws -> Int {
+        let script = """
+            import sys
+            from PIL import Image, ImageChops
+            box = tuple(int(v) for v in sys.argv[3:7])
+            a, b = (Image.open(p).convert("RGB").crop(box) for p in sys.argv[1:3])
+            print(sum(1 for px in ImageChops.difference(a, b).getdata() if max(px) > 24))
+            """
+        let out = try run(script, [a.path, b.path, "\(box.0)", "\(box.1)", "\(box.2)", "\(box.3)"])
+        guard let n = Int(String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw OrthancError(description: "pixel difference: unexpected output \(String(decoding: out, as: UTF8.self).prefix(200))")
+        }
+        return n
+    }
+
     /// `box` is (left, top, right, bottom) in pixels; nil for the whole image.
     static func of(_ png: URL, box: (Int, Int, Int, Int)? = nil) throws -> PixelStats {
         let crop = box.map { "im = im.crop((\($0.0), \($0.1), \($0.2), \($0.3)))" } ?? ""
@@ -154,14 +179,19 @@ struct PixelStats: Decodable {
             print(json.dumps({"colors": len(set(px)), "bright": bright, "greyLevels": len(greys), "colored": colored,
                               "width": im.width, "height": im.height}))
             """
+        return try JSONDecoder().decode(PixelStats.self, from: try run(script, [png.path]))
+    }
+
+    /// Runs a Python `script` with `arguments` in .venv-client; its standard output.
+    private static func run(_ script: String, _ arguments: [String]) throws -> Data {
         let p = Process()
         p.executableURL = python
-        p.arguments = ["-c", script, png.path]
+        p.arguments = ["-W", "ignore::DeprecationWarning", "-c", script] + arguments
         let out = Pipe()
         p.standardOutput = out
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return try JSONDecoder().decode(PixelStats.self, from: data)
+        return data
     }
 }

@@ -59,11 +59,21 @@ struct DashboardBrowserTests {
         let started = try http.post(URL(string: base + "/train/segmentation_spleen")!, headers: headers,
                                     body: Array(#"{"max_epochs": 2, "val_split": 0.34}"#.utf8))
         #expect(started.status == 200, "\(started.text)")
-        let plotted = try browser.wait("the training plot at epoch 2", timeout: 120, """
-            const s = document.querySelector('svg.trainplot');
-            return s && s.parentElement.innerText.includes('epoch 2 of 2') ? Number(s.dataset.points) : 0;
-            """)
-        #expect((plotted.intValue ?? 0) >= 1)
+        // The curve grows while the job runs: points are only added, one per epoch, from train_stats and the
+        // job's log lines (so an epoch that ended between two refreshes still gets its point). Each count as
+        // first seen; the page polls every 0.5 s while the job runs, but this job may finish within one poll.
+        var observed: [Int] = []
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            let plot = try browser.run("""
+                const s = document.querySelector('svg.trainplot');
+                return s ? {points: Number(s.dataset.points), done: s.parentElement.innerText.includes('epoch 2 of 2')} : null;
+                """)
+            if let n = plot["points"]?.intValue, observed.last != n { observed.append(n) }
+            if plot["done"] == true { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(observed.last == 2 && observed == observed.sorted(), "points of the training curve as they appeared: \(observed)")
         try browser.wait("the model to show trained weights", timeout: 60,
                          "return document.querySelector('#models tbody').innerText.includes('trained ')")
         try browser.screenshot("dashboard-trained")

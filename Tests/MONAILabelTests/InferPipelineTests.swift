@@ -91,6 +91,28 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
     #expect(try ImageIO.load(f).spatialShape == [70, 60, 24])
 }
 
+/// Upstream's writer sends a `.nrrd` result raw unless `result_compress` asks for gzip (OHIF's NRRD reader decodes
+/// only raw data and asks with `result_compress: false`); both read back to the same label.
+@Test func pipeline_nrrdResult_isRawUnlessResultCompressAsksForGzip() throws {
+    let tmp = TempDir()
+    let task = try smallSpleenTask(tmp)
+    func encoding(_ params: JSONObject) throws -> (String, Volume) {
+        let r = try task.infer(InferRequest(imagePath: pipelineFixture("ct_lps_aniso.nii.gz").path, params: params))
+        let f = try #require(r.file)
+        defer { try? FileManager.default.removeItem(at: f) }
+        let header = String(decoding: try Data(contentsOf: f).prefix(1024), as: UTF8.self)
+        let line = header.split(separator: "\n").first { $0.hasPrefix("encoding:") }.map(String.init) ?? ""
+        return (line, try ImageIO.load(f))
+    }
+    let (plain, plainLabel) = try encoding(["result_extension": ".nrrd", "result_dtype": "uint8"])
+    let (ohif, _) = try encoding(["result_extension": ".nrrd", "result_dtype": "uint8", "result_compress": false])
+    let (gzip, gzipLabel) = try encoding(["result_extension": ".nrrd", "result_dtype": "uint8", "result_compress": true])
+    #expect(plain == "encoding: raw")
+    #expect(ohif == "encoding: raw")
+    #expect(gzip == "encoding: gzip")
+    #expect(plainLabel.data.asFloat() == gzipLabel.data.asFloat())
+}
+
 @Test func slidingWindow_windowStarts_matchMONAIDensePatchSlices() {
     // dense_patch_slices((56, 54, 58), (32, 32, 32), scan_interval 24): starts 0, 24 per axis (last flush).
     #expect(SlidingWindowInferer.windowStarts(imageSize: [56], roi: [32], overlap: 0.25) == [[0], [24]])

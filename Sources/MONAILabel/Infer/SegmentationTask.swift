@@ -23,9 +23,10 @@ public struct InferResult: Sendable {
 
 extension InferResult {
     /// Upstream's `Writer` and result JSON, which every infer task ends with: the label written to a temporary
-    /// file honouring `result_extension` (default: the image's) and `result_dtype` (default uint8), or no file
-    /// with `skip_writer`; then `extra` (a task's own keys, first), `label_names`, `latencies` (total since
-    /// `started`) and `centroids`. A format or dtype the writer refuses is the client's error, not the server's.
+    /// file honouring `result_extension` (default: the image's), `result_dtype` (default uint8) and
+    /// `result_compress`, or no file with `skip_writer`; then `extra` (a task's own keys, first), `label_names`,
+    /// `latencies` (total since `started`) and `centroids`. A format or dtype the writer refuses is the client's
+    /// error, not the server's.
     static func written(
         _ label: Volume, for request: InferRequest, labels: JSONValue, timings: inout Timings, started: DispatchTime,
         extra: JSONObject = JSONObject()
@@ -39,8 +40,11 @@ extension InferResult {
                 guard let t = VoxelType(numpyName: d) else { throw MONAILabelError.invalid("unsupported result_dtype '\(d)'") }
                 dtype = t
             }
+            // `result_compress` (default false) as upstream's ITK writer: a plain `.nrrd` result is raw unless asked
+            // for gzip (OHIF's NRRD reader only decodes raw data itself).
+            let compress = p["result_compress"]?.boolValue ?? false
             do {
-                return try ImageIO.writeTemporary(label, resultExtension: ext, dtype: dtype)
+                return try ImageIO.writeTemporary(label, resultExtension: ext, dtype: dtype, compress: compress)
             } catch let e as ImagingError {
                 throw MONAILabelError.invalid(e.message)
             }
