@@ -39,7 +39,8 @@ enum AuthRoutes {
             case .provider(let provider):
                 let reply: HTTPClientResponse
                 do {
-                    reply = try provider.passwordGrant(username: username, password: password, clientID: s.clientID)
+                    reply = try provider.passwordGrant(username: username, password: password, clientID: s.clientID,
+                                                       clientSecret: s.clientSecret, scope: s.scope)
                 } catch {
                     ctx.log.error("Sign-in for \(username): identity provider failed: \(error)", source: "auth")
                     return .detail("Identity provider is not reachable", status: HTTPStatus(502))
