@@ -17,10 +17,10 @@ struct AuthProviderLiveTests {
     ]
 
     /// glewlwyd with `accounts`, and a server signing in through it.
-    static func start(_ tmp: TempDir, extra: [String: String] = [:]) throws -> (Glewlwyd, RunningServer) {
-        let provider = try Glewlwyd(dir: tmp.url.appendingPathComponent("glewlwyd"), accounts: accounts)
+    static func start(_ tmp: TempDir, tokenSeconds: Int = 300) throws -> (Glewlwyd, RunningServer) {
+        let provider = try Glewlwyd(dir: tmp.url.appendingPathComponent("glewlwyd"), accounts: accounts, tokenSeconds: tokenSeconds)
         do {
-            return (provider, try startAuthServer(tmp, auth: provider.serverEnvironment.merging(extra) { $1 }))
+            return (provider, try startAuthServer(tmp, auth: provider.serverEnvironment))
         } catch {
             provider.stop()
             throw error
@@ -143,9 +143,10 @@ struct AuthProviderLiveTests {
 
     /// The provider replaces its signing key: tokens signed with the new key (a new `kid`) are accepted without a
     /// restart once the key cache may refetch (10 s after its last fetch); tokens of the withdrawn key are refused.
-    @Test func keyRotation_newKeyAcceptedWithoutRestart() throws {
+    /// The provider's tokens last 1 s here, so the new one then expires (past the 30 s leeway) and is refused too.
+    @Test func keyRotation_newKeyAcceptedWithoutRestart_thenItsTokenExpires() throws {
         let tmp = TempDir()
-        let (provider, server) = try Self.start(tmp)
+        let (provider, server) = try Self.start(tmp, tokenSeconds: 1)
         defer { server.stop(); provider.stop() }
         let old = try #require(try Self.signIn(server.port, "reader", "r&=d pw").token)
         #expect(try Self.call(server.port, "GET", "/info/", token: old).status == 200)
@@ -156,5 +157,11 @@ struct AuthProviderLiveTests {
         Thread.sleep(forTimeInterval: 10.5)
         #expect(try Self.call(server.port, "GET", "/info/", token: new).status == 200)
         #expect(try Self.call(server.port, "GET", "/info/", token: old).status == 401)
+        let payload = try #require(Base64URL.decode(Substring(new.split(separator: ".")[1])))
+        let exp = try #require((try JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any])?["exp"] as? Double)
+        Thread.sleep(forTimeInterval: max(0, exp + 31 - Date().timeIntervalSince1970))
+        let expired = try Self.call(server.port, "GET", "/info/", token: new)
+        #expect(expired.status == 401)
+        #expect(expired.headers["WWW-Authenticate"] == "Bearer")
     }
 }

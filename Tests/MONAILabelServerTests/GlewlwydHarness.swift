@@ -38,6 +38,8 @@ final class Glewlwyd: @unchecked Sendable {
 
     let dir: URL
     let port: Int
+    /// Seconds an access token lasts.
+    let tokenSeconds: Int
     private var process: Process?
     private let client = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: 2, readTimeout: 10))
     private var adminCookie = ""
@@ -53,8 +55,9 @@ final class Glewlwyd: @unchecked Sendable {
          "MONAI_LABEL_AUTH_SCOPE": (["openid"] + Self.roles).joined(separator: " "), "MONAI_LABEL_AUTH_TOKEN_ROLES": "scope"]
     }
 
-    init(dir: URL, accounts: [Account]) throws {
+    init(dir: URL, accounts: [Account], tokenSeconds: Int = 300) throws {
         self.dir = dir
+        self.tokenSeconds = tokenSeconds
         port = try freePort()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let db = dir.appendingPathComponent("glewlwyd.db").path
@@ -187,13 +190,13 @@ final class Glewlwyd: @unchecked Sendable {
     }
 
     /// The OIDC plugin: RS256 with `key`, the password grant only (a "non-OIDC" OAuth2 grant in glewlwyd's terms),
-    /// 5-minute access tokens carrying the account's name claims. glewlwyd checks that every parameter is present.
+    /// `tokenSeconds` access tokens carrying the account's name claims. glewlwyd checks that every parameter is present.
     private func pluginParameters(key: (privatePEM: String, publicPEM: String)) throws -> [String: Any] {
         [
             "iss": realm, "jwt-type": "rsa", "jwt-key-size": "256", "key": key.privatePEM, "cert": key.publicPEM,
             "jwks-uri": "", "jwks-private": "", "jwks-public": "", "jwks-public-uri": "", "default-kid": "",
             "client-sign_kid-parameter": "", "jwks-show": true, "jwks-x5c": [String](),
-            "access-token-duration": 300, "refresh-token-duration": 3600, "code-duration": 600,
+            "access-token-duration": tokenSeconds, "refresh-token-duration": 3600, "code-duration": 600,
             "refresh-token-rolling": false, "refresh-token-one-use": "never",
             "client-refresh-token-one-use-parameter": "refresh-token-one-use",
             "allow-non-oidc": true, "auth-type-password-enabled": true, "auth-type-id-token-enabled": true,
