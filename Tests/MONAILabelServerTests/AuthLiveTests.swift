@@ -14,8 +14,8 @@ import Glibc
 
 /// A Keycloak-shaped OpenID Connect issuer on its own loopback port: the realm document with `public_key`,
 /// `.well-known/openid-configuration`, a JWKS and a password-grant token endpoint, signing RS256 with `kid`.
-/// Used because no real provider was set up in time (see the README's auth section); `rotate()` publishes a new
-/// key the way a provider's key rotation does.
+/// Keycloak's realm document (`public_key`) is what the real provider of `AuthProviderLiveTests` (glewlwyd) lacks;
+/// this issuer also needs no package. `rotate()` publishes a new key the way a provider's key rotation does.
 final class TestIssuer: Sendable {
     struct Account { let password: String; let roles: [String] }
     private let server: HTTPServer
