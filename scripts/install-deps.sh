@@ -12,6 +12,8 @@ PKGS+=(libgloo-dev)
 # DICOMweb tests: a real Orthanc with its DICOMweb plugin, started by the tests on their own ports and storage
 # (the package may also start a system service on 8042; the tests never use it).
 PKGS+=(orthanc orthanc-dicomweb)
+# Auth tests: a real OpenID Connect provider (glewlwyd, on its own port and SQLite database made with sqlite3).
+PKGS+=(glewlwyd sqlite3)
 # Browser tests (OHIF at /ohif/, the dashboard at /): headless Chromium driven over WebDriver by the Swift tests.
 PKGS+=(chromium chromium-driver)
 SUDO=""

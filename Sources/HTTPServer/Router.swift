@@ -41,6 +41,12 @@ public struct CORSPolicy: Sendable {
     }
 }
 
+/// A check of a request's head (its headers), run on the event loop when the head has been read and before any
+/// of its body is: a response refuses the request at once (the body is never read, and the connection closes
+/// after the response when one was declared, so a large upload costs nothing); nil lets the request through to its
+/// handler. It must be cheap and never block (no I/O).
+public typealias HTTPHeadCheck = @Sendable (_ headers: HTTPHeaders) -> HTTPResponse?
+
 /// Maps method + path templates to handlers.
 ///
 /// Templates are literal paths with `{name}` segments (one non-empty segment) and optionally a final
@@ -76,6 +82,7 @@ public struct HTTPRouter: Sendable {
         let template: String
         let segments: [Segment]
         var handler: HTTPHandler
+        var headCheck: HTTPHeadCheck?
     }
 
     private enum Segment: Sendable, Equatable {
@@ -88,7 +95,8 @@ public struct HTTPRouter: Sendable {
     public enum Resolution: Sendable {
         /// Run `handler` with these path parameters (it will read the body).
         case handler(HTTPHandler, parameters: [String: String])
-        /// Answer with this response without running a handler or reading the body (404, 405, 307, preflight).
+        /// Answer with this response without running a handler or reading the body (404, 405, 307, preflight, a
+        /// head check's refusal).
         case response(HTTPResponse)
     }
 
@@ -107,7 +115,7 @@ public struct HTTPRouter: Sendable {
     /// Registers `handler` for `method` on `template`. Later registrations of the same method and template lose.
     public mutating func add(_ method: HTTPMethod, _ template: String, _ handler: @escaping HTTPHandler) {
         let segments = Self.compile(template)
-        routes.append(Route(method: method, template: template, segments: segments, handler: handler))
+        routes.append(Route(method: method, template: template, segments: segments, handler: handler, headCheck: nil))
         if segments.allSatisfy({ if case .literal = $0 { return true } else { return false } }) {
             literal[template, default: []].append(routes.count - 1)
         } else {
@@ -120,6 +128,14 @@ public struct HTTPRouter: Sendable {
     public mutating func wrapHandlers(_ transform: (HTTPMethod, String, @escaping HTTPHandler) -> HTTPHandler) {
         for i in routes.indices {
             routes[i].handler = transform(routes[i].method, routes[i].template, routes[i].handler)
+        }
+    }
+
+    /// Gives each registered route the head check `make(method, template)` returns (nil: none), replacing any
+    /// earlier one: a policy that can refuse requests before their bodies are read, such as access control.
+    public mutating func setHeadChecks(_ make: (HTTPMethod, String) -> HTTPHeadCheck?) {
+        for i in routes.indices {
+            routes[i].headCheck = make(routes[i].method, routes[i].template)
         }
     }
 
@@ -193,7 +209,10 @@ public struct HTTPRouter: Sendable {
             return .response(cors.preflight(headers))
         }
         let (route, params, allowed) = lookup(method: method, path: path)
-        if let r = route { return .handler(r.handler, parameters: params) }
+        if let r = route {
+            if let refusal = r.headCheck?(headers) { return .response(refusal) }
+            return .handler(r.handler, parameters: params)
+        }
         if !allowed.isEmpty {
             var resp = HTTPResponse.detail("Method Not Allowed", status: .methodNotAllowed)
             resp.headers.add("Allow", allowed.map(\.rawValue).joined(separator: ", "))

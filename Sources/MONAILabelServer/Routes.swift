@@ -52,6 +52,7 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
     if let authenticator {
         AuthRoutes.register(&router, ctx, authenticator)
         router.wrapHandlers(authenticator.guarded)
+        router.setHeadChecks(authenticator.headCheck)
     }
     return router
 }

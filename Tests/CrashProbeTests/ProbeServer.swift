@@ -37,6 +37,8 @@ final class ProbeServer: @unchecked Sendable {
     let models: String
     let environment: [String: String]
     private(set) var port = 0
+    /// Sent as `Authorization` by `expectAlive` (a server with auth on).
+    var authorization: String?
     private var process: Process?
     private let output = OutputBuffer()
 
@@ -141,11 +143,12 @@ final class ProbeServer: @unchecked Sendable {
     func expectAlive(_ probe: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         #expect(isRunning, "server died after probe \(probe):\n\(log)", sourceLocation: sourceLocation)
         guard isRunning else { throw ProbeError("server died after \(probe)") }
-        let info = try curl("GET", "/info/", timeout: 30)
+        let auth = authorization.map { ["-H", "Authorization: \($0)"] } ?? []
+        let info = try curl("GET", "/info/", auth, timeout: 30)
         #expect(info.status == 200, "/info/ after \(probe): \(info.status) \(info.body.prefix(300))",
                 sourceLocation: sourceLocation)
         let infer = try curl("POST", "/infer/\(models.split(separator: ",")[0])?image=spleen_00&output=json",
-                             ["-F", "params={}"], timeout: 300)
+                             ["-F", "params={}"] + auth, timeout: 300)
         #expect(infer.status == 200, "a normal inference after \(probe): \(infer.status) \(infer.body.prefix(300))\n\(log)",
                 sourceLocation: sourceLocation)
     }

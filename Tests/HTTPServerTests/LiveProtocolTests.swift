@@ -4,6 +4,29 @@ import Testing
 
 /// Raw bytes over real loopback sockets.
 @Suite struct LiveProtocolTests {
+    /// A head check's refusal goes out as soon as the head is read: the declared 1 GB body is never waited for,
+    /// the connection closes, and the handler never runs; with the check satisfied the same route reads its body.
+    @Test func headCheckRefusal_answeredBeforeTheBody_andConnectionClosed() throws {
+        let ran = LockedList<Int>()
+        let s = try LiveServer(routes: { r in
+            r.put("/upload") { req in
+                ran.append(try req.bodyBytes().count)
+                return .text("stored")
+            }
+            r.setHeadChecks { _, _ in { headers in headers["X-Key"] == "k" ? nil : .detail("no key", status: .unauthorized) } }
+        })
+        let c = try RawClient(port: s.port)
+        try c.send("PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1073741824\r\n\r\n" + String(repeating: "a", count: 1000))
+        let refused = try c.readResponse()
+        #expect(refused.status == 401)
+        #expect(refused.headers["Connection"] == "close")
+        #expect(try c.isClosedByServer())
+        let ok = try RawClient(port: s.port)
+        try ok.send("PUT /upload HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 5\r\n\r\nhello")
+        #expect(try ok.readResponse().status == 200)
+        #expect(ran.all == [5])
+    }
+
     @Test func get_hasDateServerLengthAndType() throws {
         let s = try LiveServer()
         let c = try RawClient(port: s.port)

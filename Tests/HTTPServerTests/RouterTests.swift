@@ -25,6 +25,27 @@ private func bodyText(_ r: HTTPResponse) -> String {
         return r
     }
 
+    @Test func headCheck_refusalAnswersWithoutTheHandler_nilLetsThrough() throws {
+        var r = HTTPRouter()
+        r.put("/upload/{id}") { _ in .text("handled") }
+        r.get("/open") { _ in .text("open") }
+        r.setHeadChecks { _, template -> HTTPHeadCheck? in
+            if template == "/open" { return nil }
+            return { headers in headers["X-Key"] == "k" ? nil : .detail("no", status: .unauthorized) }
+        }
+        let refused = r.resolve(method: .put, path: "/upload/1", rawQuery: nil,
+                                headers: HTTPHeaders([("Host", "h"), ("Content-Length", "1000000000")]), isSecure: false)
+        guard case .response(let resp) = refused else {
+            Issue.record("the head check did not refuse")
+            return
+        }
+        #expect(resp.status.code == 401)
+        #expect(bodyText(r.respond(to: try request(.put, "/upload/1", headers: [("X-Key", "k")]))) == "handled")
+        #expect(bodyText(r.respond(to: try request(.get, "/open"))) == "open")
+        // Routing errors come before the check: a wrong method is still 405.
+        #expect(r.respond(to: try request(.delete, "/upload/1")).status.code == 405)
+    }
+
     @Test func parameterSegment_isCapturedAndDecoded() throws {
         let r = makeRouter().respond(to: try request(.post, "/infer/seg%20spleen"))
         #expect(bodyText(r) == "infer seg spleen")

@@ -8,10 +8,14 @@ import TestSupport
 import WebToken
 @testable import MONAILabelServer
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A Keycloak-shaped OpenID Connect issuer on its own loopback port: the realm document with `public_key`,
 /// `.well-known/openid-configuration`, a JWKS and a password-grant token endpoint, signing RS256 with `kid`.
-/// Used because no real provider was set up in time (see the README's auth section); `rotate()` publishes a new
-/// key the way a provider's key rotation does.
+/// Keycloak's realm document (`public_key`) is what the real provider of `AuthProviderLiveTests` (glewlwyd) lacks;
+/// this issuer also needs no package. `rotate()` publishes a new key the way a provider's key rotation does.
 final class TestIssuer: Sendable {
     struct Account { let password: String; let roles: [String] }
     private let server: HTTPServer
@@ -64,7 +68,8 @@ final class TestIssuer: Sendable {
     private final class Box: @unchecked Sendable { var issuer: TestIssuer? }
 }
 
-private func startAuthServer(_ tmp: TempDir, realm: String) throws -> RunningServer {
+/// A live server on the demo studies and the radiology app with `auth` (the `MONAI_LABEL_AUTH_*` settings).
+func startAuthServer(_ tmp: TempDir, auth: [String: String]) throws -> RunningServer {
     let studies = tmp.url.appendingPathComponent("studies")
     try DemoStudies.write(to: studies, count: 3, labeled: 1, shape: [32, 32, 16], spacing: [3, 3, 4])
     let app = tmp.url.appendingPathComponent("app")
@@ -73,10 +78,79 @@ private func startAuthServer(_ tmp: TempDir, realm: String) throws -> RunningSer
                                      to: app.appendingPathComponent("app.json"))
     let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
                                 host: "127.0.0.1", port: 0, logLevel: .warning)
-    return try ServerMain.start(options, environment: [
-        "MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path,
+    return try ServerMain.start(options, environment: auth.merging(
+        ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path]) { a, _ in a })
+}
+
+private func startAuthServer(_ tmp: TempDir, realm: String) throws -> RunningServer {
+    try startAuthServer(tmp, auth: [
         "MONAI_LABEL_AUTH_ENABLE": "true", "MONAI_LABEL_AUTH_REALM_URI": realm, "MONAI_LABEL_AUTH_ISSUER": realm,
     ])
+}
+
+struct SocketFailure: Error { let call: String }
+
+/// Sends `head` and a first KiB of the body it declares on a fresh connection, then reads until the server closes
+/// (at most `waitSeconds`). Returns what came back and whether the server closed the connection.
+func sendHeadAndReadUntilClosed(port: Int, head: String, waitSeconds: Int = 20) throws -> (response: String, closed: Bool) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SocketFailure(call: "socket") }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: waitSeconds, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw SocketFailure(call: "connect") }
+    // MSG_NOSIGNAL: a server that already closed must not kill the test with SIGPIPE.
+    let bytes = Array(head.utf8) + [UInt8](repeating: 0x61, count: 1024)
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+    var response: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        if n == 0 { return (String(decoding: response, as: UTF8.self), true) }
+        if n < 0 { return (String(decoding: response, as: UTF8.self), false) }
+        response += chunk[0..<n]
+    }
+}
+
+/// A 1 GB upload without a token, or with a token lacking the role, is answered 401/403 as soon as its headers
+/// are read and the connection closed: the body is never read (the server would otherwise wait for it until the
+/// read gives up).
+@Test func liveServer_largeUploadWithoutTokenOrRole_refusedBeforeTheBody() throws {
+    let tmp = TempDir()
+    let issuer = try TestIssuer(accounts: ["u": .init(password: "pw", roles: ["monailabel-user"])])
+    defer { issuer.stop() }
+    let server = try startAuthServer(tmp, realm: issuer.realm)
+    defer { server.stop() }
+    let upload = "PUT /datastore/image?image=big HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1073741824\r\n"
+    let none = try sendHeadAndReadUntilClosed(port: server.port, head: upload + "\r\n")
+    #expect(none.response.hasPrefix("HTTP/1.1 401"), "\(none.response)")
+    #expect(none.response.lowercased().contains("www-authenticate: bearer"))
+    #expect(none.closed, "the server kept the connection to read the body")
+    let bogus = try sendHeadAndReadUntilClosed(port: server.port, head: upload + "Authorization: Bearer a.b.c\r\n\r\n")
+    #expect(bogus.response.hasPrefix("HTTP/1.1 401"), "\(bogus.response)")
+    #expect(bogus.closed)
+    // A real token (keys fetched by this sign-in's first use) without the annotator role: 403, also before the body.
+    let client = HTTPClient()
+    var form = HTTPClientHeaders()
+    form.add("Content-Type", "application/x-www-form-urlencoded")
+    let r = try client.post(URL(string: "http://127.0.0.1:\(server.port)/auth/token")!, headers: form,
+                            body: Array("username=u&password=pw".utf8))
+    let token = try #require((try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])?["access_token"] as? String)
+    var auth = HTTPClientHeaders()
+    auth.add("Authorization", "Bearer \(token)")
+    #expect(try client.get(URL(string: "http://127.0.0.1:\(server.port)/info/")!, headers: auth).status == 200)
+    let noRole = try sendHeadAndReadUntilClosed(port: server.port, head: upload + "Authorization: Bearer \(token)\r\n\r\n")
+    #expect(noRole.response.hasPrefix("HTTP/1.1 403"), "\(noRole.response)")
+    #expect(noRole.response.contains("monailabel-annotator"))
+    #expect(noRole.closed)
 }
 
 /// The real Python client signs in through `/auth/token` (password grant to the issuer) and works as an annotator.

@@ -70,7 +70,9 @@ import WebToken
         let routes = r.registeredRoutes.map { ($0.method, $0.template) }
         var stub = HTTPRouter()
         for (m, t) in routes { stub.add(m, t) { _ in .json(.string("reached")) } }
-        stub.wrapHandlers(authenticator().guarded)
+        let a = authenticator()
+        stub.wrapHandlers(a.guarded)
+        stub.setHeadChecks(a.headCheck)
         r = stub
         return (r, routes)
     }
@@ -116,6 +118,68 @@ import WebToken
                 #expect(resp.status.code == expected, "role '\(role)' on \(m.rawValue) \(t)")
             }
         }
+    }
+
+    /// The head check decides from the headers alone, before any body is read: the router answers without a
+    /// handler (the server then never reads the body).
+    @Test func headCheck_refusesMissingTokenOrRole_beforeTheHandlerRuns() throws {
+        let a = Self.authenticator()
+        _ = try a.authenticate("Bearer \(Self.token(roles: []))")  // keys fetched once, as after a first request
+        var r = HTTPRouter()
+        r.put("/datastore/image") { _ in Issue.record("handler ran"); return .text("") }
+        r.setHeadChecks(a.headCheck)
+        func resolve(_ token: String?) -> HTTPRouter.Resolution {
+            var h = HTTPHeaders([("Host", "t"), ("Content-Length", "1073741824")])
+            if let token { h.add("Authorization", "Bearer \(token)") }
+            return r.resolve(method: .put, path: "/datastore/image", rawQuery: nil, headers: h, isSecure: false)
+        }
+        for (token, status) in [(nil, 401), ("x.y.z", 401), (Self.token(roles: [], exp: 1), 401),
+                                (Self.token(roles: ["monailabel-user"]), 403)] as [(String?, Int)] {
+            guard case .response(let resp) = resolve(token) else {
+                Issue.record("token \(token ?? "none") reached the handler")
+                continue
+            }
+            #expect(resp.status.code == status)
+            if status == 401 { #expect(resp.headers["WWW-Authenticate"] == "Bearer") }
+        }
+        guard case .handler = resolve(Self.token(roles: ["monailabel-annotator"])) else {
+            Issue.record("a valid annotator token was refused")
+            return
+        }
+    }
+
+    /// A kid the cached keys do not know, while a refetch is allowed: only a worker may fetch, so the head check
+    /// lets the request through and the handler's check (which fetches) decides.
+    @Test func headCheck_unknownKidWhileRefetchAllowed_defersToTheGuardedHandler() throws {
+        let fetched = Mutex(0)
+        let a = Self.authenticator(keys: KeyCache(minRefresh: 0) {
+            fetched.withLock { $0 += 1 }
+            return KeySet(byKid: ["k1": Self.key])
+        })
+        var r = HTTPRouter()
+        r.get("/info/") { _ in .text("info") }
+        r.wrapHandlers(a.guarded)
+        r.setHeadChecks(a.headCheck)
+        let unknown = Self.token(roles: ["monailabel-user"], key: SigningKey.generate(.es256)!, kid: "k7")
+        let headers = HTTPHeaders([("Host", "t"), ("Authorization", "Bearer \(unknown)")])
+        guard case .handler = r.resolve(method: .get, path: "/info/", rawQuery: nil, headers: headers, isSecure: false) else {
+            Issue.record("refused before the keys could be fetched")
+            return
+        }
+        #expect(fetched.withLock { $0 } == 0, "the head check fetched on the event loop")
+        #expect(try Self.send(r, .get, "/info/", token: unknown).status.code == 401)
+        #expect(fetched.withLock { $0 } == 1)
+    }
+
+    /// glewlwyd and other OAuth servers put granted roles in the `scope` claim, a space-separated string.
+    @Test func rolesClaimAsSpaceSeparatedString_isSplitIntoWholeRoles() throws {
+        var s = Self.settings
+        s.tokenRoles = "scope"
+        let a = Authenticator(settings: s, source: .provider(IdentityProvider(settings: s)), log: .silent)
+        let u = a.user(from: ["preferred_username": "eve", "scope": "openid monailabel-user  monailabel-annotatorx"])
+        #expect(u.roles == ["openid", "monailabel-user", "monailabel-annotatorx"])
+        #expect(a.roleRefusal(u, .role(.annotator))?.status.code == 403)
+        #expect(a.roleRefusal(u, .role(.user)) == nil)
     }
 
     @Test func missingRole_detailNamesTheRole() throws {

@@ -39,12 +39,20 @@ enum AuthRoutes {
             case .provider(let provider):
                 let reply: HTTPClientResponse
                 do {
-                    reply = try provider.passwordGrant(username: username, password: password, clientID: s.clientID)
+                    reply = try provider.passwordGrant(username: username, password: password, clientID: s.clientID,
+                                                       clientSecret: s.clientSecret, scope: s.scope)
                 } catch {
                     ctx.log.error("Sign-in for \(username): identity provider failed: \(error)", source: "auth")
                     return .detail("Identity provider is not reachable", status: HTTPStatus(502))
                 }
                 guard reply.status == 200 else { return refused("identity provider answered \(reply.status)") }
+                // Passed on as the provider sent it (as upstream), but only when it is a token answer.
+                guard let answer = (try? JSONSerialization.jsonObject(with: Data(reply.body))) as? [String: Any],
+                    answer["access_token"] is String
+                else {
+                    ctx.log.error("Sign-in for \(username): identity provider answered 200 without an access_token", source: "auth")
+                    return .detail("Identity provider sent no token", status: HTTPStatus(502))
+                }
                 auth.limiter.succeeded(username: username)
                 ctx.log.info("Signed in: \(username)", source: "auth")
                 return .bytes(reply.body, contentType: "application/json")

@@ -2,7 +2,8 @@ import Foundation
 import MONAILabel
 
 /// Upstream's `MONAI_LABEL_AUTH_*` settings, same names and defaults (monailabel/config.py), plus
-/// `MONAI_LABEL_AUTH_ISSUER`: when set, tokens must carry exactly this `iss` (upstream does not check it).
+/// `MONAI_LABEL_AUTH_ISSUER`: when set, tokens must carry exactly this `iss` (upstream does not check it), and
+/// `MONAI_LABEL_AUTH_CLIENT_SECRET` / `MONAI_LABEL_AUTH_SCOPE` for the password grant.
 public struct AuthSettings: Sendable, Equatable {
     public var enable = false
     public var realmURI = "http://localhost:8080/realms/monailabel"
@@ -19,6 +20,12 @@ public struct AuthSettings: Sendable, Equatable {
     public var roleAnnotator = "monailabel-annotator"
     public var roleUser = "monailabel-user"
     public var issuer = ""
+    /// Sent as `client_secret` with the password grant when set (`MONAI_LABEL_AUTH_CLIENT_SECRET`): providers that
+    /// allow that grant only to confidential clients (glewlwyd; Keycloak clients with client authentication on).
+    public var clientSecret = ""
+    /// Sent as `scope` with the password grant when set (`MONAI_LABEL_AUTH_SCOPE`): providers that grant roles as
+    /// OAuth scopes, or require a scope, need it asked for.
+    public var scope = ""
     /// Built-in accounts (`monailabel users`) and tokens signed by this server instead of a realm
     /// (`MONAI_LABEL_AUTH_BUILTIN`).
     public var builtin = false
@@ -49,7 +56,7 @@ public struct AuthSettings: Sendable, Equatable {
             ("REALM_URI", \.realmURI), ("TOKEN_USERNAME", \.tokenUsername), ("TOKEN_EMAIL", \.tokenEmail),
             ("TOKEN_NAME", \.tokenName), ("TOKEN_ROLES", \.tokenRoles), ("CLIENT_ID", \.clientID),
             ("ROLE_ADMIN", \.roleAdmin), ("ROLE_REVIEWER", \.roleReviewer), ("ROLE_ANNOTATOR", \.roleAnnotator),
-            ("ROLE_USER", \.roleUser), ("ISSUER", \.issuer),
+            ("ROLE_USER", \.roleUser), ("ISSUER", \.issuer), ("CLIENT_SECRET", \.clientSecret), ("SCOPE", \.scope),
         ]
         for (key, path) in strings {
             if let v = value(key) { s[keyPath: path] = v }

@@ -99,10 +99,7 @@ public final class Authenticator: Sendable {
 
     /// The caller behind an `Authorization` header value.
     func authenticate(_ authorization: String?) throws(AuthFailure) -> AuthUser {
-        guard let header = authorization?.trimmingCharacters(in: .whitespaces), header.count > 7,
-            header.prefix(7).lowercased() == "bearer "
-        else { throw .notAuthenticated }
-        let token = header.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        guard let token = Self.bearer(authorization) else { throw .notAuthenticated }
         let jwt: JWT
         do {
             jwt = try verifier.verify(token) { kid, alg in try keys.key(kid: kid, algorithm: alg) }
@@ -116,11 +113,60 @@ public final class Authenticator: Sendable {
         return user(from: jwt.claims)
     }
 
-    /// Upstream's `from_token`: the username, email, name and roles claims, roles through the `#` path.
+    /// The token of an `Authorization: Bearer ...` header value.
+    static func bearer(_ authorization: String?) -> String? {
+        guard let header = authorization?.trimmingCharacters(in: .whitespaces), header.count > 7,
+            header.prefix(7).lowercased() == "bearer "
+        else { return nil }
+        return header.dropFirst(7).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// The header-phase verdict for a route needing `access` (see `headCheck`): a 401 or 403 decided from the
+    /// `Authorization` header and the keys already fetched, or nil to let the request through to `guarded`, which
+    /// checks again and may fetch keys (a token naming an unknown `kid` while a refetch is allowed).
+    func refusal(_ authorization: String?, access: Access) -> HTTPResponse? {
+        guard let token = Self.bearer(authorization) else { return AuthFailure.notAuthenticated.response }
+        let jwt: JWT
+        do {
+            jwt = try verifier.verify(token) { kid, alg in try keys.cachedKey(kid: kid, algorithm: alg) }
+        } catch is KeyCache.FetchNeeded {
+            return nil
+        } catch {
+            log.warning("Token refused: \(error)", source: "auth")
+            return AuthFailure.invalid.response
+        }
+        return roleRefusal(user(from: jwt.claims), access)
+    }
+
+    /// 403 naming the role `access` needs when `user` lacks it.
+    func roleRefusal(_ user: AuthUser, _ access: Access) -> HTTPResponse? {
+        guard case .role(let role) = access else { return nil }
+        let needed = settings.name(of: role)
+        guard !user.roles.contains(needed) else { return nil }
+        return .detail("Role \"\(needed)\" is required to perform this action", status: .forbidden)
+    }
+
+    /// The check `RouteRoles` gives `method template`, run by the HTTP server as soon as a request's headers are
+    /// read: a request without a valid token or role is refused before its body is read (an unauthenticated
+    /// 1 GB upload is answered 401 at once and its connection closed). Nil for open routes.
+    func headCheck(_ method: HTTPMethod, _ template: String) -> HTTPHeadCheck? {
+        let access = RouteRoles.access(method, template)
+        if access == .open { return nil }
+        return { headers in self.refusal(headers["Authorization"], access: access) }
+    }
+
+    /// Upstream's `from_token`: the username, email, name and roles claims, roles through the `#` path. A string
+    /// there is a space-separated list, as OAuth's `scope` claim (RFC 9068): providers that grant roles as scopes
+    /// are configured with `MONAI_LABEL_AUTH_TOKEN_ROLES=scope`. Each word must match a role exactly.
     func user(from claims: [String: Any]) -> AuthUser {
         var node: Any? = claims
         for key in settings.tokenRoles.split(separator: "#") { node = (node as? [String: Any])?[String(key)] }
-        let roles = (node as? [Any])?.compactMap { $0 as? String } ?? []
+        let roles: [String]
+        if let list = node as? String {
+            roles = list.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        } else {
+            roles = (node as? [Any])?.compactMap { $0 as? String } ?? []
+        }
         return AuthUser(
             username: claims[settings.tokenUsername] as? String ?? "", email: claims[settings.tokenEmail] as? String,
             name: claims[settings.tokenName] as? String, roles: roles)
@@ -137,12 +183,7 @@ public final class Authenticator: Sendable {
             } catch {
                 return error.response
             }
-            if case .role(let role) = access {
-                let needed = self.settings.name(of: role)
-                guard user.roles.contains(needed) else {
-                    return .detail("Role \"\(needed)\" is required to perform this action", status: .forbidden)
-                }
-            }
+            if let refused = self.roleRefusal(user, access) { return refused }
             let response = try CurrentUser.$user.withValue(user) { try handler(request) }
             // Who changed what: every write is logged with its user (never the token).
             if request.method != .get, request.method != .head {

@@ -8,16 +8,40 @@ import WebToken
 final class IdentityProvider: Sendable {
     let realm: String
     let client: HTTPClient
+    /// Seconds one exchange with the provider may take in all.
+    let timeout: Double
+
+    /// The most bytes a provider answer may have: discovery documents, key sets and token answers are a few KB.
+    static let maxResponseBytes = 1 << 20
 
     init(settings: AuthSettings) {
         realm = settings.realmURI
-        let t = Double(settings.timeout)
-        client = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: t, readTimeout: t))
+        timeout = Double(settings.timeout)
+        client = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: timeout, readTimeout: timeout))
+    }
+
+    /// One request to the provider, bounded in time as a whole (not only per read: a provider trickling bytes
+    /// cannot hold a worker) and in size (a huge answer is refused, not buffered).
+    private func exchange(_ method: String, _ url: URL, headers: HTTPClientHeaders = HTTPClientHeaders(),
+                          body: [UInt8] = []) throws -> HTTPClientResponse {
+        let deadline = Date().addingTimeInterval(timeout)
+        let stream = try client.stream(method: method, url: url, headers: headers, body: body)
+        var bytes: [UInt8] = []
+        while let chunk = try stream.next() {
+            bytes += chunk
+            guard bytes.count <= Self.maxResponseBytes else {
+                throw MONAILabelError.invalid("identity provider sent more than \(Self.maxResponseBytes) bytes for \(url)")
+            }
+            guard Date() < deadline else {
+                throw MONAILabelError.invalid("identity provider took more than \(Int(timeout)) s for \(url)")
+            }
+        }
+        return HTTPClientResponse(status: stream.status, reason: stream.reason, headers: stream.headers, body: bytes)
     }
 
     private func json(_ url: String) throws -> [String: Any] {
         guard let u = URL(string: url) else { throw MONAILabelError.invalid("bad identity provider URL") }
-        let r = try client.get(u)
+        let r = try exchange("GET", u)
         guard r.status == 200 else { throw MONAILabelError.invalid("identity provider answered \(r.status) for \(url)") }
         guard let obj = (try? JSONSerialization.jsonObject(with: Data(r.body))) as? [String: Any] else {
             throw MONAILabelError.invalid("identity provider sent no JSON object for \(url)")
@@ -59,15 +83,18 @@ final class IdentityProvider: Sendable {
     }
 
     /// Upstream's `POST /auth/token`: a password grant for `client_id`, the provider's answer passed back.
-    func passwordGrant(username: String, password: String, clientID: String) throws -> HTTPClientResponse {
+    /// `clientSecret` and `scope` are sent only when not empty.
+    func passwordGrant(username: String, password: String, clientID: String, clientSecret: String = "", scope: String = "") throws -> HTTPClientResponse {
         func enc(_ s: String) -> String {
             s.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? ""
         }
-        let form = [("client_id", clientID), ("username", username), ("password", password), ("grant_type", "password")]
-            .map { "\($0.0)=\(enc($0.1))" }.joined(separator: "&")
+        var fields = [("client_id", clientID), ("username", username), ("password", password), ("grant_type", "password")]
+        if !clientSecret.isEmpty { fields.append(("client_secret", clientSecret)) }
+        if !scope.isEmpty { fields.append(("scope", scope)) }
+        let form = fields.map { "\($0.0)=\(enc($0.1))" }.joined(separator: "&")
         var headers = HTTPClientHeaders()
         headers.add("Content-Type", "application/x-www-form-urlencoded")
         headers.add("Accept", "application/json")
-        return try client.post(try tokenEndpoint(), headers: headers, body: Array(form.utf8))
+        return try exchange("POST", try tokenEndpoint(), headers: headers, body: Array(form.utf8))
     }
 }

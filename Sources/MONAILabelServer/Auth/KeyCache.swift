@@ -35,6 +35,21 @@ final class KeyCache: @unchecked Sendable {
         self.minRefresh = minRefresh
     }
 
+    /// A key only a fetch from the provider could find.
+    struct FetchNeeded: Error {}
+
+    /// The cached key for `kid`, never fetching or waiting (for the event loop): nil when the kid is unknown and no
+    /// fetch is allowed yet, so `key(kid:algorithm:)` would not find it either; `FetchNeeded` when a fetch is
+    /// allowed or one is under way.
+    func cachedKey(kid: String?, algorithm: JWTAlgorithm) throws(FetchNeeded) -> SigningKey? {
+        // `key` holds the lock while it fetches: taken, the answer may be about to change.
+        guard lock.try() else { throw FetchNeeded() }
+        defer { lock.unlock() }
+        if let k = current?.find(kid: kid), k.algorithm == algorithm { return k }
+        guard current == nil || Date().timeIntervalSince(fetchedAt) >= minRefresh else { return nil }
+        throw FetchNeeded()
+    }
+
     /// The key for `kid`, fetching when none is cached or the kid is unknown. Throws when fetching fails and
     /// nothing is cached.
     func key(kid: String?, algorithm: JWTAlgorithm) throws -> SigningKey? {
