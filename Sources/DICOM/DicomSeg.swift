@@ -229,9 +229,12 @@ public enum DicomSeg {
             throw DicomError("\(o): no per-frame groups with orientation and pixel spacing to build a grid from")
         }
         let rowDir = vec(iop), colDir = vec(iop, 3), normal = cross(rowDir, colDir)
+        // One pass over the per-frame groups: looking up item f by index costs f steps in DCMTK.
+        let perFramePositions = try ds.itemNumbers("PerFrameFunctionalGroupsSequence", "PlanePositionSequence[0].ImagePositionPatient")
+        let sharedPosition = try ds.numbers("SharedFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient")
         var positions: [(along: Double, ipp: Vec3)] = []
         for f in 0..<frames {
-            guard let p = try group(f, "PlanePositionSequence[0].ImagePositionPatient"), p.count == 3 else {
+            guard let p = (f < perFramePositions.count ? perFramePositions[f] : nil) ?? sharedPosition, p.count == 3 else {
                 throw DicomError("\(o): frame \(f + 1) has no plane position to build a grid from")
             }
             positions.append((dot(vec(p), normal), vec(p)))
@@ -292,6 +295,13 @@ public enum DicomSeg {
         let bits = try ds.int("BitsAllocated") ?? 1
         guard bits == 1 || bits == 8 else { throw DicomError("\(o): BitsAllocated \(bits) (a SEG has 1 or 8)") }
         let perFrame = rows * cols
+        // What the header declares is bounded before anything is decoded: every frame's pixels against
+        // MONAI_LABEL_MAX_VOXELS, and against what compressed pixel data can hold.
+        let samples: Int
+        do { samples = try ImagingLimits.checkVoxels([cols, rows, frames], what: "DICOM SEG frames") } catch let e as ImagingError {
+            throw DicomError("\(o): \(e.message)")
+        }
+        try EncapsulatedPixels.check(ds, samples: samples, decoded: bits == 1 ? (samples + 7) / 8 : samples)
         let pixelBytes = try ds.pixelBytes()?.count ?? 0
         guard frames >= 1, frames <= pixelBytes * 8 / (perFrame * bits) else {
             throw DicomError("\(o): NumberOfFrames \(frames) does not fit its \(pixelBytes) bytes of pixel data")

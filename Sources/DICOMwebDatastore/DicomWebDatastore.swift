@@ -374,6 +374,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// The series as NIfTI in the cache: converted once, later calls touch no network.
     public func fetchImage(_ id: String) throws -> String { try hidingServerPaths { try convertedImage(id) } }
 
+    /// Every image is a series the PACS sent.
+    public var imagesFromUpstream: Bool { true }
+
     private func convertedImage(_ id: String) throws -> String {
         if let p = cachedImage(id) { return p }
         guard (try? DICOMwebClient.uidPathComponent(id)) != nil else {
