@@ -311,19 +311,25 @@ public enum DicomSeg {
         var segments: [DicomSegment] = []
         let segmentItems = try ds.itemCount("SegmentSequence")
         guard segmentItems <= 65535 else { throw DicomError("\(o): \(segmentItems) segments (at most 65535 segment numbers)") }
+        // Each attribute of every segment in one pass (item s by index costs s steps in DCMTK: quadratic over up
+        // to 65535 segments).
+        let numbers = try ds.itemNumbers("SegmentSequence", "SegmentNumber")
+        let labs = try ds.itemNumbers("SegmentSequence", "RecommendedDisplayCIELabValue")
+        let names = try ds.itemStrings("SegmentSequence", "SegmentLabel")
         for s in 0..<segmentItems {
-            let item = "SegmentSequence[\(s)]"
-            guard let number = try ds.int("\(item).SegmentNumber"), (1...65535).contains(number) else {
+            guard let v = s < numbers.count ? numbers[s]?.first : nil, v == v.rounded(), (1...65535).contains(v) else {
                 throw DicomError("\(o): a segment has no valid SegmentNumber (1...65535)")
             }
+            let number = Int(v)
             var color: [Int]? = nil
-            if let lab = try ds.numbers("\(item).RecommendedDisplayCIELabValue"), lab.count == 3 {
+            if s < labs.count, let lab = labs[s], lab.count == 3 {
                 let l = lab.map { UInt16(max(0, min(65535, $0.rounded()))) }
                 var rgb: [UInt8] = [0, 0, 0]
                 mld_dicom_lab_to_rgb(l, &rgb)
                 color = rgb.map(Int.init)
             }
-            segments.append(DicomSegment(value: number, name: try ds.string("\(item).SegmentLabel") ?? "Segment_\(number)", color: color))
+            let name = s < names.count ? names[s] : nil
+            segments.append(DicomSegment(value: number, name: name ?? "Segment_\(number)", color: color))
         }
         guard !segments.isEmpty else { throw DicomError("\(o): no SegmentSequence") }
         // Each frame is a plane of the reference grid: a SEG needs at most one frame per segment and plane.
