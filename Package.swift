@@ -98,9 +98,13 @@ let package = Package(
         // Benchmark for scripts/bench/nifti.sh.
         .executableTarget(name: "imaging-bench", dependencies: ["Imaging", "CNifti"], path: "Sources/ImagingBench"),
         .executableTarget(name: "scribbles-bench", dependencies: ["MONAILabel"], path: "Sources/ScribblesBench"),
+        // Benchmark for scripts/bench/seg-frames.sh (SEG reading at many frames).
+        .executableTarget(name: "dicom-bench", dependencies: ["DICOM", "Imaging"], path: "Sources/DICOMBench"),
 
         // Helpers several test targets share (a seeded generator, running a process); Foundation only.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // A DICOMweb responder serving hostile series, shared by the server tests and the crash probes.
+        .target(name: "PACSTestSupport", dependencies: ["HTTPServer", "DICOM", "Imaging"], path: "Tests/PACSTestSupport"),
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "TestSupport"], resources: [.copy("Resources")]),
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
@@ -113,8 +117,8 @@ let package = Package(
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
         // Depends on the CLI so train tests can start `monailabel run_task` children.
         // Hostile inputs against the real binary (release when built), from outside: the daemon must survive each.
-        .testTarget(name: "CrashProbeTests", dependencies: ["TestSupport", "monailabel", "Imaging", "TorchCheckpoint"]),
-        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient", "TestSupport", "WebToken"], exclude: ["Golden"]),
+        .testTarget(name: "CrashProbeTests", dependencies: ["TestSupport", "PACSTestSupport", "monailabel", "Imaging", "TorchCheckpoint"]),
+        .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient", "TestSupport", "PACSTestSupport", "WebToken"], exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -66,6 +66,9 @@ public final class DicomDataset: @unchecked Sendable {
     let handle: OpaquePointer
     /// Where it was read from, for messages.
     public let origin: String
+    /// Bytes of the file or buffer it was read from (nil for one built here): an upper bound on its encapsulated
+    /// pixel data, checked against what the slice declares before anything is decoded.
+    public let encodedSize: Int?
 
     /// Reads a DICOM file (Part-10 with its meta header, or a bare dataset).
     /// Files nesting sequences deeper than `DicomNesting.maxDepth` are refused before DCMTK reads them.
@@ -76,6 +79,7 @@ public final class DicomDataset: @unchecked Sendable {
         guard let h else { throw DicomError("\(url.path): not a readable DICOM file") }
         handle = h
         origin = url.path
+        encodedSize = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? Int
     }
 
     /// Parses a DICOM file held in memory.
@@ -86,6 +90,7 @@ public final class DicomDataset: @unchecked Sendable {
         guard let h else { throw DicomError("\(origin): not a readable DICOM file") }
         handle = h
         self.origin = origin
+        encodedSize = bytes.count
     }
 
     /// An empty dataset to fill and save.
@@ -95,6 +100,7 @@ public final class DicomDataset: @unchecked Sendable {
         guard let h else { throw DicomError("cannot create a DICOM dataset") }
         handle = h
         origin = "new dataset"
+        encodedSize = nil
     }
 
     deinit { mld_file_free(handle) }

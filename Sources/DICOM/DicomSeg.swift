@@ -229,9 +229,12 @@ public enum DicomSeg {
             throw DicomError("\(o): no per-frame groups with orientation and pixel spacing to build a grid from")
         }
         let rowDir = vec(iop), colDir = vec(iop, 3), normal = cross(rowDir, colDir)
+        // One pass over the per-frame groups: looking up item f by index costs f steps in DCMTK.
+        let perFramePositions = try ds.itemNumbers("PerFrameFunctionalGroupsSequence", "PlanePositionSequence[0].ImagePositionPatient")
+        let sharedPosition = try ds.numbers("SharedFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient")
         var positions: [(along: Double, ipp: Vec3)] = []
         for f in 0..<frames {
-            guard let p = try group(f, "PlanePositionSequence[0].ImagePositionPatient"), p.count == 3 else {
+            guard let p = (f < perFramePositions.count ? perFramePositions[f] : nil) ?? sharedPosition, p.count == 3 else {
                 throw DicomError("\(o): frame \(f + 1) has no plane position to build a grid from")
             }
             positions.append((dot(vec(p), normal), vec(p)))
@@ -292,6 +295,13 @@ public enum DicomSeg {
         let bits = try ds.int("BitsAllocated") ?? 1
         guard bits == 1 || bits == 8 else { throw DicomError("\(o): BitsAllocated \(bits) (a SEG has 1 or 8)") }
         let perFrame = rows * cols
+        // What the header declares is bounded before anything is decoded: every frame's pixels against
+        // MONAI_LABEL_MAX_VOXELS, and against what compressed pixel data can hold.
+        let samples: Int
+        do { samples = try ImagingLimits.checkVoxels([cols, rows, frames], what: "DICOM SEG frames") } catch let e as ImagingError {
+            throw DicomError("\(o): \(e.message)")
+        }
+        try EncapsulatedPixels.check(ds, samples: samples, decoded: bits == 1 ? (samples + 7) / 8 : samples)
         let pixelBytes = try ds.pixelBytes()?.count ?? 0
         guard frames >= 1, frames <= pixelBytes * 8 / (perFrame * bits) else {
             throw DicomError("\(o): NumberOfFrames \(frames) does not fit its \(pixelBytes) bytes of pixel data")
@@ -301,19 +311,25 @@ public enum DicomSeg {
         var segments: [DicomSegment] = []
         let segmentItems = try ds.itemCount("SegmentSequence")
         guard segmentItems <= 65535 else { throw DicomError("\(o): \(segmentItems) segments (at most 65535 segment numbers)") }
+        // Each attribute of every segment in one pass (item s by index costs s steps in DCMTK: quadratic over up
+        // to 65535 segments).
+        let numbers = try ds.itemNumbers("SegmentSequence", "SegmentNumber")
+        let labs = try ds.itemNumbers("SegmentSequence", "RecommendedDisplayCIELabValue")
+        let names = try ds.itemStrings("SegmentSequence", "SegmentLabel")
         for s in 0..<segmentItems {
-            let item = "SegmentSequence[\(s)]"
-            guard let number = try ds.int("\(item).SegmentNumber"), (1...65535).contains(number) else {
+            guard let v = s < numbers.count ? numbers[s]?.first : nil, v == v.rounded(), (1...65535).contains(v) else {
                 throw DicomError("\(o): a segment has no valid SegmentNumber (1...65535)")
             }
+            let number = Int(v)
             var color: [Int]? = nil
-            if let lab = try ds.numbers("\(item).RecommendedDisplayCIELabValue"), lab.count == 3 {
+            if s < labs.count, let lab = labs[s], lab.count == 3 {
                 let l = lab.map { UInt16(max(0, min(65535, $0.rounded()))) }
                 var rgb: [UInt8] = [0, 0, 0]
                 mld_dicom_lab_to_rgb(l, &rgb)
                 color = rgb.map(Int.init)
             }
-            segments.append(DicomSegment(value: number, name: try ds.string("\(item).SegmentLabel") ?? "Segment_\(number)", color: color))
+            let name = s < names.count ? names[s] : nil
+            segments.append(DicomSegment(value: number, name: name ?? "Segment_\(number)", color: color))
         }
         guard !segments.isEmpty else { throw DicomError("\(o): no SegmentSequence") }
         // Each frame is a plane of the reference grid: a SEG needs at most one frame per segment and plane.

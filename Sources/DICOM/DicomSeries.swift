@@ -18,7 +18,8 @@ public enum DicomSeries {
     /// `float32` holding stored value * slope + intercept (the case of nearly every CT).
     ///
     /// Transfer syntaxes: implicit / explicit VR little and big endian, and JPEG (baseline, extended, lossless),
-    /// JPEG-LS and RLE, decompressed by DCMTK. Refused with a `DicomError`: files of several series, slices of
+    /// JPEG-LS and RLE, decompressed by DCMTK one batch of slices at a time, each slice's declared size checked
+    /// first against what its compressed data can hold (`EncapsulatedPixels`). Refused with a `DicomError`: files of several series, slices of
     /// different sizes, orientations or pixel spacings, two slices at one position, gaps between consecutive
     /// slices differing from the median gap by more than 10 % (missing slices), slices off the line of the others,
     /// multi-frame files, colour images, files without pixel data or that are not DICOM, and several files of which
@@ -88,11 +89,6 @@ public enum DicomSeries {
     /// takes in the file).
     static let decodeBatch = 16
 
-    /// RLE's densest encoding is a 2-byte run of 128 equal bytes: a slice cannot decode to more than this many
-    /// times its file's size (plus headers). DCMTK pads stripes that are short with zeros, so a slice declaring
-    /// far more pixels than its data can hold would otherwise decode to gigabytes of nothing.
-    static let rleMaxRatio = 64
-
     /// Decodes the slices in batches of `decodeBatch` (in parallel, each dataset by one thread) and places their
     /// stored values, converted, at C-order index `(i * rows + j) * slices + k`, in cache-sized tiles of (slice,
     /// column); each batch's decoded pixel data is freed before the next is decoded.
@@ -113,7 +109,7 @@ public enum DicomSeries {
                     let k = batch.lowerBound + b
                     let ds = layout.slices[k].dataset, format = formats[k]
                     let needed = perSlice * format.bitsAllocated / 8
-                    try checkEncodedSize(ds, decodedBytes: needed)
+                    try EncapsulatedPixels.check(ds, samples: perSlice, decoded: needed)
                     guard let raw = try ds.pixelBytes() else { throw DicomError("\(ds.origin): no pixel data") }
                     guard raw.count >= needed else {
                         throw DicomError("\(ds.origin): pixel data has \(raw.count) bytes, "
@@ -141,17 +137,6 @@ public enum DicomSeries {
             }
         }
         return withExtendedLifetime(layout) { out }
-    }
-
-    /// Refuses an RLE slice (read from a file) whose file is too small to hold its declared pixels.
-    static func checkEncodedSize(_ ds: DicomDataset, decodedBytes: Int) throws {
-        guard try ds.transferSyntaxUID() == "1.2.840.10008.1.2.5",
-              let size = (try? FileManager.default.attributesOfItem(atPath: ds.origin))?[.size] as? Int
-        else { return }
-        let (most, overflow) = size.multipliedReportingOverflow(by: rleMaxRatio)
-        guard !overflow, decodedBytes > most + 4096 else { return }
-        throw DicomError("\(ds.origin): RLE data of \(size) bytes cannot hold \(decodedBytes) bytes of pixels "
-            + "(at most \(rleMaxRatio) times its size)")
     }
 }
 

@@ -334,7 +334,7 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     public func datalist() -> [DatalistItem] {
         if let idx = try? remoteIndex() {
             for image in idx.images.keys where idx.labels[image] != nil {
-                _ = try? fetchLabel(image, tag: LabelTag.final)
+                _ = try? fetchLabel(image, tag: LabelTag.final, fresh: false)
             }
             for id in cache.labeledImages() where idx.labels[id] == nil {
                 // A final label whose SEG left the PACS is no longer final.
@@ -373,6 +373,9 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
 
     /// The series as NIfTI in the cache: converted once, later calls touch no network.
     public func fetchImage(_ id: String) throws -> String { try hidingServerPaths { try convertedImage(id) } }
+
+    /// Every image is a series the PACS sent.
+    public var imagesFromUpstream: Bool { true }
 
     private func convertedImage(_ id: String) throws -> String {
         if let p = cachedImage(id) { return p }
@@ -512,8 +515,14 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
     /// `final`: the newest SEG in the PACS decoded onto the image grid (downloaded once per SEG); other tags and
     /// images without a remote SEG: the cache.
     /// With `fresh`, the image's SEGs are asked for first (`labelURI`); otherwise the listing's SEG list serves.
-    public func fetchLabel(_ id: String, tag: String, fresh: Bool = false) throws -> String? {
+    public func fetchLabel(_ id: String, tag: String, fresh: Bool) throws -> String? {
         try hidingServerPaths { try decodedLabel(id, tag: tag, fresh: fresh) }
+    }
+
+    /// What `GET /datastore/label` serves: the label as `labelURI` finds it (the image's SEGs asked for first), but
+    /// a SEG that cannot be decoded is that SEG's 502, and a PACS that cannot be reached a 503, not a missing label.
+    public func fetchLabel(_ id: String, tag: String) throws -> String? {
+        try fetchLabel(id, tag: tag, fresh: true)
     }
 
     private func decodedLabel(_ id: String, tag: String, fresh: Bool) throws -> String? {

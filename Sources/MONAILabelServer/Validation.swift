@@ -15,6 +15,7 @@ extension MONAILabelError: HTTPResponseError {
         case .timedOut: return .gatewayTimeout
         case .internalError: return .internalServerError
         case .badUpstream: return .badGateway
+        case .unusableImage: return .unprocessableEntity
         }
     }
     public var detail: String { message }

@@ -27,14 +27,16 @@ struct ProbeError: Error, CustomStringConvertible {
 }
 
 /// A `monailabel start_server` child on an ephemeral loopback port, with its own copy of the radiology app and a
-/// small synthetic studies folder (`images` cases of 96x96x64, the first two labelled). `restart()` starts it
-/// again on the same folders, which is how a poisoned store shows.
+/// small synthetic studies folder (`images` cases of 96x96x64, the first two labelled), or a DICOMweb root
+/// (`remoteStudies`). `restart()` starts it again on the same folders, which is how a poisoned store shows.
 final class ProbeServer: @unchecked Sendable {
     let dir = TempDir()
     var app: URL { dir.url.appendingPathComponent("radiology") }
     var studies: URL { dir.url.appendingPathComponent("studies") }
     var modelDir: URL { app.appendingPathComponent("model") }
     let models: String
+    /// A DICOMweb root served instead of the studies folder (PACS probes); nil for the folder.
+    let remoteStudies: String?
     let environment: [String: String]
     private(set) var port = 0
     /// Sent as `Authorization` by `expectAlive` (a server with auth on).
@@ -44,15 +46,20 @@ final class ProbeServer: @unchecked Sendable {
 
     /// - Parameters:
     ///   - models: the `--conf models` value.
+    ///   - remoteStudies: a DICOMweb root to pass as `--studies` instead of the synthetic folder (none is made).
     ///   - environment: added to the server's environment (limits under test).
-    init(models: String = "segmentation_spleen", images: Int = 3, environment: [String: String] = [:]) throws {
+    init(models: String = "segmentation_spleen", images: Int = 3, remoteStudies: String? = nil,
+         environment: [String: String] = [:]) throws {
         self.models = models
+        self.remoteStudies = remoteStudies
         self.environment = environment
         let (s1, o1) = try runProcess(probeBinary, ["apps", "--download", "--name", "radiology", "--output", dir.url.path])
         guard s1 == 0 else { throw ProbeError("monailabel apps failed: \(o1)") }
-        let (s2, o2) = try runProcess(probeBinary, ["datasets", "--download", "--output", studies.path,
-                                                    "--count", "\(images)", "--labeled", "\(min(2, images))"])
-        guard s2 == 0 else { throw ProbeError("monailabel datasets failed: \(o2)") }
+        if remoteStudies == nil {
+            let (s2, o2) = try runProcess(probeBinary, ["datasets", "--download", "--output", studies.path,
+                                                        "--count", "\(images)", "--labeled", "\(min(2, images))"])
+            guard s2 == 0 else { throw ProbeError("monailabel datasets failed: \(o2)") }
+        }
         try start()
     }
 
@@ -62,7 +69,7 @@ final class ProbeServer: @unchecked Sendable {
     func start() throws {
         let p = Process()
         p.executableURL = probeBinary
-        p.arguments = ["start_server", "--app", app.path, "--studies", studies.path, "--conf", "models", models,
+        p.arguments = ["start_server", "--app", app.path, "--studies", remoteStudies ?? studies.path, "--conf", "models", models,
                        "--host", "127.0.0.1", "--port", "0"]
         var env = ProcessInfo.processInfo.environment
         env["MONAI_LABEL_SESSIONS"] = env["MONAI_LABEL_SESSIONS"] ?? "true"

@@ -373,3 +373,41 @@ func seg_hostileAttribute_neverTraps(path: String, value: String) throws {
         #expect(e.message.contains("NumberOfFrames 10000 exceeds one frame per segment and plane"), "\(e.message)")
     }
 }
+
+/// Issue 23: 4 million 1x1 frames (a 488 KB SEG that once took 111 s and 1 GB to read) are refused on their count
+/// at once, before any functional group or frame is read.
+@Test func seg_fourMillionOneByOneFrames_isRefusedOnItsFrameCount() throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    let frames = 4_000_000
+    try ds.set("NumberOfFrames", String(frames))
+    try ds.set("Rows", "1")
+    try ds.set("Columns", "1")
+    try ds.setPixelData(littleEndian: [UInt8](repeating: 0xFF, count: frames / 8), bitsAllocated: 8)
+    try ds.set("BitsAllocated", "1")
+    let bomb = c.tmp.sub("bomb.dcm")
+    try ds.save(to: bomb)
+    do {
+        _ = try DicomSeg.read(file: bomb, onto: c.grid)
+        Issue.record("expected a refusal")
+    } catch let e as DicomError {
+        #expect(e.message.contains("NumberOfFrames 4000000 exceeds one frame per segment and plane"), "\(e.message)")
+    }
+}
+
+/// Issue 23: frames whose declared pixels reach MONAI_LABEL_MAX_VOXELS are refused before the pixel data is
+/// decoded or the frames are placed.
+@Test func seg_framesDeclaringMorePixelsThanTheVoxelLimit_areRefusedBeforeDecoding() throws {
+    let c = try SegCase()
+    let ds = try DicomDataset(contentsOf: c.seg)
+    try ds.set("Rows", "65535")
+    try ds.set("Columns", "65535")
+    let bomb = c.tmp.sub("bomb.dcm")
+    try ds.save(to: bomb)
+    do {
+        _ = try DicomSeg.read(file: bomb, onto: c.grid)
+        Issue.record("expected a refusal")
+    } catch let e as DicomError {
+        #expect(e.message.contains("DICOM SEG frames") && e.message.contains("MONAI_LABEL_MAX_VOXELS"), "\(e.message)")
+    }
+}

@@ -193,3 +193,84 @@ func series_hostileAttribute_neverTraps(path: String, value: String) throws {
         #expect(e.message.contains("cannot hold 33554432 bytes of pixels"), "\(e.message)")
     }
 }
+
+/// `bytes` with every occurrence of `from` replaced by `to` (same length).
+private func patched(_ bytes: [UInt8], _ from: [UInt8], _ to: [UInt8]) -> [UInt8] {
+    var out = bytes
+    var at = 0
+    while at + from.count <= out.count {
+        if Array(out[at..<(at + from.count)]) == from {
+            out.replaceSubrange(at..<(at + from.count), with: to)
+            at += from.count
+        } else {
+            at += 1
+        }
+    }
+    return out
+}
+
+/// A 2-slice 8x8 series in `syntax` whose Rows and Columns are rewritten to `size` (US, explicit VR little endian)
+/// and, when `uid` is given, whose JPEG lossless transfer syntax UID is replaced by `uid` (of the same length).
+private func compressedSeries(_ tmp: TempDir, _ name: String, _ syntax: DicomTransferSyntax, size: UInt16,
+                              uid: String = "") throws -> [URL] {
+    let volume = Volume(spatialShape: [8, 8, 2], data: .int16((0..<128).map { Int16($0) }), affine: .identity)
+    let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub(name), patientID: "P", transferSyntax: syntax)
+    for file in files {
+        var bytes = [UInt8](try Data(contentsOf: file))
+        for tag: [UInt8] in [[0x28, 0x00, 0x10, 0x00, 0x55, 0x53, 0x02, 0x00], [0x28, 0x00, 0x11, 0x00, 0x55, 0x53, 0x02, 0x00]] {
+            bytes = patched(bytes, tag + [8, 0], tag + [UInt8(size & 0xFF), UInt8(size >> 8)])
+        }
+        if !uid.isEmpty { bytes = patched(bytes, Array("1.2.840.10008.1.2.4.70".utf8), Array(uid.utf8)) }
+        try Data(bytes).write(to: file)
+    }
+    return files
+}
+
+/// Issue 23: JPEG slices declaring more pixels than their data can possibly code (JPEG lossless: a bit per
+/// sample; JPEG DCT: a bit per 8x8 block) are refused before DCMTK decodes them, naming the syntax.
+@Test(arguments: [("", "JPEG lossless data of"), ("1.2.840.10008.1.2.4.50", "JPEG data of")])
+func series_jpegSliceDeclaringMorePixelsThanItsDataCodes_isRefusedBeforeDecoding(uid: String, expected: String) throws {
+    let tmp = try TempDir()
+    let files = try compressedSeries(tmp, "ct", .jpegLossless, size: 4096, uid: uid)
+    let message = dicomError { _ = try DicomSeries.load(files: files) }
+    #expect(message?.contains(expected) == true && message?.contains("cannot hold 33554432 bytes of pixels") == true,
+            "\(message ?? "loaded")")
+}
+
+/// JPEG 2000 has no decoder in DCMTK's free edition: refused by name before DCMTK is asked.
+@Test func series_jpeg2000Slices_areRefusedByNameBeforeDecoding() throws {
+    let tmp = try TempDir()
+    let files = try compressedSeries(tmp, "ct", .jpegLossless, size: 8, uid: "1.2.840.10008.1.2.4.90")
+    let message = dicomError { _ = try DicomSeries.load(files: files) }
+    #expect(message?.contains("pixel data in JPEG 2000 cannot be decoded here") == true, "\(message ?? "loaded")")
+}
+
+/// The bounds themselves, per syntax: what the densest coding can hold passes, one sample more is refused (JPEG-LS
+/// is checked here directly: the slice sizes its bound refuses also reach MONAI_LABEL_MAX_VOXELS).
+@Test(arguments: [
+    (DicomTransferSyntax.rle, 64, true),
+    (DicomTransferSyntax.jpegLossless, 8, false),
+    (DicomTransferSyntax.jpegLSLossless, 262_144, false),
+])
+func encapsulatedBound_admitsTheDensestCoding_refusesMore(syntax: DicomTransferSyntax, ratio: Int, inBytes: Bool) throws {
+    let tmp = try TempDir()
+    let files = try compressedSeries(tmp, "ct", syntax, size: 8)
+    let ds = try DicomDataset(contentsOf: files[0])
+    let size = try #require(ds.encodedSize)
+    // 16-bit samples: the RLE bound counts decoded bytes, the JPEG ones samples.
+    let most = (size * ratio + EncapsulatedPixels.headerSlack) / (inBytes ? 2 : 1)
+    try EncapsulatedPixels.check(ds, samples: most, decoded: most * 2)
+    #expect(throws: DicomError.self) { try EncapsulatedPixels.check(ds, samples: most + 1, decoded: (most + 1) * 2) }
+    // Uncompressed data is never refused by this check (its size is the header's, checked as it is read).
+    let native = try DicomDataset(contentsOf: try compressedSeries(tmp, "native", .explicitLittle, size: 8)[0])
+    try EncapsulatedPixels.check(native, samples: 1 << 30, decoded: 1 << 31)
+}
+
+/// The same series compressed within its bound still loads (the check admits every real image).
+@Test(arguments: [DicomTransferSyntax.rle, .jpegLossless, .jpegLSLossless])
+func series_compressedWithinItsBound_loads(syntax: DicomTransferSyntax) throws {
+    let tmp = try TempDir()
+    let loaded = try DicomSeries.load(files: try compressedSeries(tmp, "ct", syntax, size: 8)).volume
+    let plain = try DicomSeries.load(files: try compressedSeries(tmp, "plain", .explicitLittle, size: 8)).volume
+    #expect(loaded.data.asFloat() == plain.data.asFloat())
+}

@@ -5,124 +5,10 @@ import Foundation
 import HTTPServer
 import Imaging
 import MONAILabel
+import PACSTestSupport
 import Testing
 import TestSupport
 @testable import MONAILabelServer
-
-/// A DICOMweb responder of the tests' own, serving what a real PACS may refuse to store: series built in the
-/// test (good ones, and ones that crash, exhaust or confuse a converter). QIDO `/series` lists them (with
-/// NumberOfSeriesRelatedInstances), WADO-RS `/studies/{study}/series/{series}` sends their instances.
-final class HostilePACS: @unchecked Sendable {
-    struct Series {
-        var study: String
-        var instances: [[UInt8]]
-    }
-
-    private let lock = NSLock()
-    private var series: [(uid: String, value: Series)] = []
-    private var listingDelay = 0.0
-    private var listings = 0
-    /// Released at the end so a sleeping QIDO handler does not hold the shutdown.
-    private let release = DispatchSemaphore(value: 0)
-    let server: HTTPServer
-    let port: Int
-
-    init() throws {
-        var router = HTTPRouter()
-        var config = HTTPServerConfiguration(host: "127.0.0.1", port: 0)
-        config.workerCount = 16
-        let box = Box()
-        router.get("/dicom-web/series") { req in
-            let pacs = box.pacs!
-            if (req.queryValue("Modality") ?? "") == "SEG" { return .bytes(Array("[]".utf8), contentType: "application/dicom+json") }
-            let (delay, listed) = pacs.lock.withLock { () -> (Double, [(uid: String, value: Series)]) in
-                pacs.listings += 1
-                return (pacs.listingDelay, pacs.series)
-            }
-            if delay > 0 { _ = pacs.release.wait(timeout: .now() + delay) }
-            let wanted = req.queryValue("SeriesInstanceUID")
-            let items = listed.filter { wanted == nil || $0.uid == wanted }.map { s in
-                #"{"0020000E": {"vr": "UI", "Value": ["\#(s.uid)"]}, "0020000D": {"vr": "UI", "Value": ["\#(s.value.study)"]}, "#
-                    + #""00080060": {"vr": "CS", "Value": ["CT"]}, "00201209": {"vr": "IS", "Value": [\#(s.value.instances.count)]}}"#
-            }
-            return .bytes(Array(("[" + items.joined(separator: ",") + "]").utf8), contentType: "application/dicom+json")
-        }
-        router.get("/dicom-web/studies/{study}/series/{series}") { req in
-            let pacs = box.pacs!
-            let uid = req.pathParameters["series"] ?? ""
-            guard let s = pacs.lock.withLock({ pacs.series.first { $0.uid == uid }?.value }) else {
-                return .bytes(Array("{}".utf8), contentType: "application/json", status: .notFound)
-            }
-            var body: [UInt8] = []
-            for part in s.instances {
-                body += Array("--BOUNDARY\r\nContent-Type: application/dicom\r\n\r\n".utf8) + part + Array("\r\n".utf8)
-            }
-            body += Array("--BOUNDARY--\r\n".utf8)
-            return .bytes(body, contentType: #"multipart/related; type="application/dicom"; boundary=BOUNDARY"#)
-        }
-        server = HTTPServer(configuration: config, router: router)
-        try server.start()
-        port = try #require(server.port)
-        box.pacs = self
-    }
-
-    final class Box: @unchecked Sendable { var pacs: HostilePACS? }
-
-    var studiesURL: String { "http://127.0.0.1:\(port)/dicom-web" }
-
-    func set(_ uid: String, study: String = "1.2.826.0.1.3680043.99.1", instances: [[UInt8]]) {
-        lock.withLock {
-            series.removeAll { $0.uid == uid }
-            series.append((uid, Series(study: study, instances: instances)))
-        }
-    }
-
-    func setListingDelay(_ d: Double) { lock.withLock { listingDelay = d } }
-    /// Image-list queries seen (SEG searches not counted).
-    var listingCount: Int { lock.withLock { listings } }
-
-    deinit {
-        for _ in 0..<32 { release.signal() }
-        server.shutdown(gracePeriod: 0)
-        server.wait()
-    }
-
-    // MARK: Series
-
-    /// A small good CT series (8x8x3, 1 mm), its instances as bytes.
-    static func goodSeries(_ uid: String, in dir: URL) throws -> [[UInt8]] {
-        let values = (0..<(8 * 8 * 3)).map { Int16($0 % 200) }
-        let volume = Volume(spatialShape: [8, 8, 3], data: .int16(values), affine: .identity)
-        let files = try DicomSeriesWriter.writeCT(volume: volume, to: dir, patientID: "P", studyInstanceUID: "1.2.826.0.1.3680043.99.1",
-                                                  seriesInstanceUID: uid)
-        return try files.map { Array(try Data(contentsOf: $0)) }
-    }
-
-    /// The good series with `attribute` set to `value` in every instance.
-    static func series(_ uid: String, in dir: URL, setting attribute: String, to value: String) throws -> [[UInt8]] {
-        let good = try goodSeries(uid, in: dir)
-        return try good.enumerated().map { k, bytes in
-            let ds = try DicomDataset(bytes: bytes)
-            try ds.set(attribute, value)
-            let url = dir.appendingPathComponent("edited-\(k).dcm")
-            try ds.save(to: url)
-            return Array(try Data(contentsOf: url))
-        }
-    }
-
-    /// Explicit VR little endian bytes of a private sequence nesting `depth` levels (undefined lengths), placed
-    /// after the pixel data so the rest of the instance stays valid.
-    static func deepSequence(depth: Int) -> [UInt8] {
-        let open: [UInt8] = [0xE1, 0x7F, 0x01, 0x10, 0x53, 0x51, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]  // (7FE1,1001) SQ
-        let item: [UInt8] = [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]
-        let itemEnd: [UInt8] = [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]
-        let seqEnd: [UInt8] = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]
-        var out: [UInt8] = []
-        for _ in 0..<depth { out += open + item }
-        for _ in 0..<depth { out += itemEnd + seqEnd }
-        return out
-    }
-}
 
 /// What a PACS sends cannot end or stall the server (issue 23): hostile series from a responder of the tests'
 /// own, through the real server with conversions in `monailabel dicom_convert` processes.
@@ -244,6 +130,62 @@ struct HostilePACSTests {
         #expect(info?["datastore"]?["failing"]?.objectValue?[Self.good] != nil, "\(info?["datastore"] ?? .null)")
     }
 
+    /// A 64x64x2 series of 200 mm pixels 2.4 m apart: tiny as sent and converted, but 4201 x 4201 x 601 voxels
+    /// (1e10) at the test model's 3 x 3 x 4 mm.
+    static func hugeGeometrySeries(_ uid: String, in dir: URL) throws -> [[UInt8]] {
+        let volume = Volume(spatialShape: [64, 64, 2], data: .int16([Int16](repeating: 100, count: 64 * 64 * 2)),
+                            affine: Affine([200, 0, 0, 0, 0, 200, 0, 0, 0, 0, 2400, 0, 0, 0, 0, 1]))
+        return try HostilePACS.goodSeries(uid, in: dir, volume: volume)
+    }
+
+    /// The geometry came from the PACS, not from the client's request: a model whose resampling of it would pass
+    /// MONAI_LABEL_MAX_VOXELS refuses it before resampling with a 502 naming the series, its grid and the grid
+    /// it implies (the same image uploaded by a client is a 422: FileProbes).
+    @Test(.timeLimit(.minutes(3)))
+    func seriesResamplingPastTheVoxelLimit_inferenceIs502NamingTheSeriesAndGrid() throws {
+        let tmp = TempDir()
+        let pacs = try HostilePACS()
+        let huge = "1.2.826.0.1.3680043.99.1.20"
+        pacs.set(Self.good, instances: try HostilePACS.goodSeries(Self.good, in: tmp.url.appendingPathComponent("good")))
+        pacs.set(huge, instances: try Self.hugeGeometrySeries(huge, in: tmp.url.appendingPathComponent("huge")))
+        let running = try Self.start(tmp, pacs, cache: tmp.url.appendingPathComponent("cache"))
+        defer { running.stop() }
+        let server = Server(port: running.port)
+        // The series itself is usable (viewers show it): only the model's resampling is refused.
+        #expect(try server.send("GET", "/datastore/image?image=\(huge)").status == 200)
+        let r = try server.json("POST", "/infer/segmentation_spleen?image=\(huge)&output=json")
+        let detail = r.json?["detail"]?.stringValue ?? ""
+        #expect(r.status == 502, "\(r.status) \(detail)")
+        #expect(detail.contains(huge) && detail.contains("[64, 64, 2] voxels of 200 x 200 x 2400 mm"), "\(detail)")
+        #expect(detail.contains("[4201, 4201, 601]") && detail.contains("MONAI_LABEL_MAX_VOXELS"), "\(detail)")
+        #expect(detail.count < 1200)
+        #expect(try server.json("GET", "/info/").status == 200)
+        #expect(try server.json("POST", "/infer/segmentation_spleen?image=\(Self.good)&output=json").status == 200)
+    }
+
+    /// A SEG of 4 million 1x1 frames (500 KB) for the good series: `GET /datastore/label` is a 502 naming the SEG
+    /// and its frame count, the image stays usable, and the SEG is remembered as failing.
+    @Test(.timeLimit(.minutes(3)))
+    func segOfFourMillionFrames_is502NamingIt_imageStaysUsable() throws {
+        let tmp = TempDir()
+        let pacs = try HostilePACS()
+        let seg = "1.2.826.0.1.3680043.99.1.30"
+        pacs.set(Self.good, instances: try HostilePACS.goodSeries(Self.good, in: tmp.url.appendingPathComponent("good")))
+        pacs.setSEG(seg, references: Self.good, instances: [
+            try HostilePACS.manyFrameSEG(image: Self.good, in: tmp.url.appendingPathComponent("seg"), frames: 4_000_000),
+        ])
+        let running = try Self.start(tmp, pacs, cache: tmp.url.appendingPathComponent("cache"))
+        defer { running.stop() }
+        let server = Server(port: running.port)
+        let r = try server.json("GET", "/datastore/label?label=\(Self.good)&tag=final")
+        let detail = r.json?["detail"]?.stringValue ?? ""
+        #expect(r.status == 502, "\(r.status) \(detail)")
+        #expect(detail.contains(seg) && detail.contains("NumberOfFrames 4000000"), "\(detail)")
+        #expect(detail.count < 1200)
+        try Self.expectServing(server)
+        #expect(try server.json("GET", "/info/").json?["datastore"]?["failing"]?.objectValue?[seg] != nil)
+    }
+
     /// Ten `/info/` calls at once on a fresh server whose PACS takes 10 s per listing: each answers at once from
     /// what is known, and the PACS is asked for the list once.
     @Test(.timeLimit(.minutes(3)))
@@ -266,6 +208,11 @@ struct HostilePACSTests {
         #expect(results.count == 10 && results.allSatisfy { $0.0 == 200 })
         // The issue's bound: each within 100 ms (the PACS takes 10 s).
         #expect(results.allSatisfy { $0.1 < 0.1 }, "\(results.map(\.1))")
+        // The background refresh may reach the PACS only after the calls have answered: wait for it (while it
+        // sleeps its 10 s, any second query would arrive too).
+        let deadline = Date().addingTimeInterval(5)
+        while pacs.listingCount == 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        Thread.sleep(forTimeInterval: 0.5)
         #expect(pacs.listingCount == 1)
     }
 

@@ -129,7 +129,8 @@ import Testing
 
 @Suite struct WorkerWireTests {
     @Test func reply_carriesTheErrorKindAndMessage() throws {
-        for kind: MONAILabelError.Kind in [.notFound, .invalidInput, .notEnabled, .busy, .unavailable, .timedOut, .internalError] {
+        for kind: MONAILabelError.Kind in [.notFound, .invalidInput, .notEnabled, .busy, .unavailable, .timedOut, .internalError,
+                                             .badUpstream, .unusableImage] {
             let sent = WorkerWire.reply(.failure(MONAILabelError(kind, "roi_size must be positive")))
             var buffer = WorkerWire.frame(sent)
             let got = try WorkerWire.decodeReply(try #require(try WorkerWire.takeFrame(&buffer)))

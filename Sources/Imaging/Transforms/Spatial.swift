@@ -497,7 +497,11 @@ public struct Spacing: Sendable {
     public func callAsFunction(_ v: Volume) throws -> Volume {
         let target = try targetGrid(of: v)
         let sr = v.spatialShape.count
-        try ImagingLimits.checkVoxels(target.spatialShape, channels: v.channels, what: "Spacing output")
+        // Checked before resampling, naming the image's own grid: a few large voxels (a 64x64x2 series of 200 mm
+        // pixels) can imply billions at the model's spacing.
+        try ImagingLimits.checkVoxels(
+            target.spatialShape, channels: v.channels,
+            what: "Spacing output (from \(v.spatialShape) voxels of \(v.spacing.map { String(format: "%g", $0) }.joined(separator: " x ")) mm)")
         // MONAI skips resampling when the grid does not change (within AFFINE_TOL) but still returns float32.
         if target.spatialShape == v.spatialShape,
             Spacing.allClose(v.affine.rankMatrix(sr), target.affine.rankMatrix(sr), atol: Spacing.affineTolerance)

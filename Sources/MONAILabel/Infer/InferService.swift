@@ -107,12 +107,19 @@ extension MONAILabelApp {
         // Only an uploaded file may be the label path: a client-given path would let it read any file.
         if task.type == "scribbles" { params["label"] = nil }
         let job = WorkerJob(model: input.model, imagePath: imagePath, params: params, labelPath: input.labelUpload?.path.path)
-        let result = try admission.run(describe: { queueDescription }) {
-            if let pool = inferWorkers {
-                let timeout = settings.inferTimeout > 0 ? Double(settings.inferTimeout) : nil
-                return try pool.run(job, isCancelled: input.isCancelled, timeout: timeout)
+        let result: InferResult
+        do {
+            result = try admission.run(describe: { queueDescription }) {
+                if let pool = inferWorkers {
+                    let timeout = settings.inferTimeout > 0 ? Double(settings.inferTimeout) : nil
+                    return try pool.run(job, isCancelled: input.isCancelled, timeout: timeout)
+                }
+                return try runModel(job)
             }
-            return try runModel(job)
+        } catch let e as MONAILabelError where e.kind == .unusableImage {
+            // Refused before any resampling: the geometry of a series a PACS sent is the PACS's fault.
+            guard let id = storeID, datastore.imagesFromUpstream else { throw MONAILabelError.invalid(e.message) }
+            throw MONAILabelError(.badUpstream, "series \(id) as the PACS sent it cannot be used by model \(input.model): \(e.message)")
         }
         var label = result.file?.path ?? ""
         if let file = result.file, let id = storeID, params["save_label"]?.boolValue == true {

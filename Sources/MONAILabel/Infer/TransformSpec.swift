@@ -70,10 +70,10 @@ public struct PreTransform: Sendable {
             throw MONAILabelError.invalid("unsupported pre-transform '\(n)'")
         }
         // What a transform refuses (an output over MONAI_LABEL_MAX_VOXELS, a singular affine) comes from the
-        // image the client chose: invalid input, not a server failure.
+        // image: not a server failure, and the fault of whoever supplied the image (`.unusableImage`).
         let shown = name
         run = { v in
-            do { try body(&v) } catch let e as ImagingError { throw MONAILabelError.invalid("\(shown): \(e.message)") }
+            do { try body(&v) } catch let e as ImagingError { throw MONAILabelError(.unusableImage, "\(shown): \(e.message)") }
         }
     }
 }

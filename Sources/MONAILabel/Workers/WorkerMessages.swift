@@ -72,11 +72,12 @@ enum WorkerWire {
         case .timedOut: return "timedOut"
         case .internalError: return "internalError"
         case .badUpstream: return "badUpstream"
+        case .unusableImage: return "unusableImage"
         }
     }
 
     static func kind(named name: String) -> MONAILabelError.Kind? {
-        let all: [MONAILabelError.Kind] = [.notFound, .invalidInput, .notEnabled, .busy, .unavailable, .timedOut, .internalError, .badUpstream]
+        let all: [MONAILabelError.Kind] = [.notFound, .invalidInput, .notEnabled, .busy, .unavailable, .timedOut, .internalError, .badUpstream, .unusableImage]
         return all.first { kindName($0) == name }
     }
 

@@ -89,6 +89,9 @@ public protocol Datastore: AnyObject, Sendable {
     func fetchImage(_ id: String) throws -> String
     /// The label as a local file, fetched first when the store is remote; nil when there is none.
     func fetchLabel(_ id: String, tag: String) throws -> String?
+    /// Whether images come from a service outside the server (a PACS) rather than from clients or a folder: an
+    /// image a model cannot use is then that service's fault (502), not the client's (422).
+    var imagesFromUpstream: Bool { get }
 }
 
 extension Datastore {
@@ -98,4 +101,6 @@ extension Datastore {
     }
 
     public func fetchLabel(_ id: String, tag: String) throws -> String? { labelURI(id, tag: tag) }
+
+    public var imagesFromUpstream: Bool { false }
 }

@@ -18,6 +18,11 @@ public struct MONAILabelError: Error, CustomStringConvertible, Sendable, Equatab
         case internalError
         /// What a service we depend on sent cannot be used (a PACS's broken or hostile series): 502.
         case badUpstream
+        /// An image (not a parameter) that a model's transforms refuse: its geometry implies a grid past
+        /// `MONAI_LABEL_MAX_VOXELS`, or a singular affine. Whose fault depends on where the image came from: the
+        /// client's (422) for an upload or a folder's image, the PACS's (502) for a series it sent, which
+        /// inference maps to `.badUpstream`.
+        case unusableImage
     }
 
     public let kind: Kind
