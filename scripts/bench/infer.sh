@@ -11,8 +11,8 @@
 #    scripts/bench/monai_infer.py, and the ratios. (Upstream's server adds its own overhead to MONAI's pipeline.)
 # Every inference runs in the default single model worker; fp32 only (no bf16 path exists yet).
 # Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead]
-#   full: both volumes, 5 warm runs, RSS after 100 inferences; quick: the 96x96x64 CT only, 3 warm runs, RSS after
-#   20; overhead: only the model worker split's overhead (in-process against one model worker).
+#   full: both volumes, 5 warm runs, RSS after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS
+#   after 10 more; overhead: only the model worker split's overhead (in-process against one model worker).
 #   CONFIG=debug measures a debug build (the network stage is libtorch's either way);
 #   SKIP_TORCH2=1 measures Debian's libtorch only; TORCH2_BACKEND=FILE uses an already built 2.13 backend.
 set -euo pipefail
@@ -25,7 +25,7 @@ mkdir -p "$WORK/app"
 cp sample-apps/radiology/app.json "$WORK/app/"
 "$BIN" datasets -d -o "$WORK/s96" --count 1 --labeled 0 --shape 96,96,64 --spacing 1.5,1.5,2 >/dev/null
 if [ "$MODE" != overhead ]; then
-if [ "$MODE" = quick ]; then SIZES="96"; WARM=3; MANY=20; else SIZES="96 512"; WARM=5; MANY=100; fi
+if [ "$MODE" = quick ]; then SIZES="96"; WARM=2; MANY=10; else SIZES="96 512"; WARM=5; MANY=100; fi
 [ "$MODE" = quick ] || "$BIN" datasets -d -o "$WORK/s512" --count 1 --labeled 0 --shape 512,512,120 \
   --spacing 0.78,0.78,2.5 >/dev/null
 
