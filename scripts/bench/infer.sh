@@ -35,12 +35,15 @@ BACKENDS=("1.13|")
 PY13=""
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
   [ -x .build/bench-venv-1.13/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .build/bench-venv-1.13
-  .build/bench-venv-1.13/bin/pip install -q --no-deps monai==1.4.0 nibabel >/dev/null 2>&1 && PY13=.build/bench-venv-1.13/bin/python
+  # Debian's numpy 1.24 and torch stay; MONAI's KeepLargestConnectedComponent needs scikit-image on CPU.
+  .build/bench-venv-1.13/bin/pip install -q --no-deps monai==1.4.0 nibabel packaging importlib_resources >/dev/null 2>&1 \
+    && .build/bench-venv-1.13/bin/pip install -q scikit-image==0.24.0 'numpy<2' >/dev/null 2>&1 \
+    && PY13=.build/bench-venv-1.13/bin/python
 fi
 PY213=""
 if [ -z "${SKIP_TORCH2:-}" ]; then
   [ -x .build/torch2-venv/bin/python ] || python3 -m venv .build/torch2-venv
-  .build/torch2-venv/bin/pip install -q torch==2.13.0+cpu 'monai==1.4.0' nibabel >/dev/null
+  .build/torch2-venv/bin/pip install -q torch==2.13.0+cpu monai==1.4.0 nibabel scikit-image 'numpy<2' >/dev/null
   PY213=.build/torch2-venv/bin/python
   if [ -z "${TORCH2_BACKEND:-}" ]; then
     TORCH2_BACKEND="$(scripts/build-torch-backend.sh --torch "$("$PY213" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" | tail -1)"
@@ -53,7 +56,7 @@ request() { curl -sf -o "$1" -w '%{time_total}' -X POST "http://127.0.0.1:$PORT/
 # ours TORCH BACKEND SIZE: a server with one model worker on that volume; the first inference after start-up, WARM
 # warm ones, and on the 96x96x64 CT MANY more before the idle RSS is read. Appends a JSON line to rows.
 ours() {
-  local torch="$1" backend="$2" size="$3" rss="0 0" t
+  local torch="$1" backend="$2" size="$3" rss="0 0 0" t
   if [ -n "$backend" ]; then export MONAILABEL_TORCH_BACKEND="$backend"; else unset MONAILABEL_TORCH_BACKEND; fi
   bench_serve "$WORK/app" "$WORK/s$size" segmentation_spleen "$THREADS"
   PID=$SERVED_PID
@@ -65,20 +68,22 @@ ours() {
     for _ in $(seq 1 "$MANY"); do request /dev/null >/dev/null; done
     # Past MONAI_LABEL_MEMORY_TRIM_DELAY_MS (1 s), when the worker hands back what the requests freed.
     sleep 3
+    # RSS counts libtorch's shared pages in both processes; PSS shares them out.
     rss="$(awk '/VmRSS/ {print $2}' /proc/$PID/status) $(for c in $(pgrep -P "$PID" -f infer_worker); do awk '/VmRSS/ {print $2}' /proc/$c/status; done | paste -sd+ | bc)"
+    rss="$rss $(for p in $PID $(pgrep -P "$PID" -f infer_worker); do awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup; done | paste -sd+ | bc)"
   fi
   kill "$PID"; wait "$PID" 2>/dev/null || true
   PID=""
   python3 - "$torch" "$size" "$WORK/cold.time" "$WORK/cold.json" "$WORK/warm" $rss >>"$WORK/rows" <<'PY'
 import json, statistics, sys
-torch, size, cold_time, cold_json, warm_file, server_kb, worker_kb = sys.argv[1:8]
+torch, size, cold_time, cold_json, warm_file, server_kb, worker_kb, pss_kb = sys.argv[1:9]
 cold = json.load(open(cold_json))["latencies"]
 warm = [(float(l.split(" ", 1)[0]), json.loads(l.split(" ", 1)[1])["latencies"]) for l in open(warm_file) if l.strip()]
 print(json.dumps({"side": "ours", "torch": torch, "size": size,
     "cold_network": cold["infer"], "cold_total": float(open(cold_time).read()),
     "network": statistics.median(l["infer"] for _, l in warm), "total": statistics.median(t for t, _ in warm),
     "peak_rss_mb": max([cold.get("peak_rss_mb", 0)] + [l.get("peak_rss_mb", 0) for _, l in warm]),
-    "idle_server_mb": int(server_kb) // 1024, "idle_worker_mb": int(worker_kb) // 1024}))
+    "idle_server_mb": int(server_kb) // 1024, "idle_worker_mb": int(worker_kb) // 1024, "idle_pss_mb": int(pss_kb) // 1024}))
 PY
 }
 for b in "${BACKENDS[@]}"; do
@@ -112,8 +117,8 @@ for r in rows:
                  f"e2e MONAI/ours {m['total'] / r['total']:.2f}x (target >= 2 against upstream's server)")
     print(line)
     if r["size"] == "96":
-        print(f"  idle after {many} inferences: server {r['idle_server_mb']} MB + model worker "
-              f"{r['idle_worker_mb']} MB (target: under 400 MB)")
+        print(f"  idle after {many} inferences: RSS server {r['idle_server_mb']} MB + model worker "
+              f"{r['idle_worker_mb']} MB; PSS of both {r['idle_pss_mb']} MB (target: under 400 MB)")
 PY
 fi
 

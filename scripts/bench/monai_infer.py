@@ -22,6 +22,7 @@ from monai.transforms import (Activationsd, AsDiscreted, Compose, EnsureChannelF
                               ScaleIntensityd, ScaleIntensityRanged, Spacingd)
 
 image, threads, warm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ROI = tuple(int(v) for v in os.environ.get("BENCH_ROI", "160,160,160").split(","))
 torch.set_num_threads(threads)
 net = UNet(3, 1, 2, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2, norm="batch").eval()
 pre = Compose([
@@ -46,7 +47,7 @@ def run():
     x = d["image"].as_tensor()[None].float()
     with torch.no_grad():
         t0 = time.perf_counter()
-        y = sliding_window_inference(x, (160, 160, 160), 1, net, overlap=0.25, mode="constant")
+        y = sliding_window_inference(x, ROI, 1, net, overlap=0.25, mode="constant")
         network = time.perf_counter() - t0
     d["pred"] = y[0]
     post(d)
