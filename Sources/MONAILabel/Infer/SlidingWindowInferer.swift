@@ -231,7 +231,9 @@ public struct SlidingWindowInferer: Sendable {
         var n = 1
         for d in 0..<roiSize.count where roiSize[d] < imageSize[d] {
             let interval = max(1, Int(Double(roiSize[d]) * (1 - overlap)))
-            n = n.multipliedReportingOverflow(by: (roiSize[d] + interval - 1) / interval + 1).partialValue
+            let (product, overflow) = n.multipliedReportingOverflow(by: (roiSize[d] + interval - 1) / interval + 1)
+            guard !overflow else { return Int.max }
+            n = product
         }
         return n
     }
