@@ -19,7 +19,8 @@ export MONAILABEL_TORCH_BACKEND="$BACKEND" MONAILABEL_EXPECT_TORCH="$EXPECT"
 # the inference pipeline against MONAI's output, the briefly-trained DeepGrow/DeepEdit checks, and what --version
 # and /info/ report.
 TESTS=(
-    TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
+    TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
+    'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
     'MONAILabelTests\.argmaxOverChannels_' 'MONAILabelTests\.deepGrowPreAndPost_matchMONAI'
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'
     version_namesTheAPIAndLibtorch info_namesTheBackendsLibtorchAndDevices

@@ -60,7 +60,9 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
 /// `GET /info/`; `GET /` is the dashboard (the Slicer Reviewer probes it for a 200).
 enum InfoRoutes {
     static func register(_ r: inout HTTPRouter, _ ctx: RouteContext) {
-        r.get("/info/", route { _ in .json(ctx.app.info()) })
+        // Served from pre-serialised bytes, rebuilt only when something the document shows has changed.
+        let cache = InfoCache(app: ctx.app)
+        r.get("/info/", route { _ in .json(cache.bytes()) })
         Dashboard.register(&r)
     }
 }

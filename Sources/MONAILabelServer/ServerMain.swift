@@ -122,6 +122,12 @@ public enum ServerMain {
             pool.setLog { line in log.info(line, source: "infer-worker") }
             pool.start()
             log.info("Model workers: \(settings.inferWorkers) (memory limit \(settings.effectiveWorkerMaxMemory) bytes each)")
+        } else if app.preloadsModels {
+            // Models in this process (the workers warm their own): in the background, requests are served meanwhile.
+            let warm = Thread { app.prewarmModels { log.info($0) } }
+            warm.name = "model-prewarm"
+            warm.stackSize = 8 << 20
+            warm.start()
         }
         // Upstream scores at start-up when auto-update-scoring is on: model-based scores not computed with the
         // current weights are queued now, so epistemic strategies have scores without an explicit POST /scoring/.

@@ -1,88 +1,133 @@
 #!/usr/bin/env bash
-# Inference benchmark: a synthetic 512x512x120 CT (0.78 x 0.78 x 2.5 mm) through segmentation_spleen with the
-# full-size UNet (16-32-64-128-256, untrained weights: timing only) on CPU. Prints upstream's per-stage
-# latencies (cold and warm), the server's peak RSS, and the network stage against MONAI 1.4's own
-# sliding_window_inference of the same network on the same libtorch (Debian's python3-torch), as a ratio.
-# Then the model worker split's overhead: warm latency on a 96x96x64 CT with MONAI_LABEL_INFER_WORKERS=0
-# (in-process) against =1 (one model worker), both servers up at once and measured alternately.
-# Usage: scripts/bench/infer.sh [THREADS=cores] [overhead]   ("overhead": only the worker split's overhead)
+# Inference benchmark: segmentation_spleen (the full-size UNet 16-32-64-128-256, untrained weights: timing only) on
+# CPU, ours beside MONAI 1.4's, in one run on one machine:
+#  - for each libtorch backend (Debian's 1.13, which `swift build` builds against, and PyTorch 2.13's CPU wheel,
+#    whose backend scripts/build-torch-backend.sh builds) and each volume (a synthetic 96x96x64 CT at
+#    1.5 x 1.5 x 2 mm; a 512x512x120 CT at 0.78 x 0.78 x 2.5 mm): our network stage (`latencies.infer`) and
+#    end-to-end time (curl's, output=json) for the first inference after start-up and the median of the warm
+#    ones, and the model worker's peak RSS per request (`latencies.peak_rss_mb`);
+#  - on the 96x96x64 CT, the server's and its model worker's RSS once idle after N more inferences;
+#  - MONAI 1.4 with the same network and pipeline on the same torch (Debian's python3-torch, the 2.13 wheel):
+#    scripts/bench/monai_infer.py, and the ratios. (Upstream's server adds its own overhead to MONAI's pipeline.)
+# Every inference runs in the default single model worker; fp32 only (no bf16 path exists yet).
+# Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead]
+#   full: both volumes, 5 warm runs, RSS after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS
+#   after 10 more; overhead: only the model worker split's overhead (in-process against one model worker).
+#   CONFIG=debug measures a debug build (the network stage is libtorch's either way);
+#   SKIP_TORCH2=1 measures Debian's libtorch only; TORCH2_BACKEND=FILE uses an already built 2.13 backend.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/bench/lib.sh
 THREADS="${1:-$(nproc)}"
-ONLY_OVERHEAD="${2:-}"
-bench_build release
-bench_start_server segmentation_spleen "$THREADS"
-if [ "$ONLY_OVERHEAD" != overhead ]; then
-infer() { curl -sf -X POST "http://127.0.0.1:$PORT/infer/segmentation_spleen?image=spleen_00&output=json"; }
-# The cold run goes in the background while /info/ is timed: the accept loop must not wait for the network.
-# The warm run then runs alone, so its latencies are not disturbed by the probing.
-infer >"$WORK/cold.json" &
-INFER_PID=$!
-sleep 1
-INFO_TIMES=()
-for _ in $(seq 1 20); do
-  INFO_TIMES+=("$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$PORT/info/")")
-  sleep 0.2
-done
-wait $INFER_PID
-COLD=$(cat "$WORK/cold.json")
-WARM=$(infer)
-RSS=$(bench_peak_rss_kb)
-WORKER_RSS=$(bench_worker_peak_rss_kb)
-echo "image: 512x512x120 int16, 0.78 x 0.78 x 2.5 mm; threads: $THREADS"
-printf '%s\n' "${INFO_TIMES[@]}" | sort -n | awk '{a[NR]=$1} END {printf "/info/ during an inference: %d requests, median %.1f ms, max %.1f ms (target < 100 ms)\n", NR, a[int((NR+1)/2)]*1000, a[NR]*1000}'
-python3 - "$COLD" "$WARM" "$RSS" "$WORKER_RSS" <<'PY'
-import json, sys
-cold, warm, rss, worker_rss = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-for name, r in (("cold", cold), ("warm", warm)):
-    l = r["latencies"]
-    print(f"{name:5s} pre {l['pre']:6.2f}  infer {l['infer']:6.2f}  invert {l['invert']:5.2f}  post {l['post']:6.2f}"
-          f"  write {l['write']:5.2f}  total {l['total']:6.2f} s")
-l = warm["latencies"]
-print("warm transforms:", json.dumps(l["transform"]))
-rest = l["total"] - l["infer"]
-print(f"everything but the network: {rest:.2f} s (target < 1.5 s: {'met' if rest < 1.5 else 'NOT met'})")
-print(f"server peak RSS: {rss // 1024} MB; model worker peak RSS: {worker_rss // 1024} MB")
-open("/tmp/.ml_infer_bench", "w").write(str(l["infer"]))
-PY
-# The same network stage in MONAI 1.4 on the same libtorch, when Debian's python3-torch is installed.
+MODE="${2:-full}"
+bench_build "${CONFIG:-release}"
+mkdir -p "$WORK/app"
+cp sample-apps/radiology/app.json "$WORK/app/"
+"$BIN" datasets -d -o "$WORK/s96" --count 1 --labeled 0 --shape 96,96,64 --spacing 1.5,1.5,2 >/dev/null
+if [ "$MODE" != overhead ]; then
+if [ "$MODE" = quick ]; then SIZES="96"; WARM=2; MANY=10; else SIZES="96 512"; WARM=5; MANY=100; fi
+[ "$MODE" = quick ] || "$BIN" datasets -d -o "$WORK/s512" --count 1 --labeled 0 --shape 512,512,120 \
+  --spacing 0.78,0.78,2.5 >/dev/null
+
+# The backends: the binary's own (Debian's libtorch) and, unless skipped, torch 2.13's. The 2.13 venv also runs
+# MONAI's side; Debian's torch runs it from a venv over the system packages.
+BACKENDS=("1.13|")
+PY13=""
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  /usr/bin/python3 -m venv --system-site-packages "$WORK/venv" >/dev/null
-  "$WORK/venv/bin/pip" install -q --no-deps monai==1.4.0 nibabel packaging importlib_resources >/dev/null 2>&1 || true
-  "$WORK/venv/bin/python" - "$WORK/studies/spleen_00.nii.gz" "$THREADS" <<'PY' || echo "MONAI comparison unavailable"
-import sys, time, json
-import torch
-from monai.networks.nets import UNet
-from monai.inferers import sliding_window_inference
-from monai.transforms import LoadImage, EnsureChannelFirst, Orientation, Spacing, ScaleIntensityRange, ScaleIntensity
-torch.set_num_threads(int(sys.argv[2]))
-img = LoadImage(image_only=True)(sys.argv[1])
-x = ScaleIntensity(-1, 1)(ScaleIntensityRange(-57, 164, 0, 1, clip=True)(Spacing((1.0, 1.0, 1.0))(Orientation("RAS")(EnsureChannelFirst()(img)))))
-net = UNet(3, 1, 2, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2, norm="batch").eval()
-with torch.no_grad():
-    t = x.as_tensor()[None].float()
-    sliding_window_inference(t, (160, 160, 160), 1, net, overlap=0.25)
-    start = time.time()
-    sliding_window_inference(t, (160, 160, 160), 1, net, overlap=0.25)
-    bare = time.time() - start
-ours = float(open("/tmp/.ml_infer_bench").read())
-print(f"network stage, preprocessed {tuple(t.shape[2:])}: ours {ours:.2f} s, MONAI 1.4 + libtorch 1.13 {bare:.2f} s, "
-      f"ratio {ours / bare:.2f} (target <= 1.10: {'met' if ours / bare <= 1.10 else 'NOT met'})")
-PY
-else
-  echo "python3-torch is not installed: no MONAI comparison"
+  [ -x .build/bench-venv-1.13/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .build/bench-venv-1.13
+  # Debian's numpy 1.24 and torch stay; MONAI's KeepLargestConnectedComponent needs scikit-image on CPU.
+  .build/bench-venv-1.13/bin/pip install -q --no-deps monai==1.4.0 nibabel packaging importlib_resources >/dev/null 2>&1 \
+    && .build/bench-venv-1.13/bin/pip install -q scikit-image==0.24.0 'numpy<2' >/dev/null 2>&1 \
+    && PY13=.build/bench-venv-1.13/bin/python
 fi
+PY213=""
+if [ -z "${SKIP_TORCH2:-}" ]; then
+  [ -x .build/torch2-venv/bin/python ] || python3 -m venv .build/torch2-venv
+  .build/torch2-venv/bin/pip install -q torch==2.13.0+cpu monai==1.4.0 nibabel scikit-image 'numpy<2' >/dev/null
+  PY213=.build/torch2-venv/bin/python
+  if [ -z "${TORCH2_BACKEND:-}" ]; then
+    TORCH2_BACKEND="$(scripts/build-torch-backend.sh --torch "$("$PY213" -c 'import os, torch; print(os.path.dirname(torch.__file__))')" | tail -1)"
+  fi
+  BACKENDS+=("2.13|$TORCH2_BACKEND")
 fi
 
+: >"$WORK/rows"
+request() { curl -sf -o "$1" -w '%{time_total}' -X POST "http://127.0.0.1:$PORT/infer/segmentation_spleen?image=spleen_00&output=json"; }
+# ours TORCH BACKEND SIZE: a server with one model worker on that volume; the first inference after start-up, WARM
+# warm ones, and on the 96x96x64 CT MANY more before the idle RSS is read. Appends a JSON line to rows.
+ours() {
+  local torch="$1" backend="$2" size="$3" rss="0 0 0" t
+  if [ -n "$backend" ]; then export MONAILABEL_TORCH_BACKEND="$backend"; else unset MONAILABEL_TORCH_BACKEND; fi
+  bench_serve "$WORK/app" "$WORK/s$size" segmentation_spleen "$THREADS"
+  PID=$SERVED_PID
+  t=$(request "$WORK/cold.json")
+  echo "$t" >"$WORK/cold.time"
+  : >"$WORK/warm"
+  for _ in $(seq 1 "$WARM"); do t=$(request "$WORK/one.json"); echo "$t $(cat "$WORK/one.json")" >>"$WORK/warm"; done
+  if [ "$size" = 96 ]; then
+    for _ in $(seq 1 "$MANY"); do request /dev/null >/dev/null; done
+    # Past MONAI_LABEL_MEMORY_TRIM_DELAY_MS (1 s), when the worker hands back what the requests freed.
+    sleep 3
+    # RSS counts libtorch's shared pages in both processes; PSS shares them out.
+    rss="$(awk '/VmRSS/ {print $2}' /proc/$PID/status) $(for c in $(pgrep -P "$PID" -f infer_worker); do awk '/VmRSS/ {print $2}' /proc/$c/status; done | paste -sd+ | bc)"
+    rss="$rss $(for p in $PID $(pgrep -P "$PID" -f infer_worker); do awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup; done | paste -sd+ | bc)"
+  fi
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+  PID=""
+  python3 - "$torch" "$size" "$WORK/cold.time" "$WORK/cold.json" "$WORK/warm" $rss >>"$WORK/rows" <<'PY'
+import json, statistics, sys
+torch, size, cold_time, cold_json, warm_file, server_kb, worker_kb, pss_kb = sys.argv[1:9]
+cold = json.load(open(cold_json))["latencies"]
+warm = [(float(l.split(" ", 1)[0]), json.loads(l.split(" ", 1)[1])["latencies"]) for l in open(warm_file) if l.strip()]
+print(json.dumps({"side": "ours", "torch": torch, "size": size,
+    "cold_network": cold["infer"], "cold_total": float(open(cold_time).read()),
+    "network": statistics.median(l["infer"] for _, l in warm), "total": statistics.median(t for t, _ in warm),
+    "peak_rss_mb": max([cold.get("peak_rss_mb", 0)] + [l.get("peak_rss_mb", 0) for _, l in warm]),
+    "idle_server_mb": int(server_kb) // 1024, "idle_worker_mb": int(worker_kb) // 1024, "idle_pss_mb": int(pss_kb) // 1024}))
+PY
+}
+for b in "${BACKENDS[@]}"; do
+  for size in $SIZES; do ours "${b%%|*}" "${b#*|}" "$size"; done
+done
+unset MONAILABEL_TORCH_BACKEND
+for py in $PY13 $PY213; do
+  for size in $SIZES; do
+    "$py" scripts/bench/monai_infer.py "$WORK/s$size/spleen_00.nii.gz" "$THREADS" "$WARM" 2>/dev/null \
+      | python3 -c 'import json, sys; d = json.loads(sys.stdin.read()); d.update(side="monai", size=sys.argv[1], torch=".".join(d["torch"].split(".")[:2])); print(json.dumps(d))' "$size" \
+      >>"$WORK/rows" || echo "MONAI 1.4 on $py: failed" >&2
+  done
+done
+python3 - "$WORK/rows" "$THREADS" "$((MANY + WARM + 1))" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+threads, many = sys.argv[2], int(sys.argv[3])
+print(f"segmentation_spleen, full-size untrained UNet, fp32, {threads} torch threads; times in s, RSS in MB")
+print(f"{'volume':12s} {'torch':5s} {'side':6s} {'network':>8s} {'net cold':>8s} {'e2e':>7s} {'e2e cold':>8s} {'peak RSS':>8s}")
+names = {"96": "96x96x64", "512": "512x512x120"}
+for r in rows:
+    print(f"{names[r['size']]:12s} {r['torch']:5s} {r['side']:6s} {r['network']:8.2f} {r['cold_network']:8.2f} "
+          f"{r['total']:7.2f} {r['cold_total']:8.2f} {r['peak_rss_mb']:8d}")
+for r in rows:
+    if r["side"] != "ours":
+        continue
+    m = next((x for x in rows if x["side"] == "monai" and x["size"] == r["size"] and x["torch"] == r["torch"]), None)
+    line = f"{names[r['size']]} torch {r['torch']}: cold/warm e2e {r['cold_total'] / r['total']:.2f} (target <= 1.5)"
+    if m:
+        line += (f"; network ours/MONAI {r['network'] / m['network']:.2f} (target <= 0.8); "
+                 f"e2e MONAI/ours {m['total'] / r['total']:.2f}x (target >= 2 against upstream's server)")
+    print(line)
+    if r["size"] == "96":
+        print(f"  idle after {many} inferences: RSS server {r['idle_server_mb']} MB + model worker "
+              f"{r['idle_worker_mb']} MB; PSS of both {r['idle_pss_mb']} MB (target: under 400 MB)")
+PY
+fi
+
+[ "$MODE" = quick ] && exit 0
 # Model worker overhead: the same binary twice, in-process and with one model worker, on a 96x96x64 CT.
-kill "$PID" 2>/dev/null || true
-wait "$PID" 2>/dev/null || true
-"$BIN" datasets -d -o "$WORK/small" --count 1 --labeled 0 --shape 96,96,64 --spacing 1.5,1.5,2 >/dev/null
-MONAI_LABEL_INFER_WORKERS=0 bench_serve "$WORK/app" "$WORK/small" segmentation_spleen "$THREADS"
+MONAI_LABEL_INFER_WORKERS=0 bench_serve "$WORK/app" "$WORK/s96" segmentation_spleen "$THREADS"
 PORT0=$PORT
 PID=$SERVED_PID
-MONAI_LABEL_INFER_WORKERS=1 bench_serve "$WORK/app" "$WORK/small" segmentation_spleen "$THREADS"
+MONAI_LABEL_INFER_WORKERS=1 bench_serve "$WORK/app" "$WORK/s96" segmentation_spleen "$THREADS"
 PORT1=$PORT
 PID="$PID $SERVED_PID"
 SERVER0=$(echo "$PID" | cut -d' ' -f1)

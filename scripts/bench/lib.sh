@@ -5,8 +5,11 @@
 # on exit together with the server bench_start_server starts.
 bench_build() {
   local config="${1:-release}"
-  swift build -c "$config" --product monailabel >/dev/null
-  swift build -c "$config" --product monailabel_torch >/dev/null
+  # SKIP_BUILD=1 measures the binaries already built (e.g. while another build holds the build folder).
+  if [ -z "${SKIP_BUILD:-}" ]; then
+    swift build -c "$config" --product monailabel >/dev/null
+    swift build -c "$config" --product monailabel_torch >/dev/null
+  fi
   BIN="$(swift build -c "$config" --show-bin-path)/monailabel"
   WORK="$(mktemp -d)"
   PID=""

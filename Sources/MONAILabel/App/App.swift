@@ -130,6 +130,8 @@ public final class MONAILabelApp: @unchecked Sendable {
     /// The model worker processes inference runs in (`MONAI_LABEL_INFER_WORKERS`); nil runs models in this
     /// process.
     public let inferWorkers: InferWorkerPool?
+    /// Hands inference's freed memory back once this process is idle (`MONAI_LABEL_MEMORY_TRIM_DELAY_MS`).
+    public let memoryTrimmer: IdleMemoryTrimmer
     /// Train jobs and the planner (Train/Training.swift).
     public let training: TrainingService
     /// Scoring methods and their jobs (Scoring/ScoringService.swift).
@@ -216,6 +218,7 @@ public final class MONAILabelApp: @unchecked Sendable {
         }
         strategies = strats
         admission = InferAdmission(capacity: settings.inferQueue)
+        memoryTrimmer = IdleMemoryTrimmer(delayMilliseconds: settings.memoryTrimDelayMs)
         inferWorkers = settings.inferWorkers > 0
             ? InferWorkerPool(workers: settings.inferWorkers, launch: .inferWorker(settings: settings)) : nil
         let scoring = ScoringService(settings: settings, datastore: datastore, modelMethods: modelScoring)

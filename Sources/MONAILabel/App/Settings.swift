@@ -43,6 +43,10 @@ public struct Settings: Sendable, Equatable {
     public var workerMaxMemory: UInt64 = 0
     /// libtorch intra-op threads (`MONAI_LABEL_TORCH_THREADS`); 0 means one per core.
     public var torchThreads = 0
+    /// Milliseconds a process that runs models must be idle before the heap memory inference freed is handed
+    /// back to the system (`MONAI_LABEL_MEMORY_TRIM_DELAY_MS`, default 1000; 0 right after each request,
+    /// negative never).
+    public var memoryTrimDelayMs = 1000
     public var serverPort = 8000
     /// The executable train jobs run as (`MONAI_LABEL_TASK_RUNNER`); empty means this process's own.
     public var taskRunner = ""
@@ -127,6 +131,7 @@ public struct Settings: Sendable, Equatable {
         }
         try int("INFER_QUEUE", &s.inferQueue)
         try int("TORCH_THREADS", &s.torchThreads)
+        try int("MEMORY_TRIM_DELAY_MS", &s.memoryTrimDelayMs)
         try int("INFER_WORKERS", &s.inferWorkers)
         guard (0...64).contains(s.inferWorkers) else {
             throw MONAILabelError.invalid("MONAI_LABEL_INFER_WORKERS must be 0...64, not \(s.inferWorkers)")

@@ -135,7 +135,23 @@ extension MONAILabelApp {
     /// Runs a job on this process's own models: what a model worker does with each job, and the whole of
     /// inference when `MONAI_LABEL_INFER_WORKERS` is 0. A RawScribbles `.bin` label is converted here (it needs
     /// the image's geometry, which only the process that reads the image has).
+    ///
+    /// `latencies` gains `peak_rss_mb`, this process's peak resident memory during the request in MiB (the model
+    /// worker's, or the server's with models in-process, where requests running at once share one peak). Freed
+    /// memory goes back to the system once the process has been idle for `MONAI_LABEL_MEMORY_TRIM_DELAY_MS`.
     public func runModel(_ job: WorkerJob) throws -> InferResult {
+        try memoryTrimmer.run {
+            ProcessMemory.resetPeak()
+            var result = try runModelMeasured(job)
+            if case .object(var latencies)? = result.json["latencies"], let peak = ProcessMemory.peakResidentBytes {
+                latencies["peak_rss_mb"] = .int(peak >> 20)
+                result.json["latencies"] = .object(latencies)
+            }
+            return result
+        }
+    }
+
+    private func runModelMeasured(_ job: WorkerJob) throws -> InferResult {
         let task = try inferTask(job.model)
         var params = job.params
         var staged: URL?

@@ -149,21 +149,12 @@ public struct SlidingWindowInferer: Sendable {
         let imageSize = (0..<dims).map { max(original[$0], roiSize[$0]) }
         let starts = Self.windowStarts(imageSize: imageSize, roi: roiSize, overlap: overlap)
         let weight = try Self.importanceMap(roi: roiSize, mode: mode, sigmaScale: sigmaScale).to(input.device)
-
-        var output: Tensor?
-        let count = try Tensor.zeros([1, 1] + imageSize, device: input.device)
         func window(_ t: Tensor, _ s: [Int]) throws -> Tensor {
             var w = t
             for d in 0..<dims { w = try w.narrow(dim: d + 2, start: s[d], length: roiSize[d]) }
             return w
         }
-        for s in starts {
-            let region = try window(count, s)
-            try region.copy(from: region.add(weight))
-        }
-        var i = 0
-        while i < starts.count {
-            let batch = Array(starts[i..<min(i + swBatchSize, starts.count)])
+        func predict(_ batch: [[Int]]) throws -> Tensor {
             let data = batch.count == 1
                 ? try window(padded, batch[0]) : try Tensor.cat(batch.map { try window(padded, $0) }, dim: 0)
             let pred = try predictor(try data.contiguous())
@@ -171,21 +162,55 @@ public struct SlidingWindowInferer: Sendable {
             guard predShape.count == dims + 2, Array(predShape[2...]) == roiSize, predShape[0] == batch.count else {
                 throw MONAILabelError.io("the network returned \(predShape) for windows of \(roiSize)")
             }
-            if output == nil {
-                // The blended output holds every class over the whole padded image.
-                do { try ImagingLimits.checkVoxels(imageSize, channels: predShape[1], what: "the sliding-window output") }
-                catch let e as ImagingError { throw MONAILabelError.invalid(e.message) }
-                output = try Tensor.zeros([1, predShape[1]] + imageSize, device: input.device)
-            }
-            guard let out = output else { break }
-            for (b, s) in batch.enumerated() {
-                let p = try pred.narrow(dim: 0, start: b, length: 1).mul(weight)
-                let region = try window(out, s)
-                try region.copy(from: region.add(p))
-            }
-            i += batch.count
+            return pred
         }
-        guard var result = try output?.div(count) else { throw MONAILabelError.io("sliding window produced nothing") }
+
+        var result: Tensor
+        if starts.count == 1 {
+            // One window covers the (padded) image: blending divides its prediction by the weight it was just
+            // multiplied with, so the prediction is the output and no image-sized accumulator is needed.
+            result = try predict(starts)
+        } else {
+            // Accumulate each window's weighted prediction and the weights, then divide in place slab by slab.
+            // Beyond the output (`[1, K, *imageSize]`) this holds the weight sum (one byte per voxel with
+            // constant blending, which only counts windows, else a float) and one batch's temporaries.
+            let countType: DType = mode == .constant && maxCoverage(imageSize: imageSize) < 256 ? .uint8 : .float32
+            let count = try Tensor.zeros([1, 1] + imageSize, dtype: countType, device: input.device)
+            for s in starts {
+                let region = try window(count, s)
+                try region.copy(from: region.add(weight))
+            }
+            var output: Tensor?
+            var i = 0
+            while i < starts.count {
+                let batch = Array(starts[i..<min(i + swBatchSize, starts.count)])
+                let pred = try predict(batch)
+                if output == nil {
+                    // The blended output holds every class over the whole padded image.
+                    do { try ImagingLimits.checkVoxels(imageSize, channels: pred.shape[1], what: "the sliding-window output") }
+                    catch let e as ImagingError { throw MONAILabelError.invalid(e.message) }
+                    output = try Tensor.zeros([1, pred.shape[1]] + imageSize, device: input.device)
+                }
+                guard let out = output else { break }
+                for (b, s) in batch.enumerated() {
+                    var p = try pred.narrow(dim: 0, start: b, length: 1)
+                    // Constant blending weighs every voxel 1: the product would only copy.
+                    if mode != .constant { p = try p.mul(weight) }
+                    let region = try window(out, s)
+                    try region.copy(from: region.add(p))
+                }
+                i += batch.count
+            }
+            guard let out = output else { throw MONAILabelError.io("sliding window produced nothing") }
+            var z = 0
+            while z < imageSize[0] {
+                let n = min(Self.divisionSlab, imageSize[0] - z)
+                let slab = try out.narrow(dim: 2, start: z, length: n)
+                try slab.copy(from: slab.div(count.narrow(dim: 2, start: z, length: n)))
+                z += n
+            }
+            result = out
+        }
         // Crop the padding: pad[] lists axes last-first.
         for d in 0..<dims {
             let front = pad[(dims - 1 - d) * 2]
@@ -194,5 +219,22 @@ public struct SlidingWindowInferer: Sendable {
             }
         }
         return try result.contiguous()
+    }
+
+    /// Most slices along the first spatial axis the final division handles at once: its temporary is one slab,
+    /// not a second copy of the whole output.
+    static let divisionSlab = 8
+
+    /// The most windows one voxel can lie in: the weight sum of constant blending counts them, and fits a byte
+    /// below 256.
+    func maxCoverage(imageSize: [Int]) -> Int {
+        var n = 1
+        for d in 0..<roiSize.count where roiSize[d] < imageSize[d] {
+            let interval = max(1, Int(Double(roiSize[d]) * (1 - overlap)))
+            let (product, overflow) = n.multipliedReportingOverflow(by: (roiSize[d] + interval - 1) / interval + 1)
+            guard !overflow else { return Int.max }
+            n = product
+        }
+        return n
     }
 }

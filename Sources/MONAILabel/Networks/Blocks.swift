@@ -43,6 +43,7 @@ func samePadding(_ kernel: [Int], dilation: [Int]) -> [Int] {
 /// channels; nil takes the spatial dims, as ADN's own default does.
 public final class ADN: Module, Layer {
     private var layers: [any Layer] = []
+    private var normFirst = false
 
     public init(ordering: String = "NDA", channels: Int, spatialDims: Int, act: ActType?, norm: NormType?,
                 dropout: Double?, dropoutDim: Int? = nil) throws
@@ -59,14 +60,27 @@ public final class ADN: Module, Layer {
             }
             if let layer {
                 try registerModule(String(item), layer)
+                if layers.isEmpty { normFirst = item == "N" }
                 layers.append(layer)
             }
         }
     }
 
-    public func forward(_ input: Tensor) throws -> Tensor {
+    public func forward(_ input: Tensor) throws -> Tensor { try run(input, from: 0) }
+
+    /// The BatchNorm that comes first, straight after the convolution, which inference can fold into it.
+    var leadingBatchNorm: BatchNorm? { normFirst ? layers.first as? BatchNorm : nil }
+
+    /// The layers after the leading norm (already folded into the convolution).
+    func forwardAfterLeadingNorm(_ input: Tensor) throws -> Tensor { try run(input, from: 1) }
+
+    private func run(_ input: Tensor, from start: Int) throws -> Tensor {
         var x = input
-        for layer in layers { x = try layer(x) }
+        for layer in layers[start...] {
+            // An evaluating dropout is the identity; MC dropout turns single dropout layers back on.
+            if let d = layer as? Dropout, !d.isTraining { continue }
+            x = try layer(x)
+        }
         return x
     }
 }
@@ -75,6 +89,9 @@ public final class ADN: Module, Layer {
 public final class Convolution: Module, Layer {
     public let conv: Conv
     public let adn: ADN?
+    /// The convolution with the ADN's leading BatchNorm folded in (`foldBatchNorm`), used while that norm
+    /// evaluates.
+    private var folded: (weight: Tensor, bias: Tensor)?
 
     /// Per-dim arguments take one value or one per spatial dim; `padding` nil is MONAI's "same" padding and
     /// `outputPadding` nil is `stride - 1` (transposed only).
@@ -104,8 +121,22 @@ public final class Convolution: Module, Layer {
     }
 
     public func forward(_ input: Tensor) throws -> Tensor {
+        if let adn, let norm = adn.leadingBatchNorm, let f = folded {
+            if !norm.isTraining { return try adn.forwardAfterLeadingNorm(conv.forward(input, weight: f.weight, bias: f.bias)) }
+            // Training changes the weights and statistics the fold was taken from.
+            folded = nil
+        }
         let y = try conv(input)
         return try adn?(y) ?? y
+    }
+
+    /// For inference: folds a BatchNorm that directly follows the convolution into it (`Conv.folding`); a
+    /// snapshot of the loaded weights, dropped as soon as the block runs in training mode. True when folded.
+    @discardableResult
+    public func foldBatchNorm() throws -> Bool {
+        guard let norm = adn?.leadingBatchNorm, !norm.isTraining else { return false }
+        folded = try conv.folding(norm)
+        return folded != nil
     }
 }
 

@@ -26,6 +26,14 @@ public final class TrainingService: @unchecked Sendable {
         return true
     }
 
+    /// The datastore state the last finished plan was computed for (nil before the first); `/info/`'s cache
+    /// keys on it, so a plan finishing in the background shows at once.
+    var planKey: String? {
+        lock.lock()
+        defer { lock.unlock() }
+        return plans?.key
+    }
+
     /// The plan per model for the datastore state `key`, computing it in the background when stale (it reads
     /// images, and `/info/` must stay fast); the previous plan meanwhile.
     func plans(key: String, compute: @escaping @Sendable () -> [String: JSONObject]) -> [String: JSONObject] {

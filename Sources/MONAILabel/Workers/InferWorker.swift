@@ -41,6 +41,10 @@ public enum InferWorker {
     private static func serveJobs(_ monai: MONAILabelApp, maxMemory: UInt64) throws {
         let channel: Int32 = 0
         guard WorkerWire.writeAll(channel, WorkerWire.frame(["ready": true, "pid": .int(Int(getpid()))])) else { return }
+        // After `ready`, so the server does not wait: a job sent meanwhile waits on the socket for the warm model.
+        if monai.preloadsModels {
+            monai.prewarmModels { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
+        }
         var buffer: [UInt8] = []
         while let message = try WorkerWire.readFrame(channel, &buffer) {
             let result: Result<InferResult, MONAILabelError>

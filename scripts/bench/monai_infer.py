@@ -1,0 +1,67 @@
+"""MONAI 1.4's side of scripts/bench/infer.sh: segmentation_spleen's pipeline on one image with the same network
+(full-size UNet, untrained weights: timing only), under whichever torch runs this script.
+
+Prints one JSON line: the preprocessed shape, the network stage (sliding_window_inference, roi 160^3, overlap
+0.25) and the whole pipeline (LoadImaged .. SaveImaged, as upstream 0.8.5's task runs it) cold and as the
+median of the warm runs, and this process's peak RSS.
+Usage: python monai_infer.py IMAGE THREADS WARM_RUNS
+"""
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+from monai.inferers import sliding_window_inference
+from monai.networks.nets import UNet
+from monai.transforms import (Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, Invertd,
+                              KeepLargestConnectedComponentd, LoadImaged, Orientationd, SaveImaged,
+                              ScaleIntensityd, ScaleIntensityRanged, Spacingd)
+
+image, threads, warm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ROI = tuple(int(v) for v in os.environ.get("BENCH_ROI", "160,160,160").split(","))
+torch.set_num_threads(threads)
+net = UNet(3, 1, 2, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2, norm="batch").eval()
+pre = Compose([
+    LoadImaged("image"), EnsureChannelFirstd("image"), Orientationd("image", axcodes="RAS"),
+    Spacingd("image", pixdim=(1.0, 1.0, 1.0), mode="bilinear"),
+    ScaleIntensityRanged("image", a_min=-57, a_max=164, b_min=0.0, b_max=1.0, clip=True),
+    ScaleIntensityd("image", minv=-1.0, maxv=1.0),
+])
+out_dir = tempfile.mkdtemp()
+post = Compose([
+    Activationsd("pred", softmax=True), AsDiscreted("pred", argmax=True),
+    KeepLargestConnectedComponentd("pred", applied_labels=[1]),
+    Invertd("pred", transform=pre, orig_keys="image", nearest_interp=True),
+    SaveImaged("pred", output_dir=out_dir, output_postfix="seg", separate_folder=False, print_log=False),
+])
+
+
+def run():
+    """One whole request; returns (network seconds, total seconds, preprocessed shape)."""
+    start = time.perf_counter()
+    d = pre({"image": image})
+    x = d["image"].as_tensor()[None].float()
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        y = sliding_window_inference(x, ROI, 1, net, overlap=0.25, mode="constant")
+        network = time.perf_counter() - t0
+    d["pred"] = y[0]
+    post(d)
+    return network, time.perf_counter() - start, tuple(x.shape[2:])
+
+
+cold_net, cold_total, shape = run()
+runs = [run() for _ in range(warm)]
+print(json.dumps({
+    "torch": torch.__version__.split("+")[0], "shape": shape,
+    "cold_network": cold_net, "cold_total": cold_total,
+    "network": statistics.median(r[0] for r in runs), "total": statistics.median(r[1] for r in runs),
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+}))
+for f in os.listdir(out_dir):
+    os.remove(os.path.join(out_dir, f))
+os.rmdir(out_dir)
