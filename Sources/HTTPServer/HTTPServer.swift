@@ -1,4 +1,5 @@
 import CHTTPSys
+import OpenSSLKit
 import Foundation
 import Synchronization
 
@@ -133,7 +134,7 @@ final class EventLoop: @unchecked Sendable {
     /// `configuration.maxConnections`, lowered to what the open-file limit allows.
     private var maxConnections = 0
     private var pool: WorkerPool?
-    private var tlsContext: TLSContext?
+    private var tlsContext: TLSServerContext?
     private let serverNameBytes: [UInt8]?
     private let readCap: Int
     private let timeouts: ConnectionStateMachine.Timeouts
@@ -178,7 +179,7 @@ final class EventLoop: @unchecked Sendable {
         // A peer that vanishes must give EPIPE, not kill the process (OpenSSL writes with plain write()).
         signal(SIGPIPE, SIG_IGN)
         guard epfd < 0 else { throw HTTPServerError("The server was already started") }
-        if let tls = config.tls { tlsContext = try TLSContext(tls) }
+        if let tls = config.tls { tlsContext = try TLSServerContext.make(tls) }
         let fileLimit = config.raiseOpenFileLimit ? HTTPServer.raiseOpenFileLimit() : HTTPServer.openFileLimit
         // A connection may hold two descriptors (its socket and a response file or body spool); the rest of the
         // process (listeners, logs, models, the datastore) keeps a reserve.
@@ -300,9 +301,9 @@ final class EventLoop: @unchecked Sendable {
                 close(fd)
                 continue
             }
-            var session: TLSSession?
+            var session: TLSServerSession?
             if let ctx = tlsContext {
-                guard let s = TLSSession(context: ctx, fd: fd) else {
+                guard let s = TLSServerSession(context: ctx, fd: fd) else {
                     close(fd)
                     continue
                 }

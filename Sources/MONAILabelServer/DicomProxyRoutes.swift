@@ -37,7 +37,7 @@ enum DicomProxyRoutes {
         guard let target = pacs.settings.relayTarget(service: service, path: path, query: rawQuery.map(String.init)) else {
             throw HTTPError(.badRequest, "path: '.' and '..' segments cannot be relayed to the DICOMweb server")
         }
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         for name in forwardedRequestHeaders { if let v = req.headers[name] { headers.add(name, v) } }
         if let user = target.username, let password = target.password {
             headers.add("Authorization", basicAuthorization(user: user, password: password))

@@ -102,7 +102,7 @@ func pythonClient_signsInThroughTheProvider_andWorksAsAnnotator() throws {
     defer { server.stop() }
     let client = HTTPClient()
     let base = "http://127.0.0.1:\(server.port)"
-    var form = HTTPClientHeaders()
+    var form = HTTPHeaders()
     form.add("Content-Type", "application/x-www-form-urlencoded")
     let bad = try client.post(URL(string: base + "/auth/token")!, headers: form, body: Array("username=u&password=p".utf8))
     #expect(bad.status == 401)
@@ -112,7 +112,7 @@ func pythonClient_signsInThroughTheProvider_andWorksAsAnnotator() throws {
     let none = try client.get(URL(string: base + "/info/")!)
     #expect(none.status == 401)
     #expect(none.headers["WWW-Authenticate"] == "Bearer")
-    var auth = HTTPClientHeaders()
+    var auth = HTTPHeaders()
     auth.add("Authorization", "Bearer \(token)")
     #expect(try client.get(URL(string: base + "/info/")!, headers: auth).status == 200)
     #expect(try client.get(URL(string: base + "/logs/")!, headers: auth).status == 403)

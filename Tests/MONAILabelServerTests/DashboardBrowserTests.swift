@@ -54,7 +54,7 @@ struct DashboardBrowserTests {
 
         // A 2-epoch training run: the plot appears and reaches epoch 2 of 2.
         let http = HTTPClient()
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         headers.add("Content-Type", "application/json")
         let started = try http.post(URL(string: base + "/train/segmentation_spleen")!, headers: headers,
                                     body: Array(#"{"max_epochs": 2, "val_split": 0.34}"#.utf8))

@@ -68,7 +68,7 @@ struct DicomWebLiveTests {
         func send(_ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8] = []) throws
             -> HTTPClientResponse
         {
-            var h = HTTPClientHeaders()
+            var h = HTTPHeaders()
             for (n, v) in headers { h.add(n, v) }
             return try http.send(method: method, url: URL(string: "http://127.0.0.1:\(port)\(path)")!, headers: h, body: body)
         }

@@ -65,7 +65,7 @@ final class IdentityProvider: Sendable {
         }
         let form = [("client_id", clientID), ("username", username), ("password", password), ("grant_type", "password")]
             .map { "\($0.0)=\(enc($0.1))" }.joined(separator: "&")
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         headers.add("Content-Type", "application/x-www-form-urlencoded")
         headers.add("Accept", "application/json")
         return try client.post(try tokenEndpoint(), headers: headers, body: Array(form.utf8))
