@@ -13,7 +13,7 @@ import MONAILabelCore
 /// The PACS being down never takes the server down: listings fall back to the last QIDO answer (or the cache)
 /// and `status()` says why; calls that cannot be served from the cache throw `.unavailable`; the next call after
 /// the PACS returns works again.
-public final class DicomWebDatastore: Datastore, @unchecked Sendable {
+public final class DicomWebDatastore: DicomSegExporting, @unchecked Sendable {
     public let settings: DicomWebSettings
     public let client: DICOMwebClient
     /// The local cache; what training children open (read-only) as their datastore.
@@ -646,6 +646,10 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         } catch {
             throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(describe(error, upload: [labelFile], as: fileName))")
         }
+    }
+
+    public func exportDicomSeg(imageID: String, labelFile: URL, fileName: String, labelInfo: [JSONValue], to url: URL) throws {
+        try writeSEG(imageID: imageID, labelFile: labelFile, fileName: fileName, labelInfo: labelInfo, to: url)
     }
 
     public func removeLabel(_ id: String, tag: String) throws { try cache.removeLabel(id, tag: tag) }

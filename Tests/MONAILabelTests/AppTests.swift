@@ -121,3 +121,10 @@ private struct FakeTask: InferTask {
         }
     }
 }
+
+@Test func inferInput_paramsImage_winsOverQueryImage_andAloneNamesTheDatastoreImage() {
+    #expect(InferInput(model: "m", imageID: "", params: ["image": "s1"]).datastoreImageID == "s1")
+    #expect(InferInput(model: "m", imageID: "q", params: ["image": "s1"]).datastoreImageID == "s1")
+    #expect(InferInput(model: "m", imageID: "q").datastoreImageID == "q")
+    #expect(InferInput(model: "m").datastoreImageID.isEmpty)
+}
