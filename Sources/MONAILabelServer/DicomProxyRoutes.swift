@@ -25,7 +25,7 @@ enum DicomProxyRoutes {
     }
 
     static func relay(_ req: HTTPRequest, service: DicomWebSettings.RelayService, ctx: RouteContext) throws -> HTTPResponse {
-        guard let pacs = ctx.app.datastore as? DicomWebDatastore else {
+        guard let pacs = ctx.app.datastore as? any DicomWebRelaySource else {
             throw HTTPError(.notFound, "The DICOMweb proxy needs a DICOMweb datastore (start the server with --studies "
                 + "http(s)://.../dicom-web); this server's studies are a local folder")
         }
