@@ -23,13 +23,11 @@ import TestSupport
     #expect(Set(uids.map(\.seriesInstanceUID)).count == 1)
 }
 
-@Test func writeCT_slice_passesDciodvfyWithoutErrors() throws {
+@Test(.needsTools("dciodvfy", installedBy: "scripts/install-deps.sh installs dicom3tools"))
+func writeCT_slice_passesDciodvfyWithoutErrors() throws {
     let tmp = try TempDir()
     let files = try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: [8, 6, 3]), to: tmp.sub("ct"), patientID: "P1")
-    guard let report = try dciodvfy(files[1]) else {
-        print("dciodvfy not on PATH (scripts/install-deps.sh installs dicom3tools): check skipped")
-        return
-    }
+    let report = try dciodvfy(files[1])
     print("dciodvfy warnings on a CT slice:\n" + report.warnings.joined(separator: "\n"))
     #expect(report.errors.isEmpty, "\(report.errors)")
     #expect(report.iod == ["CTImage"], "dciodvfy did not recognise the IOD: \(report.iod)")
@@ -53,12 +51,10 @@ func series_eachTransferSyntax_loadsSameValues(syntax: DicomTransferSyntax, uid:
 }
 
 /// dcmtk's command-line compressors (an encoder we do not drive) when they are on PATH.
-@Test(arguments: [("dcmcrle", "1.2.840.10008.1.2.5"), ("dcmcjpls", "1.2.840.10008.1.2.4.80")])
+@Test(.needsTools("dcmcrle", "dcmcjpls", installedBy: "scripts/install-deps.sh installs dcmtk"),
+      arguments: [("dcmcrle", "1.2.840.10008.1.2.5"), ("dcmcjpls", "1.2.840.10008.1.2.4.80")])
 func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) throws {
-    guard let executable = which(tool) else {
-        print("\(tool) not on PATH (scripts/install-deps.sh installs dcmtk): check skipped")
-        return
-    }
+    let executable = try #require(which(tool))
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [12, 10, 6], seed: 4)
     let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
