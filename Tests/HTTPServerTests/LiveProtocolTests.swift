@@ -3,7 +3,7 @@ import Testing
 @testable import HTTPServer
 
 /// Raw bytes over real loopback sockets.
-@Suite struct LiveProtocolTests {
+@Suite(.tags(.live)) struct LiveProtocolTests {
     @Test func get_hasDateServerLengthAndType() throws {
         let s = try LiveServer()
         let c = try RawClient(port: s.port)

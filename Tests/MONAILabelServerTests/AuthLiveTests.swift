@@ -80,7 +80,7 @@ private func startAuthServer(_ tmp: TempDir, realm: String) throws -> RunningSer
 }
 
 /// The real Python client signs in through `/auth/token` (password grant to the issuer) and works as an annotator.
-@Test(.needsClientVenv)
+@Test(.tags(.live), .needsClientVenv)
 func pythonClient_signsInThroughTheProvider_andWorksAsAnnotator() throws {
     let tmp = TempDir()
     let issuer = try TestIssuer(accounts: ["ann": .init(password: "s3cret pw", roles: ["monailabel-user", "monailabel-annotator"])])
@@ -94,7 +94,7 @@ func pythonClient_signsInThroughTheProvider_andWorksAsAnnotator() throws {
 
 /// Over real sockets: `/auth/token` hands out the provider's token, which opens `/info/`; no token gets 401 with
 /// the Bearer challenge; the 10 s refetch limit is why key rotation is tested in-process (AuthRouterTests).
-@Test func liveServer_authTokenOpensInfo_noTokenIs401() throws {
+@Test(.tags(.live)) func liveServer_authTokenOpensInfo_noTokenIs401() throws {
     let tmp = TempDir()
     let issuer = try TestIssuer(accounts: ["u": .init(password: "p&=x", roles: ["monailabel-user"])])
     defer { issuer.stop() }

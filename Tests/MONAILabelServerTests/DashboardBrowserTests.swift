@@ -7,7 +7,7 @@ import Testing
 /// The dashboard at `/` in headless Chromium on a folder datastore: models, counts, the slice preview with and
 /// without the label overlay (screenshot pixels), and a 2-epoch training run's curve.
 /// Screenshots: `<temp>/monailabel-browser-tests/dashboard/`.
-@Suite(.serialized,
+@Suite(.tags(.live), .serialized,
        .enabled(if: Browser.available, Browser.skipReason),
        .enabled(if: PixelStats.available, "needs .venv-client with Pillow (scripts/make-client-venv.sh)"))
 struct DashboardBrowserTests {

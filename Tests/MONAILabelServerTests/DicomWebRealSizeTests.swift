@@ -27,7 +27,7 @@ func realsizeScript(_ arguments: [String]) throws -> (status: Int32, output: Str
 /// The PACS workflow at a realistic size on a real Orthanc: a 256x256x200 oblique CT written by pydicom (signed
 /// int16 with rescale), final labels saved as SEGs and `output=dicom_seg`, decoded back by highdicom onto the
 /// source frames by SOP instance (no geometry of ours involved) and compared voxel for voxel.
-@Suite(.serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"),
+@Suite(.tags(.live), .serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"),
        .enabled(if: highdicomAvailable, "needs .venv-client with pydicom, numpy, highdicom (scripts/make-client-venv.sh)"),
        .enabled(if: FileManager.default.isExecutableFile(atPath: dciodvfyPath), "needs dciodvfy (scripts/install-deps.sh installs dicom3tools)"))
 struct DicomWebRealSizeTests {

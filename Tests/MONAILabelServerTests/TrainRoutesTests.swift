@@ -60,7 +60,7 @@ final class TrainHarness: RouterHarness {
     }
 }
 
-@Suite(.serialized) struct TrainRoutesTests {
+@Suite(.tags(.router), .serialized) struct TrainRoutesTests {
     @Test func train_noTasksYet_answers404() throws {
         let h = try TrainHarness()
         let r = try h.send(.get, "/train/")
@@ -232,7 +232,7 @@ final class TrainHarness: RouterHarness {
 }
 
 /// The real Python client's train_start / train_status / train_stop against the live server (real sockets).
-@Test(.needsClientVenv, .timeLimit(.minutes(3)))
+@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(3)))
 func pythonClient_trainStartStatusStop_works() throws {
     let tmp = TempDir()
     let server = try TrainHarness.startLiveServer(tmp, count: 5, labeled: 4)
