@@ -43,10 +43,16 @@ let package = Package(
                 "dcmseg", "dcmfg", "dcmiod", "dcmjpeg", "dcmjpls", "dcmimage", "dcmimgle", "dcmdata", "oflog", "ofstd",
             ].map { .linkedLibrary($0) }
         ),
+        // The one OpenSSL shim: server and client TLS, digests, and the JWT/scrypt primitives.
         .target(
             name: "COpenSSL",
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
+        // The Swift face of COpenSSL for everything but WebToken's key handling: digests (SHA-256, MD5) and
+        // TLS contexts/sessions for the server and the client. Nothing outside it calls EVP_ or SSL_ directly.
+        .target(name: "OpenSSLKit", dependencies: ["COpenSSL"]),
+        // Foundation-free JSON string escaping shared by the HTTP responses and the domain's JSON writer.
+        .target(name: "JSONEscaping"),
 
         // Layer 1: tensors and checkpoints.
         .target(name: "TorchCheckpoint"),
@@ -57,14 +63,15 @@ let package = Package(
         // DICOM series, SEG and CT writing over CDicom; no networking.
         .target(name: "DICOM", dependencies: ["CDicom", "Imaging"]),
 
+        // HTTP building blocks the server and the client share: headers, header parameters, multipart parse and
+        // build, chunked coding, percent-encoding. Pure functions and state machines, no I/O, no MONAI.
+        .target(name: "HTTPCore"),
         // A general HTTP/1.1 server; knows nothing of MONAI.
-        .target(name: "HTTPServer", dependencies: ["COpenSSL", "CHTTPSys"]),
-        // A small blocking HTTP/1.1 client (HTTPS through OpenSSL) and DICOMweb over it; no MONAI.
-        .target(
-            name: "CHTTPClient",
-            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
-        ),
-        .target(name: "HTTPClient", dependencies: ["CHTTPClient"]),
+        .target(name: "HTTPServer", dependencies: ["HTTPCore", "JSONEscaping", "OpenSSLKit", "CHTTPSys"]),
+        // Blocking client sockets with timeouts (TLS goes through OpenSSLKit).
+        .target(name: "CHTTPClient"),
+        // A small blocking HTTP/1.1 client (HTTPS through OpenSSLKit) and DICOMweb over it; no MONAI.
+        .target(name: "HTTPClient", dependencies: ["HTTPCore", "OpenSSLKit", "CHTTPClient"]),
         // JSON Web Tokens (RS256, ES256) and JWKs over OpenSSL; no HTTP, no MONAI.
         .target(name: "WebToken", dependencies: ["COpenSSL"]),
         .target(name: "DICOMweb", dependencies: ["HTTPClient"]),
@@ -75,15 +82,15 @@ let package = Package(
         // Layer 3: the MONAI Label domain. Never imports HTTPServer.
         // The torch-free core: datastore, sessions, JSON, crash-safe files. Small processes (the datastore
         // crash test's child) link it without paying libtorch's start-up.
-        .target(name: "MONAILabelCore"),
+        .target(name: "MONAILabelCore", dependencies: ["JSONEscaping"]),
         // Apps, strategies, tasks and networks.
         .target(name: "MONAILabel", dependencies: ["MONAILabelCore", "TorchKit", "Imaging"]),
 
         // A PACS as a datastore: DICOMweb lists and transfers, DICOM conversion, a LocalDatastore cache.
-        .target(name: "DICOMwebDatastore", dependencies: ["MONAILabelCore", "DICOMweb", "DICOM", "Imaging", "COpenSSL"]),
+        .target(name: "DICOMwebDatastore", dependencies: ["MONAILabelCore", "DICOMweb", "DICOM", "Imaging", "OpenSSLKit"]),
 
         // Layer 4: REST endpoints mapping HTTP to the domain.
-        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "HTTPClient", "Imaging", "COpenSSL", "DICOMwebDatastore", "WebToken"]),
+        .target(name: "MONAILabelServer", dependencies: ["MONAILabel", "HTTPServer", "HTTPClient", "Imaging", "OpenSSLKit", "DICOMwebDatastore", "WebToken"]),
 
         // Layer 5: the CLI.
         .executableTarget(
@@ -109,7 +116,7 @@ let package = Package(
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "Imaging", "TestSupport"]),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPCore"]),
         .testTarget(name: "WebTokenTests", dependencies: ["WebToken", "COpenSSL"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "DICOMweb", "HTTPServer"]),
         .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child", "TestSupport"]),

@@ -240,7 +240,7 @@ public final class DICOMwebClient: Sendable {
     public func store(instances: [[UInt8]]) throws -> StowResult {
         let url = try endpoint(configuration.stowPrefix, "studies")
         let (contentType, body) = MultipartRelated.build(dicomInstances: instances)
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         headers.add("Content-Type", contentType)
         let r = try request("POST", url, accept: "application/dicom+json", headers: headers, body: body, idempotent: false)
         try check(r, url: url)
@@ -284,7 +284,7 @@ public final class DICOMwebClient: Sendable {
 
     /// Sends with retries and exponential backoff. Connect failures are always retried (nothing reached the
     /// server); read timeouts, cut connections and 5xx only for idempotent requests.
-    private func request(_ method: String, _ url: URL, accept: String, headers extra: HTTPClientHeaders = HTTPClientHeaders(),
+    private func request(_ method: String, _ url: URL, accept: String, headers extra: HTTPHeaders = HTTPHeaders(),
                          body: [UInt8] = [], idempotent: Bool) throws -> HTTPClientResponse
     {
         var headers = extra

@@ -4,6 +4,12 @@ import Foundation
 import Imaging
 import MONAILabelCore
 
+/// A datastore whose images come from a DICOMweb server: where `/proxy/dicom` relays a browser viewer's requests
+/// (the endpoint does the HTTP; this says where and with which client settings).
+public protocol DicomWebRelaySource: Datastore {
+    var settings: DicomWebSettings { get }
+}
+
 /// A DICOMweb service (a PACS such as Orthanc) as a datastore, after upstream's `DICOMWebDatastore` (spec
 /// section 3.3). Image ids are SeriesInstanceUIDs of the series matching the search filter; the `final` label
 /// of an image is the newest DICOM SEG series referencing it. Everything else (other tags, infos, the datastore
@@ -13,7 +19,7 @@ import MONAILabelCore
 /// The PACS being down never takes the server down: listings fall back to the last QIDO answer (or the cache)
 /// and `status()` says why; calls that cannot be served from the cache throw `.unavailable`; the next call after
 /// the PACS returns works again.
-public final class DicomWebDatastore: Datastore, @unchecked Sendable {
+public final class DicomWebDatastore: DicomSegExporting, DicomWebRelaySource, @unchecked Sendable {
     public let settings: DicomWebSettings
     public let client: DICOMwebClient
     /// The local cache; what training children open (read-only) as their datastore.
@@ -655,6 +661,10 @@ public final class DicomWebDatastore: Datastore, @unchecked Sendable {
         } catch {
             throw MONAILabelError.invalid("the label cannot be stored as a DICOM SEG of series \(imageID): \(describe(error, upload: [labelFile], as: fileName))")
         }
+    }
+
+    public func exportDicomSeg(imageID: String, labelFile: URL, fileName: String, labelInfo: [JSONValue], to url: URL) throws {
+        try writeSEG(imageID: imageID, labelFile: labelFile, fileName: fileName, labelInfo: labelInfo, to: url)
     }
 
     public func removeLabel(_ id: String, tag: String) throws { try cache.removeLabel(id, tag: tag) }

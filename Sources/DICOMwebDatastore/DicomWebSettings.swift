@@ -1,8 +1,8 @@
-import COpenSSL
 import DICOMweb
 import Foundation
 import HTTPClient
 import MONAILabelCore
+import OpenSSLKit
 
 /// The `MONAI_LABEL_DICOMWEB_*` settings of a DICOMweb datastore (spec section 3.3).
 public struct DicomWebSettings: Sendable {
@@ -123,11 +123,7 @@ public struct DicomWebSettings: Sendable {
 
     /// Upstream names the cache folder by the MD5 of the URL; so do we, so both find the same folder.
     static func md5Hex(_ s: String) -> String {
-        var digest = [UInt8](repeating: 0, count: 16)
-        var len: UInt32 = 0
-        let bytes = Array(s.utf8)
-        _ = EVP_Digest(bytes, bytes.count, &digest, &len, EVP_md5(), nil)
-        return digest.prefix(Int(len)).map { String(format: "%02x", $0) }.joined()
+        Digest.hex(Digest.md5(Array(s.utf8)))
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import OpenSSLKit
 
 /// A small blocking HTTP/1.1 client over POSIX sockets, HTTPS through OpenSSL. One connection per request
 /// (`Connection: close`): the callers (a PACS, a few requests per user action) gain nothing from pooling
@@ -14,7 +15,7 @@ public final class HTTPClient: Sendable {
 
     /// Sends one request and reads the whole response. HTTP error statuses are returned, not thrown; throws
     /// `HTTPClientError` when the exchange itself fails (refused, timed out, malformed, cut short).
-    public func send(method: String, url: URL, headers: HTTPClientHeaders = HTTPClientHeaders(), body: [UInt8] = [])
+    public func send(method: String, url: URL, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [])
         throws -> HTTPClientResponse
     {
         let target = try HTTPClientTarget(url)
@@ -41,7 +42,7 @@ public final class HTTPClient: Sendable {
     /// Sends one request whose body is `bodyFile` (read from disk in chunks, never whole) or `body`, and returns
     /// once the response head has arrived; the body is then read chunk by chunk from the returned stream. For
     /// relaying large responses (a DICOM series) without holding them. Throws as `send`.
-    public func stream(method: String, url: URL, headers: HTTPClientHeaders = HTTPClientHeaders(), body: [UInt8] = [],
+    public func stream(method: String, url: URL, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [],
                        bodyFile: (path: String, length: Int)? = nil) throws -> HTTPClientStream
     {
         let target = try HTTPClientTarget(url)
@@ -69,11 +70,11 @@ public final class HTTPClient: Sendable {
         return stream
     }
 
-    public func get(_ url: URL, headers: HTTPClientHeaders = HTTPClientHeaders()) throws -> HTTPClientResponse {
+    public func get(_ url: URL, headers: HTTPHeaders = HTTPHeaders()) throws -> HTTPClientResponse {
         try send(method: "GET", url: url, headers: headers)
     }
 
-    public func post(_ url: URL, headers: HTTPClientHeaders = HTTPClientHeaders(), body: [UInt8]) throws
+    public func post(_ url: URL, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8]) throws
         -> HTTPClientResponse
     {
         try send(method: "POST", url: url, headers: headers, body: body)
@@ -81,7 +82,7 @@ public final class HTTPClient: Sendable {
 
     /// The request line and headers. Host, Content-Length, Connection and (for credentials in the URL)
     /// Authorization are added unless the caller set them.
-    static func requestHead(method: String, target: HTTPClientTarget, headers: HTTPClientHeaders, bodyCount: Int)
+    static func requestHead(method: String, target: HTTPClientTarget, headers: HTTPHeaders, bodyCount: Int)
         -> [UInt8]
     {
         var h = headers
@@ -90,7 +91,7 @@ public final class HTTPClient: Sendable {
             h.add("Authorization", basicAuthorization(user: u.user, password: u.password))
         }
         if bodyCount > 0 || ["POST", "PUT", "PATCH"].contains(method.uppercased()) {
-            h.set("Content-Length", String(bodyCount))
+            h.replace("Content-Length", String(bodyCount))
         }
         if !h.contains("Connection") { h.add("Connection", "close") }
         if !h.contains("User-Agent") { h.add("User-Agent", "monailabel-swift") }
@@ -112,7 +113,7 @@ public final class HTTPClientStream: @unchecked Sendable {
     private var buf = [UInt8](repeating: 0, count: 256 * 1024)
     public private(set) var status = 0
     public private(set) var reason = ""
-    public private(set) var headers = HTTPClientHeaders()
+    public private(set) var headers = HTTPHeaders()
 
     init(connection: Connection, parser: HTTPResponseParser, host: String) {
         self.connection = connection
@@ -170,7 +171,12 @@ final class TLSClientContextBox: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let c = context { return c }
-        let c = try TLSClientContext(verify: config.verifyCertificates, caFile: config.caFile)
+        let c: TLSClientContext
+        do {
+            c = try TLSClientContext(verify: config.verifyCertificates, caFile: config.caFile)
+        } catch {
+            throw HTTPClientError(.tls, "\(error)")
+        }
         context = c
         return c
     }

@@ -65,45 +65,14 @@ public struct HTTPClientError: Error, CustomStringConvertible, Sendable, Equatab
     }
 }
 
-/// A header list that keeps order and duplicates; look-ups ignore case.
-public struct HTTPClientHeaders: Sendable, Equatable, Sequence, ExpressibleByDictionaryLiteral {
-    public private(set) var fields: [(name: String, value: String)] = []
-
-    public init() {}
-
-    public init(dictionaryLiteral elements: (String, String)...) {
-        for (n, v) in elements { add(n, v) }
-    }
-
-    public mutating func add(_ name: String, _ value: String) { fields.append((name, value)) }
-
-    /// Replaces every field named `name` by one with `value`.
-    public mutating func set(_ name: String, _ value: String) {
-        fields.removeAll { $0.name.caseInsensitiveCompare(name) == .orderedSame }
-        fields.append((name, value))
-    }
-
-    public subscript(_ name: String) -> String? {
-        fields.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
-    }
-
-    public func contains(_ name: String) -> Bool { self[name] != nil }
-
-    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
-
-    public static func == (a: HTTPClientHeaders, b: HTTPClientHeaders) -> Bool {
-        a.fields.count == b.fields.count && zip(a.fields, b.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
-    }
-}
-
 /// A complete response.
 public struct HTTPClientResponse: Sendable {
     public var status: Int
     public var reason: String
-    public var headers: HTTPClientHeaders
+    public var headers: HTTPHeaders
     public var body: [UInt8]
 
-    public init(status: Int, reason: String, headers: HTTPClientHeaders, body: [UInt8]) {
+    public init(status: Int, reason: String, headers: HTTPHeaders, body: [UInt8]) {
         self.status = status
         self.reason = reason
         self.headers = headers

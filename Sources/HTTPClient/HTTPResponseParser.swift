@@ -20,7 +20,7 @@ public struct HTTPResponseParser: Sendable {
     private let maxBytes: Int
     private var status = 0
     private var reason = ""
-    private var headers = HTTPClientHeaders()
+    private var headers = HTTPHeaders()
     private var body: [UInt8] = []
     /// Body bytes already handed out by `drainBody()` (streaming use), counted against `maxBytes`.
     private var drained = 0
@@ -41,7 +41,7 @@ public struct HTTPResponseParser: Sendable {
     public var isComplete: Bool { state == .done }
 
     /// Status, reason and headers once the head has been parsed (the body may still be arriving).
-    public var head: (status: Int, reason: String, headers: HTTPClientHeaders)? {
+    public var head: (status: Int, reason: String, headers: HTTPHeaders)? {
         state == .head ? nil : (status, reason, headers)
     }
 
@@ -103,19 +103,20 @@ public struct HTTPResponseParser: Sendable {
             // Either the body is complete or the buffer is used up.
             return false
         case .chunkSize:
-            guard let end = find(crlf) else {
-                if buffer.count - start > 1024 { throw HTTPClientError(.malformedResponse, "chunk size line too long") }
+            let line = buffer.withUnsafeBytes {
+                ChunkedCoding.parseSizeLine(UnsafeRawBufferPointer(rebasing: $0[start...]), maxLineLength: 1024)
+            }
+            switch line {
+            case .needMore:
                 return false
+            case .invalid(let reason):
+                throw HTTPClientError(.malformedResponse, "bad chunk size line: \(reason)")
+            case .size(let size, let lineLength):
+                start += lineLength
+                try checkSize(drained + body.count + size)
+                state = size == 0 ? .trailers : .chunkData(remaining: size)
+                return true
             }
-            let line = String(decoding: buffer[start..<end], as: UTF8.self)
-            start = end + 2
-            let hex = line.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-            guard !hex.isEmpty, hex.count <= 15, let size = Int(hex, radix: 16) else {
-                throw HTTPClientError(.malformedResponse, "bad chunk size '\(line)'")
-            }
-            try checkSize(drained + body.count + size)
-            state = size == 0 ? .trailers : .chunkData(remaining: size)
-            return true
         case .chunkData(let remaining):
             let n = takeBody(upTo: remaining)
             guard n > 0 else { return false }
@@ -155,7 +156,7 @@ public struct HTTPResponseParser: Sendable {
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1].count == 3, let code = Int(parts[1]) else {
             throw HTTPClientError(.malformedResponse, "bad status line '\(statusLine.prefix(100))'")
         }
-        var fields = HTTPClientHeaders()
+        var fields = HTTPHeaders()
         while let line = lines.next() {
             guard let colon = line.firstIndex(of: ":") else {
                 throw HTTPClientError(.malformedResponse, "bad header line '\(line.prefix(100))'")

@@ -1,28 +1,10 @@
 import CHTTPClient
-
-/// A TLS client context; immutable once made, so shared by all requests of a client.
-final class TLSClientContext: @unchecked Sendable {
-    let ctx: OpaquePointer
-
-    init(verify: Bool, caFile: String?) throws {
-        var err = [CChar](repeating: 0, count: 512)
-        let made: OpaquePointer? = err.withUnsafeMutableBufferPointer { e in
-            if let ca = caFile {
-                return ca.withCString { chttpc_tls_ctx_new(verify ? 1 : 0, $0, e.baseAddress, e.count) }
-            }
-            return chttpc_tls_ctx_new(verify ? 1 : 0, nil, e.baseAddress, e.count)
-        }
-        guard let ctx = made else { throw HTTPClientError(.tls, cString(err)) }
-        self.ctx = ctx
-    }
-
-    deinit { chttpc_tls_ctx_free(ctx) }
-}
+import OpenSSLKit
 
 /// One connection, plain or TLS, used by one request at a time; closes itself when released.
 final class Connection {
     private let fd: Int32
-    private var ssl: OpaquePointer?
+    private var tls: TLSClientSession?
     private let host: String
 
     /// Connects (and for HTTPS runs the handshake) or throws a typed error saying why not.
@@ -48,54 +30,67 @@ final class Connection {
         }
         self.fd = fd
         if let tls {
-            let s = err.withUnsafeMutableBufferPointer { e in chttpc_tls_connect(tls.ctx, fd, host, e.baseAddress, e.count) }
-            guard let s else {
+            do {
+                self.tls = try TLSClientSession(context: tls, fd: fd, host: host)
+            } catch {
                 chttpc_close(fd)
-                throw HTTPClientError(.tls, "TLS with \(host):\(port) failed: \(cString(err))")
+                throw HTTPClientError(.tls, "TLS with \(host):\(port) failed: \(error)")
             }
-            ssl = s
         }
     }
 
     deinit {
-        if let ssl { chttpc_tls_free(ssl) }
+        // The session says close_notify over the socket, so it goes first.
+        tls = nil
         chttpc_close(fd)
     }
 
     func write(_ bytes: [UInt8]) throws {
         var off = 0
         while off < bytes.count {
-            var status: Int32 = 0
-            let n = bytes.withUnsafeBytes { raw -> Int in
+            let (n, status) = bytes.withUnsafeBytes { raw -> (Int, TLSClientSession.Status) in
                 let p = raw.baseAddress! + off
                 let len = bytes.count - off
-                if let ssl { return chttpc_tls_write(ssl, p, Int32(min(len, 1 << 30)), &status) }
-                return chttpc_write(fd, p, len, &status)
+                if let tls { return tls.write(p, len) }
+                var st: Int32 = 0
+                let n = chttpc_write(fd, p, len, &st)
+                return (n, Self.status(st))
             }
             if n > 0 {
                 off += n
                 continue
             }
-            switch Int(status) {
-            case Int(CHTTPC_IO_TIMEOUT): throw HTTPClientError(.readTimeout, "\(host) stopped accepting the request body")
-            case Int(CHTTPC_IO_CLOSED): throw HTTPClientError(.connectionClosed, "\(host) closed the connection while the request was sent")
-            default: throw HTTPClientError(.io, "cannot send to \(host)")
+            switch status {
+            case .timeout: throw HTTPClientError(.readTimeout, "\(host) stopped accepting the request body")
+            case .closed: throw HTTPClientError(.connectionClosed, "\(host) closed the connection while the request was sent")
+            case .ok, .error: throw HTTPClientError(.io, "cannot send to \(host)")
             }
         }
     }
 
     /// Reads what is available (blocking up to the I/O timeout); an empty result means end of stream.
     func read(into buf: inout [UInt8]) throws -> Int {
-        var status: Int32 = 0
-        let n = buf.withUnsafeMutableBytes { raw -> Int in
-            if let ssl { return chttpc_tls_read(ssl, raw.baseAddress, Int32(raw.count), &status) }
-            return chttpc_read(fd, raw.baseAddress, raw.count, &status)
+        let (n, status) = buf.withUnsafeMutableBytes { raw -> (Int, TLSClientSession.Status) in
+            if let tls { return tls.read(raw.baseAddress, raw.count) }
+            var st: Int32 = 0
+            let n = chttpc_read(fd, raw.baseAddress, raw.count, &st)
+            return (n, Self.status(st))
         }
         if n > 0 { return n }
-        switch Int(status) {
-        case Int(CHTTPC_IO_CLOSED): return 0
-        case Int(CHTTPC_IO_TIMEOUT): throw HTTPClientError(.readTimeout, "\(host) sent nothing within the read timeout")
-        default: throw HTTPClientError(.io, "cannot read from \(host)")
+        switch status {
+        case .closed: return 0
+        case .timeout: throw HTTPClientError(.readTimeout, "\(host) sent nothing within the read timeout")
+        case .ok, .error: throw HTTPClientError(.io, "cannot read from \(host)")
+        }
+    }
+
+    /// The plain socket's status in the TLS session's terms, so both paths share one error mapping.
+    private static func status(_ s: Int32) -> TLSClientSession.Status {
+        switch Int(s) {
+        case Int(CHTTPC_IO_OK): return .ok
+        case Int(CHTTPC_IO_CLOSED): return .closed
+        case Int(CHTTPC_IO_TIMEOUT): return .timeout
+        default: return .error
         }
     }
 }

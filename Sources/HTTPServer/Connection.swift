@@ -1,4 +1,5 @@
 import CHTTPSys
+import OpenSSLKit
 import Foundation
 
 /// Monotonic nanoseconds.
@@ -101,7 +102,7 @@ final class Connection: @unchecked Sendable {
     }
 
     let fd: Int32
-    let tls: TLSSession?
+    let tls: TLSServerSession?
     let remoteAddress: String
     /// The client's IP address without the port: the key of the per-peer connection cap.
     let peer: String
@@ -128,7 +129,7 @@ final class Connection: @unchecked Sendable {
     var outgoing: OutgoingResponse?
     var peerClosed = false
 
-    init(fd: Int32, tls: TLSSession?, remoteAddress: String, limits: HTTPLimits, timeouts: ConnectionStateMachine.Timeouts, now: UInt64) {
+    init(fd: Int32, tls: TLSServerSession?, remoteAddress: String, limits: HTTPLimits, timeouts: ConnectionStateMachine.Timeouts, now: UInt64) {
         self.fd = fd
         self.tls = tls
         self.remoteAddress = remoteAddress

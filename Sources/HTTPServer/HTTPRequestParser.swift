@@ -294,21 +294,7 @@ public struct HTTPRequestParser: Sendable {
     }
 
     static func parseField(_ line: UnsafeRawBufferPointer) -> Result<(String, String), HTTPParseError> {
-        guard let first = line.first else { return .failure(.malformed("Empty header line")) }
-        if first == .space || first == .tab { return .failure(.malformed("Obsolete line folding is not accepted")) }
-        guard let colon = line.firstIndex(of: .colon), colon > 0 else { return .failure(.malformed("Invalid header line")) }
-        for k in 0..<colon where !isTokenChar(line[k]) { return .failure(.malformed("Invalid header name")) }
-        var vs = colon + 1
-        var ve = line.count
-        while vs < ve, line[vs] == .space || line[vs] == .tab { vs += 1 }
-        while ve > vs, line[ve - 1] == .space || line[ve - 1] == .tab { ve -= 1 }
-        for k in vs..<ve {
-            let c = line[k]
-            if c < 0x20 && c != .tab || c == 0x7F { return .failure(.malformed("Invalid character in header value")) }
-        }
-        let name = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<colon]), as: UTF8.self)
-        let value = String(decoding: UnsafeRawBufferPointer(rebasing: line[vs..<ve]), as: UTF8.self)
-        return .success((name, value))
+        HeaderFieldLine.parse(line).mapError { .malformed($0.reason) }
     }
 
     /// Applies RFC 9112 section 6 (framing), section 9.3 (persistence) and RFC 9110 section 10.1.1 (Expect).
@@ -369,37 +355,21 @@ public struct HTTPRequestParser: Sendable {
     // MARK: chunked
 
     private mutating func parseChunkSize(_ buf: UnsafeRawBufferPointer) -> (action: Action, consumed: Int) {
-        guard let lf = buf.firstIndex(of: .lf) else {
-            if buf.count > limits.maxChunkLineLength { return fail(.malformed("Chunk size line too long")) }
+        switch ChunkedCoding.parseSizeLine(buf, maxLineLength: limits.maxChunkLineLength) {
+        case .needMore:
             return (.needMore, 0)
-        }
-        if lf > limits.maxChunkLineLength { return fail(.malformed("Chunk size line too long")) }
-        guard lf > 0, buf[lf - 1] == .cr else { return fail(.malformed("Bare LF in chunk size line")) }
-        var size = 0
-        var k = 0
-        while k < lf - 1, let d = hexValue(buf[k]) {
-            if k >= 15 { return fail(.malformed("Chunk size too large")) }
-            size = size << 4 | Int(d)
-            k += 1
-        }
-        if k == 0 { return fail(.malformed("Invalid chunk size")) }
-        // Extensions (after optional whitespace and ';') are ignored, but must not smuggle control bytes.
-        while k < lf - 1, buf[k] == .space || buf[k] == .tab { k += 1 }
-        if k < lf - 1 {
-            guard buf[k] == .semicolon else { return fail(.malformed("Invalid chunk size")) }
-            for j in k..<(lf - 1) where buf[j] < 0x20 && buf[j] != .tab || buf[j] == 0x7F {
-                return fail(.malformed("Invalid chunk extension"))
+        case .invalid(let reason):
+            return fail(.malformed(reason))
+        case .size(let size, let consumed):
+            if size == 0 {
+                state = .trailers(scanned: 0, fields: 0)
+                return shifted(next(UnsafeRawBufferPointer(rebasing: buf[consumed...])), by: consumed)
             }
-        }
-        let consumed = lf + 1
-        if size == 0 {
-            state = .trailers(scanned: 0, fields: 0)
+            chunkedTotal += size
+            if chunkedTotal > limits.maxBodyBytes { return fail(.bodyTooLarge) }
+            state = .chunkData(remaining: size)
             return shifted(next(UnsafeRawBufferPointer(rebasing: buf[consumed...])), by: consumed)
         }
-        chunkedTotal += size
-        if chunkedTotal > limits.maxBodyBytes { return fail(.bodyTooLarge) }
-        state = .chunkData(remaining: size)
-        return shifted(next(UnsafeRawBufferPointer(rebasing: buf[consumed...])), by: consumed)
     }
 
     private mutating func parseTrailers(_ buf: UnsafeRawBufferPointer, scanned: Int, fields: Int) -> (action: Action, consumed: Int) {
@@ -448,44 +418,4 @@ private extension UInt8 {
     static let semicolon: UInt8 = 59
     static let slash: UInt8 = 47
     static let asterisk: UInt8 = 42
-}
-
-@inline(__always) func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
-
-@inline(__always) func hexValue(_ c: UInt8) -> UInt8? {
-    switch c {
-    case 0x30...0x39: return c - 0x30
-    case 0x41...0x46: return c - 0x41 + 10
-    case 0x61...0x66: return c - 0x61 + 10
-    default: return nil
-    }
-}
-
-/// RFC 9110 `tchar`.
-@inline(__always) func isTokenChar(_ c: UInt8) -> Bool {
-    switch c {
-    case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
-    case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-        UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-        UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-        return true
-    default: return false
-    }
-}
-
-extension StringProtocol {
-    /// Drops leading and trailing spaces and tabs.
-    func trimmingSpaces() -> Substring {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return s
-    }
-
-    /// ASCII case-insensitive equality, without Foundation.
-    func equalsIgnoringASCIICase<T: StringProtocol>(_ other: T) -> Bool {
-        let a = utf8, b = other.utf8
-        guard a.count == b.count else { return false }
-        return zip(a, b).allSatisfy { x, y in x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7A) }
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import JSONEscaping
 
 /// An HTTP request method. Unknown tokens are kept verbatim so the router can answer 405/501.
 public struct HTTPMethod: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -90,45 +91,6 @@ public struct HTTPStatus: Hashable, Sendable {
     }
 }
 
-/// Header fields in arrival order with case-insensitive lookup (ASCII, no Foundation in the hot path).
-public struct HTTPHeaders: Sendable, Sequence {
-    public private(set) var fields: [(name: String, value: String)] = []
-
-    public init() {}
-    public init(_ fields: [(String, String)]) {
-        self.fields = fields.map { (name: $0.0, value: $0.1) }
-    }
-
-    /// The first value of `name`, compared case-insensitively.
-    public subscript(_ name: String) -> String? {
-        for f in fields where f.name.equalsIgnoringASCIICase(name) { return f.value }
-        return nil
-    }
-
-    /// Every value of `name`, in order.
-    public func values(_ name: String) -> [String] {
-        fields.filter { $0.name.equalsIgnoringASCIICase(name) }.map(\.value)
-    }
-
-    public func contains(_ name: String) -> Bool { self[name] != nil }
-
-    public var count: Int { fields.count }
-
-    public mutating func add(_ name: String, _ value: String) { fields.append((name: name, value: value)) }
-
-    /// Removes every field called `name` and appends one with `value`.
-    public mutating func replace(_ name: String, _ value: String) {
-        remove(name)
-        add(name, value)
-    }
-
-    public mutating func remove(_ name: String) {
-        fields.removeAll { $0.name.equalsIgnoringASCIICase(name) }
-    }
-
-    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> { fields.makeIterator() }
-}
-
 /// A request body as the server received it: small ones stay in memory, large ones were spooled to a temporary
 /// file while reading (see `HTTPServerConfiguration.spoolThreshold`). The server deletes the file after the
 /// response has been sent; a handler that wants to keep it must move it away first.
@@ -152,13 +114,6 @@ public enum HTTPBody: Sendable {
 public protocol HTTPBodyStream: Sendable {
     /// Returns the next chunk (may be empty), or nil at the end. Called from one thread at a time.
     func next() throws -> [UInt8]?
-}
-
-/// One piece of a response body made of several pieces (e.g. multipart).
-public enum HTTPBodySegment: Sendable {
-    case bytes([UInt8])
-    /// A file sent from disk without loading it; with `deleteAfter` unlinked once opened for sending.
-    case file(path: String, deleteAfter: Bool)
 }
 
 /// A response body.
@@ -294,25 +249,3 @@ public struct HTTPError: HTTPResponseError, CustomStringConvertible {
 /// `{"detail": ...}` with its status; any other error becomes 500 `text/plain` `Internal Server Error`
 /// (upstream's behaviour for unhandled exceptions) and is reported to the error logger.
 public typealias HTTPHandler = @Sendable (HTTPRequest) throws -> HTTPResponse
-
-/// Minimal JSON text helpers that avoid Foundation for the common small cases.
-public enum JSONText {
-    /// Appends `s` as a JSON string literal (quotes included).
-    public static func appendString(_ s: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
-            case 10: out.append(contentsOf: [92, UInt8(ascii: "n")])
-            case 13: out.append(contentsOf: [92, UInt8(ascii: "r")])
-            case 9: out.append(contentsOf: [92, UInt8(ascii: "t")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 15)]])
-            default: out.append(b)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-}

@@ -257,13 +257,13 @@ final class OutgoingResponse: @unchecked Sendable {
                     return (.failed, wrote)
                 }
                 guard let c = chunk else {
-                    if chunked { staged = Array("0\r\n\r\n".utf8) }
+                    if chunked { staged = ChunkedCoding.lastChunk }
                     stagedOffset = 0
                     index += 1
                     continue
                 }
                 if c.isEmpty { continue }
-                staged = chunked ? Array((String(c.count, radix: 16) + "\r\n").utf8) + c + [13, 10] : c
+                staged = chunked ? ChunkedCoding.chunk(c) : c
                 stagedOffset = 0
             }
         }

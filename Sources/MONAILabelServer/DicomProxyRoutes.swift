@@ -25,7 +25,7 @@ enum DicomProxyRoutes {
     }
 
     static func relay(_ req: HTTPRequest, service: DicomWebSettings.RelayService, ctx: RouteContext) throws -> HTTPResponse {
-        guard let pacs = ctx.app.datastore as? DicomWebDatastore else {
+        guard let pacs = ctx.app.datastore as? any DicomWebRelaySource else {
             throw HTTPError(.notFound, "The DICOMweb proxy needs a DICOMweb datastore (start the server with --studies "
                 + "http(s)://.../dicom-web); this server's studies are a local folder")
         }
@@ -37,7 +37,7 @@ enum DicomProxyRoutes {
         guard let target = pacs.settings.relayTarget(service: service, path: path, query: rawQuery.map(String.init)) else {
             throw HTTPError(.badRequest, "path: '.' and '..' segments cannot be relayed to the DICOMweb server")
         }
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         for name in forwardedRequestHeaders { if let v = req.headers[name] { headers.add(name, v) } }
         if let user = target.username, let password = target.password {
             headers.add("Authorization", basicAuthorization(user: user, password: password))

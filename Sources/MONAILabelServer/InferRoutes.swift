@@ -1,4 +1,3 @@
-import DICOMwebDatastore
 import Foundation
 import HTTPServer
 import MONAILabel
@@ -24,22 +23,16 @@ enum InferRoutes {
             if let label = form.file("label") {
                 input.labelUpload = try keepExtension(label, req)
             }
-            let pacs = ctx.app.datastore as? DicomWebDatastore
-            if output == "dicom_seg" && (pacs == nil || input.imageID.isEmpty) {
-                throw MONAILabelError.invalid(pacs == nil
-                    ? "DICOM SEG format is not supported in a non-DICOM datastore"
-                    : "DICOM SEG output needs an image of the datastore (query parameter image)")
-            }
+            if output == "dicom_seg" { try ctx.app.checkDicomSegOutput(input) }
             let result = try ctx.app.infer(input)
             if let f = result.file { req.context.deleteAfterResponse(f.path) }
             switch output {
             case "dicom_seg":
-                guard let f = result.file, let pacs else { return .json(.object(result.json)) }
+                guard let f = result.file else { return .json(.object(result.json)) }
                 let seg = f.deletingLastPathComponent().appendingPathComponent(UUID().uuidString + ".dcm")
                 req.context.deleteAfterResponse(seg.path)
-                try pacs.writeSEG(imageID: input.imageID, labelFile: f, fileName: f.lastPathComponent,
-                                  labelInfo: result.json["label_info"]?.arrayValue ?? [], to: seg)
-                return .file(seg.path, contentType: "application/dicom", downloadName: "\(input.imageID).dcm",
+                let imageID = try ctx.app.writeDicomSeg(result, to: seg)
+                return .file(seg.path, contentType: "application/dicom", downloadName: "\(imageID).dcm",
                              deleteAfter: false)
             case "json":
                 return .json(.object(result.json))

@@ -19,7 +19,7 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
 /// Every probe suite nests here, so the probes run one at a time: each starts a real server with its model
 /// worker, and several at once on a 2-core machine would measure the machine, not the server (the /info/ latency
 /// bounds), and starve the rest of the test run.
-@Suite(.serialized) enum CrashProbes {}
+@Suite(.tags(.live), .serialized) enum CrashProbes {}
 
 struct ProbeError: Error, CustomStringConvertible {
     var description: String

@@ -4,6 +4,7 @@ import Testing
 @testable import DICOM
 
 /// Sequence nesting is bounded before DCMTK's recursive reader sees the bytes (issue 23).
+@Suite(.tags(.unit))
 struct DicomNestingTests {
     /// A bare explicit VR little endian dataset: PatientID, then a private sequence nested `depth` levels.
     static func nested(depth: Int, explicit: Bool = true, definedLengths: Bool = false) -> [UInt8] {

@@ -22,7 +22,7 @@ private func dicomError(_ body: () throws -> Void) -> String? {
     }
 }
 
-@Test func series_missingSlice_isRefusedNamingTheGap() throws {
+@Test(.tags(.unit)) func series_missingSlice_isRefusedNamingTheGap() throws {
     let tmp = try TempDir()
     var files = try series(tmp, "ct")
     files.remove(at: 4)
@@ -30,7 +30,7 @@ private func dicomError(_ body: () throws -> Void) -> String? {
     #expect(message.contains("missing slices"), "\(message)")
 }
 
-@Test func series_mixedOrientation_isRefused() throws {
+@Test(.tags(.unit)) func series_mixedOrientation_isRefused() throws {
     let tmp = try TempDir()
     let files = try series(tmp, "ct")
     let ds = try DicomDataset(contentsOf: files[3])
@@ -40,7 +40,7 @@ private func dicomError(_ body: () throws -> Void) -> String? {
     #expect(message.contains("different orientations"), "\(message)")
 }
 
-@Test func series_differentSliceSizes_isRefused() throws {
+@Test(.tags(.unit)) func series_differentSliceSizes_isRefused() throws {
     let tmp = try TempDir()
     let uid = try makeDicomUID()
     let a = try series(tmp, "a", seriesUID: uid)
@@ -49,7 +49,7 @@ private func dicomError(_ body: () throws -> Void) -> String? {
     #expect(message.contains("differ in size"), "\(message)")
 }
 
-@Test func series_duplicatePosition_isRefused() throws {
+@Test(.tags(.unit)) func series_duplicatePosition_isRefused() throws {
     let tmp = try TempDir()
     var files = try series(tmp, "ct")
     let copy = tmp.sub("copy.dcm")
@@ -59,14 +59,14 @@ private func dicomError(_ body: () throws -> Void) -> String? {
     #expect(message.contains("duplicate slices"), "\(message)")
 }
 
-@Test func series_twoSeriesMixed_isRefusedNamingBoth() throws {
+@Test(.tags(.unit)) func series_twoSeriesMixed_isRefusedNamingBoth() throws {
     let tmp = try TempDir()
     let a = try series(tmp, "a"), b = try series(tmp, "b")
     let message = try #require(dicomError { _ = try DicomSeries.load(files: a + b) })
     #expect(message.contains("2 different series"), "\(message)")
 }
 
-@Test func series_sliceOffTheStack_isRefused() throws {
+@Test(.tags(.unit)) func series_sliceOffTheStack_isRefused() throws {
     let tmp = try TempDir()
     let files = try series(tmp, "ct")
     let ds = try DicomDataset(contentsOf: files[5])
@@ -79,7 +79,7 @@ private func dicomError(_ body: () throws -> Void) -> String? {
     #expect(message.contains("off the line"), "\(message)")
 }
 
-@Test(arguments: [
+@Test(.tags(.unit), arguments: [
     [UInt8](),
     Array("this is not a DICOM file at all, just some text\n".utf8),
     (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) },
@@ -94,11 +94,11 @@ func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
     #expect(dicomError { _ = try DicomInstanceInfo.read(url) } != nil)
 }
 
-@Test func series_noFiles_isRefused() {
+@Test(.tags(.unit)) func series_noFiles_isRefused() {
     #expect(dicomError { _ = try DicomSeries.load(files: []) } == "no DICOM files given")
 }
 
-@Test func series_withoutPixelData_isRefused() throws {
+@Test(.tags(.unit)) func series_withoutPixelData_isRefused() throws {
     let tmp = try TempDir()
     let ds = try DicomDataset()
     for (k, v) in [
@@ -113,7 +113,7 @@ func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
     #expect(message.contains("no pixel data"), "\(message)")
 }
 
-@Test func series_segFile_isRefusedAsNotAnImage() throws {
+@Test(.tags(.unit)) func series_segFile_isRefusedAsNotAnImage() throws {
     let tmp = try TempDir()
     let files = try series(tmp, "ct")
     let (grid, _) = try DicomSeries.load(files: files)
@@ -123,7 +123,7 @@ func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
     #expect(message.contains("SEG"), "\(message)")
 }
 
-@Test func dataset_unknownKeyword_isAnErrorNotAbsent() throws {
+@Test(.tags(.unit)) func dataset_unknownKeyword_isAnErrorNotAbsent() throws {
     let tmp = try TempDir()
     let files = try series(tmp, "ct", shape: [2, 2, 1])
     let ds = try DicomDataset(contentsOf: files[0])
@@ -132,7 +132,7 @@ func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
     #expect(dicomError { _ = try ds.string("NoSuchKeywordAnywhere") } != nil)
 }
 
-@Test func series_truncatedFiles_failCleanlyOrLoad() throws {
+@Test(.tags(.unit)) func series_truncatedFiles_failCleanlyOrLoad() throws {
     let tmp = try TempDir()
     let files = try series(tmp, "ct", shape: [6, 5, 2])
     let bytes = [UInt8](try Data(contentsOf: files[0]))
@@ -153,7 +153,7 @@ func series_garbageFile_isRefusedWithoutCrashing(bytes: [UInt8]) throws {
 }
 
 /// Hostile values in the attributes the series reader computes with give a DicomError or a volume, never a trap.
-@Test(arguments: [
+@Test(.tags(.unit), arguments: [
     ("Rows", "0"), ("Rows", "65535"), ("Columns", "-3"), ("BitsAllocated", "12"), ("BitsStored", "40"),
     ("BitsStored", "0"), ("PixelRepresentation", "7"), ("SamplesPerPixel", "3"), ("NumberOfFrames", "2"),
     ("PixelSpacing", "0\\1"), ("PixelSpacing", "1e308\\1e308"), ("ImagePositionPatient", "1e308\\0\\-1e308"),
@@ -172,7 +172,7 @@ func series_hostileAttribute_neverTraps(path: String, value: String) throws {
 
 /// Issue 23: an RLE slice declaring far more pixels than its data can hold (DCMTK would pad it with zeros to
 /// the declared size) is refused before decoding, naming the file.
-@Test func series_rleSliceDeclaringMorePixelsThanItsDataHolds_isRefusedBeforeDecoding() throws {
+@Test(.tags(.unit)) func series_rleSliceDeclaringMorePixelsThanItsDataHolds_isRefusedBeforeDecoding() throws {
     let tmp = try TempDir()
     let volume = Volume(spatialShape: [8, 8, 2], data: .int16([Int16](repeating: 5, count: 128)), affine: .identity)
     let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P", transferSyntax: .rle)

@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 @testable import DICOM
 
-@Test func series_obliqueRoundTrip_shuffledFiles_givesSameAffineAndValues() throws {
+@Test(.tags(.unit)) func series_obliqueRoundTrip_shuffledFiles_givesSameAffineAndValues() throws {
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [24, 20, 41])
     var files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P1")
@@ -23,19 +23,17 @@ import TestSupport
     #expect(Set(uids.map(\.seriesInstanceUID)).count == 1)
 }
 
-@Test func writeCT_slice_passesDciodvfyWithoutErrors() throws {
+@Test(.tags(.unit), .needsTools("dciodvfy", installedBy: "scripts/install-deps.sh installs dicom3tools"))
+func writeCT_slice_passesDciodvfyWithoutErrors() throws {
     let tmp = try TempDir()
     let files = try DicomSeriesWriter.writeCT(volume: syntheticCT(shape: [8, 6, 3]), to: tmp.sub("ct"), patientID: "P1")
-    guard let report = try dciodvfy(files[1]) else {
-        print("dciodvfy not on PATH (scripts/install-deps.sh installs dicom3tools): check skipped")
-        return
-    }
+    let report = try dciodvfy(files[1])
     print("dciodvfy warnings on a CT slice:\n" + report.warnings.joined(separator: "\n"))
     #expect(report.errors.isEmpty, "\(report.errors)")
     #expect(report.iod == ["CTImage"], "dciodvfy did not recognise the IOD: \(report.iod)")
 }
 
-@Test(arguments: [
+@Test(.tags(.unit), arguments: [
     (DicomTransferSyntax.implicitLittle, "1.2.840.10008.1.2"),
     (DicomTransferSyntax.explicitLittle, "1.2.840.10008.1.2.1"),
     (DicomTransferSyntax.rle, "1.2.840.10008.1.2.5"),
@@ -53,12 +51,10 @@ func series_eachTransferSyntax_loadsSameValues(syntax: DicomTransferSyntax, uid:
 }
 
 /// dcmtk's command-line compressors (an encoder we do not drive) when they are on PATH.
-@Test(arguments: [("dcmcrle", "1.2.840.10008.1.2.5"), ("dcmcjpls", "1.2.840.10008.1.2.4.80")])
+@Test(.tags(.unit), .needsTools("dcmcrle", "dcmcjpls", installedBy: "scripts/install-deps.sh installs dcmtk"),
+      arguments: [("dcmcrle", "1.2.840.10008.1.2.5"), ("dcmcjpls", "1.2.840.10008.1.2.4.80")])
 func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) throws {
-    guard let executable = which(tool) else {
-        print("\(tool) not on PATH (scripts/install-deps.sh installs dcmtk): check skipped")
-        return
-    }
+    let executable = try #require(which(tool))
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [12, 10, 6], seed: 4)
     let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
@@ -76,7 +72,7 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
     #expect(maxAffineDifference(loaded.affine, volume.affine) < 1e-4)
 }
 
-@Test func series_loadDirectory_skipsHiddenFilesAndSubdirectories() throws {
+@Test(.tags(.unit)) func series_loadDirectory_skipsHiddenFilesAndSubdirectories() throws {
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [5, 4, 6])
     try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
@@ -88,7 +84,7 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
     #expect(throws: DicomError.self) { try DicomSeries.load(directory: tmp.sub("absent")) }
 }
 
-@Test func series_singleSlice_usesSliceThicknessAlongNormal() throws {
+@Test(.tags(.unit)) func series_singleSlice_usesSliceThicknessAlongNormal() throws {
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [6, 5, 1], affine: obliqueAffine(spacing: [0.5, 0.8, 3]))
     let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
@@ -97,7 +93,7 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
     #expect(maxAffineDifference(loaded.affine, volume.affine) < 1e-4)
 }
 
-@Test func series_nonIntegralValues_roundTripWithinRescaleStep() throws {
+@Test(.tags(.unit)) func series_nonIntegralValues_roundTripWithinRescaleStep() throws {
     let tmp = try TempDir()
     let shape = [5, 4, 3]
     let values = (0..<60).map { Float($0) * 0.37 - 5.1 }
@@ -110,7 +106,7 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
 }
 
 /// Also saves edited datasets over their own (lazily read) files, with pixel data beyond DCMTK's 4 KB read limit.
-@Test func series_noRescale_keepsStoredIntegerType() throws {
+@Test(.tags(.unit)) func series_noRescale_keepsStoredIntegerType() throws {
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [48, 40, 3])
     let files = try DicomSeriesWriter.writeCT(volume: volume, to: tmp.sub("ct"), patientID: "P")
@@ -125,7 +121,7 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
     #expect(zip(loaded.data.asFloat(), volume.data.asFloat()).allSatisfy { $0 == $1 + 1024 })
 }
 
-@Test func instanceInfo_fromBytes_equalsFromFile() throws {
+@Test(.tags(.unit)) func instanceInfo_fromBytes_equalsFromFile() throws {
     let tmp = try TempDir()
     let files = try DicomSeriesWriter.writeCT(
         volume: syntheticCT(shape: [4, 4, 2]), to: tmp.sub("ct"), patientID: "PX", seriesDescription: "abdomen")
@@ -140,7 +136,7 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
 }
 
 /// Several series decoded at once (the server converts what clients ask for concurrently) give the same volumes.
-@Test func series_concurrentLoadsOfCompressedSeries_agree() async throws {
+@Test(.tags(.unit)) func series_concurrentLoadsOfCompressedSeries_agree() async throws {
     let tmp = try TempDir()
     let volume = syntheticCT(shape: [20, 16, 12], seed: 8)
     let syntaxes: [DicomTransferSyntax] = [.rle, .jpegLSLossless, .jpegLossless, .explicitLittle]
@@ -160,7 +156,7 @@ func series_compressedByDcmtkTools_loadsSameValues(tool: String, uid: String) th
 }
 
 /// A gantry tilt: slice positions advance off the normal, and the affine keeps the shear rather than resampling.
-@Test func series_gantryTilt_roundTripsTheShearedAffine() throws {
+@Test(.tags(.unit)) func series_gantryTilt_roundTripsTheShearedAffine() throws {
     let tmp = try TempDir()
     var affine = obliqueAffine(spacing: [0.8, 0.8, 2])
     // Add 0.5 mm of in-plane drift (along the first axis) per slice.

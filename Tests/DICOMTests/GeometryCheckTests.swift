@@ -11,7 +11,7 @@ private let checkScript = repoRoot.appendingPathComponent("scripts/check_dicom_g
 
 /// Converts a generated oblique series (shuffled file names, anisotropic spacing, CT rescale) to NIfTI and has
 /// scripts/check_dicom_geometry.py recompute affine and voxels from the DICOM files with pydicom + nibabel.
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: venvPython.path),
+@Test(.tags(.unit), .enabled(if: FileManager.default.isExecutableFile(atPath: venvPython.path),
                "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
 func geometry_convertedNIfTI_matchesPydicomArithmetic_andTheCheckCanFail() throws {
     let tmp = try TempDir()
@@ -49,7 +49,7 @@ func geometry_convertedNIfTI_matchesPydicomArithmetic_andTheCheckCanFail() throw
 
 /// pydicom decodes our SEG and places its frames by their own positions on the source grid: the same label. Frames of
 /// 15 x 11 pixels are not byte-aligned, so the check also covers DICOM's continuous bit packing across frames.
-@Test(.enabled(if: FileManager.default.isExecutableFile(atPath: venvPython.path),
+@Test(.tags(.unit), .enabled(if: FileManager.default.isExecutableFile(atPath: venvPython.path),
                "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
 func seg_decodedByPydicom_equalsTheLabel() throws {
     let tmp = try TempDir()

@@ -19,7 +19,7 @@ private let samples: URL? = {
     return nil
 }()
 
-@Test(.enabled(if: samples != nil, "needs .venv-client with pydicom (scripts/make-client-venv.sh)"),
+@Test(.tags(.unit), .enabled(if: samples != nil, "needs .venv-client with pydicom (scripts/make-client-venv.sh)"),
       arguments: ["MR_small_implicit.dcm", "MR_small_bigendian.dcm", "MR_small_expb.dcm", "MR_small_RLE.dcm",
                   "MR_small_jpeg_ls_lossless.dcm", "MR_small_padded.dcm"])
 func pydicomSample_encodingVariant_decodesLikeTheUncompressedOriginal(name: String) throws {
@@ -32,7 +32,7 @@ func pydicomSample_encodingVariant_decodesLikeTheUncompressedOriginal(name: Stri
     #expect(info.modality == "MR")
 }
 
-@Test(.enabled(if: samples != nil, "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
+@Test(.tags(.unit), .enabled(if: samples != nil, "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
 func pydicomSample_jpeg2000_isRefusedNamingTheTransferSyntax() throws {
     let dir = try #require(samples)
     do {
@@ -43,7 +43,7 @@ func pydicomSample_jpeg2000_isRefusedNamingTheTransferSyntax() throws {
     }
 }
 
-@Test(.enabled(if: samples != nil, "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
+@Test(.tags(.unit), .enabled(if: samples != nil, "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
 func pydicomSample_lossyJPEG12Bit_loads() throws {
     let dir = try #require(samples)
     let (volume, _) = try DicomSeries.load(files: [dir.appendingPathComponent("JPGExtended.dcm")])
@@ -54,7 +54,7 @@ func pydicomSample_lossyJPEG12Bit_loads() throws {
     #expect(Set(values).count > 10)
 }
 
-@Test(.enabled(if: samples != nil, "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
+@Test(.tags(.unit), .enabled(if: samples != nil, "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
 func pydicomSample_severalFilesWithoutPositions_areRefused() throws {
     let dir = try #require(samples)
     let tmp = try TempDir()
@@ -69,7 +69,7 @@ func pydicomSample_severalFilesWithoutPositions_areRefused() throws {
 }
 
 /// pydicom + nibabel recompute geometry and values of real-world samples (CT with rescale, MR) from our NIfTI.
-@Test(.enabled(if: samples != nil && FileManager.default.isExecutableFile(atPath: venvPython.path),
+@Test(.tags(.unit), .enabled(if: samples != nil && FileManager.default.isExecutableFile(atPath: venvPython.path),
                "needs .venv-client with pydicom (scripts/make-client-venv.sh)"),
       arguments: ["CT_small.dcm", "MR_small.dcm"])
 func pydicomSample_convertedNIfTI_matchesPydicomArithmetic(name: String) throws {
@@ -88,7 +88,7 @@ func pydicomSample_convertedNIfTI_matchesPydicomArithmetic(name: String) throws 
 
 /// dcmqi's liver SEG (pydicom's liver_1frame.dcm: one frame, shared orientation and pixel measures) read onto the
 /// grid of its frame, compared with the bits pydicom unpacks.
-@Test(.enabled(if: samples != nil && FileManager.default.isExecutableFile(atPath: venvPython.path),
+@Test(.tags(.unit), .enabled(if: samples != nil && FileManager.default.isExecutableFile(atPath: venvPython.path),
                "needs .venv-client with pydicom (scripts/make-client-venv.sh)"))
 func pydicomSample_dcmqiSEG_decodesLikePydicom() throws {
     let dir = try #require(samples)

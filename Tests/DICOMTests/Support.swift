@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import Imaging
 import TestSupport
 @testable import DICOM
@@ -59,10 +60,17 @@ func maxValueDifference(_ a: Volume, _ b: Volume) -> Double {
     zip(a.data.asDouble(), b.data.asDouble()).map { abs($0 - $1) }.max() ?? .infinity
 }
 
+extension Trait where Self == ConditionTrait {
+    /// Runs the test only where every one of `tools` is on PATH; otherwise it is reported as skipped.
+    static func needsTools(_ tools: String..., installedBy script: String) -> Self {
+        .enabled(if: tools.allSatisfy { which($0) != nil }, "needs \(tools.joined(separator: ", ")) on PATH (\(script))")
+    }
+}
+
 /// dciodvfy's findings for a file: the IOD it recognised (its other output lines) and its "Error" and "Warning"
-/// lines; nil when dciodvfy is not on PATH.
-func dciodvfy(_ file: URL) throws -> (iod: [String], errors: [String], warnings: [String])? {
-    guard let tool = which("dciodvfy") else { return nil }
+/// lines. Tests that call it carry `.needsTools("dciodvfy", ...)`.
+func dciodvfy(_ file: URL) throws -> (iod: [String], errors: [String], warnings: [String]) {
+    let tool = try #require(which("dciodvfy"))
     let (_, output) = try runProcess(tool, ["-new", file.path])
     let lines = output.split(separator: "\n").map(String.init)
     let errors = lines.filter { $0.hasPrefix("Error") }, warnings = lines.filter { $0.hasPrefix("Warning") }

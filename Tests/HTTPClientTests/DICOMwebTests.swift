@@ -3,6 +3,7 @@ import HTTPServer
 import Testing
 @testable import DICOMweb
 
+@Suite(.tags(.unit))
 struct MultipartRelatedTests {
     @Test func build_thenParse_roundTripsBinaryParts() throws {
         let a: [UInt8] = Array(repeating: 0, count: 128) + Array("DICM".utf8) + [13, 10, 45, 45, 0, 255]
@@ -39,6 +40,7 @@ struct MultipartRelatedTests {
     }
 }
 
+@Suite(.tags(.unit))
 struct DicomJSONTests {
     @Test func parseArray_readsStringsNumbersPersonNamesAndSequences() throws {
         let json = """
@@ -85,6 +87,7 @@ final class Attempts: @unchecked Sendable {
     }
 }
 
+@Suite(.tags(.live))
 struct DICOMwebClientTests {
     private func client(_ port: Int, attempts: Int = 3) -> DICOMwebClient {
         DICOMwebClient(DICOMwebConfiguration(baseURL: URL(string: "http://127.0.0.1:\(port)/dicom-web/")!,
@@ -177,6 +180,7 @@ struct DICOMwebClientTests {
 
 /// QIDO-RS listings longer than one answer: `limit`/`offset` paging, the server's truncation warning, and servers
 /// that ignore paging.
+@Suite(.tags(.live))
 struct DICOMwebPagingTests {
     static let uids = (1...7).map { "1.2.\($0)" }
 

@@ -1,6 +1,7 @@
 import Testing
 @testable import HTTPClient
 
+@Suite(.tags(.unit))
 struct HTTPResponseParserTests {
     private func parseByteByByte(_ text: String, method: String = "GET") throws -> HTTPClientResponse? {
         var p = HTTPResponseParser(requestMethod: method)

@@ -49,6 +49,7 @@ func closedPort() throws -> Int {
     return p
 }
 
+@Suite(.tags(.live))
 struct LiveHTTPClientTests {
     @Test func get_contentLengthBody_arrives() throws {
         let s = try TestServer { r in r.get("/hello") { _ in .text("hello") } }

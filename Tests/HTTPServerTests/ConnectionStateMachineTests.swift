@@ -11,7 +11,7 @@ private func head(_ text: String) throws -> HTTPRequestHead {
     return h
 }
 
-@Suite struct ConnectionStateMachineTests {
+@Suite(.tags(.unit)) struct ConnectionStateMachineTests {
     @Test func newConnection_silentPastHeaderTimeout_isClosedWithoutAnswer() {
         let m = ConnectionStateMachine(tls: false, timeouts: timeouts, now: 100)
         #expect(m.phase == .readingHead(idle: true))

@@ -51,7 +51,7 @@ private struct ParseRun {
     }
 }
 
-@Suite struct HTTPRequestParserTests {
+@Suite(.tags(.unit)) struct HTTPRequestParserTests {
     @Test func simpleGet_givesHeadAndEnd() {
         let r = ParseRun("GET /info/?a=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n")
         #expect(r.heads.count == 1)

@@ -3,7 +3,7 @@ import Testing
 @testable import HTTPServer
 
 /// Raw bytes over real loopback sockets.
-@Suite struct LiveProtocolTests {
+@Suite(.tags(.live)) struct LiveProtocolTests {
     /// A head check's refusal goes out as soon as the head is read: the declared 1 GB body is never waited for,
     /// the connection closes, and the handler never runs; with the check satisfied the same route reads its body.
     @Test func headCheckRefusal_answeredBeforeTheBody_andConnectionClosed() throws {

@@ -49,7 +49,7 @@ private func parseAll(_ body: [UInt8], boundary: String, step: Int) -> (parts: [
     }
 }
 
-@Suite struct MultipartTests {
+@Suite(.tags(.unit)) struct MultipartTests {
     @Test func monaiClientBoundaryWithDollar_isParsed_atEverySplit() {
         let data: [UInt8] = (0..<3000).map { UInt8($0 % 251) } + Array("\r\n--\(monaiBoundary.dropLast())".utf8) + [13, 10, 45]
         let body = monaiBody(fields: [("params", #"{"label_tag":"final"}"#)], files: [("file", "/home/u/ct 01.nii.gz", data)])

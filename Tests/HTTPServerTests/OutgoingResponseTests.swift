@@ -3,7 +3,7 @@ import Testing
 @testable import HTTPServer
 
 /// The loop-side response writer over a socket pair: no server, no timing.
-@Suite struct OutgoingResponseTests {
+@Suite(.tags(.unit)) struct OutgoingResponseTests {
     /// A connection on one end of a non-blocking Unix socket pair with small buffers, and the other end to read.
     private final class Pair {
         let conn: Connection
@@ -126,7 +126,7 @@ import Testing
 }
 
 /// The least-recently-active lists that choose which connection makes room.
-@Suite struct ActivityListTests {
+@Suite(.tags(.unit)) struct ActivityListTests {
     private func connection(_ port: Int) -> Connection {
         let t = ConnectionStateMachine.Timeouts(header: 1, body: 1, keepAlive: 1, write: 1)
         return Connection(fd: -1, tls: nil, remoteAddress: "127.0.0.1:\(port)", limits: HTTPLimits(), timeouts: t, now: 0)

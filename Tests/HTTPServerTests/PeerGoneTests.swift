@@ -3,7 +3,7 @@ import Testing
 @testable import HTTPServer
 
 /// `HTTPRequestContext.isPeerGone`: what long handlers (inference) poll to stop work for a client that left.
-@Suite struct PeerGoneTests {
+@Suite(.tags(.unit)) struct PeerGoneTests {
     func connectedPair() throws -> (Int32, Int32) {
         var fds: [Int32] = [-1, -1]
         try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)

@@ -5,7 +5,7 @@ import Testing
 private let pythonRequestsAvailable = (try? runProcess(["python3", "-c", "import requests"]).status) == 0
 
 /// curl, Python `requests` and `openssl s_client` against a live server.
-@Suite struct RealClientTests {
+@Suite(.tags(.live)) struct RealClientTests {
     @Test func curl_putUpload_withExpectContinue() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

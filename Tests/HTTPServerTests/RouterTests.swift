@@ -12,7 +12,7 @@ private func bodyText(_ r: HTTPResponse) -> String {
     return ""
 }
 
-@Suite struct RouterTests {
+@Suite(.tags(.router)) struct RouterTests {
     private func makeRouter(_ options: HTTPRouter.Options = HTTPRouter.Options()) -> HTTPRouter {
         var r = HTTPRouter(options: options)
         r.get("/info/") { _ in .text("info") }

@@ -5,7 +5,7 @@ import Testing
 /// Slow and stalled clients cost nothing (issue 14 part 4): responses are written by the event loop, bodies are
 /// read by it under a minimum rate, connection caps close the least recently active connection, and what a
 /// handler reads into memory is capped. The same figures against the real binary: CrashProbeTests/SlowClientProbes.
-@Suite(.serialized) struct SlowClientTests {
+@Suite(.tags(.live), .serialized) struct SlowClientTests {
     /// A `size`-byte file in a fresh temporary directory.
     private func makeFile(size: Int) throws -> (dir: String, path: String) {
         let dir = try temporaryDirectory()

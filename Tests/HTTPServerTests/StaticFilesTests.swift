@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import HTTPServer
 
-@Suite struct StaticFilesTests {
+@Suite(.tags(.unit)) struct StaticFilesTests {
     @Test func mediaType_followsPythonMimetypes() {
         #expect(MediaType.guess(filename: "a/b/ct.nii.gz") == "application/octet-stream")
         #expect(MediaType.guess(filename: "ct.nii") == "application/octet-stream")

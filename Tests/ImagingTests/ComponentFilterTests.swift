@@ -2,7 +2,7 @@ import Testing
 @testable import Imaging
 
 /// The byte-label fast path of `KeepLargestConnectedComponent` must give exactly what the general path gives.
-@Test(arguments: [(nil, 1, [20, 18, 15]), (1, 1, [20, 18, 15]), (2, 2, [16, 17, 9]), (nil, 3, [30, 28]),
+@Test(.tags(.unit), arguments: [(nil, 1, [20, 18, 15]), (1, 1, [20, 18, 15]), (2, 2, [16, 17, 9]), (nil, 3, [30, 28]),
                   (1, 40, [20, 18, 15]), (1, 25, [31, 29])])
 func keepLargest_byteFastPath_matchesGeneralPath(connectivity: Int?, components: Int, shape: [Int]) throws {
     var rng = SeededGenerator(seed: 42)
@@ -24,7 +24,7 @@ func keepLargest_byteFastPath_matchesGeneralPath(connectivity: Int?, components:
 
 /// A trained network's output: a few solid blobs per label. Only the largest of each label stays; between two
 /// blobs of equal size the one whose first voxel comes first in C order wins, as in the flood-fill path.
-@Test func keepLargest_blobs_keepsLargestPerLabelAndEarlierOnTies() throws {
+@Test(.tags(.unit)) func keepLargest_blobs_keepsLargestPerLabelAndEarlierOnTies() throws {
     let shape = [24, 20, 16]
     var labels = [UInt8](repeating: 0, count: shape.reduce(1, *))
     func fill(_ value: UInt8, _ x: Range<Int>, _ y: Range<Int>, _ z: Range<Int>) {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Imaging
 
-@Suite struct NRRDTests {
+@Suite(.tags(.unit)) struct NRRDTests {
     @Test(arguments: [true, false])
     func write_thenRead_roundTripsInRAS(compress: Bool) throws {
         let dir = try Fixtures.tempDir()
@@ -131,7 +131,7 @@ import Testing
     }
 }
 
-@Suite struct NPYTests {
+@Suite(.tags(.unit)) struct NPYTests {
     @Test(arguments: [VoxelType.float32, .float64, .int64, .int32, .int16, .uint8])
     func encode_thenParse_roundTrips(type: VoxelType) throws {
         let a = try NPYArray(shape: [2, 3, 4], data: VoxelData.converting((0..<24).map { Float($0) - 5 }, to: type))

@@ -3,7 +3,7 @@ import Testing
 
 /// The in-place intensity transforms (`apply(&volume)`) must give exactly what element-wise reference formulas give,
 /// convert non-Float storage, and never write through to another volume sharing the same buffer.
-@Suite struct InPlaceIntensityTests {
+@Suite(.tags(.unit)) struct InPlaceIntensityTests {
     /// Large enough to be split into parallel chunks, with values beyond the clipping window on both sides.
     static func ct(_ shape: [Int] = [70, 60, 50]) -> Volume {
         var rng = SeededGenerator(seed: 7)

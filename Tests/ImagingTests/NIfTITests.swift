@@ -63,7 +63,7 @@ enum NiftiFiles {
     }
 }
 
-@Suite struct NIfTIRoundTripTests {
+@Suite(.tags(.unit)) struct NIfTIRoundTripTests {
     @Test(arguments: VoxelType.allCases, [".nii", ".nii.gz"])
     func write_thenRead_preservesTypeValuesAndAffine(type: VoxelType, ext: String) throws {
         let dir = try Fixtures.tempDir()
@@ -262,7 +262,7 @@ enum NiftiFiles {
     }
 }
 
-@Suite struct NIfTIHostileInputTests {
+@Suite(.tags(.unit)) struct NIfTIHostileInputTests {
     func expectError(_ url: URL, containing text: String) {
         #expect {
             _ = try NIfTI.read(url)
@@ -364,7 +364,7 @@ enum NiftiFiles {
     }
 }
 
-@Suite struct HostileGeometryTests {
+@Suite(.tags(.unit)) struct HostileGeometryTests {
     @Test func nonFiniteSform_isRefusedAtRead() throws {
         let dir = try Fixtures.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -393,7 +393,7 @@ enum NiftiFiles {
     }
 }
 
-@Suite struct NIfTIMutationTests {
+@Suite(.tags(.unit)) struct NIfTIMutationTests {
     /// Random byte corruption of the header: every outcome is a volume or an ImagingError, never a crash.
     @Test(arguments: [false, true])
     func corruptedHeaders_readOrThrowCleanly(gzip: Bool) throws {
@@ -421,7 +421,7 @@ enum NiftiFiles {
 }
 
 /// Datastores read images through symbolic links; the size bound that guards allocation must be the target's.
-@Test func read_throughSymlink_largeCompressedFile_isBoundedByTheTargetsSize() throws {
+@Test(.tags(.unit)) func read_throughSymlink_largeCompressedFile_isBoundedByTheTargetsSize() throws {
     let dir = try Fixtures.tempDir()
     defer { try? FileManager.default.removeItem(at: dir) }
     // 96^3 bytes of noise gzip to ~0.9 MB: far beyond what a link's own size (its target path) could hold.
@@ -440,7 +440,7 @@ enum NiftiFiles {
     #expect(try FileBytes.size(link.path) == FileBytes.size(target.path))
 }
 
-@Test func fileBytesSize_directoryAndMissingFile_areRefused() throws {
+@Test(.tags(.unit)) func fileBytesSize_directoryAndMissingFile_areRefused() throws {
     let dir = try Fixtures.tempDir()
     defer { try? FileManager.default.removeItem(at: dir) }
     #expect(throws: ImagingError.self) { try FileBytes.size(dir.path) }

@@ -4,7 +4,7 @@ import Testing
 
 /// The segmentation_spleen pipeline on `fixtures/pipeline/ct_lps_aniso.*` (an LPS CT with 0.8 x 0.9 x 2.5 mm
 /// voxels), against what MONAI computed.
-@Suite struct PipelineTests {
+@Suite(.tags(.unit)) struct PipelineTests {
     /// LoadImage, EnsureChannelFirst, Orientation RAS, Spacing 1 mm bilinear,
     /// ScaleIntensityRange(-57, 164 -> 0, 1, clip), ScaleIntensity(-1, 1).
     static func preTransforms(_ image: Volume) throws -> Volume {

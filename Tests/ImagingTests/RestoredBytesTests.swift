@@ -3,7 +3,7 @@ import Testing
 
 /// `Restored` keeps byte predictions as bytes on an axis-aligned map; the values must be exactly those of the
 /// general (Float) resampler, for flips, zooms, 2D, and several channels; a rotated map takes the general path.
-@Suite struct RestoredBytesTests {
+@Suite(.tags(.unit)) struct RestoredBytesTests {
     static func labels(_ shape: [Int], channels: Int = 1, affine: Affine) -> Volume {
         var rng = SeededGenerator(seed: 11)
         let n = channels * shape.reduce(1, *)

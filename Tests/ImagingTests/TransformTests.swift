@@ -17,7 +17,7 @@ func at(_ v: Volume, _ i: Int, _ j: Int, _ k: Int) -> Float {
     return v.floats[(i * ny + j) * nz + k]
 }
 
-@Suite struct OrientationTests {
+@Suite(.tags(.unit)) struct OrientationTests {
     static let lps = Affine([-0.8, 0, 0, 40, 0, -0.9, 0, 30, 0, 0, 2.5, -60, 0, 0, 0, 1])
 
     @Test(arguments: ["RAS", "LPS", "PIR", "SAL", "ILA"])
@@ -56,7 +56,7 @@ func at(_ v: Volume, _ i: Int, _ j: Int, _ k: Int) -> Float {
     }
 }
 
-@Suite struct SpacingTests {
+@Suite(.tags(.unit)) struct SpacingTests {
     @Test func spacing_halvingVoxelSize_interpolatesLinearly() throws {
         let v = volume([3, 2, 2], affine: Affine([2, 0, 0, 5, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1])) { i in
             Float(i / 4) * 10
@@ -130,7 +130,7 @@ func at(_ v: Volume, _ i: Int, _ j: Int, _ k: Int) -> Float {
     }
 }
 
-@Suite struct IntensityTests {
+@Suite(.tags(.unit)) struct IntensityTests {
     @Test func scaleIntensityRange_mapsAndClips() {
         let v = volume([5, 1, 1]) { [-100, -57, 53.5, 164, 300][$0] }
         #expect(close(ScaleIntensityRange(aMin: -57, aMax: 164, bMin: 0, bMax: 1, clip: true)(v).floats, [0, 0, 0.5, 1, 1]))
@@ -169,7 +169,7 @@ func at(_ v: Volume, _ i: Int, _ j: Int, _ k: Int) -> Float {
     }
 }
 
-@Suite struct CropPadTests {
+@Suite(.tags(.unit)) struct CropPadTests {
     @Test func cropForeground_boxMarginAndKDivisible_thenInverse() throws {
         let v = volume([10, 10, 10], affine: Affine([2, 0, 0, 1, 0, 2, 0, 2, 0, 0, 2, 3, 0, 0, 0, 1])) { i in
             let x = i / 100, y = (i / 10) % 10, z = i % 10
@@ -203,7 +203,7 @@ func at(_ v: Volume, _ i: Int, _ j: Int, _ k: Int) -> Float {
     }
 }
 
-@Suite struct ResizeAndPostTests {
+@Suite(.tags(.unit)) struct ResizeAndPostTests {
     @Test func resize_modesMatchTorchInterpolate() throws {
         let v = volume([4, 1, 1]) { Float($0) * 10 }
         #expect(try Resize(spatialSize: [2, 1, 1], mode: .nearest)(v).floats == [0, 20])
@@ -258,7 +258,7 @@ func at(_ v: Volume, _ i: Int, _ j: Int, _ k: Int) -> Float {
     }
 }
 
-@Suite struct RandomTransformTests {
+@Suite(.tags(.unit)) struct RandomTransformTests {
     @Test func rotate90_matchesNumpyRot90AndKeepsWorld() throws {
         let v = volume([2, 3]) { Float($0) }
         let r = try Rotate90(k: 1)(v)

@@ -5,7 +5,7 @@ import Testing
 /// `MONAI_LABEL_MAX_VOXELS` (default 2^30): headers and transform outputs larger than the limit are refused with
 /// an error before anything of their size is allocated (issue 14). These tests rely on the default limit; none
 /// changes it, since it is process-wide.
-@Suite struct VoxelLimitTests {
+@Suite(.tags(.unit)) struct VoxelLimitTests {
     func expectLimitError(_ what: String, _ body: () throws -> Void) {
         #expect {
             try body()

@@ -3,7 +3,7 @@ import Testing
 
 /// The tiled C-to-Fortran reordering of the writers must match the definition for every element size and for
 /// shapes whose z extent is not a multiple of the tile.
-@Test(arguments: [[7, 5, 131], [3, 4, 9], [6, 5]])
+@Test(.tags(.unit), arguments: [[7, 5, 131], [3, 4, 9], [6, 5]])
 func toFortranOrder_matchesDefinition(spatial: [Int]) {
     let nx = spatial[0], ny = spatial[1], nz = spatial.count > 2 ? spatial[2] : 1
     let channels = 2

@@ -3,7 +3,7 @@ import Testing
 import MONAILabel
 @testable import MONAILabelServer
 
-@Test func info_trailingSlashRedirect_methodNotAllowed_unknownPath() throws {
+@Test(.tags(.router)) func info_trailingSlashRedirect_methodNotAllowed_unknownPath() throws {
     let c = try TestClient()
     let info = try c.get("/info/")
     #expect(info.status == 200)
@@ -19,7 +19,7 @@ import MONAILabel
     #expect(try c.get("/auth/").status == 404, "clients read a non-200 /auth/ as auth disabled")
 }
 
-@Test func activeLearning_strategies_andErrors() throws {
+@Test(.tags(.router)) func activeLearning_strategies_andErrors() throws {
     let c = try TestClient()
     let first = try c.send(.post, "/activelearning/first", headers: [("Content-Type", "application/json")],
                            body: Array(#"{"client_id":"curl-user"}"#.utf8))
@@ -40,7 +40,7 @@ import MONAILabel
     #expect(try done.send(.post, "/activelearning/first").text == "{}")
 }
 
-@Test func sessions_createGetImageDelete() throws {
+@Test(.tags(.router)) func sessions_createGetImageDelete() throws {
     let c = try TestClient()
     let created = try c.sendForm(.put, "/session/?expiry=600", fields: [("client_id", "x")],
                                  files: [("files", "/home/u/upl_02.nii.gz", [1, 2])])
@@ -63,7 +63,7 @@ import MONAILabel
     #expect(try off.get("/session/abc").status == 406)
 }
 
-@Test func model_unknownOrMissingFile_is404() throws {
+@Test(.tags(.router)) func model_unknownOrMissingFile_is404() throws {
     let c = try TestClient()
     #expect(try c.get("/model/segmentation_spleen").text == #"{"detail":"Model File NOT Found for segmentation_spleen"}"#)
     #expect(try c.get("/model/info/unknown_model").status == 404)
@@ -71,7 +71,7 @@ import MONAILabel
     #expect(try c.send(.delete, "/model/unknown_model").status == 404)
 }
 
-@Test func logs_textTailHtmlAndMissing() throws {
+@Test(.tags(.router)) func logs_textTailHtmlAndMissing() throws {
     let c = try TestClient()
     #expect(try c.get("/logs/").status == 404)
     let log = Logger(file: c.app.logFile, level: .info, echo: false)

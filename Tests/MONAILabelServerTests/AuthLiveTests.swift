@@ -139,12 +139,12 @@ func sendHeadAndReadUntilClosed(port: Int, head: String, waitSeconds: Int = 20) 
     #expect(bogus.closed)
     // A real token (keys fetched by this sign-in's first use) without the annotator role: 403, also before the body.
     let client = HTTPClient()
-    var form = HTTPClientHeaders()
+    var form = HTTPHeaders()
     form.add("Content-Type", "application/x-www-form-urlencoded")
     let r = try client.post(URL(string: "http://127.0.0.1:\(server.port)/auth/token")!, headers: form,
                             body: Array("username=u&password=pw".utf8))
     let token = try #require((try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])?["access_token"] as? String)
-    var auth = HTTPClientHeaders()
+    var auth = HTTPHeaders()
     auth.add("Authorization", "Bearer \(token)")
     #expect(try client.get(URL(string: "http://127.0.0.1:\(server.port)/info/")!, headers: auth).status == 200)
     let noRole = try sendHeadAndReadUntilClosed(port: server.port, head: upload + "Authorization: Bearer \(token)\r\n\r\n")
@@ -154,7 +154,7 @@ func sendHeadAndReadUntilClosed(port: Int, head: String, waitSeconds: Int = 20) 
 }
 
 /// The real Python client signs in through `/auth/token` (password grant to the issuer) and works as an annotator.
-@Test(.needsClientVenv)
+@Test(.tags(.live), .needsClientVenv)
 func pythonClient_signsInThroughTheProvider_andWorksAsAnnotator() throws {
     let tmp = TempDir()
     let issuer = try TestIssuer(accounts: ["ann": .init(password: "s3cret pw", roles: ["monailabel-user", "monailabel-annotator"])])
@@ -168,7 +168,7 @@ func pythonClient_signsInThroughTheProvider_andWorksAsAnnotator() throws {
 
 /// Over real sockets: `/auth/token` hands out the provider's token, which opens `/info/`; no token gets 401 with
 /// the Bearer challenge; the 10 s refetch limit is why key rotation is tested in-process (AuthRouterTests).
-@Test func liveServer_authTokenOpensInfo_noTokenIs401() throws {
+@Test(.tags(.live)) func liveServer_authTokenOpensInfo_noTokenIs401() throws {
     let tmp = TempDir()
     let issuer = try TestIssuer(accounts: ["u": .init(password: "p&=x", roles: ["monailabel-user"])])
     defer { issuer.stop() }
@@ -176,7 +176,7 @@ func pythonClient_signsInThroughTheProvider_andWorksAsAnnotator() throws {
     defer { server.stop() }
     let client = HTTPClient()
     let base = "http://127.0.0.1:\(server.port)"
-    var form = HTTPClientHeaders()
+    var form = HTTPHeaders()
     form.add("Content-Type", "application/x-www-form-urlencoded")
     let bad = try client.post(URL(string: base + "/auth/token")!, headers: form, body: Array("username=u&password=p".utf8))
     #expect(bad.status == 401)
@@ -186,7 +186,7 @@ func pythonClient_signsInThroughTheProvider_andWorksAsAnnotator() throws {
     let none = try client.get(URL(string: base + "/info/")!)
     #expect(none.status == 401)
     #expect(none.headers["WWW-Authenticate"] == "Bearer")
-    var auth = HTTPClientHeaders()
+    var auth = HTTPHeaders()
     auth.add("Authorization", "Bearer \(token)")
     #expect(try client.get(URL(string: base + "/info/")!, headers: auth).status == 200)
     #expect(try client.get(URL(string: base + "/logs/")!, headers: auth).status == 403)

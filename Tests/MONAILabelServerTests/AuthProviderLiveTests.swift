@@ -29,7 +29,7 @@ struct AuthProviderLiveTests {
 
     static func signIn(_ port: Int, _ user: String, _ password: String) throws -> (status: Int, token: String?) {
         func enc(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "" }
-        var form = HTTPClientHeaders()
+        var form = HTTPHeaders()
         form.add("Content-Type", "application/x-www-form-urlencoded")
         let r = try HTTPClient().post(URL(string: "http://127.0.0.1:\(port)/auth/token")!, headers: form,
                                       body: Array("username=\(enc(user))&password=\(enc(password))".utf8))
@@ -38,7 +38,7 @@ struct AuthProviderLiveTests {
     }
 
     static func call(_ port: Int, _ method: String, _ target: String, token: String?) throws -> HTTPClientResponse {
-        var h = HTTPClientHeaders()
+        var h = HTTPHeaders()
         if let token { h.add("Authorization", "Bearer \(token)") }
         return try HTTPClient().send(method: method, url: URL(string: "http://127.0.0.1:\(port)\(target)")!, headers: h)
     }

@@ -7,7 +7,7 @@ import WebToken
 @testable import MONAILabelServer
 
 /// Access control over the real route list: every route x every role, then a few routes end to end.
-@Suite struct AuthRouterTests {
+@Suite(.tags(.router)) struct AuthRouterTests {
     static let key = SigningKey.generate(.es256)!
     static let settings: AuthSettings = {
         var s = AuthSettings()

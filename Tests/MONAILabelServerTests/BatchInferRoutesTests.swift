@@ -6,7 +6,7 @@ import MONAILabel
 
 /// Batch inference through the router; jobs run the freshly built `monailabel` (or a sleeper) as the child,
 /// on `ScoringHarness`'s app (5 cases, the first `labeled` with a final label, a tiny UNet).
-@Suite(.serialized) struct BatchInferRoutesTests {
+@Suite(.tags(.router), .serialized) struct BatchInferRoutesTests {
     @Test func batchInfer_noTasksYet_answers404AndDeleteAnswersNull() throws {
         let s = try ScoringHarness()
         let r = try s.send(.get, "/batch/infer")

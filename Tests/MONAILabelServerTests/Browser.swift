@@ -70,7 +70,7 @@ final class Browser: @unchecked Sendable {
 
     @discardableResult
     private func command(_ method: String, _ path: String, _ body: JSONValue?) throws -> JSONValue {
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         headers.add("Content-Type", "application/json")
         let r = try http.send(method: method, url: URL(string: "http://127.0.0.1:\(port)\(path)")!, headers: headers,
                               body: body.map { Array($0.compactString().utf8) } ?? [])

@@ -7,7 +7,7 @@ import WebToken
 @testable import MONAILabelServer
 
 /// Built-in accounts: the users file, the server's own key, `/auth/token` and its rate limit.
-@Suite struct BuiltinAuthTests {
+@Suite(.tags(.router)) struct BuiltinAuthTests {
     static func settings() -> AuthSettings {
         var s = AuthSettings()
         s.enable = true

@@ -8,7 +8,7 @@ private func monailabel(_ args: [String], environment: [String: String] = [:]) t
 }
 
 /// The help texts are part of the interface: changes to them show up here.
-@Test(arguments: ["root", "start_server", "apps", "datasets", "users"])
+@Test(.tags(.live), arguments: ["root", "start_server", "apps", "datasets", "users"])
 func help_matchesGoldenText(command: String) throws {
     let golden = try String(contentsOf: repoRoot.appendingPathComponent("Tests/MONAILabelServerTests/Golden/help-\(command).txt"),
                             encoding: .utf8)
@@ -17,7 +17,7 @@ func help_matchesGoldenText(command: String) throws {
     #expect(text == golden)
 }
 
-@Test func startServer_badArguments_areClearErrors() throws {
+@Test(.tags(.live)) func startServer_badArguments_areClearErrors() throws {
     let (s1, t1) = try monailabel(["start_server", "--app", "/nonexistent", "--studies", "/tmp/x", "--conf", "models"])
     #expect(s1 != 0)
     #expect(t1.contains("--conf"), "\(t1)")
@@ -30,7 +30,7 @@ func help_matchesGoldenText(command: String) throws {
     #expect(t3.contains("--port"))
 }
 
-@Test func version_namesTheAPIAndLibtorch() throws {
+@Test(.tags(.live)) func version_namesTheAPIAndLibtorch() throws {
     let (status, text) = try monailabel(["--version"])
     #expect(status == 0)
     #expect(text.contains("MONAI Label REST API 0.8.5"))
@@ -39,13 +39,13 @@ func help_matchesGoldenText(command: String) throws {
     #expect(text.contains("devices: cpu") || text.contains("devices: cuda"))
 }
 
-@Test func version_missingBackend_saysSoInsteadOfCrashing() throws {
+@Test(.tags(.live)) func version_missingBackend_saysSoInsteadOfCrashing() throws {
     let (status, text) = try monailabel(["--version"], environment: ["MONAILABEL_TORCH_BACKEND": "/nonexistent/libmonailabel_torch.so"])
     #expect(status == 0)
     #expect(text.contains("libtorch: no backend (cannot load the libtorch backend (/nonexistent/libmonailabel_torch.so"))
 }
 
-@Test func startServer_missingBackend_failsWithTheLoaderMessage() throws {
+@Test(.tags(.live)) func startServer_missingBackend_failsWithTheLoaderMessage() throws {
     let (status, text) = try monailabel(
         ["start_server", "--app", "/nonexistent-app", "--studies", "/nonexistent-studies"],
         environment: ["MONAILABEL_TORCH_BACKEND": "/nonexistent/libmonailabel_torch.so"])
@@ -54,7 +54,7 @@ func help_matchesGoldenText(command: String) throws {
     #expect(!text.contains("App Directory does NOT exist"))
 }
 
-@Test func apps_listsAndCopiesTheRadiologyApp() throws {
+@Test(.tags(.live)) func apps_listsAndCopiesTheRadiologyApp() throws {
     let (status, text) = try monailabel(["apps"])
     #expect(status == 0)
     #expect(text.contains("radiology"))

@@ -7,7 +7,7 @@ import Testing
 /// The dashboard at `/` in headless Chromium on a folder datastore: models, counts, the slice preview with and
 /// without the label overlay (screenshot pixels), and a 2-epoch training run's curve.
 /// Screenshots: `<temp>/monailabel-browser-tests/dashboard/`.
-@Suite(.serialized,
+@Suite(.tags(.live), .serialized,
        .enabled(if: Browser.available, Browser.skipReason),
        .enabled(if: PixelStats.available, "needs .venv-client with Pillow (scripts/make-client-venv.sh)"))
 struct DashboardBrowserTests {
@@ -54,7 +54,7 @@ struct DashboardBrowserTests {
 
         // A 2-epoch training run: the plot appears and reaches epoch 2 of 2.
         let http = HTTPClient()
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         headers.add("Content-Type", "application/json")
         let started = try http.post(URL(string: base + "/train/segmentation_spleen")!, headers: headers,
                                     body: Array(#"{"max_epochs": 2, "val_split": 0.34}"#.utf8))

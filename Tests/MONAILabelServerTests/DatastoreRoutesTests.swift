@@ -3,7 +3,7 @@ import Testing
 import MONAILabel
 @testable import MONAILabelServer
 
-@Test func datastore_stats_train_all_andEnumValidation() throws {
+@Test(.tags(.router)) func datastore_stats_train_all_andEnumValidation() throws {
     let c = try TestClient()
     let stats = try c.get("/datastore/")
     #expect(stats.status == 200)
@@ -18,7 +18,7 @@ import MONAILabel
     #expect(bad.json?["detail"]?.arrayValue?.first?["type"] == .string("enum"))
 }
 
-@Test func datastore_uploadImage_withAndWithoutId_andDeprecatedAlias() throws {
+@Test(.tags(.router)) func datastore_uploadImage_withAndWithoutId_andDeprecatedAlias() throws {
     let c = try TestClient()
     let r1 = try c.sendForm(.put, "/datastore/image?image=upload_a", fields: [("params", #"{"client_id":"curl","note":"hello"}"#)],
                             files: [("file", "/home/me/data/upl_00.nii.gz", [1, 2, 3])])
@@ -39,7 +39,7 @@ import MONAILabel
     #expect(!c.app.datastore.listImages().contains("bad"))
 }
 
-@Test func datastore_imageDownloadHeadInfo_andChecksum() throws {
+@Test(.tags(.router)) func datastore_imageDownloadHeadInfo_andChecksum() throws {
     let c = try TestClient()
     let dl = try c.get("/datastore/image?image=spleen_01")
     #expect(dl.status == 200)
@@ -68,7 +68,7 @@ import MONAILabel
     #expect(try c.get("/datastore/image/info?image=nope").text == "{}")
 }
 
-@Test func datastore_imageInfoUpdate_urlencodedAndMultipart() throws {
+@Test(.tags(.router)) func datastore_imageInfoUpdate_urlencodedAndMultipart() throws {
     let c = try TestClient()
     let body = Array("info=%7B%22reviewed%22%3Atrue%2C%22n%22%3A3%7D".utf8)
     let r = try c.send(.put, "/datastore/image/info?image=spleen_01",
@@ -81,7 +81,7 @@ import MONAILabel
     #expect(try c.sendForm(.put, "/datastore/image/info?image=nope", fields: [("info", "{}")]).status == 404)
 }
 
-@Test func datastore_labels_saveHeadGetInfoDelete() throws {
+@Test(.tags(.router)) func datastore_labels_saveHeadGetInfoDelete() throws {
     let c = try TestClient()
     let saved = try c.sendForm(.put, "/datastore/label?image=spleen_01",
                                fields: [("params", #"{"label_info":[{"name":"spleen","idx":1}],"client_id":"c"}"#)],
@@ -112,7 +112,7 @@ import MONAILabel
     #expect(try c.send(.delete, "/datastore/label?id=nope&tag=final").status == 200)
 }
 
-@Test func datastore_badIdsAndTags_areRejectedAndChangeNothing() throws {
+@Test(.tags(.router)) func datastore_badIdsAndTags_areRejectedAndChangeNothing() throws {
     let c = try TestClient()
     let before = try c.get("/datastore/?output=all").body
     for tag in ["../../etc", "..", "a%2Fb", "%00"] {
@@ -130,7 +130,7 @@ import MONAILabel
     #expect(!FileManager.default.fileExists(atPath: c.tmp.url.appendingPathComponent("evil").path))
 }
 
-@Test func datastore_deleteImage_removesFilesAndLabels() throws {
+@Test(.tags(.router)) func datastore_deleteImage_removesFilesAndLabels() throws {
     let c = try TestClient()
     #expect(try c.send(.delete, "/datastore/image?id=spleen_00").text == "{}")
     #expect(!FileManager.default.fileExists(atPath: c.studies.appendingPathComponent("spleen_00.nii.gz").path))
@@ -139,7 +139,7 @@ import MONAILabel
     #expect(try c.get("/datastore/").json?["total"] == .int(1))
 }
 
-@Test func datastore_dataset_zipsLabeledCases() throws {
+@Test(.tags(.router)) func datastore_dataset_zipsLabeledCases() throws {
     let c = try TestClient(labeled: 2)
     let r = try c.get("/datastore/dataset")
     #expect(r.status == 200)

@@ -57,7 +57,7 @@ enum DeepEditStudy {
     }
 }
 
-@Test func info_deepEdit_listedWithUpstreamTypeLabelsAndTrainer() throws {
+@Test(.tags(.router)) func info_deepEdit_listedWithUpstreamTypeLabelsAndTrainer() throws {
     let c = try TestClient(conf: ["models": "deepedit"])
     let info = try #require(c.get("/info/").json)
     let m = try #require(info["models"]?["deepedit"])
@@ -70,7 +70,7 @@ enum DeepEditStudy {
     #expect(info["trainers"]?["deepedit"]?["config"]?["max_epochs"] == 50)
 }
 
-@Test func inferDeepEdit_perLabelClickParams_answerMultipartLabelOnTheImageGrid() throws {
+@Test(.tags(.router)) func inferDeepEdit_perLabelClickParams_answerMultipartLabelOnTheImageGrid() throws {
     let tmp = TempDir()
     let (appDir, studies, centres) = try DeepEditStudy.write(to: tmp.url, count: 2, labeled: 0)
     var settings = Settings(appDir: appDir, studies: studies.path, conf: ["models": "deepedit"])
@@ -101,7 +101,7 @@ enum DeepEditStudy {
 
 /// 3D Slicer's DeepEdit flow through the real Python client over sockets: train job to DONE, the multi-label
 /// click call, and the no-click call.
-@Test(.needsClientVenv, .timeLimit(.minutes(4)))
+@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(4)))
 func pythonClient_deepEditSlicerSequence_trainsAndSegments() throws {
     let tmp = TempDir()
     let (appDir, studies, centres) = try DeepEditStudy.write(to: tmp.url, count: 9, labeled: 8)

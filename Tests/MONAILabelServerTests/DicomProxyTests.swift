@@ -9,7 +9,7 @@ import Testing
 @testable import MONAILabelServer
 
 /// Upstream's relay rule (`proxy.py`), without sockets.
-@Suite struct DicomRelayTargetTests {
+@Suite(.tags(.unit)) struct DicomRelayTargetTests {
     static func settings(_ env: [String: String] = [:], root: String = "http://pacs:8042/dicom-web/") throws -> DicomWebSettings {
         try DicomWebSettings(studies: root, environment: env)
     }
@@ -51,7 +51,7 @@ import Testing
 }
 
 /// The relay through the real router and sockets.
-@Suite(.serialized) struct DicomProxyRoutesTests {
+@Suite(.tags(.router), .serialized) struct DicomProxyRoutesTests {
     @Test func proxy_onFolderDatastore_is404SayingItNeedsDICOMweb() throws {
         let client = try TestClient()
         for target in ["/proxy/dicom/qido/studies", "/proxy/dicom/wado/studies/1/series/2", "/proxy/dicom/stow/studies"] {
@@ -156,7 +156,7 @@ import Testing
 }
 
 /// The relay against a real Orthanc: OHIF's study list query, a whole series streamed through, a STOW.
-@Suite(.serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"))
+@Suite(.tags(.live), .serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"))
 struct DicomProxyOrthancTests {
     @Test(.timeLimit(.minutes(2)))
     func proxy_orthanc_studyList_seriesRetrieveStreamed_andStow() throws {

@@ -7,6 +7,7 @@ import HTTPServer
 import Testing
 @testable import DICOMwebDatastore
 
+@Suite(.tags(.unit))
 struct DicomWebSettingsTests {
     @Test func defaults_followUpstream() throws {
         let s = try DicomWebSettings(studies: "http://127.0.0.1:8042/dicom-web", environment: ["HOME": "/home/u"])
@@ -69,6 +70,7 @@ struct DicomWebSettingsTests {
     }
 }
 
+@Suite(.tags(.unit))
 struct DicomWebSegmentNamingTests {
     private func store() throws -> (DicomWebDatastore, TempDir) {
         let tmp = TempDir()
@@ -122,6 +124,7 @@ struct DicomWebSegmentNamingTests {
     }
 }
 
+@Suite(.tags(.unit))
 struct FrameFetchTests {
     static func metadata(rows: Int, cols: Int, bits: Int, frames: String? = nil) throws -> DicomJSONDataset {
         var json = """
@@ -168,6 +171,7 @@ struct FrameFetchTests {
 
 /// `/info/` and `/datastore/` read the datastore's status and lists on every call: after the lists expire they
 /// must still answer at once, from the last lists, while a refresh runs in the background.
+@Suite(.tags(.live))
 struct DicomWebListingFreshnessTests {
     final class SlowPACS: @unchecked Sendable {
         private let lock = NSLock()

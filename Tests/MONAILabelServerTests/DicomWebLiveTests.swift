@@ -10,7 +10,7 @@ import TestSupport
 @testable import MONAILabelServer
 
 /// Our server on a real Orthanc's DICOMweb root: listing, inference, SEG round trip, restarts, PACS outages.
-@Suite(.serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"))
+@Suite(.tags(.live), .serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"))
 struct DicomWebLiveTests {
     /// A 32x32x40 CT, oblique (rotated 20 degrees about z, tilted about x), 1.5 x 1.25 x 2.5 mm, with a bright box.
     static func makeCT() -> Volume {
@@ -68,7 +68,7 @@ struct DicomWebLiveTests {
         func send(_ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8] = []) throws
             -> HTTPClientResponse
         {
-            var h = HTTPClientHeaders()
+            var h = HTTPHeaders()
             for (n, v) in headers { h.add(n, v) }
             return try http.send(method: method, url: URL(string: "http://127.0.0.1:\(port)\(path)")!, headers: h, body: body)
         }

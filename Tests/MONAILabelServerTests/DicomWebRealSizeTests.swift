@@ -16,6 +16,9 @@ let highdicomAvailable: Bool = {
     return r.status == 0
 }()
 
+/// dicom3tools' IOD checker, which judges the SEGs these tests get back.
+private let dciodvfyPath = "/usr/bin/dciodvfy"
+
 /// scripts/dicomweb_realsize.py with the client venv's Python.
 func realsizeScript(_ arguments: [String]) throws -> (status: Int32, output: String) {
     try runProcess(clientPython, [repoRoot.appendingPathComponent("scripts/dicomweb_realsize.py").path] + arguments)
@@ -24,8 +27,9 @@ func realsizeScript(_ arguments: [String]) throws -> (status: Int32, output: Str
 /// The PACS workflow at a realistic size on a real Orthanc: a 256x256x200 oblique CT written by pydicom (signed
 /// int16 with rescale), final labels saved as SEGs and `output=dicom_seg`, decoded back by highdicom onto the
 /// source frames by SOP instance (no geometry of ours involved) and compared voxel for voxel.
-@Suite(.serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"),
-       .enabled(if: highdicomAvailable, "needs .venv-client with pydicom, numpy, highdicom (scripts/make-client-venv.sh)"))
+@Suite(.tags(.live), .serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"),
+       .enabled(if: highdicomAvailable, "needs .venv-client with pydicom, numpy, highdicom (scripts/make-client-venv.sh)"),
+       .enabled(if: FileManager.default.isExecutableFile(atPath: dciodvfyPath), "needs dciodvfy (scripts/install-deps.sh installs dicom3tools)"))
 struct DicomWebRealSizeTests {
     typealias Server = DicomWebLiveTests.Server
 
@@ -61,10 +65,9 @@ struct DicomWebRealSizeTests {
         return report ?? .null
     }
 
-    /// dciodvfy's errors and warnings about `file` (empty when dicom3tools is not installed).
+    /// dciodvfy's errors and warnings about `file`.
     static func dciodvfyComplaints(_ file: URL) throws -> [String] {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/dciodvfy") else { return [] }
-        let (_, out) = try runProcess(URL(fileURLWithPath: "/usr/bin/dciodvfy"), [file.path])
+        let (_, out) = try runProcess(URL(fileURLWithPath: dciodvfyPath), [file.path])
         return out.split(separator: "\n").filter { $0.hasPrefix("Error") || $0.hasPrefix("Warning") }.map(String.init)
     }
 

@@ -10,7 +10,7 @@ import TestSupport
 
 /// Several of our servers on one Orthanc (the first step of scaling inference out), and listings longer than one
 /// QIDO page.
-@Suite(.serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"))
+@Suite(.tags(.live), .serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"))
 struct DicomWebSharedPACSTests {
     typealias Server = DicomWebLiveTests.Server
 

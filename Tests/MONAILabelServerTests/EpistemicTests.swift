@@ -178,7 +178,7 @@ final class EpistemicHarness: RouterHarness {
     }
 }
 
-@Suite(.serialized) struct EpistemicTests {
+@Suite(.tags(.router), .serialized) struct EpistemicTests {
     @Test func epistemic_ranksTheImageTheModelIsLeastSureOfFirst() throws {
         let h = try EpistemicHarness()
         let method = try h.app.scoring.requireMethod("epistemic")
@@ -338,7 +338,7 @@ final class EpistemicHarness: RouterHarness {
 
 /// Real sockets and the real Python client: the start-up scoring job, an explicit one, then
 /// `next_sample("epistemic")`.
-@Test(.timeLimit(.minutes(2)),
+@Test(.tags(.live), .timeLimit(.minutes(2)),
       .needsClientVenv)
 func pythonClient_epistemicScoringThenNextSample_servesTheUncertainImage() throws {
     let tmp = TempDir()

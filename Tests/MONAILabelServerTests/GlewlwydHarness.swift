@@ -134,7 +134,7 @@ final class Glewlwyd: @unchecked Sendable {
     }
 
     private func send(_ method: String, _ path: String, json: Any? = nil) throws -> HTTPClientResponse {
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         var body: [UInt8] = []
         if let json {
             headers.add("Content-Type", "application/json")

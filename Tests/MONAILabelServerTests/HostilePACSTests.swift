@@ -12,7 +12,7 @@ import TestSupport
 
 /// What a PACS sends cannot end or stall the server (issue 23): hostile series from a responder of the tests'
 /// own, through the real server with conversions in `monailabel dicom_convert` processes.
-@Suite(.serialized)
+@Suite(.tags(.live), .serialized)
 struct HostilePACSTests {
     typealias Server = DicomWebLiveTests.Server
     static let good = "1.2.826.0.1.3680043.99.1.1"

@@ -3,7 +3,7 @@ import Testing
 import MONAILabel
 @testable import MONAILabelServer
 
-@Test func infer_errors_areClear4xxNot500() throws {
+@Test(.tags(.router)) func infer_errors_areClear4xxNot500() throws {
     let c = try TestClient()
     let unknownModel = try c.send(.post, "/infer/unknown_model?image=spleen_01")
     #expect(unknownModel.status == 404)
@@ -23,14 +23,14 @@ import MONAILabel
     #expect(try c.get("/infer/segmentation_spleen").status == 405)
 }
 
-@Test func infer_imageIdsAreNeverFilePaths() throws {
+@Test(.tags(.router)) func infer_imageIdsAreNeverFilePaths() throws {
     let c = try TestClient()
     let r = try c.sendForm(.post, "/infer/segmentation_spleen", fields: [("params", #"{"image":"/etc/passwd"}"#)])
     #expect(r.status == 404)
     #expect(try c.send(.post, "/infer/segmentation_spleen?image=..%2F..%2Fetc%2Fpasswd").status == 404)
 }
 
-@Test func inferAdmission_full_answersUnavailable() throws {
+@Test(.tags(.router)) func inferAdmission_full_answersUnavailable() throws {
     let gate = InferAdmission(capacity: 1)
     _ = try gate.run {
         #expect(throws: MONAILabelError(.unavailable, "Inference queue is full (1 requests in flight); retry later")) {
@@ -40,7 +40,7 @@ import MONAILabel
     try gate.run { () }
 }
 
-@Test func infer_unavailableOrMalformedDevice_returns422NamingDevice() throws {
+@Test(.tags(.router)) func infer_unavailableOrMalformedDevice_returns422NamingDevice() throws {
     let c = try TestClient()
     let gpu = try c.sendForm(.post, "/infer/segmentation_spleen?image=spleen_01", fields: [("params", #"{"device":"cuda:7"}"#)])
     #expect(gpu.status == 422)
@@ -53,7 +53,7 @@ import MONAILabel
     #expect(number.json?["detail"]?.stringValue?.hasPrefix("device must be") == true)
 }
 
-@Test func info_namesTheBackendsLibtorchAndDevices() throws {
+@Test(.tags(.router)) func info_namesTheBackendsLibtorchAndDevices() throws {
     let c = try TestClient()
     let torch = try c.get("/info/").json?["torch"]
     #expect(torch?["libtorch"]?.stringValue?.isEmpty == false)

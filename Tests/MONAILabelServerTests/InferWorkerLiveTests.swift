@@ -7,7 +7,7 @@ import MONAILabel
 /// Model workers with the real server and real `monailabel infer_worker` processes: a worker's death fails only
 /// its request, a client that leaves or a request past MONAI_LABEL_INFER_TIMEOUT stops its worker, the queue
 /// report shows who waits where, and published weights reach the workers.
-@Suite(.serialized) struct InferWorkerLiveTests {
+@Suite(.tags(.live), .serialized) struct InferWorkerLiveTests {
     /// A runaway request: 16^3 windows at 0.97 overlap over the 64x64x32 image (~40k windows, minutes).
     static let runaway = #"params={"roi_size":[16,16,16],"sw_overlap":0.97}"#
     /// A quick request: one window.
@@ -273,7 +273,7 @@ final class InfoPoller: @unchecked Sendable {
 }
 
 /// With `MONAI_LABEL_INFER_WORKERS=0` the report says so and lists no workers.
-@Test func inferReport_inProcess_listsNoWorkers() throws {
+@Test(.tags(.live)) func inferReport_inProcess_listsNoWorkers() throws {
     let c = try TestClient()
     let r = try #require(c.get("/infer/").json)
     #expect(r["in_process"] == true)

@@ -19,7 +19,7 @@ func startLiveServer(_ tmp: TempDir, cases: Int = 4, labeled: Int = 2) throws ->
 
 /// The Slicer plugin's call sequence through the real `monailabel.client` 0.8.5 (made by
 /// scripts/make-client-venv.sh, which the README's test command runs first).
-@Test(.needsClientVenv)
+@Test(.tags(.live), .needsClientVenv)
 func pythonClient_slicerCallSequence_passes() throws {
     let tmp = TempDir()
     let server = try startLiveServer(tmp)
@@ -30,7 +30,7 @@ func pythonClient_slicerCallSequence_passes() throws {
 }
 
 /// Real sockets: curl-style requests against the live server, including a bad request and a redirect.
-@Test func liveServer_answersInfoRedirectsAndRejectsTraversal() throws {
+@Test(.tags(.live)) func liveServer_answersInfoRedirectsAndRejectsTraversal() throws {
     let tmp = TempDir()
     let server = try startLiveServer(tmp)
     defer { server.stop() }
@@ -42,7 +42,7 @@ func pythonClient_slicerCallSequence_passes() throws {
 }
 
 /// Long work never blocks the accept loop: `/info/` answers while an inference is still running.
-@Test func liveServer_infoAnswersWhileAnInferenceRuns() throws {
+@Test(.tags(.live)) func liveServer_infoAnswersWhileAnInferenceRuns() throws {
     let tmp = TempDir()
     let server = try startLiveServer(tmp)
     defer {
@@ -82,7 +82,7 @@ func pythonClient_slicerCallSequence_passes() throws {
 
 /// `--ssl_certfile/--ssl_keyfile/--ssl_keyfile_password` as upstream: the Python client (which skips certificate
 /// verification, as upstream's does) talks to the server over TLS.
-@Test(.needsClientVenv)
+@Test(.tags(.live), .needsClientVenv)
 func pythonClient_overTLSWithEncryptedKey_works() throws {
     let tmp = TempDir()
     let key = tmp.url.appendingPathComponent("key.pem").path, cert = tmp.url.appendingPathComponent("cert.pem").path

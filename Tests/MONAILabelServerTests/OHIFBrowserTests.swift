@@ -21,7 +21,7 @@ var ohifBundle: URL? {
 /// the study list through `/proxy/dicom/qido`, the series rendered through `/proxy/dicom/wado` (screenshot pixels),
 /// and the MONAI Label mode's panel connecting to our server and listing the app's model.
 /// Screenshots: `<temp>/monailabel-browser-tests/ohif/`.
-@Suite(.serialized,
+@Suite(.tags(.live), .serialized,
        .enabled(if: Browser.available, Browser.skipReason),
        .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"),
        .enabled(if: ohifBundle != nil, "needs the OHIF build in .venv-client (scripts/make-client-venv.sh)"),

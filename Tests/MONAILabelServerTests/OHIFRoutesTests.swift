@@ -6,7 +6,7 @@ import Testing
 
 /// `/ohif/` through the real router, over a small synthetic viewer build shaped like upstream's (hashed bundles,
 /// a wasm codec, `index.html`, `app-config.js`, pre-compressed siblings).
-@Suite struct OHIFRoutesTests {
+@Suite(.tags(.router)) struct OHIFRoutesTests {
     final class Fixture {
         let tmp = TempDir()
         let router: HTTPRouter

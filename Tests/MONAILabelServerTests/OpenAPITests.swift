@@ -4,7 +4,7 @@ import MONAILabel
 import Testing
 @testable import MONAILabelServer
 
-@Suite struct OpenAPITests {
+@Suite(.tags(.router)) struct OpenAPITests {
     @Test func openapi_describesExactlyTheRoutesTheRouterServes() throws {
         let client = try TestClient()
         let served = Set(client.router.registeredRoutes.map { "\($0.method.rawValue) \($0.template)" })

@@ -8,7 +8,7 @@ import TorchKit
 
 /// Numeric request parameters that once trapped the whole server (issue 14) are 422s whose detail names the
 /// parameter, refused before an image is read or a job is queued.
-@Suite struct ParameterValidationTests {
+@Suite(.tags(.router)) struct ParameterValidationTests {
     func expect422(_ reply: TestClient.Reply, naming name: String, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(reply.status == 422, "\(reply.status) \(reply.text)", sourceLocation: sourceLocation)
         #expect(reply.json?["detail"]?.stringValue?.contains(name) == true, "\(reply.text)", sourceLocation: sourceLocation)
@@ -79,7 +79,7 @@ import TorchKit
 }
 
 /// Train parameters are checked in the server, before a job exists (they used to be decoded in the child).
-@Suite(.serialized) struct TrainParameterValidationTests {
+@Suite(.tags(.router), .serialized) struct TrainParameterValidationTests {
     @Test(arguments: [
         (#"{"max_epochs": "10"}"#, "max_epochs"),
         (#"{"max_epochs": 2.5}"#, "max_epochs"),
@@ -111,7 +111,7 @@ import TorchKit
 }
 
 /// `PUT /model/{model}` loads the upload into the network before it replaces anything.
-@Suite(.serialized) struct ModelUploadTests {
+@Suite(.tags(.router), .serialized) struct ModelUploadTests {
     /// A checkpoint of the harness' tiny spleen UNet, or of the same network with other channel counts.
     static func checkpoint(_ h: TrainHarness, channels: [Int]? = nil) throws -> [UInt8] {
         var spec = try #require(h.app.definition.models["segmentation_spleen"]?["network"]?.objectValue)

@@ -6,7 +6,7 @@ import Testing
 @testable import MONAILabelServer
 
 /// `GET /datastore/image/preview` through the real router on real NIfTI files.
-@Suite struct PreviewRoutesTests {
+@Suite(.tags(.router)) struct PreviewRoutesTests {
     /// A client whose `ct_00` is a 24x20x10 CT with a bright box, labelled (final) where the box is.
     static func client() throws -> TestClient {
         let c = try TestClient(ids: ["ct_00"], labeled: 0)

@@ -57,7 +57,7 @@ final class ScoringHarness: RouterHarness {
     }
 }
 
-@Suite(.serialized) struct ScoringRoutesTests {
+@Suite(.tags(.router), .serialized) struct ScoringRoutesTests {
     @Test func scoring_noTasksYet_answers404AndDeleteAnswersNull() throws {
         let s = try ScoringHarness()
         let r = try s.send(.get, "/scoring/")

@@ -46,7 +46,7 @@ private func dice(_ result: Volume, _ truth: [UInt8]) -> Double {
     return 2 * Double(inter) / Double(a + b)
 }
 
-@Test func info_listsHistogramGraphCut_asScribbles() throws {
+@Test(.tags(.router)) func info_listsHistogramGraphCut_asScribbles() throws {
     let c = try TestClient()
     let m = try #require(c.get("/info/").json?["models"]?["Histogram+GraphCut"])
     #expect(m["type"] == "scribbles")
@@ -56,7 +56,7 @@ private func dice(_ result: Volume, _ truth: [UInt8]) -> Double {
     #expect(try off.get("/info/").json?["models"]?["Histogram+GraphCut"] == nil)
 }
 
-@Test func inferScribbles_withLabelUpload_segmentsTheBox() throws {
+@Test(.tags(.router)) func inferScribbles_withLabelUpload_segmentsTheBox() throws {
     let c = try TestClient()
     let (scribbles, truth, _) = try boxStudy(c, id: "spleen_01")
     let r = try c.sendForm(.post, "/infer/Histogram%2BGraphCut?image=spleen_01",
@@ -73,7 +73,7 @@ private func dice(_ result: Volume, _ truth: [UInt8]) -> Double {
     #expect(json.json?["label_names"] == ["spleen": 1])
 }
 
-@Test func inferScribbles_withoutLabel_isAClear422() throws {
+@Test(.tags(.router)) func inferScribbles_withoutLabel_isAClear422() throws {
     let c = try TestClient()
     _ = try boxStudy(c, id: "spleen_01")
     let r = try c.send(.post, "/infer/Histogram%2BGraphCut?image=spleen_01")
@@ -86,7 +86,7 @@ private func dice(_ result: Volume, _ truth: [UInt8]) -> Double {
 }
 
 /// In-process and in a model worker (which converts the raw buffer, since it reads the image).
-@Test(arguments: [0, 1])
+@Test(.tags(.router), arguments: [0, 1])
 func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid(workers: Int) throws {
     let c = try TestClient(workers: workers)
     let (scribbles, _, raw) = try boxStudy(c, id: "spleen_01")
@@ -102,7 +102,7 @@ func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid(workers: Int) throws 
     #expect(short.status == 422)
 }
 
-@Test func info_listsTheRefinementAndGeoSTasks_asScribbles() throws {
+@Test(.tags(.router)) func info_listsTheRefinementAndGeoSTasks_asScribbles() throws {
     let c = try TestClient()
     let models = try #require(c.get("/info/").json?["models"])
     let iseg = try #require(models["ISeg+GraphCut"])
@@ -118,7 +118,7 @@ func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid(workers: Int) throws 
     }
 }
 
-@Test func inferISeg_runsTheSegmentationModel_andKeepsTheStrokes() throws {
+@Test(.tags(.router)) func inferISeg_runsTheSegmentationModel_andKeepsTheStrokes() throws {
     let c = try TestClient()
     let (scribbles, _, _) = try boxStudy(c, id: "spleen_01")
     let r = try c.sendForm(.post, "/infer/ISeg%2BGraphCut?image=spleen_01",
@@ -132,7 +132,7 @@ func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid(workers: Int) throws 
     #expect(r.text.contains("MakeISegUnaryd"))
 }
 
-@Test func inferGeoS_withLabelUpload_segmentsTheBox() throws {
+@Test(.tags(.router)) func inferGeoS_withLabelUpload_segmentsTheBox() throws {
     let c = try TestClient()
     let (scribbles, truth, _) = try boxStudy(c, id: "spleen_01")
     let r = try c.sendForm(.post, "/infer/Scribbles%2BGeoS?image=spleen_01",
@@ -145,7 +145,7 @@ func inferScribbles_ohifRawBuffer_isReshapedOnTheImageGrid(workers: Int) throws 
 /// Slicer's scribbles call (spec section 7.2) through the real `monailabel.client` 0.8.5 on a live server, for
 /// Histogram+GraphCut, Scribbles+GeoS and ISeg+GraphCut: labelmap upload, label_info with non-default scribble
 /// values, .nrrd/uint8 result, strokes kept, Dice against the study's label, ROI.
-@Test(.needsClientVenv)
+@Test(.tags(.live), .needsClientVenv)
 func pythonClient_slicerScribblesSequence_passes() throws {
     let tmp = TempDir()
     let server = try startLiveServer(tmp, cases: 2, labeled: 1)

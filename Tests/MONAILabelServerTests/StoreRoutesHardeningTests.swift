@@ -57,7 +57,7 @@ private func niftiGz() throws -> [UInt8] {
     return Array(try Data(contentsOf: url))
 }
 
-@Test func putImage_paramsNestedPastTheLimit_returns422NamingParams() throws {
+@Test(.tags(.router)) func putImage_paramsNestedPastTheLimit_returns422NamingParams() throws {
     let c = try TestClient()
     for depth in [510, 600] {
         let r = try c.sendForm(.put, "/datastore/image?image=deep", fields: [("params", nestedJSON(depth))],
@@ -71,7 +71,7 @@ private func niftiGz() throws -> [UInt8] {
     #expect(c.app.datastore.listImages().contains("ok") && !c.app.datastore.listImages().contains("deep"))
 }
 
-@Test func putInfo_nestedPastTheLimit_returns422NamingTheField() throws {
+@Test(.tags(.router)) func putInfo_nestedPastTheLimit_returns422NamingTheField() throws {
     let c = try TestClient()
     let image = try c.sendForm(.put, "/datastore/image/info?image=spleen_00", fields: [("info", nestedJSON(100))])
     #expect(image.status == 422)
@@ -85,7 +85,7 @@ private func niftiGz() throws -> [UInt8] {
     #expect(big.status == 422, "\(big.text.prefix(200))")
 }
 
-@Test func putImage_idTooLongForTheFileSystem_returns422WithoutServerPath() throws {
+@Test(.tags(.router)) func putImage_idTooLongForTheFileSystem_returns422WithoutServerPath() throws {
     let c = try TestClient()
     let id = String(repeating: "a", count: 255)
     let r = try c.sendForm(.put, "/datastore/image?image=\(id)", files: [("file", "x.nii.gz", [1])])
@@ -94,7 +94,7 @@ private func niftiGz() throws -> [UInt8] {
     #expect(r.json?["detail"]?.stringValue?.contains("too long") == true, "\(r.text)")
 }
 
-@Test func putImageAndLabel_truncatedNiftiGz_returns422_completeOneIsStored() throws {
+@Test(.tags(.router)) func putImageAndLabel_truncatedNiftiGz_returns422_completeOneIsStored() throws {
     let c = try ValidatingClient()
     let good = try niftiGz()
     let cut = Array(good.prefix(good.count * 2 / 3))
@@ -110,7 +110,7 @@ private func niftiGz() throws -> [UInt8] {
     #expect(okLabel.status == 200, "\(okLabel.detail)")
 }
 
-@Test func putSession_archiveExpandingPastMaxBytes_returns422AndKeepsNothing() throws {
+@Test(.tags(.router)) func putSession_archiveExpandingPastMaxBytes_returns422AndKeepsNothing() throws {
     let c = try ValidatingClient(sessionMaxBytes: 2 << 20)
     let src = TempDir()
     let zeros = src.url.appendingPathComponent("zeros.bin")
@@ -128,14 +128,14 @@ private func niftiGz() throws -> [UInt8] {
     #expect(FileOps.listDirectory(c.tmp.url.appendingPathComponent("sessions").path).isEmpty)
 }
 
-@Test func putSession_fileNamedMetaInfo_returns422() throws {
+@Test(.tags(.router)) func putSession_fileNamedMetaInfo_returns422() throws {
     let c = try TestClient()
     let r = try c.sendForm(.put, "/session/", files: [("files", "meta.info", Array(#"{"name":"x"}"#.utf8))])
     #expect(r.status == 422)
     #expect(r.json?["detail"]?.stringValue?.contains("meta.info") == true, "\(r.text)")
 }
 
-@Test func symlinksLeavingTheStudiesFolder_areNeitherListedServedNorZipped() throws {
+@Test(.tags(.router)) func symlinksLeavingTheStudiesFolder_areNeitherListedServedNorZipped() throws {
     let c = try TestClient(labeled: 2)
     let outside = TempDir()
     let secret = outside.write("secret.nii.gz", Array("TOP-SECRET-BYTES".utf8))
@@ -156,7 +156,7 @@ private func niftiGz() throws -> [UInt8] {
     #expect(String(decoding: zip.body, as: UTF8.self).contains("spleen_00"))
 }
 
-@Test func errorDetail_namingAServerFile_showsItRelativeToItsRoot() throws {
+@Test(.tags(.router)) func errorDetail_namingAServerFile_showsItRelativeToItsRoot() throws {
     let c = try TestClient()
     let r = try c.get("/logs/?text=true")
     #expect(r.status == 404)
@@ -165,7 +165,7 @@ private func niftiGz() throws -> [UInt8] {
     #expect(d.contains("app/logs/app.log"), "\(d)")
 }
 
-@Test func wirePaths_replaceRegisteredRootsOnlyAtPathBoundaries() {
+@Test(.tags(.router)) func wirePaths_replaceRegisteredRootsOnlyAtPathBoundaries() {
     WirePaths.register("/srv/wirepaths-test/studies", as: "studies")
     WirePaths.register("/srv/wirepaths-test", as: "app")
     #expect(WirePaths.scrub("cannot store /srv/wirepaths-test/studies/labels/a.nii.gz: EIO")

@@ -16,7 +16,21 @@ let clientPython = repoRoot.appendingPathComponent(".venv-client/bin/python")
 let monailabelBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     .appendingPathComponent("monailabel")
 
+/// Debian's Python, which has PyTorch where `python3-torch` is installed.
+let systemPython = "/usr/bin/python3"
+
+/// Whether `systemPython` imports torch (checked once).
+let systemPythonHasTorch: Bool = {
+    guard FileManager.default.isExecutableFile(atPath: systemPython) else { return false }
+    return (try? runProcess(URL(fileURLWithPath: systemPython), ["-c", "import torch"]).status) == 0
+}()
+
 extension Trait where Self == ConditionTrait {
+    /// Runs the test only where `systemPython` imports torch.
+    static var needsPythonTorch: Self {
+        .enabled(if: systemPythonHasTorch, "needs PyTorch for /usr/bin/python3 (Debian's python3-torch)")
+    }
+
     /// Runs the test only where `.venv-client` exists.
     static var needsClientVenv: Self {
         .enabled(if: FileManager.default.isExecutableFile(atPath: clientPython.path),

@@ -60,7 +60,7 @@ final class TrainHarness: RouterHarness {
     }
 }
 
-@Suite(.serialized) struct TrainRoutesTests {
+@Suite(.tags(.router), .serialized) struct TrainRoutesTests {
     @Test func train_noTasksYet_answers404() throws {
         let h = try TrainHarness()
         let r = try h.send(.get, "/train/")
@@ -212,16 +212,15 @@ final class TrainHarness: RouterHarness {
         let run = h.appDir.appendingPathComponent("model/segmentation_spleen/sync")
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("model.pt").path))
         #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent("checkpoint_final.pt").path))
-        // PyTorch itself reads it with weights_only=True, where Debian's python3-torch is installed.
-        let python = "/usr/bin/python3"
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: python)
-        probe.arguments = ["-c", "import torch"]
-        probe.standardError = FileHandle.nullDevice
-        guard FileManager.default.isExecutableFile(atPath: python), (try? probe.run()) != nil else { return }
-        probe.waitUntilExit()
-        guard probe.terminationStatus == 0 else { return }
-        let (status, text) = try runProcess(URL(fileURLWithPath: python), ["-c", """
+    }
+
+    /// PyTorch itself reads the published weights with weights_only=True, where Debian's python3-torch is installed.
+    @Test(.needsPythonTorch, .timeLimit(.minutes(3)))
+    func train_runSync_publishedWeights_loadInPyTorchWeightsOnly() throws {
+        let h = try TrainHarness()
+        let r = try h.send(.post, "/train/segmentation_spleen?run_sync=true", json: #"{"max_epochs": 1, "name": "torch"}"#)
+        #expect(r.status == 200)
+        let (status, text) = try runProcess(URL(fileURLWithPath: systemPython), ["-c", """
             import sys, torch
             d = torch.load(sys.argv[1], weights_only=True)
             assert set(d) == {"model", "epoch"}, list(d)
@@ -262,7 +261,7 @@ final class TrainHarness: RouterHarness {
 }
 
 /// The real Python client's train_start / train_status / train_stop against the live server (real sockets).
-@Test(.needsClientVenv, .timeLimit(.minutes(3)))
+@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(3)))
 func pythonClient_trainStartStatusStop_works() throws {
     let tmp = TempDir()
     let server = try TrainHarness.startLiveServer(tmp, count: 5, labeled: 4)

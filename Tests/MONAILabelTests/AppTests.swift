@@ -24,7 +24,7 @@ func makeApp(_ tmp: TempDir, ids: [String] = ["a", "b", "c"], labeled: Int = 1, 
     return try MONAILabelApp(settings: settings, datastore: ds, factory: factory)
 }
 
-@Test func info_hasUpstreamKeysAndNoConfig() throws {
+@Test(.tags(.unit)) func info_hasUpstreamKeysAndNoConfig() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp)
     let info = app.info()
@@ -39,7 +39,7 @@ func makeApp(_ tmp: TempDir, ids: [String] = ["a", "b", "c"], labeled: Int = 1, 
     #expect(info["datastore"] == ["total": 3, "completed": 1, "label_tags": ["final": 1]])
 }
 
-@Test func conf_modelsMissingOrUnknown_isAClearError() throws {
+@Test(.tags(.unit)) func conf_modelsMissingOrUnknown_isAClearError() throws {
     let tmp = TempDir()
     #expect(throws: MONAILabelError.self) { try makeApp(tmp, conf: [:]) }
     let tmp2 = TempDir()
@@ -57,7 +57,7 @@ private struct FakeTask: InferTask {
     func infer(_ request: InferRequest) throws -> InferResult { InferResult(file: nil, json: ["fake": true]) }
 }
 
-@Test func info_mergesLabelsInModelOrderSortedByIndex() throws {
+@Test(.tags(.unit)) func info_mergesLabelsInModelOrderSortedByIndex() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "all"]) { name, def, _ in
         FakeTask(name: name, labels: def["labels"] ?? .null, modelPaths: [])
@@ -77,7 +77,7 @@ private struct FakeTask: InferTask {
             "Scribbles+GeoS"])
 }
 
-@Test func nextSample_firstAndLast_pickUnlabeledAndRecordStrategy() throws {
+@Test(.tags(.unit)) func nextSample_firstAndLast_pickUnlabeledAndRecordStrategy() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp)
     let first = try app.nextSample(strategy: "first", request: ["client_id": "tester"])
@@ -90,7 +90,7 @@ private struct FakeTask: InferTask {
     #expect(app.datastore.imageInfo("c")?["strategy"]?["last"]?["client_id"] == .string("admin"))
 }
 
-@Test func nextSample_random_returnsChosenImagesWeight() throws {
+@Test(.tags(.unit)) func nextSample_random_returnsChosenImagesWeight() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, ids: ["a", "b", "c", "d"], labeled: 0)
     let now = Int(Date().timeIntervalSince1970)
@@ -103,14 +103,14 @@ private struct FakeTask: InferTask {
     #expect((r["weight"]?.intValue ?? 0) > now - 10)
 }
 
-@Test func nextSample_allLabeled_returnsEmpty_unknownStrategy_throwsNotFound() throws {
+@Test(.tags(.unit)) func nextSample_allLabeled_returnsEmpty_unknownStrategy_throwsNotFound() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, ids: ["a"], labeled: 1)
     #expect(try app.nextSample(strategy: "random", request: [:]).isEmpty)
     #expect(throws: MONAILabelError.self) { try app.nextSample(strategy: "nope", request: [:]) }
 }
 
-@Test func settings_maxVoxels_defaultsTo2To30AndRefusesNonPositive() throws {
+@Test(.tags(.unit)) func settings_maxVoxels_defaultsTo2To30AndRefusesNonPositive() throws {
     let dir = URL(fileURLWithPath: "/nonexistent")
     #expect(try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: [:]).maxVoxels == 1 << 30)
     let set = try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: ["MONAI_LABEL_MAX_VOXELS": "4096"])
@@ -120,4 +120,11 @@ private struct FakeTask: InferTask {
             try Settings.fromEnvironment(appDir: dir, studies: "", conf: [:], environment: ["MONAI_LABEL_MAX_VOXELS": bad])
         }
     }
+}
+
+@Test(.tags(.unit)) func inferInput_paramsImage_winsOverQueryImage_andAloneNamesTheDatastoreImage() {
+    #expect(InferInput(model: "m", imageID: "", params: ["image": "s1"]).datastoreImageID == "s1")
+    #expect(InferInput(model: "m", imageID: "q", params: ["image": "s1"]).datastoreImageID == "s1")
+    #expect(InferInput(model: "m", imageID: "q").datastoreImageID == "q")
+    #expect(InferInput(model: "m").datastoreImageID.isEmpty)
 }

@@ -84,7 +84,7 @@ enum TwoBlobStudy {
 /// Trains the tiny model for a few seconds with simulated clicks, then checks both modes of the infer task on
 /// an unseen case: clicks on blob a give label a over that blob, and no clicks give an automatic segmentation
 /// of both blobs.
-@Test(.timeLimit(.minutes(2))) func deepEdit_brieflyTrained_clicksAndAutomaticModeSegmentTheBlobs() throws {
+@Test(.tags(.unit), .timeLimit(.minutes(2))) func deepEdit_brieflyTrained_clicksAndAutomaticModeSegmentTheBlobs() throws {
     let tmp = TempDir()
     let def = try TwoBlobStudy.definition()
     let datalist = try TwoBlobStudy.write(to: tmp.url.appendingPathComponent("studies"), count: 8)
@@ -132,7 +132,7 @@ enum TwoBlobStudy {
     #expect(autoA >= 0.6 && autoB >= 0.6, "automatic mode: Dice a \(autoA), b \(autoB)")
 }
 
-@Test func deepEditTask_channelsNotMatchingLabels_isRefusedAtStartUp() throws {
+@Test(.tags(.unit)) func deepEditTask_channelsNotMatchingLabels_isRefusedAtStartUp() throws {
     var def = try TwoBlobStudy.definition()
     def["labels"] = ["a": 1, "background": 0]
     #expect(throws: MONAILabelError.self) { try DeepEditTask(name: "d", definition: def, modelDir: URL(fileURLWithPath: "/nonexistent")) }

@@ -10,7 +10,7 @@ import Testing
 private let k0 = erf(0.5 / 2.0.squareRoot())
 private let k1 = 0.5 * (erf(1.5 / 2.0.squareRoot()) - erf(0.5 / 2.0.squareRoot()))
 
-@Test func guidanceSignal_oneClickSigma1_isTheNormalisedProductOfErfKernels() throws {
+@Test(.tags(.unit)) func guidanceSignal_oneClickSigma1_isTheNormalisedProductOfErfKernels() throws {
     let s = AddGuidanceSignalDeepEdit(sigma: 1).signal([[1, 1, 1]], shape: [3, 3, 3])
     // In a 3^3 grid every voxel is within the kernel: value = product of one k per axis, then min-max scaled
     // with the corner (k1^3) as minimum and the centre (k0^3) as maximum.
@@ -23,14 +23,14 @@ private let k1 = 0.5 * (erf(1.5 / 2.0.squareRoot()) - erf(0.5 / 2.0.squareRoot()
     #expect(abs(Double(s[1]) - expected(2)) < 1e-5, "edge neighbour \(s[1])")
 }
 
-@Test func guidanceSignal_kernelSigma3_has25TapsSummingToOne() {
+@Test(.tags(.unit)) func guidanceSignal_kernelSigma3_has25TapsSummingToOne() {
     let k = AddGuidanceSignalDeepEdit.kernel(sigma: 3)
     #expect(k.count == 25)
     #expect(k == Array(k.reversed()))
     #expect(abs(k.reduce(0, +) - 1) < 1e-4)
 }
 
-@Test func guidanceSignal_farFromTheClick_isZero_andNegativeClicksAreIgnored() {
+@Test(.tags(.unit)) func guidanceSignal_farFromTheClick_isZero_andNegativeClicksAreIgnored() {
     let g = AddGuidanceSignalDeepEdit(sigma: 1)
     let s = g.signal([[0, 0, 0], [-1, -1, -1]], shape: [12, 12, 12])
     #expect(s[0] == 1)
@@ -42,7 +42,7 @@ private let k1 = 0.5 * (erf(1.5 / 2.0.squareRoot()) - erf(0.5 / 2.0.squareRoot()
     #expect(clamped[(3 * 4 + 2) * 4 + 2] == 1)
 }
 
-@Test func guidanceSignal_appendsOneChannelPerLabelInOrder() throws {
+@Test(.tags(.unit)) func guidanceSignal_appendsOneChannelPerLabelInOrder() throws {
     let image = Volume(spatialShape: [4, 4, 4], data: .float32((0..<64).map(Float.init)), affine: .identity)
     let out = try AddGuidanceSignalDeepEdit(sigma: 1)(image, guidance: [
         LabelGuidance(label: "a", points: []), LabelGuidance(label: "b", points: [[1, 2, 3]]),
@@ -56,14 +56,14 @@ private let k1 = 0.5 * (erf(1.5 / 2.0.squareRoot()) - erf(0.5 / 2.0.squareRoot()
     #expect(x[192..<256].allSatisfy { $0 == 0 })
 }
 
-@Test func resizeGuidance_scalesPerAxisAndTruncates() {
+@Test(.tags(.unit)) func resizeGuidance_scalesPerAxisAndTruncates() {
     let g = DeepEditGuidance.resize([LabelGuidance(label: "a", points: [[3, 5, 7], [0, 0, 0]])],
                                     from: [4, 6, 8], to: [128, 128, 128])
     // 3 * 32 = 96; 5 * 21.33 = 106.7 -> 106; 7 * 16 = 112.
     #expect(g[0].points == [[96, 106, 112], [0, 0, 0]])
 }
 
-@Test func reorient_clicksOnAnLPSImage_followOrientationToRAS() throws {
+@Test(.tags(.unit)) func reorient_clicksOnAnLPSImage_followOrientationToRAS() throws {
     let affine = Affine([-2, 0, 0, 10, 0, -2, 0, 20, 0, 0, 3, 30, 0, 0, 0, 1])
     let v = Volume(spatialShape: [4, 5, 6], data: .float32([Float](repeating: 0, count: 120)), affine: affine)
     let ras = try Orientation(axcodes: "RAS")(v)
@@ -72,7 +72,7 @@ private let k1 = 0.5 * (erf(1.5 / 2.0.squareRoot()) - erf(0.5 / 2.0.squareRoot()
     #expect(g[0].points == [[3, 4, 0], [2, 2, 3]])
 }
 
-@Test func clicks_fromParams_oneListPerLabelInMapOrder_malformedRefused() throws {
+@Test(.tags(.unit)) func clicks_fromParams_oneListPerLabelInMapOrder_malformedRefused() throws {
     let p: JSONObject = ["b": [[1, 2, 3], [4.7, 5, 6]], "label": "b", "a": []]
     let g = try DeepEditGuidance.clicks(from: p, labels: ["a", "b", "background"])
     #expect(g.map(\.label) == ["a", "b", "background"])
@@ -84,14 +84,14 @@ private let k1 = 0.5 * (erf(1.5 / 2.0.squareRoot()) - erf(0.5 / 2.0.squareRoot()
 
 // MARK: Click simulation (training)
 
-@Test func deepEditLabels_numberForegroundInMapOrder_backgroundZero() throws {
+@Test(.tags(.unit)) func deepEditLabels_numberForegroundInMapOrder_backgroundZero() throws {
     let l = try DeepEditLabel.from(["spleen": 1, "liver": 6, "background": 0])
     #expect(l.map(\.index) == [1, 2, 0])
     #expect(DeepEditClickSimulation.normalize([0, 1, 6, 3], labels: l) == [0, 1, 2, 0])
     #expect(throws: MONAILabelError.self) { try DeepEditLabel.from(.array(["spleen"])) }
 }
 
-@Test func chessboardDistance_matchesBruteForceOnRandomMasks() {
+@Test(.tags(.unit)) func chessboardDistance_matchesBruteForceOnRandomMasks() {
     var rng = SeededGenerator(seed: 7)
     let shape = [5, 6, 4]
     for _ in 0..<20 {
@@ -114,7 +114,7 @@ private let k1 = 0.5 * (erf(1.5 / 2.0.squareRoot()) - erf(0.5 / 2.0.squareRoot()
     }
 }
 
-@Test func connectedRegions2D_diagonalNeighboursJoin_regionsInRasterOrder() {
+@Test(.tags(.unit)) func connectedRegions2D_diagonalNeighboursJoin_regionsInRasterOrder() {
     let m: [Bool] = [true, false, false, false,
                      false, true, false, true,
                      false, false, false, true]
@@ -133,7 +133,7 @@ private func twoCubes() -> [UInt8] {
     return v
 }
 
-@Test func initialSeeds_clickInsideEachLabelOnASliceHoldingIt() throws {
+@Test(.tags(.unit)) func initialSeeds_clickInsideEachLabelOnASliceHoldingIt() throws {
     let labels = try DeepEditLabel.from(["a": 1, "b": 2, "background": 0])
     let sim = DeepEditClickSimulation(labels: labels, shape: [12, 12, 12])
     let v = twoCubes()
@@ -152,7 +152,7 @@ private func twoCubes() -> [UInt8] {
     }
 }
 
-@Test func addRandomGuidance_missedLabel_getsClicksInsideWhatWasMissed() throws {
+@Test(.tags(.unit)) func addRandomGuidance_missedLabel_getsClicksInsideWhatWasMissed() throws {
     let labels = try DeepEditLabel.from(["a": 1, "b": 2, "background": 0])
     let sim = DeepEditClickSimulation(labels: labels, shape: [12, 12, 12])
     let truth = twoCubes()

@@ -56,7 +56,7 @@ private func referenceImage() -> Volume {
                   affine: Affine([1.5, 0, 0, -9, 0, 2, 0, 4, 0, 0, 3, 1.5, 0, 0, 0, 1]))
 }
 
-@Test(arguments: [0, 1])
+@Test(.tags(.unit), arguments: [0, 1])
 func deepGrowPreAndPost_matchMONAI(_ n: Int) throws {
     let ref = references[n]
     let dims = ref.dimension

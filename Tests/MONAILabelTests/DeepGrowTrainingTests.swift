@@ -115,7 +115,7 @@ private func inferOnUnseenBlob(_ task: DeepGrowTask, _ tmp: TempDir, seed: UInt6
     return (test, result, try #require(result.file))
 }
 
-@Test(.timeLimit(.minutes(5)))
+@Test(.tags(.unit), .timeLimit(.minutes(5)))
 func deepGrow3D_clickOnABlob_withABrieflyTrainedModel_returnsAMaskOverlappingTheBlob() throws {
     let tmp = TempDir()
     let (task, log) = try trainedDeepGrow(tmp, dimension: 3, maxEpochs: 8, count: 6)
@@ -136,7 +136,7 @@ func deepGrow3D_clickOnABlob_withABrieflyTrainedModel_returnsAMaskOverlappingThe
     #expect(latencies["transform"]?["post"]?["RestoreLabeld"] != nil)
 }
 
-@Test(.timeLimit(.minutes(5)))
+@Test(.tags(.unit), .timeLimit(.minutes(5)))
 func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws {
     let tmp = TempDir()
     let (task, log) = try trainedDeepGrow(tmp, dimension: 2, maxEpochs: 5, count: 6)
@@ -164,7 +164,7 @@ func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws
     #expect(dice >= 0.7, "Dice \(dice) on slice \(k); training log tail: \(log.suffix(3))")
 }
 
-@Test func deepGrowTask_withoutClicks_isInvalidInputNotACrash() throws {
+@Test(.tags(.unit)) func deepGrowTask_withoutClicks_isInvalidInputNotACrash() throws {
     let tmp = TempDir()
     let definition = try deepGrowDefinition(dimension: 3, maxEpochs: 1)
     let task = try DeepGrowTask(name: "deepgrow", definition: definition, modelDir: tmp.url)
@@ -181,7 +181,7 @@ func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws
     }
 }
 
-@Test func deepGrowTask_badDefinition_failsAtStartUp() throws {
+@Test(.tags(.unit)) func deepGrowTask_badDefinition_failsAtStartUp() throws {
     var d = try deepGrowDefinition(dimension: 3, maxEpochs: 1)
     d["network"] = ["name": "BasicUNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2]
     #expect(throws: MONAILabelError.self) { try DeepGrowTask(name: "x", definition: d, modelDir: URL(fileURLWithPath: "/tmp")) }
@@ -190,7 +190,7 @@ func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws
     #expect(throws: MONAILabelError.self) { try DeepGrowTask(name: "x", definition: e, modelDir: URL(fileURLWithPath: "/tmp")) }
 }
 
-@Test func radiologyApp_confModelsDeepgrow_listsDeepgrowTasksAndTrainersAsUpstream() throws {
+@Test(.tags(.unit)) func radiologyApp_confModelsDeepgrow_listsDeepgrowTasksAndTrainersAsUpstream() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "deepgrow_2d,deepgrow_3d"], factory: defaultInferTaskFactory)
     let info = app.info()
@@ -217,7 +217,7 @@ func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws
 
 /// MONAI-written BasicUNet weights in both checkpoint shapes upstream uses: a plain state dict (the pretrained
 /// file) and `{"model": state_dict, "epoch": 7}` (what training publishes); the same weights give the same mask.
-@Test func deepGrowTask_loadsMONAIStateDictAndCheckpointWeights() throws {
+@Test(.tags(.unit)) func deepGrowTask_loadsMONAIStateDictAndCheckpointWeights() throws {
     let tmp = TempDir()
     let fixtures = Fixtures.shared.appendingPathComponent("fixtures/monai")
     let plain = fixtures.appendingPathComponent("basicunet_deepgrow_3d.small.pt")

@@ -5,7 +5,7 @@ import Imaging
 
 // Hand-computed cases for the `monai.apps.deepgrow` transforms as the DeepGrow tasks chain them.
 
-@Test func guidanceFromPoints_3D_rollsToDepthFirstAndTruncatesTheScaledClick() throws {
+@Test(.tags(.unit)) func guidanceFromPoints_3D_rollsToDepthFirstAndTruncatesTheScaledClick() throws {
     // Loaded [i, j, k] = [10, 20, 5]; after in-plane spacing the depth-first array is [5, 15, 30].
     let (g, slice) = try DeepGrow.guidanceFromPoints(
         foreground: [[3, 4, 2]], background: [[9, 19, 4]], originalShape: [10, 20, 5], currentShape: [5, 15, 30],
@@ -17,7 +17,7 @@ import Imaging
     #expect(g.negative == [[4, 13, 28]])
 }
 
-@Test func guidanceFromPoints_2D_keepsTheClicksOfOneSlice() throws {
+@Test(.tags(.unit)) func guidanceFromPoints_2D_keepsTheClicksOfOneSlice() throws {
     let fg = [[1, 1, 3], [2, 2, 1]], bg = [[4, 4, 3]]
     let (lowest, s0) = try DeepGrow.guidanceFromPoints(
         foreground: fg, background: bg, originalShape: [10, 10, 5], currentShape: [5, 20, 20], dimension: 2, slice: nil)
@@ -33,7 +33,7 @@ import Imaging
     }
 }
 
-@Test func guidanceFromPoints_noClicksOrOutsideClick_isInvalidInput() {
+@Test(.tags(.unit)) func guidanceFromPoints_noClicksOrOutsideClick_isInvalidInput() {
     for (fg, bg) in [([[Int]](), [[Int]]()), ([[10, 0, 0]], []), ([], [[0, 0]])] {
         let e = #expect(throws: MONAILabelError.self, "\(fg) \(bg)") {
             try DeepGrow.guidanceFromPoints(foreground: fg, background: bg, originalShape: [10, 10, 5],
@@ -43,7 +43,7 @@ import Imaging
     }
 }
 
-@Test func guidanceCropBox_smallBox3D_centresTheMinimalSizeAndReadsTwoValuesAsDepthPlusPlane() {
+@Test(.tags(.unit)) func guidanceCropBox_smallBox3D_centresTheMinimalSizeAndReadsTwoValuesAsDepthPlusPlane() {
     // Box around [5, 50, 50] with margin 20: [0, 30, 30] ..< [10, 71, 71], smaller than [100, 64, 64], so a
     // [100, 64, 64] box centred at [100 / 2, 50, 50] is cropped and clipped to the array.
     let g = Guidance(positive: [[5, 50, 50]], negative: [])
@@ -51,13 +51,13 @@ import Imaging
     #expect(box == SpatialBox(start: [0, 18, 18], end: [10, 82, 82]))
 }
 
-@Test func guidanceCropBox_boxLargerThanMinimal_cropsTheClickBox() {
+@Test(.tags(.unit)) func guidanceCropBox_boxLargerThanMinimal_cropsTheClickBox() {
     let g = Guidance(positive: [[10, 10]], negative: [[60, 75]])
     let box = DeepGrow.guidanceCropBox(g, shape: [100, 90], spatialSize: [32, 32])
     #expect(box == SpatialBox(start: [0, 0], end: [81, 90]))
 }
 
-@Test func cropAndResizeGuidance_shiftsThenScalesAndTruncates() {
+@Test(.tags(.unit)) func cropAndResizeGuidance_shiftsThenScalesAndTruncates() {
     let g = Guidance(positive: [[5, 50, 50]], negative: [[9, 19, 81]])
     let box = SpatialBox(start: [0, 18, 18], end: [10, 82, 82])
     let r = DeepGrow.cropAndResizeGuidance(g, box: box, resizedShape: [5, 32, 32])
@@ -65,7 +65,7 @@ import Imaging
     #expect(r.negative == [[4, 0, 31]])
 }
 
-@Test func guidanceSignal_isMONAIsErfGaussianMinMaxNormalised() {
+@Test(.tags(.unit)) func guidanceSignal_isMONAIsErfGaussianMinMaxNormalised() {
     // One click on a [1, 40] grid: the signal along the row is MONAI's erf kernel relative to its centre tap
     // (zero beyond the 8-voxel tail), since the normalisation's minimum is 0 far from the click.
     let s = DeepGrow.guidanceSignal(Guidance(positive: [[0, 20]], negative: []), shape: [1, 40])
@@ -78,13 +78,13 @@ import Imaging
     #expect(s[40..<80].allSatisfy { $0 == 0 }, "no negative clicks: an all-zero channel")
 }
 
-@Test func guidanceSignal_skipsNegativeCoordinatesAndClampsLargeOnes() {
+@Test(.tags(.unit)) func guidanceSignal_skipsNegativeCoordinatesAndClampsLargeOnes() {
     let s = DeepGrow.guidanceSignal(Guidance(positive: [[-1, 3]], negative: [[2, 99]]), shape: [3, 5])
     #expect(s[0..<15].allSatisfy { $0 == 0 })
     #expect(s[15 + 2 * 5 + 4] == 1, "the negative click clamps to the last column")
 }
 
-@Test func restoreLabel_3D_undoesResizeCropAndInPlaneSpacingBackToIJK() throws {
+@Test(.tags(.unit)) func restoreLabel_3D_undoesResizeCropAndInPlaneSpacingBackToIJK() throws {
     // Loaded [i, j, k] = [4, 4, 2]; depth-first after spacing [2, 8, 8]; crop [0, 2, 2] ..< [2, 6, 6]; model [2, 2, 2].
     var pred = [Float](repeating: 0, count: 8)
     pred[0] = 1
@@ -96,7 +96,7 @@ import Imaging
     #expect(out == expected)
 }
 
-@Test func restoreLabel_2D_fillsOnlyTheClickedSlice() throws {
+@Test(.tags(.unit)) func restoreLabel_2D_fillsOnlyTheClickedSlice() throws {
     let out = try DeepGrow.restoreLabel([1, 0, 0, 0], modelShape: [2, 2], box: SpatialBox(start: [2, 2], end: [6, 6]),
                                         preCropShape: [8, 8], originalShape: [4, 4, 3], slice: 1)
     var expected = [UInt8](repeating: 0, count: 48)
@@ -104,12 +104,12 @@ import Imaging
     #expect(out == expected)
 }
 
-@Test func depthFirst_movesTheLastAxisFirst() {
+@Test(.tags(.unit)) func depthFirst_movesTheLastAxisFirst() {
     // [2, 1, 3] (i, j, k) -> [3, 2, 1] (k, i, j).
     #expect(DeepGrow.depthFirst([0, 1, 2, 10, 11, 12], shape: [2, 1, 3]) == [0, 10, 1, 11, 2, 12])
 }
 
-@Test func chessboardDistance_countsRingsAndTreatsTheOutsideAsForeground() {
+@Test(.tags(.unit)) func chessboardDistance_countsRingsAndTreatsTheOutsideAsForeground() {
     var mask = [Float](repeating: 0, count: 25)
     for y in 1...3 { for x in 1...3 { mask[y * 5 + x] = 1 } }
     let d = DeepGrow.chessboardDistance(mask, shape: [5, 5])
@@ -121,7 +121,7 @@ import Imaging
     #expect(row == [3, 2, 1, 0, 1])
 }
 
-@Test func connectedRegions8_joinsDiagonalsAndNumbersInRasterOrder() {
+@Test(.tags(.unit)) func connectedRegions8_joinsDiagonalsAndNumbersInRasterOrder() {
     let m: [Float] = [0, 0, 1,
                       1, 1, 0,
                       0, 0, 0,
@@ -131,7 +131,7 @@ import Imaging
     #expect(labels == [0, 0, 1, 1, 1, 0, 0, 0, 0, 2, 0, 3])
 }
 
-@Test func initialSeedPoints_oneClickInsideEachRegionOfAValidSlice() throws {
+@Test(.tags(.unit)) func initialSeedPoints_oneClickInsideEachRegionOfAValidSlice() throws {
     // 3D [3, 6, 6]: slice 1 holds two separate squares; slices 0 and 2 are empty.
     var label = [Float](repeating: 0, count: 108)
     for y in 0..<2 { for x in 0..<2 { label[36 + y * 6 + x] = 1 } }
@@ -153,7 +153,7 @@ import Imaging
     }
 }
 
-@Test func addRandomGuidance_clicksTheLargerDiscrepancyOrNothing() {
+@Test(.tags(.unit)) func addRandomGuidance_clicksTheLargerDiscrepancyOrNothing() {
     let label: [Float] = [1, 1, 1, 1, 0, 0, 0, 0]
     let probs: [Float] = [0.9, 0.1, 0.2, 0.3, 0.8, 0, 0, 0]
     let (missed, extra) = DeepGrow.discrepancy(label: label, probability: probs)
@@ -172,7 +172,7 @@ import Imaging
     #expect(onlyExtra.negative == [[1, 0]])
 }
 
-@Test func foregroundCropBox_centresTheRoiOnASmallObjectAndClips() {
+@Test(.tags(.unit)) func foregroundCropBox_centresTheRoiOnASmallObjectAndClips() {
     var label = [Float](repeating: 0, count: 400)
     for y in 5...6 { for x in 5...6 { label[y * 20 + x] = 1 } }
     #expect(DeepGrow.foregroundCropBox(label, shape: [20, 20], spatialSize: [8, 8])

@@ -6,7 +6,7 @@ import TorchCheckpoint
 
 // MARK: Entropy of the mean prediction (upstream's entropy_3d_volume + nanmean)
 
-@Test func entropy_twoSamplesThreeChannels_matchesHandComputedUpstreamFormula() throws {
+@Test(.tags(.unit)) func entropy_twoSamplesThreeChannels_matchesHandComputedUpstreamFormula() throws {
     // [1, C=3, 2 voxels]; channel 0 (background) is dropped, zeros become 5e-5 before the mean.
     let s1 = try Tensor([Float(0.5), 0.2, /* c1 */ 0.5, 0.0, /* c2 */ 0.0, 0.8], shape: [1, 3, 2])
     let s2 = try Tensor([Float(0.1), 0.2, /* c1 */ 0.3, 0.0, /* c2 */ 0.6, 0.8], shape: [1, 3, 2])
@@ -25,7 +25,7 @@ import TorchCheckpoint
     #expect(acc.samples == 2)
 }
 
-@Test func entropy_singleChannel_usesSigmoidAndKeepsTheChannel() throws {
+@Test(.tags(.unit)) func entropy_singleChannel_usesSigmoidAndKeepsTheChannel() throws {
     let logits = try Tensor([Float(0), 2], shape: [1, 1, 2])
     let p = try EntropyAccumulator.probabilities(logits: logits)
     var acc = EntropyAccumulator()
@@ -35,7 +35,7 @@ import TorchCheckpoint
     #expect(abs(try acc.score() - expected) < 1e-5)
 }
 
-@Test func entropy_multiChannelLogits_useSoftmax() throws {
+@Test(.tags(.unit)) func entropy_multiChannelLogits_useSoftmax() throws {
     // Equal logits over 2 classes: p = 0.5 on the kept channel.
     let p = try EntropyAccumulator.probabilities(logits: Tensor([Float(1), 1], shape: [1, 2, 1]))
     var acc = EntropyAccumulator()
@@ -43,7 +43,7 @@ import TorchCheckpoint
     #expect(abs(try acc.score() - (-0.5 * Foundation.log(0.5))) < 1e-6)
 }
 
-@Test func entropy_nanVoxels_areLeftOutOfTheMean() throws {
+@Test(.tags(.unit)) func entropy_nanVoxels_areLeftOutOfTheMean() throws {
     var acc = EntropyAccumulator()
     try acc.add(probabilities: Tensor([Float(0.5), .nan], shape: [1, 1, 2]))
     #expect(abs(try acc.score() - (-0.5 * Foundation.log(0.5))) < 1e-6)
@@ -52,7 +52,7 @@ import TorchCheckpoint
     #expect(try all.score().isNaN)
 }
 
-@Test func entropy_samplesOfDifferentShapes_throw() throws {
+@Test(.tags(.unit)) func entropy_samplesOfDifferentShapes_throw() throws {
     var acc = EntropyAccumulator()
     try acc.add(probabilities: Tensor([Float(0.5), 0.5], shape: [1, 1, 2]))
     #expect(throws: MONAILabelError.self) { try acc.add(probabilities: Tensor([Float(0.5)], shape: [1, 1, 1])) }
@@ -67,7 +67,7 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
     return out
 }
 
-@Test func mcDropout_variesOutputsWhileBatchNormStatisticsStayFrozen() throws {
+@Test(.tags(.unit)) func mcDropout_variesOutputsWhileBatchNormStatisticsStayFrozen() throws {
     Torch.manualSeed(7)
     let net = try UNet(spatialDims: 3, inChannels: 1, outChannels: 2, channels: [4, 8], strides: [2], numResUnits: 1,
                        norm: .batch, dropout: 0.2)
@@ -86,7 +86,7 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
     #expect(try batchNormState(net) != before)
 }
 
-@Test func mcDropout_batchNormLayersAreInEvalModeAndDropoutInTrainMode() throws {
+@Test(.tags(.unit)) func mcDropout_batchNormLayersAreInEvalModeAndDropoutInTrainMode() throws {
     let net = try UNet(spatialDims: 3, inChannels: 1, outChannels: 2, channels: [4, 8], strides: [2], numResUnits: 1,
                        norm: .batch, dropout: 0.2)
     let active = net.enableMCDropout()
@@ -106,7 +106,7 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
     #expect(dropouts > 0 && norms > 0)
 }
 
-@Test func mcDropout_networkWithoutDropout_reportsNoActiveLayer() throws {
+@Test(.tags(.unit)) func mcDropout_networkWithoutDropout_reportsNoActiveLayer() throws {
     let net = try UNet(spatialDims: 3, inChannels: 1, outChannels: 2, channels: [4, 8], strides: [2], numResUnits: 1,
                        norm: .batch)
     #expect(net.enableMCDropout() == 0)
@@ -114,7 +114,7 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
 
 // MARK: The dropout variant of a model's network
 
-@Test func dropoutSpec_usesMONAIKeywordsAndKeepsTheCheckpointLoadable() throws {
+@Test(.tags(.unit)) func dropoutSpec_usesMONAIKeywordsAndKeepsTheCheckpointLoadable() throws {
     let spec: JSONObject = ["name": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8],
                             "strides": [2], "num_res_units": 1, "norm": "batch"]
     let d = try #require(EpistemicScoring.dropoutSpec(spec))
@@ -130,7 +130,7 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
     #expect(EpistemicScoring.dropoutSpec(["name": "DynUNet"]) == nil)
 }
 
-@Test func modelScore_isCurrentOnlyForTheSameModelFileTimeAndModel() {
+@Test(.tags(.unit)) func modelScore_isCurrentOnlyForTheSameModelFileTimeAndModel() {
     let k = EpistemicScoring.keys
     #expect(ModelScoring.isCurrent(["epistemic_ts": 5, "epistemic_model": "a"], keys: k, ts: 5, model: "a"))
     #expect(!ModelScoring.isCurrent(["epistemic_ts": 5, "epistemic_model": "b"], keys: k, ts: 5, model: "a"))
@@ -144,7 +144,7 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
 
 // MARK: Test-time augmentation variance
 
-@Test func variance_twoSamples_matchesHandComputedPopulationVariance() throws {
+@Test(.tags(.unit)) func variance_twoSamples_matchesHandComputedPopulationVariance() throws {
     // [1, C=2, 2 voxels]; channel 0 dropped. Voxel 0: 0.2 and 0.6 -> var 0.04; voxel 1: 0.9 twice -> 0.
     var acc = VarianceAccumulator()
     try acc.add(probabilities: Tensor([Float(0.8), 0.1, 0.2, 0.9], shape: [1, 2, 2]))
@@ -155,12 +155,12 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
     #expect(abs(try acc.score() - 0.02) < 1e-6)
 }
 
-@Test func tta_flips_identityFirstThenSingleAxesThenPairs() {
+@Test(.tags(.unit)) func tta_flips_identityFirstThenSingleAxesThenPairs() {
     #expect(TTAScoring.flips(dims: 3) == [[], [2], [3], [4], [2, 3], [2, 4], [3, 4], [2, 3, 4]])
     #expect(TTAScoring.flips(dims: 2) == [[], [2], [3], [2, 3]])
 }
 
-@Test func tta_predictionsAreFlippedBack_soAFlipEquivariantModelHasNoVariance() throws {
+@Test(.tags(.unit)) func tta_predictionsAreFlippedBack_soAFlipEquivariantModelHasNoVariance() throws {
     Torch.manualSeed(3)
     let x = try Tensor.randn([1, 1, 4, 5, 6])
     let flips = TTAScoring.flips(dims: 3)
@@ -178,7 +178,7 @@ private func batchNormState(_ m: Module) throws -> [String: [Float]] {
 
 // MARK: The ranking strategy
 
-@Suite struct ScoreRankingStrategyTests {
+@Suite(.tags(.unit)) struct ScoreRankingStrategyTests {
     let tmp = TempDir()
     let store: LocalDatastore
 

@@ -3,6 +3,7 @@ import Testing
 @testable import MONAILabel
 
 /// The `MONAI_LABEL_*` settings that bound what one client can make the HTTP server hold (issue 14 part 4).
+@Suite(.tags(.unit))
 struct HTTPLimitSettingsTests {
     private func settings(_ environment: [String: String]) throws -> Settings {
         try Settings.fromEnvironment(appDir: URL(fileURLWithPath: "/tmp/app"), studies: "/tmp/studies", conf: [:],

@@ -28,7 +28,7 @@ func smallSpleenTask(_ tmp: TempDir) throws -> SegmentationTask {
 
 func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathComponent("fixtures/pipeline/\(name)") }
 
-@Test func pipeline_ctLpsAniso_reproducesMONAILogits() throws {
+@Test(.tags(.unit)) func pipeline_ctLpsAniso_reproducesMONAILogits() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
@@ -42,7 +42,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
     #expect(maxDiff <= 1e-3, "max abs logit difference \(maxDiff)")
 }
 
-@Test func pipeline_ctLpsAniso_finalLabel_agreesWithMONAIWhereItsGeometryIsRight() throws {
+@Test(.tags(.unit)) func pipeline_ctLpsAniso_finalLabel_agreesWithMONAIWhereItsGeometryIsRight() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     let result = try task.infer(InferRequest(imagePath: pipelineFixture("ct_lps_aniso.nii.gz").path,
@@ -73,7 +73,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
                                                              "Spacingd", "ScaleIntensityRanged", "ScaleIntensityd"])
 }
 
-@Test func pipeline_untrainedNetwork_runsAndSaysSo_badResultOptionsAreRejected() throws {
+@Test(.tags(.unit)) func pipeline_untrainedNetwork_runsAndSaysSo_badResultOptionsAreRejected() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     try FileManager.default.removeItem(at: task.modelPaths[0])
@@ -93,7 +93,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
 
 /// Upstream's writer sends a `.nrrd` result raw unless `result_compress` asks for gzip (OHIF's NRRD reader decodes
 /// only raw data and asks with `result_compress: false`); both read back to the same label.
-@Test func pipeline_nrrdResult_isRawUnlessResultCompressAsksForGzip() throws {
+@Test(.tags(.unit)) func pipeline_nrrdResult_isRawUnlessResultCompressAsksForGzip() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     func encoding(_ params: JSONObject) throws -> (String, Volume) {
@@ -113,7 +113,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
     #expect(plainLabel.data.asFloat() == gzipLabel.data.asFloat())
 }
 
-@Test func slidingWindow_windowStarts_matchMONAIDensePatchSlices() {
+@Test(.tags(.unit)) func slidingWindow_windowStarts_matchMONAIDensePatchSlices() {
     // dense_patch_slices((56, 54, 58), (32, 32, 32), scan_interval 24): starts 0, 24 per axis (last flush).
     #expect(SlidingWindowInferer.windowStarts(imageSize: [56], roi: [32], overlap: 0.25) == [[0], [24]])
     #expect(SlidingWindowInferer.windowStarts(imageSize: [58], roi: [32], overlap: 0.25) == [[0], [24], [26]])
@@ -121,7 +121,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
     #expect(SlidingWindowInferer.windowStarts(imageSize: [10, 20], roi: [10, 8], overlap: 0.5).count == 4)
 }
 
-@Test func modelLoader_reloadsWhenPublishedWeightsChange() throws {
+@Test(.tags(.unit)) func modelLoader_reloadsWhenPublishedWeightsChange() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
@@ -144,7 +144,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
     #expect(try task.predict(x, params: [:]) == trained, "back to the pretrained weights")
 }
 
-@Test func modelLoader_corruptWeights_areAClearErrorNotACrash() throws {
+@Test(.tags(.unit)) func modelLoader_corruptWeights_areAClearErrorNotACrash() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     try Data("not a checkpoint".utf8).write(to: task.modelPaths[1])
@@ -153,7 +153,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
     #expect(throws: MONAILabelError.self) { try task.predict(x, params: [:]) }
 }
 
-@Test func argmaxOverChannels_matchesTorchArgmaxIncludingTies() throws {
+@Test(.tags(.unit)) func argmaxOverChannels_matchesTorchArgmaxIncludingTies() throws {
     for k in [1, 2, 5] {
         // Values in a small set so ties are common; torch.argmax returns the first maximum.
         let values = (0..<(k * 6 * 7 * 5)).map { _ in Float(Int.random(in: 0..<3)) }
@@ -166,7 +166,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
 
 /// The `segmentation` recipe's path (SegResNet, Gaussian blending, replicate padding, batches of 2 windows)
 /// with the small fixture network: runs end to end and writes a label on the source grid.
-@Test func pipeline_segResNetRecipe_gaussianReplicate_writesLabelOnSourceGrid() throws {
+@Test(.tags(.unit)) func pipeline_segResNetRecipe_gaussianReplicate_writesLabelOnSourceGrid() throws {
     let tmp = TempDir()
     let modelDir = tmp.url.appendingPathComponent("model")
     try FileManager.default.createDirectory(at: modelDir, withIntermediateDirectories: true)
@@ -193,7 +193,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
     #expect(r.json["latencies"]?["transform"]?["pre"]?.objectValue?.keys.contains("GaussianSmoothd") == true)
 }
 
-@Test func slidingWindow_gaussianImportance_matchesMONAIFormula() throws {
+@Test(.tags(.unit)) func slidingWindow_gaussianImportance_matchesMONAIFormula() throws {
     let m = try SlidingWindowInferer.importanceMap(roi: [5, 4], mode: .gaussian, sigmaScale: 0.125).floats()
     // MONAI: exp(-x^2 / (2 sigma^2)), x centred, sigma = 0.125 * size, product over axes, clamped below at
     // max(min, 1e-3).
@@ -209,7 +209,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
 }
 
 /// The task runs pre-transforms in place; every step must equal its copying form and leave shared input alone.
-@Test func preTransforms_runInPlace_matchesApplyAndKeepsSharedInput() throws {
+@Test(.tags(.unit)) func preTransforms_runInPlace_matchesApplyAndKeepsSharedInput() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
@@ -226,7 +226,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
 }
 
 /// The task skips softmax before argmax: softmax is monotonic per voxel, so the labels must be the same.
-@Test func argmaxOverChannels_ofLogits_equalsArgmaxOfSoftmax() throws {
+@Test(.tags(.unit)) func argmaxOverChannels_ofLogits_equalsArgmaxOfSoftmax() throws {
     for k in [2, 3] {
         let values = (0..<(k * 5 * 6 * 7)).map { _ in Float(Int.random(in: -4...4)) * 0.5 }
         let t = try Tensor(values, shape: [1, k, 5, 6, 7])
@@ -236,7 +236,7 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
     }
 }
 
-@Suite struct SlidingWindowLimitTests {
+@Suite(.tags(.unit)) struct SlidingWindowLimitTests {
     func expectRefused(_ sw: SlidingWindowInferer, _ image: [Int], naming name: String,
                        sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(sourceLocation: sourceLocation) {

@@ -16,7 +16,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     return dst
 }
 
-@Test func open_upstreamStudies_everyImageAndLabelIntactAndFileUntouched() throws {
+@Test(.tags(.unit)) func open_upstreamStudies_everyImageAndLabelIntactAndFileUntouched() throws {
     let tmp = TempDir()
     let root = try copyUpstreamStudies(to: tmp.url)
     let before = try Data(contentsOf: root.appendingPathComponent("datastore_v2.json"))
@@ -36,7 +36,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(ds.datalist().count == 3)
 }
 
-@Test func write_documentFollowsUpstreamSchema() throws {
+@Test(.tags(.unit)) func write_documentFollowsUpstreamSchema() throws {
     let tmp = TempDir()
     let root = tmp.url.appendingPathComponent("s")
     try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -58,7 +58,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(try Data(contentsOf: root.appendingPathComponent("labels/final/img_b.nii.gz")) == Data([9, 9]))
 }
 
-@Test func addImage_thenSaveLabelRemoveLabelRemoveImage() throws {
+@Test(.tags(.unit)) func addImage_thenSaveLabelRemoveLabelRemoveImage() throws {
     let tmp = TempDir()
     let root = tmp.url.appendingPathComponent("s")
     try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -79,7 +79,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("upload_a.nii.gz").path))
 }
 
-@Test func mutations_unknownImage_throwNotFound() throws {
+@Test(.tags(.unit)) func mutations_unknownImage_throwNotFound() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url)
     let f = tmp.write("x.nii.gz", [1])
@@ -92,7 +92,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     try ds.removeLabel("nope", tag: "final")  // upstream answers {} for an unknown label
 }
 
-@Test func ids_andTags_cannotEscapeTheStudiesFolder() throws {
+@Test(.tags(.unit)) func ids_andTags_cannotEscapeTheStudiesFolder() throws {
     let tmp = TempDir()
     let root = tmp.url.appendingPathComponent("s")
     try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -119,7 +119,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(FileOps.listDirectory(tmp.url.path).sorted() == ["outside", "s", "u.nii.gz"])
 }
 
-@Test func upload_withUnsupportedExtension_isRefused() throws {
+@Test(.tags(.unit)) func upload_withUnsupportedExtension_isRefused() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url)
     let f = tmp.write("x.exe", [1])
@@ -127,7 +127,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(ds.status().total == 0)
 }
 
-@Test func validator_refusal_leavesStoreUnchanged() throws {
+@Test(.tags(.unit)) func validator_refusal_leavesStoreUnchanged() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url, validator: { _, _ in throw MONAILabelError.invalid("not an image") })
     let f = tmp.write("x.nii.gz", [1])
@@ -138,7 +138,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(FileOps.listDirectory(tmp.url.path).filter { $0.hasPrefix(FileOps.tempPrefix) }.isEmpty)
 }
 
-@Test func refresh_picksUpAddedAndVanishedFiles() throws {
+@Test(.tags(.unit)) func refresh_picksUpAddedAndVanishedFiles() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url)
     _ = tmp.write("a.nii.gz", [1])
@@ -157,7 +157,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(ds.labeledImages().isEmpty)
 }
 
-@Test func autoReload_seesFilesCopiedIn() async throws {
+@Test(.tags(.unit)) func autoReload_seesFilesCopiedIn() async throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url, autoReload: true)
     _ = tmp.write("new_case.nii.gz", [1])
@@ -169,7 +169,7 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(seen)
 }
 
-@Test func split_followsUpstreamRules() {
+@Test(.tags(.unit)) func split_followsUpstreamRules() {
     #expect(StoreNames.split("spleen_3.nii.gz") == ("spleen_3", ".nii.gz"))
     #expect(StoreNames.split("x.seg.nrrd") == ("x.seg", ".nrrd"))
     #expect(StoreNames.split("1.2.840.113619.2.55.3.nii.gz") == ("1.2.840.113619.2.55.3", ".nii.gz"))

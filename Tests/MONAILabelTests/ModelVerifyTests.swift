@@ -5,7 +5,7 @@ import TestSupport
 
 /// `PUT /model` checks an upload before it replaces working weights; for TorchScript, garbage must be refused
 /// before libtorch (which trusts what it loads) ever sees it.
-@Suite struct ModelVerifyTests {
+@Suite(.tags(.unit)) struct ModelVerifyTests {
     static let scriptFixture = Fixtures.shared.appendingPathComponent("fixtures/monai/unet_segmentation_spleen.small.ts")
     static let checkpointFixture = Fixtures.shared.appendingPathComponent("fixtures/monai/unet_segmentation_spleen.small.pt")
 

@@ -3,7 +3,7 @@ import Testing
 @testable import MONAILabel
 import TorchKit
 
-@Suite(.serialized) struct NetworkTests {
+@Suite(.tags(.unit), .serialized) struct NetworkTests {
     static func names(_ module: Module) throws -> [(String, [Int])] {
         module.namedState().map { ($0.name, $0.parameter.tensor.shape) }
     }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import MONAILabel
 
+@Suite(.tags(.unit))
 struct ScoringMethodTests {
     @Test func dice_rawValuesNotBinarised_matchesHandComputed() throws {
         // Σy·ŷ = 2·1 + 1·3 = 5; Σy = 3; Σŷ = 4 -> 10 / 7.

@@ -32,7 +32,7 @@ private func dijkstra(image: [Float], shape: [Int], spacing: [Double], seeds: [B
     return dist
 }
 
-@Test(arguments: [1, 2, 3, 4])
+@Test(.tags(.unit), arguments: [1, 2, 3, 4])
 func geodesicDistance_converged_matchesDijkstraOnRandomGrids(seed: UInt64) throws {
     var rng = SplitMix64(seed: seed)
     for trial in 0..<8 {
@@ -60,7 +60,7 @@ func geodesicDistance_converged_matchesDijkstraOnRandomGrids(seed: UInt64) throw
     }
 }
 
-@Test func geodesicDistance_wallWithGap_isWalkedAround() throws {
+@Test(.tags(.unit)) func geodesicDistance_wallWithGap_isWalkedAround() throws {
     // A bright wall with a gap at the far end: the shortest path from the seed runs down, through the gap and
     // back up instead of across the wall.
     let shape = [1, 9, 9]
@@ -80,7 +80,7 @@ private func runGeoS(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     try runScribbles(GeoSTask(labels: ["spleen": 1]), image: c.imageURL, scribbles: c.scribblesURL, params)
 }
 
-@Test func geos_scribblesAlone_segmentTheSpleen() throws {
+@Test(.tags(.unit)) func geos_scribblesAlone_segmentTheSpleen() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     let (result, json) = try runGeoS(c)
@@ -94,7 +94,7 @@ private func runGeoS(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(dice(flat.floats, c.study.label) < d)
 }
 
-@Test func geos_symmetricFilter_removesSpecklesAndKeepsTheSpleen() throws {
+@Test(.tags(.unit)) func geos_symmetricFilter_removesSpecklesAndKeepsTheSpleen() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     let (result, _) = try runGeoS(c, ["theta": 3])
@@ -113,7 +113,7 @@ private func runGeoS(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(filtered[10 * 20 + 10] == 1)
 }
 
-@Test func geos_missingScribbles_andBadParams_areClearErrors() throws {
+@Test(.tags(.unit)) func geos_missingScribbles_andBadParams_areClearErrors() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     #expect(throws: MONAILabelError.self) { try runGeoS(c, ["gamma": -1]) }
@@ -124,7 +124,7 @@ private func runGeoS(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     }
 }
 
-@Test func geos_info_isAScribblesTask() {
+@Test(.tags(.unit)) func geos_info_isAScribblesTask() {
     let task = GeoSTask(labels: ["spleen": 1])
     #expect(task.name == "Scribbles+GeoS")
     #expect(task.info["type"] == "scribbles")

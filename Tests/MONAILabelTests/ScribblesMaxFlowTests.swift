@@ -61,7 +61,7 @@ private struct GridProblem {
     }
 }
 
-@Test(arguments: [[3, 4], [2, 6], [2, 2, 3], [3, 2, 2], [1, 3, 4], [4, 3]])
+@Test(.tags(.unit), arguments: [[3, 4], [2, 6], [2, 2, 3], [3, 2, 2], [1, 3, 4], [4, 3]])
 func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     for seed in UInt64(1)...40 {
         let p = GridProblem(shape: shape, seed: seed &* 7919 &+ UInt64(shape.reduce(0, +)), integral: seed % 2 == 0)
@@ -73,7 +73,7 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     }
 }
 
-@Test func maxFlow_hardConstraints_areRespected() throws {
+@Test(.tags(.unit)) func maxFlow_hardConstraints_areRespected() throws {
     let shape = [6, 7, 5]
     for seed in UInt64(1)...10 {
         var p = GridProblem(shape: shape, seed: seed, integral: false)
@@ -91,7 +91,7 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     }
 }
 
-@Test func maxFlow_separableUnaries_cutEachNodeOnItsCheaperSide() throws {
+@Test(.tags(.unit)) func maxFlow_separableUnaries_cutEachNodeOnItsCheaperSide() throws {
     // Without n-links the optimum labels every node independently.
     let p = GridProblem(shape: [5, 6, 7], seed: 99, integral: false)
     let g = try GridMaxFlow(shape: p.shape)
@@ -103,7 +103,7 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     for i in side.indices where p.source[i] != p.sink[i] { #expect(side[i] == (p.source[i] > p.sink[i])) }
 }
 
-@Test func maxFlow_badInput_isATypedError() throws {
+@Test(.tags(.unit)) func maxFlow_badInput_isATypedError() throws {
     #expect(throws: MaxFlowError.self) { try GridMaxFlow(shape: [4]) }
     #expect(throws: MaxFlowError.self) { try GridMaxFlow(shape: [0, 3]) }
     let g = try GridMaxFlow(shape: [2, 2])
@@ -113,7 +113,7 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     #expect(throws: MaxFlowError.self) { try g.setNeighbourCapacities(axis: 0, weights: [1, .nan, 1, 1]) }
 }
 
-@Test func maxFlow_contrastNeighbourCapacities_equalExplicitWeights() throws {
+@Test(.tags(.unit)) func maxFlow_contrastNeighbourCapacities_equalExplicitWeights() throws {
     let shape = [4, 5, 6]
     var rng = SplitMix(seed: 5)
     let n = shape.reduce(1, *)
@@ -136,7 +136,7 @@ func maxFlow_randomGrids_matchBruteForceMinCut(shape: [Int]) throws {
     #expect(implicit.sourceSide() == explicit.sourceSide())
 }
 
-@Test func gridMaxFlow_graphOverTheVoxelLimit_isRefusedBeforeAllocating() {
+@Test(.tags(.unit)) func gridMaxFlow_graphOverTheVoxelLimit_isRefusedBeforeAllocating() {
     // 2^27 nodes of 10 words each reach MONAI_LABEL_MAX_VOXELS' default 2^30.
     #expect { _ = try GridMaxFlow(shape: [1024, 1024, 128]) } throws: {
         ($0 as? MaxFlowError)?.description.contains("MONAI_LABEL_MAX_VOXELS") == true

@@ -74,7 +74,7 @@ private struct WrongModelCase {
     }
 }
 
-@Test func isegGraphCut_scribblesOverAWrongPrediction_correctIt() throws {
+@Test(.tags(.unit)) func isegGraphCut_scribblesOverAWrongPrediction_correctIt() throws {
     let tmp = TempDir()
     let w = try WrongModelCase(in: tmp.url)
     let truth = w.c.study.label
@@ -97,7 +97,7 @@ private struct WrongModelCase {
     #expect(json["latencies"]?["transform"]?["post"]?["MakeISegUnaryd"] != nil)
 }
 
-@Test func isegGraphCut_rightishPrediction_withScribbles_segmentsTheSpleen() throws {
+@Test(.tags(.unit)) func isegGraphCut_rightishPrediction_withScribbles_segmentsTheSpleen() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     // An unsure model: 0.65 inside, 0.35 outside, with noise that flips single voxels.
@@ -108,7 +108,7 @@ private struct WrongModelCase {
     #expect(dice(result.floats, c.study.label) >= 0.9)
 }
 
-@Test func isegGraphCut_repeatedUpdatesOnOneImage_runTheModelOnce() throws {
+@Test(.tags(.unit)) func isegGraphCut_repeatedUpdatesOnOneImage_runTheModelOnce() throws {
     let tmp = TempDir()
     let w = try WrongModelCase(in: tmp.url)
     let model = FixedProbability(w.map)
@@ -124,7 +124,7 @@ private struct WrongModelCase {
     #expect((0..<v.count).filter { $0 % 32 >= 12 }.allSatisfy { v[$0] == 0 })
 }
 
-@Test func isegGraphCut_info_namesTheModel() {
+@Test(.tags(.unit)) func isegGraphCut_info_namesTheModel() {
     let map = Volume(spatialShape: [2, 2, 2], data: .float32(Array(repeating: 0.5, count: 8)), affine: .identity)
     let task = ISegGraphCutTask(model: FixedProbability(map))
     #expect(task.name == "ISeg+GraphCut")
@@ -134,7 +134,7 @@ private struct WrongModelCase {
     #expect(task.description.contains("fixed"))
 }
 
-@Test func segmentationTask_foregroundProbability_isTheSoftmaxOfMONAILogits() throws {
+@Test(.tags(.unit)) func segmentationTask_foregroundProbability_isTheSoftmaxOfMONAILogits() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     let p = try task.foregroundProbability(
@@ -155,7 +155,7 @@ private struct WrongModelCase {
     }
 }
 
-@Test func graphCut_scribbles_stayHardUnderStrongSmoothing() throws {
+@Test(.tags(.unit)) func graphCut_scribbles_stayHardUnderStrongSmoothing() throws {
     // Everything says background, a single foreground stroke says otherwise, and λ is large enough that
     // ε-probabilities alone (−ln ε ≈ 15.9) would lose to the n-links: the stroke must still be foreground.
     let shape = [5, 5, 5]
@@ -172,7 +172,7 @@ private struct WrongModelCase {
     #expect(cut.reduce(0) { $0 + Int($1) } == 1)
 }
 
-@Test func isegGraphCut_selectedLabel_picksTheModelThatSegmentsIt() throws {
+@Test(.tags(.unit)) func isegGraphCut_selectedLabel_picksTheModelThatSegmentsIt() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     let truth = Volume(spatialShape: c.study.shape, data: .float32(c.study.label.map { $0 != 0 ? 0.9 : 0.1 }),

@@ -87,7 +87,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     try runScribbles(HistogramGraphCutTask(labels: ["spleen": 1]), image: c.imageURL, scribbles: c.scribblesURL, params)
 }
 
-@Test func histogramGraphCut_scribblesAlone_segmentTheSpleen() throws {
+@Test(.tags(.unit)) func histogramGraphCut_scribblesAlone_segmentTheSpleen() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     let (result, json) = try runTask(c)
@@ -102,7 +102,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(json["latencies"]?["transform"]?["post"]?["ApplyGraphCutOptimisationd"] != nil)
 }
 
-@Test func histogramGraphCut_imageOnAnotherGrid_isResampledAndRestored() throws {
+@Test(.tags(.unit)) func histogramGraphCut_imageOnAnotherGrid_isResampledAndRestored() throws {
     // A bright box in soft tissue on a 2 x 2 x 3 mm grid: the cut runs on the 2.5 x 2.5 x 5 mm grid and must land
     // back on this one, box where the box is.
     let tmp = TempDir()
@@ -133,7 +133,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(d >= 0.9, "Dice \(d) through 2.5 x 2.5 x 5 mm resampling")
 }
 
-@Test func histogramGraphCut_labelInfo_overridesScribbleValues() throws {
+@Test(.tags(.unit)) func histogramGraphCut_labelInfo_overridesScribbleValues() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url, background: 5, foreground: 4)
     let info: JSONValue = [["name": "spleen", "id": 1], ["name": "foreground_scribbles", "id": 4],
@@ -144,7 +144,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(throws: MONAILabelError.self) { try runTask(c) }
 }
 
-@Test func histogramGraphCut_roi_makesOutsideBackground() throws {
+@Test(.tags(.unit)) func histogramGraphCut_roi_makesOutsideBackground() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     let (result, json) = try runTask(c, ["roi": [0, 64, 0, 64, 0, 16]])
@@ -155,7 +155,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(bbox.count == 6 && bbox[5] <= 16)
 }
 
-@Test func histogramGraphCut_badRequests_areClearErrors() throws {
+@Test(.tags(.unit)) func histogramGraphCut_badRequests_areClearErrors() throws {
     let tmp = TempDir()
     let c = try ScribbledCase(in: tmp.url)
     let task = HistogramGraphCutTask(labels: ["spleen": 1])
@@ -171,7 +171,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     }
 }
 
-@Test func histogramGraphCut_info_matchesUpstream() throws {
+@Test(.tags(.unit)) func histogramGraphCut_info_matchesUpstream() throws {
     let task = HistogramGraphCutTask(labels: ["spleen": 1])
     #expect(task.info["type"] == "scribbles")
     #expect(task.info["config"]?.objectValue?.keys == ["num_bins", "lamda", "sigma", "device"])
@@ -180,7 +180,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(task.info["config"]?["sigma"] == 0.1)
 }
 
-@Test func isegUnary_normalisesLikelihoodsInsteadOfSoftmax() throws {
+@Test(.tags(.unit)) func isegUnary_normalisesLikelihoodsInsteadOfSoftmax() throws {
     // One bright foreground scribble, one dark background scribble: the histograms put all their
     // non-pseudo-count mass in different bins, so a voxel in the foreground bin is very likely foreground.
     let image: [Float] = [0.9, 0.1, 0.9, 0.1, 0.5]
@@ -194,7 +194,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(u[0] == 1 - Float.ulpOfOne && u[1] == Float.ulpOfOne && u[2] == p[2])
 }
 
-@Test func scribbleIDs_hugeOrEqualLabelInfoIds_are422NotTraps() throws {
+@Test(.tags(.unit)) func scribbleIDs_hugeOrEqualLabelInfoIds_are422NotTraps() throws {
     // Int.max as a Float rounds past Int's range: it used to trap formatting the "same value" error.
     let huge: JSONValue = [["name": "background_scribbles", "id": .int(Int.max)], ["name": "foreground_scribbles", "id": .int(Int.max)]]
     #expect(throws: MONAILabelError.self) { try ScribbleIDs(labelInfo: huge, background: 2, foreground: 3) }
@@ -204,7 +204,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     }
 }
 
-@Test func histogramLikelihood_nanAndInfiniteVoxels_landInBinsInsteadOfTrapping() throws {
+@Test(.tags(.unit)) func histogramLikelihood_nanAndInfiniteVoxels_landInBinsInsteadOfTrapping() throws {
     let ids = try ScribbleIDs(labelInfo: nil, background: 2, foreground: 3)
     let image: [Float] = [.nan, .infinity, -.infinity, 0.5, 0.25, 0.75]
     let scribbles: [Float] = [2, 3, 2, 3, 2, 3]
@@ -212,7 +212,7 @@ private func runTask(_ c: ScribbledCase, _ params: JSONObject = [:]) throws -> (
     #expect(p.count == image.count)
 }
 
-@Test(arguments: [("lamda", JSONValue.double(1e308)), ("lamda", .double(-1)), ("sigma", .double(0)), ("sigma", .string("0.1")),
+@Test(.tags(.unit), arguments: [("lamda", JSONValue.double(1e308)), ("lamda", .double(-1)), ("sigma", .double(0)), ("sigma", .string("0.1")),
                   ("num_bins", .int(0)), ("num_bins", .double(2.5))])
 func scribblesParameters_outOfRange_areRefusedNamingThem(key: String, value: JSONValue) {
     #expect { _ = try ScribblesParameters.histogram.overridden(by: [key: value]) } throws: {
@@ -220,7 +220,7 @@ func scribblesParameters_outOfRange_areRefusedNamingThem(key: String, value: JSO
     }
 }
 
-@Test func geosParameters_hugeGammaOrNegativeTheta_areRefusedNamingThem() {
+@Test(.tags(.unit)) func geosParameters_hugeGammaOrNegativeTheta_areRefusedNamingThem() {
     #expect { _ = try GeoSParameters.standard.overridden(by: ["gamma": .double(1e300)]) } throws: {
         ($0 as? MONAILabelError)?.message.hasPrefix("gamma") == true
     }

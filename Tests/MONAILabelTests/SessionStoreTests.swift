@@ -3,7 +3,7 @@ import Testing
 @testable import MONAILabel
 @testable import MONAILabelCore
 
-@Test func create_singleFile_keepsBaseNameAndCapsExpiry() throws {
+@Test(.tags(.unit)) func create_singleFile_keepsBaseNameAndCapsExpiry() throws {
     let tmp = TempDir()
     let store = try SessionStore(root: tmp.url.appendingPathComponent("sessions"), globalExpiry: 3600)
     let f = tmp.write("up/x", [1, 2, 3])
@@ -17,7 +17,7 @@ import Testing
     #expect(Array(info.name)[14] == "1", "a version-1 UUID like upstream's uuid1()")
 }
 
-@Test func create_severalFiles_makesAFolder() throws {
+@Test(.tags(.unit)) func create_severalFiles_makesAFolder() throws {
     let tmp = TempDir()
     let store = try SessionStore(root: tmp.url.appendingPathComponent("sessions"))
     let a = tmp.write("a", [1]), b = tmp.write("b", [2])
@@ -26,7 +26,7 @@ import Testing
     #expect(FileOps.listDirectory(info.image).sorted() == ["upl_00.nii.gz", "upl_01.nii.gz"])
 }
 
-@Test func get_updateTS_removeAndUnknownIds() throws {
+@Test(.tags(.unit)) func get_updateTS_removeAndUnknownIds() throws {
     let tmp = TempDir()
     let store = try SessionStore(root: tmp.url.appendingPathComponent("sessions"))
     let f = tmp.write("a", [1])
@@ -40,7 +40,7 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: info.path))
 }
 
-@Test func purge_removesExpiredSessions() throws {
+@Test(.tags(.unit)) func purge_removesExpiredSessions() throws {
     let tmp = TempDir()
     let root = tmp.url.appendingPathComponent("sessions")
     let store = try SessionStore(root: root)
@@ -53,7 +53,7 @@ import Testing
     #expect(store.get(info.name) == nil)
 }
 
-@Test func uncompress_tarArchive_unpacksIntoFolder() throws {
+@Test(.tags(.unit)) func uncompress_tarArchive_unpacksIntoFolder() throws {
     let tmp = TempDir()
     _ = tmp.write("src/one.nii.gz", [1])
     _ = tmp.write("src/two.nii.gz", [2])
@@ -68,7 +68,7 @@ import Testing
     #expect(FileOps.listDirectory(info.image).sorted() == ["one.nii.gz", "two.nii.gz"])
 }
 
-@Test func uncompress_garbage_isRefusedAndLeavesNothing() throws {
+@Test(.tags(.unit)) func uncompress_garbage_isRefusedAndLeavesNothing() throws {
     let tmp = TempDir()
     let store = try SessionStore(root: tmp.url.appendingPathComponent("sessions"))
     let f = tmp.write("bad.zip", Array("not a zip".utf8))
@@ -78,7 +78,7 @@ import Testing
     #expect(FileOps.listDirectory(store.root.path).isEmpty)
 }
 
-@Test func isExpired_hugeExpiryFromDisk_doesNotOverflow() {
+@Test(.tags(.unit)) func isExpired_hugeExpiryFromDisk_doesNotOverflow() {
     let forever = SessionInfo(name: "s", path: "/x", image: "i", now: 1_000, expiry: Int.max)
     #expect(!forever.isExpired(now: 2_000))
     let negative = SessionInfo(name: "s", path: "/x", image: "i", now: -10, expiry: Int.min)

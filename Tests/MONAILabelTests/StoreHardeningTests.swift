@@ -39,14 +39,14 @@ private func tar(_ args: [String]) throws {
 
 // MARK: JSON and info limits
 
-@Test func nestingDepth_countsArraysAndObjects() throws {
+@Test(.tags(.unit)) func nestingDepth_countsArraysAndObjects() throws {
     #expect(JSONValue.int(3).nestingDepth == 0)
     #expect(JSONValue.object(JSONObject()).nestingDepth == 1)
     #expect(try JSONValue.parse(#"{"a":[1,{"b":[[]]}],"c":{}}"#).nestingDepth == 5)
     #expect(JSONValue.object(nested(400)).nestingDepth == 400)
 }
 
-@Test func addImage_infoNestedPastLimit_isRefusedNamingItAndStoresNothing() throws {
+@Test(.tags(.unit)) func addImage_infoNestedPastLimit_isRefusedNamingItAndStoresNothing() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url)
     let f = tmp.write("up/x.nii.gz", [1])
@@ -58,7 +58,7 @@ private func tar(_ args: [String]) throws {
     #expect(ds.listImages().isEmpty)
 }
 
-@Test func infoAtTheLimits_isStoredAndTheStoreReopens() throws {
+@Test(.tags(.unit)) func infoAtTheLimits_isStoredAndTheStoreReopens() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url)
     let deep = nested(InfoLimits.maxDepth)
@@ -70,7 +70,7 @@ private func tar(_ args: [String]) throws {
     #expect(reopened.labelInfo("x", tag: "final")?["a"] == deep["a"])
 }
 
-@Test func updateInfo_mergedPastSizeLimit_isRefusedAndKeepsOldInfo() throws {
+@Test(.tags(.unit)) func updateInfo_mergedPastSizeLimit_isRefusedAndKeepsOldInfo() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url)
     try ds.addImage(id: "x", file: tmp.write("up/x.nii.gz", [1]), fileName: "x.nii.gz", info: [:])
@@ -94,7 +94,7 @@ private func studiesWithDocument(_ document: [UInt8]) -> TempDir {
     return tmp
 }
 
-@Test(arguments: [
+@Test(.tags(.unit), arguments: [
     ("not JSON", Array("{\"objects\": {".utf8)),
     ("nested past the reader's limit", Array((String(repeating: "[", count: 600) + String(repeating: "]", count: 600)).utf8)),
     ("structurally wrong", Array(#"{"objects": 5}"#.utf8)),
@@ -114,7 +114,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     #expect(again.recovery == nil, "the rebuilt document loads")
 }
 
-@Test func documentThatIsAFolder_isSetAside() throws {
+@Test(.tags(.unit)) func documentThatIsAFolder_isSetAside() throws {
     let tmp = TempDir()
     _ = tmp.write("a.nii.gz", [1])
     try FileManager.default.createDirectory(
@@ -125,7 +125,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     #expect(FileOps.isRegularFile(tmp.url.appendingPathComponent(DatastoreDocument.fileName).path))
 }
 
-@Test func readOnlyStoreWithCorruptDocument_opensFromFilesAndLeavesTheFile() throws {
+@Test(.tags(.unit)) func readOnlyStoreWithCorruptDocument_opensFromFilesAndLeavesTheFile() throws {
     let tmp = studiesWithDocument(Array("garbage".utf8))
     let ds = try LocalDatastore(root: tmp.url, readOnly: true)
     #expect(ds.recovery != nil && ds.recovery?.movedTo == nil)
@@ -137,7 +137,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
 
 // MARK: Ids too long for the file system
 
-@Test func imageIDTooLongWithItsExtension_isRefusedWithoutAServerPath() throws {
+@Test(.tags(.unit)) func imageIDTooLongWithItsExtension_isRefusedWithoutAServerPath() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url)
     let id = String(repeating: "x", count: 255)
@@ -153,7 +153,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
 
 // MARK: Symlinks
 
-@Test func symlinksLeavingTheStudiesFolder_areNotListedServedOrTrained() throws {
+@Test(.tags(.unit)) func symlinksLeavingTheStudiesFolder_areNotListedServedOrTrained() throws {
     let outside = TempDir()
     let secret = outside.write("secret.nii.gz", Array("secret".utf8))
     let tmp = TempDir()
@@ -183,7 +183,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
 
 // MARK: Sessions
 
-@Test func session_singleFileNamedMetaInfo_isRefused() throws {
+@Test(.tags(.unit)) func session_singleFileNamedMetaInfo_isRefused() throws {
     let tmp = TempDir()
     let store = try SessionStore(root: tmp.url.appendingPathComponent("sessions"))
     let e = #expect(throws: MONAILabelError.self) {
@@ -193,7 +193,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     #expect(FileOps.listDirectory(store.root.path).isEmpty)
 }
 
-@Test func session_uploadsLargerThanMaxBytes_areRefused() throws {
+@Test(.tags(.unit)) func session_uploadsLargerThanMaxBytes_areRefused() throws {
     let tmp = TempDir()
     let store = try SessionStore(root: tmp.url.appendingPathComponent("sessions"), maxBytes: 100)
     let f = tmp.write("big", [UInt8](repeating: 7, count: 101))
@@ -204,7 +204,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     #expect(FileOps.listDirectory(store.root.path).isEmpty)
 }
 
-@Test func session_archiveExpandingPastMaxBytes_isStoppedAndCleanedUp() throws {
+@Test(.tags(.unit)) func session_archiveExpandingPastMaxBytes_isStoppedAndCleanedUp() throws {
     let tmp = TempDir()
     // 64 MiB of zeros: the archive is tens of kilobytes.
     let big = tmp.url.appendingPathComponent("src/zeros.bin")
@@ -226,7 +226,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     #expect(FileOps.listDirectory(store.root.path).isEmpty, "the partial extraction is removed")
 }
 
-@Test func session_archiveWithTooManyFiles_isRefused() throws {
+@Test(.tags(.unit)) func session_archiveWithTooManyFiles_isRefused() throws {
     let tmp = TempDir()
     for i in 0..<30 { _ = tmp.write("src/f\(i).txt", [1]) }
     let archive = tmp.url.appendingPathComponent("many.tar.gz")
@@ -244,7 +244,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
 
 // MARK: Temporary folders of dead processes
 
-@Test func ownerPID_acceptsOnlyExactFolderNames() {
+@Test(.tags(.unit)) func ownerPID_acceptsOnlyExactFolderNames() {
     #expect(ProcessTemp.ownerPID(ofFolderNamed: "monailabel-1234") == 1234)
     for name in ["monailabel-", "monailabel-12a", "monailabel-0", "monailabel--5", "monailabel-1234.bak",
                  "xmonailabel-12", "monailabel-99999999999", "http-abcdefghijklmnop"] {
@@ -252,7 +252,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     }
 }
 
-@Test func sweepDead_removesOnlyFoldersOfProcessesThatAreGone() throws {
+@Test(.tags(.unit)) func sweepDead_removesOnlyFoldersOfProcessesThatAreGone() throws {
     let base = TempDir()
     let live: Int32 = 4242, dead: Int32 = 4343, deadLinked: Int32 = 4444
     for name in ["monailabel-\(live)", "monailabel-\(dead)", "monailabel-\(getpid())", "monailabel-abc", "other-\(dead)"] {
@@ -269,7 +269,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     #expect(FileOps.isRegularFile(target.path), "a link is never followed")
 }
 
-@Test func makeFolder_refusesAnExistingFolderOthersCanEnter() throws {
+@Test(.tags(.unit)) func makeFolder_refusesAnExistingFolderOthersCanEnter() throws {
     let base = TempDir()
     let made = try ProcessTemp.makeFolder(in: base.url)
     #expect(made.lastPathComponent == "monailabel-\(getpid())")
@@ -278,7 +278,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     #expect(throws: MONAILabelError.self) { try ProcessTemp.makeFolder(in: base.url) }
 }
 
-@Test func isAlive_seesThisProcessAndNotAReapedChild() throws {
+@Test(.tags(.unit)) func isAlive_seesThisProcessAndNotAReapedChild() throws {
     #expect(ProcessTemp.isAlive(getpid()))
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/true")
@@ -289,7 +289,7 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
 
 // MARK: Upload read-through
 
-@Test(arguments: ["x.nii.gz", "x.nii", "x.nrrd"])
+@Test(.tags(.unit), arguments: ["x.nii.gz", "x.nii", "x.nrrd"])
 func validate_completeVolume_passes_truncatedIsRefusedWithoutPath(_ name: String) throws {
     let tmp = TempDir()
     let url = try writeVolume(tmp, name)
@@ -301,7 +301,7 @@ func validate_completeVolume_passes_truncatedIsRefusedWithoutPath(_ name: String
     #expect(e?.message.contains(tmp.url.path) == false && e?.message.contains("uploaded file") == true, "\(e?.message ?? "")")
 }
 
-@Test func validate_spooledUploadWithoutExtension_isReadThroughALinkThatIsRemoved() throws {
+@Test(.tags(.unit)) func validate_spooledUploadWithoutExtension_isReadThroughALinkThatIsRemoved() throws {
     let tmp = TempDir()
     let url = try writeVolume(tmp, "x.nii.gz")
     let spooled = tmp.url.appendingPathComponent("http-abcdefgh")

@@ -2,7 +2,7 @@ import Testing
 @testable import MONAILabel
 @testable import MONAILabelCore
 
-@Test func generate_isDeterministicAndTheSpleenIsAPlausibleBrightBlob() {
+@Test(.tags(.unit)) func generate_isDeterministicAndTheSpleenIsAPlausibleBrightBlob() {
     let a = SyntheticCase.generate(index: 3, shape: [48, 48, 32], spacing: [3, 3, 4])
     let b = SyntheticCase.generate(index: 3, shape: [48, 48, 32], spacing: [3, 3, 4])
     let c = SyntheticCase.generate(index: 4, shape: [48, 48, 32], spacing: [3, 3, 4])

@@ -7,7 +7,7 @@ import TorchKit
 
 // MARK: JobBook (the train task list's state machine)
 
-@Test func jobBook_secondSubmitWhileRunning_isBusyUnlessEnqueued() {
+@Test(.tags(.unit)) func jobBook_secondSubmitWhileRunning_isBusyUnlessEnqueued() {
     var b = JobBook()
     let r1 = b.submit(id: "a", request: [:], enqueue: false, now: "t0")
     #expect(r1 == .start("a"))
@@ -25,7 +25,7 @@ import TorchKit
     #expect(b.job("c")?.status == .submitted)
 }
 
-@Test func jobBook_start_addsGpusAllToRequestLikeUpstream() {
+@Test(.tags(.unit)) func jobBook_start_addsGpusAllToRequestLikeUpstream() {
     var b = JobBook()
     _ = b.submit(id: "a", request: ["model": "m"], enqueue: false, now: "t0")
     #expect(b.job("a")?.request["gpus"] == nil)
@@ -35,7 +35,7 @@ import TorchKit
     #expect(b.job("a")?.json["details"] == .array([]))
 }
 
-@Test func jobBook_stop_marksStoppedAndExitKeepsStopped() {
+@Test(.tags(.unit)) func jobBook_stop_marksStoppedAndExitKeepsStopped() {
     var b = JobBook()
     _ = b.submit(id: "a", request: [:], enqueue: false, now: "t0")
     _ = b.started("a")
@@ -50,7 +50,7 @@ import TorchKit
     #expect(again == nil)
 }
 
-@Test func jobBook_stopBeforeLaunch_preventsTheStart() {
+@Test(.tags(.unit)) func jobBook_stopBeforeLaunch_preventsTheStart() {
     var b = JobBook()
     _ = b.submit(id: "a", request: [:], enqueue: false, now: "t0")
     let stopped = b.stop(now: "t1")
@@ -59,7 +59,7 @@ import TorchKit
     #expect(!started)
 }
 
-@Test func jobBook_signalOrNonZeroExit_isError() {
+@Test(.tags(.unit)) func jobBook_signalOrNonZeroExit_isError() {
     var b = JobBook()
     _ = b.submit(id: "a", request: [:], enqueue: false, now: "t0")
     _ = b.started("a")
@@ -72,7 +72,7 @@ import TorchKit
     #expect(b.job("b")?.status == .error)
 }
 
-@Test func jobBook_output_keepsLast20LinesAndParsesProgress() {
+@Test(.tags(.unit)) func jobBook_output_keepsLast20LinesAndParsesProgress() {
     var b = JobBook()
     _ = b.submit(id: "a", request: [:], enqueue: false, now: "t0")
     _ = b.started("a")
@@ -154,7 +154,7 @@ import TorchKit
 
 // MARK: Loss and metric
 
-@Test func diceCELoss_perfectPrediction_isNearZeroAndWrongIsLarge() throws {
+@Test(.tags(.unit)) func diceCELoss_perfectPrediction_isNearZeroAndWrongIsLarge() throws {
     // Two classes on 1x1x2x2x2: logits strongly favour the true class.
     let labels: [Float] = [0, 1, 1, 0, 0, 0, 1, 1]
     let y = try Tensor(labels, shape: [1, 1, 2, 2, 2])
@@ -165,7 +165,7 @@ import TorchKit
     #expect(try loss(bad, y).item() > 10)
 }
 
-@Test func diceCELoss_uniformLogits_matchesClosedForm() throws {
+@Test(.tags(.unit)) func diceCELoss_uniformLogits_matchesClosedForm() throws {
     // softmax = 0.5 everywhere; CE = ln 2; squared dice per class c with n_c voxels:
     // 1 - 2 * 0.5 n_c / (n_c + 0.25 * 8).
     let labels: [Float] = [0, 1, 1, 0, 0, 0, 1, 1]
@@ -176,7 +176,7 @@ import TorchKit
     #expect(abs(v - (dice + log(2.0))) < 1e-4)
 }
 
-@Test func diceCELoss_backward_givesGradients() throws {
+@Test(.tags(.unit)) func diceCELoss_backward_givesGradients() throws {
     let y = try Tensor([Float](repeating: 1, count: 8), shape: [1, 1, 2, 2, 2])
     let x = try Tensor.zeros([1, 2, 2, 2, 2])
     try x.setRequiresGrad(true)
@@ -185,14 +185,14 @@ import TorchKit
     #expect(g.contains { $0 != 0 })
 }
 
-@Test func diceMetric_ignoresBackgroundAndEmptyTruth() {
+@Test(.tags(.unit)) func diceMetric_ignoresBackgroundAndEmptyTruth() {
     #expect(DiceMetric.mean(prediction: [0, 1, 1, 0], truth: [0, 1, 0, 0], classes: 2) == 2.0 / 3.0)
     #expect(DiceMetric.mean(prediction: [1, 1], truth: [0, 0], classes: 2) == nil)
 }
 
 // MARK: Split and planner
 
-@Test func split_isDeterministicFirstPartTrains() {
+@Test(.tags(.unit)) func split_isDeterministicFirstPartTrains() {
     let s = SegmentationTrainer.split(count: 10, valSplit: 0.2)
     #expect(s.train == 0..<8)
     #expect(s.val == 8..<10)
@@ -211,7 +211,7 @@ private func spleenDefinition() throws -> TrainDefinition {
     return try #require(try TrainDefinition(model: "spleen", definition: object))
 }
 
-@Test func planner_cpu_shrinksCropAndSamplesAndExplainsWhy() throws {
+@Test(.tags(.unit)) func planner_cpu_shrinksCropAndSamplesAndExplainsWhy() throws {
     let d = try spleenDefinition()
     let images = Array(repeating: ImageStats(spatialShape: [96, 96, 64], spacing: [1.5, 1.5, 2.0]), count: 4)
     let p = Planner.plan(definition: d, images: images, datasetSize: 10,
@@ -224,7 +224,7 @@ private func spleenDefinition() throws -> TrainDefinition {
     #expect(p.meanShape == [96, 96, 64])
 }
 
-@Test func planner_gpuAndSmallImages_keepModelCropUpToImageSize() throws {
+@Test(.tags(.unit)) func planner_gpuAndSmallImages_keepModelCropUpToImageSize() throws {
     let d = try spleenDefinition()
     let images = [ImageStats(spatialShape: [40, 40, 20], spacing: [2, 2, 2])]  // 80 x 80 x 40 mm
     let p = Planner.plan(definition: d, images: images, datasetSize: 1,
@@ -234,7 +234,7 @@ private func spleenDefinition() throws -> TrainDefinition {
     #expect(p.device == "cuda")
 }
 
-@Test func planner_littleRAM_coarsensSpacing() throws {
+@Test(.tags(.unit)) func planner_littleRAM_coarsensSpacing() throws {
     let d = try spleenDefinition()
     let images = [ImageStats(spatialShape: [512, 512, 200], spacing: [0.8, 0.8, 2.5])]
     let p = Planner.plan(definition: d, images: images, datasetSize: 100,
@@ -243,7 +243,7 @@ private func spleenDefinition() throws -> TrainDefinition {
     #expect(p.notes.contains { $0.contains("coarsened") })
 }
 
-@Test func planner_requestOverridesPlan() throws {
+@Test(.tags(.unit)) func planner_requestOverridesPlan() throws {
     let d = try spleenDefinition()
     let p = Planner.plan(definition: d, images: [], datasetSize: 1,
                          machine: MachineResources(cores: 2, availableRAMMB: 8000, gpuMemoryMB: nil),
@@ -255,7 +255,7 @@ private func spleenDefinition() throws -> TrainDefinition {
     #expect(p.trainBatchSize == 2)
 }
 
-@Test func trainDefinition_unknownOptimizer_isRefused() throws {
+@Test(.tags(.unit)) func trainDefinition_unknownOptimizer_isRefused() throws {
     let json = try #require(try JSONValue.parse(#"{"network": {"name": "UNet"}, "train": {"optimizer": "Lion"}}"#).objectValue)
     #expect(throws: MONAILabelError.self) { try TrainDefinition(model: "m", definition: json) }
 }
@@ -267,7 +267,7 @@ private func writeVolume(_ url: URL, shape: [Int], values: [Float], spacing: Dou
     try NIfTI.write(Volume(spatialShape: shape, data: .float32(values), affine: affine), to: url)
 }
 
-@Test func preprocessing_unknownLabelValues_warnAndBecomeBackground() throws {
+@Test(.tags(.unit)) func preprocessing_unknownLabelValues_warnAndBecomeBackground() throws {
     let tmp = TempDir()
     let d = try spleenDefinition()
     let plan = Planner.plan(definition: d, images: [], datasetSize: 1,
@@ -283,7 +283,7 @@ private func writeVolume(_ url: URL, shape: [Int], values: [Float], spacing: Dou
     #expect(Set(c.label.floats) == [0, 1])
 }
 
-@Test func preprocessing_mismatchedGrids_skipTheCaseWithAWarning() throws {
+@Test(.tags(.unit)) func preprocessing_mismatchedGrids_skipTheCaseWithAWarning() throws {
     let tmp = TempDir()
     let d = try spleenDefinition()
     let plan = Planner.plan(definition: d, images: [], datasetSize: 1,

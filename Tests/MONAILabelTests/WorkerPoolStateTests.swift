@@ -4,7 +4,7 @@ import Testing
 @testable import MONAILabelCore
 
 /// The model worker pool's rules without processes: FIFO queue, restarts with backoff, what a report shows.
-@Suite struct WorkerPoolStateTests {
+@Suite(.tags(.unit)) struct WorkerPoolStateTests {
     /// A pool of `n` workers that have started.
     func running(_ n: Int) -> WorkerPoolState {
         var s = WorkerPoolState(workers: n)
@@ -127,7 +127,7 @@ import Testing
     }
 }
 
-@Suite struct WorkerWireTests {
+@Suite(.tags(.unit)) struct WorkerWireTests {
     @Test func reply_carriesTheErrorKindAndMessage() throws {
         for kind: MONAILabelError.Kind in [.notFound, .invalidInput, .notEnabled, .busy, .unavailable, .timedOut, .internalError,
                                              .badUpstream, .unusableImage] {
@@ -160,7 +160,7 @@ import Testing
     }
 }
 
-@Suite struct WorkerSettingsTests {
+@Suite(.tags(.unit)) struct WorkerSettingsTests {
     @Test func workerMaxMemory_acceptsSuffixes() throws {
         let env = ["MONAI_LABEL_WORKER_MAX_MEMORY": "4G", "MONAI_LABEL_INFER_WORKERS": "2"]
         let s = try Settings.fromEnvironment(appDir: URL(fileURLWithPath: "/a"), studies: "/s", conf: [:], environment: env)
@@ -196,7 +196,7 @@ import Testing
 }
 
 /// The pool's refusals that need no working worker process.
-@Suite struct InferWorkerPoolTests {
+@Suite(.tags(.unit)) struct InferWorkerPoolTests {
     func pool(_ executable: String) -> InferWorkerPool {
         InferWorkerPool(workers: 1, launch: .init(executable: URL(fileURLWithPath: executable), arguments: [],
                                                   environment: [:], maxMemory: 0))

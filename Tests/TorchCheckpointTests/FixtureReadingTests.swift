@@ -53,7 +53,7 @@ struct FixtureExpectations {
     }
 }
 
-@Suite struct FixtureReadingTests {
+@Suite(.tags(.unit)) struct FixtureReadingTests {
     @Test func fixtures_everyCheckpointHasIndependentExpectations() throws {
         let files = try Fixtures.monaiCheckpoints().map(\.lastPathComponent)
         #expect(files.count == 10, "expected 5 networks x (.small.pt, .small.ckpt.pt) in \(Fixtures.monai.path)")

@@ -5,7 +5,7 @@ import TestSupport
 
 /// Damaged pickles and zips must give typed errors: never a crash, a hang or an allocation sized by the file's
 /// claims rather than its contents.
-@Suite struct MalformedInputTests {
+@Suite(.tags(.unit)) struct MalformedInputTests {
     private func pickle(_ body: (inout PickleBytes) -> Void) -> PickleBytes {
         var p = PickleBytes()
         body(&p)

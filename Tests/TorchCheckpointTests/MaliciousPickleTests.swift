@@ -3,7 +3,7 @@ import Testing
 @testable import TorchCheckpoint
 
 /// Pickles that would run code under `pickle.load` must be refused by name, and nothing may run.
-@Suite struct MaliciousPickleTests {
+@Suite(.tags(.unit)) struct MaliciousPickleTests {
     /// A pickle that, under Python's pickle, would call `module.name("touch <canary>")`.
     private func commandPickle(_ module: String, _ name: String, canary: URL, stackGlobal: Bool = false) -> PickleBytes {
         var p = PickleBytes(protocol: stackGlobal ? 4 : 2)

@@ -6,7 +6,7 @@ import TestSupport
 /// Runs `scripts/check_checkpoint_python.py` on checkpoints we wrote. With a Python that has torch
 /// (`$MONAILABEL_PYTHON`, `python3`, or Debian's `/usr/bin/python3` with `python3-torch`) PyTorch's own
 /// `torch.load(weights_only=True)` must read them as expected; without one the script's no-torch path runs.
-@Suite struct PythonInteropTests {
+@Suite(.tags(.unit)) struct PythonInteropTests {
     private static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 @testable import TorchCheckpoint
 
-@Suite struct RoundTripTests {
+@Suite(.tags(.unit)) struct RoundTripTests {
     private func sampleTensors() -> [(name: String, tensor: StoredTensor)] {
         var rng = SplitMix(seed: 42)
         func random(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }

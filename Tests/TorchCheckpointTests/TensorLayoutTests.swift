@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import TorchCheckpoint
 
-@Suite struct TensorLayoutTests {
+@Suite(.tags(.unit)) struct TensorLayoutTests {
     private func read(_ p: PickleBytes, storages: [(String, [UInt8])], byteorder: String? = "little") throws -> PickleValue {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }

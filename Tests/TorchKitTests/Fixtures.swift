@@ -61,4 +61,4 @@ import Testing
 
 /// Parent of every suite here. Serialized because libtorch's generator is global: seeded tests must not
 /// interleave their draws with other tests'.
-@Suite(.serialized) enum TorchKitTests {}
+@Suite(.tags(.unit), .serialized) enum TorchKitTests {}

@@ -4,7 +4,7 @@ import Testing
 @testable import WebToken
 
 /// Tokens minted here with fresh OpenSSL keys, then checked the way the server checks bearer tokens.
-@Suite struct JWTTests {
+@Suite(.tags(.unit)) struct JWTTests {
     let ec = SigningKey.generate(.es256)!
     let rsa = SigningKey.generate(.rs256)!
     let now = Date(timeIntervalSince1970: 1_800_000_000)
@@ -139,7 +139,7 @@ import Testing
     }
 }
 
-@Suite struct PasswordHashTests {
+@Suite(.tags(.unit)) struct PasswordHashTests {
     @Test func scrypt_rightPasswordMatches_wrongOneAndTamperedHashDoNot() throws {
         let h = try #require(PasswordHash.make("correct horse", n: 1 << 10))
         #expect(h.salt.count == 16 && h.hash.count == 32)

@@ -1,9 +1,8 @@
 #ifndef CHTTPCLIENT_H
 #define CHTTPCLIENT_H
-// Blocking client sockets with timeouts and client-side TLS (OpenSSL), as plain functions: name resolution,
-// non-blocking connect with a deadline, SNI and host-name verification are macros or multi-step dances in C.
+// Blocking client sockets with timeouts, as plain functions: name resolution and a non-blocking connect with a
+// deadline are multi-step dances in C. TLS over these sockets is in COpenSSL (copenssl_client.h).
 #include <stddef.h>
-#include <openssl/ssl.h>
 
 /// Why a connect failed (`*kind` of chttpc_connect).
 enum {
@@ -15,7 +14,7 @@ enum {
     CHTTPC_OTHER = 5
 };
 
-/// I/O status of chttpc_read / chttpc_write / chttpc_tls_*.
+/// I/O status of chttpc_read / chttpc_write.
 enum {
     CHTTPC_IO_OK = 0,
     CHTTPC_IO_CLOSED = 1,
@@ -33,16 +32,5 @@ long chttpc_read(int fd, void *buf, size_t len, int *status);
 /// send() with MSG_NOSIGNAL; returns the count, or 0 with `*status` set.
 long chttpc_write(int fd, const void *buf, size_t len, int *status);
 void chttpc_close(int fd);
-
-/// A client context: TLS 1.2 minimum; when `verify` is set, peers are checked against `cafile` (PEM) or the
-/// system's default trust store. NULL with `err` on failure.
-SSL_CTX *chttpc_tls_ctx_new(int verify, const char *cafile, char *err, size_t errlen);
-void chttpc_tls_ctx_free(SSL_CTX *ctx);
-/// Runs the handshake on the connected socket `fd`, sending `host` as SNI and (when the context verifies)
-/// checking the certificate names `host`. NULL with `err` on failure.
-SSL *chttpc_tls_connect(SSL_CTX *ctx, int fd, const char *host, char *err, size_t errlen);
-long chttpc_tls_read(SSL *ssl, void *buf, int len, int *status);
-long chttpc_tls_write(SSL *ssl, const void *buf, int len, int *status);
-void chttpc_tls_free(SSL *ssl);
 
 #endif

@@ -583,3 +583,122 @@ public struct Spacing: Sendable {
         return (outShape, offset)
     }
 }
+
+/// Interpolation of `Resize`, as `torch.nn.functional.interpolate` modes used by MONAI.
+public enum ResizeMode: String, Sendable {
+    /// PyTorch's legacy `nearest`: source index `floor(dst * in / out)`.
+    case nearest
+    /// `nearest-exact`: source index `floor((dst + 0.5) * in / out)`.
+    case nearestExact = "nearest-exact"
+    /// `bilinear`/`trilinear` with `align_corners=False`.
+    case linear
+    /// `area`: adaptive average pooling (MONAI's default).
+    case area
+}
+
+/// `monai.transforms.Resize` (`size_mode="all"`, no anti-aliasing): resizes the spatial shape, leaving the
+/// affine scaled as MONAI does (zooms by in/out, centred).
+public struct Resize: Sendable {
+    /// Target spatial size; entries <= 0 keep the input size.
+    public var spatialSize: [Int]
+    public var mode: ResizeMode
+
+    public init(spatialSize: [Int], mode: ResizeMode = .area) {
+        self.spatialSize = spatialSize
+        self.mode = mode
+    }
+
+    public func callAsFunction(_ v: Volume) throws -> Volume {
+        let sr = v.spatialShape.count
+        guard spatialSize.count == sr || spatialSize.count == 1 else {
+            throw ImagingError("Resize: spatial_size \(spatialSize) does not match rank \(sr)")
+        }
+        let out = (0..<sr).map { i -> Int in
+            let s = spatialSize.count == 1 ? spatialSize[0] : spatialSize[i]
+            return s > 0 ? s : v.spatialShape[i]
+        }
+        if out == v.spatialShape { return v.with(floats: v.floats) }
+        try ImagingLimits.checkVoxels(out, channels: v.channels, what: "Resize output")
+        guard v.voxelCount > 0 else {
+            throw ImagingError("Resize: cannot resize an empty volume \(v.spatialShape) to \(out)")
+        }
+        let (nx, ny, nz) = v.dims3
+        let o3 = [out[0], out[1], sr > 2 ? out[2] : 1]
+        let i3 = [nx, ny, nz]
+        let x = v.floats
+        // Separable: each axis is a 1-D resampling with per-output-index taps and weights.
+        let taps = (0..<3).map { Resize.taps(inSize: i3[$0], outSize: o3[$0], mode: mode) }
+        var cur = x
+        var curShape = i3
+        for axis in 0..<3 where curShape[axis] != o3[axis] || mode == .area {
+            // Axis by axis, an intermediate can be larger than both the input and the output.
+            var next = curShape
+            next[axis] = o3[axis]
+            try ImagingLimits.checkVoxels(next, channels: v.channels, what: "Resize intermediate")
+            cur = Resize.apply(cur, channels: v.channels, shape: curShape, axis: axis, taps: taps[axis], outSize: o3[axis])
+            curShape[axis] = o3[axis]
+        }
+        // MONAI scales the affine by in/out about the grid's corner at -0.5 voxels (align_corners=False).
+        var aff = v.affine
+        for i in 0..<sr {
+            let scale = Double(v.spatialShape[i]) / Double(out[i])
+            let shift = (scale - 1) / 2
+            for r in 0..<3 {
+                aff[r, 3] += aff[r, i] * shift
+            }
+            for r in 0..<3 { aff[r, i] *= scale }
+        }
+        return v.with(floats: cur, spatialShape: out, affine: aff)
+    }
+
+    typealias Taps = [[(Int, Float)]]
+
+    static func taps(inSize: Int, outSize: Int, mode: ResizeMode) -> Taps {
+        let scale = Float(inSize) / Float(outSize)
+        return (0..<outSize).map { o -> [(Int, Float)] in
+            switch mode {
+            case .nearest:
+                return [(min(Int((Float(o) * scale).rounded(.down)), inSize - 1), 1)]
+            case .nearestExact:
+                return [(min(Int(((Float(o) + 0.5) * scale).rounded(.down)), inSize - 1), 1)]
+            case .linear:
+                let src = max(scale * (Float(o) + 0.5) - 0.5, 0)
+                let i0 = min(Int(src), inSize - 1)
+                let i1 = i0 + (i0 < inSize - 1 ? 1 : 0)
+                let l1 = src - Float(i0)
+                return i1 == i0 ? [(i0, Float(1))] : [(i0, 1 - l1), (i1, l1)]
+            case .area:
+                let start = (o * inSize) / outSize
+                let end = ((o + 1) * inSize + outSize - 1) / outSize
+                let w = 1 / Float(end - start)
+                return (start..<end).map { ($0, w) }
+            }
+        }
+    }
+
+    static func apply(_ x: [Float], channels: Int, shape: [Int], axis: Int, taps: Taps, outSize: Int) -> [Float] {
+        var outShape = shape
+        outShape[axis] = outSize
+        let inner = shape[(axis + 1)...].reduce(1, *)
+        let outer = channels * shape[..<axis].reduce(1, *)
+        let n = shape[axis]
+        return x.withUnsafeBufferPointer { sp in
+            [Float](unsafeUninitializedCapacity: outer * outSize * inner) { dp, count in
+                let s = sp.baseAddress!, d = dp.baseAddress!
+                Parallel.forChunks(count: outer, minChunk: 1) { lo, hi in
+                    for o in lo..<hi {
+                        for (j, tp) in taps.enumerated() {
+                            let db = d + (o * outSize + j) * inner
+                            for k in 0..<inner { (db + k).initialize(to: 0) }
+                            for (i, w) in tp {
+                                let sb = s + (o * n + i) * inner
+                                for k in 0..<inner { db[k] += w * sb[k] }
+                            }
+                        }
+                    }
+                }
+                count = outer * outSize * inner
+            }
+        }
+    }
+}

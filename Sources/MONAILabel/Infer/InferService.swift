@@ -3,7 +3,7 @@ import Foundation
 /// What `POST /infer/{model}` asks for, transport-free.
 public struct InferInput: Sendable {
     public var model: String
-    /// Datastore image id (query `image`); params may override it.
+    /// Datastore image id (query `image`); `params.image` overrides it (see `datastoreImageID`).
     public var imageID: String
     public var sessionID: String
     /// An uploaded image (`file` part), used instead of a datastore image.
@@ -25,6 +25,12 @@ public struct InferInput: Sendable {
     }
 }
 
+extension InferInput {
+    /// The datastore image this request names: `params.image` wins over the query's `image`, as upstream merges
+    /// params over the request. Every use (fetching the image, saving the label, the DICOM SEG) reads it here.
+    public var datastoreImageID: String { params["image"]?.stringValue ?? imageID }
+}
+
 /// Upstream's `app.infer()` result: the label file (a temporary file the caller deletes), the result JSON, and
 /// the label id and tag (`tag` is always `original`, as upstream reports it).
 public struct InferOutput: Sendable {
@@ -32,6 +38,8 @@ public struct InferOutput: Sendable {
     public var json: JSONObject
     public var label: String
     public var tag = LabelTag.original
+    /// The datastore image the inference ran on; nil when it ran on a session's image or an upload.
+    public var imageID: String?
 }
 
 /// Admission control for inference: at most `capacity` requests in flight; more get `unavailable` (503) at
@@ -82,8 +90,7 @@ extension MONAILabelApp {
         // first device (Device.best) until inference places work per device (issue 15, with the worker processes).
         _ = try DeviceList.requested(params["device"])
         try task.validate(params: params)
-        var imageID = input.imageID
-        if let fromParams = input.params["image"]?.stringValue { imageID = fromParams }
+        let imageID = input.datastoreImageID
         let imagePath: String
         var storeID: String?
         if !input.sessionID.isEmpty {
@@ -129,7 +136,31 @@ extension MONAILabelApp {
                 info: ["model": .string(input.model), "params": .object(result.json)])
             label = id
         }
-        return InferOutput(file: result.file, json: result.json, label: label)
+        return InferOutput(file: result.file, json: result.json, label: label, imageID: storeID)
+    }
+
+    /// Refuses `output=dicom_seg` before any work when it cannot succeed: the datastore cannot export SEGs, or
+    /// the request names no datastore image.
+    public func checkDicomSegOutput(_ input: InferInput) throws {
+        guard datastore is DicomSegExporting else {
+            throw MONAILabelError.invalid("DICOM SEG format is not supported in a non-DICOM datastore")
+        }
+        if input.datastoreImageID.isEmpty {
+            throw MONAILabelError.invalid("DICOM SEG output needs an image of the datastore (query parameter image)")
+        }
+    }
+
+    /// Writes an inference's label as a DICOM SEG of the datastore image it ran on, at `url`; returns that image's id.
+    public func writeDicomSeg(_ output: InferOutput, to url: URL) throws -> String {
+        guard let exporter = datastore as? DicomSegExporting else {
+            throw MONAILabelError.invalid("DICOM SEG format is not supported in a non-DICOM datastore")
+        }
+        guard let file = output.file, let imageID = output.imageID else {
+            throw MONAILabelError.invalid("DICOM SEG output needs an image of the datastore (query parameter image)")
+        }
+        try exporter.exportDicomSeg(imageID: imageID, labelFile: file, fileName: file.lastPathComponent,
+                                    labelInfo: output.json["label_info"]?.arrayValue ?? [], to: url)
+        return imageID
     }
 
     /// Runs a job on this process's own models: what a model worker does with each job, and the whole of

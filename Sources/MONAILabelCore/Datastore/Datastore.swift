@@ -104,3 +104,12 @@ extension Datastore {
 
     public var imagesFromUpstream: Bool { false }
 }
+
+/// A datastore that can export a label of one of its images as a DICOM SEG referencing that image's series
+/// (a DICOMweb datastore). Inference asks for this capability for `output=dicom_seg`; a datastore without it
+/// answers 422.
+public protocol DicomSegExporting: Datastore {
+    /// Writes `labelFile` (a label of image `imageID`; `fileName` carries its format's extension) as a DICOM SEG
+    /// at `url`. Segment names come from `labelInfo` (a result's `label_info`) where given.
+    func exportDicomSeg(imageID: String, labelFile: URL, fileName: String, labelInfo: [JSONValue], to url: URL) throws
+}

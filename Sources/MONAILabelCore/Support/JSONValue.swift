@@ -1,4 +1,5 @@
 import Foundation
+import JSONEscaping
 
 /// A JSON document that keeps object keys in insertion order and tells integers from floats, as Python's `json`
 /// does. Upstream's datastore file and every info dict are insertion-ordered Python dicts; keeping the order
@@ -401,7 +402,7 @@ extension JSONValue {
         case .bool(let v): out.append(contentsOf: Array((v ? "true" : "false").utf8))
         case .int(let v): out.append(contentsOf: Array(String(v).utf8))
         case .double(let v): out.append(contentsOf: Array(JSONValue.formatDouble(v).utf8))
-        case .string(let s): JSONValue.writeString(s, into: &out)
+        case .string(let s): JSONText.appendString(s, to: &out)
         case .array(let a):
             out.append(UInt8(ascii: "["))
             if a.isEmpty {
@@ -432,7 +433,7 @@ extension JSONValue {
                 }
                 first = false
                 newline(level + 1)
-                JSONValue.writeString(k, into: &out)
+                JSONText.appendString(k, to: &out)
                 out.append(UInt8(ascii: ":"))
                 if pythonSeparators { out.append(0x20) }
                 v.write(into: &out, indent: indent, level: level + 1, pythonSeparators: pythonSeparators)
@@ -479,26 +480,6 @@ extension JSONValue {
         let mantissa = digits.count == 1 ? digits : digits.prefix(1) + "." + digits.dropFirst()
         let e = abs(decExp) < 10 ? "0\(abs(decExp))" : "\(abs(decExp))"
         return sign + mantissa + "e" + (decExp < 0 ? "-" : "+") + e
-    }
-
-    private static func writeString(_ s: String, into out: inout [UInt8]) {
-        out.append(0x22)
-        for c in s.utf8 {
-            switch c {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 15)]])
-            default: out.append(c)
-            }
-        }
-        out.append(0x22)
     }
 }
 

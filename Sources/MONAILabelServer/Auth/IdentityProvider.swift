@@ -22,7 +22,7 @@ final class IdentityProvider: Sendable {
 
     /// One request to the provider, bounded in time as a whole (not only per read: a provider trickling bytes
     /// cannot hold a worker) and in size (a huge answer is refused, not buffered).
-    private func exchange(_ method: String, _ url: URL, headers: HTTPClientHeaders = HTTPClientHeaders(),
+    private func exchange(_ method: String, _ url: URL, headers: HTTPHeaders = HTTPHeaders(),
                           body: [UInt8] = []) throws -> HTTPClientResponse {
         let deadline = Date().addingTimeInterval(timeout)
         let stream = try client.stream(method: method, url: url, headers: headers, body: body)
@@ -92,7 +92,7 @@ final class IdentityProvider: Sendable {
         if !clientSecret.isEmpty { fields.append(("client_secret", clientSecret)) }
         if !scope.isEmpty { fields.append(("scope", scope)) }
         let form = fields.map { "\($0.0)=\(enc($0.1))" }.joined(separator: "&")
-        var headers = HTTPClientHeaders()
+        var headers = HTTPHeaders()
         headers.add("Content-Type", "application/x-www-form-urlencoded")
         headers.add("Accept", "application/json")
         return try exchange("POST", try tokenEndpoint(), headers: headers, body: Array(form.utf8))
