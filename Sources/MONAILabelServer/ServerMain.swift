@@ -88,7 +88,9 @@ public enum ServerMain {
     public static func start(_ options: ServerOptions, environment: [String: String] = ProcessInfo.processInfo.environment)
         throws -> RunningServer
     {
-        try Torch.loadBackend()
+        // Review-only mode (`--conf models none`) never loads libtorch.
+        let appConf = try AppConf(options.conf)
+        if !appConf.reviewOnly { try Torch.loadBackend() }
         let appDir = URL(fileURLWithPath: options.appDir).standardizedFileURL
         guard FileOps.isDirectory(appDir.path) else {
             throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")
@@ -104,9 +106,13 @@ public enum ServerMain {
         settings.serverPort = options.port
         let log = Logger(file: appDir.appendingPathComponent("logs/app.log"), level: options.logLevel)
         // libtorch defaults to one thread here; one per core unless MONAI_LABEL_TORCH_THREADS says otherwise.
-        try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        if !appConf.reviewOnly {
+            try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        }
         settings.applyProcessLimits()
         log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
+        for warning in appConf.warnings { log.warning(warning) }
+        try PretrainedFetcher.fetchMissing(appDir: appDir, conf: options.conf, environment: environment, log: log)
         // Spooled bodies and results of servers killed outright (SIGKILL, OOM) stay in their private temp folders.
         let swept = ProcessTemp.sweepDead()
         if !swept.isEmpty { log.info("Removed temporary folders of exited processes: \(swept.joined(separator: ", "))") }
@@ -132,7 +138,13 @@ public enum ServerMain {
             pacs.setSegmentNames(segmentNames(app))
             pacs.setConverter(IsolatedDicomConverter(settings: settings))
         }
-        log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)")
+        log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)"
+            + (appConf.reviewOnly ? " (review-only: no model, libtorch not loaded)" : ""))
+        for model in app.untrainedModels { log.warning(MONAILabelApp.untrainedWarning(model)) }
+        if appConf.preload && app.inferWorkers == nil {
+            let loaded = try app.preloadModels()
+            log.info("Preloaded models: \(loaded.joined(separator: ", "))")
+        }
         if let pool = app.inferWorkers {
             pool.setLog { line in log.info(line, source: "infer-worker") }
             pool.start()

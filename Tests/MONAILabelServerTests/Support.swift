@@ -67,8 +67,10 @@ func jobSettings(appDir: URL, studies: URL, conf: [String: String], runner: URL 
 func startJobServer(appDir: URL, studies: String, conf: [String: String], environment: [String: String] = [:]) throws
     -> RunningServer
 {
-    let options = ServerOptions(appDir: appDir.path, studies: studies, conf: conf, host: "127.0.0.1", port: 0,
-                                logLevel: .warning)
+    // Hermetic unless a test asks otherwise: no pretrained weights fetched from the internet.
+    let options = ServerOptions(appDir: appDir.path, studies: studies,
+                                conf: conf.merging(["use_pretrained_model": "false"]) { given, _ in given },
+                                host: "127.0.0.1", port: 0, logLevel: .warning)
     let base = ["MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": monailabelBinary.path,
                 "MONAI_LABEL_TORCH_THREADS": "1"]
     return try ServerMain.start(options, environment: base.merging(environment) { $1 })
