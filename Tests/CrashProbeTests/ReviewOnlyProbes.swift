@@ -8,7 +8,11 @@ extension CrashProbes {
     @Suite struct ReviewOnlyProbes {
         /// The libtorch objects mapped into a live process, from `/proc/<pid>/maps`.
         static func torchMappings(_ pid: Int32) throws -> [String] {
-            let maps = try String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)
+            // Read to the end: /proc files report a size of 0, which whole-file readers trust.
+            guard let handle = FileHandle(forReadingAtPath: "/proc/\(pid)/maps") else { throw ProbeError("no process \(pid)") }
+            defer { try? handle.close() }
+            let maps = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+            guard !maps.isEmpty else { throw ProbeError("/proc/\(pid)/maps is empty") }
             return Set(maps.split(separator: "\n").compactMap { line -> String? in
                 guard let path = line.split(separator: " ", omittingEmptySubsequences: true).last,
                       path.contains("libtorch") || path.contains("libmonailabel_torch") || path.contains("libc10")
@@ -49,7 +53,8 @@ extension CrashProbes {
             let server = try ProbeServer(models: "segmentation_spleen")
             defer { server.stop() }
             #expect(try server.curl("GET", "/info/").status == 200)
-            #expect(try Self.torchMappings(server.pid).contains { $0.hasSuffix("libmonailabel_torch.so") })
+            let mapped = try Self.torchMappings(server.pid)
+            #expect(mapped.contains { $0.hasSuffix("libmonailabel_torch.so") }, "\(mapped)")
         }
     }
 }

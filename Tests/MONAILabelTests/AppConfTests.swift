@@ -40,7 +40,8 @@ import Testing
 
 @Test func conf_labels_jsonMap_changesLabelsAndOutputChannels_andDropsThePretrainedFile() throws {
     let tmp = TempDir()
-    let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "labels": #"{"liver": 1, "spleen": 3}"#])
+    let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "labels": #"{"liver": 1, "spleen": 3}"#],
+                          factory: defaultInferTaskFactory)
     let task = try #require(app.inferTasks["segmentation_spleen"] as? SegmentationTask)
     #expect(task.labels == ["liver": 1, "spleen": 3])
     #expect(task.loader.networkSpec["out_channels"] == 3)
@@ -89,7 +90,7 @@ import Testing
     #expect(d["files"]?["pretrained"] == "pretrained_deepedit_unetr.pt")
     let tmp = TempDir()
     do {
-        let app = try makeApp(tmp, conf: ["models": "deepedit", "network": "unetr"])
+        let app = try makeApp(tmp, conf: ["models": "deepedit", "network": "unetr"], factory: defaultInferTaskFactory)
         #expect(app.inferTasks["deepedit"]?.modelPaths.last?.lastPathComponent == "deepedit_unetr.pt")
     } catch let e as MONAILabelError {
         // A build without UNETR refuses to start, naming the setting.
@@ -118,19 +119,21 @@ import Testing
 
 @Test func conf_skipStrategies_keepsRandomFirstLast_andTheScoringMethods() throws {
     let tmp = TempDir()
-    let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "epistemic_enabled": "true", "skip_strategies": "true"])
+    let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "epistemic_enabled": "true", "skip_strategies": "true"],
+                          factory: defaultInferTaskFactory)
     #expect(app.strategies.keys == ["random", "first", "last"])
     #expect(app.scoring.methods.keys.contains("epistemic"))
     let tmp2 = TempDir()
-    let withStrategies = try makeApp(tmp2, conf: ["models": "segmentation_spleen", "epistemic_enabled": "true"])
+    let withStrategies = try makeApp(tmp2, conf: ["models": "segmentation_spleen", "epistemic_enabled": "true"],
+                                     factory: defaultInferTaskFactory)
     #expect(withStrategies.strategies.keys.contains("epistemic"))
 }
 
 @Test func conf_skipTrainers_servesNoTrainer() throws {
     let tmp = TempDir()
-    #expect(try makeApp(tmp).trainDefinitions.keys == ["segmentation_spleen"])
+    #expect(try makeApp(tmp, factory: defaultInferTaskFactory).trainDefinitions.keys == ["segmentation_spleen"])
     let tmp2 = TempDir()
-    let app = try makeApp(tmp2, conf: ["models": "segmentation_spleen", "skip_trainers": "true"])
+    let app = try makeApp(tmp2, conf: ["models": "segmentation_spleen", "skip_trainers": "true"], factory: defaultInferTaskFactory)
     #expect(app.trainDefinitions.isEmpty)
     #expect(app.info()["trainers"] == .object(JSONObject()))
 }
@@ -138,7 +141,7 @@ import Testing
 @Test func conf_epistemicAndTTASamples_reachTheirScoringMethods() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "epistemic_enabled": "yes", "epistemic_samples": "3",
-                                      "tta_enabled": "true", "tta_samples": "7"])
+                                      "tta_enabled": "true", "tta_samples": "7"], factory: defaultInferTaskFactory)
     #expect((app.scoring.methods["epistemic"] as? EpistemicScoring)?.samples == 3)
     #expect((app.scoring.methods["tta"] as? TTAScoring)?.samples == 7)
     #expect(app.strategies.keys.contains("segmentation_spleen_tta"))
@@ -146,7 +149,7 @@ import Testing
 
 @Test func conf_preload_loadsTheNetworksBeforeTheFirstRequest() throws {
     let tmp = TempDir()
-    let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "preload": "true"])
+    let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "preload": "true"], factory: defaultInferTaskFactory)
     let task = try #require(app.inferTasks["segmentation_spleen"] as? SegmentationTask)
     #expect(app.conf.preload)
     #expect(!task.loader.isLoaded)
