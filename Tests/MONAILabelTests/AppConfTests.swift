@@ -195,3 +195,13 @@ import Testing
     #expect(r.json["warning"]?.stringValue?.contains("segmentation_spleen has no trained weights") == true)
     #expect(app.untrainedModels == ["segmentation_spleen"])
 }
+
+@Test func conf_usePretrainedModelFalse_isTheTrainersPretrainedDefault() throws {
+    let tmp = TempDir()
+    let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "use_pretrained_model": "false"],
+                          factory: defaultInferTaskFactory)
+    #expect(app.trainDefinitions["segmentation_spleen"]?.clientConfig()["pretrained"] == false)
+    let tmp2 = TempDir()
+    #expect(try makeApp(tmp2, factory: defaultInferTaskFactory).trainDefinitions["segmentation_spleen"]?
+        .clientConfig()["pretrained"] == true)
+}

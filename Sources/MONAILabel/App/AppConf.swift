@@ -150,8 +150,9 @@ public struct AppConf: Sendable, Equatable {
     }
 
     /// A model's `app.json` definition with these keys applied: custom `labels` (and the network's channels that
-    /// follow from them; the pretrained weights, made for other labels, are then not used), and DeepEdit's
-    /// `network` with its weight files `pretrained_<model>_<network>.pt` / `<model>_<network>.pt` as upstream.
+    /// follow from them; the pretrained weights, made for other labels, are then not used), DeepEdit's `network`
+    /// with its weight files `pretrained_<model>_<network>.pt` / `<model>_<network>.pt` as upstream, and
+    /// `use_pretrained_model false` as the trainer's `pretrained` default.
     public func apply(model name: String, to definition: JSONObject) throws -> JSONObject {
         var d = definition
         let type = d["type"]?.stringValue ?? "segmentation"
@@ -203,6 +204,13 @@ public struct AppConf: Sendable, Equatable {
             }
         }
         if !files.isEmpty { d["files"] = .object(files) }
+        // Upstream passes `use_pretrained_model` on as the trainer's `pretrained` default (a request may still ask).
+        if !usePretrainedModel, var train = d["train"]?.objectValue {
+            var config = train["config"]?.objectValue ?? JSONObject()
+            config["pretrained"] = false
+            train["config"] = .object(config)
+            d["train"] = .object(train)
+        }
         return d
     }
 }
