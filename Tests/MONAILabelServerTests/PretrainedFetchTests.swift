@@ -220,11 +220,12 @@ final class LogLines: @unchecked Sendable {
         #expect(server.app.untrainedModels.isEmpty)
     }
 
-    @Test func startServer_offline_startsUntrained_andLogsBoth() throws {
+    @Test func startServer_offline_startsUntrained_andLogsBoth_andAnUnknownConfKey() throws {
         let tmp = TempDir()
         let (app, studies) = try Self.appFolders(tmp)
         let server = try startJobServer(
-            appDir: app, studies: studies.path, conf: ["models": "segmentation_spleen", "use_pretrained_model": "true"],
+            appDir: app, studies: studies.path,
+            conf: ["models": "segmentation_spleen", "use_pretrained_model": "true", "skip_scorring": "true"],
             environment: ["MONAI_LABEL_PRETRAINED_PATH": "http://127.0.0.1:\(try Self.closedPort())/p",
                           "MONAI_LABEL_INFER_WORKERS": "0"])
         defer { server.stop() }
@@ -233,6 +234,7 @@ final class LogLines: @unchecked Sendable {
         #expect(log.contains("Pretrained weights for segmentation_spleen could not be fetched"), "\(log)")
         #expect(log.contains("offline"))
         #expect(log.contains("model segmentation_spleen has no trained weights"))
+        #expect(log.contains("--conf skip_scorring is not a setting of this app and is ignored"))
     }
 
     @Test func modelsImport_installsUnderTheLocalName_refusesUnknownNamesAndBadDigests() throws {
