@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system libraries monailabel-swift builds against. Idempotent; Debian 12 with the Swift toolchain.
 set -euo pipefail
-# Build: libtorch, NIfTI, zlib, OpenSSL, OpenBLAS. Tests: curl and openssl (HTTP/TLS tests), unzip (dataset
-# archive), bsdtar (session archives), python3-venv (the real Python client), python3-torch (checkpoint interop).
-# DICOM: libdcmtk-dev (build), dcmtk (dcmcrle / dcmcjpls in tests), dicom3tools (dciodvfy validates our SEGs).
-PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp libarchive-tools curl openssl unzip
-  python3 python3-venv python3-torch)
-PKGS+=(libdcmtk-dev dcmtk dicom3tools)
-# Data-parallel training: gloo's headers for c10d's Gloo process group (its code is inside libtorch).
-PKGS+=(libgloo-dev)
+# Build: libtorch, NIfTI, zlib, OpenSSL, OpenBLAS, DCMTK, gloo's headers (c10d's Gloo process group for
+# data-parallel training; its code is inside libtorch). The Dockerfile's build stage installs exactly BUILD_PKGS
+# (DockerfileTests checks it).
+BUILD_PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp libdcmtk-dev libgloo-dev)
+# Tests: curl and openssl (HTTP/TLS tests), unzip (dataset archive), bsdtar (session archives), python3-venv (the
+# real Python client), python3-torch (checkpoint interop), dcmtk (dcmcrle / dcmcjpls), dicom3tools (dciodvfy
+# validates our SEGs).
+PKGS=("${BUILD_PKGS[@]}" libarchive-tools curl openssl unzip python3 python3-venv python3-torch dcmtk dicom3tools)
 # DICOMweb tests: a real Orthanc with its DICOMweb plugin, started by the tests on their own ports and storage
 # (the package may also start a system service on 8042; the tests never use it).
 PKGS+=(orthanc orthanc-dicomweb)

@@ -74,7 +74,9 @@ public enum ServerMain {
     public static func start(_ options: ServerOptions, environment: [String: String] = ProcessInfo.processInfo.environment)
         throws -> RunningServer
     {
-        try TorchRuntime.load()
+        // Review-only mode (`--conf models none`) never loads libtorch.
+        let appConf = try AppConf(options.conf)
+        if !appConf.reviewOnly { try TorchRuntime.load() }
         let appDir = URL(fileURLWithPath: options.appDir).standardizedFileURL
         guard FileOps.isDirectory(appDir.path) else {
             throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")
@@ -89,9 +91,11 @@ public enum ServerMain {
             appDir: appDir, studies: studies.path, conf: options.conf, environment: environment)
         settings.serverPort = options.port
         let log = Logger(file: appDir.appendingPathComponent("logs/app.log"), level: options.logLevel)
-        TorchRuntime.configureThreads(settings)
+        if !appConf.reviewOnly { TorchRuntime.configureThreads(settings) }
         settings.applyProcessLimits()
         log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
+        for warning in appConf.warnings { log.warning(warning) }
+        try PretrainedFetcher.fetchMissing(appDir: appDir, conf: options.conf, environment: environment, log: log)
         // Spooled bodies and results of servers killed outright (SIGKILL, OOM) stay in their private temp folders.
         let swept = ProcessTemp.sweepDead()
         if !swept.isEmpty { log.info("Removed temporary folders of exited processes: \(swept.joined(separator: ", "))") }
@@ -117,7 +121,13 @@ public enum ServerMain {
             pacs.setSegmentNames(segmentNames(app))
             pacs.setConverter(IsolatedDicomConverter(settings: settings))
         }
-        log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)")
+        log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)"
+            + (appConf.reviewOnly ? " (review-only: no model, libtorch not loaded)" : ""))
+        for model in app.untrainedModels { log.warning(MONAILabelApp.untrainedWarning(model)) }
+        if appConf.preload && app.inferWorkers == nil {
+            let loaded = try app.preloadModels()
+            log.info("Preloaded models: \(loaded.joined(separator: ", "))")
+        }
         if let pool = app.inferWorkers {
             pool.setLog { line in log.info(line, source: "infer-worker") }
             pool.start()

@@ -10,7 +10,7 @@ struct MONAILabelCommand: ParsableCommand {
         abstract: "MONAI Label server: AI-assisted annotation of 3D medical images.",
         discussion: "Wire-compatible with MONAI Label 0.8.5's REST API (3D Slicer's MONAILabel plugin and "
             + "monailabel.client work unmodified).",
-        subcommands: [StartServer.self, Apps.self, Datasets.self, RunTask.self, InferWorkerCommand.self, DicomConvertCommand.self, TrainWorkerCommand.self, Users.self])
+        subcommands: [StartServer.self, Apps.self, Datasets.self, RunTask.self, InferWorkerCommand.self, DicomConvertCommand.self, TrainWorkerCommand.self, Users.self, Models.self])
 
     @Flag(name: [.customShort("v"), .long], help: "Print versions and exit.")
     var version = false
@@ -123,6 +123,33 @@ struct Apps: ParsableCommand {
         guard let name, let output else { throw ValidationError("--download needs --name and --output") }
         let dest = try SampleApps.copy(name, from: apps, to: URL(fileURLWithPath: output))
         print("\(name) is copied at: \(dest.path)")
+    }
+}
+
+/// `monailabel models`: the app's pretrained weights files, and `--import` for sites without internet.
+struct Models: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List an app's pretrained weights files, or install them from a file or folder with --import.")
+
+    @Option(name: [.customShort("a"), .long], help: "App folder.")
+    var app: String
+    @Option(name: .customLong("import"), help: "A weights file, or a folder of them, named as upstream publishes them.")
+    var source: String?
+
+    func run() throws {
+        let appDir = URL(fileURLWithPath: app).standardizedFileURL
+        do {
+            guard let source else {
+                for line in try PretrainedImport.list(appDir: appDir) { print(line) }
+                return
+            }
+            for line in try PretrainedImport.run(source: URL(fileURLWithPath: source).standardizedFileURL, appDir: appDir) {
+                print(line)
+            }
+        } catch let e as MONAILabelError {
+            FileHandle.standardError.write(Data("error: \(e.message)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -70,7 +70,8 @@ final class ProbeServer: @unchecked Sendable {
         let p = Process()
         p.executableURL = probeBinary
         p.arguments = ["start_server", "--app", app.path, "--studies", remoteStudies ?? studies.path, "--conf", "models", models,
-                       "--host", "127.0.0.1", "--port", "0"]
+                       // Hermetic: no pretrained weights fetched from the internet.
+                       "--conf", "use_pretrained_model", "false", "--host", "127.0.0.1", "--port", "0"]
         var env = ProcessInfo.processInfo.environment
         env["MONAI_LABEL_SESSIONS"] = env["MONAI_LABEL_SESSIONS"] ?? "true"
         env["MONAI_LABEL_TORCH_THREADS"] = "1"

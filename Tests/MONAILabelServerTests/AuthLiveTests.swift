@@ -76,7 +76,7 @@ func startAuthServer(_ tmp: TempDir, auth: [String: String]) throws -> RunningSe
     try FileManager.default.createDirectory(at: app, withIntermediateDirectories: true)
     try FileManager.default.copyItem(at: repoRoot.appendingPathComponent("sample-apps/radiology/app.json"),
                                      to: app.appendingPathComponent("app.json"))
-    let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
+    let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen", "use_pretrained_model": "false"],
                                 host: "127.0.0.1", port: 0, logLevel: .warning)
     return try ServerMain.start(options, environment: auth.merging(
         ["MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path]) { a, _ in a })

@@ -132,7 +132,7 @@ import WebToken
         let listed = try runProcess(monailabelBinary, ["users", "list", "--app", app.path])
         #expect(listed.output.contains("ann\tmonailabel-user,monailabel-annotator"))
 
-        let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
+        let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen", "use_pretrained_model": "false"],
                                     host: "127.0.0.1", port: 0, logLevel: .warning)
         let server = try ServerMain.start(options, environment: [
             "MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path,

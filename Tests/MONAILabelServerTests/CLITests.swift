@@ -8,7 +8,7 @@ private func monailabel(_ args: [String], environment: [String: String] = [:]) t
 }
 
 /// The help texts are part of the interface: changes to them show up here.
-@Test(.tags(.live), arguments: ["root", "start_server", "apps", "datasets", "users"])
+@Test(.tags(.live), arguments: ["root", "start_server", "apps", "datasets", "users", "models"])
 func help_matchesGoldenText(command: String) throws {
     let golden = try String(contentsOf: repoRoot.appendingPathComponent("Tests/MONAILabelServerTests/Golden/help-\(command).txt"),
                             encoding: .utf8)

@@ -12,7 +12,7 @@ func startLiveServer(_ tmp: TempDir, cases: Int = 4, labeled: Int = 2) throws ->
     try FileManager.default.createDirectory(at: app, withIntermediateDirectories: true)
     try FileManager.default.copyItem(at: repoRoot.appendingPathComponent("sample-apps/radiology/app.json"),
                                      to: app.appendingPathComponent("app.json"))
-    let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
+    let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen", "use_pretrained_model": "false"],
                                 host: "127.0.0.1", port: 0, logLevel: .warning)
     return try ServerMain.start(options, environment: ["MONAI_LABEL_TASK_RUNNER": monailabelBinary.path, "MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("sessions").path])
 }
@@ -101,7 +101,7 @@ func pythonClient_overTLSWithEncryptedKey_works() throws {
     try FileManager.default.createDirectory(at: app, withIntermediateDirectories: true)
     try FileManager.default.copyItem(at: repoRoot.appendingPathComponent("sample-apps/radiology/app.json"),
                                      to: app.appendingPathComponent("app.json"))
-    let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen"],
+    let options = ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "segmentation_spleen", "use_pretrained_model": "false"],
                                 host: "127.0.0.1", port: 0, sslCertfile: cert, sslKeyfile: key,
                                 sslKeyfilePassword: "secret", logLevel: .warning)
     let server = try ServerMain.start(options, environment: ["MONAI_LABEL_TASK_RUNNER": monailabelBinary.path, "MONAI_LABEL_SESSION_PATH": tmp.url.appendingPathComponent("s").path])

@@ -83,8 +83,11 @@ func startJobServer(appDir: URL, studies: String, conf: [String: String], enviro
 {
     let options = ServerOptions(appDir: appDir.path, studies: studies, conf: conf, host: "127.0.0.1", port: 0,
                                 logLevel: .warning)
+    // Hermetic unless a test asks otherwise: pretrained weights are "fetched" from a port nothing listens on (a
+    // refused connection, at once), not from the internet; `use_pretrained_model` keeps its default, which is
+    // also the trainers' (the DeepGrow live tests train from installed pretrained weights).
     let base = ["MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": monailabelBinary.path,
-                "MONAI_LABEL_TORCH_THREADS": "1"]
+                "MONAI_LABEL_TORCH_THREADS": "1", "MONAI_LABEL_PRETRAINED_PATH": "http://127.0.0.1:1/no-downloads-in-tests"]
     return try ServerMain.start(options, environment: base.merging(environment) { $1 })
 }
 

@@ -77,17 +77,19 @@ public struct AppDefinition: Sendable {
         }
     }
 
-    /// Resolves `--conf models a,b` (or `all`) against the known models, as upstream's radiology app requires.
+    /// Resolves `--conf models a,b` (or `all`) against the known models, as upstream's radiology app requires;
+    /// `none` (ours) selects no model: the review-only mode.
     public func selectModels(_ conf: [String: String]) throws -> [String] {
         let known = models.keys
         guard let spec = conf["models"], !spec.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw MONAILabelError.invalid(
-                "--conf models is required; choose from: all, \(known.joined(separator: ", "))")
+                "--conf models is required; choose from: all, none, \(known.joined(separator: ", "))")
         }
         if spec.trimmingCharacters(in: .whitespaces) == "all" { return known }
+        if spec.trimmingCharacters(in: .whitespaces).lowercased() == "none" { return [] }
         let names = spec.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         for n in names where models[n] == nil {
-            throw MONAILabelError.invalid("unknown model '\(n)'; choose from: all, \(known.joined(separator: ", "))")
+            throw MONAILabelError.invalid("unknown model '\(n)'; choose from: all, none, \(known.joined(separator: ", "))")
         }
         return names
     }
@@ -118,7 +120,11 @@ public struct AppContext: Sendable {
 
 /// A MONAI Label app: datastore, models, strategies, sessions (spec section 2). One instance per server.
 public final class MONAILabelApp: @unchecked Sendable {
+    /// The settings as given, with `--conf skip_trainers` / `skip_scoring` applied.
     public let settings: Settings
+    /// The `--conf` keys, checked.
+    public let conf: AppConf
+    /// `app.json` with the `--conf` keys applied to the selected models (`AppConf.apply`).
     public let definition: AppDefinition
     public let appDir: URL
     public let datastore: Datastore
@@ -142,13 +148,21 @@ public final class MONAILabelApp: @unchecked Sendable {
     public var modelDir: URL { appDir.appendingPathComponent("model") }
     public var logFile: URL { appDir.appendingPathComponent("logs/app.log") }
 
-    public init(settings: Settings, datastore: Datastore, factory: InferTaskFactory? = defaultInferTaskFactory) throws {
+    public init(settings given: Settings, datastore: Datastore, factory: InferTaskFactory? = defaultInferTaskFactory) throws {
+        let conf = try AppConf(given.conf)
+        var settings = given
+        if conf.skipTrainers { settings.tasksTrain = false }
+        if conf.skipScoring { settings.tasksScoring = false }
         self.settings = settings
+        self.conf = conf
         appDir = settings.appDir
         var definition = try AppDefinition.load(appDir: settings.appDir)
         let modelNames = definition.bundleModels
             ? try definition.addBundles(conf: settings.conf, appDir: settings.appDir)
             : try definition.selectModels(settings.conf)
+                for name in modelNames {
+            definition.models[name] = .object(try conf.apply(model: name, to: definition.models[name]?.objectValue ?? JSONObject()))
+        }
         self.definition = definition
         self.datastore = datastore
         for sub in ["model", "logs", "lib", "bin"] {
@@ -157,12 +171,16 @@ public final class MONAILabelApp: @unchecked Sendable {
         let context = AppContext(appDir: appDir, settings: settings)
         var tasks = OrderedMap<any InferTask>()
         for name in modelNames {
-            if let f = factory, let t = try f(name, definition.models[name]?.objectValue ?? JSONObject(), context) {
-                tasks[t.name] = t
+            let d = definition.models[name]?.objectValue ?? JSONObject()
+            do {
+                if let f = factory, let t = try f(name, d, context) { tasks[t.name] = t }
+            } catch let e as MONAILabelError where d["type"]?.stringValue == "deepedit" && conf.network != "dynunet" {
+                throw MONAILabelError.invalid("model \(name) with --conf network \(conf.network): \(e.message)")
             }
         }
-        // Upstream's radiology app adds the scribbles tasks after the models, with the last model's labels.
-        if settings.confFlag("scribbles", default: true) {
+        // Upstream's radiology app adds the scribbles tasks after the models, with the last model's labels; they
+        // label for a model, so review-only mode has none.
+        if settings.confFlag("scribbles", default: true) && !conf.reviewOnly {
             let lastLabels = tasks.values.last?.labels ?? .array([])
             for name in definition.scribbles {
                 switch name {
@@ -193,23 +211,23 @@ public final class MONAILabelApp: @unchecked Sendable {
         // Model-based active learning: `--conf epistemic_enabled true` (upstream's radiology flag) and
         // `--conf tta_enabled true`. Per model that supports it, `<model>_epistemic` / `<model>_tta` scoring and
         // strategy as upstream names them, plus plain `epistemic` / `tta` for the first such model.
+        // `skip_strategies` keeps the scoring methods and drops their strategies.
         var modelScoring: [any ScoringMethod] = []
         let segmentation = tasks.values.compactMap { $0 as? SegmentationTask }
-        if settings.confFlag("epistemic_enabled", default: false) {
-            let samples = Int(settings.conf["epistemic_samples"] ?? "5") ?? 5
+        let modelStrategies = settings.tasksStrategy && !conf.skipStrategies
+        if conf.epistemicEnabled {
             for (i, t) in segmentation.filter(EpistemicScoring.supports).enumerated() {
                 for name in (i == 0 ? ["epistemic"] : []) + ["\(t.name)_epistemic"] {
-                    modelScoring.append(EpistemicScoring(name: name, samples: samples, task: t))
-                    if settings.tasksStrategy { strats[name] = ScoreRankingStrategy(name: name) }
+                    modelScoring.append(EpistemicScoring(name: name, samples: conf.epistemicSamples, task: t))
+                    if modelStrategies { strats[name] = ScoreRankingStrategy(name: name) }
                 }
             }
         }
-        if settings.confFlag("tta_enabled", default: false) {
-            let samples = Int(settings.conf["tta_samples"] ?? "5") ?? 5
+        if conf.ttaEnabled {
             for (i, t) in segmentation.enumerated() {
                 for name in (i == 0 ? ["tta"] : []) + ["\(t.name)_tta"] {
-                    modelScoring.append(TTAScoring(name: name, samples: samples, task: t))
-                    if settings.tasksStrategy {
+                    modelScoring.append(TTAScoring(name: name, samples: conf.ttaSamples, task: t))
+                    if modelStrategies {
                         strats[name] = ScoreRankingStrategy(name: name, key: "tta_variance",
                                                             description: "Get First Sample Based on TTA score")
                     }
@@ -219,7 +237,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         strategies = strats
         admission = InferAdmission(capacity: settings.inferQueue)
         memoryTrimmer = IdleMemoryTrimmer(delayMilliseconds: settings.memoryTrimDelayMs)
-        inferWorkers = settings.inferWorkers > 0
+        // Review-only mode starts no model worker: nothing would run there.
+        inferWorkers = settings.inferWorkers > 0 && !conf.reviewOnly
             ? InferWorkerPool(workers: settings.inferWorkers, launch: .inferWorker(settings: settings)) : nil
         let scoring = ScoringService(settings: settings, datastore: datastore, modelMethods: modelScoring)
         self.scoring = scoring
@@ -274,7 +293,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         info["scoring"] = .object(scoring.info)
         info["train_stats"] = .object(trainStatsInfo())
         info["datastore"] = datastore.status().json
-        info["torch"] = DeviceList.backendInfo()
+        // Review-only mode never loads libtorch: asking it for its version would.
+        info["torch"] = conf.reviewOnly ? ["libtorch": .null, "devices": .array([])] : DeviceList.backendInfo()
         return .object(info)
     }
 

@@ -193,7 +193,12 @@ extension MONAILabelApp {
             }
             params["label"] = .string(staged?.path ?? label)
         }
-        return try task.infer(InferRequest(imagePath: job.imagePath, params: params))
+        var result = try task.infer(InferRequest(imagePath: job.imagePath, params: params))
+        // Checked after the run: the network just used is the one on disk now.
+        if !task.modelPaths.isEmpty, task.currentModelFile == nil {
+            result.json["warning"] = .string(Self.untrainedWarning(task.name))
+        }
+        return result
     }
 
     /// `, N running, M waiting for a model worker` for the queue-full message.

@@ -32,15 +32,29 @@ public final class ModelLoader: @unchecked Sendable {
     }
 
     /// The loader of a model `app.json` defines: its weights are `files.pretrained` (default
-    /// `pretrained_<name>.pt`) and `files.published` (default `<name>.pt`) under `modelDir`, or where an absolute
-    /// path says (a MONAI bundle's `models/model.pt`).
+    /// `pretrained_<name>.pt`; `null` for none, as with custom `--conf labels`) and `files.published` (default
+    /// `<name>.pt`) under `modelDir`, or where an absolute path says (a MONAI bundle's `models/model.pt`).
     convenience init(model name: String, networkSpec: JSONObject, files: JSONValue?, modelDir: URL) {
         let f = files?.objectValue ?? JSONObject()
         func path(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : modelDir.appendingPathComponent(p) }
+        let published = path(f["published"]?.stringValue ?? "\(name).pt")
+        if f["pretrained"] == .null {
+            self.init(networkSpec: networkSpec, paths: [published])
+            return
+        }
         self.init(networkSpec: networkSpec, paths: [
-            path(f["pretrained"]?.stringValue ?? "pretrained_\(name).pt"),
-            path(f["published"]?.stringValue ?? "\(name).pt"),
+            path(f["pretrained"]?.stringValue ?? "pretrained_\(name).pt"), published,
         ])
+    }
+
+    /// Loads the network now (`--conf preload true`) rather than on the first request.
+    func preload() throws { try withNetwork { _ in } }
+
+    /// Whether a network is in memory.
+    var isLoaded: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return network != nil
     }
 
     /// The weights file in use: the last existing path (published beats pretrained), nil for random weights.
