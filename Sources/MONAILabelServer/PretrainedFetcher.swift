@@ -96,7 +96,7 @@ public struct PretrainedFetcher: Sendable {
         var stream: HTTPClientStream
         var hops = 0
         while true {
-            var headers = HTTPClientHeaders()
+            var headers = HTTPHeaders()
             if have > 0 { headers.add("Range", "bytes=\(have)-") }
             stream = try client.stream(method: "GET", url: url, headers: headers)
             guard [301, 302, 303, 307, 308].contains(stream.status), let location = stream.headers["Location"] else { break }

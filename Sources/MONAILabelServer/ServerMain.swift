@@ -124,17 +124,21 @@ public enum ServerMain {
         log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)"
             + (appConf.reviewOnly ? " (review-only: no model, libtorch not loaded)" : ""))
         for model in app.untrainedModels { log.warning(MONAILabelApp.untrainedWarning(model)) }
-        if appConf.preload && app.inferWorkers == nil {
-            let loaded = try app.preloadModels()
-            log.info("Preloaded models: \(loaded.joined(separator: ", "))")
-        }
         if let pool = app.inferWorkers {
             pool.setLog { line in log.info(line, source: "infer-worker") }
             pool.start()
             log.info("Model workers: \(settings.inferWorkers) (memory limit \(settings.effectiveWorkerMaxMemory) bytes each)")
         } else if app.preloadsModels {
             // Models in this process (the workers warm their own): in the background, requests are served meanwhile.
-            let warm = Thread { app.prewarmModels { log.info($0) } }
+            let warm = Thread {
+                do {
+                    let loaded = try app.preloadModels()
+                    log.info("Preloaded models: \(loaded.joined(separator: ", "))")
+                } catch {
+                    log.warning("preloading the models failed: \(error)")
+                }
+                app.prewarmModels { log.info($0) }
+            }
             warm.name = "model-prewarm"
             warm.stackSize = 8 << 20
             warm.start()

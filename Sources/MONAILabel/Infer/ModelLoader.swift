@@ -63,13 +63,6 @@ public final class ModelLoader: @unchecked Sendable {
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
     var weightsDescription: String { currentFile?.lastPathComponent ?? "untrained (random initialisation)" }
 
-    /// Whether a network is in memory (loaded by a request or by pre-warming).
-    var isLoaded: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return network != nil
-    }
-
     /// Runs `body` with the current network, loading or reloading it first when needed.
     func withNetwork<T>(_ body: (LoadedNetwork) throws -> T) throws -> T {
         lock.lock()

@@ -19,7 +19,7 @@ extension SegmentationTask {
 
 extension MONAILabelApp {
     /// Whether models are warmed at start-up (`--conf preload true`).
-    public var preloadsModels: Bool { settings.confFlag("preload", default: false) }
+    public var preloadsModels: Bool { conf.preload }
 
     /// Warms every segmentation model (`SegmentationTask.prewarm`) in this process, one after another, so the
     /// first inference costs what a warm one does. Runs on the caller's thread; failures are reported through
