@@ -377,7 +377,7 @@ func seg_hostileAttribute_neverTraps(path: String, value: String) throws {
 
 /// Issue 23: 4 million 1x1 frames (a 488 KB SEG that once took 111 s and 1 GB to read) are refused on their count
 /// at once, before any functional group or frame is read.
-@Test func seg_fourMillionOneByOneFrames_isRefusedOnItsFrameCount() throws {
+@Test(.tags(.unit)) func seg_fourMillionOneByOneFrames_isRefusedOnItsFrameCount() throws {
     let c = try SegCase()
     let ds = try DicomDataset(contentsOf: c.seg)
     let frames = 4_000_000
@@ -398,7 +398,7 @@ func seg_hostileAttribute_neverTraps(path: String, value: String) throws {
 
 /// Issue 23: frames whose declared pixels reach MONAI_LABEL_MAX_VOXELS are refused before the pixel data is
 /// decoded or the frames are placed.
-@Test func seg_framesDeclaringMorePixelsThanTheVoxelLimit_areRefusedBeforeDecoding() throws {
+@Test(.tags(.unit)) func seg_framesDeclaringMorePixelsThanTheVoxelLimit_areRefusedBeforeDecoding() throws {
     let c = try SegCase()
     let ds = try DicomDataset(contentsOf: c.seg)
     try ds.set("Rows", "65535")

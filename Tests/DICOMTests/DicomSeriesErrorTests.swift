@@ -228,7 +228,7 @@ private func compressedSeries(_ tmp: TempDir, _ name: String, _ syntax: DicomTra
 
 /// Issue 23: JPEG slices declaring more pixels than their data can possibly code (JPEG lossless: a bit per
 /// sample; JPEG DCT: a bit per 8x8 block) are refused before DCMTK decodes them, naming the syntax.
-@Test(arguments: [("", "JPEG lossless data of"), ("1.2.840.10008.1.2.4.50", "JPEG data of")])
+@Test(.tags(.unit), arguments: [("", "JPEG lossless data of"), ("1.2.840.10008.1.2.4.50", "JPEG data of")])
 func series_jpegSliceDeclaringMorePixelsThanItsDataCodes_isRefusedBeforeDecoding(uid: String, expected: String) throws {
     let tmp = try TempDir()
     let files = try compressedSeries(tmp, "ct", .jpegLossless, size: 4096, uid: uid)
@@ -238,7 +238,7 @@ func series_jpegSliceDeclaringMorePixelsThanItsDataCodes_isRefusedBeforeDecoding
 }
 
 /// JPEG 2000 has no decoder in DCMTK's free edition: refused by name before DCMTK is asked.
-@Test func series_jpeg2000Slices_areRefusedByNameBeforeDecoding() throws {
+@Test(.tags(.unit)) func series_jpeg2000Slices_areRefusedByNameBeforeDecoding() throws {
     let tmp = try TempDir()
     let files = try compressedSeries(tmp, "ct", .jpegLossless, size: 8, uid: "1.2.840.10008.1.2.4.90")
     let message = dicomError { _ = try DicomSeries.load(files: files) }
@@ -247,7 +247,7 @@ func series_jpegSliceDeclaringMorePixelsThanItsDataCodes_isRefusedBeforeDecoding
 
 /// The bounds themselves, per syntax: what the densest coding can hold passes, one sample more is refused (JPEG-LS
 /// is checked here directly: the slice sizes its bound refuses also reach MONAI_LABEL_MAX_VOXELS).
-@Test(arguments: [
+@Test(.tags(.unit), arguments: [
     (DicomTransferSyntax.rle, 64, true),
     (DicomTransferSyntax.jpegLossless, 8, false),
     (DicomTransferSyntax.jpegLSLossless, 262_144, false),
@@ -267,7 +267,7 @@ func encapsulatedBound_admitsTheDensestCoding_refusesMore(syntax: DicomTransferS
 }
 
 /// The same series compressed within its bound still loads (the check admits every real image).
-@Test(arguments: [DicomTransferSyntax.rle, .jpegLossless, .jpegLSLossless])
+@Test(.tags(.unit), arguments: [DicomTransferSyntax.rle, .jpegLossless, .jpegLSLossless])
 func series_compressedWithinItsBound_loads(syntax: DicomTransferSyntax) throws {
     let tmp = try TempDir()
     let loaded = try DicomSeries.load(files: try compressedSeries(tmp, "ct", syntax, size: 8)).volume

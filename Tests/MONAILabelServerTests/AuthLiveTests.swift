@@ -122,7 +122,7 @@ func sendHeadAndReadUntilClosed(port: Int, head: String, waitSeconds: Int = 20) 
 /// A 1 GB upload without a token, or with a token lacking the role, is answered 401/403 as soon as its headers
 /// are read and the connection closed: the body is never read (the server would otherwise wait for it until the
 /// read gives up).
-@Test func liveServer_largeUploadWithoutTokenOrRole_refusedBeforeTheBody() throws {
+@Test(.tags(.live)) func liveServer_largeUploadWithoutTokenOrRole_refusedBeforeTheBody() throws {
     let tmp = TempDir()
     let issuer = try TestIssuer(accounts: ["u": .init(password: "pw", roles: ["monailabel-user"])])
     defer { issuer.stop() }

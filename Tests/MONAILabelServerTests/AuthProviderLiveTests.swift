@@ -7,7 +7,7 @@ import WebToken
 
 /// Sign-in through a real OpenID Connect provider (glewlwyd, see `Glewlwyd`): the server forwards `/auth/token` as
 /// a password grant, verifies the provider's RS256 tokens against its JWKS and maps the granted scopes to roles.
-@Suite(.serialized, .enabled(if: Glewlwyd.available, "needs glewlwyd, sqlite3 and openssl (scripts/install-deps.sh)"))
+@Suite(.tags(.live), .serialized, .enabled(if: Glewlwyd.available, "needs glewlwyd, sqlite3 and openssl (scripts/install-deps.sh)"))
 struct AuthProviderLiveTests {
     static let accounts: [Glewlwyd.Account] = [
         .init(username: "ann", password: "s3cret pw", roles: ["monailabel-user", "monailabel-annotator"]),

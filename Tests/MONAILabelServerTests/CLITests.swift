@@ -67,7 +67,7 @@ func help_matchesGoldenText(command: String) throws {
     #expect(s3 != 0, "an existing target is refused: \(t3)")
 }
 
-@Test func runTask_unknownMethodOrNonObjectRequest_exitsNamingTheProblem() throws {
+@Test(.tags(.live)) func runTask_unknownMethodOrNonObjectRequest_exitsNamingTheProblem() throws {
     let common = ["--app", "/nonexistent-app-dir", "--studies", "/tmp/ml-cli-test-studies"]
     let (s1, t1) = try monailabel(["run_task", "--method", "segment", "--request", "{}"] + common)
     #expect(s1 == 1)

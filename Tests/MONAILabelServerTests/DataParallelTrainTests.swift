@@ -9,7 +9,7 @@ import Glibc
 
 /// Train jobs on several processes (`world_size`): c10d ranks started by the job, or joined by hand with
 /// `monailabel train_worker`, on the router harness's real job children.
-@Suite(.serialized, .enabled(if: ProcessGroup.isAvailable, "the backend was built without gloo's headers (libgloo-dev)"))
+@Suite(.tags(.router), .serialized, .enabled(if: ProcessGroup.isAvailable, "the backend was built without gloo's headers (libgloo-dev)"))
 struct DataParallelTrainTests {
     /// Process ids whose command line contains every one of `words` (e.g. a rank of this harness's app).
     static func processes(with words: [String]) -> [Int32] {

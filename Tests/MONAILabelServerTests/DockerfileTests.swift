@@ -6,7 +6,7 @@ import TestSupport
 /// exactly scripts/install-deps.sh's build packages, its runtime stage (with the base image's required packages and
 /// everything they depend on) provides every shared library `ldd` finds for the binary and the libtorch backend,
 /// it builds and ships the backend, and its Swift image is the toolchain's version.
-@Suite struct DockerfileTests {
+@Suite(.tags(.unit)) struct DockerfileTests {
     static let dockerfile = (try? String(contentsOf: repoRoot.appendingPathComponent("Dockerfile"), encoding: .utf8)) ?? ""
     static let installDeps = (try? String(contentsOf: repoRoot.appendingPathComponent("scripts/install-deps.sh"),
                                           encoding: .utf8)) ?? ""

@@ -115,7 +115,7 @@ final class LogLines: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct PretrainedFetchTests {
+@Suite(.tags(.live), .serialized) struct PretrainedFetchTests {
     /// The fixture checkpoint's bytes (the fetcher does not look inside them).
     static let fixture: [UInt8] = (0..<300_000).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
 

@@ -5,7 +5,7 @@ import Testing
 
 // Upstream's radiology `--conf` keys: each key's effect on the app that is built.
 
-@Test func conf_unknownAndUnsupportedKeys_areNamedInTheStartupWarnings() throws {
+@Test(.tags(.unit)) func conf_unknownAndUnsupportedKeys_areNamedInTheStartupWarnings() throws {
     let conf = try AppConf(["models": "segmentation_spleen", "epistemic_enable": "true", "sam2": "true"])
     #expect(conf.unknownKeys == ["epistemic_enable"])
     #expect(conf.unsupportedKeys == ["sam2"])
@@ -15,7 +15,7 @@ import Testing
     #expect(try AppConf(["models": "all", "preload": "false"]).warnings.isEmpty)
 }
 
-@Test func conf_malformedValues_areStartupErrorsNamingTheKey() {
+@Test(.tags(.unit)) func conf_malformedValues_areStartupErrorsNamingTheKey() {
     for (key, value) in [("use_pretrained_model", "maybe"), ("preload", "2"), ("skip_scoring", ""),
                          ("epistemic_samples", "0"), ("tta_samples", "1e9"), ("network", "resnet"),
                          ("labels", "{\"spleen\": 1.5}"), ("labels", "[\"a\", \"a\"]"), ("labels", "{\"liver\": 0}"),
@@ -31,14 +31,14 @@ import Testing
     }
 }
 
-@Test func conf_booleans_followUpstreamsStrtobool() throws {
+@Test(.tags(.unit)) func conf_booleans_followUpstreamsStrtobool() throws {
     #expect(try AppConf(["preload": "Yes"]).preload)
     #expect(try AppConf(["preload": "on"]).preload)
     #expect(try AppConf(["use_pretrained_model": "0"]).usePretrainedModel == false)
     #expect(try AppConf([:]).usePretrainedModel)
 }
 
-@Test func conf_labels_jsonMap_changesLabelsAndOutputChannels_andDropsThePretrainedFile() throws {
+@Test(.tags(.unit)) func conf_labels_jsonMap_changesLabelsAndOutputChannels_andDropsThePretrainedFile() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "labels": #"{"liver": 1, "spleen": 3}"#],
                           factory: defaultInferTaskFactory)
@@ -52,14 +52,14 @@ import Testing
     #expect(app.trainDefinitions["segmentation_spleen"]?.labels == ["liver": 1, "spleen": 3])
 }
 
-@Test func conf_labels_listAndCommaNames_numberFromOne() throws {
+@Test(.tags(.unit)) func conf_labels_listAndCommaNames_numberFromOne() throws {
     #expect(try AppConf.parseLabels(#"["liver", "kidney"]"#).map(\.value) == [1, 2])
     let comma = try AppConf.parseLabels("liver, kidney ,spleen")
     #expect(comma.map(\.name) == ["liver", "kidney", "spleen"])
     #expect(comma.map(\.value) == [1, 2, 3])
 }
 
-@Test func conf_labels_deepEdit_addsBackgroundAndGuidanceChannels() throws {
+@Test(.tags(.unit)) func conf_labels_deepEdit_addsBackgroundAndGuidanceChannels() throws {
     let d = try AppConf(["labels": "liver,spleen"]).apply(model: "deepedit", to: [
         "type": "deepedit", "labels": ["spleen": 1, "background": 0], "number_intensity_ch": 1,
         "network": ["name": "DynUNet", "in_channels": 3, "out_channels": 2],
@@ -70,7 +70,7 @@ import Testing
     #expect(d["files"]?["pretrained"] == .null)
 }
 
-@Test func conf_labels_deepGrow_changesOnlyTheNames() throws {
+@Test(.tags(.unit)) func conf_labels_deepGrow_changesOnlyTheNames() throws {
     let d = try AppConf(["labels": "liver"]).apply(model: "deepgrow_2d", to: [
         "type": "deepgrow", "labels": ["spleen"], "network": ["name": "BasicUNet", "out_channels": 1],
     ])
@@ -78,7 +78,7 @@ import Testing
     #expect(d["network"]?["out_channels"] == 1)
 }
 
-@Test func conf_networkUnetr_switchesDeepEditsNetworkAndFiles_orSaysWhyNot() throws {
+@Test(.tags(.unit)) func conf_networkUnetr_switchesDeepEditsNetworkAndFiles_orSaysWhyNot() throws {
     let d = try AppConf(["network": "unetr"]).apply(model: "deepedit", to: [
         "type": "deepedit", "spatial_size": [128, 128, 128],
         "network": ["name": "DynUNet", "in_channels": 9, "out_channels": 8],
@@ -98,7 +98,7 @@ import Testing
     }
 }
 
-@Test func conf_modelsNone_isReviewOnly_noModelNoScribblesNoWorkersNoLibtorchInInfo() throws {
+@Test(.tags(.unit)) func conf_modelsNone_isReviewOnly_noModelNoScribblesNoWorkersNoLibtorchInInfo() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "none"])
     #expect(app.conf.reviewOnly)
@@ -110,14 +110,14 @@ import Testing
     #expect(try app.nextSample(strategy: "first", request: [:])["id"] != nil)
 }
 
-@Test func conf_skipScoring_servesNoScoringMethod() throws {
+@Test(.tags(.unit)) func conf_skipScoring_servesNoScoringMethod() throws {
     let tmp = TempDir()
     #expect(try makeApp(tmp, conf: ["models": "segmentation_spleen"]).scoring.methods.keys == ["dice", "sum"])
     let tmp2 = TempDir()
     #expect(try makeApp(tmp2, conf: ["models": "segmentation_spleen", "skip_scoring": "true"]).scoring.methods.isEmpty)
 }
 
-@Test func conf_skipStrategies_keepsRandomFirstLast_andTheScoringMethods() throws {
+@Test(.tags(.unit)) func conf_skipStrategies_keepsRandomFirstLast_andTheScoringMethods() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "epistemic_enabled": "true", "skip_strategies": "true"],
                           factory: defaultInferTaskFactory)
@@ -129,7 +129,7 @@ import Testing
     #expect(withStrategies.strategies.keys.contains("epistemic"))
 }
 
-@Test func conf_skipTrainers_servesNoTrainer() throws {
+@Test(.tags(.unit)) func conf_skipTrainers_servesNoTrainer() throws {
     let tmp = TempDir()
     #expect(try makeApp(tmp, factory: defaultInferTaskFactory).trainDefinitions.keys == ["segmentation_spleen"])
     let tmp2 = TempDir()
@@ -138,7 +138,7 @@ import Testing
     #expect(app.info()["trainers"] == .object(JSONObject()))
 }
 
-@Test func conf_epistemicAndTTASamples_reachTheirScoringMethods() throws {
+@Test(.tags(.unit)) func conf_epistemicAndTTASamples_reachTheirScoringMethods() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "epistemic_enabled": "yes", "epistemic_samples": "3",
                                       "tta_enabled": "true", "tta_samples": "7"], factory: defaultInferTaskFactory)
@@ -147,7 +147,7 @@ import Testing
     #expect(app.strategies.keys.contains("segmentation_spleen_tta"))
 }
 
-@Test func conf_preload_loadsTheNetworksBeforeTheFirstRequest() throws {
+@Test(.tags(.unit)) func conf_preload_loadsTheNetworksBeforeTheFirstRequest() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "preload": "true"], factory: defaultInferTaskFactory)
     let task = try #require(app.inferTasks["segmentation_spleen"] as? SegmentationTask)
@@ -157,7 +157,7 @@ import Testing
     #expect(task.loader.isLoaded)
 }
 
-@Test func pretrainedDownloads_useThePretrainedPath_skipPresentFiles_andHonourTheKeys() throws {
+@Test(.tags(.unit)) func pretrainedDownloads_useThePretrainedPath_skipPresentFiles_andHonourTheKeys() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "segmentation_spleen"])
     func missing(_ conf: [String: String]) throws -> [PretrainedDownload] {
@@ -181,7 +181,7 @@ import Testing
     }
 }
 
-@Test func infer_untrainedModel_saysSoInTheResultParams() throws {
+@Test(.tags(.unit)) func infer_untrainedModel_saysSoInTheResultParams() throws {
     let tmp = TempDir()
     let small = try smallSpleenTask(tmp)
     let app = try makeApp(tmp, conf: ["models": "segmentation_spleen"], factory: { _, _, _ in small })
@@ -196,7 +196,7 @@ import Testing
     #expect(app.untrainedModels == ["segmentation_spleen"])
 }
 
-@Test func conf_usePretrainedModelFalse_isTheTrainersPretrainedDefault() throws {
+@Test(.tags(.unit)) func conf_usePretrainedModelFalse_isTheTrainersPretrainedDefault() throws {
     let tmp = TempDir()
     let app = try makeApp(tmp, conf: ["models": "segmentation_spleen", "use_pretrained_model": "false"],
                           factory: defaultInferTaskFactory)

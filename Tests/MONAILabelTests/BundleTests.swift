@@ -7,7 +7,7 @@ import TestSupport
 
 /// MONAI bundles: the config interpreter, the bundle-to-task mapping and MONAI's own bundle inference on the
 /// fixture scripts/fixtures/make_bundle_fixture.py wrote (Tests/Fixtures/bundles).
-@Suite struct BundleTests {
+@Suite(.tags(.unit)) struct BundleTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/bundles")
     static let spleen = fixtures.appendingPathComponent("spleen_ct_segmentation")

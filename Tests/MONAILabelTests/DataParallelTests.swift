@@ -3,7 +3,7 @@ import Testing
 import TorchKit
 @testable import MONAILabel
 
-@Suite struct DataParallelTests {
+@Suite(.tags(.unit)) struct DataParallelTests {
     @Test func shard_padsByWrappingAround_soEveryRankTakesTheSameNumberOfSteps() {
         let order = [10, 11, 12, 13, 14]
         #expect(DataParallel.shard(order, rank: 0, worldSize: 2) == [10, 12, 14])

@@ -5,7 +5,7 @@ import Testing
 @testable import MONAILabelCore
 
 /// The demo (scripts/demo.sh) segments: its app with the shipped weights, on the demo's synthetic studies.
-@Suite struct DemoModelTests {
+@Suite(.tags(.unit)) struct DemoModelTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     static let weights = repo.appendingPathComponent("sample-apps/demo/weights/pretrained_segmentation_spleen.pt")

@@ -5,7 +5,7 @@ import TorchKit
 
 /// The inference engine's graph changes (BatchNorm folded into convolutions, evaluating dropout skipped) must
 /// keep outputs within 1e-4 of the unoptimised network.
-@Suite(.serialized) struct InferenceEngineTests {
+@Suite(.tags(.unit), .serialized) struct InferenceEngineTests {
     private static func smallUNet() throws -> UNet {
         try UNet(spatialDims: 3, inChannels: 1, outChannels: 2, channels: [4, 8, 16, 32], strides: [2, 2, 2],
                  numResUnits: 2, norm: .batch)

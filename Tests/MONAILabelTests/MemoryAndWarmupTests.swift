@@ -4,7 +4,7 @@ import Testing
 @testable import MONAILabel
 @testable import MONAILabelCore
 
-@Test func processMemory_resetPeak_forgetsAFreedAllocation() throws {
+@Test(.tags(.unit)) func processMemory_resetPeak_forgetsAFreedAllocation() throws {
     #expect(ProcessMemory.trim(), "glibc's malloc_trim is found")
     do {
         // 128 MiB touched: above glibc's mmap threshold, so freeing it unmaps it at once.
@@ -19,7 +19,7 @@ import Testing
     #expect(after >= resident - (16 << 20))
 }
 
-@Test func runModel_latencies_reportThePeakResidentMemory() throws {
+@Test(.tags(.unit)) func runModel_latencies_reportThePeakResidentMemory() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     let appDir = tmp.url.appendingPathComponent("app")
@@ -40,7 +40,7 @@ import Testing
     #expect(keys.isSuperset(of: ["pre", "infer", "invert", "post", "write", "total", "transform"]))
 }
 
-@Test func prewarm_loadsTheNetworkBeforeTheFirstRequest() throws {
+@Test(.tags(.unit)) func prewarm_loadsTheNetworkBeforeTheFirstRequest() throws {
     let tmp = TempDir()
     let task = try smallSpleenTask(tmp)
     #expect(!task.loader.isLoaded)
@@ -52,7 +52,7 @@ import Testing
 /// image: each voxel's weighted sum divided by its weights. Covers the single-window shortcut (an image smaller
 /// than the window), byte counts (constant blending, few windows per voxel) and float weights (Gaussian, or
 /// constant with more than 255 windows over a voxel).
-@Test(arguments: [
+@Test(.tags(.unit), arguments: [
     ([20, 18, 12], [32, 32, 32], 0.25, BlendMode.constant),
     ([70, 60, 24], [32, 32, 16], 0.25, BlendMode.constant),
     ([70, 60, 24], [32, 32, 16], 0.6, BlendMode.gaussian),

@@ -84,7 +84,7 @@ import TorchKit
     #expect(j?.progress?["epoch"] == 3)
 }
 
-@Test func jobLaunch_arguments_namesKindRequestAppResultAndSortedConf() {
+@Test(.tags(.unit)) func jobLaunch_arguments_namesKindRequestAppResultAndSortedConf() {
     var settings = Settings(appDir: URL(fileURLWithPath: "/apps/radiology"), studies: "/data/studies",
                             conf: ["models": "spleen", "epistemic_enabled": "true"])
     settings.taskRunner = "/opt/bin/monailabel"
@@ -100,7 +100,7 @@ import TorchKit
                      "--conf", "epistemic_enabled", "true", "--conf", "models", "spleen"])
 }
 
-@Test func jobChild_readsBackKindAndRequest_refusesUnknownMethodAndNonObject() throws {
+@Test(.tags(.unit)) func jobChild_readsBackKindAndRequest_refusesUnknownMethodAndNonObject() throws {
     let child = try JobChild(method: "batch_infer", request: #"{"model":"spleen"}"#, appDir: "/a", studies: "/s",
                              conf: [:], output: nil)
     #expect(child.kind == .batchInfer)
@@ -115,7 +115,7 @@ import TorchKit
 
 // MARK: TrainLoop (the epoch loop every trainer shares)
 
-@Test func trainLoop_validatesEveryIntervalPublishesTheBestStopsEarlyAndReportsAnETA() throws {
+@Test(.tags(.unit)) func trainLoop_validatesEveryIntervalPublishesTheBestStopsEarlyAndReportsAnETA() throws {
     let tmp = TempDir()
     let definition = try #require(try TrainDefinition(model: "tiny", definition: [
         "labels": ["spleen": 1],

@@ -6,7 +6,7 @@ import TorchKit
 
 /// SwinUNETR and UNETR against MONAI: state-dict names and shapes key by key, and eval-mode outputs on the small
 /// fixtures `scripts/fixtures/make_transformer_fixtures.py` wrote to Tests/Fixtures/networks.
-@Suite(.serialized) struct TransformerNetworkTests {
+@Suite(.tags(.unit), .serialized) struct TransformerNetworkTests {
     static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/networks")
 
