@@ -159,7 +159,7 @@ struct OHIFBrowserTests {
         // The label is drawn over the slice: the box's pixels take the segment's colour (polled: rendering follows
         // the data). The box covers about a fifth of the viewport's slice, thousands of pixels at this size.
         var changed = 0
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(90)
         while Date() < deadline {
             changed = try PixelStats.changed(before, try browser.screenshot("segmentation"), box: box)
             if changed > 1000 { break }
