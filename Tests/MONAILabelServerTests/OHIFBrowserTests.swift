@@ -291,11 +291,13 @@ struct OHIFBrowserTests {
     /// Waits for a viewport canvas, then polls screenshots (written as `screenshot`) until the slice shows in it:
     /// returns the canvas box and the last screenshot's statistics.
     static func renderedViewport(_ browser: Browser, screenshot: String) throws -> ((Int, Int, Int, Int), PixelStats) {
-        // The canvas exists and has a size once OHIF has loaded the images.
+        // The canvas exists and has a size once OHIF has loaded the images. The largest one: the study list's
+        // thumbnail is a canvas too, and on a loaded machine it can come first.
         let box = try browser.wait("a viewport canvas", timeout: 90, """
             const c = [...document.querySelectorAll('canvas')].filter(c => c.width > 100 && c.height > 100);
             if (!c.length) return null;
-            const r = c[0].getBoundingClientRect();
+            const area = e => { const r = e.getBoundingClientRect(); return r.width * r.height; };
+            const r = c.reduce((a, b) => area(b) > area(a) ? b : a).getBoundingClientRect();
             return {l: Math.round(r.left), t: Math.round(r.top), r: Math.round(r.right), b: Math.round(r.bottom)};
             """)
         let region = (box["l"]?.intValue ?? 0, box["t"]?.intValue ?? 0, box["r"]?.intValue ?? 0, box["b"]?.intValue ?? 0)
