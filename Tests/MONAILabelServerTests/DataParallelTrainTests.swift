@@ -29,7 +29,9 @@ struct DataParallelTrainTests {
                             (#"{"world_size": 2.5}"#, "world_size"), (#"{"world_size": 100000}"#, "world_size"),
                             (#"{"world_size": 2, "local_ranks": 3}"#, "local_ranks"),
                             (#"{"world_size": 2, "local_ranks": 1}"#, "rendezvous_port"),
-                            (#"{"world_size": 2, "rendezvous_port": 70000}"#, "rendezvous_port")]
+                            (#"{"world_size": 2, "rendezvous_port": 70000}"#, "rendezvous_port"),
+                            // More local ranks than the machine has cores.
+                            (#"{"world_size": 256}"#, "local_ranks")]
         {
             let r = try h.send(.post, "/train/segmentation_spleen", json: body)
             #expect(r.status == 422, "\(body)")

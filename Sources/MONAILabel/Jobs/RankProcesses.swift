@@ -74,7 +74,13 @@ final class RankProcesses: @unchecked Sendable {
 
     private func exited(_ rank: Int, _ p: Process, onFailure: @Sendable (String) -> Void) {
         let clean = p.terminationReason == .exit && p.terminationStatus == 0
-        guard !clean, !lock.withLock({ stopping }) else { return }
+        let others = lock.withLock { () -> [Process]? in
+            guard !clean, !stopping else { return nil }
+            stopping = true
+            return processes.values.filter(\.isRunning)
+        }
+        guard let others else { return }
+        for other in others { kill(other.processIdentifier, SIGKILL) }
         let how = p.terminationReason == .exit ? "exited with status \(p.terminationStatus)"
             : "was killed by signal \(p.terminationStatus)"
         let lines = tails[rank]?.lines() ?? []

@@ -162,6 +162,13 @@ struct ParallelSettings: Sendable, Equatable {
         }
         worldSize = try cfg.intParam("world_size", in: 1...Rendezvous.maxWorldSize) ?? max(1, gpus.count)
         localRanks = try cfg.intParam("local_ranks", in: 1...worldSize) ?? worldSize
+        // Each local rank is a process with its own libtorch and data: more than the machine has cores (or GPUs)
+        // only divides the same hardware further and multiplies the memory.
+        let here = max(1, ProcessInfo.processInfo.activeProcessorCount, gpus.count)
+        guard localRanks <= here else {
+            throw MONAILabelError.invalid("local_ranks (world_size when it is not given) must be at most \(here) on "
+                + "this machine, not \(localRanks); ranks on other machines join with `monailabel train_worker`")
+        }
         rendezvousPort = try cfg.intParam("rendezvous_port", in: 1...65535)
         if localRanks < worldSize, rendezvousPort == nil {
             throw MONAILabelError.invalid("local_ranks below world_size needs rendezvous_port: the remote ranks "
