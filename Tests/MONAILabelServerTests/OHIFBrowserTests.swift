@@ -165,7 +165,7 @@ struct OHIFBrowserTests {
             if changed > 1000 { break }
             Thread.sleep(forTimeInterval: 0.5)
         }
-        #expect(changed > 1000, "viewport pixels the segmentation changed: \(changed)")
+        #expect(changed > 1000, "viewport pixels the segmentation changed: \(changed) in \(box)")
 
         // OHIF's labelmap volume sits on the series as the server's image does (LPS origin of slice 0, slice
         // direction) and holds the label slice for slice: the overlay is where the server put the label.
@@ -291,13 +291,13 @@ struct OHIFBrowserTests {
     /// Waits for a viewport canvas, then polls screenshots (written as `screenshot`) until the slice shows in it:
     /// returns the canvas box and the last screenshot's statistics.
     static func renderedViewport(_ browser: Browser, screenshot: String) throws -> ((Int, Int, Int, Int), PixelStats) {
-        // The canvas exists and has a size once OHIF has loaded the images. The largest one: the study list's
-        // thumbnail is a canvas too, and on a loaded machine it can come first.
+        // The canvas exists and has a size once OHIF has loaded the images. The largest one inside the window:
+        // the study list's thumbnail is a canvas too, and the rendering engine may keep canvases off screen.
         let box = try browser.wait("a viewport canvas", timeout: 90, """
-            const c = [...document.querySelectorAll('canvas')].filter(c => c.width > 100 && c.height > 100);
-            if (!c.length) return null;
-            const area = e => { const r = e.getBoundingClientRect(); return r.width * r.height; };
-            const r = c.reduce((a, b) => area(b) > area(a) ? b : a).getBoundingClientRect();
+            const v = [...document.querySelectorAll('canvas')].map(c => c.getBoundingClientRect()).filter(r =>
+                r.width > 100 && r.height > 100 && r.left >= 0 && r.top >= 0 && r.right <= innerWidth && r.bottom <= innerHeight);
+            if (!v.length) return null;
+            const r = v.reduce((a, b) => b.width * b.height > a.width * a.height ? b : a);
             return {l: Math.round(r.left), t: Math.round(r.top), r: Math.round(r.right), b: Math.round(r.bottom)};
             """)
         let region = (box["l"]?.intValue ?? 0, box["t"]?.intValue ?? 0, box["r"]?.intValue ?? 0, box["b"]?.intValue ?? 0)
