@@ -17,7 +17,7 @@ import TorchKit
         #expect(try Rendezvous.parseAddress("10.0.0.5:29500") == ("10.0.0.5", 29500))
         #expect(try Rendezvous.parseAddress("[::1]:29501") == ("::1", 29501))
         #expect(try Rendezvous.parseAddress("gpu-node-2:1") == ("gpu-node-2", 1))
-        for bad in ["10.0.0.5", ":29500", "host:0", "host:70000", "host:-1", "host:abc", "[::1]29500", ""] {
+        for bad in ["10.0.0.5", ":29500", "host:0", "host:70000", "host:-1", "host:abc", "[::1]29500", "[::1:29500", ""] {
             #expect(throws: MONAILabelError.self, "\(bad)") { _ = try Rendezvous.parseAddress(bad) }
         }
     }

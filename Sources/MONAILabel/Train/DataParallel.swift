@@ -39,7 +39,10 @@ public struct Rendezvous: Sendable, Equatable {
     /// `HOST:PORT` as given to `train_worker --rendezvous` (an IPv6 host in brackets: `[::1]:29500`).
     public static func parseAddress(_ text: String) throws -> (host: String, port: Int) {
         var host = Substring(text), portText = Substring("")
-        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else {
+                throw MONAILabelError.invalid("rendezvous must be HOST:PORT (got '\(text.prefix(80))')")
+            }
             host = text[text.index(after: text.startIndex)..<close]
             let rest = text[text.index(after: close)...]
             guard rest.hasPrefix(":") else { throw MONAILabelError.invalid("rendezvous must be HOST:PORT (got '\(text.prefix(80))')") }
