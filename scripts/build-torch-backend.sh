@@ -58,10 +58,20 @@ mkdir -p "$OBJ"
 CXXFLAGS=(-std=c++17 -O2 -fPIC -DNDEBUG "-D_GLIBCXX_USE_CXX11_ABI=$ABI" -Wno-deprecated-declarations
     -I"$ROOT/Sources/CTorchBackend/include" -isystem "$TORCH/include" -isystem "$TORCH/include/torch/csrc/api/include")
 echo "building the backend for libtorch $VERSION (C++11 ABI $ABI) from $TORCH" >&2
+# Objects of an earlier build with the same flags are reused when newer than their source and every header
+# they share (each translation unit costs minutes); other flags or another torch rebuild them all.
+STAMP="$OBJ/flags"
+if [ "$FORCE" = 1 ] || [ "$(cat "$STAMP" 2>/dev/null)" != "${CXXFLAGS[*]}" ]; then rm -f "$OBJ"/*.o; fi
+printf '%s' "${CXXFLAGS[*]}" > "$STAMP"
 # One g++ per translation unit, at most $JOBS at a time (each needs ~700 MB).
 pids=()
 for src in "$ROOT"/Sources/CTorchBackend/*.cpp; do
-    g++ "${CXXFLAGS[@]}" -c "$src" -o "$OBJ/$(basename "$src" .cpp).o" &
+    obj="$OBJ/$(basename "$src" .cpp).o"
+    if [ -f "$obj" ] && [ -z "$(find "$src" "$ROOT/Sources/CTorchBackend/internal.h" "$ROOT/Sources/CTorchBackend/include" \
+            "$ROOT/Sources/CTorch/include" "$VERSION_H" -newer "$obj" -print -quit)" ]; then
+        continue
+    fi
+    g++ "${CXXFLAGS[@]}" -c "$src" -o "$obj" &
     pids+=($!)
     if [ "${#pids[@]}" -ge "$JOBS" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
 done
@@ -73,7 +83,9 @@ LIBS=(-ltorch -ltorch_cpu -lc10)
 if [ -f "$TORCH/lib/libtorch_cuda.so" ]; then LIBS+=(-Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed); fi
 # RUNPATH to torch's lib/ so the backend finds its own libtorch wherever the binary is; -Bsymbolic as in
 # Package.swift (calls among the backend's mlt_ functions stay inside it).
-g++ -shared -o "$OUT.tmp" "$OBJ"/*.o -L"$TORCH/lib" "${LIBS[@]}" -Wl,-rpath,"$TORCH/lib" -Wl,-Bsymbolic \
+OBJS=()
+for src in "$ROOT"/Sources/CTorchBackend/*.cpp; do OBJS+=("$OBJ/$(basename "$src" .cpp).o"); done
+g++ -shared -o "$OUT.tmp" "${OBJS[@]}" -L"$TORCH/lib" "${LIBS[@]}" -Wl,-rpath,"$TORCH/lib" -Wl,-Bsymbolic \
     -Wl,-soname,libmonailabel_torch.so
 mv "$OUT.tmp" "$OUT"
 echo "$OUT"

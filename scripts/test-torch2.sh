@@ -10,20 +10,29 @@ VENV=.build/torch2-venv
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 # pip's configured wheel folder has the CPU wheel; elsewhere add --index-url https://download.pytorch.org/whl/cpu.
 "$VENV/bin/pip" install -q "$TORCH_SPEC"
+# MONAI 1.4 (pure Python; it needs only numpy and torch) scripts the SegResNet/DynUNet fixtures below. From PyPI.
+"$VENV/bin/pip" install -q --no-deps numpy monai==1.4.0
 TORCH_DIR="$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
 BACKEND="$(scripts/build-torch-backend.sh --torch "$TORCH_DIR" | tail -1)"
 # The libtorch version check in TorchKitTests (BackendTests) reads MONAILABEL_EXPECT_TORCH.
 EXPECT="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"
 export MONAILABEL_TORCH_BACKEND="$BACKEND" MONAILABEL_EXPECT_TORCH="$EXPECT"
-# TorchKit, the networks (SwinUNETR and UNETR included) against their PyTorch fixtures, the MONAI bundle fixture,
-# the inference pipeline against MONAI's output, the briefly-trained DeepGrow/DeepEdit checks, and what --version
-# and /info/ report.
+# torch.jit.script'ed SegResNet/DynUNet (../shared has traced ones only), remade when the script or torch changes.
+SCRIPTED=.build/scripted-fixtures
+if [ ! -f "$SCRIPTED/manifest.json" ] || [ scripts/fixtures/make_scripted_fixtures.py -nt "$SCRIPTED/manifest.json" ] \
+        || ! grep -q "\"torch\": \"$EXPECT" "$SCRIPTED/manifest.json"; then
+    "$VENV/bin/python" scripts/fixtures/make_scripted_fixtures.py "$SCRIPTED"
+fi
+export MONAILABEL_SCRIPTED_FIXTURES="$PWD/$SCRIPTED"
+# TorchKit (the scripted fixtures included), the networks (SwinUNETR and UNETR included) against their PyTorch
+# fixtures, the MONAI bundle fixture, the inference pipeline against MONAI's output, the briefly-trained
+# DeepGrow/DeepEdit checks, what --version and /info/ report, and `monailabel selftest`'s checks on the CPU.
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
     'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
     'MONAILabelTests\.argmaxOverChannels_' 'MONAILabelTests\.deepGrowPreAndPost_matchMONAI'
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'
-    version_namesTheAPIAndLibtorch info_namesTheBackendsLibtorchAndDevices
+    version_namesTheAPIAndLibtorch info_namesTheBackendsLibtorchAndDevices 'MONAILabelTests\.SelfTestTests'
 )
 FILTER="$(IFS='|'; echo "${TESTS[*]}")"
 mkdir -p .build

@@ -104,6 +104,7 @@ static mlt_status (*p_mlt_process_group_broadcast)(mlt_process_group g, const ml
 static mlt_status (*p_mlt_process_group_barrier)(mlt_process_group g, char **err);
 static mlt_status (*p_mlt_process_group_store_set)(mlt_process_group g, const char *key, const void *data, size_t nbytes, char **err);
 static mlt_status (*p_mlt_process_group_store_get)(mlt_process_group g, const char *key, char **data, size_t *nbytes, char **err);
+static mlt_status (*p_mlt_cuda_set_allow_tf32)(int allow, int *previous, char **err);
 
 static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_version", (void **)&p_mlt_version},
@@ -209,6 +210,7 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_process_group_barrier", (void **)&p_mlt_process_group_barrier},
     {"mlt_process_group_store_set", (void **)&p_mlt_process_group_store_set},
     {"mlt_process_group_store_get", (void **)&p_mlt_process_group_store_get},
+    {"mlt_cuda_set_allow_tf32", (void **)&p_mlt_cuda_set_allow_tf32},
 };
 
 int mlt_version(void) {
@@ -622,4 +624,8 @@ mlt_status mlt_process_group_store_set(mlt_process_group g, const char *key, con
 mlt_status mlt_process_group_store_get(mlt_process_group g, const char *key, char **data, size_t *nbytes, char **err) {
     mlt_load_or_die();
     return p_mlt_process_group_store_get(g, key, data, nbytes, err);
+}
+mlt_status mlt_cuda_set_allow_tf32(int allow, int *previous, char **err) {
+    mlt_load_or_die();
+    return p_mlt_cuda_set_allow_tf32(allow, previous, err);
 }

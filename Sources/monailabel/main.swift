@@ -10,7 +10,7 @@ struct MONAILabelCommand: ParsableCommand {
         abstract: "MONAI Label server: AI-assisted annotation of 3D medical images.",
         discussion: "Wire-compatible with MONAI Label 0.8.5's REST API (3D Slicer's MONAILabel plugin and "
             + "monailabel.client work unmodified).",
-        subcommands: [StartServer.self, Apps.self, Datasets.self, RunTask.self, InferWorkerCommand.self, DicomConvertCommand.self, TrainWorkerCommand.self, Users.self, Models.self])
+        subcommands: [StartServer.self, Apps.self, Datasets.self, RunTask.self, InferWorkerCommand.self, DicomConvertCommand.self, TrainWorkerCommand.self, Users.self, Models.self, SelfTestCommand.self])
 
     @Flag(name: [.customShort("v"), .long], help: "Print versions and exit.")
     var version = false

@@ -275,6 +275,14 @@ mlt_status mlt_process_group_store_set(mlt_process_group g, const char *key, con
 mlt_status mlt_process_group_store_get(mlt_process_group g, const char *key, char **data, size_t *nbytes,
                                        char **err);
 
+
+/* ---- Numerics of CUDA float32 work (precision.cpp): the self-test compares CUDA against the CPU ---- */
+/* Allows (1) or forbids (0) TF32 in CUDA float32 matmuls (cuBLAS) and convolutions (cuDNN); with TF32 off,
+ * CUDA results agree with the CPU's to float32 rounding. Writes whether cuBLAS TF32 was allowed before to
+ * `*previous` (may be NULL). The flags live in ATen's global context, which CPU-only builds have too: there the
+ * call only records the setting, and it is safe without a GPU. */
+mlt_status mlt_cuda_set_allow_tf32(int allow, int *previous, char **err);
+
 #ifdef __cplusplus
 }
 #endif
