@@ -30,7 +30,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet, DynUNet, UNet
 from monai.transforms import (Activationsd, AsDiscreted, Compose, CropForegroundd, EnsureChannelFirstd,
                               LoadImaged, NormalizeIntensityd, Orientationd, RandCropByPosNegLabeld,
-                              RandShiftIntensityd, Resized, ScaleIntensityRanged, SelectItemsd, Spacingd,
+                              RandShiftIntensityd, Resized, ScaleIntensityRanged, SelectItemsd, Spacingd, SpatialPadd,
                               SqueezeDimd, Transposed)
 
 KIND = sys.argv[1]
@@ -170,6 +170,8 @@ def train(studies, plan):
         Spacingd(keys, pixdim=plan["target_spacing"], mode=("bilinear", "nearest")),
         ScaleIntensityRanged("image", a_min=-57, a_max=164, b_min=0.0, b_max=1.0, clip=True),
         CropForegroundd(keys, source_key="image"),
+        # An image smaller than the crop is padded, as the server's loader does (RandCropByPosNegLabeld refuses it).
+        SpatialPadd(keys, spatial_size=plan["spatial_size"]),
     ])
     random = Compose([
         RandCropByPosNegLabeld(keys, label_key="label", spatial_size=plan["spatial_size"], pos=1, neg=1,
