@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+import monai
 import numpy as np
 import torch
 from monai.apps.deepedit.transforms import (AddGuidanceFromPointsDeepEditd, AddGuidanceSignalDeepEditd,
@@ -210,6 +211,5 @@ if KIND == "train":
     result = train(sys.argv[2], json.loads(sys.argv[5]))
 else:
     result = infer(KIND, sys.argv[2], int(sys.argv[5]))
-import monai  # noqa: E402  (for the version only)
 print(json.dumps({"kind": KIND, "device": str(DEVICE), "torch": torch.__version__, "monai": monai.__version__,
                   **result}))
