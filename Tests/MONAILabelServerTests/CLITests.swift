@@ -8,7 +8,7 @@ private func monailabel(_ args: [String], environment: [String: String] = [:]) t
 }
 
 /// The help texts are part of the interface: changes to them show up here.
-@Test(.tags(.live), arguments: ["root", "start_server", "apps", "datasets", "users", "models"])
+@Test(.tags(.live), arguments: ["root", "start_server", "apps", "datasets", "users", "models", "selftest"])
 func help_matchesGoldenText(command: String) throws {
     let golden = try String(contentsOf: repoRoot.appendingPathComponent("Tests/MONAILabelServerTests/Golden/help-\(command).txt"),
                             encoding: .utf8)
@@ -75,4 +75,14 @@ func help_matchesGoldenText(command: String) throws {
     let (s2, t2) = try monailabel(["run_task", "--method", "train", "--request", "[1]"] + common)
     #expect(s2 == 1)
     #expect(t2.contains("--request must be a JSON object"), "\(t2)")
+}
+
+@Test(.tags(.live)) func selftest_printsATableAndExitsOneOnAFailedCheck() throws {
+    let (ok, okText) = try monailabel(["selftest"])
+    #expect(ok == 0, "\(okText)")
+    #expect(okText.contains("PASS  tensor ops"), "\(okText)")
+    #expect(okText.contains("SKIP  fixtures"), "\(okText)")
+    let (bad, badText) = try monailabel(["selftest", "--device", "cuda:99"])
+    #expect(bad == 1)
+    #expect(badText.contains("FAIL  device"), "\(badText)")
 }
