@@ -149,11 +149,11 @@ for model, limit in (("segmentation_spleen", 1.0), ("deepgrow_3d", 0.5), ("deepe
 rows.append(("training epoch (s)", train["epoch"], mtrain["epoch"], "<= 1.1x MONAI", ratio(train["epoch"], mtrain["epoch"]) <= 1.1))
 print(f"GPU check on {device}" + (" (--quick sizes: the targets are for full sizes on an H100-class GPU)" if quick else ""))
 print(f"selftest: {'FAILED' if selftest_failed else 'passed'}")
-print(f"{'':36s} {'ours':>9s} {'MONAI 1.4':>9s} {'ratio':>6s}  target")
+print(f"{'':40s} {'ours':>9s} {'MONAI 1.4':>9s} {'ratio':>6s}  target")
 for what, ours, theirs, target, ok in rows:
     r = ratio(ours, theirs)
     fmt = lambda v: f"{v:9.3f}" if v is not None else f"{'-':>9s}"
-    print(f"{what:36s} {fmt(ours)} {fmt(theirs)} {(f'{r:6.2f}' if r else '     -')}  {target:14s} {'PASS' if ok else 'MISS'}")
+    print(f"{what:40s} {fmt(ours)} {fmt(theirs)} {(f'{r:6.2f}' if r else '     -')}  {target:14s} {'PASS' if ok else 'MISS'}")
 print(f"MONAI's training network stage (forward, backward, step): {mtrain['network']:.3f} s of {mtrain['epoch']:.3f} s "
       f"({mtrain['iterations']} iterations); the server reports its epoch only")
 if not monai["segmentation_spleen"].get("largest_cc", True):
