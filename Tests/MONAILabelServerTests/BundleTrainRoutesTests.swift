@@ -3,7 +3,7 @@ import HTTPServer
 import Imaging
 import Testing
 import TestSupport
-import MONAILabel
+@testable import MONAILabel
 import TorchCheckpoint
 @testable import MONAILabelServer
 
@@ -38,8 +38,8 @@ final class BundleTrainHarness: RouterHarness {
 
     deinit { app.training.jobs.shutdown() }
 
-    /// The bundle's label for `image` through `POST /infer`, as voxel values.
-    func inferLabel(_ image: String) throws -> [Float] {
+    /// Infers `image` through `POST /infer`; the label's voxel count.
+    func inferLabelCount(_ image: String) throws -> Int {
         let req = try HTTPRequest(method: .post, target: "/infer/\(Self.name)?image=\(image)&output=image",
                                   headers: HTTPHeaders([("Host", "test")]), body: .empty)
         defer { req.context.cleanUp() }
@@ -47,7 +47,19 @@ final class BundleTrainHarness: RouterHarness {
         #expect(resp.status.code == 200)
         let file = tmp.url.appendingPathComponent("label-\(UUID().uuidString).nii.gz")
         try Data(try bodyBytes(resp)).write(to: file)
-        return try ImageIO.load(file).floats
+        return try ImageIO.load(file).floats.count
+    }
+
+    /// The served infer task's logits for `image` (preprocessed as the task does), through its model loader.
+    func servedLogits(_ image: String) throws -> [Float] {
+        let task = try #require(app.inferTasks[Self.name] as? SegmentationTask)
+        return try task.predict(try preprocessed(image, task), params: [:])
+    }
+
+    func preprocessed(_ image: String, _ task: SegmentationTask) throws -> Volume {
+        var x = try ImageIO.load(tmp.url.appendingPathComponent("studies/\(image).nii.gz"))
+        for t in task.pre { x = try t.apply(x) }
+        return x
     }
 }
 
@@ -64,7 +76,8 @@ final class BundleTrainHarness: RouterHarness {
         let modelPT = h.bundle.appendingPathComponent("models/model.pt")
         let original = try Data(contentsOf: modelPT)
         let names = Set(try Checkpoint.stateDict(from: modelPT, key: "model").map(\.name))
-        let before = try h.inferLabel("spleen_03")
+        #expect(try h.inferLabelCount("spleen_03") > 0)
+        let before = try h.servedLogits("spleen_03")
 
         let r = try h.send(.post, "/train/\(BundleTrainHarness.name)?run_sync=true",
                            json: #"{"max_epochs": 2, "val_split": 0.25, "name": "bundle_run"}"#)
@@ -78,10 +91,18 @@ final class BundleTrainHarness: RouterHarness {
         #expect(FileManager.default.fileExists(atPath: h.bundle.appendingPathComponent("bundle_run/checkpoint_final.pt").path))
         #expect(FileManager.default.fileExists(atPath: h.bundle.appendingPathComponent("train_stats.json").path))
 
-        // The infer task reloads the published weights: a different network gives a different label.
-        let after = try h.inferLabel("spleen_03")
-        #expect(after.count == before.count)
-        #expect(after != before, "inference still gives the pre-training label")
+        // The served infer task reloads the published weights: its logits change and are those of a task that
+        // loads model.pt afresh.
+        #expect(try h.inferLabelCount("spleen_03") > 0)
+        let after = try h.servedLogits("spleen_03")
+        let d = try #require(h.app.definition.models[BundleTrainHarness.name]?.objectValue)
+        let fresh = try SegmentationTask(name: BundleTrainHarness.name, definition: d, modelDir: h.bundle)
+        let expected = try fresh.predict(try h.preprocessed("spleen_03", fresh), params: [:])
+        try #require(after.count == before.count && after.count == expected.count)
+        let changed = zip(before, after).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        let fromFile = zip(after, expected).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(changed > 1e-3, "the served logits did not change after training (max change \(changed))")
+        #expect(fromFile <= 1e-5, "the served logits are not the published weights' (max difference \(fromFile))")
     }
 
     @Test func unrunnableTrainJSON_bundleStillInfers_trainAnswers404NamingTheKey() throws {
