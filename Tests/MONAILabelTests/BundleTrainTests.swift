@@ -123,6 +123,16 @@ import TorchKit
         #expect(none["train"] == nil && none[MONAIBundleTrain.unavailableKey] == nil)
     }
 
+    @Test func torchScriptOnlyBundle_servesInferenceWithoutTrainer_reasonSaysWhy() throws {
+        let tmp = TempDir()
+        let appDir = try BundleTests.editedCopy(tmp) { _ in }
+        let models = appDir.appendingPathComponent("model/\(Self.name)/models")
+        try FileManager.default.moveItem(at: models.appendingPathComponent("model.pt"), to: models.appendingPathComponent("model.ts"))
+        let d = try Self.definition(appDir)
+        #expect(d["train"] == nil)
+        #expect(d[MONAIBundleTrain.unavailableKey]?.stringValue?.contains("models/model.ts only") == true)
+    }
+
     @Test func outOfRangeAugmentation_isAReasonNotATrap() throws {
         let tmp = TempDir()
         let d = try Self.definition(try Self.editedTrainCopy(tmp, Self.editTrain("random_transforms") { v in

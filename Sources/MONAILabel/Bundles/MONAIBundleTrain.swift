@@ -29,6 +29,10 @@ public enum MONAIBundleTrain {
             }
             return nil
         }
+        // The trainer loads and publishes a state dict; a TorchScript-only bundle has none to start from.
+        if inference["files"]?["published"]?.stringValue?.hasSuffix(".ts") == true {
+            throw MONAILabelError.invalid("models/model.ts only: training needs the state dict models/model.pt")
+        }
         let config = try BundleConfig.read(url, bundleRoot: folder)
         let file = config.fileName
 
