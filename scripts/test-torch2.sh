@@ -16,10 +16,11 @@ BACKEND="$(scripts/build-torch-backend.sh --torch "$TORCH_DIR" | tail -1)"
 EXPECT="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"
 export MONAILABEL_TORCH_BACKEND="$BACKEND" MONAILABEL_EXPECT_TORCH="$EXPECT"
 # TorchKit, the networks (SwinUNETR and UNETR included) against their PyTorch fixtures, the MONAI bundle fixture,
-# the inference pipeline against MONAI's output, the briefly-trained DeepGrow/DeepEdit checks, and what --version
+# its train.json first step, the inference pipeline against MONAI's output, the briefly-trained DeepGrow/DeepEdit checks, and what --version
 # and /info/ report.
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
+    'MONAILabelTests\.BundleTrainTests'
     'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
     'MONAILabelTests\.argmaxOverChannels_' 'MONAILabelTests\.deepGrowPreAndPost_matchMONAI'
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'

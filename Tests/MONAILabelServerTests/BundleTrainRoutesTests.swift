@@ -124,3 +124,19 @@ final class BundleTrainHarness: RouterHarness {
         #expect(h.app.training.jobs.all.isEmpty)
     }
 }
+
+/// The real server starts the bundle app (no pretrained download is attempted for bundles) and lists its trainer.
+@Test(.tags(.live), .timeLimit(.minutes(2)))
+func bundleApp_realServerStarts_listsTheBundleTrainer() throws {
+    let h = try BundleTrainHarness()
+    let server = try startJobServer(appDir: h.tmp.url.appendingPathComponent("app"),
+                                    studies: h.tmp.url.appendingPathComponent("studies").path,
+                                    conf: ["models": BundleTrainHarness.name])
+    defer { server.stop() }
+    let (status, body) = try curl(server.port, "GET", "/info/")
+    #expect(status == 200)
+    let info = try JSONValue.parse(body)
+    #expect(info["trainers"]?[BundleTrainHarness.name]?["config"]?["max_epochs"] == 50)
+    let bad = try curl(server.port, "POST", "/train/\(BundleTrainHarness.name)", json: #"{"max_epochs": 0}"#)
+    #expect(bad.status == 422)
+}

@@ -124,12 +124,13 @@ public enum MONAIBundleTrain {
         t["crop_foreground"] = .bool(cropForeground)
         t["augmentation"] = .object(augmentation)
 
-        var config_ = JSONObject()
-        if let id = ["train#dataloader#batch_size"].first(where: config.has) {
-            config_["train_batch_size"] = .int(try int(["batch_size": try config.resolve(id)], "batch_size", in: 1...1024,
-                                                       at: "train#dataloader", file: file) ?? 1)
+        var trainerConfig = JSONObject()
+        let loader = referenced(config, "train#trainer#train_data_loader", fallback: "train#dataloader")
+        if config.has("\(loader)#batch_size") {
+            let size: JSONObject = ["batch_size": try config.resolve("\(loader)#batch_size")]
+            trainerConfig["train_batch_size"] = .int(try int(size, "batch_size", in: 1...1024, at: loader, file: file) ?? 1)
         }
-        t["config"] = .object(config_)
+        t["config"] = .object(trainerConfig)
         if let interval = try validationInterval(config) { t["val_interval"] = .int(interval) }
         try readValidation(config, trainPre: pre, into: &t)
         // The trainer's own checks (augmentation ranges, ...), now rather than at the first train request.
@@ -154,7 +155,7 @@ public enum MONAIBundleTrain {
             throw MONAILabelError.invalid("\(file): \(id): references nest deeper than \(BundleConfig.maxDepth) (a cycle?)")
         }
         guard let v = config.raw(id) else { throw MONAILabelError.invalid("\(file): \(id): no transform list") }
-        func follow(_ s: String, at where_: String) throws -> [String]? {
+        func follow(_ s: String, at site: String) throws -> [String]? {
             if s.hasPrefix("@") || (s.hasPrefix("%") && !s.contains(".json")) {
                 return try transformIDs(config, String(s.dropFirst()), depth: depth + 1)
             }
@@ -162,7 +163,7 @@ public enum MONAIBundleTrain {
             let parts = s.dropFirst().split(separator: "+").map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.allSatisfy({ $0.hasPrefix("@") && $0.dropFirst().allSatisfy { $0.isLetter || $0.isNumber || "_#".contains($0) } })
             else {
-                throw MONAILabelError.invalid("\(file): \(where_): the Python expression '\(s)' cannot be evaluated here "
+                throw MONAILabelError.invalid("\(file): \(site): the Python expression '\(s)' cannot be evaluated here "
                     + "(only '$@a + @b' joins transform lists)")
             }
             return try parts.flatMap { try transformIDs(config, String($0.dropFirst()), depth: depth + 1) }
