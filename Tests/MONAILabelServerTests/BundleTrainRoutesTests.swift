@@ -126,7 +126,7 @@ final class BundleTrainHarness: RouterHarness {
 }
 
 /// The real server starts the bundle app (no pretrained download is attempted for bundles) and lists its trainer.
-@Test(.tags(.live), .timeLimit(.minutes(2)))
+@Test(.tags(.live), .timeLimit(.minutes(4)))
 func bundleApp_realServerStarts_listsTheBundleTrainer() throws {
     let h = try BundleTrainHarness()
     let server = try startJobServer(appDir: h.tmp.url.appendingPathComponent("app"),
