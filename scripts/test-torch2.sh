@@ -25,10 +25,12 @@ if [ ! -f "$SCRIPTED/manifest.json" ] || [ scripts/fixtures/make_scripted_fixtur
 fi
 export MONAILABEL_SCRIPTED_FIXTURES="$PWD/$SCRIPTED"
 # TorchKit (the scripted fixtures included), the networks (SwinUNETR and UNETR included) against their PyTorch
-# fixtures, the MONAI bundle fixture, the inference pipeline against MONAI's output, the briefly-trained
+# fixtures, the MONAI bundle fixture and
+# its train.json first step, the inference pipeline against MONAI's output, the briefly-trained
 # DeepGrow/DeepEdit checks, what --version and /info/ report, and `monailabel selftest`'s checks on the CPU.
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
+    'MONAILabelTests\.BundleTrainTests'
     'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
     'MONAILabelTests\.argmaxOverChannels_' 'MONAILabelTests\.deepGrowPreAndPost_matchMONAI'
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'

@@ -124,6 +124,7 @@ public enum ServerMain {
         log.info("Models: \(app.inferTasks.keys); Strategies: \(app.strategies.keys)"
             + (appConf.reviewOnly ? " (review-only: no model, libtorch not loaded)" : ""))
         for model in app.untrainedModels { log.warning(MONAILabelApp.untrainedWarning(model)) }
+        for (model, why) in app.unavailableTrainers { log.warning("bundle \(model) serves inference only, no train task: \(why)") }
         if let pool = app.inferWorkers {
             pool.setLog { line in log.info(line, source: "infer-worker") }
             pool.start()

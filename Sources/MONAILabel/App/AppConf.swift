@@ -151,7 +151,8 @@ public struct AppConf: Sendable, Equatable {
 
     /// A model's `app.json` definition with these keys applied: custom `labels` (and the network's channels that
     /// follow from them; the pretrained weights, made for other labels, are then not used), DeepEdit's `network`
-    /// with its weight files `pretrained_<model>_<network>.pt` / `<model>_<network>.pt` as upstream, and
+    /// with its weight files `pretrained_<model>_<network>.pt` / `<model>_<network>.pt` as upstream (UNETR's
+    /// arguments from the model's `network_unetr` over upstream's), and
     /// `use_pretrained_model false` as the trainer's `pretrained` default.
     public func apply(model name: String, to definition: JSONObject) throws -> JSONObject {
         var d = definition
@@ -174,6 +175,8 @@ public struct AppConf: Sendable, Equatable {
             net["pos_embed"] = "conv"
             net["norm_name"] = "instance"
             net["res_block"] = true
+            // An app may size it otherwise (`"network_unetr": {"hidden_size": 96, ...}` in its app.json).
+            for (k, v) in d["network_unetr"]?.objectValue ?? JSONObject() { net[k] = v }
             d["network"] = .object(net)
             files["pretrained"] = .string("pretrained_\(name)_\(network).pt")
             files["published"] = .string("\(name)_\(network).pt")

@@ -34,6 +34,13 @@ extension AppDefinition {
                 d["files"] = .object(abs)
             }
             if let v = bundle.version { d["version"] = .string(v) }
+            // A train.json this server cannot run leaves the bundle serving inference, as upstream (which reads
+            // train.json only when training); the reason is logged at start-up and answers POST /train/<name>.
+            do {
+                if let t = try MONAIBundleTrain.section(folder: folder, name: name, inference: d) { d["train"] = .object(t) }
+            } catch {
+                d[MONAIBundleTrain.unavailableKey] = .string((error as? MONAILabelError)?.message ?? "\(error)")
+            }
             models[name] = .object(d)
             names.append(name)
         }

@@ -182,20 +182,25 @@ public struct MONAIBundle: Sendable {
                 throw MONAILabelError.invalid("\(config.fileName): \(id)#_target_: transform '\(cls)' is not supported "
                     + "(supported: \(preTransforms.sorted().map { $0 + "d" }.joined(separator: ", ")))")
             }
-            guard case .object(var args) = try config.resolve(id) else { continue }
-            // Per-key arguments (`"mode": ["bilinear", "nearest"]` for `keys: ["image", "label"]`): the image's.
-            let keys = args["keys"]?.arrayValue?.compactMap(\.stringValue) ?? [args["keys"]?.stringValue ?? "image"]
-            let slot = keys.firstIndex(of: "image") ?? 0
-            if let modes = args["mode"]?.arrayValue, modes.indices.contains(slot) { args["mode"] = modes[slot] }
-            for k in ["_target_", "keys", "allow_missing_keys", "meta_keys", "meta_key_postfix"] { args[k] = nil }
-            var spec: JSONObject = ["name": .string(cls)]
-            spec.merge(args)
-            do { _ = try PreTransform(spec) } catch let e as MONAILabelError {
-                throw MONAILabelError.invalid("\(config.fileName): \(id): \(e.message)")
-            }
-            out.append(spec)
+            if let spec = try preTransformSpec(config, id, cls) { out.append(spec) }
         }
         return out
+    }
+
+    /// The `PreTransform` spec of the supported transform `cls` at `id`, checked; nil when the item is no object.
+    static func preTransformSpec(_ config: BundleConfig, _ id: String, _ cls: String) throws -> JSONObject? {
+        guard case .object(var args) = try config.resolve(id) else { return nil }
+        // Per-key arguments (`"mode": ["bilinear", "nearest"]` for `keys: ["image", "label"]`): the image's.
+        let keys = args["keys"]?.arrayValue?.compactMap(\.stringValue) ?? [args["keys"]?.stringValue ?? "image"]
+        let slot = keys.firstIndex(of: "image") ?? 0
+        if let modes = args["mode"]?.arrayValue, modes.indices.contains(slot) { args["mode"] = modes[slot] }
+        for k in ["_target_", "keys", "allow_missing_keys", "meta_keys", "meta_key_postfix"] { args[k] = nil }
+        var spec: JSONObject = ["name": .string(cls)]
+        spec.merge(args)
+        do { _ = try PreTransform(spec) } catch let e as MONAILabelError {
+            throw MONAILabelError.invalid("\(config.fileName): \(id): \(e.message)")
+        }
+        return spec
     }
 
     /// The `inferer` item as the task's inferer section (`SimpleInferer`, or none: the whole image at once).

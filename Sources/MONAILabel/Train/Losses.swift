@@ -1,14 +1,17 @@
 import Foundation
 import TorchKit
 
-/// MONAI's `DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=..., batch=...)` with its defaults
-/// (background included, smooth_nr = smooth_dr = 1e-5, both terms weighted 1): the mean soft Dice loss over
-/// channels plus the cross-entropy against the class indices.
+/// MONAI's `DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=..., batch=...)` (background included,
+/// smooth_nr = smooth_dr = 1e-5, both terms weighted 1 by default): the mean soft Dice loss over channels times
+/// `lambdaDice` plus the cross-entropy against the class indices times `lambdaCE`. With `lambdaCE` 0 it is
+/// MONAI's `DiceLoss(to_onehot_y=True, softmax=True)`.
 public struct DiceCELoss: Sendable {
     public var squaredPred: Bool
     public var batch: Bool
     public var smoothNr = 1e-5
     public var smoothDr = 1e-5
+    public var lambdaDice = 1.0
+    public var lambdaCE = 1.0
 
     public init(squaredPred: Bool = false, batch: Bool = false) {
         self.squaredPred = squaredPred
@@ -30,8 +33,9 @@ public struct DiceCELoss: Sendable {
         let groundO = try onehot.sum(dims: reduce)
         let predO = squaredPred ? try probs.square().sum(dims: reduce) : try probs.sum(dims: reduce)
         let dice = try 1.0 - (intersection * 2.0 + smoothNr) / (groundO + predO + smoothDr)
+        guard lambdaCE != 0 else { return try dice.mean() * lambdaDice }
         let ce = try -(onehot * logits.logSoftmax(dim: 1)).sum(dims: [1]).mean()
-        return try dice.mean() + ce
+        return try dice.mean() * lambdaDice + ce * lambdaCE
     }
 }
 

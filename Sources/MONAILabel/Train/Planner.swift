@@ -154,7 +154,8 @@ public enum Planner {
             samples = max(1, machine.cores)
             notes.append("\(samples) crops per image instead of \(d.numSamples) on \(machine.cores) CPU cores")
         }
-        let batch = max(1, request["train_batch_size"]?.intValue ?? 1)
+        // A bundle's trainer carries its dataloader's batch size in its config.
+        let batch = max(1, min(1024, request["train_batch_size"]?.intValue ?? d.config["train_batch_size"]?.intValue ?? 1))
         return TrainPlan(
             targetSpacing: spacing, patchSize: patch, numSamples: max(1, samples), trainBatchSize: batch,
             device: machine.gpuMemoryMB == nil ? "cpu" : "cuda", notes: notes, sampledImages: images.count,

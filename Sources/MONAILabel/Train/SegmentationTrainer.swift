@@ -84,7 +84,9 @@ public final class SegmentationTrainer {
             }
         }
         for w in slots.warnings { log("WARNING: \(w)") }
-        let trainCases = try trainRange.compactMap { slots.cases[$0] }.map { try Self.foregroundPadded($0, plan.patchSize) }
+        let trainCases = try trainRange.compactMap { slots.cases[$0] }.map {
+            try Self.foregroundPadded($0, plan.patchSize, crop: definition.cropForeground)
+        }
         let valCases = valRange.compactMap { slots.cases[$0] }
         guard !trainCases.isEmpty else { throw MONAILabelError.invalid("no usable training case (see warnings)") }
         log("Cached \(trainCases.count + valCases.count) preprocessed cases")
@@ -95,8 +97,9 @@ public final class SegmentationTrainer {
         let loop = try TrainLoop(definition: definition, settings: settings, paths: paths, epochLength: epochLength,
                                  validating: !valCases.isEmpty, log: log, progress: progress)
         let net = loop.net
-        let optimizer = try loop.optimizer(named: definition.optimizer, fallback: "AdamW", weightDecay: definition.weightDecay)
-        let loss = DiceCELoss(squaredPred: definition.squaredPred, batch: definition.batchDice)
+        let optimizer = try loop.optimizer(named: definition.optimizer, fallback: "AdamW", weightDecay: definition.weightDecay,
+                                           momentum: definition.momentum)
+        let loss = definition.diceCELoss
 
         // Batches for every epoch, built ahead on worker threads.
         var schedule: [[Int]] = []
@@ -110,7 +113,7 @@ public final class SegmentationTrainer {
         }
         let loader = CropLoader(cases: trainCases, schedule: schedule, patch: plan.patchSize,
                                 numSamples: plan.numSamples, seed: seed &+ UInt64(settings.dataParallel?.rank ?? 0),
-                                workers: max(1, machine.cores / 2))
+                                augmentation: definition.augmentation, workers: max(1, machine.cores / 2))
         defer { loader.stop() }
 
         let classes = definition.outChannels
@@ -143,10 +146,11 @@ public final class SegmentationTrainer {
             })
     }
 
-    /// CropForegroundd on the image (`x > 0`), the same box on the label, then SpatialPadd to the crop.
-    static func foregroundPadded(_ c: CachedCase, _ patch: [Int]) throws -> CachedCase {
+    /// CropForegroundd on the image (`x > 0`; unless `crop` is false), the same box on the label, then
+    /// SpatialPadd to the crop.
+    static func foregroundPadded(_ c: CachedCase, _ patch: [Int], crop: Bool = true) throws -> CachedCase {
         var box = CropForeground().boundingBox(of: c.image)
-        if box.size.contains(where: { $0 <= 0 }) {
+        if !crop || box.size.contains(where: { $0 <= 0 }) {
             box = SpatialBox(start: [Int](repeating: 0, count: patch.count), end: c.image.spatialShape)
         }
         let pad = SpatialPad(spatialSize: patch)

@@ -82,17 +82,55 @@ public struct TrainBatch: Sendable {
     public var shape: [Int]
 }
 
+/// The random part of segmentation training after the cached deterministic transforms:
+/// `RandCropByPosNegLabeld` (`pos`, `neg`, `image_threshold`; size and count from the plan), then the flips,
+/// the quarter turn and the intensity shift. `standard` is upstream's segmentation trainer's; a bundle's
+/// `train.json` lists its own (MONAIBundleTrain).
+public struct CropAugmentation: Sendable {
+    public struct Flip: Sendable {
+        public var prob: Double
+        /// nil: every axis at once (MONAI's `spatial_axis=None`).
+        public var axes: [Int]?
+    }
+
+    public struct Rotate: Sendable {
+        public var prob: Double
+        public var maxK: Int
+        public var axes: (Int, Int)
+    }
+
+    public var pos = 1.0
+    public var neg = 1.0
+    public var imageThreshold: Float = 0
+    public var flips: [Flip] = []
+    public var rotate: Rotate?
+    /// `RandShiftIntensityd(offsets, prob)`.
+    public var shift: (offsets: Double, prob: Double)?
+
+    public init() {}
+
+    /// Upstream's segmentation trainer: `RandFlipd` per axis (prob 0.1), `RandRotate90d` (prob 0.1, max_k 3) and
+    /// `RandShiftIntensityd` (offsets 0.1, prob 0.5).
+    public static func standard(dimension: Int) -> CropAugmentation {
+        var a = CropAugmentation()
+        a.flips = (0..<dimension).map { Flip(prob: 0.1, axes: [$0]) }
+        a.rotate = Rotate(prob: 0.1, maxK: 3, axes: (0, 1))
+        a.shift = (0.1, 0.5)
+        return a
+    }
+}
+
 /// Produces training batches on worker threads ahead of the training loop, so the network never waits on
-/// cropping and augmentation: per batch, `RandCropByPosNegLabeld` (pos 1, neg 1, `num_samples` per image) on
-/// the foreground-cropped, padded cached cases, then `RandFlipd` per axis, `RandRotate90d` and
-/// `RandShiftIntensityd`. Each batch's randomness is seeded by its index, so runs are reproducible whatever the
-/// thread timing.
+/// cropping and augmentation: per batch, `RandCropByPosNegLabeld` (`num_samples` per image) on the
+/// foreground-cropped, padded cached cases, then the `augmentation`'s flips, quarter turn and intensity shift.
+/// Each batch's randomness is seeded by its index, so runs are reproducible whatever the thread timing.
 public final class CropLoader: @unchecked Sendable {
     private let cases: [CachedCase]
     private let schedule: [[Int]]
     private let patch: [Int]
     private let numSamples: Int
     private let seed: UInt64
+    private let augmentation: CropAugmentation
     private let prefetch: Int
     private let cond = NSCondition()
     private var ready: [Int: TrainBatch] = [:]
@@ -105,8 +143,9 @@ public final class CropLoader: @unchecked Sendable {
     ///   - cases: training cases (already foreground-cropped and padded to at least `patch`).
     ///   - schedule: for each batch in order, the indices of its cases.
     public init(cases: [CachedCase], schedule: [[Int]], patch: [Int], numSamples: Int, seed: UInt64,
-                workers: Int, prefetch: Int = 4)
+                augmentation: CropAugmentation? = nil, workers: Int, prefetch: Int = 4)
     {
+        self.augmentation = augmentation ?? .standard(dimension: patch.count)
         self.cases = cases
         self.schedule = schedule
         self.patch = patch
@@ -173,10 +212,12 @@ public final class CropLoader: @unchecked Sendable {
 
     private func build(_ index: Int) throws -> TrainBatch {
         var rng = SeededGenerator(seed: seed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
-        let crop = RandCropByPosNegLabel(spatialSize: patch, pos: 1, neg: 1, numSamples: numSamples, imageThreshold: 0)
-        let flips = (0..<patch.count).map { RandFlip(prob: 0.1, spatialAxis: [$0]) }
-        let rotate = RandRotate90(prob: 0.1, maxK: 3, spatialAxes: (0, 1))
-        let shift = RandShiftIntensity(offsets: 0.1, prob: 0.5)
+        let a = augmentation
+        let crop = RandCropByPosNegLabel(spatialSize: patch, pos: a.pos, neg: a.neg, numSamples: numSamples,
+                                         imageThreshold: a.imageThreshold)
+        let flips = a.flips.map { RandFlip(prob: $0.prob, spatialAxis: $0.axes) }
+        let rotate = a.rotate.map { RandRotate90(prob: $0.prob, maxK: $0.maxK, spatialAxes: $0.axes) }
+        let shift = a.shift.map { RandShiftIntensity(offsets: $0.offsets, prob: $0.prob) }
         var images: [Float] = [], labels: [Float] = []
         var count = 0
         for ci in schedule[index] {
@@ -184,9 +225,13 @@ public final class CropLoader: @unchecked Sendable {
             for pair in try crop(image: c.image, label: c.label, using: &rng) {
                 var vs = [pair.image, pair.label]
                 for f in flips { vs = try f(vs, using: &rng) }
-                // A quarter turn swaps the first two axes: only shape-preserving when they are equal.
-                if patch.count >= 2 && patch[0] == patch[1] { vs = try rotate(vs, using: &rng) }
-                let img = shift(vs[0], using: &rng)
+                // A quarter turn swaps its two axes: only shape-preserving when they are equal.
+                if let rotate, patch.indices.contains(rotate.spatialAxes.0), patch.indices.contains(rotate.spatialAxes.1),
+                   patch[rotate.spatialAxes.0] == patch[rotate.spatialAxes.1]
+                {
+                    vs = try rotate(vs, using: &rng)
+                }
+                let img = shift.map { $0(vs[0], using: &rng) } ?? vs[0]
                 guard img.spatialShape == patch, vs[1].spatialShape == patch else {
                     throw MONAILabelError.io("\(c.id): crop \(img.spatialShape) is not the planned \(patch)")
                 }

@@ -4,7 +4,9 @@ import Foundation
 /// subclass for that model, spec sections 4.2 and 5.2):
 /// `{"description", "optimizer": "AdamW", "lr", "weight_decay", "loss": {"squared_pred", "batch"},
 ///   "spatial_size": [96, 96, 96], "num_samples", "val_interval", "val_roi_size", "config": {...}}`.
-/// `config` overrides upstream's client-visible defaults (`max_epochs`, `val_split`, ...).
+/// `config` overrides upstream's client-visible defaults (`max_epochs`, `val_split`, ...). A MONAI bundle's
+/// trainer (MONAIBundleTrain) also sets `pre` (its own training transforms), `loss` weights and smoothing,
+/// `momentum`, `crop_foreground` and `augmentation`.
 public struct TrainDefinition: Sendable {
     public var model: String
     /// The model's `type`: which trainer runs it (`deepgrow` and `deepedit` train with simulated clicks, the
@@ -20,6 +22,17 @@ public struct TrainDefinition: Sendable {
     public var weightDecay: Double
     public var squaredPred: Bool
     public var batchDice: Bool
+    /// DiceCE's term weights (`lambda_dice`, `lambda_ce`; a `DiceLoss` is `lambda_ce` 0) and smoothing.
+    public var lambdaDice = 1.0
+    public var lambdaCE = 1.0
+    public var smoothNr = 1e-5
+    public var smoothDr = 1e-5
+    /// SGD's momentum; nil: the trainers' 0.9.
+    public var momentum: Double?
+    /// Whether training crops each case to its foreground (`CropForegroundd`) before sampling.
+    public var cropForeground = true
+    /// The random crop's and augmentations' settings; nil: upstream's segmentation trainer's.
+    public var augmentation: CropAugmentation?
     /// Upper bound of the training crop; the planner may pick a smaller one.
     public var spatialSize: [Int]
     public var numSamples: Int
@@ -40,7 +53,7 @@ public struct TrainDefinition: Sendable {
         description = t["description"]?.stringValue ?? "Train \(name)"
         labels = d["labels"] ?? .array([])
         self.network = network
-        pre = (d["pre"]?.arrayValue ?? []).compactMap(\.objectValue)
+        pre = ((t["pre"] ?? d["pre"])?.arrayValue ?? []).compactMap(\.objectValue)
         optimizer = t["optimizer"]?.stringValue ?? "AdamW"
         guard ["Adam", "AdamW", "SGD"].contains(optimizer) else {
             throw MONAILabelError.invalid("model \(name): unknown optimizer '\(optimizer)' (Adam, AdamW or SGD)")
@@ -50,6 +63,15 @@ public struct TrainDefinition: Sendable {
         squaredPred = t["loss"]?["squared_pred"]?.boolValue ?? true
         batchDice = t["loss"]?["batch"]?.boolValue ?? true
         let dims = d["dimension"]?.intValue ?? 3
+        if let loss = t["loss"]?.objectValue {
+            lambdaDice = try Self.number(loss, "lambda_dice", in: 0...1000, model: name) ?? 1
+            lambdaCE = try Self.number(loss, "lambda_ce", in: 0...1000, model: name) ?? 1
+            smoothNr = try Self.number(loss, "smooth_nr", in: 0...1, model: name) ?? 1e-5
+            smoothDr = try Self.number(loss, "smooth_dr", in: 0...1, model: name) ?? 1e-5
+        }
+        momentum = try Self.number(t, "momentum", in: 0...1, model: name)
+        cropForeground = t["crop_foreground"]?.boolValue ?? true
+        if let a = t["augmentation"]?.objectValue { augmentation = try Self.augmentation(a, dims: dims, model: name) }
         spatialSize = Self.ints(t["spatial_size"], count: dims) ?? Array(repeating: 96, count: dims)
         numSamples = max(1, t["num_samples"]?.intValue ?? 4)
         valInterval = max(1, t["val_interval"]?.intValue ?? 1)
@@ -57,6 +79,56 @@ public struct TrainDefinition: Sendable {
             ?? spatialSize
         config = t["config"]?.objectValue ?? JSONObject()
         modelDefinition = d
+    }
+
+    /// The segmentation trainers' loss with this model's settings.
+    public var diceCELoss: DiceCELoss {
+        var l = DiceCELoss(squaredPred: squaredPred, batch: batchDice)
+        (l.lambdaDice, l.lambdaCE, l.smoothNr, l.smoothDr) = (lambdaDice, lambdaCE, smoothNr, smoothDr)
+        return l
+    }
+
+    static func number(_ o: JSONObject, _ key: String, in range: ClosedRange<Double>, model: String) throws -> Double? {
+        guard let v = o[key], v != .null else { return nil }
+        guard let x = v.doubleValue, range.contains(x) else {
+            throw MONAILabelError.invalid("model \(model): train '\(key)' must be a number in \(range)")
+        }
+        return x
+    }
+
+    /// `{"pos", "neg", "image_threshold", "flips": [{"prob", "axes"}], "rotate90": {"prob", "max_k", "axes"},
+    /// "shift_intensity": {"offsets", "prob"}}`, every number range-checked (a file sets them).
+    static func augmentation(_ o: JSONObject, dims: Int, model: String) throws -> CropAugmentation {
+        func bad(_ what: String) -> MONAILabelError { .invalid("model \(model): train augmentation '\(what)' is out of range") }
+        func axes(_ v: JSONValue?, _ what: String) throws -> [Int]? {
+            guard let v, v != .null else { return nil }
+            let list = v.intValue.map { [$0] } ?? v.arrayValue?.compactMap(\.intValue) ?? []
+            guard !list.isEmpty, list.count == (v.arrayValue?.count ?? 1), list.allSatisfy({ (0..<dims).contains($0) }) else {
+                throw bad(what)
+            }
+            return list
+        }
+        var a = CropAugmentation()
+        a.pos = try number(o, "pos", in: 0...1e6, model: model) ?? 1
+        a.neg = try number(o, "neg", in: 0...1e6, model: model) ?? 1
+        guard a.pos + a.neg > 0 else { throw bad("pos + neg") }
+        a.imageThreshold = Float(try number(o, "image_threshold", in: -1e30...1e30, model: model) ?? 0)
+        for (i, f) in (o["flips"]?.arrayValue ?? []).enumerated() {
+            guard let f = f.objectValue else { throw bad("flips#\(i)") }
+            a.flips.append(.init(prob: try number(f, "prob", in: 0...1, model: model) ?? 0.1,
+                                 axes: try axes(f["axes"], "flips#\(i)#axes")))
+        }
+        if let r = o["rotate90"]?.objectValue {
+            let ax = try axes(r["axes"], "rotate90#axes") ?? [0, 1]
+            guard ax.count == 2, ax[0] != ax[1] else { throw bad("rotate90#axes") }
+            let k = try number(r, "max_k", in: 1...3, model: model) ?? 3
+            a.rotate = .init(prob: try number(r, "prob", in: 0...1, model: model) ?? 0.1, maxK: Int(k), axes: (ax[0], ax[1]))
+        }
+        if let sh = o["shift_intensity"]?.objectValue {
+            a.shift = (try number(sh, "offsets", in: 0...1e6, model: model) ?? 0.1,
+                       try number(sh, "prob", in: 0...1, model: model) ?? 0.1)
+        }
+        return a
     }
 
     /// Number of output channels (background included).

@@ -126,13 +126,13 @@ final class TrainLoop {
                              startTS: Int(settings.started.timeIntervalSince1970), validating: validating)
     }
 
-    /// The optimizer `app.json` names (`Adam`, `AdamW`, or `SGD` with momentum 0.9); any other name gets the
-    /// trainer's own `fallback`, since upstream's trainers differ there.
-    func optimizer(named name: String, fallback: String, weightDecay: Double) throws -> Optimizer {
+    /// The optimizer `app.json` names (`Adam`, `AdamW`, or `SGD` with `momentum`, 0.9 unless given); any other
+    /// name gets the trainer's own `fallback`, since upstream's trainers differ there.
+    func optimizer(named name: String, fallback: String, weightDecay: Double, momentum: Double? = nil) throws -> Optimizer {
         let params = net.parameters()
         let lr = settings.lr
         switch ["Adam", "AdamW", "SGD"].contains(name) ? name : fallback {
-        case "SGD": return try SGD(parameters: params, lr: lr, momentum: 0.9, weightDecay: weightDecay)
+        case "SGD": return try SGD(parameters: params, lr: lr, momentum: momentum ?? 0.9, weightDecay: weightDecay)
         case "AdamW": return try AdamW(parameters: params, lr: lr, weightDecay: weightDecay)
         default: return try Adam(parameters: params, lr: lr, weightDecay: weightDecay)
         }

@@ -101,6 +101,13 @@ extension MONAILabelApp {
         return out
     }
 
+    /// Bundles served without a train task and why (their train.json cannot be run here), for the start-up log.
+    public var unavailableTrainers: [(model: String, reason: String)] {
+        inferTasks.compactMap { name, _ in
+            definition.models[name]?[MONAIBundleTrain.unavailableKey]?.stringValue.map { (name, $0) }
+        }
+    }
+
     /// `info().train_stats`: each trainer's `train_stats.json`, `{}` when never trained.
     public func trainStatsInfo() -> JSONObject {
         var out = JSONObject()
@@ -123,6 +130,9 @@ extension MONAILabelApp {
     public func trainRequest(_ json: JSONObject) throws -> TrainRequest {
         guard let model = try json.stringParam("model") else { throw MONAILabelError.invalid("train request has no model") }
         guard let definition = trainDefinitions[model] else {
+            if let why = self.definition.models[model]?[MONAIBundleTrain.unavailableKey]?.stringValue {
+                throw MONAILabelError.notFound("Train Task for model '\(model)' not found: the bundle's \(why)")
+            }
             throw MONAILabelError.notFound("Train Task for model '\(model)' not found; trainers: "
                 + trainDefinitions.keys.joined(separator: ", "))
         }
