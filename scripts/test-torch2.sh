@@ -25,9 +25,9 @@ if [ ! -f "$SCRIPTED/manifest.json" ] || [ scripts/fixtures/make_scripted_fixtur
 fi
 export MONAILABEL_SCRIPTED_FIXTURES="$PWD/$SCRIPTED"
 # TorchKit (the scripted fixtures included), the networks (SwinUNETR and UNETR included) against their PyTorch
-# fixtures, the MONAI bundle fixture and
-# its train.json first step, the inference pipeline against MONAI's output, the briefly-trained
-# DeepGrow/DeepEdit checks, what --version and /info/ report, and `monailabel selftest`'s checks on the CPU.
+# fixtures, the MONAI bundle fixture and its train.json first step, the inference pipeline against MONAI's output,
+# the briefly-trained DeepGrow/DeepEdit checks, what --version and /info/ report, and `monailabel selftest`'s checks
+# on the CPU.
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
     'MONAILabelTests\.BundleTrainTests'
