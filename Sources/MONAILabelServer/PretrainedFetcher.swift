@@ -41,6 +41,8 @@ public struct PretrainedFetcher: Sendable {
         let appConf = try AppConf(conf)
         guard appConf.usePretrainedModel, !appConf.reviewOnly else { return }
         let definition = try AppDefinition.load(appDir: appDir)
+        // A bundle app's weights come with its bundles (ZooDownloader).
+        guard !definition.bundleModels else { return }
         let base = appConf.pretrainedPath ?? environment["MONAI_LABEL_PRETRAINED_PATH"] ?? AppConf.defaultPretrainedPath
         let modelDir = appDir.appendingPathComponent("model")
         let downloads = try PretrainedDownload.missing(

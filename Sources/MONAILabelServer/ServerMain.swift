@@ -96,6 +96,9 @@ public enum ServerMain {
         log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
         for warning in appConf.warnings { log.warning(warning) }
         try PretrainedFetcher.fetchMissing(appDir: appDir, conf: options.conf, environment: environment, log: log)
+        if !appConf.reviewOnly {
+            try ZooDownloader.fetchMissing(appDir: appDir, conf: options.conf, environment: environment, log: log)
+        }
         // Spooled bodies and results of servers killed outright (SIGKILL, OOM) stay in their private temp folders.
         let swept = ProcessTemp.sweepDead()
         if !swept.isEmpty { log.info("Removed temporary folders of exited processes: \(swept.joined(separator: ", "))") }
