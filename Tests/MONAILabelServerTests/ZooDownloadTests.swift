@@ -255,9 +255,12 @@ final class ZooServer: @unchecked Sendable {
         defer { server.stop() }
         let tmp = TempDir()
         let (app, studies) = try Self.appFolders(tmp)
-        let running = try startJobServer(
-            appDir: app, studies: studies.path, conf: ["models": "spleen_ct_segmentation"],
-            environment: ["MONAI_ZOO_BASE_URL": server.base, "MONAI_LABEL_INFER_WORKERS": "0"])
+        // As startJobServer, but logging at info level: the download's lines are info.
+        let running = try ServerMain.start(
+            ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "spleen_ct_segmentation"],
+                          host: "127.0.0.1", port: 0, logLevel: .info),
+            environment: ["MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": monailabelBinary.path,
+                          "MONAI_LABEL_TORCH_THREADS": "1", "MONAI_LABEL_INFER_WORKERS": "0", "MONAI_ZOO_BASE_URL": server.base])
         defer { running.stop() }
         // The cut download resumed where it stopped.
         let zipRequests = server.requests.filter { $0.hasPrefix("GET \(Self.monaiHostingZip) ") }
@@ -270,6 +273,7 @@ final class ZooServer: @unchecked Sendable {
         let log = try String(contentsOf: app.appendingPathComponent("logs/app.log"), encoding: .utf8)
         #expect(log.contains("+++ Adding Bundle from Zoo: spleen_ct_segmentation"), "\(log)")
         #expect(log.contains("resuming at 100000 bytes"))
+        #expect(log.contains("Downloading spleen_ct_segmentation_v0.5.4.zip: 100%"))
     }
 
     @Test func startServer_offline_stopsWithAMessageNamingTheOfflineImport() throws {

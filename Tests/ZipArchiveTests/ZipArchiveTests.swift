@@ -227,4 +227,33 @@ struct TestZip {
         let error = #expect(throws: ZipError.self) { try ZipArchive(url: tmp.write("x.zip", Array(repeating: 7, count: 100))) }
         #expect(error?.message == "not a zip archive")
     }
+
+    /// Seeded random damage (overwritten bytes, cut tails) to an honest archive: every outcome is a clean
+    /// extraction or a `ZipError`, never a trap or another error, and nothing is written outside the destination.
+    @Test func openAndExtract_randomlyDamagedArchives_succeedOrThrowZipError() throws {
+        let small = Array(Self.noisy.prefix(20_000))
+        let whole = TestZip(entries: [
+            .init(name: "b/"), .init(name: "b/configs/x.json", data: Self.text),
+            .init(name: "b/models/m.pt", data: small, method: 8), .init(name: "b/y.json", data: Self.text, method: 8),
+        ]).bytes()
+        var g = SplitMix(seed: 19)
+        var refused = 0
+        for _ in 0..<300 {
+            var bytes = whole
+            for _ in 0...(g.next() % 4) {
+                bytes[Int(g.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: g.next())
+            }
+            if g.next() % 8 == 0 { bytes.removeLast(Int(g.next() % UInt64(bytes.count))) }
+            let tmp = TempDir()
+            let root = tmp.url.appendingPathComponent("out")
+            try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            do {
+                try ZipArchive(url: tmp.write("f.zip", bytes)).extract(into: root)
+            } catch is ZipError {
+                refused += 1
+            }
+            #expect(Set(try FileManager.default.contentsOfDirectory(atPath: tmp.url.path)) == ["f.zip", "out"])
+        }
+        #expect(refused > 100)
+    }
 }
