@@ -130,7 +130,7 @@ struct Apps: ParsableCommand {
 /// files, or a MONAI bundle zip for a bundle app).
 struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List an app's pretrained weights files, or install them from a file or folder with --import.")
+        abstract: "List an app's pretrained weights files, or install them (or a MONAI bundle zip) with --import.")
 
     @Option(name: [.customShort("a"), .long], help: "App folder.")
     var app: String

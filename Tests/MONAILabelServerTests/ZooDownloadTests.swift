@@ -291,6 +291,25 @@ final class ZooServer: @unchecked Sendable {
         #expect(text.contains("monailabel models --import <zip> --app"))
     }
 
+    @Test func startServer_hostileZipFromTheZoo_isRefused_andNothingIsInstalled() throws {
+        let evil = Self.renamed("spleen_ct_segmentation/models/model.pt", to: String(repeating: "../", count: 12) + "xx")
+        let server = try ZooServer(routes: [
+            "/spleen_ct_segmentation": Array(#"{"model": {"latestVersionIdStr": "0.5.4"}}"#.utf8), Self.monaiHostingZip: evil,
+        ])
+        defer { server.stop() }
+        let tmp = TempDir()
+        let (app, studies) = try Self.appFolders(tmp)
+        let text = Self.message {
+            let s = try startJobServer(appDir: app, studies: studies.path, conf: ["models": "spleen_ct_segmentation"],
+                                       environment: ["MONAI_ZOO_BASE_URL": server.base])
+            s.stop()
+        }
+        #expect(text.contains("spleen_ct_segmentation_v0.5.4.zip is refused: ../../"), "\(text)")
+        #expect(text.contains("'..' component (path traversal)"))
+        #expect(FileOps.listDirectory(app.appendingPathComponent("model").path).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: tmp.url.appendingPathComponent("xx").path))
+    }
+
     /// The fixture zip with every occurrence of `name` (same length) replaced, so headers stay consistent.
     static func renamed(_ name: String, to other: String) -> [UInt8] {
         precondition(name.utf8.count == other.utf8.count)
