@@ -164,17 +164,8 @@ public struct ZooDownloader: Sendable {
         case "ngc":
             let ngcName = (name.hasPrefix("monai_") ? name : "monai_\(name)").lowercased()
             let base = settings.baseURL ?? ZooSettings.ngcBase
-            var version = bundle.version
-            if version == nil {
-                let listed = try getJSON("\(base)/\(ngcName)/versions/")["modelVersions"]?.arrayValue ?? []
-                let newest = listed.compactMap { v -> (String, String)? in
-                    guard let id = v["versionId"]?.stringValue, let date = v["createdDate"]?.stringValue else { return nil }
-                    return (date, id)
-                }.max { $0.0 < $1.0 }
-                version = try checkedVersion(newest?.1, from: base)
-            }
-            let v = version ?? ""
-            return (v, try url("\(base)/\(ngcName)/versions/\(v)/zip"), nil)
+            let version = try bundle.version ?? newestNGCVersion("\(base)/\(ngcName)/versions/")
+            return (version, try url("\(base)/\(ngcName)/versions/\(version)/zip"), nil)
         default:
             let parts = settings.repo.split(separator: "/").map(String.init)
             let (owner, repo, tag) = (parts[0], parts[1], parts[2])
@@ -204,6 +195,16 @@ public struct ZooDownloader: Sendable {
             let base = settings.baseURL ?? ZooSettings.githubBase
             return (version, try url("\(base)/\(owner)/\(repo)/releases/download/\(tag)/\(name)_v\(version).zip"), digest)
         }
+    }
+
+    /// The version with the latest `createdDate` in NGC's version list at `endpoint`.
+    private func newestNGCVersion(_ endpoint: String) throws -> String {
+        let listed = try getJSON(endpoint)["modelVersions"]?.arrayValue ?? []
+        let newest = listed.compactMap { v -> (date: String, id: String)? in
+            guard let id = v["versionId"]?.stringValue, let date = v["createdDate"]?.stringValue else { return nil }
+            return (date, id)
+        }.max { $0.date < $1.date }
+        return try checkedVersion(newest?.id, from: endpoint)
     }
 
     /// Numeric order of dotted versions (`0.10.0` after `0.9.0`), text order for what is not a number.

@@ -247,7 +247,7 @@ final class ZooServer: @unchecked Sendable {
         #expect(FileOps.listDirectory(tmp.url.path).isEmpty)
     }
 
-    @Test func startServer_missingBundle_isDownloadedAfterACut_extracted_andServesInference() throws {
+    @Test func startServer_missingBundles_areDownloadedAfterACut_extracted_andServeInference() throws {
         let server = try ZooServer(routes: [
             "/spleen_ct_segmentation": Array(#"{"model": {"latestVersionIdStr": "0.5.4"}}"#.utf8),
             Self.monaiHostingZip: Self.zip,
@@ -257,17 +257,20 @@ final class ZooServer: @unchecked Sendable {
         let (app, studies) = try Self.appFolders(tmp)
         // As startJobServer, but logging at info level: the download's lines are info.
         let running = try ServerMain.start(
-            ServerOptions(appDir: app.path, studies: studies.path, conf: ["models": "spleen_ct_segmentation"],
+            ServerOptions(appDir: app.path, studies: studies.path,
+                          conf: ["models": "spleen_ct_segmentation, spleen_ct_segmentation_v0.5.4"],
                           host: "127.0.0.1", port: 0, logLevel: .info),
             environment: ["MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": monailabelBinary.path,
                           "MONAI_LABEL_TORCH_THREADS": "1", "MONAI_LABEL_INFER_WORKERS": "0", "MONAI_ZOO_BASE_URL": server.base])
         defer { running.stop() }
-        // The cut download resumed where it stopped.
+        // The cut download resumed where it stopped; the versioned name needs no version look-up.
         let zipRequests = server.requests.filter { $0.hasPrefix("GET \(Self.monaiHostingZip) ") }
-        #expect(zipRequests.count == 2)
-        #expect(zipRequests.last?.contains("Range: bytes=100000-\r\n") == true, "\(zipRequests)")
+        #expect(zipRequests.count == 3)
+        #expect(zipRequests.dropFirst().first?.contains("Range: bytes=100000-\r\n") == true, "\(zipRequests)")
+        #expect(server.paths.filter { $0 == "/spleen_ct_segmentation" }.count == 1)
         #expect(FileOps.isDirectory(app.appendingPathComponent("model/spleen_ct_segmentation/configs").path))
-        #expect(running.app.inferTasks.keys.contains("spleen_ct_segmentation"))
+        #expect(FileOps.isDirectory(app.appendingPathComponent("model/spleen_ct_segmentation_v0.5.4/configs").path))
+        #expect(running.app.inferTasks.keys == ["spleen_ct_segmentation", "spleen_ct_segmentation_v0.5.4"])
         let (status, body) = try curl(running.port, "POST", "/infer/spleen_ct_segmentation?image=ct&output=json", json: "{}")
         #expect(status == 200, "\(String(decoding: body, as: UTF8.self))")
         let log = try String(contentsOf: app.appendingPathComponent("logs/app.log"), encoding: .utf8)
