@@ -182,20 +182,27 @@ final class ZooServer: @unchecked Sendable {
         #expect(refused.contains("'my_bundle' is not a bundle MONAI Label supports from the zoo"), "\(refused)")
     }
 
-    @Test func ngc_newestVersion_usesTheMonaiPrefixedURL() throws {
+    /// NGC's archives hold the bundle's folders at their top (no base folder): they are extracted into model/<name>.
+    @Test func ngc_newestVersion_usesTheMonaiPrefixedURL_andExtractsATopLevelBundle() throws {
         let server = try ZooServer(routes: [
             "/monai_spleen_ct_segmentation/versions/": Array(#"""
                 {"modelVersions": [{"versionId": "0.5.4", "createdDate": "2024-06-01T00:00:00.000Z"},
                                    {"versionId": "0.5.3", "createdDate": "2024-01-01T00:00:00.000Z"}]}
                 """#.utf8),
-            "/monai_spleen_ct_segmentation/versions/0.5.4/zip": Self.zip,
+            "/monai_spleen_ct_segmentation/versions/0.5.4/zip":
+                Array(try Data(contentsOf: Self.bundles.appendingPathComponent("spleen_ct_segmentation_ngc_configs.zip"))),
         ])
         defer { server.stop() }
         let tmp = TempDir()
         try Self.downloader(["MONAI_ZOO_BASE_URL": server.base, "BUNDLE_DOWNLOAD_SRC": "ngc"], LogLines())
             .install(ZooBundle(entry: "spleen_ct_segmentation"), modelDir: tmp.url)
         #expect(server.paths == ["/monai_spleen_ct_segmentation/versions/", "/monai_spleen_ct_segmentation/versions/0.5.4/zip"])
-        #expect(FileOps.isRegularFile(tmp.url.appendingPathComponent("spleen_ct_segmentation/configs/inference.json").path))
+        let folder = tmp.url.appendingPathComponent("spleen_ct_segmentation")
+        #expect(FileOps.isRegularFile(folder.appendingPathComponent("configs/inference.json").path))
+        // The private temporary folder became the bundle: it is readable like any other.
+        let mode = try FileManager.default.attributesOfItem(atPath: folder.path)[.posixPermissions] as? Int
+        #expect(mode == 0o755)
+        #expect(FileOps.listDirectory(tmp.url.path) == ["spleen_ct_segmentation"])
     }
 
     static func githubRelease(digest: String) -> [UInt8] {
