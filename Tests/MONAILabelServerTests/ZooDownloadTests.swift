@@ -265,7 +265,7 @@ final class ZooServer: @unchecked Sendable {
         // As startJobServer, but logging at info level: the download's lines are info.
         let running = try ServerMain.start(
             ServerOptions(appDir: app.path, studies: studies.path,
-                          conf: ["models": "spleen_ct_segmentation, spleen_ct_segmentation_v0.5.4"],
+                          conf: ["models": "spleen_ct_segmentation, spleen_ct_segmentation_v0.5.4", "auth_token": "tok-secret-42"],
                           host: "127.0.0.1", port: 0, logLevel: .info),
             environment: ["MONAI_LABEL_SESSIONS": "false", "MONAI_LABEL_TASK_RUNNER": monailabelBinary.path,
                           "MONAI_LABEL_TORCH_THREADS": "1", "MONAI_LABEL_INFER_WORKERS": "0", "MONAI_ZOO_BASE_URL": server.base])
@@ -284,6 +284,7 @@ final class ZooServer: @unchecked Sendable {
         #expect(log.contains("+++ Adding Bundle from Zoo: spleen_ct_segmentation"), "\(log)")
         #expect(log.contains("resuming at 100000 bytes"))
         #expect(log.contains("Downloading spleen_ct_segmentation_v0.5.4.zip: 100%"))
+        #expect(log.contains("(key: \"auth_token\", value: \"*****\")") && !log.contains("tok-secret-42"))
     }
 
     @Test func startServer_offline_stopsWithAMessageNamingTheOfflineImport() throws {
