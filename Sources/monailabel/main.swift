@@ -152,6 +152,10 @@ struct Models: ParsableCommand {
                 guard FileOps.isDirectory(appDir.path) else {
                     throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")
                 }
+                guard try AppDefinition.load(appDir: appDir).bundleModels else {
+                    throw MONAILabelError.invalid("\(appDir.lastPathComponent) does not serve MONAI bundles (its app.json "
+                        + "has no \"bundle_models\": true, as sample-apps/monaibundle has)")
+                }
                 let folder = try BundleArchive.install(
                     zip: url, modelDir: appDir.appendingPathComponent("model"), requireServable: true)
                 print("\(url.lastPathComponent) -> model/\(folder.lastPathComponent) (bundle; start with --conf models "

@@ -370,5 +370,13 @@ final class ZooServer: @unchecked Sendable {
                                              to: model.appendingPathComponent("spleen_ct_segmentation"))
         }
         #expect(!FileManager.default.fileExists(atPath: tmp.url.appendingPathComponent("xx").path))
+        // An app that does not serve bundles is not given one.
+        let radiology = tmp.url.appendingPathComponent("radiology")
+        try FileManager.default.createDirectory(at: radiology, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: repoRoot.appendingPathComponent("sample-apps/radiology/app.json"),
+                                         to: radiology.appendingPathComponent("app.json"))
+        let (code, text) = try runProcess(monailabelBinary, ["models", "--import", Self.zipURL.path, "--app", radiology.path])
+        #expect(code == 1 && text.contains("radiology does not serve MONAI bundles"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: radiology.appendingPathComponent("model/spleen_ct_segmentation").path))
     }
 }
