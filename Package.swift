@@ -36,6 +36,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]
         ),
         .target(name: "CHTTPSys"),
+        // zlib's raw inflate (zip's deflate method) for ZipArchive; inflateInit2 is a macro Swift cannot call.
+        .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         // DCMTK (Debian libdcmtk-dev): datasets, JPEG / JPEG-LS / RLE codecs, DICOM SEG.
         .target(
             name: "CDicom",
@@ -53,6 +55,9 @@ let package = Package(
         .target(name: "OpenSSLKit", dependencies: ["COpenSSL"]),
         // Foundation-free JSON string escaping shared by the HTTP responses and the domain's JSON writer.
         .target(name: "JSONEscaping"),
+
+        // Hostile-input-safe zip extraction (stored and deflate members), e.g. MONAI bundle archives; no MONAI.
+        .target(name: "ZipArchive", dependencies: ["CZlib"]),
 
         // Layer 1: tensors and checkpoints.
         .target(name: "TorchCheckpoint"),
@@ -84,7 +89,7 @@ let package = Package(
         // crash test's child) link it without paying libtorch's start-up.
         .target(name: "MONAILabelCore", dependencies: ["JSONEscaping"]),
         // Apps, strategies, tasks and networks.
-        .target(name: "MONAILabel", dependencies: ["MONAILabelCore", "TorchKit", "Imaging"]),
+        .target(name: "MONAILabel", dependencies: ["MONAILabelCore", "TorchKit", "Imaging", "ZipArchive"]),
 
         // A PACS as a datastore: DICOMweb lists and transfers, DICOM conversion, a LocalDatastore cache.
         .target(name: "DICOMwebDatastore", dependencies: ["MONAILabelCore", "DICOMweb", "DICOM", "Imaging", "OpenSSLKit"]),
@@ -114,6 +119,7 @@ let package = Package(
         .target(name: "PACSTestSupport", dependencies: ["HTTPServer", "DICOM", "Imaging"], path: "Tests/PACSTestSupport"),
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "TestSupport"], resources: [.copy("Resources")]),
         .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
+        .testTarget(name: "ZipArchiveTests", dependencies: ["ZipArchive", "CZlib", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "Imaging", "TestSupport"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPCore"]),

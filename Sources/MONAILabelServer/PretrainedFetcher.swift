@@ -41,8 +41,8 @@ public struct PretrainedFetcher: Sendable {
         let appConf = try AppConf(conf)
         guard appConf.usePretrainedModel, !appConf.reviewOnly else { return }
         let definition = try AppDefinition.load(appDir: appDir)
-        // A bundle app's models are bundles, which carry their own weights (and its `--conf models` names them,
-        // not app.json's models).
+        // A bundle app's weights come with its bundles (ZooDownloader), and its `--conf models` names bundles,
+        // not app.json's models.
         guard !definition.bundleModels else { return }
         let base = appConf.pretrainedPath ?? environment["MONAI_LABEL_PRETRAINED_PATH"] ?? AppConf.defaultPretrainedPath
         let modelDir = appDir.appendingPathComponent("model")

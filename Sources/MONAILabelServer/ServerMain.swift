@@ -93,9 +93,15 @@ public enum ServerMain {
         let log = Logger(file: appDir.appendingPathComponent("logs/app.log"), level: options.logLevel)
         if !appConf.reviewOnly { TorchRuntime.configureThreads(settings) }
         settings.applyProcessLimits()
-        log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(options.conf.sorted { $0.key < $1.key })")
+        // The zoo's token (`--conf auth_token`) is a credential: masked, as upstream masks MONAI_ZOO_AUTH_TOKEN.
+        let shownConf = options.conf.map { (key: $0.key, value: $0.key == "auth_token" ? "*****" : $0.value) }
+            .sorted { $0.key < $1.key }
+        log.info("App: \(appDir.path); Studies: \(studies.path); Conf: \(shownConf)")
         for warning in appConf.warnings { log.warning(warning) }
         try PretrainedFetcher.fetchMissing(appDir: appDir, conf: options.conf, environment: environment, log: log)
+        if !appConf.reviewOnly {
+            try ZooDownloader.fetchMissing(appDir: appDir, conf: options.conf, environment: environment, log: log)
+        }
         // Spooled bodies and results of servers killed outright (SIGKILL, OOM) stay in their private temp folders.
         let swept = ProcessTemp.sweepDead()
         if !swept.isEmpty { log.info("Removed temporary folders of exited processes: \(swept.joined(separator: ", "))") }

@@ -126,14 +126,18 @@ struct Apps: ParsableCommand {
     }
 }
 
-/// `monailabel models`: the app's pretrained weights files, and `--import` for sites without internet.
+/// `monailabel models`: the app's pretrained weights files, and `--import` for sites without internet (weights
+/// files, or a MONAI bundle zip for a bundle app).
 struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List an app's pretrained weights files, or install them from a file or folder with --import.")
+        abstract: "List an app's pretrained weights files, or install them (or a MONAI bundle zip) with --import.")
 
     @Option(name: [.customShort("a"), .long], help: "App folder.")
     var app: String
-    @Option(name: .customLong("import"), help: "A weights file, or a folder of them, named as upstream publishes them.")
+    @Option(name: .customLong("import"), help: ArgumentHelp(
+        "A weights file, or a folder of them, named as upstream publishes them; or a MONAI bundle zip.",
+        discussion: "A bundle zip is checked (paths, sizes, CRCs), must hold a bundle this server serves, and is "
+            + "extracted into <app>/model/<its base folder>, the name --conf models then takes."))
     var source: String?
 
     func run() throws {
@@ -143,7 +147,22 @@ struct Models: ParsableCommand {
                 for line in try PretrainedImport.list(appDir: appDir) { print(line) }
                 return
             }
-            for line in try PretrainedImport.run(source: URL(fileURLWithPath: source).standardizedFileURL, appDir: appDir) {
+            let url = URL(fileURLWithPath: source).standardizedFileURL
+            if url.pathExtension.lowercased() == "zip" {
+                guard FileOps.isDirectory(appDir.path) else {
+                    throw MONAILabelError.notFound("App Directory does NOT exist: \(appDir.path)")
+                }
+                guard try AppDefinition.load(appDir: appDir).bundleModels else {
+                    throw MONAILabelError.invalid("\(appDir.lastPathComponent) does not serve MONAI bundles (its app.json "
+                        + "has no \"bundle_models\": true, as sample-apps/monaibundle has)")
+                }
+                let folder = try BundleArchive.install(
+                    zip: url, modelDir: appDir.appendingPathComponent("model"), requireServable: true)
+                print("\(url.lastPathComponent) -> model/\(folder.lastPathComponent) (bundle; start with --conf models "
+                    + "\(folder.lastPathComponent))")
+                return
+            }
+            for line in try PretrainedImport.run(source: url, appDir: appDir) {
                 print(line)
             }
         } catch let e as MONAILabelError {

@@ -9,12 +9,12 @@ public struct AppConf: Sendable, Equatable {
     public static let knownKeys: [String] = [
         "models", "scribbles", "scribbles_model", "use_pretrained_model", "pretrained_path", "preload", "network",
         "labels", "skip_scoring", "skip_strategies", "skip_trainers", "epistemic_enabled", "epistemic_samples",
-        "tta_enabled", "tta_samples",
+        "tta_enabled", "tta_samples", "zoo_source", "zoo_repo", "auth_token",
     ]
     /// Upstream radiology keys of features this build does not have (SAM2, zoo bundles by name, the planner's
-    /// overrides, zoo credentials): accepted, and logged as having no effect.
+    /// overrides): accepted, and logged as having no effect.
     public static let unsupportedUpstreamKeys: [String] = [
-        "sam2", "bundles", "heuristic_planner", "spatial_size", "target_spacing", "auth_token", "zoo_source", "zoo_repo",
+        "sam2", "bundles", "heuristic_planner", "spatial_size", "target_spacing",
     ]
     /// Where upstream's radiology app downloads its pretrained weights from.
     public static let defaultPretrainedPath = "https://github.com/Project-MONAI/MONAILabel/releases/download/pretrained"

@@ -23,7 +23,7 @@ extension AppDefinition {
             guard !names.contains(name) else { throw MONAILabelError.invalid("--conf models names bundle '\(name)' twice") }
             guard FileOps.isDirectory(folder.path) else {
                 throw MONAILabelError.notFound("bundle '\(entry)' not found" + (isPath ? "" : " in the app's model folder")
-                    + "; unpack the bundle there (or pass its path): downloading from the MONAI model zoo is not supported")
+                    + "; unpack the bundle there (or pass its path), or `monailabel models --import <bundle zip>`")
             }
             let bundle = try MONAIBundle.load(folder: folder, name: name)
             var d = bundle.definition
