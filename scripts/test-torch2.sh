@@ -17,12 +17,14 @@ EXPECT="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+"
 export MONAILABEL_TORCH_BACKEND="$BACKEND" MONAILABEL_EXPECT_TORCH="$EXPECT"
 # TorchKit, the networks (SwinUNETR and UNETR included) against their PyTorch fixtures, the MONAI bundle fixture,
 # the inference pipeline against MONAI's output, the briefly-trained DeepGrow/DeepEdit checks, and what --version
-# and /info/ report.
+# and /info/ report; the out-of-memory classification and retry (TorchKitTests.DeviceMemoryTests,
+# DevicePlacementTests: each libtorch words its allocator's failure differently).
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
     'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
     'MONAILabelTests\.argmaxOverChannels_' 'MONAILabelTests\.deepGrowPreAndPost_matchMONAI'
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'
+    'MONAILabelTests\.DevicePlacementTests'
     version_namesTheAPIAndLibtorch info_namesTheBackendsLibtorchAndDevices
 )
 FILTER="$(IFS='|'; echo "${TESTS[*]}")"

@@ -239,7 +239,8 @@ public final class MONAILabelApp: @unchecked Sendable {
         memoryTrimmer = IdleMemoryTrimmer(delayMilliseconds: settings.memoryTrimDelayMs)
         // Review-only mode starts no model worker: nothing would run there.
         inferWorkers = settings.inferWorkers > 0 && !conf.reviewOnly
-            ? InferWorkerPool(workers: settings.inferWorkers, launch: .inferWorker(settings: settings)) : nil
+            ? InferWorkerPool(workers: settings.inferWorkers, devices: DeviceRouting.backendGroups(),
+                              launch: .inferWorker(settings: settings)) : nil
         let scoring = ScoringService(settings: settings, datastore: datastore, modelMethods: modelScoring)
         self.scoring = scoring
         // Upstream re-scores after every training run when auto-update-scoring is on; the new model makes the
