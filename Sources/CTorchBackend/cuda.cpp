@@ -11,6 +11,27 @@
 #include <dlfcn.h>
 #endif
 
+#if MLT_WITH_CUDA
+namespace {
+using MemGetInfo = decltype(&cudaMemGetInfo);
+
+// The CUDA runtime is libtorch_cuda's dependency, already loaded: looked up rather than linked, so the backend
+// needs no link line for libcudart (whose file name carries the CUDA major version) and still loads against a
+// torch whose cudart is not exported. The loader opens the backend RTLD_LOCAL, so the runtime is found through
+// the backend's own handle (its dependency tree), not only in the global scope.
+MemGetInfo find_mem_get_info() {
+    if (void *f = dlsym(RTLD_DEFAULT, "cudaMemGetInfo")) return reinterpret_cast<MemGetInfo>(f);
+    Dl_info info;
+    if (dladdr(reinterpret_cast<void *>(&find_mem_get_info), &info) == 0 || !info.dli_fname) return nullptr;
+    void *self = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+    if (!self) return nullptr;
+    void *f = dlsym(self, "cudaMemGetInfo");
+    dlclose(self);  // drops the reference RTLD_NOLOAD added; the backend stays loaded
+    return reinterpret_cast<MemGetInfo>(f);
+}
+} // namespace
+#endif
+
 extern "C" {
 
 int mlt_cuda_built(void) {
@@ -28,10 +49,7 @@ mlt_status mlt_cuda_memory_info(int index, int64_t *free_bytes, int64_t *total_b
         if (!torch::cuda::is_available()) throw std::runtime_error("no CUDA device is available");
         if (index < 0 || static_cast<size_t>(index) >= torch::cuda::device_count())
             throw std::invalid_argument("no CUDA device " + std::to_string(index));
-        // The CUDA runtime is libtorch_cuda's dependency, already loaded: looked up rather than linked, so the
-        // backend needs no link line for libcudart (whose file name carries the CUDA major version).
-        using MemGetInfo = decltype(&cudaMemGetInfo);
-        static const MemGetInfo mem_get_info = reinterpret_cast<MemGetInfo>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+        static const MemGetInfo mem_get_info = find_mem_get_info();
         if (!mem_get_info) throw std::runtime_error("the CUDA runtime's cudaMemGetInfo is not loaded");
         c10::cuda::CUDAGuard device_guard(static_cast<c10::DeviceIndex>(index));
         size_t free_b = 0, total_b = 0;
