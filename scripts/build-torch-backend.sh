@@ -57,6 +57,26 @@ mkdir -p "$OBJ"
 
 CXXFLAGS=(-std=c++17 -O2 -fPIC -DNDEBUG "-D_GLIBCXX_USE_CXX11_ABI=$ABI" -Wno-deprecated-declarations
     -I"$ROOT/Sources/CTorchBackend/include" -isystem "$TORCH/include" -isystem "$TORCH/include/torch/csrc/api/include")
+# A CUDA torch: the shim's CUDA-only code (cuda.cpp: the caching allocator, free GPU memory) needs the CUDA
+# runtime's headers beside torch's. They come with the CUDA toolkit (CUDA_HOME, /usr/local/cuda) or with the
+# nvidia-cuda-runtime wheel a CUDA PyTorch depends on (site-packages/nvidia/.../include).
+if [ -f "$TORCH/lib/libtorch_cuda.so" ]; then
+    CUDA_INC=""
+    for d in "$TORCH/include" ${CUDA_HOME:+"$CUDA_HOME/include"} /usr/local/cuda/include \
+            "$(dirname "$TORCH")"/nvidia/cuda_runtime/include "$(dirname "$TORCH")"/nvidia/cu*/include; do
+        if [ -f "$d/cuda_runtime_api.h" ]; then CUDA_INC="$d"; break; fi
+    done
+    if [ -n "$CUDA_INC" ]; then
+        CXXFLAGS+=(-DMLT_WITH_CUDA=1 -isystem "$CUDA_INC")
+        # The wheels split CUDA's headers over packages (crt/host_defines.h is nvcc's): every one is searched.
+        for d in "$(dirname "$TORCH")"/nvidia/*/include; do
+            if [ -d "$d" ] && [ "$d" != "$CUDA_INC" ]; then CXXFLAGS+=(-isystem "$d"); fi
+        done
+        echo "CUDA headers: $CUDA_INC" >&2
+    else
+        echo "warning: CUDA torch but no cuda_runtime_api.h (set CUDA_HOME): built without GPU memory queries and cache release" >&2
+    fi
+fi
 echo "building the backend for libtorch $VERSION (C++11 ABI $ABI) from $TORCH" >&2
 # Objects of an earlier build with the same flags are reused when newer than their source and every header
 # they share (each translation unit costs minutes); other flags or another torch rebuild them all.

@@ -26,14 +26,16 @@ fi
 export MONAILABEL_SCRIPTED_FIXTURES="$PWD/$SCRIPTED"
 # TorchKit (the scripted fixtures included), the networks (SwinUNETR and UNETR included) against their PyTorch
 # fixtures, the MONAI bundle fixture and its train.json first step, the inference pipeline against MONAI's output,
-# the briefly-trained DeepGrow/DeepEdit checks, what --version and /info/ report, and `monailabel selftest`'s checks
-# on the CPU.
+# the briefly-trained DeepGrow/DeepEdit checks, what --version and /info/ report, `monailabel selftest`'s checks
+# on the CPU, and the out-of-memory classification and retry (TorchKitTests.DeviceMemoryTests,
+# DevicePlacementTests: each libtorch words its allocator's failure differently).
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
     'MONAILabelTests\.BundleTrainTests'
     'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
     'MONAILabelTests\.argmaxOverChannels_' 'MONAILabelTests\.deepGrowPreAndPost_matchMONAI'
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'
+    'MONAILabelTests\.DevicePlacementTests'
     version_namesTheAPIAndLibtorch info_namesTheBackendsLibtorchAndDevices 'MONAILabelTests\.SelfTestTests'
 )
 FILTER="$(IFS='|'; echo "${TESTS[*]}")"

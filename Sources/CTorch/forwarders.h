@@ -96,6 +96,10 @@ static mlt_status (*p_mlt_jit_forward)(mlt_jit_module m, const mlt_tensor *input
 static mlt_status (*p_mlt_jit_set_training)(mlt_jit_module m, int training, char **err);
 static mlt_status (*p_mlt_jit_to)(mlt_jit_module m, mlt_device_type dev, int index, char **err);
 static mlt_status (*p_mlt_jit_named_state)(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count, char **err);
+static int (*p_mlt_cuda_built)(void);
+static mlt_status (*p_mlt_cuda_memory_info)(int index, int64_t *free_bytes, int64_t *total_bytes, char **err);
+static void (*p_mlt_cuda_empty_cache)(void);
+static int (*p_mlt_cuda_set_cudnn_benchmark)(int enabled);
 static int (*p_mlt_distributed_available)(void);
 static mlt_status (*p_mlt_process_group_new)(const char *host, int port, int rank, int world_size, int64_t timeout_ms, mlt_process_group *out, char **err);
 static void (*p_mlt_process_group_free)(mlt_process_group g);
@@ -202,6 +206,10 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_jit_set_training", (void **)&p_mlt_jit_set_training},
     {"mlt_jit_to", (void **)&p_mlt_jit_to},
     {"mlt_jit_named_state", (void **)&p_mlt_jit_named_state},
+    {"mlt_cuda_built", (void **)&p_mlt_cuda_built},
+    {"mlt_cuda_memory_info", (void **)&p_mlt_cuda_memory_info},
+    {"mlt_cuda_empty_cache", (void **)&p_mlt_cuda_empty_cache},
+    {"mlt_cuda_set_cudnn_benchmark", (void **)&p_mlt_cuda_set_cudnn_benchmark},
     {"mlt_distributed_available", (void **)&p_mlt_distributed_available},
     {"mlt_process_group_new", (void **)&p_mlt_process_group_new},
     {"mlt_process_group_free", (void **)&p_mlt_process_group_free},
@@ -592,6 +600,22 @@ mlt_status mlt_jit_to(mlt_jit_module m, mlt_device_type dev, int index, char **e
 mlt_status mlt_jit_named_state(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count, char **err) {
     mlt_load_or_die();
     return p_mlt_jit_named_state(m, names, tensors, cap, count, err);
+}
+int mlt_cuda_built(void) {
+    mlt_load_or_die();
+    return p_mlt_cuda_built();
+}
+mlt_status mlt_cuda_memory_info(int index, int64_t *free_bytes, int64_t *total_bytes, char **err) {
+    mlt_load_or_die();
+    return p_mlt_cuda_memory_info(index, free_bytes, total_bytes, err);
+}
+void mlt_cuda_empty_cache(void) {
+    mlt_load_or_die();
+    p_mlt_cuda_empty_cache();
+}
+int mlt_cuda_set_cudnn_benchmark(int enabled) {
+    mlt_load_or_die();
+    return p_mlt_cuda_set_cudnn_benchmark(enabled);
 }
 int mlt_distributed_available(void) {
     mlt_load_or_die();

@@ -2,6 +2,7 @@
 #pragma once
 #include "mlt_backend.h"
 #include <torch/torch.h>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -25,16 +26,40 @@ inline mlt_status fail(char **err, const std::string &msg) {
     return MLT_ERROR;
 }
 
-// Runs `body` and turns every C++ exception into MLT_ERROR plus a message; c10 errors prefer the message
-// without the C++ backtrace, but that is empty for some (TorchScript load), hence the fallback to what().
+// Whether a libtorch message reports a failed allocation. Not every one arrives as c10::OutOfMemoryError: the
+// CPU allocator raises a plain c10::Error ("DefaultCPUAllocator: can't allocate memory" in 1.13, "not enough
+// memory" later), cuDNN and cuBLAS report *_STATUS_ALLOC_FAILED, a raw CUDA call "out of memory", and the
+// TorchScript interpreter re-raises any of them inside its own message.
+inline bool is_oom_message(const std::string &m) {
+    std::string l(m);
+    for (auto &c : l) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return l.find("out of memory") != std::string::npos || l.find("can't allocate memory") != std::string::npos ||
+           l.find("not enough memory") != std::string::npos || l.find("status_alloc_failed") != std::string::npos;
+}
+
+inline mlt_status fail_oom(char **err, const std::string &msg) {
+    fail(err, msg);
+    return MLT_OUT_OF_MEMORY;
+}
+
+// Runs `body` and turns every C++ exception into MLT_ERROR plus a message, or MLT_OUT_OF_MEMORY when an
+// allocation failed (the caller may retry with less on the device); c10 errors prefer the message without the
+// C++ backtrace, but that is empty for some (TorchScript load), hence the fallback to what().
 template <typename F> mlt_status guard(char **err, F &&body) {
     try {
         body();
         return MLT_OK;
+    } catch (const c10::OutOfMemoryError &e) {
+        std::string m = e.what_without_backtrace();
+        return fail_oom(err, m.empty() ? std::string(e.what()) : m);
     } catch (const c10::Error &e) {
         std::string m = e.what_without_backtrace();
-        return fail(err, m.empty() ? std::string(e.what()) : m);
+        if (m.empty()) m = e.what();
+        return is_oom_message(m) ? fail_oom(err, m) : fail(err, m);
+    } catch (const std::bad_alloc &e) {
+        return fail_oom(err, std::string("out of memory (") + e.what() + ")");
     } catch (const std::exception &e) {
+        if (is_oom_message(e.what())) return fail_oom(err, e.what());
         return fail(err, e.what());
     } catch (...) {
         return fail(err, "non-standard C++ exception from libtorch");

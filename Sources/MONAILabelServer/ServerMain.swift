@@ -134,7 +134,8 @@ public enum ServerMain {
         if let pool = app.inferWorkers {
             pool.setLog { line in log.info(line, source: "infer-worker") }
             pool.start()
-            log.info("Model workers: \(settings.inferWorkers) (memory limit \(settings.effectiveWorkerMaxMemory) bytes each)")
+            log.info("Model workers: \(settings.inferWorkers) per device on \(pool.snapshot.devices.joined(separator: ", ")) "
+                + "(memory limit \(settings.effectiveWorkerMaxMemory) bytes each)")
         } else if app.preloadsModels {
             // Models in this process (the workers warm their own): in the background, requests are served meanwhile.
             let warm = Thread {

@@ -43,6 +43,26 @@ public enum Torch {
     public static var cudaIsAvailable: Bool { mlt_cuda_is_available() != 0 }
     public static var cudaDeviceCount: Int { Int(mlt_cuda_device_count()) }
 
+    /// Whether the backend was compiled with CUDA's headers (`MLT_WITH_CUDA`): only then can it report free GPU
+    /// memory (`cudaMemoryInfo`) and release the allocator's cache (`emptyCudaCache`).
+    public static var cudaSupportBuilt: Bool { mlt_cuda_built() != 0 }
+
+    /// Free and total bytes of GPU `index` as the driver reports them (other processes' use, and what this
+    /// process's caching allocator holds, count as used).
+    public static func cudaMemoryInfo(device index: Int) throws -> (free: Int, total: Int) {
+        var free: Int64 = 0, total: Int64 = 0
+        try checked("cudaMemoryInfo") { mlt_cuda_memory_info(Int32(clamping: index), &free, &total, $0) }
+        return (Int(free), Int(total))
+    }
+
+    /// Hands the CUDA caching allocator's unused blocks back to the driver (`torch.cuda.empty_cache()`), so other
+    /// processes sharing the GPU can use them; nothing on a backend without CUDA.
+    public static func emptyCudaCache() { mlt_cuda_empty_cache() }
+
+    /// Sets cuDNN's autotuner (`torch.backends.cudnn.benchmark`) process-wide; returns the previous value.
+    @discardableResult
+    public static func setCudnnBenchmark(_ enabled: Bool) -> Bool { mlt_cuda_set_cudnn_benchmark(enabled ? 1 : 0) != 0 }
+
     /// Whether operations on the calling thread record autograd history.
     public static var isGradEnabled: Bool { mlt_is_grad_enabled() != 0 }
 

@@ -6,10 +6,14 @@ public struct TorchError: Error, CustomStringConvertible, Sendable, Equatable {
     public let operation: String
     /// libtorch's message (without its C++ backtrace when libtorch provides one), or TorchKit's own.
     public let message: String
+    /// Whether libtorch failed because an allocation failed (CUDA out of memory, the CPU allocator refused):
+    /// the backend's `MLT_OUT_OF_MEMORY`. The same work may succeed with less on the device.
+    public let isOutOfMemory: Bool
 
-    public init(operation: String, message: String) {
+    public init(operation: String, message: String, isOutOfMemory: Bool = false) {
         self.operation = operation
         self.message = message
+        self.isOutOfMemory = isOutOfMemory
     }
 
     public var description: String { "\(operation): \(message)" }
@@ -54,7 +58,7 @@ func checked(_ operation: String, _ body: (ErrorSlot) -> mlt_status) throws {
         message = String(cString: err)
         mlt_error_free(err)
     }
-    throw TorchError(operation: operation, message: message)
+    throw TorchError(operation: operation, message: message, isOutOfMemory: status == MLT_OUT_OF_MEMORY)
 }
 
 /// Runs one shim call that produces a tensor and takes ownership of it.

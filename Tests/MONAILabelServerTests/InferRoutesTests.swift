@@ -53,6 +53,13 @@ import MONAILabel
     #expect(number.json?["detail"]?.stringValue?.hasPrefix("device must be") == true)
 }
 
+@Test(.tags(.router)) func infer_unknownSwAccumulate_returns422NamingIt() throws {
+    let c = try TestClient()
+    let r = try c.sendForm(.post, "/infer/segmentation_spleen?image=spleen_01", fields: [("params", #"{"sw_accumulate":"gpu"}"#)])
+    #expect(r.status == 422)
+    #expect(r.json?["detail"]?.stringValue?.hasPrefix("sw_accumulate must be one of auto, device, cpu") == true)
+}
+
 @Test(.tags(.router)) func info_namesTheBackendsLibtorchAndDevices() throws {
     let c = try TestClient()
     let torch = try c.get("/info/").json?["torch"]

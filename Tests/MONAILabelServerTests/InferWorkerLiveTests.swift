@@ -47,6 +47,19 @@ import MONAILabel
         return (status, String(decoding: body, as: UTF8.self))
     }
 
+    @Test func workers_onACpuHost_formOneCpuGroupAndServeRequestsNamingADevice() throws {
+        let tmp = TempDir()
+        let server = try startServer(tmp)
+        defer { server.stop() }
+        let named = try infer(server, #"params={"roi_size":[32,32,16],"sw_overlap":0,"device":"cpu","sw_accumulate":"cpu"}"#)
+        #expect(named.status == 200, "\(named.text)")
+        let bare = try infer(server, #"params={"roi_size":[64,64,32],"sw_overlap":0,"device":"cuda"}"#)
+        #expect(bare.status == 200, "\(bare.text)")
+        // One worker (MONAI_LABEL_INFER_WORKERS=1) per device: `cpu` here, each GPU on a CUDA backend.
+        let workers = try report(server)["workers"]?.arrayValue ?? []
+        #expect(workers.map { $0["device"]?.stringValue ?? "" } == DeviceRouting.backendGroups())
+    }
+
     @Test func workerKilledMidInference_failsThatRequestOnly_nextSucceeds_infoStaysFast() throws {
         let tmp = TempDir()
         let server = try startServer(tmp)

@@ -31,7 +31,9 @@ typedef struct mlt_optimizer_s *mlt_optimizer;
 typedef struct mlt_jit_module_s *mlt_jit_module;
 typedef struct mlt_process_group_s *mlt_process_group;
 
-typedef enum { MLT_OK = 0, MLT_ERROR = 1 } mlt_status;
+/* MLT_OUT_OF_MEMORY: a failure libtorch raised because an allocation failed (CUDA out of memory, the CPU
+ * allocator refused, std::bad_alloc); the message says which. The caller may retry with less on the device. */
+typedef enum { MLT_OK = 0, MLT_ERROR = 1, MLT_OUT_OF_MEMORY = 2 } mlt_status;
 
 /* Values equal libtorch's c10::ScalarType codes. */
 typedef enum {
@@ -249,6 +251,20 @@ mlt_status mlt_jit_to(mlt_jit_module m, mlt_device_type dev, int index, char **e
  * tensor with mlt_tensor_free; nothing is written to `names`/`tensors` when it fails. */
 mlt_status mlt_jit_named_state(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count,
                                char **err);
+
+/* ---- CUDA memory and cuDNN (cuda.cpp) ---- */
+/* 1 when the backend was compiled with CUDA's headers (MLT_WITH_CUDA, set by scripts/build-torch-backend.sh for a
+ * CUDA torch), which mlt_cuda_memory_info and mlt_cuda_empty_cache need; else 0 (they then fail / do nothing). */
+int mlt_cuda_built(void);
+/* Free and total bytes of GPU `index` as the driver reports them: other processes' use counts, and so does what
+ * this process's caching allocator holds (even unused). Fails on a backend without CUDA or for a bad index. */
+mlt_status mlt_cuda_memory_info(int index, int64_t *free_bytes, int64_t *total_bytes, char **err);
+/* Hands the CUDA caching allocator's unused blocks back to the driver (torch.cuda.empty_cache()); nothing
+ * without CUDA. */
+void mlt_cuda_empty_cache(void);
+/* Sets cuDNN's autotuner (torch.backends.cudnn.benchmark) for the process; returns the previous value. Harmless
+ * on a backend without CUDA (cuDNN is then never used). */
+int mlt_cuda_set_cudnn_benchmark(int enabled);
 
 /* ---- Data-parallel training: c10d, PyTorch's distributed runtime (distributed.cpp) ---- */
 /* 1 when the backend was built with c10d's Gloo process group (it needs gloo's headers at build time; the

@@ -235,11 +235,14 @@ public final class MONAILabelApp: @unchecked Sendable {
             }
         }
         strategies = strats
-        admission = InferAdmission(capacity: settings.inferQueue)
         memoryTrimmer = IdleMemoryTrimmer(delayMilliseconds: settings.memoryTrimDelayMs)
         // Review-only mode starts no model worker: nothing would run there.
-        inferWorkers = settings.inferWorkers > 0 && !conf.reviewOnly
-            ? InferWorkerPool(workers: settings.inferWorkers, launch: .inferWorker(settings: settings)) : nil
+        let pool = settings.inferWorkers > 0 && !conf.reviewOnly
+            ? InferWorkerPool(workers: settings.inferWorkers, devices: DeviceRouting.backendGroups(),
+                              launch: .inferWorker(settings: settings)) : nil
+        inferWorkers = pool
+        // Never fewer admitted than there are workers (MONAI_LABEL_INFER_WORKERS per GPU), or GPUs would idle.
+        admission = InferAdmission(capacity: max(settings.inferQueue, pool?.snapshot.slots.count ?? 0))
         let scoring = ScoringService(settings: settings, datastore: datastore, modelMethods: modelScoring)
         self.scoring = scoring
         // Upstream re-scores after every training run when auto-update-scoring is on; the new model makes the

@@ -1,4 +1,5 @@
 import Foundation
+import TorchKit
 
 /// Upstream's radiology `--conf` keys (its `main.py` and `lib/configs/*.py`), read and checked once at start-up.
 /// A malformed value is a start-up error naming the key; a key this app does not read is listed in
@@ -271,8 +272,8 @@ extension MONAILabelApp {
     /// `--conf preload true`: loads every model's network now, in the process that runs the models (the server
     /// with `MONAI_LABEL_INFER_WORKERS=0`, else each model worker). Returns the models loaded.
     @discardableResult
-    public func preloadModels() throws -> [String] {
-        for (_, loader) in modelLoaders { try loader.preload() }
+    public func preloadModels(device: Device = .best) throws -> [String] {
+        for (_, loader) in modelLoaders { try loader.preload(on: device) }
         return modelLoaders.map(\.model)
     }
 

@@ -38,6 +38,13 @@ public struct Settings: Sendable, Equatable {
     /// processes so that a crash in tensor code fails one request, not the server. 0 runs models in the server
     /// process (the benchmark baseline and for debugging).
     public var inferWorkers = 1
+    /// Where sliding-window inference accumulates its output when a request's `sw_accumulate` does not say
+    /// (`MONAI_LABEL_SW_ACCUMULATE`: `auto`, the default, on the GPU unless it lacks the free memory; `device`
+    /// always there, as upstream; `cpu` always on the host).
+    public var swAccumulate = AccumulateMode.auto
+    /// cuDNN's autotuner for CUDA inference and training (`MONAI_LABEL_CUDNN_BENCHMARK`, default true, as
+    /// upstream's `torch.backends.cudnn.benchmark = True`); no effect without a GPU.
+    public var cudnnBenchmark = true
     /// Data-segment limit of each model worker in bytes (`MONAI_LABEL_WORKER_MAX_MEMORY`, suffixes K/M/G/T);
     /// 0 means the default, half of physical memory.
     public var workerMaxMemory: UInt64 = 0
@@ -136,6 +143,13 @@ public struct Settings: Sendable, Equatable {
         guard (0...64).contains(s.inferWorkers) else {
             throw MONAILabelError.invalid("MONAI_LABEL_INFER_WORKERS must be 0...64, not \(s.inferWorkers)")
         }
+        if let v = value("SW_ACCUMULATE") {
+            guard let mode = AccumulateMode(rawValue: v) else {
+                throw MONAILabelError.invalid("MONAI_LABEL_SW_ACCUMULATE must be auto, device or cpu, not '\(v.prefix(40))'")
+            }
+            s.swAccumulate = mode
+        }
+        try bool("CUDNN_BENCHMARK", &s.cudnnBenchmark)
         if let v = value("WORKER_MAX_MEMORY") {
             guard let bytes = byteCount(v) else {
                 throw MONAILabelError.invalid("MONAI_LABEL_WORKER_MAX_MEMORY must be a byte count like 4G or 512M, not '\(v)'")

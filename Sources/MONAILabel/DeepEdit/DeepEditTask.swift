@@ -76,7 +76,10 @@ public final class DeepEditTask: ModelTask, @unchecked Sendable {
 
         let (input, grid, restore) = try preprocess(imagePath: request.imagePath, clicks: clicks, timings: &timings)
         let classes: [UInt8] = try timings.measure("stage", "infer") {
-            let logits = try loader.withNetwork { try $0.forward(input) }
+            let placement = try InferPlacement(params: p)
+            let logits = try placement.run { _ in
+                try loader.withNetwork(on: placement.device) { try $0.forward(input.to(placement.device)) }
+            }
             guard logits.shape == [1, outChannels] + spatialSize else {
                 throw MONAILabelError.io("model \(name): the network returned \(logits.shape) for an input of \(input.shape)")
             }

@@ -92,7 +92,10 @@ public final class DeepGrowTask: ModelTask, @unchecked Sendable {
 
         let logits = try timings.measure("stage", "infer") { () throws -> [Float] in
             let t = try Tensor(input, shape: [1, 3] + modelSize)
-            let out = try loader.withNetwork { try $0.forward(t) }
+            let placement = try InferPlacement(params: p)
+            let out = try placement.run { _ in
+                try loader.withNetwork(on: placement.device) { try $0.forward(t.to(placement.device)) }
+            }
             guard out.shape == [1, 1] + modelSize else {
                 throw MONAILabelError.io("model \(name): the network returned \(out.shape) for an input of \(modelSize)")
             }

@@ -1,4 +1,5 @@
 import Foundation
+import TorchKit
 
 /// What `POST /infer/{model}` asks for, transport-free.
 public struct InferInput: Sendable {
@@ -86,9 +87,16 @@ extension MONAILabelApp {
         var params = task.config
         for (k, v) in params { if case .array(let a) = v, let first = a.first { params[k] = first } }
         params.merge(input.params)
-        // Checked so a client learns at once that a device does not exist; the networks still run on the backend's
-        // first device (Device.best) until inference places work per device (issue 15, with the worker processes).
+        // Checked so a client learns at once that a device does not exist. The device the client named (not the
+        // config's default) picks the model workers of that device; without one (or with bare `cuda` on a GPU
+        // host: any GPU) the least-loaded device's worker runs it on its own device (`InferPlacement`).
         _ = try DeviceList.requested(params["device"])
+        let pinned = try DeviceRouting.pinned(input.params["device"])
+        params["device"] = pinned.map { JSONValue.string($0.description) }
+        if params["sw_accumulate"] == nil || params["sw_accumulate"] == .null {
+            params["sw_accumulate"] = .string(settings.swAccumulate.rawValue)
+        }
+        _ = try AccumulateMode.from(params: params)
         try task.validate(params: params)
         let imageID = input.datastoreImageID
         let imagePath: String
@@ -119,7 +127,7 @@ extension MONAILabelApp {
             result = try admission.run(describe: { queueDescription }) {
                 if let pool = inferWorkers {
                     let timeout = settings.inferTimeout > 0 ? Double(settings.inferTimeout) : nil
-                    return try pool.run(job, isCancelled: input.isCancelled, timeout: timeout)
+                    return try pool.run(job, device: pinned?.description, isCancelled: input.isCancelled, timeout: timeout)
                 }
                 return try runModel(job)
             }
@@ -170,10 +178,25 @@ extension MONAILabelApp {
     /// `latencies` gains `peak_rss_mb`, this process's peak resident memory during the request in MiB (the model
     /// worker's, or the server's with models in-process, where requests running at once share one peak). Freed
     /// memory goes back to the system once the process has been idle for `MONAI_LABEL_MEMORY_TRIM_DELAY_MS`.
-    public func runModel(_ job: WorkerJob) throws -> InferResult {
-        try memoryTrimmer.run {
+    ///
+    /// A request that names no device runs on `device` (a model worker's own), else on the backend's first. GPU
+    /// memory the request left cached is released afterwards, and an out-of-memory that escaped the tasks' own
+    /// retry (`InferPlacement.run`) is answered as theirs is: a 503 naming the device.
+    public func runModel(_ job: WorkerJob, device: Device? = nil) throws -> InferResult {
+        var job = job
+        if job.params["device"] == nil || job.params["device"] == .null {
+            job.params["device"] = .string((device ?? .best).description)
+        }
+        defer { DeviceMemory.releaseAfterRequest() }
+        return try memoryTrimmer.run {
             ProcessMemory.resetPeak()
-            var result = try runModelMeasured(job)
+            var result: InferResult
+            do {
+                result = try runModelMeasured(job)
+            } catch let e as TorchError where e.isOutOfMemory {
+                let on = (try? DeviceList.requested(job.params["device"])) ?? Device.cpu
+                throw InferPlacement.outOfMemory(e, on: on, retried: false)
+            }
             if case .object(var latencies)? = result.json["latencies"], let peak = ProcessMemory.peakResidentBytes {
                 latencies["peak_rss_mb"] = .int(peak >> 20)
                 result.json["latencies"] = .object(latencies)

@@ -15,14 +15,15 @@ enum LoadedNetwork {
     }
 }
 
-/// One network instance per model, reused across requests and reloaded when the weights file on disk
-/// changes (a training run or `PUT /model/` published new weights). Forward passes are serialised: the
-/// instance holds state (eval mode, buffers) and libtorch already uses every core for one pass.
+/// One network instance per model and device, reused across requests and reloaded when the weights file on
+/// disk changes (a training run or `PUT /model/` published new weights; every device's copy is then dropped).
+/// Forward passes are serialised: the instance holds state (eval mode, buffers) and libtorch already uses every
+/// core (or the whole GPU) for one pass.
 public final class ModelLoader: @unchecked Sendable {
     let networkSpec: JSONObject
     let paths: [URL]
     private let lock = NSLock()
-    private var network: LoadedNetwork?
+    private var networks: [Device: LoadedNetwork] = [:]
     private var loadedFrom: (path: String, mtime: Int64)?
     private var untrained = false
 
@@ -47,14 +48,21 @@ public final class ModelLoader: @unchecked Sendable {
         ])
     }
 
-    /// Loads the network now (`--conf preload true`) rather than on the first request.
-    func preload() throws { try withNetwork { _ in } }
+    /// Loads the network onto `device` now (`--conf preload true`) rather than on the first request.
+    func preload(on device: Device = .cpu) throws { try withNetwork(on: device) { _ in } }
 
-    /// Whether a network is in memory.
+    /// Whether a network is in memory (on any device).
     var isLoaded: Bool {
         lock.lock()
         defer { lock.unlock() }
-        return network != nil
+        return !networks.isEmpty
+    }
+
+    /// The devices holding a copy of the network.
+    var loadedDevices: Set<Device> {
+        lock.lock()
+        defer { lock.unlock() }
+        return Set(networks.keys)
     }
 
     /// The weights file in use: the last existing path (published beats pretrained), nil for random weights.
@@ -63,38 +71,42 @@ public final class ModelLoader: @unchecked Sendable {
     /// The weights in use, for `/info/`: a file name, or that the network is untrained.
     var weightsDescription: String { currentFile?.lastPathComponent ?? "untrained (random initialisation)" }
 
-    /// Runs `body` with the current network, loading or reloading it first when needed.
-    func withNetwork<T>(_ body: (LoadedNetwork) throws -> T) throws -> T {
+    /// Runs `body` with the current network on `device`, loading or reloading it first when needed: the weights
+    /// are read once per device and kept there while the file on disk stays the same.
+    func withNetwork<T>(on device: Device = .cpu, _ body: (LoadedNetwork) throws -> T) throws -> T {
         lock.lock()
         defer { lock.unlock() }
         let file = currentFile
         let mtime = file.flatMap { FileOps.modificationTime($0.path) }
         let stale: Bool
         if let f = file, let m = mtime {
-            stale = network == nil || loadedFrom?.path != f.path || loadedFrom?.mtime != m
+            stale = loadedFrom?.path != f.path || loadedFrom?.mtime != m
         } else {
-            stale = network == nil || !untrained
+            stale = !untrained
         }
         if stale {
-            network = nil
-            network = try load(file)
+            networks.removeAll()
             loadedFrom = file.flatMap { f in mtime.map { (f.path, $0) } }
             untrained = file == nil
         }
-        guard let net = network else { throw MONAILabelError.io("the network could not be loaded") }
+        if networks[device] == nil {
+            networks[device] = try load(file, on: device)
+        }
+        guard let net = networks[device] else { throw MONAILabelError.io("the network could not be loaded") }
         return try Torch.withNoGrad { try body(net) }
     }
 
-    private func load(_ file: URL?) throws -> LoadedNetwork {
+    private func load(_ file: URL?, on device: Device) throws -> LoadedNetwork {
         guard let file else {
             let m = try NetworkFactory.make(networkSpec)
             m.eval()
             try InferenceEngine.prepare(m)
+            try m.to(device)
             return .module(m)
         }
         if file.pathExtension == "ts" {
             do {
-                let s = try ScriptModule(contentsOf: file)
+                let s = try ScriptModule(contentsOf: file, device: device)
                 try s.eval()
                 return .script(s)
             } catch {
@@ -104,6 +116,7 @@ public final class ModelLoader: @unchecked Sendable {
         let m = try Self.network(networkSpec, weights: file)
         m.eval()
         try InferenceEngine.prepare(m)
+        try m.to(device)
         return .module(m)
     }
 

@@ -167,14 +167,18 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
         try predictTensor(input: Tensor(x.floats, shape: [1] + x.shape), params: p)
     }
 
-    /// `predictTensor` on an input already in libtorch (`[1, C, *spatial]`).
+    /// `predictTensor` on an input already in libtorch (`[1, C, *spatial]`), on the request's device
+    /// (`InferPlacement`): the network and the windows run there; the logits lie where the sliding window
+    /// accumulated them.
     func predictTensor(input: Tensor, params p: JSONObject) throws -> Tensor {
         let sw = try slidingWindow(params: p)
-        let out: Tensor = try loader.withNetwork { net in
-            if let sw { return try sw(input) { try net.forward($0) } }
-            return try net.forward(input)
+        let placement = try InferPlacement(params: p)
+        return try placement.run { accumulate in
+            try loader.withNetwork(on: placement.device) { net -> Tensor in
+                if let sw { return try sw(input, device: placement.device, accumulate: accumulate) { try net.forward($0) } }
+                return try net.forward(input.to(placement.device))
+            }
         }
-        return out
     }
 
     public func validate(params: JSONObject) throws {

@@ -131,12 +131,21 @@ public struct SlidingWindowInferer: Sendable {
     }
 
     /// Runs `predictor` over `input` (`[1, C, *spatial]`) and returns the blended output (`[1, K, *spatial]`).
-    public func callAsFunction(_ input: Tensor, predictor: (Tensor) throws -> Tensor) throws -> Tensor {
+    ///
+    /// MONAI's `sw_device` / `device` split: each batch of windows is copied to `device` (default: the input's)
+    /// where `predictor` runs; the blended output and the weight sum live where `accumulate` says (`.device`
+    /// keeps them on `device`, `.cpu` on the host, `.auto` decides when they are allocated, after the first
+    /// batch has told the class count, from the device's free memory). The input itself stays where it is.
+    /// The result lies on the accumulation device.
+    public func callAsFunction(_ input: Tensor, device: Device? = nil, accumulate: AccumulateMode = .device,
+                               predictor: (Tensor) throws -> Tensor) throws -> Tensor
+    {
         let shape = input.shape
         let dims = shape.count - 2
         guard dims == roiSize.count, shape[0] == 1 else {
             throw MONAILabelError.invalid("sliding window: input \(shape) does not match roi \(roiSize)")
         }
+        let swDevice = device ?? input.device
         let original = Array(shape[2...])
         try validate(imageShape: original)
         // Pad (F.pad order: last axis first) so every axis is at least the window.
@@ -148,7 +157,6 @@ public struct SlidingWindowInferer: Sendable {
         let padded = pad.contains(where: { $0 > 0 }) ? try input.pad(pad, mode: padding) : input
         let imageSize = (0..<dims).map { max(original[$0], roiSize[$0]) }
         let starts = Self.windowStarts(imageSize: imageSize, roi: roiSize, overlap: overlap)
-        let weight = try Self.importanceMap(roi: roiSize, mode: mode, sigmaScale: sigmaScale).to(input.device)
         func window(_ t: Tensor, _ s: [Int]) throws -> Tensor {
             var w = t
             for d in 0..<dims { w = try w.narrow(dim: d + 2, start: s[d], length: roiSize[d]) }
@@ -157,7 +165,7 @@ public struct SlidingWindowInferer: Sendable {
         func predict(_ batch: [[Int]]) throws -> Tensor {
             let data = batch.count == 1
                 ? try window(padded, batch[0]) : try Tensor.cat(batch.map { try window(padded, $0) }, dim: 0)
-            let pred = try predictor(try data.contiguous())
+            let pred = try predictor(try data.contiguous().to(swDevice))
             let predShape = pred.shape
             guard predShape.count == dims + 2, Array(predShape[2...]) == roiSize, predShape[0] == batch.count else {
                 throw MONAILabelError.io("the network returned \(predShape) for windows of \(roiSize)")
@@ -170,46 +178,53 @@ public struct SlidingWindowInferer: Sendable {
             // One window covers the (padded) image: blending divides its prediction by the weight it was just
             // multiplied with, so the prediction is the output and no image-sized accumulator is needed.
             result = try predict(starts)
+            if accumulate == .cpu { result = try result.to(.cpu) }
         } else {
             // Accumulate each window's weighted prediction and the weights, then divide in place slab by slab.
             // Beyond the output (`[1, K, *imageSize]`) this holds the weight sum (one byte per voxel with
             // constant blending, which only counts windows, else a float) and one batch's temporaries.
             let countType: DType = mode == .constant && maxCoverage(imageSize: imageSize) < 256 ? .uint8 : .float32
-            let count = try Tensor.zeros([1, 1] + imageSize, dtype: countType, device: input.device)
-            for s in starts {
-                let region = try window(count, s)
-                try region.copy(from: region.add(weight))
-            }
-            var output: Tensor?
+            var accumulators: (output: Tensor, count: Tensor, weight: Tensor)?
             var i = 0
             while i < starts.count {
                 let batch = Array(starts[i..<min(i + swBatchSize, starts.count)])
-                let pred = try predict(batch)
-                if output == nil {
+                var pred = try predict(batch)
+                if accumulators == nil {
                     // The blended output holds every class over the whole padded image.
                     do { try ImagingLimits.checkVoxels(imageSize, channels: pred.shape[1], what: "the sliding-window output") }
                     catch let e as ImagingError { throw MONAILabelError.invalid(e.message) }
-                    output = try Tensor.zeros([1, pred.shape[1]] + imageSize, device: input.device)
+                    let place = InferPlacement.accumulatesOnCPU(
+                        mode: accumulate, device: swDevice,
+                        bytes: Self.accumulatorBytes(imageSize: imageSize, channels: pred.shape[1], countType: countType),
+                        freeBytes: accumulate == .auto ? InferPlacement.freeBytes(swDevice) : nil) ? Device.cpu : swDevice
+                    let count = try Tensor.zeros([1, 1] + imageSize, dtype: countType, device: place)
+                    let weight = try Self.importanceMap(roi: roiSize, mode: mode, sigmaScale: sigmaScale).to(place)
+                    for s in starts {
+                        let region = try window(count, s)
+                        try region.copy(from: region.add(weight))
+                    }
+                    accumulators = (try Tensor.zeros([1, pred.shape[1]] + imageSize, device: place), count, weight)
                 }
-                guard let out = output else { break }
+                guard let acc = accumulators else { break }
+                pred = try pred.to(acc.output.device)
                 for (b, s) in batch.enumerated() {
                     var p = try pred.narrow(dim: 0, start: b, length: 1)
                     // Constant blending weighs every voxel 1: the product would only copy.
-                    if mode != .constant { p = try p.mul(weight) }
-                    let region = try window(out, s)
+                    if mode != .constant { p = try p.mul(acc.weight) }
+                    let region = try window(acc.output, s)
                     try region.copy(from: region.add(p))
                 }
                 i += batch.count
             }
-            guard let out = output else { throw MONAILabelError.io("sliding window produced nothing") }
+            guard let acc = accumulators else { throw MONAILabelError.io("sliding window produced nothing") }
             var z = 0
             while z < imageSize[0] {
                 let n = min(Self.divisionSlab, imageSize[0] - z)
-                let slab = try out.narrow(dim: 2, start: z, length: n)
-                try slab.copy(from: slab.div(count.narrow(dim: 2, start: z, length: n)))
+                let slab = try acc.output.narrow(dim: 2, start: z, length: n)
+                try slab.copy(from: slab.div(acc.count.narrow(dim: 2, start: z, length: n)))
                 z += n
             }
-            result = out
+            result = acc.output
         }
         // Crop the padding: pad[] lists axes last-first.
         for d in 0..<dims {
@@ -219,6 +234,20 @@ public struct SlidingWindowInferer: Sendable {
             }
         }
         return try result.contiguous()
+    }
+
+    /// Bytes of the accumulators for an image of `imageSize` voxels: the float output of `channels` classes and
+    /// the weight sum; nil when that overflows.
+    static func accumulatorBytes(imageSize: [Int], channels: Int, countType: DType) -> Int? {
+        var voxels = 1
+        for n in imageSize {
+            let (v, o) = voxels.multipliedReportingOverflow(by: n)
+            guard !o else { return nil }
+            voxels = v
+        }
+        let (perVoxel, o1) = channels.multipliedReportingOverflow(by: 4)
+        let (total, o2) = voxels.multipliedReportingOverflow(by: perVoxel + (countType == .uint8 ? 1 : 4))
+        return o1 || o2 ? nil : total
     }
 
     /// Most slices along the first spatial axis the final division handles at once: its temporary is one slab,

@@ -11,6 +11,9 @@ public enum TorchRuntime {
     /// (`settings.torchThreads`) says otherwise.
     public static func configureThreads(_ settings: Settings) {
         try? Torch.setNumThreads(settings.torchThreads > 0 ? settings.torchThreads : Torch.defaultNumThreads)
+        // Every process that runs models comes through here: cuDNN's autotuner (MONAI_LABEL_CUDNN_BENCHMARK)
+        // picks the fastest convolution algorithms for the fixed window shapes of inference and training.
+        Torch.setCudnnBenchmark(settings.cudnnBenchmark)
     }
 
     /// `libtorch: <version> (backend <path>)` and `devices: ...` lines for `--version`, or the reason there is

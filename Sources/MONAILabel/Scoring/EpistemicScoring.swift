@@ -123,8 +123,11 @@ public struct EpistemicScoring: SegmentationModelScoring {
             n = 2
             log("EPISTEMIC:: Fixing 'num_samples=2' as min 2 samples are needed to compute entropy")
         }
-        let loop = ModelScoring(task: task, keys: Self.keys, prefix: "EPISTEMIC", samples: n)
-        return try loop.run(datastore: datastore, log: log, network: mcDropoutNetwork) { input, inferer, net in
+        let device = try DeviceList.requested(request["device"]) ?? .best
+        let loop = ModelScoring(task: task, keys: Self.keys, prefix: "EPISTEMIC", samples: n, device: device)
+        return try loop.run(datastore: datastore, log: log, network: { (f: URL) throws -> any Layer in
+            try mcDropoutNetwork(f, on: device)
+        }) { input, inferer, net in
             var acc = EntropyAccumulator()
             for _ in 0..<n {
                 let logits = try SegmentationTask.logits(input, inferer) { try net($0) }
@@ -135,7 +138,7 @@ public struct EpistemicScoring: SegmentationModelScoring {
     }
 
     /// The model's network with MC dropout and the weights of `file`.
-    func mcDropoutNetwork(_ file: URL) throws -> any Layer {
+    func mcDropoutNetwork(_ file: URL, on device: Device = .best) throws -> any Layer {
         guard file.pathExtension != "ts" else {
             throw MONAILabelError.invalid("model \(modelName): epistemic scoring needs a checkpoint; "
                 + "TorchScript (\(file.lastPathComponent)) cannot take dropout layers")
@@ -145,7 +148,7 @@ public struct EpistemicScoring: SegmentationModelScoring {
             throw MONAILabelError.invalid("model \(modelName): network \(network) has no dropout")
         }
         let net = try ModelLoader.network(spec, weights: file)
-        try net.to(.best)
+        try net.to(device)
         guard net.enableMCDropout() > 0 else {
             throw MONAILabelError.invalid("model \(modelName): the network has no active dropout layer")
         }

@@ -39,6 +39,8 @@ struct ModelScoring {
     /// Upstream's log prefix (`EPISTEMIC`, `TTA`).
     let prefix: String
     let samples: Int
+    /// Where the network runs: the scoring request's `device`, else the backend's first device.
+    var device: Device = .best
 
     /// Upstream's `int(os.stat(model_file).st_mtime)`.
     static func modelTS(_ file: URL) -> Int? {
@@ -83,7 +85,7 @@ struct ModelScoring {
             let score: Double
             do {
                 score = try Torch.withNoGrad {
-                    try scoreImage(try task.networkInput(imagePath: path).to(.best), inferer, net)
+                    try scoreImage(try task.networkInput(imagePath: path).to(device), inferer, net)
                 }
             } catch {
                 log("\(prefix):: \(id): cannot score: \(error)")
@@ -99,6 +101,7 @@ struct ModelScoring {
             out.imageInfo[id] = info
             out.result[id] = .object(info)
         }
+        DeviceMemory.releaseAfterRequest()
         log("\(prefix):: Total: \(images.count); Skipped = \(images.count - todo.count); Executed: \(out.result.count)")
         return out
     }
@@ -140,6 +143,6 @@ extension SegmentationTask {
         -> Tensor
     {
         guard let inferer else { return try network(input) }
-        return try inferer(input) { try network($0) }
+        return try inferer(input, accumulate: .auto) { try network($0) }
     }
 }

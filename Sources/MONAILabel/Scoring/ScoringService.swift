@@ -69,6 +69,8 @@ public final class ScoringService: Sendable {
                 "Scoring method '\(name)' not found; available: \(methods.keys.joined(separator: ", "))")
         }
         _ = try Self.numSamples(request)
+        // The networks of model-based methods run on the request's `device` (a 422 naming it when the backend lacks it).
+        _ = try DeviceList.requested(request["device"])
         return m
     }
 

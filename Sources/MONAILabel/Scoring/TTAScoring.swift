@@ -81,8 +81,11 @@ public struct TTAScoring: SegmentationModelScoring {
         log("Starting TTA scoring with model \(modelName)")
         let flips = Self.flips(dims: task.dimension)
         let n = min(max(try ScoringService.numSamples(request) ?? samples, 2), flips.count)
-        let loop = ModelScoring(task: task, keys: Self.keys, prefix: "TTA", samples: n)
-        return try loop.run(datastore: datastore, log: log, network: evalNetwork) { input, inferer, net in
+        let device = try DeviceList.requested(request["device"]) ?? .best
+        let loop = ModelScoring(task: task, keys: Self.keys, prefix: "TTA", samples: n, device: device)
+        return try loop.run(datastore: datastore, log: log, network: { (f: URL) throws -> (Tensor) throws -> Tensor in
+            try evalNetwork(f, on: device)
+        }) { input, inferer, net in
             try Self.score(input: input, flips: Array(flips.prefix(n))) { try SegmentationTask.logits($0, inferer, net) }
         }
     }
@@ -100,14 +103,14 @@ public struct TTAScoring: SegmentationModelScoring {
     }
 
     /// The served network in evaluation mode (a TorchScript file works too: no layer is changed).
-    func evalNetwork(_ file: URL) throws -> (Tensor) throws -> Tensor {
+    func evalNetwork(_ file: URL, on device: Device) throws -> (Tensor) throws -> Tensor {
         if file.pathExtension == "ts" {
-            let s = try ScriptModule(contentsOf: file, device: .best)
+            let s = try ScriptModule(contentsOf: file, device: device)
             try s.eval()
             return { try s.forward($0) }
         }
         let net = try ModelLoader.network(task.loader.networkSpec, weights: file)
-        try net.to(.best)
+        try net.to(device)
         net.eval()
         return { try net($0) }
     }

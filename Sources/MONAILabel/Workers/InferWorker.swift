@@ -1,4 +1,5 @@
 import Foundation
+import TorchKit
 
 #if canImport(Glibc)
 import Glibc
@@ -9,6 +10,10 @@ import Glibc
 /// so published weights reach every worker on their next request), and answers jobs from the server on
 /// stdin, a Unix socket, until the server closes it.
 public enum InferWorker {
+    /// The environment variable that tells a model worker its device (`cuda:1`, `cpu`): where it runs requests
+    /// that name none, and where `--conf preload` loads its networks.
+    public static let deviceVariable = "MONAI_LABEL_WORKER_DEVICE"
+
     public static func serve(appDir: String, studies: String, conf: [String: String], maxMemory: UInt64,
                              environment: [String: String] = ProcessInfo.processInfo.environment) throws
     {
@@ -26,33 +31,49 @@ public enum InferWorker {
         let datastore = try LocalDatastore(root: URL(fileURLWithPath: studies), patterns: settings.datastoreFileExt,
                                            readOnly: true, autoReload: false)
         let monai = try MONAILabelApp(settings: settings, datastore: datastore)
+        let device = try workerDevice(environment)
         // `--conf preload true`: the networks load before the worker reports ready, not on the first request.
-        if monai.conf.preload { try monai.preloadModels() }
+        if monai.conf.preload { try monai.preloadModels(device: device) }
         // Jobs run on a secondary thread, as on the server's request threads when models run in-process: on
         // the main thread a warm 96x96x64 segmentation_spleen request measured 1.6-2x the CPU time (2.2-2.8 s
         // against 1.3-1.5 s, release build, 2 torch threads), presumably glibc's main heap handing memory back
         // and faulting it in again on every request.
         let outcome = WorkerOutcome()
-        let t = Thread { outcome.finish { try serveJobs(monai, maxMemory: maxMemory) } }
+        let t = Thread { outcome.finish { try serveJobs(monai, device: device, maxMemory: maxMemory) } }
         t.name = "infer-worker-jobs"
         t.stackSize = 8 << 20
         t.start()
         try outcome.wait()
     }
 
-    private static func serveJobs(_ monai: MONAILabelApp, maxMemory: UInt64) throws {
+    /// The worker's device from `MONAI_LABEL_WORKER_DEVICE` (checked against the backend's devices); the
+    /// backend's first device when unset.
+    static func workerDevice(_ environment: [String: String]) throws -> Device {
+        guard let name = environment[deviceVariable], !name.isEmpty else { return .best }
+        do {
+            return try Device(parsing: name)
+        } catch {
+            throw MONAILabelError.invalid("\(deviceVariable): \(error.message)")
+        }
+    }
+
+    private static func serveJobs(_ monai: MONAILabelApp, device: Device, maxMemory: UInt64) throws {
         let channel: Int32 = 0
-        guard WorkerWire.writeAll(channel, WorkerWire.frame(["ready": true, "pid": .int(Int(getpid()))])) else { return }
+        let hello: JSONValue = ["ready": true, "pid": .int(Int(getpid())), "device": .string(device.description)]
+        guard WorkerWire.writeAll(channel, WorkerWire.frame(hello)) else { return }
         // After `ready`, so the server does not wait: a job sent meanwhile waits on the socket for the warm model.
         if monai.preloadsModels {
-            monai.prewarmModels { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
+            monai.prewarmModels(device: device) { FileHandle.standardError.write(Data("\($0)\n".utf8)) }
         }
         var buffer: [UInt8] = []
         while let message = try WorkerWire.readFrame(channel, &buffer) {
             let result: Result<InferResult, MONAILabelError>
             do {
                 let job = try WorkerJob(json: message)
-                result = .success(try monai.runModel(job))
+                result = .success(try monai.runModel(job, device: device))
+            } catch let e as MONAILabelError where e.message.contains("out of memory on cpu") {
+                result = .failure(MONAILabelError(e.kind, e.message
+                    + " (the model worker's memory limit is \(InferWorkerPool.bytesText(maxMemory)): MONAI_LABEL_WORKER_MAX_MEMORY)"))
             } catch let e as MONAILabelError {
                 result = .failure(e)
             } catch {

@@ -41,11 +41,14 @@ public final class InferWorkerPool: @unchecked Sendable {
     private var handles: [Int: WorkerHandle] = [:]
     private var shuttingDown = false
 
-    public init(workers: Int, launch: Launch, startTimeout: Double = 120, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    /// `workers` model workers per device of `devices` (`DeviceRouting.backendGroups()`: one group per GPU, or
+    /// one `cpu` group); each worker is started with its device (`MONAI_LABEL_WORKER_DEVICE`).
+    public init(workers: Int, devices: [String] = ["cpu"], launch: Launch, startTimeout: Double = 120,
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.launch = launch
         self.startTimeout = startTimeout
         logSink = Mutex(log)
-        state = WorkerPoolState(workers: workers)
+        state = WorkerPoolState(workers: workers, devices: devices)
     }
 
     deinit { shutdown() }
@@ -101,7 +104,8 @@ public final class InferWorkerPool: @unchecked Sendable {
         let s = snapshot
         let workers: [JSONValue] = s.slots.enumerated().map { i, w in
             var o: JSONObject = [
-                "worker": .int(i), "state": .string(w.state.rawValue), "pid": w.pid.map { .int(Int($0)) } ?? .null,
+                "worker": .int(i), "device": .string(w.device), "state": .string(w.state.rawValue),
+                "pid": w.pid.map { .int(Int($0)) } ?? .null,
                 "models_loaded": .array(w.models.map { .string($0) }), "requests": .int(w.requests),
                 "restarts": .int(w.restarts),
             ]
@@ -116,22 +120,25 @@ public final class InferWorkerPool: @unchecked Sendable {
         return (workers, waiting)
     }
 
-    /// Runs `job` on a worker: waits for an idle one in FIFO order, sends the job, waits for the reply.
+    /// Runs `job` on a worker: waits for an idle one in FIFO order (of `device`'s group when it names one the
+    /// pool has, else of the least-loaded device), sends the job, waits for the reply.
     /// Throws the worker's domain error as raised there; `.timedOut` past `timeout` seconds; `.unavailable`
     /// when the client left (`isCancelled`) or no worker can start; `.internalError` when the worker died.
-    public func run(_ job: WorkerJob, isCancelled: (@Sendable () -> Bool)? = nil, timeout: Double? = nil) throws
-        -> InferResult
+    public func run(_ job: WorkerJob, device: String? = nil, isCancelled: (@Sendable () -> Bool)? = nil,
+                    timeout: Double? = nil) throws -> InferResult
     {
         let frame = WorkerWire.frame(job.json)
         guard frame.count - 4 <= WorkerWire.maxFrame else {
             throw MONAILabelError.invalid("params are too large (\(frame.count - 4) bytes; at most \(WorkerWire.maxFrame))")
         }
         let deadline = timeout.flatMap { $0 > 0 ? Self.now() + $0 : nil }
-        var (slot, handle) = try claimWorker(model: job.model, isCancelled: isCancelled, deadline: deadline, timeout: timeout)
+        var (slot, handle) = try claimWorker(model: job.model, device: device, isCancelled: isCancelled, deadline: deadline,
+                                             timeout: timeout)
         // A worker that died idle a moment ago (before its exit was booked) is not this request's failure.
         while !handle.process.isRunning {
             _ = workerLost(slot, handle, cause: .died)
-            (slot, handle) = try claimWorker(model: job.model, isCancelled: isCancelled, deadline: deadline, timeout: timeout)
+            (slot, handle) = try claimWorker(model: job.model, device: device, isCancelled: isCancelled, deadline: deadline,
+                                             timeout: timeout)
         }
         // A death's detail shows what the worker printed while running this request, not before.
         handle.tail.clear()
@@ -171,12 +178,12 @@ public final class InferWorkerPool: @unchecked Sendable {
         }
     }
 
-    private func claimWorker(model: String, isCancelled: (@Sendable () -> Bool)?, deadline: Double?, timeout: Double?)
-        throws -> (Int, WorkerHandle)
+    private func claimWorker(model: String, device: String?, isCancelled: (@Sendable () -> Bool)?, deadline: Double?,
+                             timeout: Double?) throws -> (Int, WorkerHandle)
     {
         cond.lock()
         defer { cond.unlock() }
-        let ticket = state.enqueue(model: model, now: Self.now())
+        let ticket = state.enqueue(model: model, device: device, now: Self.now())
         let failuresSeen = state.startFailures
         while true {
             if shuttingDown {
@@ -288,7 +295,11 @@ public final class InferWorkerPool: @unchecked Sendable {
         let outcome: Result<WorkerHandle, MONAILabelError>
         do {
             let root = try ProcessTemp.makeFolder()
-            outcome = WorkerHandle.spawn(slot: slot, launch: launch, under: root, log: { [weak self] in self?.log($0) })
+            cond.lock()
+            let device = state.slots[slot].device
+            cond.unlock()
+            outcome = WorkerHandle.spawn(slot: slot, device: device, launch: launch, under: root,
+                                         log: { [weak self] in self?.log($0) })
         } catch {
             outcome = .failure(error as? MONAILabelError ?? .io("\(error)"))
         }

@@ -4,6 +4,11 @@ import Foundation
 /// so that its rules can be tested alone: requests wait in FIFO order for an idle worker; a worker that
 /// dies or fails to start is restarted after a backoff that grows with consecutive failures and resets after
 /// a request succeeds. `InferWorkerPool` holds one under its lock and does the process work.
+///
+/// Workers come in one group per device (`cuda:0`, `cuda:1`, ..., or one `cpu` group on a CPU-only host), each
+/// of the same size. A request that names a device with a group waits for that group's workers; any other goes
+/// to the idle worker of the least-loaded device (fewest busy workers, then the first device). Earlier requests
+/// pick first, so one waiting for a busy device does not hold back a later one another device can serve.
 public struct WorkerPoolState: Sendable, Equatable {
     public enum SlotState: String, Sendable {
         /// No process: never started, died or failed to start; restartable from `retryAt`.
@@ -17,6 +22,8 @@ public struct WorkerPoolState: Sendable, Equatable {
     }
 
     public struct Slot: Sendable, Equatable {
+        /// The device this worker's group serves; its default for requests that name none.
+        public var device = "cpu"
         public var state = SlotState.down
         public var pid: Int32?
         /// Requests this slot's workers completed (successfully or with a domain error).
@@ -38,6 +45,8 @@ public struct WorkerPoolState: Sendable, Equatable {
         public var id: Int
         public var model: String
         public var since: Double
+        /// The device group the request must run on; nil for any.
+        public var device: String?
     }
 
     public private(set) var slots: [Slot]
@@ -47,8 +56,19 @@ public struct WorkerPoolState: Sendable, Equatable {
     public private(set) var lastStartError: String?
     private var nextID = 1
 
-    public init(workers: Int) {
-        slots = Array(repeating: Slot(), count: max(1, workers))
+    /// `workers` per device of `devices` (device names as `Device.description` writes them; at least one).
+    public init(workers: Int, devices: [String] = ["cpu"]) {
+        var groups: [String] = []
+        for d in devices where !groups.contains(d) { groups.append(d) }
+        if groups.isEmpty { groups = ["cpu"] }
+        slots = groups.flatMap { d in Array(repeating: Slot(device: d), count: max(1, workers)) }
+    }
+
+    /// The device groups in order.
+    public var devices: [String] {
+        var out: [String] = []
+        for s in slots where !out.contains(s.device) { out.append(s.device) }
+        return out
     }
 
     /// Seconds before restarting a slot after `failures` consecutive failures: the first restart is
@@ -58,11 +78,14 @@ public struct WorkerPoolState: Sendable, Equatable {
         failures <= 1 ? 0 : min(30, pow(2, Double(min(failures, 16) - 2)))
     }
 
-    /// Puts a request at the back of the queue; returns its ticket.
-    public mutating func enqueue(model: String, now: Double) -> Int {
+    /// Puts a request at the back of the queue; returns its ticket. `device` pins it to that device's workers
+    /// when there is such a group (any worker can place work on any device, so a device without one, such as
+    /// `cpu` on a GPU host, pins nothing).
+    public mutating func enqueue(model: String, device: String? = nil, now: Double) -> Int {
         let id = nextID
         nextID += 1
-        queue.append(Waiting(id: id, model: model, since: now))
+        let pinned = device.flatMap { d in slots.contains { $0.device == d } ? d : nil }
+        queue.append(Waiting(id: id, model: model, since: now, device: pinned))
         return id
     }
 
@@ -76,13 +99,33 @@ public struct WorkerPoolState: Sendable, Equatable {
         queue.removeAll { $0.id == id }
     }
 
-    /// The slot request `id` runs on, when it is at the head of the queue and a worker is idle; it leaves the
-    /// queue and the slot turns busy.
+    /// The slot request `id` runs on, when a worker it may use is idle and no request ahead of it takes that
+    /// worker; it leaves the queue and the slot turns busy. The queue is served in order: each request ahead
+    /// picks (and so takes away) its worker first.
     public mutating func claim(_ id: Int) -> Int? {
-        guard queue.first?.id == id, let s = slots.firstIndex(where: { $0.state == .idle }) else { return nil }
-        queue.removeFirst()
-        slots[s].state = .busy
-        return s
+        var idle = slots.indices.filter { slots[$0].state == .idle }
+        var busy: [String: Int] = [:]
+        for s in slots where s.state == .busy { busy[s.device, default: 0] += 1 }
+        let order = devices
+        for (position, w) in queue.enumerated() {
+            guard !idle.isEmpty else { return nil }
+            let candidates = idle.filter { w.device == nil || slots[$0].device == w.device }
+            // Least-loaded device first, then the device order, then the slot order.
+            guard let s = candidates.min(by: { a, b in
+                let la = busy[slots[a].device, default: 0], lb = busy[slots[b].device, default: 0]
+                if la != lb { return la < lb }
+                let oa = order.firstIndex(of: slots[a].device) ?? 0, ob = order.firstIndex(of: slots[b].device) ?? 0
+                return oa != ob ? oa < ob : a < b
+            }) else { continue }
+            if w.id == id {
+                queue.remove(at: position)
+                slots[s].state = .busy
+                return s
+            }
+            idle.removeAll { $0 == s }
+            busy[slots[s].device, default: 0] += 1
+        }
+        return nil
     }
 
     /// Slots due for a (re)start; they turn `starting`.

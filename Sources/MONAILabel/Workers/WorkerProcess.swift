@@ -39,8 +39,9 @@ final class WorkerHandle: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    static func spawn(slot: Int, launch: InferWorkerPool.Launch, under root: URL, log: @escaping @Sendable (String) -> Void)
-        -> Result<WorkerHandle, MONAILabelError>
+    /// Starts the worker of `slot`; a model worker is told the device it serves (`MONAI_LABEL_WORKER_DEVICE`).
+    static func spawn(slot: Int, device: String? = nil, launch: InferWorkerPool.Launch, under root: URL,
+                      log: @escaping @Sendable (String) -> Void) -> Result<WorkerHandle, MONAILabelError>
     {
         var fds: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
@@ -61,6 +62,7 @@ final class WorkerHandle: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         for (k, v) in launch.environment { env[k] = v }
         env["TMPDIR"] = folder.path
+        if let device { env[InferWorker.deviceVariable] = device }
         p.environment = env
         p.standardInput = FileHandle(fileDescriptor: fds[1], closeOnDealloc: false)
         let pipe = Pipe()
