@@ -17,13 +17,16 @@ EXPECT="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+"
 export MONAILABEL_TORCH_BACKEND="$BACKEND" MONAILABEL_EXPECT_TORCH="$EXPECT"
 # TorchKit, the networks (SwinUNETR and UNETR included) against their PyTorch fixtures, the MONAI bundle fixture,
 # the inference pipeline against MONAI's output, the briefly-trained DeepGrow/DeepEdit checks, and what --version
-# and /info/ report.
+# and /info/ report; mixed precision (autocast and the gradient scaler: TorchKit's suites, the pipeline's bf16
+# Dice, bf16 training and the scaler in the shared training step).
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
     'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
     'MONAILabelTests\.argmaxOverChannels_' 'MONAILabelTests\.deepGrowPreAndPost_matchMONAI'
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'
     version_namesTheAPIAndLibtorch info_namesTheBackendsLibtorchAndDevices
+    'MONAILabelTests\.trainLoop_bf16AutocastOnTheCPU' 'MONAILabelTests\.trainLoop_scalerOverflow'
+    'MONAILabelTests\.dataParallel_oneRanksOverflow'
 )
 FILTER="$(IFS='|'; echo "${TESTS[*]}")"
 mkdir -p .build

@@ -73,10 +73,11 @@ public final class DeepEditTask: ModelTask, @unchecked Sendable {
         var timings = Timings()
         let started = DispatchTime.now()
         let clicks = try DeepEditGuidance.clicks(from: p, labels: deepEditLabels.map(\.name))
+        let autocast = try InferPrecision.autocast(params: p)
 
         let (input, grid, restore) = try preprocess(imagePath: request.imagePath, clicks: clicks, timings: &timings)
         let classes: [UInt8] = try timings.measure("stage", "infer") {
-            let logits = try loader.withNetwork { try $0.forward(input) }
+            let logits = try loader.withNetwork { try $0.forward(input, autocast: autocast) }
             guard logits.shape == [1, outChannels] + spatialSize else {
                 throw MONAILabelError.io("model \(name): the network returned \(logits.shape) for an input of \(input.shape)")
             }

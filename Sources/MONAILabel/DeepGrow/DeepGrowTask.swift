@@ -76,6 +76,7 @@ public final class DeepGrowTask: ModelTask, @unchecked Sendable {
                 + "as lists of [i, j, k] voxel indices")
         }
 
+        let autocast = try InferPrecision.autocast(params: p)
         let image = try loadImage(request.imagePath, timings: &timings)
         guard image.spatialShape.count == 3, image.channels == 1 else {
             throw MONAILabelError.invalid("\(name) needs a single-channel 3D image, got shape \(image.shape)")
@@ -92,7 +93,7 @@ public final class DeepGrowTask: ModelTask, @unchecked Sendable {
 
         let logits = try timings.measure("stage", "infer") { () throws -> [Float] in
             let t = try Tensor(input, shape: [1, 3] + modelSize)
-            let out = try loader.withNetwork { try $0.forward(t) }
+            let out = try loader.withNetwork { try $0.forward(t, autocast: autocast) }
             guard out.shape == [1, 1] + modelSize else {
                 throw MONAILabelError.io("model \(name): the network returned \(out.shape) for an input of \(modelSize)")
             }

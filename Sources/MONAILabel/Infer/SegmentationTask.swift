@@ -170,15 +170,17 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
     /// `predictTensor` on an input already in libtorch (`[1, C, *spatial]`).
     func predictTensor(input: Tensor, params p: JSONObject) throws -> Tensor {
         let sw = try slidingWindow(params: p)
+        let autocast = try InferPrecision.autocast(params: p)
         let out: Tensor = try loader.withNetwork { net in
-            if let sw { return try sw(input) { try net.forward($0) } }
-            return try net.forward(input)
+            if let sw { return try sw(input) { try net.forward($0, autocast: autocast) } }
+            return try net.forward(input, autocast: autocast)
         }
         return out
     }
 
     public func validate(params: JSONObject) throws {
         _ = try slidingWindow(params: params)
+        _ = try InferPrecision.autocast(params: params)
     }
 
     /// The sliding-window inferer of the model's `inferer` section with the client's `roi_size`, `sw_batch_size`
