@@ -258,15 +258,14 @@ mlt_status mlt_instance_norm(mlt_tensor input, mlt_tensor weight, mlt_tensor bia
 mlt_status mlt_group_norm(mlt_tensor input, int64_t num_groups, mlt_tensor weight, mlt_tensor bias, double eps,
                           mlt_tensor *out, char **err) {
     return guard(err, [&] {
-        *out = wrap(at::group_norm(ref(input), num_groups, opt(weight), opt(bias), eps,
-                                   at::globalContext().userEnabledCuDNN()));
+        *out = wrap(at::group_norm(mlt::autocast_norm_input(ref(input)), num_groups, opt(weight), opt(bias), eps, at::globalContext().userEnabledCuDNN()));
     });
 }
 
 mlt_status mlt_layer_norm(mlt_tensor input, const int64_t *normalized_shape, size_t ndim, mlt_tensor weight,
                           mlt_tensor bias, double eps, mlt_tensor *out, char **err) {
     return guard(err, [&] {
-        *out = wrap(at::layer_norm(ref(input), ints(normalized_shape, ndim), opt(weight), opt(bias), eps,
+        *out = wrap(at::layer_norm(mlt::autocast_norm_input(ref(input)), ints(normalized_shape, ndim), opt(weight), opt(bias), eps,
                                    at::globalContext().userEnabledCuDNN()));
     });
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Imaging
+import TorchCheckpoint
 import TorchKit
 import Testing
 @testable import MONAILabel
@@ -201,4 +202,60 @@ private final class RankOutcomes: @unchecked Sendable {
     private var byRank: [Int: String] = [:]
     func record(_ rank: Int, _ s: String) { lock.withLock { byRank[rank] = s } }
     var values: [Int: String] { lock.withLock { byRank } }
+}
+
+// MARK: Which networks run under CPU bf16 autocast
+
+/// Every network the apps build, under bf16 autocast on the CPU, against PyTorch's float32 output of the same
+/// weights (the parity fixtures): it runs on this backend, and stays within a few percent of the output's range
+/// (bf16 keeps 8 bits of mantissa).
+@Test(.tags(.unit), arguments: ["unet_segmentation_spleen", "basicunet_deepgrow_2d", "basicunet_deepgrow_3d",
+                                "segresnet_segmentation", "dynunet_deepedit", "unetr", "swin_unetr"])
+func bf16Autocast_fixtureNetwork_runsAndStaysNearFloat32(fixture: String) throws {
+    let net: Module & Layer
+    switch fixture {
+    case "unet_segmentation_spleen":
+        net = try UNet(spatialDims: 3, inChannels: 1, outChannels: 2, channels: [4, 8, 16, 32], strides: [2, 2, 2],
+                       numResUnits: 2, norm: .batch)
+    case "basicunet_deepgrow_2d":
+        net = try BasicUNet(spatialDims: 2, inChannels: 3, outChannels: 1, features: [4, 8, 8, 16, 16, 4])
+    case "basicunet_deepgrow_3d":
+        net = try BasicUNet(spatialDims: 3, inChannels: 3, outChannels: 1, features: [4, 8, 8, 16, 16, 4])
+    case "segresnet_segmentation":
+        net = try SegResNet(spatialDims: 3, initFilters: 8, inChannels: 1, outChannels: 3, dropoutProb: 0.2,
+                            blocksDown: [1, 2, 2, 4], blocksUp: [1, 1, 1])
+    case "dynunet_deepedit":
+        net = try DynUNet(spatialDims: 3, inChannels: 4, outChannels: 3, kernelSize: [[3], [3], [3], [3]],
+                          strides: [[1], [2], [2], [2, 2, 1]], upsampleKernelSize: [[2], [2], [2, 2, 1]],
+                          filters: [8, 16, 32, 64], norm: .instance(), resBlock: true)
+    case "unetr":
+        net = try UNETR(inChannels: 2, outChannels: 3, imgSize: [32, 32, 32], featureSize: 4, hiddenSize: 16,
+                        mlpDim: 32, numHeads: 4)
+    default:
+        net = try SwinUNETR(inChannels: 1, outChannels: 2, featureSize: 12)
+    }
+    let input: Tensor, expected: Tensor
+    switch fixture {
+    case "unetr", "swin_unetr":
+        if fixture == "unetr" {
+            let state = try Checkpoint.stateDict(from: TransformerNetworkTests.file("unetr.small.pt"), key: nil)
+            try net.load(stateDict: state.map { ($0.name, $0.tensor) }, strict: true)
+        } else {
+            try net.load(stateDict: TransformerNetworkTests.formulaState(net), strict: true)
+        }
+        input = try NetworkFixtures.floatNpy(at: TransformerNetworkTests.file("\(fixture).input.npy"))
+        expected = try NetworkFixtures.floatNpy(at: TransformerNetworkTests.file("\(fixture).output.npy"))
+    default:
+        let script = try ScriptModule(contentsOf: NetworkFixtures.monai("\(fixture).small.ts"))
+        try net.load(stateDict: script.stateDict(), strict: true)
+        input = try NetworkFixtures.floatNpy("\(fixture).input.npy")
+        expected = try NetworkFixtures.floatNpy("\(fixture).output.npy")
+    }
+    net.eval()
+    let output = try Torch.withNoGrad { try Autocast(device: .cpu, dtype: .bfloat16).run { try net(input) }.to(.float32) }
+    #expect(output.shape == expected.shape)
+    let err = try (output - expected).abs().max().item()
+    let range = try expected.abs().max().item()
+    #expect(err <= 0.05 * range, "\(fixture): max error \(err) against outputs up to \(range) on libtorch \(Torch.versionString)")
+    #expect(err > 0, "bf16 ran")
 }
