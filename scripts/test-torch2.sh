@@ -18,7 +18,7 @@ export MONAILABEL_TORCH_BACKEND="$BACKEND" MONAILABEL_EXPECT_TORCH="$EXPECT"
 # TorchKit, the networks (SwinUNETR and UNETR included) against their PyTorch fixtures, the MONAI bundle fixture,
 # the inference pipeline against MONAI's output, the briefly-trained DeepGrow/DeepEdit checks, and what --version
 # and /info/ report; mixed precision (autocast and the gradient scaler: TorchKit's suites, the pipeline's bf16
-# Dice, bf16 training and the scaler in the shared training step).
+# Dice, every app network under bf16, bf16 training and the scaler in the shared training step).
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
     'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
@@ -26,7 +26,7 @@ TESTS=(
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'
     version_namesTheAPIAndLibtorch info_namesTheBackendsLibtorchAndDevices
     'MONAILabelTests\.trainLoop_bf16AutocastOnTheCPU' 'MONAILabelTests\.trainLoop_scalerOverflow'
-    'MONAILabelTests\.dataParallel_oneRanksOverflow'
+    'MONAILabelTests\.dataParallel_oneRanksOverflow' 'MONAILabelTests\.bf16Autocast_fixtureNetwork'
 )
 FILTER="$(IFS='|'; echo "${TESTS[*]}")"
 mkdir -p .build
