@@ -27,8 +27,10 @@ export MONAILABEL_SCRIPTED_FIXTURES="$PWD/$SCRIPTED"
 # TorchKit (the scripted fixtures included), the networks (SwinUNETR and UNETR included) against their PyTorch
 # fixtures, the MONAI bundle fixture and its train.json first step, the inference pipeline against MONAI's output,
 # the briefly-trained DeepGrow/DeepEdit checks, what --version and /info/ report, `monailabel selftest`'s checks
-# on the CPU, and the out-of-memory classification and retry (TorchKitTests.DeviceMemoryTests,
-# DevicePlacementTests: each libtorch words its allocator's failure differently).
+# on the CPU, mixed precision (autocast and the gradient scaler: TorchKit's suites, the pipeline's bf16 Dice, every
+# app network under bf16, bf16 training and the scaler in the shared training step), and the out-of-memory
+# classification and retry (TorchKitTests.DeviceMemoryTests, DevicePlacementTests: each libtorch words its
+# allocator's failure differently).
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
     'MONAILabelTests\.BundleTrainTests'
@@ -37,6 +39,8 @@ TESTS=(
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'
     'MONAILabelTests\.DevicePlacementTests'
     version_namesTheAPIAndLibtorch info_namesTheBackendsLibtorchAndDevices 'MONAILabelTests\.SelfTestTests'
+    'MONAILabelTests\.trainLoop_bf16AutocastOnTheCPU' 'MONAILabelTests\.trainLoop_scalerOverflow'
+    'MONAILabelTests\.dataParallel_oneRanksOverflow' 'MONAILabelTests\.bf16Autocast_fixtureNetwork'
 )
 FILTER="$(IFS='|'; echo "${TESTS[*]}")"
 mkdir -p .build

@@ -13,6 +13,10 @@ static int (*p_mlt_cuda_is_available)(void);
 static int (*p_mlt_cuda_device_count)(void);
 static int (*p_mlt_set_grad_enabled)(int enabled);
 static int (*p_mlt_is_grad_enabled)(void);
+static int (*p_mlt_autocast_supported)(mlt_device_type dev, mlt_dtype dtype);
+static mlt_status (*p_mlt_autocast_enter)(mlt_device_type dev, mlt_dtype dtype, int *prev_enabled, mlt_dtype *prev_dtype, char **err);
+static void (*p_mlt_autocast_exit)(mlt_device_type dev, int prev_enabled, mlt_dtype prev_dtype);
+static int (*p_mlt_autocast_is_enabled)(mlt_device_type dev);
 static void (*p_mlt_tensor_free)(mlt_tensor t);
 static mlt_status (*p_mlt_tensor_from_data)(const void *data, size_t nbytes, const int64_t *shape, size_t ndim, mlt_dtype dtype, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_tensor_copy_to_host)(mlt_tensor t, void *dst, size_t nbytes, char **err);
@@ -123,6 +127,10 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_cuda_device_count", (void **)&p_mlt_cuda_device_count},
     {"mlt_set_grad_enabled", (void **)&p_mlt_set_grad_enabled},
     {"mlt_is_grad_enabled", (void **)&p_mlt_is_grad_enabled},
+    {"mlt_autocast_supported", (void **)&p_mlt_autocast_supported},
+    {"mlt_autocast_enter", (void **)&p_mlt_autocast_enter},
+    {"mlt_autocast_exit", (void **)&p_mlt_autocast_exit},
+    {"mlt_autocast_is_enabled", (void **)&p_mlt_autocast_is_enabled},
     {"mlt_tensor_free", (void **)&p_mlt_tensor_free},
     {"mlt_tensor_from_data", (void **)&p_mlt_tensor_from_data},
     {"mlt_tensor_copy_to_host", (void **)&p_mlt_tensor_copy_to_host},
@@ -268,6 +276,22 @@ int mlt_set_grad_enabled(int enabled) {
 int mlt_is_grad_enabled(void) {
     mlt_load_or_die();
     return p_mlt_is_grad_enabled();
+}
+int mlt_autocast_supported(mlt_device_type dev, mlt_dtype dtype) {
+    mlt_load_or_die();
+    return p_mlt_autocast_supported(dev, dtype);
+}
+mlt_status mlt_autocast_enter(mlt_device_type dev, mlt_dtype dtype, int *prev_enabled, mlt_dtype *prev_dtype, char **err) {
+    mlt_load_or_die();
+    return p_mlt_autocast_enter(dev, dtype, prev_enabled, prev_dtype, err);
+}
+void mlt_autocast_exit(mlt_device_type dev, int prev_enabled, mlt_dtype prev_dtype) {
+    mlt_load_or_die();
+    p_mlt_autocast_exit(dev, prev_enabled, prev_dtype);
+}
+int mlt_autocast_is_enabled(mlt_device_type dev) {
+    mlt_load_or_die();
+    return p_mlt_autocast_is_enabled(dev);
 }
 void mlt_tensor_free(mlt_tensor t) {
     mlt_load_or_die();

@@ -2,6 +2,7 @@
 #pragma once
 #include "mlt_backend.h"
 #include <torch/torch.h>
+#include <ATen/autocast_mode.h>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -114,6 +115,16 @@ inline at::Scalar scalar_for(const at::Tensor &t, double v) {
         std::fabs(v) < 9.0e18)
         return at::Scalar(static_cast<int64_t>(v));
     return at::Scalar(v);
+}
+
+// The input group_norm and layer_norm should see. libtorch 1.13's CPU kernels want the input in the affine
+// parameters' dtype and its CPU autocast passes both ops by, so a bf16 activation fails there: under autocast it
+// is normalised in float32 (CUDA autocast's policy for these ops). 2.x's kernels take the mix themselves.
+inline at::Tensor autocast_norm_input(const at::Tensor &x) {
+#if TORCH_VERSION_MAJOR < 2
+    if (x.scalar_type() == at::kBFloat16 && at::autocast::is_cpu_enabled()) return x.to(at::kFloat);
+#endif
+    return x;
 }
 
 inline std::vector<at::Tensor> tensor_list(const mlt_tensor *hs, size_t n) {

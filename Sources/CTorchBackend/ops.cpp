@@ -215,8 +215,25 @@ mlt_status mlt_convolution(mlt_tensor input, mlt_tensor weight, mlt_tensor bias,
                                         std::to_string(nspatial) + " spatial parameters were given");
         std::vector<int64_t> zeros(nspatial, 0);
         auto op = output_padding ? ints(output_padding, nspatial) : at::IntArrayRef(zeros);
-        *out = wrap(at::convolution(ref(input), w, opt(bias), ints(stride, nspatial), ints(padding, nspatial),
-                                    ints(dilation, nspatial), transposed != 0, op, groups));
+        const auto &x = ref(input);
+        auto b = opt(bias);
+        auto s = ints(stride, nspatial), p = ints(padding, nspatial), d = ints(dilation, nspatial);
+        // The named ops rather than at::convolution, which they call: autocast's CPU op list has conv1d-3d and
+        // conv_transpose1d-3d but not `convolution`, so mixed precision would leave every convolution in fp32.
+        if (transposed == 0) {
+            switch (nspatial) {
+            case 1: *out = wrap(at::conv1d(x, w, b, s, p, d, groups)); return;
+            case 2: *out = wrap(at::conv2d(x, w, b, s, p, d, groups)); return;
+            case 3: *out = wrap(at::conv3d(x, w, b, s, p, d, groups)); return;
+            }
+        } else {
+            switch (nspatial) {
+            case 1: *out = wrap(at::conv_transpose1d(x, w, b, s, p, op, groups, d)); return;
+            case 2: *out = wrap(at::conv_transpose2d(x, w, b, s, p, op, groups, d)); return;
+            case 3: *out = wrap(at::conv_transpose3d(x, w, b, s, p, op, groups, d)); return;
+            }
+        }
+        *out = wrap(at::convolution(x, w, b, s, p, d, transposed != 0, op, groups));
     });
 }
 
@@ -241,15 +258,14 @@ mlt_status mlt_instance_norm(mlt_tensor input, mlt_tensor weight, mlt_tensor bia
 mlt_status mlt_group_norm(mlt_tensor input, int64_t num_groups, mlt_tensor weight, mlt_tensor bias, double eps,
                           mlt_tensor *out, char **err) {
     return guard(err, [&] {
-        *out = wrap(at::group_norm(ref(input), num_groups, opt(weight), opt(bias), eps,
-                                   at::globalContext().userEnabledCuDNN()));
+        *out = wrap(at::group_norm(mlt::autocast_norm_input(ref(input)), num_groups, opt(weight), opt(bias), eps, at::globalContext().userEnabledCuDNN()));
     });
 }
 
 mlt_status mlt_layer_norm(mlt_tensor input, const int64_t *normalized_shape, size_t ndim, mlt_tensor weight,
                           mlt_tensor bias, double eps, mlt_tensor *out, char **err) {
     return guard(err, [&] {
-        *out = wrap(at::layer_norm(ref(input), ints(normalized_shape, ndim), opt(weight), opt(bias), eps,
+        *out = wrap(at::layer_norm(mlt::autocast_norm_input(ref(input)), ints(normalized_shape, ndim), opt(weight), opt(bias), eps,
                                    at::globalContext().userEnabledCuDNN()));
     });
 }

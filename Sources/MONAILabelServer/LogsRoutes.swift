@@ -24,19 +24,7 @@ enum LogsRoutes {
         })
 
         r.get("/logs/gpu", route { _ in
-            let candidates = ["/usr/bin/nvidia-smi", "/usr/local/bin/nvidia-smi", "/bin/nvidia-smi"]
-            guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-                throw MONAILabelError.notFound("nvidia-smi is not available on this server")
-            }
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: exe)
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return .text(String(decoding: data, as: UTF8.self))
+            .text(try NvidiaSMI.report(searchPath: ctx.app.settings.executableSearchPath))
         })
     }
 

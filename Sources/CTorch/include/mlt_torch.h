@@ -73,6 +73,22 @@ int mlt_cuda_device_count(void);
 int mlt_set_grad_enabled(int enabled);
 int mlt_is_grad_enabled(void);
 
+/* ---- Mixed precision (autocast.cpp) ---- */
+/* libtorch's autocast (torch.autocast): inside a scope, convolutions and matrix products on `dev` run in the
+ * lower-precision `dtype` (CUDA: MLT_FLOAT16 or MLT_BFLOAT16; CPU: MLT_BFLOAT16) and precision-sensitive ops in
+ * float32, per libtorch's own op lists. Like grad mode the state is per OS thread: enter and exit on the thread
+ * that runs the forward pass, within one synchronous stretch of code. */
+/* 1 when this backend can autocast on `dev` to `dtype`. */
+int mlt_autocast_supported(mlt_device_type dev, mlt_dtype dtype);
+/* Turns autocast on for `dev` with `dtype` on the calling thread and writes the state it replaced into
+ * *prev_enabled and *prev_dtype for mlt_autocast_exit. Fails for a pair mlt_autocast_supported refuses. */
+mlt_status mlt_autocast_enter(mlt_device_type dev, mlt_dtype dtype, int *prev_enabled, mlt_dtype *prev_dtype,
+                              char **err);
+/* Restores what mlt_autocast_enter replaced; closing the outermost scope clears autocast's cache of
+ * lower-precision weight copies. */
+void mlt_autocast_exit(mlt_device_type dev, int prev_enabled, mlt_dtype prev_dtype);
+int mlt_autocast_is_enabled(mlt_device_type dev);
+
 /* ---- Tensor lifetime, data and metadata (tensor.cpp) ---- */
 void mlt_tensor_free(mlt_tensor t);
 /* Copies `nbytes` from `data` (C order, native little-endian) into a new CPU tensor. */

@@ -22,6 +22,9 @@ public struct Settings: Sendable, Equatable {
     public var sessionExpiry = 3600
     /// The most bytes one session may hold, uploads or what an archive expands to (`MONAI_LABEL_SESSION_MAX_BYTES`).
     public var sessionMaxBytes = Int(SessionStore.defaultMaxBytes)
+    /// The server's `PATH`, where external tools are looked up as upstream's `subprocess.run` does (`nvidia-smi`
+    /// for `/logs/gpu`).
+    public var executableSearchPath = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
     public var inferConcurrency = -1
     public var inferTimeout = 600
     /// Seconds one DICOM conversion of the DICOMweb datastore may run in its process
@@ -91,6 +94,7 @@ public struct Settings: Sendable, Equatable {
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> Settings {
         var s = Settings(appDir: appDir, studies: studies, conf: conf)
+        if let path = environment["PATH"] { s.executableSearchPath = path }
         func value(_ key: String) -> String? { environment["MONAI_LABEL_" + key] }
         func bool(_ key: String, _ into: inout Bool) throws {
             guard let v = value(key) else { return }

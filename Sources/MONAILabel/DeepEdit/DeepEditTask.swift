@@ -73,12 +73,13 @@ public final class DeepEditTask: ModelTask, @unchecked Sendable {
         var timings = Timings()
         let started = DispatchTime.now()
         let clicks = try DeepEditGuidance.clicks(from: p, labels: deepEditLabels.map(\.name))
+        let placement = try InferPlacement(params: p)
+        let autocast = try InferPrecision.autocast(params: p, device: placement.device)
 
         let (input, grid, restore) = try preprocess(imagePath: request.imagePath, clicks: clicks, timings: &timings)
         let classes: [UInt8] = try timings.measure("stage", "infer") {
-            let placement = try InferPlacement(params: p)
             let logits = try placement.run { _ in
-                try loader.withNetwork(on: placement.device) { try $0.forward(input.to(placement.device)) }
+                try loader.withNetwork(on: placement.device) { try $0.forward(input.to(placement.device), autocast: autocast) }
             }
             guard logits.shape == [1, outChannels] + spatialSize else {
                 throw MONAILabelError.io("model \(name): the network returned \(logits.shape) for an input of \(input.shape)")

@@ -76,6 +76,8 @@ public final class DeepGrowTask: ModelTask, @unchecked Sendable {
                 + "as lists of [i, j, k] voxel indices")
         }
 
+        let placement = try InferPlacement(params: p)
+        let autocast = try InferPrecision.autocast(params: p, device: placement.device)
         let image = try loadImage(request.imagePath, timings: &timings)
         guard image.spatialShape.count == 3, image.channels == 1 else {
             throw MONAILabelError.invalid("\(name) needs a single-channel 3D image, got shape \(image.shape)")
@@ -92,9 +94,8 @@ public final class DeepGrowTask: ModelTask, @unchecked Sendable {
 
         let logits = try timings.measure("stage", "infer") { () throws -> [Float] in
             let t = try Tensor(input, shape: [1, 3] + modelSize)
-            let placement = try InferPlacement(params: p)
             let out = try placement.run { _ in
-                try loader.withNetwork(on: placement.device) { try $0.forward(t.to(placement.device)) }
+                try loader.withNetwork(on: placement.device) { try $0.forward(t.to(placement.device), autocast: autocast) }
             }
             guard out.shape == [1, 1] + modelSize else {
                 throw MONAILabelError.io("model \(name): the network returned \(out.shape) for an input of \(modelSize)")

@@ -173,16 +173,18 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
     func predictTensor(input: Tensor, params p: JSONObject) throws -> Tensor {
         let sw = try slidingWindow(params: p)
         let placement = try InferPlacement(params: p)
+        let autocast = try InferPrecision.autocast(params: p, device: placement.device)
         return try placement.run { accumulate in
             try loader.withNetwork(on: placement.device) { net -> Tensor in
-                if let sw { return try sw(input, device: placement.device, accumulate: accumulate) { try net.forward($0) } }
-                return try net.forward(input.to(placement.device))
+                if let sw { return try sw(input, device: placement.device, accumulate: accumulate) { try net.forward($0, autocast: autocast) } }
+                return try net.forward(input.to(placement.device), autocast: autocast)
             }
         }
     }
 
     public func validate(params: JSONObject) throws {
         _ = try slidingWindow(params: params)
+        _ = try InferPrecision.autocast(params: params, device: InferPlacement(params: params).device)
     }
 
     /// The sliding-window inferer of the model's `inferer` section with the client's `roi_size`, `sw_batch_size`

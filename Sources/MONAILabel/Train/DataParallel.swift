@@ -121,6 +121,14 @@ public final class DataParallel: @unchecked Sendable {
         try Torch.withNoGrad { for g in grads { try g.copy(from: g.mul(scale)) } }
     }
 
+    /// Whether `flag` is set on any rank, on every rank (e.g. a gradient scaler's overflow: one rank skipping
+    /// the step alone would leave its weights behind the others').
+    public func anyRank(_ flag: Bool) throws -> Bool {
+        let t = try Tensor([Float(flag ? 1 : 0)], shape: [1])
+        try group.allReduceSum([t])
+        return try t.floats()[0] > 0
+    }
+
     /// Rank 0's `value` on every rank (e.g. whether to go on after validation).
     public func leaderDecides(_ value: Bool) throws -> Bool {
         let t = try Tensor([Float(value ? 1 : 0)], shape: [1])

@@ -29,6 +29,17 @@ struct TrainSettings: Sendable {
     let parallel: ParallelSettings
     /// This process's rank in a data-parallel job (set by `MONAILabelApp.train`); nil for a single process.
     var dataParallel: DataParallel?
+    /// The client's `amp` (upstream's trainers' mixed-precision switch, a constructor argument there); nil when
+    /// absent.
+    let ampRequested: Bool?
+
+    /// Mixed precision for the forward pass: on by default on CUDA, as upstream's trainers (`amp=True`), as
+    /// float16 (with a `GradScaler`); on the CPU only when `amp` asks, as bfloat16 (no scaler: bfloat16 has
+    /// float32's range).
+    var autocast: Autocast? {
+        guard ampRequested ?? (device != .cpu) else { return nil }
+        return Autocast(device: device, dtype: device == .cpu ? .bfloat16 : .float16)
+    }
 
     /// Reads and range-checks the merged config; every key a trainer reads is checked here, so the server can
     /// refuse a request (422 naming the key) before a job is queued, by building this from the request.
@@ -58,6 +69,7 @@ struct TrainSettings: Sendable {
         for key in ["deepgrow_probability_train", "deepgrow_probability_val"] { _ = try cfg.doubleParam(key, in: 0...1) }
         for key in ["max_train_interactions", "max_val_interactions"] { _ = try cfg.intParam(key, in: 0...1000) }
         device = cfg["device"]?.stringValue == "cpu" ? .cpu : .best
+        ampRequested = try cfg.boolParam("amp")
         parallel = try ParallelSettings(config: cfg, cudaDevices: { Torch.cudaDeviceCount })
         started = Date()
         runID = SegmentationTrainer.runID(started)
@@ -84,6 +96,10 @@ final class TrainLoop {
     /// `<run>/model.pt`: the best model so far, and where a later run with the same name resumes from.
     let resume: URL
     let net: any Layer
+    /// Mixed precision of the forward pass (`TrainSettings.autocast`), fixed for the run.
+    let autocast: Autocast?
+    /// Loss scaling for float16 autocast (PyTorch's defaults); nil otherwise. Tests swap in their own.
+    var scaler: GradScaler?
     /// Iterations per epoch.
     let epochLength: Int
     var record: StatsRecord
@@ -122,6 +138,13 @@ final class TrainLoop {
         self.runDir = runDir
         self.resume = resume
         self.net = net
+        let autocast = settings.autocast
+        if let autocast, !Autocast.isSupported(on: autocast.device, dtype: autocast.dtype) {
+            throw MONAILabelError.invalid("amp: \(autocast) is not available in this server's libtorch backend")
+        }
+        self.autocast = autocast
+        scaler = autocast?.dtype == .float16 ? GradScaler() : nil
+        if let autocast { log("Mixed precision: \(autocast)\(scaler == nil ? "" : " with a gradient scaler")") }
         record = StatsRecord(totalEpochs: settings.maxEpochs, epochLength: epochLength,
                              startTS: Int(settings.started.timeIntervalSince1970), validating: validating)
     }
@@ -139,16 +162,28 @@ final class TrainLoop {
     }
 
     /// One optimisation step of `net` on input `x` and target `y`; returns the logits (for the training
-    /// metric) and the loss value.
+    /// metric) and the loss value. With mixed precision the forward pass runs under autocast and its logits come
+    /// back to float32 for the loss; with float16 the loss is scaled for the backward pass and the step is skipped
+    /// (on every rank) when the gradients overflowed.
     func step(_ x: Tensor, _ y: Tensor, optimizer: Optimizer, loss: (Tensor, Tensor) throws -> Tensor) throws
         -> (logits: Tensor, loss: Double)
     {
         try optimizer.zeroGrad()
-        let logits = try net(x)
+        let logits = try autocast.run { try net(x) }.to(.float32)
         let l = try loss(logits, y)
-        try l.backward()
-        try settings.dataParallel?.averageGradients(of: net.parameters())
-        try optimizer.step()
+        try (scaler?.scaled(l) ?? l).backward()
+        let params = net.parameters()
+        try settings.dataParallel?.averageGradients(of: params)
+        if let scaler {
+            var overflow = try scaler.unscale(params)
+            // Every rank unscaled the same averaged gradients; asking them all keeps the ranks in step even so.
+            if let dp = settings.dataParallel { overflow = try dp.anyRank(overflow) }
+            if !(try scaler.step(optimizer, foundNonFinite: overflow)) {
+                log(String(format: "Gradient scaler: inf/NaN gradients, step skipped; loss scale now %g", scaler.scale))
+            }
+        } else {
+            try optimizer.step()
+        }
         return (logits, try l.item())
     }
 
