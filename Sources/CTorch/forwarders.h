@@ -102,6 +102,7 @@ static mlt_status (*p_mlt_jit_to)(mlt_jit_module m, mlt_device_type dev, int ind
 static mlt_status (*p_mlt_jit_named_state)(mlt_jit_module m, char **names, mlt_tensor *tensors, size_t cap, size_t *count, char **err);
 static int (*p_mlt_cuda_built)(void);
 static mlt_status (*p_mlt_cuda_memory_info)(int index, int64_t *free_bytes, int64_t *total_bytes, char **err);
+static mlt_status (*p_mlt_cuda_device_name)(int index, char **name, char **err);
 static void (*p_mlt_cuda_empty_cache)(void);
 static int (*p_mlt_cuda_set_cudnn_benchmark)(int enabled);
 static int (*p_mlt_distributed_available)(void);
@@ -216,6 +217,7 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_jit_named_state", (void **)&p_mlt_jit_named_state},
     {"mlt_cuda_built", (void **)&p_mlt_cuda_built},
     {"mlt_cuda_memory_info", (void **)&p_mlt_cuda_memory_info},
+    {"mlt_cuda_device_name", (void **)&p_mlt_cuda_device_name},
     {"mlt_cuda_empty_cache", (void **)&p_mlt_cuda_empty_cache},
     {"mlt_cuda_set_cudnn_benchmark", (void **)&p_mlt_cuda_set_cudnn_benchmark},
     {"mlt_distributed_available", (void **)&p_mlt_distributed_available},
@@ -632,6 +634,10 @@ int mlt_cuda_built(void) {
 mlt_status mlt_cuda_memory_info(int index, int64_t *free_bytes, int64_t *total_bytes, char **err) {
     mlt_load_or_die();
     return p_mlt_cuda_memory_info(index, free_bytes, total_bytes, err);
+}
+mlt_status mlt_cuda_device_name(int index, char **name, char **err) {
+    mlt_load_or_die();
+    return p_mlt_cuda_device_name(index, name, err);
 }
 void mlt_cuda_empty_cache(void) {
     mlt_load_or_die();

@@ -55,6 +55,16 @@ public enum Torch {
         return (Int(free), Int(total))
     }
 
+    /// GPU `index`'s product name as the driver reports it (`torch.cuda.get_device_name`); needs a backend
+    /// built with CUDA's headers.
+    public static func cudaDeviceName(device index: Int) throws -> String {
+        var name: UnsafeMutablePointer<CChar>?
+        try checked("cudaDeviceName") { mlt_cuda_device_name(Int32(clamping: index), &name, $0) }
+        guard let name else { return "" }
+        defer { mlt_string_free(name) }
+        return String(cString: name)
+    }
+
     /// Hands the CUDA caching allocator's unused blocks back to the driver (`torch.cuda.empty_cache()`), so other
     /// processes sharing the GPU can use them; nothing on a backend without CUDA.
     public static func emptyCudaCache() { mlt_cuda_empty_cache() }

@@ -275,6 +275,9 @@ int mlt_cuda_built(void);
 /* Free and total bytes of GPU `index` as the driver reports them: other processes' use counts, and so does what
  * this process's caching allocator holds (even unused). Fails on a backend without CUDA or for a bad index. */
 mlt_status mlt_cuda_memory_info(int index, int64_t *free_bytes, int64_t *total_bytes, char **err);
+/* GPU `index`'s product name (torch.cuda.get_device_name), NUL-terminated, freed by the caller with
+ * mlt_string_free. Fails on a backend without CUDA or for a bad index. */
+mlt_status mlt_cuda_device_name(int index, char **name, char **err);
 /* Hands the CUDA caching allocator's unused blocks back to the driver (torch.cuda.empty_cache()); nothing
  * without CUDA. */
 void mlt_cuda_empty_cache(void);

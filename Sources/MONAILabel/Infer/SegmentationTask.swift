@@ -271,21 +271,34 @@ struct Timings {
     }
 }
 
-/// Upstream's `device_list()`: `["cpu"]` without CUDA, else the CUDA devices (clients send back the first).
+/// Upstream's `device_list()`: `["cpu"]` without CUDA, else the GPUs by product name (one GPU by its name, several
+/// as `NAME:i`; clients send one back). `device` accepts those names as upstream's `name_to_device` does, besides
+/// `cpu`, `cuda` and `cuda:N`.
 public enum DeviceList {
-    public static func names() -> [String] {
-        guard Torch.cudaIsAvailable else { return ["cpu"] }
+    public static func names() -> [String] { gpus.isEmpty ? ["cpu"] : gpus.map(\.name) }
+
+    /// The GPUs' display names and devices, read once: a backend built without CUDA's headers cannot read the
+    /// product names and lists `cuda` / `cuda:i` instead.
+    static let gpus: [(name: String, device: Device)] = {
+        guard Torch.cudaIsAvailable else { return [] }
         let n = Torch.cudaDeviceCount
-        return n == 1 ? ["cuda"] : (0..<n).map { "cuda:\($0)" }
-    }
+        return (0..<n).map { i in
+            guard let product = try? Torch.cudaDeviceName(device: i), !product.isEmpty else {
+                return (n == 1 ? "cuda" : "cuda:\(i)", .cuda(i))
+            }
+            return (n == 1 ? product : "\(product):\(i)", .cuda(i))
+        }
+    }()
 
     /// The device a request's `device` parameter names (a name, or a list as upstream accepts: its first), checked
-    /// against the backend's devices (`Device(parsing:)`); nil when absent. A refused name is a 422 naming `device`.
+    /// against the backend's devices (a listed GPU name, else `Device(parsing:)`); nil when absent. A refused name
+    /// is a 422 naming `device`.
     static func requested(_ value: JSONValue?) throws -> Device? {
         guard let value else { return nil }
         var name = value.stringValue
         if case .array(let a) = value { name = a.first?.stringValue }
         guard let name else { throw MONAILabelError.invalid("device must be a device name (cpu, cuda, cuda:N)") }
+        if let gpu = gpus.first(where: { $0.name == name }) { return gpu.device }
         do {
             return try Device(parsing: name)
         } catch {
