@@ -104,77 +104,40 @@ public final class InfoCache: @unchecked Sendable {
     }
 }
 
-/// Tells whether any of a fixed set of files may have changed since the last call, with one non-blocking read of
-/// an inotify descriptor watching the folders that hold them (and, for a file that is a symbolic link, the folder
-/// of its target). A folder that does not exist yet is covered by a watch on its nearest existing ancestor, which
-/// reports the folder's creation; every report re-places the watches, and only then does the caller look at the
-/// files, so nothing done after its look goes unreported. Without inotify (no descriptor, or a watch refused by
-/// the per-user limit) every call reports a possible change.
+/// Tells whether any of a fixed set of files may have changed since the last call, from the process's
+/// `FolderWatch`: one non-blocking read of an inotify descriptor watching the folders that hold them (and, for a
+/// file that is a symbolic link, the folder of its target). A folder that does not exist yet is covered by a watch
+/// on its nearest existing ancestor, which reports the folder's creation; every report re-places the watches, and
+/// only then does the caller look at the files, so nothing done after its look goes unreported. A report about
+/// another monitor's folders counts too (a needless look at the files, never a missed change). Without inotify (no
+/// descriptor, or a watch refused by the per-user limit) every call reports a possible change.
 final class FileChangeMonitor: @unchecked Sendable {
-    private let fd: Int32
     private let files: [String]
+    private let watch: FolderWatch?
     /// Whether every folder (or its ancestor) has a watch; false reports a change on every call and retries.
     private var armed = false
-    /// Room for a burst of events (each at most a header and `NAME_MAX` + 1 bytes of name); kept, so a read that
-    /// finds nothing, as most do, allocates nothing.
-    private var buffer = [UInt8](repeating: 0, count: 4096 + Int(NAME_MAX) + 1)
-
-    /// Creations, deletions, renames in or out, attribute changes (`touch`), files closed after writing, and the
-    /// folder itself going away. Writes still in progress (`IN_MODIFY`) are left out: a training run writing
-    /// checkpoints beside the watched files would otherwise queue an event per write.
-    private static let mask = UInt32(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB
-                                     | IN_DELETE_SELF | IN_MOVE_SELF)
+    /// The watch's report count when the files were last looked at.
+    private var seen: UInt64 = 0
 
     init(files: [String], enabled: Bool = true) {
         self.files = files
-        fd = enabled ? inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) : -1
-    }
-
-    deinit {
-        if fd >= 0 { close(fd) }
+        watch = enabled ? FolderWatch.shared : nil
     }
 
     /// True when something may have changed since the last call (always the first time). The caller serialises
     /// calls.
     func changedSinceLastCall() -> Bool {
-        guard fd >= 0 else { return true }
-        var changed = !armed
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 {
-                changed = true
-                continue
-            }
-            // Anything but "nothing queued" (an interrupted read) may hide an event: look at the files.
-            if n < 0 && errno != EAGAIN { changed = true }
-            break
-        }
-        if changed { arm() }
-        return changed
-    }
-
-    /// Places a watch on each file's folder, or on its nearest existing ancestor while it does not exist.
-    private func arm() {
+        guard let watch, let reports = watch.reports() else { return true }
+        if armed && reports == seen { return false }
         var folders: [String] = []
         for file in files {
             folders.append((file as NSString).deletingLastPathComponent)
             folders += Self.linkTargetFolders(file)
         }
-        var all = true
-        for folder in Set(folders) {
-            var dir = folder
-            while inotify_add_watch(fd, dir, Self.mask) < 0 {
-                let parent = (dir as NSString).deletingLastPathComponent
-                // Only a missing folder is replaced by its parent; any other refusal (the per-user watch limit)
-                // leaves every call reporting a change.
-                if errno != ENOENT || parent == dir || parent.isEmpty {
-                    all = false
-                    break
-                }
-                dir = parent
-            }
-        }
-        armed = all
+        armed = watch.add(folders)
+        // The count from before the watches were placed: a report in between makes the next call look again.
+        seen = reports
+        return true
     }
 
     /// The folders of the targets a symbolic link leads to (a few hops, a dangling target included): a target can
@@ -191,5 +154,64 @@ final class FileChangeMonitor: @unchecked Sendable {
             out.append((path as NSString).deletingLastPathComponent)
         }
         return out
+    }
+}
+
+/// The process's one inotify descriptor for `FileChangeMonitor`s (instances are limited per user, 128 by
+/// default, and the datastore's folder watcher needs its own), counting the reports read from it. Watches are
+/// never removed: a watched folder that is deleted drops its watch by itself.
+final class FolderWatch: @unchecked Sendable {
+    static let shared = FolderWatch()
+
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private let fd: Int32
+    private var count: UInt64 = 0
+    /// Room for a burst of events (each at most a header and `NAME_MAX` + 1 bytes of name); kept, so a read that
+    /// finds nothing, as most do, allocates nothing.
+    private var buffer = [UInt8](repeating: 0, count: 4096 + Int(NAME_MAX) + 1)
+
+    /// Creations, deletions, renames in or out, attribute changes (`touch`), files closed after writing, and the
+    /// folder itself going away. Writes still in progress (`IN_MODIFY`) are left out: a training run writing
+    /// checkpoints beside the watched files would otherwise queue an event per write.
+    private static let mask = UInt32(IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB
+                                     | IN_DELETE_SELF | IN_MOVE_SELF)
+
+    private init() { fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) }
+
+    /// How many times something was reported so far, after reading what is queued; nil without inotify.
+    func reports() -> UInt64? {
+        guard fd >= 0 else { return nil }
+        return lock.withLock {
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    count &+= 1
+                    continue
+                }
+                // Anything but "nothing queued" (an interrupted read) may hide an event: count it as one.
+                if n < 0 && errno != EAGAIN { count &+= 1 }
+                return count
+            }
+        }
+    }
+
+    /// Places a watch on each folder, or on its nearest existing ancestor while it does not exist. False when a
+    /// watch was refused for another reason (the per-user limit).
+    func add(_ folders: [String]) -> Bool {
+        guard fd >= 0 else { return false }
+        var all = true
+        for folder in Set(folders) {
+            var dir = folder
+            while inotify_add_watch(fd, dir, Self.mask) < 0 {
+                let parent = (dir as NSString).deletingLastPathComponent
+                if errno != ENOENT || parent == dir || parent.isEmpty {
+                    all = false
+                    break
+                }
+                dir = parent
+            }
+        }
+        return all
     }
 }
