@@ -47,6 +47,14 @@ public struct CORSPolicy: Sendable {
 /// handler. It must be cheap and never block (no I/O).
 public typealias HTTPHeadCheck = @Sendable (_ headers: HTTPHeaders) -> HTTPResponse?
 
+/// An answer the event loop can give by itself when a request's head has been read, without handing the
+/// request to a worker: for a response already in memory, such as a cache hit. nil sends the request to the route's
+/// handler as usual, and so does an answer whose body is not in memory (a file or a stream), which the loop does not
+/// write by itself. It runs on the event loop after the route's head check, so it must be cheap and never block
+/// (no I/O but a non-blocking system call). Sparing the hand-over to a worker thread and back is what makes such
+/// an answer cost about what the router's own 404 costs.
+public typealias HTTPLoopResponder = @Sendable (_ headers: HTTPHeaders) -> HTTPResponse?
+
 /// Maps method + path templates to handlers.
 ///
 /// Templates are literal paths with `{name}` segments (one non-empty segment) and optionally a final
@@ -83,6 +91,7 @@ public struct HTTPRouter: Sendable {
         let segments: [Segment]
         var handler: HTTPHandler
         var headCheck: HTTPHeadCheck?
+        var loopResponder: HTTPLoopResponder?
     }
 
     private enum Segment: Sendable, Equatable {
@@ -96,7 +105,7 @@ public struct HTTPRouter: Sendable {
         /// Run `handler` with these path parameters (it will read the body).
         case handler(HTTPHandler, parameters: [String: String])
         /// Answer with this response without running a handler or reading the body (404, 405, 307, preflight, a
-        /// head check's refusal).
+        /// head check's refusal, a loop responder's answer).
         case response(HTTPResponse)
     }
 
@@ -113,9 +122,14 @@ public struct HTTPRouter: Sendable {
     public var registeredRoutes: [(method: HTTPMethod, template: String)] { routes.map { ($0.method, $0.template) } }
 
     /// Registers `handler` for `method` on `template`. Later registrations of the same method and template lose.
-    public mutating func add(_ method: HTTPMethod, _ template: String, _ handler: @escaping HTTPHandler) {
+    /// A `loopResponder` answers on the event loop when it can (see `HTTPLoopResponder`); `handler` must give the
+    /// same answer, since it serves whenever the responder returns nil.
+    public mutating func add(
+        _ method: HTTPMethod, _ template: String, loopResponder: HTTPLoopResponder? = nil, _ handler: @escaping HTTPHandler
+    ) {
         let segments = Self.compile(template)
-        routes.append(Route(method: method, template: template, segments: segments, handler: handler, headCheck: nil))
+        routes.append(Route(method: method, template: template, segments: segments, handler: handler, headCheck: nil,
+                            loopResponder: loopResponder))
         if segments.allSatisfy({ if case .literal = $0 { return true } else { return false } }) {
             literal[template, default: []].append(routes.count - 1)
         } else {
@@ -124,10 +138,12 @@ public struct HTTPRouter: Sendable {
     }
 
     /// Replaces each registered handler with `transform(method, template, handler)`: one place to apply a policy
-    /// that concerns every route, such as access control.
+    /// that concerns every route, such as access control. Loop responders are dropped: they would answer without
+    /// the policy, which lives in the wrapped handler.
     public mutating func wrapHandlers(_ transform: (HTTPMethod, String, @escaping HTTPHandler) -> HTTPHandler) {
         for i in routes.indices {
             routes[i].handler = transform(routes[i].method, routes[i].template, routes[i].handler)
+            routes[i].loopResponder = nil
         }
     }
 
@@ -178,7 +194,8 @@ public struct HTTPRouter: Sendable {
         return i == parts.count ? params : nil
     }
 
-    /// The methods registered for routes matching `path`, and the first route matching `method` too.
+    /// The first route matching `method` and `path`, and, when there is none, the methods registered for routes
+    /// matching `path` (when there is one, `allowed` may be incomplete).
     private func lookup(method: HTTPMethod, path: String) -> (route: Route?, params: [String: String], allowed: [HTTPMethod]) {
         var allowed: [HTTPMethod] = []
         var found: (Route, [String: String])?
@@ -191,6 +208,9 @@ public struct HTTPRouter: Sendable {
         if let idx = literal[path] {
             for i in idx { consider(routes[i], [:]) }
         }
+        // A literal route wins over every template, and `allowed` only matters when nothing matched: the
+        // templates need not be tried (most requests name a literal route, and there can be dozens of templates).
+        if let found { return (found.0, found.1, allowed) }
         if !templated.isEmpty {
             let parts = path.split(separator: "/", omittingEmptySubsequences: false)
             for i in templated {
@@ -211,6 +231,7 @@ public struct HTTPRouter: Sendable {
         let (route, params, allowed) = lookup(method: method, path: path)
         if let r = route {
             if let refusal = r.headCheck?(headers) { return .response(refusal) }
+            if let answer = r.loopResponder?(headers), answer.body.isInMemory { return .response(answer) }
             return .handler(r.handler, parameters: params)
         }
         if !allowed.isEmpty {
@@ -263,6 +284,16 @@ public struct HTTPRouter: Sendable {
         } catch {
             onError(error)
             return .text("Internal Server Error", status: .internalServerError)
+        }
+    }
+}
+
+extension HTTPResponseBody {
+    /// Whether the loop can write it from memory at once (bytes or nothing).
+    var isInMemory: Bool {
+        switch self {
+        case .empty, .bytes: return true
+        case .file, .segments, .stream: return false
         }
     }
 }

@@ -60,9 +60,11 @@ public func makeRouter(app: MONAILabelApp, log: Logger, corsOrigins: [String] = 
 /// `GET /info/`; `GET /` is the dashboard (the Slicer Reviewer probes it for a 200).
 enum InfoRoutes {
     static func register(_ r: inout HTTPRouter, _ ctx: RouteContext) {
-        // Served from pre-serialised bytes, rebuilt only when something the document shows has changed.
+        // Served from pre-serialised bytes, rebuilt only when something the document shows has changed. While
+        // they are current the event loop answers by itself (no worker hand-over); a rebuild runs on a worker.
         let cache = InfoCache(app: ctx.app)
-        r.get("/info/", route { _ in .json(cache.bytes()) })
+        r.add(.get, "/info/", loopResponder: { _ in cache.cachedBytes().map { .json($0) } },
+              route { _ in .json(cache.bytes()) })
         Dashboard.register(&r)
     }
 }

@@ -27,6 +27,37 @@ import Testing
         #expect(ran.all == [5])
     }
 
+    /// A loop responder's answer on the wire: the same head (but `Date`) and body as the handler's, keep-alive and
+    /// pipelining intact, and an access-log line like any other.
+    @Test func loopResponderAnswer_sameBytesAsTheHandlers_onAKeptAliveConnection() throws {
+        let fromLoop = LockedList<Int>()
+        let s = try LiveServer(routes: { r in
+            r.add(.get, "/doc", loopResponder: { headers in
+                guard headers["X-Loop"] == "1" else { return nil }
+                fromLoop.append(1)
+                return .json(Array(#"{"a":1}"#.utf8))
+            }) { _ in .json(Array(#"{"a":1}"#.utf8)) }
+        })
+        let c = try RawClient(port: s.port)
+        try c.send("GET /doc HTTP/1.1\r\nHost: t\r\nX-Loop: 1\r\n\r\nGET /doc HTTP/1.1\r\nHost: t\r\n\r\n"
+                   + "GET /doc HTTP/1.1\r\nHost: t\r\nX-Loop: 1\r\n\r\n")
+        let a = try c.readResponse()
+        let b = try c.readResponse()
+        let d = try c.readResponse()
+        #expect(fromLoop.all.count == 2)
+        for r in [a, b, d] {
+            #expect(r.status == 200)
+            #expect(r.text == #"{"a":1}"#)
+        }
+        func head(_ r: RawResponse) -> [String] { r.headers.filter { $0.name != "Date" }.map { "\($0.name): \($0.value)" } }
+        #expect(head(a) == head(b))
+        #expect(head(d) == head(b))
+        #expect(a.headers["Connection"] == nil)
+        let deadline = Date().addingTimeInterval(5)
+        while s.logLines.all.count < 3 && Date() < deadline { usleep(10_000) }
+        #expect(s.logLines.all.map(\.path) == ["/doc", "/doc", "/doc"])
+    }
+
     @Test func get_hasDateServerLengthAndType() throws {
         let s = try LiveServer()
         let c = try RawClient(port: s.port)

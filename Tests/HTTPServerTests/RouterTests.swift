@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 @testable import HTTPServer
 
@@ -44,6 +45,47 @@ private func bodyText(_ r: HTTPResponse) -> String {
         #expect(bodyText(r.respond(to: try request(.get, "/open"))) == "open")
         // Routing errors come before the check: a wrong method is still 405.
         #expect(r.respond(to: try request(.delete, "/upload/1")).status.code == 405)
+    }
+
+    @Test func loopResponder_answersWithoutTheHandler_nilOrAFileBodyRunsTheHandler() throws {
+        let answer = Mutex<HTTPResponse?>(nil)
+        var r = HTTPRouter()
+        r.add(.get, "/doc", loopResponder: { _ in answer.withLock { $0 } }) { _ in .text("handler") }
+        func resolved() -> HTTPRouter.Resolution {
+            r.resolve(method: .get, path: "/doc", rawQuery: nil, headers: HTTPHeaders([("Host", "h")]), isSecure: false)
+        }
+        guard case .handler = resolved() else {
+            Issue.record("a nil answer did not go to the handler")
+            return
+        }
+        answer.withLock { $0 = .text("from the loop") }
+        guard case .response(let resp) = resolved() else {
+            Issue.record("the loop's answer was not used")
+            return
+        }
+        #expect(bodyText(resp) == "from the loop")
+        #expect(bodyText(r.respond(to: try request(.get, "/doc"))) == "from the loop")
+        // The loop writes only bodies in memory.
+        answer.withLock { $0 = HTTPResponse(body: .file(path: "/dev/null", deleteAfter: false)) }
+        guard case .handler = resolved() else {
+            Issue.record("a file body was left to the loop")
+            return
+        }
+        // Other methods on the path are still routed as before.
+        #expect(r.respond(to: try request(.post, "/doc")).status.code == 405)
+    }
+
+    /// The head check runs first; a policy wrapped around the handlers drops the responder, which would skip it.
+    @Test func loopResponder_afterTheHeadCheck_droppedByWrapHandlers() throws {
+        var r = HTTPRouter()
+        r.add(.get, "/doc", loopResponder: { _ in .text("cached") }) { _ in .text("handler") }
+        r.setHeadChecks { _, _ in { headers in headers["X-Key"] == "k" ? nil : .detail("no", status: .unauthorized) } }
+        #expect(r.respond(to: try request(.get, "/doc")).status.code == 401)
+        #expect(bodyText(r.respond(to: try request(.get, "/doc", headers: [("X-Key", "k")]))) == "cached")
+        r.wrapHandlers { _, _, handler in
+            { req in req.headers["X-Key"] == "k" ? try handler(req) : .detail("wrapped", status: .forbidden) }
+        }
+        #expect(bodyText(r.respond(to: try request(.get, "/doc", headers: [("X-Key", "k")]))) == "handler")
     }
 
     @Test func parameterSegment_isCapturedAndDecoded() throws {

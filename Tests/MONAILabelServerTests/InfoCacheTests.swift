@@ -2,6 +2,7 @@ import Foundation
 import HTTPServer
 import Testing
 import TestSupport
+import WebToken
 @testable import DICOMwebDatastore
 @testable import MONAILabel
 @testable import MONAILabelServer
@@ -63,6 +64,87 @@ struct InfoCacheTests {
         try FileOps.atomicWrite(Array(#"{"total_epochs": 4}"#.utf8), to: stats)
         info = try servedEqualsFresh(c, "rewritten training stats")
         #expect(info["train_stats"]?["segmentation_spleen"]?["total_epochs"] == 4)
+    }
+
+    /// Files changed by hand, as inotify reports them: rewritten in place (same size, no rename), a folder removed
+    /// and made again, and weights behind a symbolic link whose target appears in another folder.
+    @Test func info_filesChangedByHand_cachedBodyEqualsFreshlyBuilt() throws {
+        let c = try TestClient()
+        _ = try servedEqualsFresh(c, "start-up")
+        let folder = c.app.modelDir.appendingPathComponent("segmentation_spleen")
+        let stats = folder.appendingPathComponent("train_stats.json")
+        try FileOps.makeDirectory(folder)
+        try FileOps.atomicWrite(Array(#"{"total_epochs": 3}"#.utf8), to: stats)
+        var info = try servedEqualsFresh(c, "new training stats")
+        #expect(info["train_stats"]?["segmentation_spleen"]?["total_epochs"] == 3)
+
+        let handle = try FileHandle(forWritingTo: stats)
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data(#"{"total_epochs": 7}"#.utf8))
+        try handle.close()
+        info = try servedEqualsFresh(c, "stats rewritten in place")
+        #expect(info["train_stats"]?["segmentation_spleen"]?["total_epochs"] == 7)
+
+        try FileManager.default.removeItem(at: folder)
+        info = try servedEqualsFresh(c, "stats folder removed")
+        #expect(info["train_stats"]?["segmentation_spleen"]?["total_epochs"] == nil)
+        try FileOps.makeDirectory(folder)
+        try FileOps.atomicWrite(Array(#"{"total_epochs": 9}"#.utf8), to: stats)
+        info = try servedEqualsFresh(c, "stats folder made again")
+        #expect(info["train_stats"]?["segmentation_spleen"]?["total_epochs"] == 9)
+
+        let elsewhere = c.tmp.url.appendingPathComponent("weights-elsewhere/w.pt")
+        let published = c.app.modelDir.appendingPathComponent("segmentation_spleen.pt")
+        try FileManager.default.createSymbolicLink(atPath: published.path, withDestinationPath: elsewhere.path)
+        info = try servedEqualsFresh(c, "a dangling link as weights")
+        #expect(info["models"]?["segmentation_spleen"]?["weights"] == "untrained (random initialisation)")
+        try FileOps.makeDirectory(elsewhere.deletingLastPathComponent())
+        try FileOps.atomicWrite([1, 2, 3], to: elsewhere)
+        info = try servedEqualsFresh(c, "the link's target written")
+        #expect(info["models"]?["segmentation_spleen"]?["weights"] == "segmentation_spleen.pt")
+    }
+
+    /// What the event loop serves: nothing before the first build, the built bytes while nothing changed, nothing
+    /// after a change (a worker rebuilds), with inotify and without it (every file looked at each time).
+    @Test(arguments: [true, false])
+    func cachedBytes_currentOnlyUntilAChange(watchFolders: Bool) throws {
+        let c = try TestClient()
+        let cache = InfoCache(app: c.app, watchFolders: watchFolders)
+        try settle(c.app)
+        #expect(cache.cachedBytes() == nil)
+        let built = cache.bytes()
+        #expect(cache.cachedBytes() == built)
+
+        try FileOps.atomicWrite([1, 2, 3], to: c.app.modelDir.appendingPathComponent("segmentation_spleen.pt"))
+        #expect(cache.cachedBytes() == nil, "after published weights")
+        let rebuilt = cache.bytes()
+        #expect(rebuilt != built)
+        #expect(rebuilt == c.app.info().compactBytes())
+        #expect(cache.cachedBytes() == rebuilt)
+
+        let saved = try c.sendForm(.put, "/datastore/label?image=spleen_01", files: [("label", "l.nii.gz", [1])])
+        #expect(saved.status == 200)
+        #expect(cache.cachedBytes() == nil, "after a label save")
+        try settle(c.app)
+        #expect(cache.bytes() == c.app.info().compactBytes())
+        #expect(cache.cachedBytes() != nil)
+    }
+
+    /// With auth on, `/info/` is not answered from the loop: a token the head check cannot judge (a key id not yet
+    /// fetched) must reach the guarded handler, which refuses it, even with the document cached.
+    @Test func info_withAuth_cachedDocumentStillGuarded() throws {
+        let c = try TestClient()
+        let a = AuthRouterTests.authenticator(keys: KeyCache(minRefresh: 0) { KeySet(byKid: ["k1": AuthRouterTests.key]) })
+        let router = makeRouter(app: c.app, log: .silent, authenticator: a)
+        func get(_ token: String) throws -> Int {
+            let request = try HTTPRequest(method: .get, target: "/info/",
+                                          headers: HTTPHeaders([("Host", "t"), ("Authorization", "Bearer \(token)")]))
+            return router.respond(to: request).status.code
+        }
+        #expect(try get(AuthRouterTests.token(roles: ["monailabel-user"])) == 200)
+        #expect(try get(AuthRouterTests.token(roles: ["monailabel-user"])) == 200)
+        let unknownKid = AuthRouterTests.token(roles: ["monailabel-user"], key: SigningKey.generate(.es256)!, kid: "k7")
+        #expect(try get(unknownKid) == 401)
     }
 
     @Test func info_plannerFinishingInTheBackground_showsWithoutOtherChange() throws {

@@ -79,6 +79,25 @@ private func copyUpstreamStudies(to dir: URL) throws -> URL {
     #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("upload_a.nii.gz").path))
 }
 
+/// What `/info/`'s cache asks from the HTTP server's event loop: the status as last counted, gone as soon as anything
+/// changes (so a stale count is never given), and back once `status()` has counted again.
+@Test(.tags(.unit)) func statusWithoutWaiting_nilAfterAChange_untilStatusCountsAgain() throws {
+    let tmp = TempDir()
+    let root = tmp.url.appendingPathComponent("s")
+    try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    let ds = try LocalDatastore(root: root)
+    let f = tmp.write("up/a.nii.gz", [1, 2, 3, 4])
+    try ds.addImage(id: "a", file: f, fileName: "a.nii.gz", info: [:])
+    #expect(ds.statusWithoutWaiting() == nil)
+    let before = ds.status()
+    #expect(ds.statusWithoutWaiting() == before)
+    try ds.saveLabel(imageID: "a", file: f, fileName: "a.nii.gz", tag: "final", info: [:])
+    #expect(ds.statusWithoutWaiting() == nil)
+    let after = ds.status()
+    #expect(after.completed == 1 && before.completed == 0)
+    #expect(ds.statusWithoutWaiting() == after)
+}
+
 @Test(.tags(.unit)) func mutations_unknownImage_throwNotFound() throws {
     let tmp = TempDir()
     let ds = try LocalDatastore(root: tmp.url)

@@ -51,6 +51,9 @@ public protocol Datastore: AnyObject, Sendable {
     var description: String { get }
 
     func status() -> DatastoreStatus
+    /// `status()` when the store has it at hand, without waiting for a write in progress or counting anything
+    /// (for a caller on an event loop); nil otherwise, and then `status()` gives it. The default is nil.
+    func statusWithoutWaiting() -> DatastoreStatus?
     /// The whole datastore document (`GET /datastore/?output=all`).
     func json() -> JSONValue
     func datalist() -> [DatalistItem]
@@ -95,6 +98,8 @@ public protocol Datastore: AnyObject, Sendable {
 }
 
 extension Datastore {
+    public func statusWithoutWaiting() -> DatastoreStatus? { nil }
+
     public func fetchImage(_ id: String) throws -> String {
         guard let path = imageURI(id) else { throw MONAILabelError.notFound("Image \(id) not found") }
         return path

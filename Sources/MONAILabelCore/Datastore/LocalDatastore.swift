@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -23,12 +24,14 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
     private var doc = DatastoreDocument() {
         didSet {
             cachedJSON = nil
-            cachedStatus = nil
+            cachedStatus.withLock { $0 = nil }
         }
     }
     private var lastJSONMTime: Int64?
     private var cachedJSON: [UInt8]?
-    private var cachedStatus: DatastoreStatus?
+    /// `status()` as last computed, nil after any change. Changed only under `lock`, but read without it by
+    /// `statusWithoutWaiting()`, so a caller that must not wait for a write in progress can still ask.
+    private let cachedStatus = Mutex<DatastoreStatus?>(nil)
     private var watcher: DirectoryWatcher?
     /// Set when start-up found `datastore_v2.json` unreadable: why, and where the bad file was moved.
     public private(set) var recovery: Recovery?
@@ -97,7 +100,7 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
 
     public func status() -> DatastoreStatus {
         withLock {
-            if let s = cachedStatus { return s }
+            if let s = cachedStatus.withLock({ $0 }) { return s }
             var tags = OrderedMap<Int>()
             var completed = 0
             for (_, obj) in doc.objects {
@@ -105,10 +108,12 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
                 for (tag, _) in obj.labels { tags[tag] = (tags[tag] ?? 0) + 1 }
             }
             let s = DatastoreStatus(total: doc.objects.count, completed: completed, labelTags: tags)
-            cachedStatus = s
+            cachedStatus.withLock { $0 = s }
             return s
         }
     }
+
+    public func statusWithoutWaiting() -> DatastoreStatus? { cachedStatus.withLock { $0 } }
 
     public func json() -> JSONValue { withLock { doc.json } }
 
@@ -378,7 +383,7 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
         }
         lastJSONMTime = FileOps.modificationTime(path)
         cachedJSON = nil
-        cachedStatus = nil
+        cachedStatus.withLock { $0 = nil }
     }
 
     /// Moves an unloadable `datastore_v2.json` (or whatever occupies its name) aside as
@@ -413,7 +418,7 @@ public final class LocalDatastore: Datastore, @unchecked Sendable {
 
     private func writeDocumentLocked() throws {
         cachedJSON = nil
-        cachedStatus = nil
+        cachedStatus.withLock { $0 = nil }
         guard !readOnly else { return }
         let lockFD = open(root.appendingPathComponent(".lock").path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         if lockFD >= 0 { flock(lockFD, LOCK_EX) }
