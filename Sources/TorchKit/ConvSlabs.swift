@@ -2,11 +2,13 @@ import Foundation
 
 extension Conv {
     /// Output voxels (per sample) above which a convolution run without autograd is computed in slabs along the
-    /// first spatial axis. libtorch's CPU convolutions take workspace in proportion to the whole output: oneDNN
+    /// last spatial axis. libtorch's CPU convolutions take workspace in proportion to the whole output: oneDNN
     /// reorders input and output into channel blocks of 8 or 16 (a 2-channel 160^3 activation becomes eight times
-    /// its size, 250 MB for MONAI's UNet's last convolution), and the native transposed convolution unfolds
+    /// its size: 250 MB more for MONAI's UNet's last convolution), and the native transposed convolution unfolds
     /// `out_channels x kernel` columns per input voxel. Slabs of at most this many output voxels bound that
-    /// workspace to a slab's; each output voxel still sums the same products.
+    /// workspace to a slab's; each output voxel still sums the same products. The last axis, because libtorch
+    /// (1.13 and 2.x) only picks oneDNN when `N * C * D * H` (2-d: `N * C * H * W`) exceeds 20480: a slab of the
+    /// first axis falls back to the native convolution, whose column buffer is larger still.
     public static let slabVoxels = 1 << 20
 
     /// Runs this convolution's geometry with `w` and `b`, in slabs of at most `limit` output voxels when autograd
@@ -20,24 +22,28 @@ extension Conv {
         guard !Torch.isGradEnabled, shape.count == spatialDims + 2, w.shape.count == spatialDims + 2,
               let plan = slabs(inputShape: shape, kernel: Array(w.shape[2...]), limit: limit)
         else { return try whole() }
+        let axis = spatialDims - 1, dim = spatialDims + 1
+        var slabPadding = padding
+        slabPadding[axis] = 0
         var parts: [Tensor] = []
         parts.reserveCapacity(plan.count)
         for slab in plan {
-            var x = try input.narrow(dim: 2, start: slab.inputStart, length: slab.inputLength)
+            var x = try input.narrow(dim: dim, start: slab.inputStart, length: slab.inputLength)
             if slab.padFront > 0 || slab.padBack > 0 {
-                // F.pad order: last axis first, so the first spatial axis is the last pair.
-                x = try x.pad(Array(repeating: 0, count: 2 * (spatialDims - 1)) + [slab.padFront, slab.padBack])
+                // F.pad order: last axis first.
+                x = try x.pad([slab.padFront, slab.padBack] + Array(repeating: 0, count: 2 * axis))
             }
-            var y = try x.conv(weight: w, bias: b, stride: stride, padding: [0] + padding.dropFirst(),
-                               dilation: dilation, groups: groups, transposed: transposed,
-                               outputPadding: transposed ? [slab.outputPadding] + outputPadding.dropFirst() : nil)
-            if transposed { y = try y.narrow(dim: 2, start: slab.outputOffset, length: slab.outputLength) }
+            var slabOutputPadding = outputPadding
+            slabOutputPadding[axis] = slab.outputPadding
+            var y = try x.conv(weight: w, bias: b, stride: stride, padding: slabPadding, dilation: dilation,
+                               groups: groups, transposed: transposed, outputPadding: transposed ? slabOutputPadding : nil)
+            if transposed { y = try y.narrow(dim: dim, start: slab.outputOffset, length: slab.outputLength) }
             parts.append(y)
         }
-        return try Tensor.cat(parts, dim: 2)
+        return try Tensor.cat(parts, dim: dim)
     }
 
-    /// One slab: the output rows `[start, start + outputLength)` along the first spatial axis come from the input
+    /// One slab: the output rows `[start, start + outputLength)` along the last spatial axis come from the input
     /// rows `[inputStart, inputStart + inputLength)`, zero-padded by `padFront`/`padBack` (convolution), or, for a
     /// transposed convolution, are `outputLength` rows at `outputOffset` of that input's unpadded result with
     /// `outputPadding` extra rows.
@@ -63,16 +69,17 @@ extension Conv {
             guard size > 0 else { return nil }
             out.append(size)
         }
+        let axis = n - 1
         var perRow = 1
-        for size in out.dropFirst() {
+        for size in out.dropLast() {
             let (p, o) = perRow.multipliedReportingOverflow(by: size)
             guard !o else { return nil }
             perRow = p
         }
-        let rows = out[0], inRows = inputShape[2]
+        let rows = out[axis], inRows = inputShape[axis + 2]
         let (total, o) = perRow.multipliedReportingOverflow(by: rows)
         guard o || total > limit, rows > 1 else { return nil }
-        let s = stride[0], p = padding[0], reach = dilation[0] * (kernel[0] - 1)
+        let s = stride[axis], p = padding[axis], reach = dilation[axis] * (kernel[axis] - 1)
         if transposed ? s - 1 > reach : p > reach { return nil }
         let step = max(1, limit / max(perRow, 1))
         var plan: [Slab] = []
@@ -86,7 +93,7 @@ extension Conv {
                 let last = min(inRows - 1, (z1 - 1 + p) / s)
                 guard first <= last else { return nil }
                 let extra = max(0, z1 - 1 + p - last * s - reach)
-                guard extra < max(s, dilation[0]) else { return nil }
+                guard extra < max(s, dilation[axis]) else { return nil }
                 plan.append(Slab(inputStart: first, inputLength: last - first + 1, outputOffset: z0 + p - first * s,
                                  outputPadding: extra, outputLength: z1 - z0))
             } else {

@@ -3,7 +3,7 @@ import Testing
 @testable import TorchKit
 
 extension TorchKitTests {
-    /// Convolutions run in slabs along the first spatial axis (inference's bounded workspace) give the one-call
+    /// Convolutions run in slabs along the last spatial axis (inference's bounded workspace) give the one-call
     /// result.
     @Suite struct ConvSlabTests {
         struct Geometry: CustomStringConvertible, Sendable {
@@ -31,7 +31,7 @@ extension TorchKitTests {
             let conv = try Conv(spatialDims: g.dims, inChannels: 3, outChannels: 2, kernelSize: [g.kernel],
                                 stride: [g.stride], padding: [g.padding], dilation: [g.dilation],
                                 transposed: g.transposed, outputPadding: [g.outputPadding])
-            let shape = [2, 3, 11] + (g.dims == 3 ? [6, 5] : [7])
+            let shape = [2, 3] + (g.dims == 3 ? [5, 6, 11] : [7, 11])
             let x = try Tensor.randn(shape)
             let kernel = Array(repeating: g.kernel, count: g.dims)
             // A limit of a few rows' voxels: several slabs, the first and last padded.
