@@ -9,7 +9,8 @@ extension Conv {
     /// workspace to a slab's; each output voxel still sums the same products. The last axis, because libtorch
     /// (1.13 and 2.x) only picks oneDNN when `N * C * D * H` (2-d: `N * C * H * W`) exceeds 20480: a slab of the
     /// first axis falls back to the native convolution, whose column buffer is larger still.
-    public static let slabVoxels = 1 << 20
+    /// Task-local so that a test can run whole networks in small slabs (`$slabVoxels.withValue`).
+    @TaskLocal public static var slabVoxels = 1 << 20
 
     /// Runs this convolution's geometry with `w` and `b`, in slabs of at most `limit` output voxels when autograd
     /// is off and the output is larger, else in one call.
