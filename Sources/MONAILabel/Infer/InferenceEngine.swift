@@ -12,11 +12,6 @@ enum InferenceEngine {
         try Torch.withNoGrad { try fold(network) }
     }
 
-    /// Whether sliding windows go through the network channels-last unless a request or the model's `inferer`
-    /// says otherwise: measured faster with libtorch 2's oneDNN convolutions, slower with Debian's 1.13
-    /// (`scripts/bench/infer.sh`).
-    static var channelsLastByDefault: Bool { Torch.version.major >= 2 }
-
     private static func fold(_ module: Module) throws -> Int {
         if let c = module as? Convolution { return try c.foldBatchNorm() ? 1 : 0 }
         return try module.children.reduce(0) { $0 + (try fold($1.module)) }

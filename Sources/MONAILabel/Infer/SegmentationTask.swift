@@ -182,7 +182,7 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
     }
 
     /// The sliding-window inferer of the model's `inferer` section with the client's `roi_size`, `sw_batch_size`,
-    /// `sw_overlap` and `channels_last` (our extension; default `InferenceEngine.channelsLastByDefault`) over it,
+    /// `sw_overlap` and `channels_last` (our extension, default false: measured slower with both backends) over it,
     /// each range-checked (the inferer then bounds its buffers and window count); nil when the model runs whole
     /// volumes.
     func slidingWindow(params p: JSONObject) throws -> SlidingWindowInferer? {
@@ -195,8 +195,7 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
             overlap: try p.doubleParam("sw_overlap", in: 0..<1) ?? inferer.doubleParam("overlap", in: 0..<1) ?? 0.25,
             mode: BlendMode(rawValue: inferer["mode"]?.stringValue ?? "constant") ?? .constant,
             padding: inferer["padding_mode"]?.stringValue == "replicate" ? .replicate : .constant(0),
-            channelsLast: try p.boolParam("channels_last") ?? inferer["channels_last"]?.boolValue
-                ?? InferenceEngine.channelsLastByDefault)
+            channelsLast: try p.boolParam("channels_last") ?? inferer["channels_last"]?.boolValue ?? false)
     }
 
     /// `argmax` over dim 1 as byte labels, the first maximum winning like `torch.argmax`. Built from
