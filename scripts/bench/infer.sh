@@ -18,7 +18,8 @@
 #   after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS after 10 more; overhead: only the
 #   model worker split's overhead (in-process against one model worker).
 #   CONFIG=debug measures a debug build (the network stage is libtorch's either way);
-#   SKIP_TORCH2=1 measures Debian's libtorch only; TORCH2_BACKEND=FILE uses an already built 2.13 backend.
+#   SKIP_TORCH2=1 or TORCHES=1.13 measures Debian's libtorch only, TORCHES=2.13 the 2.13 wheel only;
+#   TORCH2_BACKEND=FILE uses an already built 2.13 backend; WARM_RUNS, WARM_LARGE and MANY_RUNS override the counts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/bench/lib.sh
@@ -31,15 +32,17 @@ cp sample-apps/radiology/app.json "$WORK/app/"
 if [ "$MODE" != overhead ]; then
 if [ "$MODE" = quick ]; then SIZES="96"; WARM=2; MANY=10; else SIZES="96 512"; WARM=5; MANY=100; fi
 WARM="${WARM_RUNS:-$WARM}"
+MANY="${MANY_RUNS:-$MANY}"
 WARM_LARGE="${WARM_LARGE:-2}"
 [ "$MODE" = quick ] || "$BIN" datasets -d -o "$WORK/s512" --count 1 --labeled 0 --shape 512,512,120 \
   --spacing 0.78,0.78,2.5 >/dev/null
 
 # The backends: the binary's own (Debian's libtorch) and, unless skipped, torch 2.13's. The 2.13 venv also runs
 # MONAI's side; Debian's torch runs it from a venv over the system packages.
-BACKENDS=("1.13|")
+BACKENDS=()
+[ "${TORCHES:-1.13 2.13}" = 2.13 ] || BACKENDS+=("1.13|")
 PY13=""
-if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+if [ "${TORCHES:-1.13 2.13}" != 2.13 ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
   [ -x .build/bench-venv-1.13/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .build/bench-venv-1.13
   # Debian's numpy 1.24 and torch stay; MONAI's KeepLargestConnectedComponent needs scikit-image on CPU.
   .build/bench-venv-1.13/bin/pip install -q --no-deps monai==1.4.0 nibabel packaging importlib_resources >/dev/null 2>&1 \
@@ -47,7 +50,7 @@ if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     && PY13=.build/bench-venv-1.13/bin/python
 fi
 PY213=""
-if [ -z "${SKIP_TORCH2:-}" ]; then
+if [ -z "${SKIP_TORCH2:-}" ] && [ "${TORCHES:-1.13 2.13}" != 1.13 ]; then
   [ -x .build/torch2-venv/bin/python ] || python3 -m venv .build/torch2-venv
   .build/torch2-venv/bin/pip install -q torch==2.13.0+cpu monai==1.4.0 nibabel scikit-image 'numpy<2' >/dev/null
   PY213=.build/torch2-venv/bin/python
@@ -70,7 +73,7 @@ stage() { python3 -c 'import json, sys; l = json.load(open(sys.argv[1]))["latenc
 # (`channels_last`, alternating), sw_batch_size 1 or 2 with roi 96^3 (8 windows), and MANY more inferences before
 # the idle RSS is read. Appends a JSON line to rows and prints it.
 ours() {
-  local torch="$1" backend="$2" size="$3" rss="0 0 0" t warm="$WARM" layout=""
+  local torch="$1" backend="$2" size="$3" rss="0 0 0" t warm="$WARM" layout="" cl swb
   [ "$size" = 96 ] || warm="$WARM_LARGE"
   if [ -n "$backend" ]; then export MONAILABEL_TORCH_BACKEND="$backend"; else unset MONAILABEL_TORCH_BACKEND; fi
   bench_serve "$WORK/app" "$WORK/s$size" segmentation_spleen "$THREADS"
@@ -86,7 +89,7 @@ ours() {
     done
     # The first pair warms libtorch up for the 96^3 window; the second is measured.
     for _ in 1 2; do
-      for b in 1 2; do request "$WORK/one.json" "{\"roi_size\": [96, 96, 96], \"sw_batch_size\": $b}" >/dev/null; echo "swb_$b $(stage "$WORK/one.json")" >>"$WORK/layout"; done
+      for swb in 1 2; do request "$WORK/one.json" "{\"roi_size\": [96, 96, 96], \"sw_batch_size\": $swb}" >/dev/null; echo "swb_$swb $(stage "$WORK/one.json")" >>"$WORK/layout"; done
     done
     layout="$WORK/layout"
     for _ in $(seq 1 "$MANY"); do request /dev/null >/dev/null; done
@@ -124,7 +127,9 @@ monai() {
     | tee -a "$WORK/rows" || echo "MONAI 1.4 on $1: failed" >&2
 }
 # Each of our measurements right before MONAI's on the same torch and volume: the machine's load drifts.
-PYS=("$PY13" "$PY213")
+PYS=()
+[ "${TORCHES:-1.13 2.13}" = 2.13 ] || PYS+=("$PY13")
+PYS+=("$PY213")
 for i in "${!BACKENDS[@]}"; do
   b="${BACKENDS[$i]}"
   for size in $SIZES; do
