@@ -35,6 +35,7 @@ static mlt_status (*p_mlt_arange)(double start, double end, double step, mlt_dty
 static mlt_status (*p_mlt_tensor_clone)(mlt_tensor t, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_tensor_shallow_copy)(mlt_tensor t, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_tensor_contiguous)(mlt_tensor t, mlt_tensor *out, char **err);
+static mlt_status (*p_mlt_tensor_contiguous_format)(mlt_tensor t, int channels_last, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_tensor_reshape)(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_tensor_view)(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_tensor_permute)(mlt_tensor t, const int64_t *dims, size_t ndim, mlt_tensor *out, char **err);
@@ -150,6 +151,7 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_tensor_clone", (void **)&p_mlt_tensor_clone},
     {"mlt_tensor_shallow_copy", (void **)&p_mlt_tensor_shallow_copy},
     {"mlt_tensor_contiguous", (void **)&p_mlt_tensor_contiguous},
+    {"mlt_tensor_contiguous_format", (void **)&p_mlt_tensor_contiguous_format},
     {"mlt_tensor_reshape", (void **)&p_mlt_tensor_reshape},
     {"mlt_tensor_view", (void **)&p_mlt_tensor_view},
     {"mlt_tensor_permute", (void **)&p_mlt_tensor_permute},
@@ -366,6 +368,10 @@ mlt_status mlt_tensor_shallow_copy(mlt_tensor t, mlt_tensor *out, char **err) {
 mlt_status mlt_tensor_contiguous(mlt_tensor t, mlt_tensor *out, char **err) {
     mlt_load_or_die();
     return p_mlt_tensor_contiguous(t, out, err);
+}
+mlt_status mlt_tensor_contiguous_format(mlt_tensor t, int channels_last, mlt_tensor *out, char **err) {
+    mlt_load_or_die();
+    return p_mlt_tensor_contiguous_format(t, channels_last, out, err);
 }
 mlt_status mlt_tensor_reshape(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err) {
     mlt_load_or_die();

@@ -150,6 +150,16 @@ mlt_status mlt_tensor_contiguous(mlt_tensor t, mlt_tensor *out, char **err) {
     return guard(err, [&] { *out = wrap(ref(t).contiguous()); });
 }
 
+mlt_status mlt_tensor_contiguous_format(mlt_tensor t, int channels_last, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        const at::Tensor &x = ref(t);
+        auto format = !channels_last ? at::MemoryFormat::Contiguous
+                      : x.dim() == 5 ? at::MemoryFormat::ChannelsLast3d
+                                     : at::MemoryFormat::ChannelsLast;
+        *out = wrap(x.contiguous(format));
+    });
+}
+
 mlt_status mlt_tensor_reshape(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err) {
     return guard(err, [&] { *out = wrap(ref(t).reshape(mlt::ints(shape, ndim))); });
 }

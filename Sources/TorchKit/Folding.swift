@@ -26,7 +26,6 @@ extension Conv {
 
     /// This convolution with another weight and bias (e.g. `folding`'s), same geometry.
     public func forward(_ input: Tensor, weight w: Tensor, bias b: Tensor?) throws -> Tensor {
-        try input.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups,
-                       transposed: transposed, outputPadding: transposed ? outputPadding : nil)
+        try run(input, weight: w, bias: b)
     }
 }

@@ -71,8 +71,7 @@ public final class Conv: Module, Layer {
     }
 
     public func forward(_ input: Tensor) throws -> Tensor {
-        try input.conv(weight: weight.tensor, bias: bias?.tensor, stride: stride, padding: padding, dilation: dilation,
-                       groups: groups, transposed: transposed, outputPadding: transposed ? outputPadding : nil)
+        try run(input, weight: weight.tensor, bias: bias?.tensor)
     }
 }
 

@@ -166,6 +166,12 @@ public final class Tensor: @unchecked Sendable {
 
     public func contiguous() throws -> Tensor { try producing("contiguous") { mlt_tensor_contiguous(handle, $0, $1) } }
 
+    /// The elements laid out channels-last (4-d: NHWC, 5-d: NDHWC; shape and indexing unchanged) or, when false,
+    /// contiguous. Other ranks throw.
+    public func contiguous(channelsLast: Bool) throws -> Tensor {
+        try producing("contiguous") { mlt_tensor_contiguous_format(handle, channelsLast ? 1 : 0, $0, $1) }
+    }
+
     /// Same elements in a new shape; one dimension may be -1.
     public func reshape(_ shape: [Int]) throws -> Tensor {
         try withInt64s(shape) { d, n in try producing("reshape") { mlt_tensor_reshape(handle, d, n, $0, $1) } }

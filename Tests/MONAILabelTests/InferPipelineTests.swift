@@ -264,3 +264,19 @@ func pipelineFixture(_ name: String) -> URL { Fixtures.shared.appendingPathCompo
         expectRefused(SlidingWindowInferer(roiSize: [Int.max, 2, 2]), [100, 100, 100], naming: "roi_size")
     }
 }
+
+@Test(.tags(.unit)) func pipeline_ctLpsAniso_channelsLastAndConvolutionSlabs_keepLogitsWithin1e4() throws {
+    let tmp = TempDir()
+    let task = try smallSpleenTask(tmp)
+    var x = try ImageIO.load(pipelineFixture("ct_lps_aniso.nii.gz"))
+    for t in task.pre { x = try t.apply(x) }
+    let reference = try task.predict(x, params: ["channels_last": false])
+    for channelsLast in [false, true] {
+        // Every convolution with more than 64 output voxels runs in slabs.
+        let logits = try Conv.$slabVoxels.withValue(64) { try task.predict(x, params: ["channels_last": .bool(channelsLast)]) }
+        try #require(logits.count == reference.count)
+        let maxDiff = zip(logits, reference).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(maxDiff <= 1e-4, "channels_last \(channelsLast): max abs logit difference \(maxDiff)")
+    }
+    #expect(throws: MONAILabelError.self) { try task.predict(x, params: ["channels_last": "yes"]) }
+}

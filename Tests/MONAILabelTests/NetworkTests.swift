@@ -34,6 +34,16 @@ import TorchKit
         #expect(diff < 1e-4, "max abs difference \(diff)")
     }
 
+    @Test func unet_smallFixture_inConvolutionSlabs_matchesPyTorchOutput() throws {
+        let net = try UNet(spatialDims: 3, inChannels: 1, outChannels: 2, channels: [4, 8, 16, 32],
+                           strides: [2, 2, 2], numResUnits: 2, norm: .batch)
+        // Every convolution with more than 64 output voxels runs in slabs, transposed ones included.
+        let diff = try Conv.$slabVoxels.withValue(64) {
+            try NetworkFixtures.parity(net, fixture: "unet_segmentation_spleen")
+        }
+        #expect(diff < 1e-4, "max abs difference \(diff)")
+    }
+
     @Test func unet_withoutResidualUnits_buildsAndRuns() throws {
         let net = try UNet(spatialDims: 2, inChannels: 1, outChannels: 3, channels: [4, 8, 16], strides: [2, 2])
         #expect(net.namedState().contains { $0.name == "model.0.conv.weight" })

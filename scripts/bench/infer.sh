@@ -6,15 +6,20 @@
 #    1.5 x 1.5 x 2 mm; a 512x512x120 CT at 0.78 x 0.78 x 2.5 mm): our network stage (`latencies.infer`) and
 #    end-to-end time (curl's, output=json) for the first inference after start-up and the median of the warm
 #    ones, and the model worker's peak RSS per request (`latencies.peak_rss_mb`);
-#  - on the 96x96x64 CT, the server's and its model worker's RSS once idle after N more inferences;
+#  - on the 96x96x64 CT: the window channels-last or contiguous (request param `channels_last`), sw_batch_size 1
+#    or 2 (roi 96^3, 8 windows), and the server's and its model worker's RSS once idle after N more inferences;
 #  - MONAI 1.4 with the same network and pipeline on the same torch (Debian's python3-torch, the 2.13 wheel):
-#    scripts/bench/monai_infer.py, and the ratios. (Upstream's server adds its own overhead to MONAI's pipeline.)
-# Every inference runs in the default single model worker; fp32 only (no bf16 path exists yet).
+#    scripts/bench/monai_infer.py, run right after ours on the same volume (the machine's load drifts), and the
+#    ratios. (Upstream's server adds its own overhead to MONAI's pipeline.)
+# Every inference runs in the default single model worker; fp32 only (no bf16 path exists yet). Each row is
+# printed as soon as it is measured, the summary at the end, with the load average.
 # Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead]
-#   full: both volumes, 5 warm runs, RSS after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS
-#   after 10 more; overhead: only the model worker split's overhead (in-process against one model worker).
+#   full: both volumes, 5 warm runs on the 96x96x64 CT (WARM_RUNS) and 2 on the 512x512x120 one (WARM_LARGE), RSS
+#   after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS after 10 more; overhead: only the
+#   model worker split's overhead (in-process against one model worker).
 #   CONFIG=debug measures a debug build (the network stage is libtorch's either way);
-#   SKIP_TORCH2=1 measures Debian's libtorch only; TORCH2_BACKEND=FILE uses an already built 2.13 backend.
+#   SKIP_TORCH2=1 or TORCHES=1.13 measures Debian's libtorch only, TORCHES=2.13 the 2.13 wheel only;
+#   TORCH2_BACKEND=FILE uses an already built 2.13 backend; WARM_RUNS, WARM_LARGE and MANY_RUNS override the counts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/bench/lib.sh
@@ -26,14 +31,18 @@ cp sample-apps/radiology/app.json "$WORK/app/"
 "$BIN" datasets -d -o "$WORK/s96" --count 1 --labeled 0 --shape 96,96,64 --spacing 1.5,1.5,2 >/dev/null
 if [ "$MODE" != overhead ]; then
 if [ "$MODE" = quick ]; then SIZES="96"; WARM=2; MANY=10; else SIZES="96 512"; WARM=5; MANY=100; fi
+WARM="${WARM_RUNS:-$WARM}"
+MANY="${MANY_RUNS:-$MANY}"
+WARM_LARGE="${WARM_LARGE:-2}"
 [ "$MODE" = quick ] || "$BIN" datasets -d -o "$WORK/s512" --count 1 --labeled 0 --shape 512,512,120 \
   --spacing 0.78,0.78,2.5 >/dev/null
 
 # The backends: the binary's own (Debian's libtorch) and, unless skipped, torch 2.13's. The 2.13 venv also runs
 # MONAI's side; Debian's torch runs it from a venv over the system packages.
-BACKENDS=("1.13|")
+BACKENDS=()
+[ "${TORCHES:-1.13 2.13}" = 2.13 ] || BACKENDS+=("1.13|")
 PY13=""
-if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+if [ "${TORCHES:-1.13 2.13}" != 2.13 ] && /usr/bin/python3 -c "import torch" 2>/dev/null; then
   [ -x .build/bench-venv-1.13/bin/python ] || /usr/bin/python3 -m venv --system-site-packages .build/bench-venv-1.13
   # Debian's numpy 1.24 and torch stay; MONAI's KeepLargestConnectedComponent needs scikit-image on CPU.
   .build/bench-venv-1.13/bin/pip install -q --no-deps monai==1.4.0 nibabel packaging importlib_resources >/dev/null 2>&1 \
@@ -41,7 +50,7 @@ if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     && PY13=.build/bench-venv-1.13/bin/python
 fi
 PY213=""
-if [ -z "${SKIP_TORCH2:-}" ]; then
+if [ -z "${SKIP_TORCH2:-}" ] && [ "${TORCHES:-1.13 2.13}" != 1.13 ]; then
   [ -x .build/torch2-venv/bin/python ] || python3 -m venv .build/torch2-venv
   .build/torch2-venv/bin/pip install -q torch==2.13.0+cpu monai==1.4.0 nibabel scikit-image 'numpy<2' >/dev/null
   PY213=.build/torch2-venv/bin/python
@@ -52,19 +61,37 @@ if [ -z "${SKIP_TORCH2:-}" ]; then
 fi
 
 : >"$WORK/rows"
-request() { curl -sf -o "$1" -w '%{time_total}' -X POST "http://127.0.0.1:$PORT/infer/segmentation_spleen?image=spleen_00&output=json"; }
-# ours TORCH BACKEND SIZE: a server with one model worker on that volume; the first inference after start-up, WARM
-# warm ones, and on the 96x96x64 CT MANY more before the idle RSS is read. Appends a JSON line to rows.
+# request FILE [PARAMS]: one inference on spleen_00 (output=json) into FILE; prints curl's time.
+request() {
+  curl -sf -o "$1" -w '%{time_total}' -X POST -F "params=${2:-{\}}" \
+    "http://127.0.0.1:$PORT/infer/segmentation_spleen?image=spleen_00&output=json"
+}
+# The network stage and peak RSS of a response: "infer peak_rss_mb".
+stage() { python3 -c 'import json, sys; l = json.load(open(sys.argv[1]))["latencies"]; print(l["infer"], l.get("peak_rss_mb", 0))' "$1"; }
+# ours TORCH BACKEND SIZE: a server with one model worker on that volume; the first inference after start-up and
+# WARM warm ones (WARM_LARGE on the 512x512x120 CT). On the 96x96x64 CT also: the window channels-last or not
+# (`channels_last`, alternating), sw_batch_size 1 or 2 with roi 96^3 (8 windows), and MANY more inferences before
+# the idle RSS is read. Appends a JSON line to rows and prints it.
 ours() {
-  local torch="$1" backend="$2" size="$3" rss="0 0 0" t
+  local torch="$1" backend="$2" size="$3" rss="0 0 0" t warm="$WARM" layout="" cl swb
+  [ "$size" = 96 ] || warm="$WARM_LARGE"
   if [ -n "$backend" ]; then export MONAILABEL_TORCH_BACKEND="$backend"; else unset MONAILABEL_TORCH_BACKEND; fi
   bench_serve "$WORK/app" "$WORK/s$size" segmentation_spleen "$THREADS"
   PID=$SERVED_PID
   t=$(request "$WORK/cold.json")
   echo "$t" >"$WORK/cold.time"
   : >"$WORK/warm"
-  for _ in $(seq 1 "$WARM"); do t=$(request "$WORK/one.json"); echo "$t $(cat "$WORK/one.json")" >>"$WORK/warm"; done
+  for _ in $(seq 1 "$warm"); do t=$(request "$WORK/one.json"); echo "$t $(cat "$WORK/one.json")" >>"$WORK/warm"; done
   if [ "$size" = 96 ]; then
+    : >"$WORK/layout"
+    for _ in 1 2; do
+      for cl in true false; do request "$WORK/one.json" "{\"channels_last\": $cl}" >/dev/null; echo "cl_$cl $(stage "$WORK/one.json")" >>"$WORK/layout"; done
+    done
+    # The first pair warms libtorch up for the 96^3 window; the second is measured.
+    for _ in 1 2; do
+      for swb in 1 2; do request "$WORK/one.json" "{\"roi_size\": [96, 96, 96], \"sw_batch_size\": $swb}" >/dev/null; echo "swb_$swb $(stage "$WORK/one.json")" >>"$WORK/layout"; done
+    done
+    layout="$WORK/layout"
     for _ in $(seq 1 "$MANY"); do request /dev/null >/dev/null; done
     # Past MONAI_LABEL_MEMORY_TRIM_DELAY_MS (1 s), when the worker hands back what the requests freed.
     sleep 3
@@ -74,30 +101,45 @@ ours() {
   fi
   kill "$PID"; wait "$PID" 2>/dev/null || true
   PID=""
-  python3 - "$torch" "$size" "$WORK/cold.time" "$WORK/cold.json" "$WORK/warm" $rss >>"$WORK/rows" <<'PY'
+  python3 - "$torch" "$size" "$WORK/cold.time" "$WORK/cold.json" "$WORK/warm" "${layout:-/dev/null}" $rss <<'PY' | tee -a "$WORK/rows"
 import json, statistics, sys
-torch, size, cold_time, cold_json, warm_file, server_kb, worker_kb, pss_kb = sys.argv[1:9]
+torch, size, cold_time, cold_json, warm_file, layout_file, server_kb, worker_kb, pss_kb = sys.argv[1:10]
 cold = json.load(open(cold_json))["latencies"]
 warm = [(float(l.split(" ", 1)[0]), json.loads(l.split(" ", 1)[1])["latencies"]) for l in open(warm_file) if l.strip()]
+layout = {}
+for line in open(layout_file):
+    key, network, peak = line.split()
+    layout[key] = [float(network), int(peak)]  # the later run of each setting wins
 print(json.dumps({"side": "ours", "torch": torch, "size": size,
     "cold_network": cold["infer"], "cold_total": float(open(cold_time).read()),
     "network": statistics.median(l["infer"] for _, l in warm), "total": statistics.median(t for t, _ in warm),
     "peak_rss_mb": max([cold.get("peak_rss_mb", 0)] + [l.get("peak_rss_mb", 0) for _, l in warm]),
-    "idle_server_mb": int(server_kb) // 1024, "idle_worker_mb": int(worker_kb) // 1024, "idle_pss_mb": int(pss_kb) // 1024}))
+    "layout": layout,
+    "idle_server_mb": int(server_kb) // 1024, "idle_worker_mb": int(worker_kb) // 1024, "idle_pss_mb": int(pss_kb) // 1024}), flush=True)
 PY
 }
-for b in "${BACKENDS[@]}"; do
-  for size in $SIZES; do ours "${b%%|*}" "${b#*|}" "$size"; done
-done
-unset MONAILABEL_TORCH_BACKEND
-for py in $PY13 $PY213; do
+# monai PYTHON TORCH SIZE: MONAI 1.4's pipeline on that volume; appends a JSON line to rows and prints it.
+monai() {
+  local w="$WARM"
+  [ "$3" = 96 ] || w="$WARM_LARGE"
+  "$1" scripts/bench/monai_infer.py "$WORK/s$3/spleen_00.nii.gz" "$THREADS" "$w" 2>/dev/null \
+    | python3 -c 'import json, sys; d = json.loads(sys.stdin.read()); d.update(side="monai", size=sys.argv[1], torch=".".join(d["torch"].split(".")[:2])); print(json.dumps(d))' "$3" \
+    | tee -a "$WORK/rows" || echo "MONAI 1.4 on $1: failed" >&2
+}
+# Each of our measurements right before MONAI's on the same torch and volume: the machine's load drifts.
+PYS=()
+[ "${TORCHES:-1.13 2.13}" = 2.13 ] || PYS+=("$PY13")
+PYS+=("$PY213")
+for i in "${!BACKENDS[@]}"; do
+  b="${BACKENDS[$i]}"
   for size in $SIZES; do
-    "$py" scripts/bench/monai_infer.py "$WORK/s$size/spleen_00.nii.gz" "$THREADS" "$WARM" 2>/dev/null \
-      | python3 -c 'import json, sys; d = json.loads(sys.stdin.read()); d.update(side="monai", size=sys.argv[1], torch=".".join(d["torch"].split(".")[:2])); print(json.dumps(d))' "$size" \
-      >>"$WORK/rows" || echo "MONAI 1.4 on $py: failed" >&2
+    ours "${b%%|*}" "${b#*|}" "$size"
+    [ -z "${PYS[$i]}" ] || monai "${PYS[$i]}" "${b%%|*}" "$size"
   done
 done
-python3 - "$WORK/rows" "$THREADS" "$((MANY + WARM + 1))" <<'PY'
+unset MONAILABEL_TORCH_BACKEND
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$WORK/rows" "$THREADS" "$((MANY + WARM + 9))" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 threads, many = sys.argv[2], int(sys.argv[3])
@@ -117,6 +159,13 @@ for r in rows:
                  f"e2e MONAI/ours {m['total'] / r['total']:.2f}x (target >= 2 against upstream's server)")
     print(line)
     if r["size"] == "96":
+        lay = r.get("layout", {})
+        if "cl_true" in lay and "cl_false" in lay:
+            print(f"  window channels-last {lay['cl_true'][0]:.2f} s / contiguous {lay['cl_false'][0]:.2f} s "
+                  f"(peak {lay['cl_true'][1]} / {lay['cl_false'][1]} MB)")
+        if "swb_1" in lay and "swb_2" in lay:
+            print(f"  roi 96^3, 8 windows: sw_batch_size 1 {lay['swb_1'][0]:.2f} s / 2 {lay['swb_2'][0]:.2f} s "
+                  f"(peak {lay['swb_1'][1]} / {lay['swb_2'][1]} MB)")
         print(f"  idle after {many} inferences: RSS server {r['idle_server_mb']} MB + model worker "
               f"{r['idle_worker_mb']} MB; PSS of both {r['idle_pss_mb']} MB (target: under 400 MB)")
 PY

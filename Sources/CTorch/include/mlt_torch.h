@@ -123,6 +123,9 @@ mlt_status mlt_tensor_clone(mlt_tensor t, mlt_tensor *out, char **err);
 /* A new handle to the same tensor (shared storage and autograd identity). */
 mlt_status mlt_tensor_shallow_copy(mlt_tensor t, mlt_tensor *out, char **err);
 mlt_status mlt_tensor_contiguous(mlt_tensor t, mlt_tensor *out, char **err);
+/* The elements laid out channels-last when `channels_last` is non-zero (4-d: NHWC, 5-d: NDHWC; other ranks fail),
+ * else contiguous. */
+mlt_status mlt_tensor_contiguous_format(mlt_tensor t, int channels_last, mlt_tensor *out, char **err);
 mlt_status mlt_tensor_reshape(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err);
 mlt_status mlt_tensor_view(mlt_tensor t, const int64_t *shape, size_t ndim, mlt_tensor *out, char **err);
 mlt_status mlt_tensor_permute(mlt_tensor t, const int64_t *dims, size_t ndim, mlt_tensor *out, char **err);

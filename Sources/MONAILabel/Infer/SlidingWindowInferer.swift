@@ -18,15 +18,19 @@ public struct SlidingWindowInferer: Sendable {
     public var mode: BlendMode
     public var sigmaScale: Double
     public var padding: PaddingMode
+    /// Hands 2-d and 3-d windows to the predictor channels-last (NHWC / NDHWC), which libtorch's convolutions
+    /// then keep through the network; same values, another memory layout.
+    public var channelsLast: Bool
 
     public init(roiSize: [Int], swBatchSize: Int = 1, overlap: Double = 0.25, mode: BlendMode = .constant,
-                sigmaScale: Double = 0.125, padding: PaddingMode = .constant(0)) {
+                sigmaScale: Double = 0.125, padding: PaddingMode = .constant(0), channelsLast: Bool = false) {
         self.roiSize = roiSize
         self.swBatchSize = max(1, swBatchSize)
         self.overlap = overlap
         self.mode = mode
         self.sigmaScale = sigmaScale
         self.padding = padding
+        self.channelsLast = channelsLast
     }
 
     /// Most windows one inference may run: `sw_overlap` close to 1 multiplies them without bound (0.97 on a
@@ -165,7 +169,8 @@ public struct SlidingWindowInferer: Sendable {
         func predict(_ batch: [[Int]]) throws -> Tensor {
             let data = batch.count == 1
                 ? try window(padded, batch[0]) : try Tensor.cat(batch.map { try window(padded, $0) }, dim: 0)
-            let pred = try predictor(try data.contiguous().to(swDevice))
+            let pred = try predictor(channelsLast && (2...3).contains(dims)
+                ? try data.contiguous(channelsLast: true).to(swDevice) : try data.contiguous().to(swDevice))
             let predShape = pred.shape
             guard predShape.count == dims + 2, Array(predShape[2...]) == roiSize, predShape[0] == batch.count else {
                 throw MONAILabelError.io("the network returned \(predShape) for windows of \(roiSize)")

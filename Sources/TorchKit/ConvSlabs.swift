@@ -1,0 +1,111 @@
+import Foundation
+
+extension Conv {
+    /// Output voxels (per sample) above which a convolution run without autograd is computed in slabs along the
+    /// last spatial axis. libtorch's CPU convolutions take workspace in proportion to the whole output: oneDNN
+    /// reorders input and output into channel blocks of 8 or 16 (a 2-channel 160^3 activation becomes eight times
+    /// its size: 250 MB more for MONAI's UNet's last convolution), and the native transposed convolution unfolds
+    /// `out_channels x kernel` columns per input voxel. Slabs of at most this many output voxels bound that
+    /// workspace to a slab's; each output voxel still sums the same products. The last axis, because libtorch
+    /// (1.13 and 2.x) only picks oneDNN when `N * C * D * H` (2-d: `N * C * H * W`) exceeds 20480: a slab of the
+    /// first axis falls back to the native convolution, whose column buffer is larger still.
+    /// Task-local so that a test can run whole networks in small slabs (`$slabVoxels.withValue`).
+    @TaskLocal public static var slabVoxels = 1 << 20
+
+    /// Runs this convolution's geometry with `w` and `b`, in slabs of at most `limit` output voxels when autograd
+    /// is off and the output is larger, else in one call.
+    func run(_ input: Tensor, weight w: Tensor, bias b: Tensor?, limit: Int = Conv.slabVoxels) throws -> Tensor {
+        func whole() throws -> Tensor {
+            try input.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups,
+                           transposed: transposed, outputPadding: transposed ? outputPadding : nil)
+        }
+        let shape = input.shape
+        guard !Torch.isGradEnabled, shape.count == spatialDims + 2, w.shape.count == spatialDims + 2,
+              let plan = slabs(inputShape: shape, kernel: Array(w.shape[2...]), limit: limit)
+        else { return try whole() }
+        let axis = spatialDims - 1, dim = spatialDims + 1
+        var slabPadding = padding
+        slabPadding[axis] = 0
+        var parts: [Tensor] = []
+        parts.reserveCapacity(plan.count)
+        for slab in plan {
+            var x = try input.narrow(dim: dim, start: slab.inputStart, length: slab.inputLength)
+            if slab.padFront > 0 || slab.padBack > 0 {
+                // F.pad order: last axis first.
+                x = try x.pad([slab.padFront, slab.padBack] + Array(repeating: 0, count: 2 * axis))
+            }
+            var slabOutputPadding = outputPadding
+            slabOutputPadding[axis] = slab.outputPadding
+            var y = try x.conv(weight: w, bias: b, stride: stride, padding: slabPadding, dilation: dilation,
+                               groups: groups, transposed: transposed, outputPadding: transposed ? slabOutputPadding : nil)
+            if transposed { y = try y.narrow(dim: dim, start: slab.outputOffset, length: slab.outputLength) }
+            parts.append(y)
+        }
+        return try Tensor.cat(parts, dim: dim)
+    }
+
+    /// One slab: the output rows `[start, start + outputLength)` along the last spatial axis come from the input
+    /// rows `[inputStart, inputStart + inputLength)`, zero-padded by `padFront`/`padBack` (convolution), or, for a
+    /// transposed convolution, are `outputLength` rows at `outputOffset` of that input's unpadded result with
+    /// `outputPadding` extra rows.
+    struct Slab: Equatable {
+        var inputStart: Int, inputLength: Int
+        var padFront = 0, padBack = 0
+        var outputOffset = 0, outputPadding = 0
+        var outputLength: Int
+    }
+
+    /// The slabs for an input of `inputShape` and a kernel of `kernel` (spatial sizes), or nil when one call is
+    /// enough (the output is at most `slabVoxels` per sample) or the geometry has output rows no input row reaches
+    /// (padding beyond the dilated kernel; a transposed stride above the dilated kernel), which one call handles.
+    func slabs(inputShape: [Int], kernel: [Int], limit: Int = Conv.slabVoxels) -> [Slab]? {
+        let n = spatialDims
+        guard kernel.count == n, inputShape.count == n + 2 else { return nil }
+        var out: [Int] = []
+        for d in 0..<n {
+            let reach = dilation[d] * (kernel[d] - 1)
+            let size = transposed
+                ? (inputShape[d + 2] - 1) * stride[d] - 2 * padding[d] + reach + outputPadding[d] + 1
+                : (inputShape[d + 2] + 2 * padding[d] - reach - 1) / stride[d] + 1
+            guard size > 0 else { return nil }
+            out.append(size)
+        }
+        let axis = n - 1
+        var perRow = 1
+        for size in out.dropLast() {
+            let (p, o) = perRow.multipliedReportingOverflow(by: size)
+            guard !o else { return nil }
+            perRow = p
+        }
+        let rows = out[axis], inRows = inputShape[axis + 2]
+        let (total, o) = perRow.multipliedReportingOverflow(by: rows)
+        guard o || total > limit, rows > 1 else { return nil }
+        let s = stride[axis], p = padding[axis], reach = dilation[axis] * (kernel[axis] - 1)
+        if transposed ? s - 1 > reach : p > reach { return nil }
+        let step = max(1, limit / max(perRow, 1))
+        var plan: [Slab] = []
+        var z0 = 0
+        while z0 < rows {
+            let z1 = min(rows, z0 + step)
+            if transposed {
+                // Output row z (uncropped z + p) sums input rows i with i * s + j * dilation = z + p, j < kernel.
+                func ceilDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? (a + b - 1) / b : -((-a) / b) }
+                let first = max(0, ceilDiv(z0 + p - reach, s))
+                let last = min(inRows - 1, (z1 - 1 + p) / s)
+                guard first <= last else { return nil }
+                let extra = max(0, z1 - 1 + p - last * s - reach)
+                guard extra < max(s, dilation[axis]) else { return nil }
+                plan.append(Slab(inputStart: first, inputLength: last - first + 1, outputOffset: z0 + p - first * s,
+                                 outputPadding: extra, outputLength: z1 - z0))
+            } else {
+                let lo = z0 * s - p, hi = (z1 - 1) * s - p + reach
+                let a = max(lo, 0), b = min(hi, inRows - 1)
+                guard a <= b else { return nil }
+                plan.append(Slab(inputStart: a, inputLength: b - a + 1, padFront: a - lo, padBack: hi - b,
+                                 outputLength: z1 - z0))
+            }
+            z0 = z1
+        }
+        return plan
+    }
+}

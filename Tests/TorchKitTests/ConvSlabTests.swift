@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+@testable import TorchKit
+
+extension TorchKitTests {
+    /// Convolutions run in slabs along the last spatial axis (inference's bounded workspace) give the one-call
+    /// result.
+    @Suite struct ConvSlabTests {
+        struct Geometry: CustomStringConvertible, Sendable {
+            var dims: Int, kernel: Int, stride: Int, padding: Int, dilation: Int = 1
+            var transposed = false, outputPadding = 0
+            var description: String {
+                "\(dims)d k\(kernel) s\(stride) p\(padding) d\(dilation)\(transposed ? " transposed op\(outputPadding)" : "")"
+            }
+        }
+
+        static let geometries: [Geometry] = [
+            Geometry(dims: 3, kernel: 3, stride: 1, padding: 1),
+            Geometry(dims: 3, kernel: 3, stride: 2, padding: 1),
+            Geometry(dims: 3, kernel: 3, stride: 1, padding: 2, dilation: 2),
+            Geometry(dims: 3, kernel: 1, stride: 1, padding: 0),
+            Geometry(dims: 3, kernel: 3, stride: 2, padding: 1, transposed: true, outputPadding: 1),
+            Geometry(dims: 3, kernel: 2, stride: 2, padding: 0, transposed: true),
+            Geometry(dims: 3, kernel: 3, stride: 1, padding: 1, transposed: true),
+            Geometry(dims: 2, kernel: 3, stride: 1, padding: 1),
+            Geometry(dims: 2, kernel: 3, stride: 2, padding: 1, transposed: true, outputPadding: 1),
+        ]
+
+        @Test(arguments: geometries)
+        func slabs_matchOneCall(_ g: Geometry) throws {
+            let conv = try Conv(spatialDims: g.dims, inChannels: 3, outChannels: 2, kernelSize: [g.kernel],
+                                stride: [g.stride], padding: [g.padding], dilation: [g.dilation],
+                                transposed: g.transposed, outputPadding: [g.outputPadding])
+            let shape = [2, 3] + (g.dims == 3 ? [5, 6, 11] : [7, 11])
+            let x = try Tensor.randn(shape)
+            let kernel = Array(repeating: g.kernel, count: g.dims)
+            // A limit of a few rows' voxels: several slabs, the first and last padded.
+            let limit = 40
+            let plan = try #require(conv.slabs(inputShape: shape, kernel: kernel, limit: limit))
+            #expect(plan.count >= 2)
+            try Torch.withNoGrad {
+                let whole = try conv(x)
+                let sliced = try conv.run(x, weight: conv.weight.tensor, bias: conv.bias?.tensor, limit: limit)
+                #expect(sliced.shape == whole.shape)
+                let diff = try sliced.sub(whole).abs().max().item()
+                #expect(diff < 1e-5, "\(g): max difference \(diff)")
+            }
+        }
+
+        @Test func smallOutput_runsInOneCall() throws {
+            let conv = try Conv(spatialDims: 3, inChannels: 1, outChannels: 1, kernelSize: 3, padding: 1)
+            #expect(conv.slabs(inputShape: [1, 1, 8, 8, 8], kernel: [3, 3, 3], limit: 512) == nil)
+            #expect(conv.slabs(inputShape: [1, 1, 8, 8, 8], kernel: [3, 3, 3], limit: 511)?.count == 2)
+        }
+    }
+}
