@@ -8,97 +8,6 @@ import TestSupport
 import Glibc
 #endif
 
-/// A local HTTP server for the pretrained-weights tests: serves `body` at every path except `*/missing.pt` (404),
-/// honours `Range: bytes=N-` with a 206, cuts its first `cutResponses` responses after `cutAfter` body bytes, and
-/// records every request head.
-final class WeightsServer: @unchecked Sendable {
-    let body: [UInt8]
-    let port: Int
-    private let fd: Int32
-    private let lock = NSLock()
-    private var heads: [String] = []
-    private var cutsLeft: Int
-    private let cutAfter: Int
-
-    init(body: [UInt8], cutResponses: Int = 0, cutAfter: Int = 0) throws {
-        self.body = body
-        cutsLeft = cutResponses
-        self.cutAfter = cutAfter
-        let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
-                bind(sock, s, len) == 0 && listen(sock, 16) == 0 && getsockname(sock, s, &len) == 0
-            }
-        }
-        guard sock >= 0, bound else { throw CocoaError(.fileWriteUnknown) }
-        fd = sock
-        port = Int(UInt16(bigEndian: addr.sin_port))
-        let t = Thread { [self] in
-            while true {
-                let c = accept(fd, nil, nil)
-                if c < 0 { return }
-                serve(c)
-                close(c)
-            }
-        }
-        t.start()
-    }
-
-    var requests: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return heads
-    }
-
-    func stop() {
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
-    }
-
-    private func send(_ c: Int32, _ bytes: ArraySlice<UInt8>) {
-        var off = bytes.startIndex
-        while off < bytes.endIndex {
-            let n = bytes[off...].withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            off += n
-        }
-    }
-
-    private func serve(_ c: Int32) {
-        var head: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while !head.suffix(4).elementsEqual([13, 10, 13, 10]) && head.count < 65536 {
-            let n = read(c, &buf, buf.count)
-            if n <= 0 { return }
-            head += buf[0..<n]
-        }
-        let text = String(decoding: head, as: UTF8.self)
-        lock.lock()
-        heads.append(text)
-        let cut = cutsLeft > 0
-        if cut { cutsLeft -= 1 }
-        lock.unlock()
-        let path = text.split(separator: " ").dropFirst().first ?? ""
-        if path.hasSuffix("/missing.pt") {
-            send(c, Array("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)[...])
-            return
-        }
-        var start = 0
-        if let r = text.range(of: "Range: bytes=") {
-            start = Int(text[r.upperBound...].prefix { $0.isNumber }) ?? 0
-        }
-        let status = start > 0 ? "206 Partial Content" : "200 OK"
-        var h = "HTTP/1.1 \(status)\r\nContent-Length: \(body.count - start)\r\nConnection: close\r\n"
-        if start > 0 { h += "Content-Range: bytes \(start)-\(body.count - 1)/\(body.count)\r\n" }
-        send(c, Array((h + "\r\n").utf8)[...])
-        send(c, cut ? body[start..<min(body.count, start + cutAfter)] : body[start...])
-    }
-}
-
 /// Lines a fetcher logged.
 final class LogLines: @unchecked Sendable {
     private let lock = NSLock()
@@ -127,13 +36,13 @@ final class LogLines: @unchecked Sendable {
 
     /// A port nothing listens on.
     static func closedPort() throws -> Int {
-        let s = try WeightsServer(body: [])
+        let s = try DownloadTestServer(body: [])
         s.stop()
         return s.port
     }
 
     @Test func fetch_cutConnection_resumesWithARangeRequest_checksTheDigest_andLogsProgress() throws {
-        let server = try WeightsServer(body: Self.fixture, cutResponses: 1, cutAfter: 100_000)
+        let server = try DownloadTestServer(body: Self.fixture, cutResponses: 1, cutAfter: 100_000)
         defer { server.stop() }
         let tmp = TempDir()
         let dest = tmp.url.appendingPathComponent("pretrained_x.pt")
@@ -152,7 +61,7 @@ final class LogLines: @unchecked Sendable {
     }
 
     @Test func fetch_checksumMismatch_failsAndKeepsNeitherFileNorPart() throws {
-        let server = try WeightsServer(body: Self.fixture)
+        let server = try DownloadTestServer(body: Self.fixture)
         defer { server.stop() }
         let tmp = TempDir()
         let dest = tmp.url.appendingPathComponent("pretrained_x.pt")
@@ -181,7 +90,7 @@ final class LogLines: @unchecked Sendable {
     }
 
     @Test func fetch_notFound_isNotRetried() throws {
-        let server = try WeightsServer(body: Self.fixture)
+        let server = try DownloadTestServer(body: Self.fixture)
         defer { server.stop() }
         let tmp = TempDir()
         let d = PretrainedDownload(model: "x", url: URL(string: "http://127.0.0.1:\(server.port)/w/missing.pt")!,
@@ -205,7 +114,7 @@ final class LogLines: @unchecked Sendable {
     }
 
     @Test func startServer_fetchesMissingPretrainedWeights_fromMONAI_LABEL_PRETRAINED_PATH() throws {
-        let weights = try WeightsServer(body: Self.fixture)
+        let weights = try DownloadTestServer(body: Self.fixture)
         defer { weights.stop() }
         let tmp = TempDir()
         let (app, studies) = try Self.appFolders(tmp)

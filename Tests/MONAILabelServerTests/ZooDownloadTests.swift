@@ -8,98 +8,6 @@ import TestSupport
 import Glibc
 #endif
 
-/// A local stand-in for the MONAI zoo (`MONAI_ZOO_BASE_URL`): answers the bodies of `routes` by exact path (404
-/// otherwise), honours `Range: bytes=N-` with a 206, cuts its first `cutResponses` answers of a `.zip` after
-/// `cutAfter` body bytes, and records every request head.
-final class ZooServer: @unchecked Sendable {
-    let routes: [String: [UInt8]]
-    let port: Int
-    private let fd: Int32
-    private let lock = NSLock()
-    private var heads: [String] = []
-    private var cutsLeft: Int
-    private let cutAfter: Int
-
-    init(routes: [String: [UInt8]], cutResponses: Int = 0, cutAfter: Int = 0) throws {
-        self.routes = routes
-        cutsLeft = cutResponses
-        self.cutAfter = cutAfter
-        let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { s in
-                bind(sock, s, len) == 0 && listen(sock, 16) == 0 && getsockname(sock, s, &len) == 0
-            }
-        }
-        guard sock >= 0, bound else { throw CocoaError(.fileWriteUnknown) }
-        fd = sock
-        port = Int(UInt16(bigEndian: addr.sin_port))
-        Thread { [self] in
-            while true {
-                let c = accept(fd, nil, nil)
-                if c < 0 { return }
-                serve(c)
-                close(c)
-            }
-        }.start()
-    }
-
-    var base: String { "http://127.0.0.1:\(port)" }
-
-    var requests: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return heads
-    }
-
-    /// The request lines' paths, in order.
-    var paths: [String] { requests.map { String($0.split(separator: " ").dropFirst().first ?? "") } }
-
-    func stop() {
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
-    }
-
-    private func send(_ c: Int32, _ bytes: ArraySlice<UInt8>) {
-        var off = bytes.startIndex
-        while off < bytes.endIndex {
-            let n = bytes[off...].withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            off += n
-        }
-    }
-
-    private func serve(_ c: Int32) {
-        var head: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while !head.suffix(4).elementsEqual([13, 10, 13, 10]) && head.count < 65536 {
-            let n = read(c, &buf, buf.count)
-            if n <= 0 { return }
-            head += buf[0..<n]
-        }
-        let text = String(decoding: head, as: UTF8.self)
-        let path = String(text.split(separator: " ").dropFirst().first ?? "")
-        lock.lock()
-        heads.append(text)
-        let cut = path.hasSuffix(".zip") || path.hasSuffix("/zip") ? cutsLeft > 0 : false
-        if cut { cutsLeft -= 1 }
-        lock.unlock()
-        guard let body = routes[path] else {
-            send(c, Array("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)[...])
-            return
-        }
-        var start = 0
-        if let r = text.range(of: "Range: bytes=") { start = min(body.count, Int(text[r.upperBound...].prefix { $0.isNumber }) ?? 0) }
-        var h = "HTTP/1.1 \(start > 0 ? "206 Partial Content" : "200 OK")\r\nContent-Length: \(body.count - start)\r\nConnection: close\r\n"
-        if start > 0 { h += "Content-Range: bytes \(start)-\(body.count - 1)/\(body.count)\r\n" }
-        send(c, Array((h + "\r\n").utf8)[...])
-        send(c, cut ? body[start..<min(body.count, start + cutAfter)] : body[start...])
-    }
-}
-
 @Suite(.tags(.live), .serialized) struct ZooDownloadTests {
     static let bundles = repoRoot.appendingPathComponent("Tests/Fixtures/bundles")
     /// scripts/fixtures/make_bundle_zip.py's zip of the spleen bundle fixture (base folder, deflated).
@@ -159,7 +67,7 @@ final class ZooServer: @unchecked Sendable {
     }
 
     @Test func monaihosting_latestVersion_downloadsMONAIsURL_andExtractsTheBundle() throws {
-        let server = try ZooServer(routes: [
+        let server = try DownloadTestServer(routes: [
             "/spleen_ct_segmentation": Array(#"{"model": {"latestVersionIdStr": "0.5.4"}}"#.utf8),
             Self.monaiHostingZip: Self.zip,
         ])
@@ -184,7 +92,7 @@ final class ZooServer: @unchecked Sendable {
 
     /// NGC's archives hold the bundle's folders at their top (no base folder): they are extracted into model/<name>.
     @Test func ngc_newestVersion_usesTheMonaiPrefixedURL_andExtractsATopLevelBundle() throws {
-        let server = try ZooServer(routes: [
+        let server = try DownloadTestServer(routes: [
             "/monai_spleen_ct_segmentation/versions/": Array(#"""
                 {"modelVersions": [{"versionId": "0.5.4", "createdDate": "2024-06-01T00:00:00.000Z"},
                                    {"versionId": "0.5.3", "createdDate": "2024-01-01T00:00:00.000Z"}]}
@@ -217,7 +125,7 @@ final class ZooServer: @unchecked Sendable {
     @Test func github_versionedName_checksTheAssetDigest_sendsTheToken_andKeepsItsOwnFolder() throws {
         let release = "/repos/Project-MONAI/model-zoo/releases/tags/hosting_storage_v1"
         let asset = "/Project-MONAI/model-zoo/releases/download/hosting_storage_v1/spleen_ct_segmentation_v0.5.4.zip"
-        let server = try ZooServer(routes: [release: Self.githubRelease(digest: try Self.sha256(Self.zip)), asset: Self.zip])
+        let server = try DownloadTestServer(routes: [release: Self.githubRelease(digest: try Self.sha256(Self.zip)), asset: Self.zip])
         defer { server.stop() }
         let tmp = TempDir()
         let lines = LogLines()
@@ -243,7 +151,7 @@ final class ZooServer: @unchecked Sendable {
     @Test func github_checksumMismatch_installsNothing_andKeepsNoDownload() throws {
         let release = "/repos/Project-MONAI/model-zoo/releases/tags/hosting_storage_v1"
         let asset = "/Project-MONAI/model-zoo/releases/download/hosting_storage_v1/spleen_ct_segmentation_v0.5.4.zip"
-        let server = try ZooServer(routes: [release: Self.githubRelease(digest: String(repeating: "0", count: 64)), asset: Self.zip])
+        let server = try DownloadTestServer(routes: [release: Self.githubRelease(digest: String(repeating: "0", count: 64)), asset: Self.zip])
         defer { server.stop() }
         let tmp = TempDir()
         let text = Self.message {
@@ -255,7 +163,7 @@ final class ZooServer: @unchecked Sendable {
     }
 
     @Test func startServer_missingBundles_areDownloadedAfterACut_extracted_andServeInference() throws {
-        let server = try ZooServer(routes: [
+        let server = try DownloadTestServer(routes: [
             "/spleen_ct_segmentation": Array(#"{"model": {"latestVersionIdStr": "0.5.4"}}"#.utf8),
             Self.monaiHostingZip: Self.zip,
         ], cutResponses: 1, cutAfter: 100_000)
@@ -288,7 +196,7 @@ final class ZooServer: @unchecked Sendable {
     }
 
     @Test func startServer_offline_stopsWithAMessageNamingTheOfflineImport() throws {
-        let closed = try ZooServer(routes: [:])
+        let closed = try DownloadTestServer(routes: [:])
         closed.stop()
         let tmp = TempDir()
         let (app, studies) = try Self.appFolders(tmp)
@@ -304,7 +212,7 @@ final class ZooServer: @unchecked Sendable {
 
     @Test func startServer_hostileZipFromTheZoo_isRefused_andNothingIsInstalled() throws {
         let evil = Self.renamed("spleen_ct_segmentation/models/model.pt", to: String(repeating: "../", count: 12) + "xx")
-        let server = try ZooServer(routes: [
+        let server = try DownloadTestServer(routes: [
             "/spleen_ct_segmentation": Array(#"{"model": {"latestVersionIdStr": "0.5.4"}}"#.utf8), Self.monaiHostingZip: evil,
         ])
         defer { server.stop() }
