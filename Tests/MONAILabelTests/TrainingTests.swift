@@ -296,3 +296,21 @@ private func writeVolume(_ url: URL, shape: [Int], values: [Float], spacing: Dou
     #expect(c == nil)
     #expect(warnings.first?.contains("does not match") == true)
 }
+
+@Test(.tags(.unit)) func appJsonDimensionOutside2Or3_isAnErrorNamingTheModel_notATrap() throws {
+    for dimension in [-1, 0, 1, 4, 1_000_000_000_000] {
+        let definition: JSONObject = [
+            "dimension": .int(dimension), "labels": ["spleen": 1],
+            "network": ["name": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8],
+                        "strides": [2], "num_res_units": 0],
+            "train": ["spatial_size": 8],
+        ]
+        #expect(throws: MONAILabelError.invalid("model tiny: dimension must be 2 or 3")) {
+            _ = try TrainDefinition(model: "tiny", definition: definition)
+        }
+        #expect(throws: MONAILabelError.invalid("model tiny: dimension must be 2 or 3")) {
+            _ = try SegmentationTask(name: "tiny", definition: definition, modelDir: TempDir().url)
+        }
+    }
+    #expect(TrainDefinition.ints(8, count: -1) == nil)
+}

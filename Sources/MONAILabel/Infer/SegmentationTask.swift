@@ -83,6 +83,7 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
         type = d["type"]?.stringValue ?? "segmentation"
         labels = d["labels"] ?? .array([])
         dimension = d["dimension"]?.intValue ?? 3
+        guard (2...3).contains(dimension) else { throw MONAILabelError.invalid("model \(name): dimension must be 2 or 3") }
         description = d["description"]?.stringValue ?? ""
         guard let network = d["network"]?.objectValue else {
             throw MONAILabelError.invalid("model \(name): app.json gives no network")

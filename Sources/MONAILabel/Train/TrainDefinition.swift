@@ -63,6 +63,7 @@ public struct TrainDefinition: Sendable {
         squaredPred = t["loss"]?["squared_pred"]?.boolValue ?? true
         batchDice = t["loss"]?["batch"]?.boolValue ?? true
         let dims = d["dimension"]?.intValue ?? 3
+        guard (2...3).contains(dims) else { throw MONAILabelError.invalid("model \(name): dimension must be 2 or 3") }
         if let loss = t["loss"]?.objectValue {
             lambdaDice = try Self.number(loss, "lambda_dice", in: 0...1000, model: name) ?? 1
             lambdaCE = try Self.number(loss, "lambda_ce", in: 0...1000, model: name) ?? 1
@@ -182,7 +183,7 @@ public struct TrainDefinition: Sendable {
     }
 
     static func ints(_ v: JSONValue?, count: Int) -> [Int]? {
-        guard let v else { return nil }
+        guard let v, (1...4).contains(count) else { return nil }
         if let i = v.intValue, i > 0 { return Array(repeating: i, count: count) }
         guard let a = v.arrayValue, a.count == count else { return nil }
         let r = a.compactMap(\.intValue)
