@@ -96,23 +96,3 @@ enum NvidiaSMI {
         return text
     }
 }
-
-/// Bytes from a reader thread, kept up to `limit`; `count` keeps counting past it.
-private final class CappedBuffer: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    private var total = 0
-    private let limit: Int
-
-    init(limit: Int) { self.limit = limit }
-
-    func append(_ d: Data) {
-        lock.withLock {
-            total += d.count
-            if data.count < limit { data.append(d.prefix(limit - data.count)) }
-        }
-    }
-
-    var count: Int { lock.withLock { total } }
-    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
-}

@@ -44,7 +44,7 @@ enum Archive {
         let err = Pipe()
         p.standardError = err
         // Drained as it arrives (a chatty extractor must not block on a full pipe while we poll), keeping the start.
-        let messages = BoundedText(limit: 4096)
+        let messages = CappedBuffer(limit: 4096)
         err.fileHandleForReading.readabilityHandler = { h in
             let d = h.availableData
             if d.isEmpty { h.readabilityHandler = nil } else { messages.append(d) }
@@ -116,26 +116,5 @@ enum Archive {
             }
         }
         return nil
-    }
-}
-
-/// The first `limit` bytes of a child's output, gathered from the pipe's reader thread.
-private final class BoundedText: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    private let limit: Int
-
-    init(limit: Int) { self.limit = limit }
-
-    func append(_ d: Data) {
-        lock.lock()
-        defer { lock.unlock() }
-        if data.count < limit { data.append(d.prefix(limit - data.count)) }
-    }
-
-    var text: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return String(decoding: data, as: UTF8.self)
     }
 }
