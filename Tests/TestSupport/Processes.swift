@@ -1,20 +1,32 @@
 import Foundation
 
+/// How long `runProcess` lets a command run by default: far beyond any tool or client script the tests run
+/// (the slowest take about a minute on a busy 2-core machine), so that only a hang reaches it.
+public let processTimeLimit: TimeInterval = 600
+
 /// Runs `executable` with `arguments`, `environment` added to this process's; returns its exit status and its
 /// output (stdout + stderr).
-public func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:]) throws
-    -> (status: Int32, output: String)
+///
+/// A test must never wait forever (Swift Testing's time limits cannot stop a blocked test, and one blocked
+/// test holds the whole run open): the command runs under coreutils' `timeout` in its own process group, so
+/// after `timeLimit` seconds it and everything it started are killed; the status is then 124 (or 137) and the
+/// output says so.
+public func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
+                       timeLimit: TimeInterval = processTimeLimit) throws -> (status: Int32, output: String)
 {
     let p = Process()
-    p.executableURL = executable
-    p.arguments = arguments
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+    p.arguments = ["--kill-after=10", "\(Int(timeLimit))", executable.path] + arguments
     p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe()
     p.standardOutput = out
     p.standardError = out
     try p.run()
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    var text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     p.waitUntilExit()
+    if p.terminationStatus == 124 || p.terminationStatus == 137 {
+        text += "\n[\(executable.lastPathComponent) was killed after the tests' \(Int(timeLimit)) s time limit]"
+    }
     return (p.terminationStatus, text)
 }
 
