@@ -6,7 +6,10 @@
 #
 # The command runs in its own session (process group) with line-buffered stdio (stdbuf), its output going to
 # LOG and streamed from there, never through a pipe: a process a test left behind cannot hold the stage open
-# by keeping a pipe's write end. Past LIMIT_SECONDS the stage's processes are listed with every thread's
+# by keeping a pipe's write end. Swift Testing's last line ("✔ Test run with N tests ... passed" or "✘ ...")
+# is its verdict: a test process still alive 60 s after printing it is stuck in its teardown (static
+# destructors of the libraries it loaded), not in a test; its stacks are printed, it is killed, and the
+# verdict stands. Past LIMIT_SECONDS the stage's processes are listed with every thread's
 # stack (gdb where it can attach, else the kernel's wait channel) and killed. After the command ends, any
 # process still in its session 10 s later is listed as leaked and killed. Exits with the command's status, 124 on a
 # timeout, or 1 when it passed but left processes behind.
@@ -40,8 +43,20 @@ dump() {
     done
 }
 
+verdict() { grep -aE '^(✔|✘) Test run with [0-9]+ test' "$log" | tail -1; }
+
 timed_out=0
+teardown_hang=""
+verdict_seen=""
 while kill -0 "$pid" 2>/dev/null; do
+    if [ -z "$verdict_seen" ] && [ -n "$(verdict)" ]; then verdict_seen=$SECONDS; fi
+    if [ -n "$verdict_seen" ] && (( SECONDS - verdict_seen >= 60 )); then
+        teardown_hang="$(verdict)"
+        echo "=== stage $name: the test run reported its result but its process did not exit within 60 s; stacks:" >> "$log"
+        dump >> "$log" 2>&1
+        kill -KILL -- "-$pid" 2>/dev/null
+        break
+    fi
     if (( SECONDS - started >= limit )); then
         timed_out=1
         echo "=== stage $name still running after ${limit} s: its processes and their threads' stacks" >> "$log"
@@ -71,5 +86,9 @@ if [ -n "$leaked" ]; then
 fi
 echo "=== stage $name: exit status $rc after $(( SECONDS - started )) s" | tee -a "$log"
 if (( timed_out )); then exit 124; fi
+if [ -n "$teardown_hang" ]; then
+    case "$teardown_hang" in ✔*) rc=0 ;; *) rc=1 ;; esac
+    echo "=== stage $name: verdict taken from the run's own result line: $teardown_hang"
+fi
 if (( rc == 0 )) && [ -n "$leaked" ]; then exit 1; fi
 exit "$rc"
