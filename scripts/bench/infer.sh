@@ -12,12 +12,13 @@
 #  - MONAI 1.4 with the same network and pipeline on the same torch (Debian's python3-torch, the 2.13 wheel):
 #    scripts/bench/monai_infer.py, run right after ours on the same volume (the machine's load drifts), and the
 #    ratios. (Upstream's server adds its own overhead to MONAI's pipeline.)
-# Every inference runs in the default single model worker; fp32 only (no bf16 path exists yet). Each row is
+# Every inference runs in the default single model worker; fp32 only (bf16: amp.sh). Each row is
 # printed as soon as it is measured, the summary at the end, with the load average.
-# Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead]
+# Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead|alternate]
 #   full: both volumes, 5 warm runs on the 96x96x64 CT (WARM_RUNS) and 2 on the 512x512x120 one (WARM_LARGE), RSS
 #   after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS after 10 more; overhead: only the
-#   model worker split's overhead (in-process against one model worker).
+#   model worker split's overhead (in-process against one model worker); alternate: our network stage and MONAI's
+#   on the 96x96x64 CT, request by request (ROUNDS, default 7; scripts/bench/monai_alternate.py).
 #   CONFIG=debug measures a debug build (the network stage is libtorch's either way);
 #   SKIP_TORCH2=1 or TORCHES=1.13 measures Debian's libtorch only, TORCHES=2.13 the 2.13 wheel only;
 #   TORCH2_BACKEND=FILE uses an already built 2.13 backend; WARM_RUNS, WARM_LARGE and MANY_RUNS override the counts.
@@ -30,6 +31,25 @@ bench_build "${CONFIG:-release}"
 mkdir -p "$WORK/app"
 cp sample-apps/radiology/app.json "$WORK/app/"
 "$BIN" datasets -d -o "$WORK/s96" --count 1 --labeled 0 --shape 96,96,64 --spacing 1.5,1.5,2 >/dev/null
+if [ "$MODE" = alternate ]; then
+  # Our network stage and MONAI's alternating on the 96x96x64 CT (ROUNDS, default 7), per backend.
+  [ "${TORCHES:-1.13 2.13}" = 2.13 ] || {
+    unset MONAILABEL_TORCH_BACKEND
+    [ -x .build/bench-venv-1.13/bin/python ] || { echo "run infer.sh full once first: it makes .build/bench-venv-1.13" >&2; exit 2; }
+    bench_serve "$WORK/app" "$WORK/s96" segmentation_spleen "$THREADS"; PID=$SERVED_PID
+    echo "torch 1.13:"
+    .build/bench-venv-1.13/bin/python scripts/bench/monai_alternate.py "$WORK/s96/spleen_00.nii.gz" "$PORT" "${ROUNDS:-7}" "$THREADS" 2>/dev/null
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+  }
+  [ "${TORCHES:-1.13 2.13}" = 1.13 ] || {
+    export MONAILABEL_TORCH_BACKEND="${TORCH2_BACKEND:-$(scripts/build-torch-backend.sh --torch "$(.build/torch2-venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')" | tail -1)}"
+    bench_serve "$WORK/app" "$WORK/s96" segmentation_spleen "$THREADS"; PID=$SERVED_PID
+    echo "torch 2.13:"
+    .build/torch2-venv/bin/python scripts/bench/monai_alternate.py "$WORK/s96/spleen_00.nii.gz" "$PORT" "${ROUNDS:-7}" "$THREADS" 2>/dev/null
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+  }
+  exit 0
+fi
 if [ "$MODE" != overhead ]; then
 if [ "$MODE" = quick ]; then SIZES="96"; WARM=2; MANY=10; else SIZES="96 512"; WARM=5; MANY=100; fi
 WARM="${WARM_RUNS:-$WARM}"
