@@ -12,14 +12,15 @@ extension Conv {
     /// Task-local so that a test can run whole networks in small slabs (`$slabVoxels.withValue`).
     @TaskLocal public static var slabVoxels = 1 << 20
 
-    /// Whether a convolution above `slabVoxels` runs in one call on a channels-last copy of its input instead of
-    /// in slabs; nil (the default) decides by the backend: libtorch 2.x, whose oneDNN convolution takes NDHWC/NHWC
+    /// Whether a CPU convolution above `slabVoxels` runs in one call on a channels-last copy of its input instead
+    /// of in slabs; nil (the default) decides by the backend: libtorch 2.x, whose oneDNN convolution takes NDHWC/NHWC
     /// as it is (no channel-blocked copies), so the whole output costs little more than itself. Measured on the
     /// full-size UNet's 160^3 layers with the 2.13 wheel, 2 threads: the 2->2 convolution 0.86 s and 70 MB above
     /// its input against 2.34 s and 112 MB in slabs (contiguous in one call: 1.56 s, 289 MB), the 32->2 transposed
     /// one 0.71 s against 1.52 s in slabs, 104 against 125 MB. libtorch 1.13 reorders channels-last 5-d tensors
     /// (the same 2->2 convolution: 348 MB above its input, the transposed one 1.6 s against 0.95 s in slabs), so
-    /// it keeps the slabs. Task-local so that tests can take either path on any backend.
+    /// it keeps the slabs, and so do CUDA tensors (not measured there). Task-local so that tests can take either
+    /// path on any backend.
     @TaskLocal public static var largeOutputsChannelsLast: Bool? = nil
 
     /// `largeOutputsChannelsLast` as it applies to the loaded backend.
@@ -37,7 +38,7 @@ extension Conv {
         guard !Torch.isGradEnabled, shape.count == spatialDims + 2, w.shape.count == spatialDims + 2,
               let plan = slabs(inputShape: shape, kernel: Array(w.shape[2...]), limit: limit)
         else { return try whole(input) }
-        if (2...3).contains(spatialDims), Conv.runsLargeOutputsChannelsLast {
+        if (2...3).contains(spatialDims), input.device == .cpu, Conv.runsLargeOutputsChannelsLast {
             return try whole(input.contiguous(channelsLast: true))
         }
         let axis = spatialDims - 1, dim = spatialDims + 1
