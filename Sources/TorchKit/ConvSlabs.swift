@@ -12,17 +12,35 @@ extension Conv {
     /// Task-local so that a test can run whole networks in small slabs (`$slabVoxels.withValue`).
     @TaskLocal public static var slabVoxels = 1 << 20
 
+    /// Whether a CPU convolution above `slabVoxels` runs in one call on a channels-last copy of its input instead
+    /// of in slabs; nil (the default) decides by the backend: libtorch 2.x, whose oneDNN convolution takes NDHWC/NHWC
+    /// as it is (no channel-blocked copies), so the whole output costs little more than itself. Measured on the
+    /// full-size UNet's 160^3 layers with the 2.13 wheel, 2 threads: the 2->2 convolution 0.86 s and 70 MB above
+    /// its input against 2.34 s and 112 MB in slabs (contiguous in one call: 1.56 s, 289 MB), the 32->2 transposed
+    /// one 0.71 s against 1.52 s in slabs, 104 against 125 MB. libtorch 1.13 reorders channels-last 5-d tensors
+    /// (the same 2->2 convolution: 348 MB above its input, the transposed one 1.6 s against 0.95 s in slabs), so
+    /// it keeps the slabs, and so do CUDA tensors (not measured there). Task-local so that tests can take either
+    /// path on any backend.
+    @TaskLocal public static var largeOutputsChannelsLast: Bool? = nil
+
+    /// `largeOutputsChannelsLast` as it applies to the loaded backend.
+    static var runsLargeOutputsChannelsLast: Bool { largeOutputsChannelsLast ?? (Torch.version.major >= 2) }
+
     /// Runs this convolution's geometry with `w` and `b`, in slabs of at most `limit` output voxels when autograd
-    /// is off and the output is larger, else in one call.
+    /// is off and the output is larger (or in one call on a channels-last input: `largeOutputsChannelsLast`), else
+    /// in one call.
     func run(_ input: Tensor, weight w: Tensor, bias b: Tensor?, limit: Int = Conv.slabVoxels) throws -> Tensor {
-        func whole() throws -> Tensor {
-            try input.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups,
-                           transposed: transposed, outputPadding: transposed ? outputPadding : nil)
+        func whole(_ x: Tensor) throws -> Tensor {
+            try x.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups,
+                       transposed: transposed, outputPadding: transposed ? outputPadding : nil)
         }
         let shape = input.shape
         guard !Torch.isGradEnabled, shape.count == spatialDims + 2, w.shape.count == spatialDims + 2,
               let plan = slabs(inputShape: shape, kernel: Array(w.shape[2...]), limit: limit)
-        else { return try whole() }
+        else { return try whole(input) }
+        if (2...3).contains(spatialDims), input.device == .cpu, Conv.runsLargeOutputsChannelsLast {
+            return try whole(input.contiguous(channelsLast: true))
+        }
         let axis = spatialDims - 1, dim = spatialDims + 1
         var slabPadding = padding
         slabPadding[axis] = 0

@@ -40,9 +40,32 @@ extension TorchKitTests {
             #expect(plan.count >= 2)
             try Torch.withNoGrad {
                 let whole = try conv(x)
-                let sliced = try conv.run(x, weight: conv.weight.tensor, bias: conv.bias?.tensor, limit: limit)
+                let sliced = try Conv.$largeOutputsChannelsLast.withValue(false) {
+                    try conv.run(x, weight: conv.weight.tensor, bias: conv.bias?.tensor, limit: limit)
+                }
                 #expect(sliced.shape == whole.shape)
                 let diff = try sliced.sub(whole).abs().max().item()
+                #expect(diff < 1e-5, "\(g): max difference \(diff)")
+            }
+        }
+
+        /// The other way past the limit (libtorch 2.x's default): one call on a channels-last copy of the input.
+        @Test(arguments: geometries.filter { $0.dims >= 2 })
+        func channelsLastPath_matchesOneCall(_ g: Geometry) throws {
+            let conv = try Conv(spatialDims: g.dims, inChannels: 3, outChannels: 2, kernelSize: [g.kernel],
+                                stride: [g.stride], padding: [g.padding], dilation: [g.dilation],
+                                transposed: g.transposed, outputPadding: [g.outputPadding])
+            let shape = [2, 3] + (g.dims == 3 ? [5, 6, 11] : [7, 11])
+            let x = try Tensor.randn(shape)
+            // Past the limit, so `run` leaves the one-call path.
+            _ = try #require(conv.slabs(inputShape: shape, kernel: Array(repeating: g.kernel, count: g.dims), limit: 40))
+            try Torch.withNoGrad {
+                let whole = try conv(x)
+                let cl = try Conv.$largeOutputsChannelsLast.withValue(true) {
+                    try conv.run(x, weight: conv.weight.tensor, bias: conv.bias?.tensor, limit: 40)
+                }
+                #expect(cl.shape == whole.shape)
+                let diff = try cl.sub(whole).abs().max().item()
                 #expect(diff < 1e-5, "\(g): max difference \(diff)")
             }
         }

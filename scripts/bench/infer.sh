@@ -5,18 +5,20 @@
 #    whose backend scripts/build-torch-backend.sh builds) and each volume (a synthetic 96x96x64 CT at
 #    1.5 x 1.5 x 2 mm; a 512x512x120 CT at 0.78 x 0.78 x 2.5 mm): our network stage (`latencies.infer`) and
 #    end-to-end time (curl's, output=json) for the first inference after start-up and the median of the warm
-#    ones, and the model worker's peak RSS per request (`latencies.peak_rss_mb`);
+#    ones, and the model worker's peak RSS per request (`latencies.peak_rss_mb`); on the 96x96x64 CT also the
+#    first inference on a server started with `--conf preload true`, once its background pre-warm is done;
 #  - on the 96x96x64 CT: the window channels-last or contiguous (request param `channels_last`), sw_batch_size 1
 #    or 2 (roi 96^3, 8 windows), and the server's and its model worker's RSS once idle after N more inferences;
 #  - MONAI 1.4 with the same network and pipeline on the same torch (Debian's python3-torch, the 2.13 wheel):
 #    scripts/bench/monai_infer.py, run right after ours on the same volume (the machine's load drifts), and the
 #    ratios. (Upstream's server adds its own overhead to MONAI's pipeline.)
-# Every inference runs in the default single model worker; fp32 only (no bf16 path exists yet). Each row is
+# Every inference runs in the default single model worker; fp32 only (bf16: amp.sh). Each row is
 # printed as soon as it is measured, the summary at the end, with the load average.
-# Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead]
+# Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead|alternate]
 #   full: both volumes, 5 warm runs on the 96x96x64 CT (WARM_RUNS) and 2 on the 512x512x120 one (WARM_LARGE), RSS
 #   after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS after 10 more; overhead: only the
-#   model worker split's overhead (in-process against one model worker).
+#   model worker split's overhead (in-process against one model worker); alternate: our network stage and MONAI's
+#   on the 96x96x64 CT, request by request (ROUNDS, default 7; scripts/bench/monai_alternate.py).
 #   CONFIG=debug measures a debug build (the network stage is libtorch's either way);
 #   SKIP_TORCH2=1 or TORCHES=1.13 measures Debian's libtorch only, TORCHES=2.13 the 2.13 wheel only;
 #   TORCH2_BACKEND=FILE uses an already built 2.13 backend; WARM_RUNS, WARM_LARGE and MANY_RUNS override the counts.
@@ -29,6 +31,25 @@ bench_build "${CONFIG:-release}"
 mkdir -p "$WORK/app"
 cp sample-apps/radiology/app.json "$WORK/app/"
 "$BIN" datasets -d -o "$WORK/s96" --count 1 --labeled 0 --shape 96,96,64 --spacing 1.5,1.5,2 >/dev/null
+if [ "$MODE" = alternate ]; then
+  # Our network stage and MONAI's alternating on the 96x96x64 CT (ROUNDS, default 7), per backend.
+  [ "${TORCHES:-1.13 2.13}" = 2.13 ] || {
+    unset MONAILABEL_TORCH_BACKEND
+    [ -x .build/bench-venv-1.13/bin/python ] || { echo "run infer.sh full once first: it makes .build/bench-venv-1.13" >&2; exit 2; }
+    bench_serve "$WORK/app" "$WORK/s96" segmentation_spleen "$THREADS"; PID=$SERVED_PID
+    echo "torch 1.13:"
+    .build/bench-venv-1.13/bin/python scripts/bench/monai_alternate.py "$WORK/s96/spleen_00.nii.gz" "$PORT" "${ROUNDS:-7}" "$THREADS" 2>/dev/null
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+  }
+  [ "${TORCHES:-1.13 2.13}" = 1.13 ] || {
+    export MONAILABEL_TORCH_BACKEND="${TORCH2_BACKEND:-$(scripts/build-torch-backend.sh --torch "$(.build/torch2-venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')" | tail -1)}"
+    bench_serve "$WORK/app" "$WORK/s96" segmentation_spleen "$THREADS"; PID=$SERVED_PID
+    echo "torch 2.13:"
+    .build/torch2-venv/bin/python scripts/bench/monai_alternate.py "$WORK/s96/spleen_00.nii.gz" "$PORT" "${ROUNDS:-7}" "$THREADS" 2>/dev/null
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+  }
+  exit 0
+fi
 if [ "$MODE" != overhead ]; then
 if [ "$MODE" = quick ]; then SIZES="96"; WARM=2; MANY=10; else SIZES="96 512"; WARM=5; MANY=100; fi
 WARM="${WARM_RUNS:-$WARM}"
@@ -73,9 +94,22 @@ stage() { python3 -c 'import json, sys; l = json.load(open(sys.argv[1]))["latenc
 # (`channels_last`, alternating), sw_batch_size 1 or 2 with roi 96^3 (8 windows), and MANY more inferences before
 # the idle RSS is read. Appends a JSON line to rows and prints it.
 ours() {
-  local torch="$1" backend="$2" size="$3" rss="0 0 0" t warm="$WARM" layout="" cl swb
+  local torch="$1" backend="$2" size="$3" rss="0 0 0" t warm="$WARM" layout="" cl swb pre="0 0 0" from
   [ "$size" = 96 ] || warm="$WARM_LARGE"
   if [ -n "$backend" ]; then export MONAILABEL_TORCH_BACKEND="$backend"; else unset MONAILABEL_TORCH_BACKEND; fi
+  if [ "$size" = 96 ]; then
+    # The first inference once `--conf preload true` has warmed the model in the background (the worker logs
+    # "pre-warmed" at info level): its end-to-end and network times, and how long the pre-warm took.
+    from=$(($(stat -c %s "$WORK/server.log" 2>/dev/null || echo 0) + 1))
+    BENCH_SERVE_ARGS="--conf preload true" BENCH_LOG_LEVEL=info \
+      bench_serve "$WORK/app" "$WORK/s$size" segmentation_spleen "$THREADS"
+    PID=$SERVED_PID
+    for _ in $(seq 1 3000); do tail -c "+$from" "$WORK/server.log" | grep -q "pre-warmed" && break; sleep 0.1; done
+    t=$(request "$WORK/pre.json")
+    pre="$t $(stage "$WORK/pre.json" | cut -d' ' -f1) $(tail -c "+$from" "$WORK/server.log" | sed -n 's/.*pre-warmed in \([0-9.]*\) s.*/\1/p' | head -1)"
+    kill "$PID"; wait "$PID" 2>/dev/null || true
+    PID=""
+  fi
   bench_serve "$WORK/app" "$WORK/s$size" segmentation_spleen "$THREADS"
   PID=$SERVED_PID
   t=$(request "$WORK/cold.json")
@@ -101,9 +135,10 @@ ours() {
   fi
   kill "$PID"; wait "$PID" 2>/dev/null || true
   PID=""
-  python3 - "$torch" "$size" "$WORK/cold.time" "$WORK/cold.json" "$WORK/warm" "${layout:-/dev/null}" $rss <<'PY' | tee -a "$WORK/rows"
+  python3 - "$torch" "$size" "$WORK/cold.time" "$WORK/cold.json" "$WORK/warm" "${layout:-/dev/null}" $rss $pre <<'PY' | tee -a "$WORK/rows"
 import json, statistics, sys
 torch, size, cold_time, cold_json, warm_file, layout_file, server_kb, worker_kb, pss_kb = sys.argv[1:10]
+pre_total, pre_network, prewarm = (sys.argv[10:13] + ["0", "0", "0"])[:3]
 cold = json.load(open(cold_json))["latencies"]
 warm = [(float(l.split(" ", 1)[0]), json.loads(l.split(" ", 1)[1])["latencies"]) for l in open(warm_file) if l.strip()]
 layout = {}
@@ -115,6 +150,8 @@ print(json.dumps({"side": "ours", "torch": torch, "size": size,
     "network": statistics.median(l["infer"] for _, l in warm), "total": statistics.median(t for t, _ in warm),
     "peak_rss_mb": max([cold.get("peak_rss_mb", 0)] + [l.get("peak_rss_mb", 0) for _, l in warm]),
     "layout": layout,
+    "preload_first_total": float(pre_total), "preload_first_network": float(pre_network or 0),
+    "prewarm_s": float(prewarm or 0),
     "idle_server_mb": int(server_kb) // 1024, "idle_worker_mb": int(worker_kb) // 1024, "idle_pss_mb": int(pss_kb) // 1024}), flush=True)
 PY
 }
@@ -154,6 +191,9 @@ for r in rows:
         continue
     m = next((x for x in rows if x["side"] == "monai" and x["size"] == r["size"] and x["torch"] == r["torch"]), None)
     line = f"{names[r['size']]} torch {r['torch']}: cold/warm e2e {r['cold_total'] / r['total']:.2f} (target <= 1.5)"
+    if r.get("preload_first_total"):
+        line += (f"; with preload (pre-warm {r['prewarm_s']:.2f} s) the first {r['preload_first_total']:.2f} s, "
+                 f"network {r['preload_first_network']:.2f} s: {r['preload_first_total'] / r['total']:.2f}x the warm one")
     if m:
         line += (f"; network ours/MONAI {r['network'] / m['network']:.2f} (target <= 0.8); "
                  f"e2e MONAI/ours {m['total'] / r['total']:.2f}x (target >= 2 against upstream's server)")

@@ -28,12 +28,13 @@ bench_start_server() {
 }
 
 # Starts the server on app $1 and studies $2 with `--conf models $3` and $4 torch threads (the environment adds
-# to that) on a free loopback port and returns once it answers /info/; sets PORT and SERVED_PID.
+# to that; BENCH_SERVE_ARGS adds arguments, e.g. `--conf preload true`) on a free loopback port and returns once it
+# answers /info/; sets PORT and SERVED_PID.
 bench_serve() {
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   export MONAI_LABEL_SESSION_PATH="$WORK/sessions" MONAI_LABEL_TORCH_THREADS="$4"
   "$BIN" start_server --app "$1" --studies "$2" --conf models "$3" \
-    --host 127.0.0.1 --port "$PORT" --log_level warning >>"$WORK/server.log" 2>&1 &
+    --host 127.0.0.1 --port "$PORT" --log_level "${BENCH_LOG_LEVEL:-warning}" ${BENCH_SERVE_ARGS:-} >>"$WORK/server.log" 2>&1 &
   SERVED_PID=$!
   until curl -sf "http://127.0.0.1:$PORT/info/" >/dev/null; do sleep 0.05; done
 }

@@ -189,7 +189,7 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
     }
 
     /// The sliding-window inferer of the model's `inferer` section with the client's `roi_size`, `sw_batch_size`,
-    /// `sw_overlap` and `channels_last` (our extension, default false: measured slower with both backends) over it,
+    /// `sw_overlap` and `channels_last` (our extension, default `windowsChannelsLastByDefault`) over it,
     /// each range-checked (the inferer then bounds its buffers and window count); nil when the model runs whole
     /// volumes.
     func slidingWindow(params p: JSONObject) throws -> SlidingWindowInferer? {
@@ -202,8 +202,16 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
             overlap: try p.doubleParam("sw_overlap", in: 0..<1) ?? inferer.doubleParam("overlap", in: 0..<1) ?? 0.25,
             mode: BlendMode(rawValue: inferer["mode"]?.stringValue ?? "constant") ?? .constant,
             padding: inferer["padding_mode"]?.stringValue == "replicate" ? .replicate : .constant(0),
-            channelsLast: try p.boolParam("channels_last") ?? inferer["channels_last"]?.boolValue ?? false)
+            channelsLast: try p.boolParam("channels_last") ?? inferer["channels_last"]?.boolValue
+                ?? Self.windowsChannelsLastByDefault)
     }
+
+    /// Whether windows go to the network channels-last unless the request or the model's `inferer` says: on CPU
+    /// hosts with libtorch 2.x, whose oneDNN convolutions take NDHWC as it is (TorchKit runs the large ones in one
+    /// call then, `Conv.largeOutputsChannelsLast`). 96x96x64 segmentation_spleen, 2.13 wheel, 2 threads, 6
+    /// alternating pairs: network stage median 0.70 s against 0.95 s contiguous. libtorch 1.13 (slabs, which a
+    /// channels-last input does not help) measured even; CUDA hosts were not measured, so they stay contiguous.
+    static var windowsChannelsLastByDefault: Bool { Torch.version.major >= 2 && !Torch.cudaIsAvailable }
 
     /// `argmax` over dim 1 as byte labels, the first maximum winning like `torch.argmax`. Built from
     /// element-wise passes because libtorch 1.13's CPU argmax over a short, strided channel axis is an order of
