@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(name: "dicom-bench", dependencies: ["DICOM", "Imaging"], path: "Sources/DICOMBench"),
 
         // Helpers several test targets share (a seeded generator, running a process); Foundation only.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MONAILabelCore"], path: "Tests/TestSupport"),
         // A DICOMweb responder serving hostile series, shared by the server tests and the crash probes.
         .target(name: "PACSTestSupport", dependencies: ["HTTPServer", "DICOM", "Imaging"], path: "Tests/PACSTestSupport"),
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "TestSupport"], resources: [.copy("Resources")]),

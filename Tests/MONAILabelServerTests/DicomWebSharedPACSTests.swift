@@ -29,7 +29,7 @@ struct DicomWebSharedPACSTests {
         try #require(saved.status == 200, "\(saved.text.prefix(300))")
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(6)))
     func twoServers_onePACS_labelSavedByOne_isServedByTheOtherAtOnce_andListedWithinTheLabelExpiry() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))

@@ -338,7 +338,7 @@ final class EpistemicHarness: RouterHarness {
 
 /// Real sockets and the real Python client: the start-up scoring job, an explicit one, then
 /// `next_sample("epistemic")`.
-@Test(.tags(.live), .timeLimit(.minutes(2)),
+@Test(.tags(.live), .timeLimit(.minutes(8)),
       .needsClientVenv)
 func pythonClient_epistemicScoringThenNextSample_servesTheUncertainImage() throws {
     let tmp = TempDir()

@@ -41,7 +41,7 @@ struct HostilePACSTests {
         #expect(detail.count < 1200, "detail of \(detail.count) characters", sourceLocation: sourceLocation)
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(6)))
     func hostileSeries_are502NamingThem_listedAsFailing_andRememberedAcrossARestart() throws {
         let tmp = TempDir()
         let pacs = try HostilePACS()

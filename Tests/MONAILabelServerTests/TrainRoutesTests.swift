@@ -261,7 +261,7 @@ final class TrainHarness: RouterHarness {
 }
 
 /// The real Python client's train_start / train_status / train_stop against the live server (real sockets).
-@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(3)))
+@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(6)))
 func pythonClient_trainStartStatusStop_works() throws {
     let tmp = TempDir()
     let server = try TrainHarness.startLiveServer(tmp, count: 5, labeled: 4)
