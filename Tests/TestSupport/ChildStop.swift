@@ -29,3 +29,19 @@ public func stopChild(_ process: Process, signal: Int32 = SIGTERM, grace: TimeIn
     if !process.hasExited { kill(pid, SIGKILL) }
     return processExits(process, within: limit)
 }
+
+/// The exit status of a `process` that is bound to end (run under `timeout`, or already killed), waited for as
+/// the kernel sees it; a signal's number + 128 where one ended it, as a shell reports it.
+public func exitStatus(of process: Process) -> Int32 {
+    switch process.waitForExit() {
+    case .exited(let status): status
+    case .signalled(let signal): 128 + signal
+    }
+}
+
+/// `arguments` prefixed so that `/usr/bin/timeout` runs them: after `limit` seconds the command (in its own
+/// process group) gets SIGTERM, and SIGKILL 10 s later. For commands a test feeds or reads itself (where
+/// `runProcess` does not fit).
+public func bounded(_ executable: String, _ arguments: [String], limit: TimeInterval = processTimeLimit) -> [String] {
+    ["--kill-after=10", "\(Int(limit))", executable] + arguments
+}
