@@ -41,7 +41,7 @@ struct DataParallelTrainTests {
         #expect(try h.send(.get, "/train/").status == 404, "no job was queued")
     }
 
-    @Test(.timeLimit(.minutes(4)))
+    @Test(.timeLimit(.minutes(6)))
     func twoRankJob_trainsThroughTheAPI_publishes_andReportsEveryRank() throws {
         let h = try TrainHarness()
         let single = try h.send(.post, "/train/segmentation_spleen?run_sync=true",
@@ -67,7 +67,7 @@ struct DataParallelTrainTests {
         #expect(Self.processes(with: ["train_worker", h.appDir.path]).isEmpty, "no rank left running")
     }
 
-    @Test(.timeLimit(.minutes(4)))
+    @Test(.timeLimit(.minutes(6)))
     func aRankKilledMidEpoch_endsTheJobAsError_namingIt_withNothingLeftRunning() throws {
         let h = try TrainHarness()
         #expect(try h.send(.post, "/train/segmentation_spleen", json: #"{"max_epochs": 500, "world_size": 2}"#).status == 200)
@@ -89,7 +89,7 @@ struct DataParallelTrainTests {
 
     /// Two "machines" on loopback: the server's job runs rank 0 only and a `train_worker` with its own copy
     /// of the app and studies joins as rank 1.
-    @Test(.timeLimit(.minutes(4)))
+    @Test(.timeLimit(.minutes(6)))
     func aTrainWorkerOnAnotherMachine_joinsTheJob_andTheJobPublishes() throws {
         let h = try TrainHarness()
         let remote = h.tmp.url.appendingPathComponent("machine2")

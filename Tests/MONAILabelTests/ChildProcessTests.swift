@@ -22,7 +22,7 @@ private func spawnInheritingSleeper() throws -> pid_t {
 /// A child's output channel reaches end-of-file when the child exits although another long-lived process was
 /// spawned while it was open: before, the job's `Pipe()` leaked into such a process (a model worker started
 /// beside a start-up scoring job) and the finished job stayed RUNNING as long as that process lived.
-@Test(.tags(.unit), .timeLimit(.minutes(1)))
+@Test(.tags(.unit))
 func childOutput_anotherProcessSpawnedMeanwhile_doesNotHoldItOpen() throws {
     let output = try ChildOutput()
     for handle in [output.reading, output.writing] {
@@ -61,7 +61,7 @@ func childOutput_anotherProcessSpawnedMeanwhile_doesNotHoldItOpen() throws {
 /// A child that exits while a process it started lives on (holding, as a process another thread spawns during
 /// `run()` does, the socket Foundation watches for the exit): `waitForExit` and `hasExited` see the exit at once,
 /// where `waitUntilExit` waited for the other process too.
-@Test(.tags(.unit), .timeLimit(.minutes(1)))
+@Test(.tags(.unit))
 func waitForExit_anotherProcessHoldsFoundationsExitSocket_seesTheExitAtOnce() throws {
     let tmp = TempDir()
     let pidFile = tmp.url.appendingPathComponent("left-behind.pid")
@@ -93,7 +93,7 @@ func waitForExit_anotherProcessHoldsFoundationsExitSocket_seesTheExitAtOnce() th
 }
 
 /// A child killed by a signal is reported as such.
-@Test(.tags(.unit), .timeLimit(.minutes(1)))
+@Test(.tags(.unit))
 func waitForExit_killedChild_reportsTheSignal() throws {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/sleep")

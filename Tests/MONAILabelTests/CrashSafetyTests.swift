@@ -5,7 +5,7 @@ import Testing
 /// A child process saves labels in a loop and is SIGKILLed at random moments, 200 times. After each kill the
 /// store must open, and every label whose save had returned must be on disk byte for byte (or be the newer
 /// label whose save was in flight when the child died).
-@Test(.tags(.unit), .timeLimit(.minutes(6)))
+@Test(.tags(.unit), .timeLimit(.minutes(14)))
 func saveLabel_killedAtRandomMoments_losesNoAcknowledgedLabel() throws {
     let tmp = TempDir()
     let root = tmp.url.appendingPathComponent("studies")
