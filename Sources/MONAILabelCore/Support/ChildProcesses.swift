@@ -9,9 +9,9 @@ import Glibc
 ///
 /// Not Foundation's `Pipe()`: its descriptors are inheritable, and `Process.run` closes in its child only the
 /// descriptors it listed a moment before spawning, so a pipe another thread makes in that window leaks into that
-/// child. When the child is long-lived (a model worker, a training rank, another job), whoever reads the pipe to
-/// end-of-file waits until that unrelated process exits: a scoring job whose child had finished in a second
-/// stayed RUNNING for as long as a model worker started beside it lived.
+/// child. When that child is long-lived (a model worker, a training rank, another job), whoever reads the pipe to
+/// end-of-file waits until the unrelated process exits (the same leak as Foundation's exit socket's, see
+/// `Process.hasExited`).
 public final class ChildOutput: Sendable {
     /// The parent's end: read the child's output from it until end-of-file.
     public let reading: FileHandle
@@ -48,9 +48,11 @@ public enum ChildExit: Equatable, Sendable {
 ///
 /// Foundation learns that a child ended when a socket the child inherited reaches end-of-file; that socket is
 /// not close-on-exec, so a process another thread spawns during `run()` inherits it too, and `isRunning`,
-/// `waitUntilExit()` and `terminationHandler` then wait for that unrelated process as well: a job whose child
-/// had exited stayed RUNNING while a model worker started beside it lived. `waitid` with `WNOWAIT` sees the
-/// exit at once and leaves the reaping to Foundation.
+/// `waitUntilExit()` and `terminationHandler` then wait for that unrelated process as well (so does a process the
+/// child left behind). A scoring job whose child had printed its last line stayed RUNNING that way in CI, where
+/// the tests spawn servers, Orthanc and browsers beside in-process servers; a server spawning a model worker
+/// beside its start-up scoring job is exposed the same way. `waitid` with `WNOWAIT` sees the exit at once and
+/// leaves the reaping to Foundation.
 extension Process {
     /// Whether the started process has exited.
     public var hasExited: Bool {
