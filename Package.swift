@@ -114,17 +114,17 @@ let package = Package(
         .executableTarget(name: "dicom-bench", dependencies: ["DICOM", "Imaging"], path: "Sources/DICOMBench"),
 
         // Helpers several test targets share (a seeded generator, running a process); Foundation only.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MONAILabelCore"], path: "Tests/TestSupport"),
         // A DICOMweb responder serving hostile series, shared by the server tests and the crash probes.
         .target(name: "PACSTestSupport", dependencies: ["HTTPServer", "DICOM", "Imaging"], path: "Tests/PACSTestSupport"),
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "TestSupport"], resources: [.copy("Resources")]),
-        .testTarget(name: "TorchKitTests", dependencies: ["TorchKit"]),
+        .testTarget(name: "TorchKitTests", dependencies: ["TorchKit", "TestSupport"]),
         .testTarget(name: "ZipArchiveTests", dependencies: ["ZipArchive", "CZlib", "TestSupport"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "Imaging", "TestSupport"]),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPCore"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTPCore", "TestSupport"]),
         .testTarget(name: "WebTokenTests", dependencies: ["WebToken", "COpenSSL"]),
-        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "DICOMweb", "HTTPServer"]),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "DICOMweb", "HTTPServer", "TestSupport"]),
         .testTarget(name: "MONAILabelTests", dependencies: ["MONAILabel", "MONAILabelCore", "TorchCheckpoint", "Imaging", "TorchKit", "datastore-crash-child", "TestSupport"]),
         // Saves labels in a loop until killed; driven by the crash test.
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),

@@ -63,7 +63,8 @@ enum NvidiaSMI {
         }
         let deadline = Date().addingTimeInterval(timeout)
         var killedFor: String?
-        while p.isRunning {
+        // hasExited, not isRunning: Foundation can see the exit only when an unrelated process exits too.
+        while !p.hasExited {
             if Date() >= deadline {
                 killedFor = "it did not finish within \(Int(timeout)) s"
             } else if stdout.count > maxOutput {
@@ -75,7 +76,10 @@ enum NvidiaSMI {
             }
             usleep(10_000)
         }
-        p.waitUntilExit()
+        let status: Int32
+        switch p.waitForExit() {
+        case .exited(let s), .signalled(let s): status = s
+        }
         if killedFor == nil {
             // The last output may still be in the pipes; a child the tool left behind could hold them open, so
             // the wait for their ends is short.
@@ -89,9 +93,9 @@ enum NvidiaSMI {
             throw MONAILabelError.io("nvidia-smi was stopped: it wrote more than \(maxOutput) bytes")
         }
         let text = stdout.text
-        if p.terminationStatus != 0 && text.isEmpty {
+        if status != 0 && text.isEmpty {
             let why = stderr.text.trimmingCharacters(in: .whitespacesAndNewlines)
-            throw MONAILabelError.io("nvidia-smi exited with status \(p.terminationStatus)\(why.isEmpty ? "" : ": \(why)")")
+            throw MONAILabelError.io("nvidia-smi exited with status \(status)\(why.isEmpty ? "" : ": \(why)")")
         }
         return text
     }

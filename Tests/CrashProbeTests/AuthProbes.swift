@@ -201,8 +201,8 @@ final class ProbeTempFile {
 /// Runs `executable` with `stdin` as its input; its status and output.
 func run(_ executable: URL, _ arguments: [String], stdin: String) throws -> (Int32, String) {
     let p = Process()
-    p.executableURL = executable
-    p.arguments = arguments
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+    p.arguments = bounded(executable.path, arguments)
     let input = Pipe(), out = Pipe()
     p.standardInput = input
     p.standardOutput = out
@@ -211,15 +211,14 @@ func run(_ executable: URL, _ arguments: [String], stdin: String) throws -> (Int
     input.fileHandleForWriting.write(Data(stdin.utf8))
     try input.fileHandleForWriting.close()
     let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    return (p.terminationStatus, text)
+    return (exitStatus(of: p), text)
 }
 
 /// `openssl args` with `stdin`; its stdout. Throws when it fails.
 func openssl(_ args: [String], stdin: Data = Data()) throws -> Data {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-    p.arguments = args
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+    p.arguments = bounded("/usr/bin/openssl", args)
     let input = Pipe(), out = Pipe(), err = Pipe()
     p.standardInput = input
     p.standardOutput = out
@@ -229,8 +228,7 @@ func openssl(_ args: [String], stdin: Data = Data()) throws -> Data {
     try input.fileHandleForWriting.close()
     let data = out.fileHandleForReading.readDataToEndOfFile()
     let errors = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw ProbeError("openssl \(args.first ?? ""): \(String(decoding: errors, as: UTF8.self))") }
+    guard exitStatus(of: p) == 0 else { throw ProbeError("openssl \(args.first ?? ""): \(String(decoding: errors, as: UTF8.self))") }
     return data
 }
 

@@ -95,7 +95,7 @@ final class ProbeServer: @unchecked Sendable {
                 self.port = port
                 return
             }
-            if !p.isRunning { throw ProbeError("server exited (\(p.terminationStatus)) before serving:\n\(buffer.tail)") }
+            if p.hasExited { throw ProbeError("server exited (\(exitStatus(of: p))) before serving:\n\(buffer.tail)") }
             usleep(20_000)
         }
         throw ProbeError("server did not report its port within 60 s:\n\(buffer.tail)")
@@ -105,11 +105,8 @@ final class ProbeServer: @unchecked Sendable {
     func stop() {
         guard let p = process else { return }
         process = nil
-        if p.isRunning { p.terminate() }
-        let deadline = Date().addingTimeInterval(5)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        // Bounded, and by the kernel's view of the exit (Foundation's can wait for unrelated processes).
+        stopChild(p, signal: SIGTERM, grace: 5)
     }
 
     func restart() throws {
@@ -118,7 +115,7 @@ final class ProbeServer: @unchecked Sendable {
     }
 
     /// Whether the server process still runs.
-    var isRunning: Bool { process?.isRunning ?? false }
+    var isRunning: Bool { process.map { !$0.hasExited } ?? false }
     /// The server's pid (0 when stopped).
     var pid: Int32 { process?.processIdentifier ?? 0 }
     /// The last lines the server printed (for failure messages).

@@ -103,8 +103,11 @@ extension Result where Failure == any Error {
             done.signal()
         }
 
-        func wait() -> Result<Success, any Error> {
-            done.wait()
+        /// The value, or a failure after `seconds` (the thread's work has its own, shorter, timeouts).
+        func wait(seconds: Double = 600) -> Result<Success, any Error> {
+            guard done.wait(timeout: .now() + seconds) == .success else {
+                return .failure(ProbeError("no result within \(Int(seconds)) s"))
+            }
             return value!
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import HTTPServer
 import Testing
 @testable import HTTPClient
@@ -129,15 +130,10 @@ struct LiveHTTPClientTests {
         let dir = NSTemporaryDirectory() + "httpclient-tls-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem",
-                       "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0, "openssl req failed")
+        let openssl = try runProcess(URL(fileURLWithPath: "/usr/bin/openssl"),
+                                     ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem",
+                                      "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+        try #require(openssl.status == 0, "openssl req failed: \(openssl.output)")
         let s = try TestServer(tls: TLSConfiguration(certificateFile: dir + "/cert.pem", keyFile: dir + "/key.pem")) { r in
             r.get("/hello") { _ in .text("secure hello") }
         }

@@ -322,13 +322,13 @@ import Testing
         }) { r in
             r.get("/block") { _ in
                 started.signal()
-                gate.wait()
+                _ = gate.wait(timeout: .now() + 300)
                 return .text("released")
             }
         }
         let a = try RawClient(port: s.port)
         try a.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
-        started.wait()
+        try #require(started.wait(timeout: .now() + 120) == .success, "the handler never started")
         let b = try RawClient(port: s.port)
         try b.send("GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
         let c = try RawClient(port: s.port)
@@ -402,7 +402,7 @@ import Testing
         let idle = try RawClient(port: s.port)
         let c = try RawClient(port: s.port)
         try c.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
-        started.wait()
+        try #require(started.wait(timeout: .now() + 120) == .success, "the handler never started")
         s.server.shutdown(gracePeriod: 5)
         let r = try c.readResponse()
         #expect(r.text == "slow done")

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import HTTPServer
 
 /// A server on 127.0.0.1 with an ephemeral port, stopped when released.
@@ -232,12 +233,13 @@ final class RawClient {
     }
 }
 
-/// Runs a command line; returns exit status and combined output.
+/// Runs a command line; returns exit status and combined output. Under `timeout` (TestSupport's `bounded`), so a
+/// hung command is killed instead of holding the run.
 @discardableResult
 func runProcess(_ args: [String], input: Data? = nil, environment: [String: String]? = nil) throws -> (status: Int32, output: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = args
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+    p.arguments = bounded("/usr/bin/env", args)
     if let environment { p.environment = environment }
     let out = Pipe()
     p.standardOutput = out
@@ -248,8 +250,7 @@ func runProcess(_ args: [String], input: Data? = nil, environment: [String: Stri
     if let input { inPipe.fileHandleForWriting.write(input) }
     try inPipe.fileHandleForWriting.close()
     let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    return (exitStatus(of: p), String(decoding: data, as: UTF8.self))
 }
 
 func toolExists(_ name: String) -> Bool {

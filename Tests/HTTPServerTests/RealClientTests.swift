@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import HTTPServer
 
@@ -164,8 +165,9 @@ private let pythonRequestsAvailable = (try? runProcess(["python3", "-c", "import
             sys.stdin.read()
             """
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script, "\(s.port)", tls.certificateFile]
+        // Under timeout: the script waits for its stdin to close, and a test must never wait unbounded.
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        p.arguments = bounded("/usr/bin/env", ["python3", "-c", script, "\(s.port)", tls.certificateFile], limit: 300)
         let out = Pipe()
         let input = Pipe()
         p.standardOutput = out
@@ -174,7 +176,7 @@ private let pythonRequestsAvailable = (try? runProcess(["python3", "-c", "import
         try p.run()
         defer {
             try? input.fileHandleForWriting.close()
-            p.waitUntilExit()
+            _ = exitStatus(of: p)
         }
         let ready = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
         try #require(ready.hasPrefix("ready"), "the TLS slow readers did not start: \(ready)")

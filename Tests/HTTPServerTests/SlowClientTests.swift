@@ -122,13 +122,13 @@ import Testing
         let s = try LiveServer(configure: { $0.maxConnectionsPerPeer = 1 }, routes: { r in
             r.get("/slow") { _ in
                 running.signal()
-                release.wait()
+                _ = release.wait(timeout: .now() + 300)
                 return .text("slow done")
             }
         })
         let busy = try RawClient(port: s.port)
         try busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
-        running.wait()
+        try #require(running.wait(timeout: .now() + 120) == .success, "the handler never started")
         // The peer is at its cap with nothing to close: the new connection is the one refused.
         let refused = try RawClient(port: s.port)
         #expect(try refused.isClosedByServer())

@@ -4,7 +4,7 @@ import MONAILabel
 @testable import MONAILabelServer
 
 /// Scoring and batch inference over real sockets, their jobs run by the freshly built `monailabel`.
-@Test(.tags(.live), .timeLimit(.minutes(2)))
+@Test(.tags(.live), .timeLimit(.minutes(14)))
 func liveServer_scoringAndBatchInferRunSync_answerOverSockets() throws {
     let tmp = TempDir()
     let server = try TrainHarness.startLiveServer(tmp, count: 3, labeled: 2)

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPClient
+import TestSupport
 import MONAILabel
 import Testing
 
@@ -64,8 +65,7 @@ final class Browser: @unchecked Sendable {
     }
 
     private func quitDriver() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        stopChild(process, signal: SIGKILL)
     }
 
     @discardableResult

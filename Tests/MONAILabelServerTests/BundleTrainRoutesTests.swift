@@ -64,7 +64,7 @@ final class BundleTrainHarness: RouterHarness {
 }
 
 @Suite(.tags(.router), .serialized) struct BundleTrainRoutesTests {
-    @Test(.timeLimit(.minutes(4)))
+    @Test(.timeLimit(.minutes(14)))
     func bundleTrainJSON_listedInInfo_twoEpochRunPublishesModelPt_thenInferenceUsesIt() throws {
         let h = try BundleTrainHarness()
         let info = try #require(try h.send(.get, "/info/").json)
@@ -126,7 +126,7 @@ final class BundleTrainHarness: RouterHarness {
 }
 
 /// The real server starts the bundle app (no pretrained download is attempted for bundles) and lists its trainer.
-@Test(.tags(.live), .timeLimit(.minutes(4)))
+@Test(.tags(.live), .timeLimit(.minutes(14)))
 func bundleApp_realServerStarts_listsTheBundleTrainer() throws {
     let h = try BundleTrainHarness()
     let server = try startJobServer(appDir: h.tmp.url.appendingPathComponent("app"),

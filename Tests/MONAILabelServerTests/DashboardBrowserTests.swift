@@ -13,7 +13,7 @@ import Testing
 struct DashboardBrowserTests {
     static let screenshots = FileManager.default.temporaryDirectory.appendingPathComponent("monailabel-browser-tests/dashboard")
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(12)))
     func dashboard_showsModelsCounts_previewOverlayChangesPixels_andTrainingCurve() throws {
         let tmp = TempDir()
         let server = try TrainHarness.startLiveServer(tmp, count: 4, labeled: 3)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import MONAILabel
 import Testing
 import TorchKit
@@ -40,7 +41,7 @@ struct DataParallelTrainTests {
         #expect(try h.send(.get, "/train/").status == 404, "no job was queued")
     }
 
-    @Test(.timeLimit(.minutes(4)))
+    @Test(.timeLimit(.minutes(6)))
     func twoRankJob_trainsThroughTheAPI_publishes_andReportsEveryRank() throws {
         let h = try TrainHarness()
         let single = try h.send(.post, "/train/segmentation_spleen?run_sync=true",
@@ -66,7 +67,7 @@ struct DataParallelTrainTests {
         #expect(Self.processes(with: ["train_worker", h.appDir.path]).isEmpty, "no rank left running")
     }
 
-    @Test(.timeLimit(.minutes(4)))
+    @Test(.timeLimit(.minutes(6)))
     func aRankKilledMidEpoch_endsTheJobAsError_namingIt_withNothingLeftRunning() throws {
         let h = try TrainHarness()
         #expect(try h.send(.post, "/train/segmentation_spleen", json: #"{"max_epochs": 500, "world_size": 2}"#).status == 200)
@@ -88,7 +89,7 @@ struct DataParallelTrainTests {
 
     /// Two "machines" on loopback: the server's job runs rank 0 only and a `train_worker` with its own copy
     /// of the app and studies joins as rank 1.
-    @Test(.timeLimit(.minutes(4)))
+    @Test(.timeLimit(.minutes(6)))
     func aTrainWorkerOnAnotherMachine_joinsTheJob_andTheJobPublishes() throws {
         let h = try TrainHarness()
         let remote = h.tmp.url.appendingPathComponent("machine2")
@@ -101,23 +102,31 @@ struct DataParallelTrainTests {
         let body = #"{"max_epochs": 3, "world_size": 2, "local_ranks": 1, "rendezvous_port": \#(port)}"#
         #expect(try h.send(.post, "/train/segmentation_spleen", json: body).status == 200)
         let worker = Process()
-        worker.executableURL = monailabelBinary
-        worker.arguments = ["train_worker", "--rendezvous", "127.0.0.1:\(port)", "--rank", "1", "--world-size", "2",
+        worker.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        worker.arguments = bounded(monailabelBinary.path, ["train_worker", "--rendezvous", "127.0.0.1:\(port)", "--rank", "1", "--world-size", "2",
                             "--app", remote.appendingPathComponent("app").path,
                             "--studies", remote.appendingPathComponent("studies").path,
-                            "--conf", "models", "segmentation_spleen"]
+                            "--conf", "models", "segmentation_spleen"])
         var env = ProcessInfo.processInfo.environment
         env["MONAI_LABEL_TORCH_THREADS"] = "1"
         worker.environment = env
-        let out = Pipe()
+        // Its log goes to a file: a pipe's end-of-file waits for any unrelated process that inherited it too.
+        let logFile = h.tmp.url.appendingPathComponent("rank1.log")
+        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        let out = try FileHandle(forWritingTo: logFile)
         worker.standardOutput = out
         worker.standardError = out
         try worker.run()
+        try? out.close()
         let done = try h.waitFor("DONE", timeout: 180) { ["DONE", "ERROR"].contains($0["status"]?.stringValue ?? "") }
-        worker.waitUntilExit()
-        let workerLog = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // The rank ends with the job; one that does not is killed (and the test fails).
+        let ended = processExits(worker, within: 120)
+        if !ended { stopChild(worker, signal: SIGKILL) }
+        let status = exitStatus(of: worker)
+        #expect(ended, "rank 1 still running 120 s after the job finished")
+        let workerLog = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
         #expect(done["status"]?.stringValue == "DONE", "\(Self.details(done).suffix(8))")
-        #expect(worker.terminationStatus == 0, "\(workerLog.suffix(2000))")
+        #expect(status == 0, "\(workerLog.suffix(2000))")
         #expect(workerLog.contains("Rank 1 finished"))
         #expect(FileManager.default.fileExists(atPath: h.published.path))
         #expect(!FileManager.default.fileExists(

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import MONAILabel
 @testable import MONAILabelServer
@@ -51,14 +52,9 @@ import MONAILabel
     #expect(try c.send(.head, "/datastore/image?image=spleen_01").status == 200)
     #expect(try c.send(.head, "/datastore/image?image=nope").status == 404)
     // The digest comes from coreutils, not from our own code.
-    let sum = Process()
-    sum.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-    sum.arguments = [c.studies.appendingPathComponent("spleen_01.nii.gz").path]
-    let pipe = Pipe()
-    sum.standardOutput = pipe
-    try sum.run()
-    sum.waitUntilExit()
-    let digest = String(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix(64))
+    let sum = try runProcess(URL(fileURLWithPath: "/usr/bin/sha256sum"), [c.studies.appendingPathComponent("spleen_01.nii.gz").path])
+    try #require(sum.status == 0, "\(sum.output)")
+    let digest = String(sum.output.prefix(64))
     #expect(try c.send(.head, "/datastore/image?image=spleen_01&check_sum=\(digest)").status == 200)
     #expect(try c.send(.head, "/datastore/image?image=spleen_01&check_sum=SHA256:\(digest)").status == 200)
     #expect(try c.send(.head, "/datastore/image?image=spleen_01&check_sum=deadbeef").status == 404)
@@ -146,14 +142,8 @@ import MONAILabel
     #expect(r.headers["Content-Disposition"] == #"attachment; filename="dataset.zip""#)
     #expect(Array(r.body.prefix(4)) == [0x50, 0x4B, 0x03, 0x04])
     let zip = c.tmp.write("d.zip", r.body)
-    let list = Process()
-    list.executableURL = URL(fileURLWithPath: "/usr/bin/unzip")
-    list.arguments = ["-tq", zip.path]
-    let out = Pipe()
-    list.standardOutput = out
-    try list.run()
-    list.waitUntilExit()
-    #expect(list.terminationStatus == 0, "unzip -t: \(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+    let list = try runProcess(URL(fileURLWithPath: "/usr/bin/unzip"), ["-tq", zip.path])
+    #expect(list.status == 0, "unzip -t: \(list.output)")
     let one = try c.get("/datastore/dataset?limit_cases=1")
     #expect(one.body.count < r.body.count)
     let none = try TestClient(labeled: 0)

@@ -101,7 +101,7 @@ enum DeepEditStudy {
 
 /// 3D Slicer's DeepEdit flow through the real Python client over sockets: train job to DONE, the multi-label
 /// click call, and the no-click call.
-@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(4)))
+@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(14)))
 func pythonClient_deepEditSlicerSequence_trainsAndSegments() throws {
     let tmp = TempDir()
     let (appDir, studies, centres) = try DeepEditStudy.write(to: tmp.url, count: 9, labeled: 8)

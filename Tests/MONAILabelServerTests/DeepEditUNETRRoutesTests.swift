@@ -46,7 +46,7 @@ final class DeepEditUNETRHarness: RouterHarness {
     }
 }
 
-@Test(.tags(.router), .timeLimit(.minutes(5)))
+@Test(.tags(.router), .timeLimit(.minutes(14)))
 func deepEditOnUNETR_oneEpochOnTwoStudiesPublishes_thenClickInferenceUsesTheTrainedWeights() throws {
     let h = try DeepEditUNETRHarness()
     let info = try #require(try h.send(.get, "/info/").json)

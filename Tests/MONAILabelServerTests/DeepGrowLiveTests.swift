@@ -132,7 +132,7 @@ private enum DeepGrowApp {
 /// Over real sockets: `POST /train/deepgrow_3d` runs as a child job that starts from the pretrained weights and
 /// publishes; `POST /infer/deepgrow_3d?image=...` with a foreground click answers a label overlapping the blob;
 /// a click-less request is a 422.
-@Test(.tags(.live), .timeLimit(.minutes(5)))
+@Test(.tags(.live), .timeLimit(.minutes(14)))
 func liveServer_deepgrow3D_trainChildJobPublishesThenClickSegmentsTheBlob() throws {
     let tmp = TempDir()
     let (server, center, truth) = try DeepGrowApp.start(tmp)
@@ -167,7 +167,7 @@ func liveServer_deepgrow3D_trainChildJobPublishesThenClickSegmentsTheBlob() thro
 }
 
 /// The Slicer plugin's DeepGrow click calls (2D and 3D) through the real `monailabel.client` 0.8.5.
-@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(5)))
+@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(14)))
 func pythonClient_slicerDeepgrowClicks_pass() throws {
     let tmp = TempDir()
     let (server, center, truth) = try DeepGrowApp.start(tmp)

@@ -102,7 +102,7 @@ import Testing
         var port: Int { server.port ?? 0 }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(6)))
     func proxy_relaysWithPrefixesAndBasicAuth_notTheCallersAuthorization() throws {
         let tmp = TempDir()
         let pacs = try RecordingPACS()
@@ -139,7 +139,7 @@ import Testing
         #expect(pacs.requests(containing: "tools").isEmpty)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(6)))
     func proxy_pacsDown_is502WithoutCredentialsInTheDetail() throws {
         let tmp = TempDir()
         let port = try freePort()
@@ -158,7 +158,7 @@ import Testing
 /// The relay against a real Orthanc: OHIF's study list query, a whole series streamed through, a STOW.
 @Suite(.tags(.live), .serialized, .enabled(if: Orthanc.available, "needs /usr/sbin/Orthanc and the DICOMweb plugin (scripts/install-deps.sh)"))
 struct DicomProxyOrthancTests {
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(13)))
     func proxy_orthanc_studyList_seriesRetrieveStreamed_andStow() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))

@@ -229,7 +229,7 @@ struct DicomWebListingFreshnessTests {
         #expect(status.total == 1 && status.completed == 0)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(13)))
     func expiredLists_answeredAtOnce_andRefreshedInTheBackground() throws {
         let pacs = try SlowPACS()
         let tmp = TempDir()

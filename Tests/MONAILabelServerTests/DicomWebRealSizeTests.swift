@@ -100,7 +100,7 @@ struct DicomWebRealSizeTests {
         try Data(parts[0]).write(to: url)
     }
 
-    @Test(.timeLimit(.minutes(6)))
+    @Test(.timeLimit(.minutes(15)))
     func realSizeObliqueSeries_finalLabelAndInferSEG_decodeWithHighdicomAtDice1() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))

@@ -29,7 +29,7 @@ struct DicomWebSharedPACSTests {
         try #require(saved.status == 200, "\(saved.text.prefix(300))")
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(13)))
     func twoServers_onePACS_labelSavedByOne_isServedByTheOtherAtOnce_andListedWithinTheLabelExpiry() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))
@@ -80,7 +80,7 @@ struct DicomWebSharedPACSTests {
         #expect(try Self.label(b, s1, in: tmp.url).data.asFloat() == smaller.data.asFloat())
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(6)))
     func listing_longerThanOneQIDOPage_isComplete() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))
@@ -96,7 +96,7 @@ struct DicomWebSharedPACSTests {
         #expect(Set(try DicomWebLiveTests.datastore(server).listImages()) == uploaded)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(6)))
     func fetchByFrame_seriesRebuiltFromMetadataAndFrames_convertsLikeWholeInstances_andTakesAFinalSEG() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))
@@ -123,7 +123,7 @@ struct DicomWebSharedPACSTests {
         #expect(try Self.label(Server(port: other.port), series, in: tmp.url).data.asFloat() == box.data.asFloat())
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(6)))
     func unreadableFinalLabel_is422_namingTheClientsFile_neverAServerPath() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))
@@ -148,7 +148,7 @@ struct DicomWebSharedPACSTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(6)))
     func binaryLabelBuffer_asOHIFSendsIt_isSavedAsASEG_andReadBackOnTheGrid() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))

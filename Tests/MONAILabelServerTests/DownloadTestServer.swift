@@ -84,6 +84,10 @@ final class DownloadTestServer: @unchecked Sendable {
     }
 
     private func serve(_ c: Int32) {
+        // One connection at a time: a client that stalls must not hold the others off for ever.
+        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var head: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while !head.suffix(4).elementsEqual([13, 10, 13, 10]) && head.count < 65536 {

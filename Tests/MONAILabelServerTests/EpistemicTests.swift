@@ -261,7 +261,7 @@ final class EpistemicHarness: RouterHarness {
         #expect(try h.app.scoring.requireMethod("tta").score(request: [:], datastore: h.app.datastore, log: { _ in }).result.isEmpty)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(6)))
     func scoringEpistemic_runsAsAJob_thenActiveLearningServesTheUncertainImage() throws {
         let h = try EpistemicHarness()
         let submitted = try h.send(.post, "/scoring/epistemic", json: "{}")
@@ -279,7 +279,7 @@ final class EpistemicHarness: RouterHarness {
         #expect(next.json?["strategy"]?["epistemic"]?["client_id"] == "tester")
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(6)))
     func nextSample_withStaleScores_queuesScoringInTheBackground() throws {
         let h = try EpistemicHarness()
         // Nothing scored yet: every score is 0, so the first pick is by id, and a scoring job is queued.
@@ -300,7 +300,7 @@ final class EpistemicHarness: RouterHarness {
         #expect(try h.send(.get, "/scoring/").status == 404)
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.timeLimit(.minutes(6)))
     func scoringEpistemic_withoutWeights_jobEndsInErrorWithTheReason() throws {
         let h = try EpistemicHarness()
         try FileManager.default.removeItem(at: h.model)
@@ -312,7 +312,7 @@ final class EpistemicHarness: RouterHarness {
         #expect(h.scores().isEmpty)
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(6)))
     func training_publishesANewModel_queuesEpistemicRescoring() throws {
         let h = try EpistemicHarness()
         let method = try h.app.scoring.requireMethod("epistemic")
@@ -338,7 +338,7 @@ final class EpistemicHarness: RouterHarness {
 
 /// Real sockets and the real Python client: the start-up scoring job, an explicit one, then
 /// `next_sample("epistemic")`.
-@Test(.tags(.live), .timeLimit(.minutes(2)),
+@Test(.tags(.live), .timeLimit(.minutes(14)),
       .needsClientVenv)
 func pythonClient_epistemicScoringThenNextSample_servesTheUncertainImage() throws {
     let tmp = TempDir()

@@ -8,7 +8,7 @@ import MONAILabel
 /// (a test double of the external tool, not of its result handling) sits first on the live server's `PATH`
 /// and is rewritten between requests: its output comes back as text, a hanging one is stopped with a 504 after
 /// `NvidiaSMI.timeout`, a flood is cut off, and none on `PATH` is a 404.
-@Test(.tags(.live), .timeLimit(.minutes(2)))
+@Test(.tags(.live), .timeLimit(.minutes(14)))
 func logsGPU_runsTheNvidiaSMIOnThePath_boundedInTimeAndSize() throws {
     let tmp = TempDir()
     let studies = tmp.url.appendingPathComponent("studies")

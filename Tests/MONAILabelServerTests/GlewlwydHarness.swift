@@ -129,8 +129,7 @@ final class Glewlwyd: @unchecked Sendable {
     func stop() {
         guard let p = process else { return }
         process = nil
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        stopChild(p, signal: SIGKILL)
     }
 
     private func send(_ method: String, _ path: String, json: Any? = nil) throws -> HTTPClientResponse {

@@ -41,7 +41,7 @@ struct HostilePACSTests {
         #expect(detail.count < 1200, "detail of \(detail.count) characters", sourceLocation: sourceLocation)
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(11)))
     func hostileSeries_are502NamingThem_listedAsFailing_andRememberedAcrossARestart() throws {
         let tmp = TempDir()
         let pacs = try HostilePACS()
@@ -112,7 +112,7 @@ struct HostilePACSTests {
         running.stop()
     }
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(6)))
     func converterKilledByItsMemoryLimit_is502NamingTheSeries_serverAnswers() throws {
         let tmp = TempDir()
         let pacs = try HostilePACS()
@@ -141,7 +141,7 @@ struct HostilePACSTests {
     /// The geometry came from the PACS, not from the client's request: a model whose resampling of it would pass
     /// MONAI_LABEL_MAX_VOXELS refuses it before resampling with a 502 naming the series, its grid and the grid
     /// it implies (the same image uploaded by a client is a 422: FileProbes).
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(6)))
     func seriesResamplingPastTheVoxelLimit_inferenceIs502NamingTheSeriesAndGrid() throws {
         let tmp = TempDir()
         let pacs = try HostilePACS()
@@ -165,7 +165,7 @@ struct HostilePACSTests {
 
     /// A SEG of 4 million 1x1 frames (500 KB) for the good series: `GET /datastore/label` is a 502 naming the SEG
     /// and its frame count, the image stays usable, and the SEG is remembered as failing.
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(6)))
     func segOfFourMillionFrames_is502NamingIt_imageStaysUsable() throws {
         let tmp = TempDir()
         let pacs = try HostilePACS()
@@ -188,7 +188,7 @@ struct HostilePACSTests {
 
     /// Ten `/info/` calls at once on a fresh server whose PACS takes 10 s per listing: each answers at once from
     /// what is known, and the PACS is asked for the list once.
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(6)))
     func slowPACS_tenConcurrentInfoCalls_answerAtOnce_oneListingQuery() throws {
         let tmp = TempDir()
         let pacs = try HostilePACS()

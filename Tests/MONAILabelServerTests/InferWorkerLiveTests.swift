@@ -202,23 +202,30 @@ func processRuns(_ pid: Int32) -> Bool {
 /// A curl request running in the background; `disconnect()` kills the client mid-request.
 final class BackgroundCurl: @unchecked Sendable {
     private let process = Process()
-    private let output = Pipe()
+    /// A file, not a pipe: a pipe's end-of-file waits for any unrelated process that inherited it too.
+    private let output = FileManager.default.temporaryDirectory.appendingPathComponent("curl-\(UUID().uuidString).out")
 
     init(port: Int, path: String, form: String) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-s", "-X", "POST", "-o", "-", "-w", "\n%{http_code}", "-F", form, "http://127.0.0.1:\(port)\(path)"]
-        process.standardOutput = output
+        // --max-time: a hung server fails the test instead of holding it.
+        process.arguments = ["-s", "--max-time", "300", "-X", "POST", "-o", "-", "-w", "\n%{http_code}", "-F", form,
+                             "http://127.0.0.1:\(port)\(path)"]
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
         try process.run()
+        try? handle.close()
     }
 
+    deinit { try? FileManager.default.removeItem(at: output) }
+
     func disconnect() {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        stopChild(process, signal: SIGKILL)
     }
 
     func wait() -> (status: Int, body: String) {
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        _ = exitStatus(of: process)
+        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
         guard let nl = text.lastIndex(of: "\n") else { return (Int(text) ?? 0, "") }
         return (Int(text[text.index(after: nl)...]) ?? 0, String(text[..<nl]))
     }
@@ -255,7 +262,8 @@ final class InfoPoller: @unchecked Sendable {
 
     func stop() -> Double {
         lock.withLock { running = false }
-        done.wait()
+        // Each request has 60 s socket timeouts; this bounds the wait even so.
+        guard done.wait(timeout: .now() + 300) == .success else { return .infinity }
         return lock.withLock { failures > 0 ? .infinity : worst }
     }
 
@@ -272,6 +280,9 @@ final class InfoPoller: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { return false }
+        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let request = Array("GET /info/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
         guard request.withUnsafeBytes({ send(fd, $0.baseAddress!, $0.count, 0) }) == request.count else { return false }
         var response: [UInt8] = []

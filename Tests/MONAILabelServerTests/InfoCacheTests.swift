@@ -203,7 +203,7 @@ struct InfoCacheTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(14)))
     func info_dicomwebListingRefresh_cachedBodyEqualsFreshlyBuilt() throws {
         let pacs = try ChangingPACS()
         let tmp = TempDir()

@@ -29,7 +29,7 @@ var ohifBundle: URL? {
 struct OHIFBrowserTests {
     static let screenshots = FileManager.default.temporaryDirectory.appendingPathComponent("monailabel-browser-tests/ohif")
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(12)))
     func ohif_studyListShowsTheOrthancStudy_viewerRendersTheSeries_monaiLabelPanelConnects() throws {
         let tmp = TempDir()
         let orthanc = try Orthanc(dir: tmp.url.appendingPathComponent("orthanc"))

@@ -1,6 +1,7 @@
 import DICOMweb
 import Foundation
 import HTTPClient
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -73,8 +74,7 @@ final class Orthanc: @unchecked Sendable {
     func stop() {
         guard let p = process else { return }
         process = nil
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        stopChild(p, signal: SIGKILL)
     }
 
     /// A client for the test's own uploads and checks.

@@ -180,6 +180,34 @@ final class ScoringHarness: RouterHarness {
         #expect(try s.send(.delete, "/scoring/").json == .null)
     }
 
+    /// The CI failure: the child had printed its last line and exited, yet the job stayed RUNNING. Foundation
+    /// sees a child's exit only when a socket it inherited closes; a process that inherited it as well (one spawned
+    /// by another thread meanwhile, or, as here, one the child left behind) held the job open for its lifetime.
+    @Test func scoring_childLeavesAProcessBehind_jobIsDoneWhenTheChildExits() throws {
+        let dir = TempDir()
+        let pidFile = dir.url.appendingPathComponent("left-behind.pid")
+        let runner = dir.url.appendingPathComponent("leaves-one-behind.sh")
+        try Data("""
+            #!/bin/sh
+            sleep 600 < /dev/null > /dev/null 2>&1 &
+            echo $! > '\(pidFile.path)'
+            echo 'scored and exiting'
+            exit 0
+
+            """.utf8).write(to: runner)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: runner.path)
+        let s = try ScoringHarness(runner: runner)
+        defer {
+            if let text = try? String(contentsOf: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                kill(pid, SIGKILL)
+            }
+        }
+        #expect(try s.send(.post, "/scoring/dice").status == 200)
+        let done = try s.waitFinished(timeout: 60)
+        #expect(done["status"]?.stringValue == "DONE", "\(done.compactString())")
+        #expect(done["details"]?.arrayValue?.contains(.string("scored and exiting")) == true)
+    }
+
     @Test func scoring_hiddenPostAll_queuesEveryMethod() throws {
         let s = try ScoringHarness()
         let r = try s.send(.post, "/scoring/", json: "{}")

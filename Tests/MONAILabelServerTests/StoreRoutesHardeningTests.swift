@@ -116,11 +116,8 @@ private func niftiGz() throws -> [UInt8] {
     let zeros = src.url.appendingPathComponent("zeros.bin")
     try Data(count: 24 << 20).write(to: zeros)
     let archive = src.url.appendingPathComponent("bomb.tar.gz")
-    let tar = Process()
-    tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
-    tar.arguments = ["-czf", archive.path, "-C", src.url.path, "zeros.bin"]
-    try tar.run()
-    tar.waitUntilExit()
+    let tar = try runProcess(URL(fileURLWithPath: "/usr/bin/tar"), ["-czf", archive.path, "-C", src.url.path, "zeros.bin"])
+    try #require(tar.status == 0, "\(tar.output)")
     let r = try c.sendForm(.put, "/session/?uncompress=true",
                            files: [("files", "bomb.tar.gz", Array(try Data(contentsOf: archive)))])
     #expect(r.status == 422, "\(r.detail)")

@@ -47,7 +47,8 @@ func runE2EScript(_ script: String, _ arguments: [String]) throws -> (status: In
 func curl(_ port: Int, _ method: String, _ path: String, json: String? = nil, form: String? = nil) throws
     -> (status: Int, body: [UInt8])
 {
-    var args = ["-s", "-X", method, "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
+    // --max-time: a hang is caught, never waited for (a slow answer still has minutes).
+    var args = ["-s", "--max-time", "300", "-X", method, "-o", "-", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
     if let json { args += ["-H", "Content-Type: application/json", "-d", json] }
     if let form { args += ["-F", form] }
     let p = Process()
@@ -57,7 +58,7 @@ func curl(_ port: Int, _ method: String, _ path: String, json: String? = nil, fo
     p.standardOutput = out
     try p.run()
     let bytes = Array(out.fileHandleForReading.readDataToEndOfFile())
-    p.waitUntilExit()
+    _ = p.waitForExit()
     // The status follows the body's bytes (binary for a label file) after the last newline.
     guard let newline = bytes.lastIndex(of: 10) else { return (Int(String(decoding: bytes, as: UTF8.self)) ?? 0, []) }
     return (Int(String(decoding: bytes[(newline + 1)...], as: UTF8.self)) ?? 0, Array(bytes[..<newline]))

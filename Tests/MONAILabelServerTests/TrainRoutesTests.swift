@@ -138,7 +138,7 @@ final class TrainHarness: RouterHarness {
         #expect(p["sampled_images"] == 3)
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(6)))
     func train_startPollStop_epochsAdvanceThenStoppedWithin5s() throws {
         let h = try TrainHarness()
         let submitted = try h.send(.post, "/train/segmentation_spleen", json: #"{"max_epochs": 500, "val_split": 0.25}"#)
@@ -178,7 +178,7 @@ final class TrainHarness: RouterHarness {
         #expect(sd.contains { $0.name == "model.0.conv.unit0.conv.weight" })
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(6)))
     func train_childKilledBySIGKILL_reportsErrorAndServerKeepsServing() throws {
         let h = try TrainHarness()
         #expect(try h.send(.post, "/train/segmentation_spleen", json: #"{"max_epochs": 500}"#).status == 200)
@@ -201,7 +201,7 @@ final class TrainHarness: RouterHarness {
         #expect(done["status"]?.stringValue == "DONE")
     }
 
-    @Test(.timeLimit(.minutes(3)))
+    @Test(.timeLimit(.minutes(6)))
     func train_runSync_returnsTrainStats() throws {
         let h = try TrainHarness()
         let r = try h.send(.post, "/train/segmentation_spleen?run_sync=true", json: #"{"max_epochs": 2, "name": "sync"}"#)
@@ -215,7 +215,7 @@ final class TrainHarness: RouterHarness {
     }
 
     /// PyTorch itself reads the published weights with weights_only=True, where Debian's python3-torch is installed.
-    @Test(.needsPythonTorch, .timeLimit(.minutes(3)))
+    @Test(.needsPythonTorch, .timeLimit(.minutes(6)))
     func train_runSync_publishedWeights_loadInPyTorchWeightsOnly() throws {
         let h = try TrainHarness()
         let r = try h.send(.post, "/train/segmentation_spleen?run_sync=true", json: #"{"max_epochs": 1, "name": "torch"}"#)
@@ -261,7 +261,7 @@ final class TrainHarness: RouterHarness {
 }
 
 /// The real Python client's train_start / train_status / train_stop against the live server (real sockets).
-@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(3)))
+@Test(.tags(.live), .needsClientVenv, .timeLimit(.minutes(14)))
 func pythonClient_trainStartStatusStop_works() throws {
     let tmp = TempDir()
     let server = try TrainHarness.startLiveServer(tmp, count: 5, labeled: 4)

@@ -5,7 +5,7 @@ import Testing
 /// A child process saves labels in a loop and is SIGKILLed at random moments, 200 times. After each kill the
 /// store must open, and every label whose save had returned must be on disk byte for byte (or be the newer
 /// label whose save was in flight when the child died).
-@Test(.tags(.unit), .timeLimit(.minutes(5)))
+@Test(.tags(.unit), .timeLimit(.minutes(14)))
 func saveLabel_killedAtRandomMoments_losesNoAcknowledgedLabel() throws {
     let tmp = TempDir()
     let root = tmp.url.appendingPathComponent("studies")
@@ -23,14 +23,18 @@ func saveLabel_killedAtRandomMoments_losesNoAcknowledgedLabel() throws {
         let p = Process()
         p.executableURL = child
         p.arguments = [root.path, String(UInt64(round) * 1_000_000)]
-        let out = Pipe()
+        // A file, not a pipe: a pipe's end-of-file waits for any unrelated process that inherited it too.
+        let outFile = tmp.url.appendingPathComponent("child-\(round).out")
+        FileManager.default.createFile(atPath: outFile.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outFile)
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
         try p.run()
+        try? out.close()
         usleep(useconds_t(15_000 + Int(rng.next() % 100_000)))
         kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        _ = p.waitForExit()
+        let text = (try? String(contentsOf: outFile, encoding: .utf8)) ?? ""
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ")
             guard f.count == 3, let seed = UInt64(f[2]) else { continue }

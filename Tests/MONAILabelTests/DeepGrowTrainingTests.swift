@@ -115,7 +115,7 @@ private func inferOnUnseenBlob(_ task: DeepGrowTask, _ tmp: TempDir, seed: UInt6
     return (test, result, try #require(result.file))
 }
 
-@Test(.tags(.unit), .timeLimit(.minutes(5)))
+@Test(.tags(.unit), .timeLimit(.minutes(14)))
 func deepGrow3D_clickOnABlob_withABrieflyTrainedModel_returnsAMaskOverlappingTheBlob() throws {
     let tmp = TempDir()
     let (task, log) = try trainedDeepGrow(tmp, dimension: 3, maxEpochs: 8, count: 6)
@@ -136,7 +136,7 @@ func deepGrow3D_clickOnABlob_withABrieflyTrainedModel_returnsAMaskOverlappingThe
     #expect(latencies["transform"]?["post"]?["RestoreLabeld"] != nil)
 }
 
-@Test(.tags(.unit), .timeLimit(.minutes(5)))
+@Test(.tags(.unit), .timeLimit(.minutes(14)))
 func deepGrow2D_clickOnASlice_fillsOnlyThatSliceAndOverlapsTheBlobThere() throws {
     let tmp = TempDir()
     let (task, log) = try trainedDeepGrow(tmp, dimension: 2, maxEpochs: 5, count: 6)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import MONAILabel
 @testable import MONAILabelCore
@@ -57,11 +58,9 @@ import Testing
     let tmp = TempDir()
     _ = tmp.write("src/one.nii.gz", [1])
     _ = tmp.write("src/two.nii.gz", [2])
-    let tar = Process()
-    tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
-    tar.arguments = ["-czf", tmp.url.appendingPathComponent("a.tar.gz").path, "-C", tmp.url.appendingPathComponent("src").path, "."]
-    try tar.run()
-    tar.waitUntilExit()
+    let tar = try runProcess(URL(fileURLWithPath: "/usr/bin/tar"),
+                             ["-czf", tmp.url.appendingPathComponent("a.tar.gz").path, "-C", tmp.url.appendingPathComponent("src").path, "."])
+    try #require(tar.status == 0, "\(tar.output)")
     let store = try SessionStore(root: tmp.url.appendingPathComponent("sessions"))
     let info = try store.create(
         files: [UploadedFile(path: tmp.url.appendingPathComponent("a.tar.gz"), fileName: "a.tar.gz")], uncompress: true)

@@ -29,12 +29,8 @@ private func truncate(_ url: URL, to fraction: Double) throws {
 }
 
 private func tar(_ args: [String]) throws {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
-    p.arguments = args
-    try p.run()
-    p.waitUntilExit()
-    #expect(p.terminationStatus == 0, "tar \(args)")
+    let (status, output) = try runProcess(URL(fileURLWithPath: "/usr/bin/tar"), args)
+    #expect(status == 0, "tar \(args): \(output)")
 }
 
 // MARK: JSON and info limits
@@ -283,7 +279,10 @@ func corruptDocumentAtStartUp_isSetAsideAndStoreRebuiltFromFiles(_ what: String,
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/bin/true")
     try p.run()
-    p.waitUntilExit()
+    // Foundation reaps it, then isRunning turns false (waited for with a bound, as every wait in a test).
+    let deadline = Date().addingTimeInterval(120)
+    while p.isRunning && Date() < deadline { usleep(10_000) }
+    try #require(!p.isRunning, "Foundation did not reap /bin/true within 120 s")
     #expect(!ProcessTemp.isAlive(p.processIdentifier))
 }
 

@@ -8,16 +8,7 @@ import TestSupport
 /// `torch.load(weights_only=True)` must read them as expected; without one the script's no-torch path runs.
 @Suite(.tags(.unit)) struct PythonInteropTests {
     private static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [executable] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runProcess(URL(fileURLWithPath: "/usr/bin/env"), [executable] + arguments)
     }
 
     private static func pythonWithTorch() -> String? {

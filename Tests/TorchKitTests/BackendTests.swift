@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import TorchKit
 
@@ -32,12 +33,9 @@ extension TorchKitTests {
         func loaderForwarders_matchTheCAPIHeader() throws {
             let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent()
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            p.arguments = [repo.appendingPathComponent("scripts/gen-torch-loader.py").path, "--check"]
-            try p.run()
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 0, "run scripts/gen-torch-loader.py")
+            let (status, output) = try runProcess(URL(fileURLWithPath: "/usr/bin/python3"),
+                                                  [repo.appendingPathComponent("scripts/gen-torch-loader.py").path, "--check"])
+            #expect(status == 0, "run scripts/gen-torch-loader.py: \(output)")
         }
     }
 }

@@ -34,7 +34,7 @@ params.update({"max_epochs": 20, "val_split": 0.2, "device": "cpu", "seed": 1})
 started = time.time()
 task = client.train_start("deepedit", params)
 check(task["status"] == "SUBMITTED", "train_start returns a SUBMITTED task")
-deadline = time.time() + 150
+deadline = time.time() + 300
 status = {}
 while time.time() < deadline:
     status = client.train_status()

@@ -20,9 +20,9 @@ assert "epistemic" in info["scoring"], info["scoring"]
 
 
 def wait_for_scoring():
-    deadline = time.time() + 90
+    deadline = time.time() + 300
     while True:
-        status = requests.get(f"{server}/scoring/").json()
+        status = requests.get(f"{server}/scoring/", timeout=60).json()
         if status["status"] in ("DONE", "ERROR", "STOPPED"):
             return status
         assert time.time() < deadline, status
@@ -34,7 +34,7 @@ startup = wait_for_scoring()
 assert startup["request"]["method"] == "epistemic" and startup["status"] == "DONE", startup
 
 # An explicit run: a background job that finds every image already scored with the current model.
-r = requests.post(f"{server}/scoring/epistemic", json={})
+r = requests.post(f"{server}/scoring/epistemic", json={}, timeout=60)
 assert r.status_code == 200, r.text
 job = r.json()
 assert job["status"] == "SUBMITTED", job

@@ -28,7 +28,7 @@ client = MONAILabelClient(url, tmpdir=os.path.join(work, "client"), client_id="u
 
 def download(path, name):
     target = os.path.join(work, name)
-    with urllib.request.urlopen(url + path) as r:
+    with urllib.request.urlopen(url + path, timeout=120) as r:
         open(target, "wb").write(r.read())
     return nib.load(target)
 

@@ -38,7 +38,7 @@ check(sample.get("name", "").endswith(".nii.gz"), "next_sample name carries the 
 image_id = sample["id"]
 
 # Slicer downloads the image when the path is not readable locally.
-with urllib.request.urlopen(f"{url}/datastore/image?image={image_id}") as r:
+with urllib.request.urlopen(f"{url}/datastore/image?image={image_id}", timeout=120) as r:
     data = r.read()
     cd = r.headers.get("content-disposition", "")
 check(data[:2] == b"\x1f\x8b", "downloaded image is gzip NIfTI")
@@ -94,7 +94,7 @@ if model:
     import nibabel as nib
     import nrrd
     import numpy as np
-    with urllib.request.urlopen(f"{url}/datastore/image?image={image_id}") as r:
+    with urllib.request.urlopen(f"{url}/datastore/image?image={image_id}", timeout=120) as r:
         image_file = os.path.join(work, "image.nii.gz")
         open(image_file, "wb").write(r.read())
     src = nib.load(image_file)
@@ -118,11 +118,11 @@ if model:
     req = urllib.request.Request(f"{url}/infer/{model}?image={image_id}&output=json", method="POST",
                                  data=b"params=" + urllib.parse.quote(json.dumps({"save_label": True, "label_tag": "original"})).encode(),
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
-    with urllib.request.urlopen(req) as r:
+    with urllib.request.urlopen(req, timeout=120) as r:
         check("label_names" in json.loads(r.read()), "output=json answers the result JSON")
     check("original" in client.datastore()["objects"][image_id]["labels"], "save_label stored an 'original' label")
     req = urllib.request.Request(f"{url}/infer/{model}?image={image_id}&output=image", method="POST")
-    with urllib.request.urlopen(req) as r:
+    with urllib.request.urlopen(req, timeout=120) as r:
         body, cd = r.read(), r.headers.get("content-disposition", "")
     check(body[:2] == b"\x1f\x8b" and cd.endswith('.nii.gz"'), "output=image answers the label file (input's extension)")
 
@@ -131,7 +131,7 @@ check(client.train_status(check_if_running=True) is False, "train_status(check_i
 
 # Model download (Slicer's model panel): 404 until a model file exists.
 try:
-    with urllib.request.urlopen(f"{url}/model/segmentation_spleen") as r:
+    with urllib.request.urlopen(f"{url}/model/segmentation_spleen", timeout=120) as r:
         check(r.status == 200, "model download")
 except urllib.error.HTTPError as e:
     check(e.code == 404, "model download without weights answers 404")

@@ -41,7 +41,7 @@ try:
 except MONAILabelClientException as e:
     check("Already Running" in str(e.msg), "second train_start refused: " + str(e.msg)[:60])
 
-deadline = time.time() + 120
+deadline = time.time() + 300
 status = {}
 while time.time() < deadline:
     status = client.train_status()

@@ -118,31 +118,45 @@ public final class BackgroundJobs: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         for (k, v) in launcher.environment { env[k] = v }
         p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        p.standardInput = FileHandle.nullDevice
         var launchError: String?
+        // Read to end-of-file below: a channel no other child can inherit (see `ChildOutput`).
+        let output: ChildOutput?
         do {
-            try p.run()
-            processes[id] = p
+            output = try ChildOutput()
         } catch {
+            output = nil
             launchError = "cannot start \(launcher.executable.path): \(error)"
+        }
+        if let output {
+            p.standardOutput = output.writing
+            p.standardError = output.writing
+            p.standardInput = FileHandle.nullDevice
+            do {
+                try p.run()
+                processes[id] = p
+            } catch {
+                launchError = "cannot start \(launcher.executable.path): \(error)"
+            }
+            output.closeChildEnd()
         }
         cond.broadcast()
         cond.unlock()
 
         var exitCode: Int32?
-        if launchError == nil {
-            Self.readLines(pipe.fileHandleForReading) { line in
+        if launchError == nil, let output {
+            Self.readLines(output.reading) { line in
                 self.cond.lock()
                 self.book.output(id, line: line)
                 self.cond.unlock()
             }
-            p.waitUntilExit()
-            exitCode = p.terminationReason == .exit ? p.terminationStatus : nil
-            if exitCode == nil { launchError = "the \(kind.rawValue) process was killed by signal \(p.terminationStatus)" }
-            else if exitCode != 0 { launchError = "the \(kind.rawValue) process exited with status \(p.terminationStatus)" }
+            // Not waitUntilExit(): Foundation can report the exit only when an unrelated process exits too.
+            switch p.waitForExit() {
+            case .exited(let status):
+                exitCode = status
+                if status != 0 { launchError = "the \(kind.rawValue) process exited with status \(status)" }
+            case .signalled(let signal):
+                launchError = "the \(kind.rawValue) process was killed by signal \(signal)"
+            }
         }
         var result: JSONValue?
         if exitCode == 0 {
@@ -173,8 +187,8 @@ public final class BackgroundJobs: @unchecked Sendable {
         let grace = stopGrace
         let t = Thread {
             let deadline = Date().addingTimeInterval(grace)
-            while p.isRunning && Date() < deadline { usleep(50_000) }
-            if p.isRunning { kill(pid, SIGKILL) }
+            while !p.hasExited && Date() < deadline { usleep(50_000) }
+            if !p.hasExited { kill(pid, SIGKILL) }
         }
         t.name = "\(kind.rawValue)-stop"
         t.start()

@@ -36,16 +36,18 @@ final class RankProcesses: @unchecked Sendable {
             env["SWIFT_BACKTRACE"] = "enable=no"
             if let torchThreads { env["MONAI_LABEL_TORCH_THREADS"] = String(torchThreads) }
             p.environment = env
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
+            // Not a Pipe: one another spawn inherits keeps its reader waiting (see `ChildOutput`).
+            let output = try ChildOutput()
+            p.standardOutput = output.writing
+            p.standardError = output.writing
             p.standardInput = FileHandle.nullDevice
             let tail = tails[rank] ?? OutputTail()
             p.terminationHandler = { [weak self] proc in self?.exited(rank, proc, onFailure: onFailure) }
+            defer { output.closeChildEnd() }
             try p.run()
             lock.withLock { processes[rank] = p }
             let reader = Thread {
-                BackgroundJobs.readLines(pipe.fileHandleForReading) { line in
+                BackgroundJobs.readLines(output.reading) { line in
                     tail.append(line)
                     emit("[rank \(rank)] \(line)")
                 }
@@ -58,7 +60,7 @@ final class RankProcesses: @unchecked Sendable {
     /// Waits for every rank to end on its own (the job is done), killing those still running after `grace`.
     func finish(grace: Double) {
         let deadline = Date().addingTimeInterval(grace)
-        while Date() < deadline, lock.withLock({ processes.values.contains { $0.isRunning } }) { usleep(50_000) }
+        while Date() < deadline, lock.withLock({ processes.values.contains { !$0.hasExited } }) { usleep(50_000) }
         stopAll()
     }
 
@@ -66,10 +68,10 @@ final class RankProcesses: @unchecked Sendable {
     func stopAll() {
         let running = lock.withLock { () -> [Process] in
             stopping = true
-            return processes.values.filter(\.isRunning)
+            return processes.values.filter { !$0.hasExited }
         }
         for p in running { kill(p.processIdentifier, SIGKILL) }
-        for p in running { p.waitUntilExit() }
+        for p in running { _ = p.waitForExit() }
     }
 
     private func exited(_ rank: Int, _ p: Process, onFailure: @Sendable (String) -> Void) {

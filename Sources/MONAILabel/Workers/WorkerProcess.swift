@@ -65,11 +65,19 @@ final class WorkerHandle: @unchecked Sendable {
         if let device { env[InferWorker.deviceVariable] = device }
         p.environment = env
         p.standardInput = FileHandle(fileDescriptor: fds[1], closeOnDealloc: false)
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
+        // Not a Pipe: one another spawn inherits would outlive this worker (see `ChildOutput`).
+        let output: ChildOutput
+        do { output = try ChildOutput() } catch {
+            close(fds[0])
+            close(fds[1])
+            try? FileManager.default.removeItem(at: folder)
+            return .failure(.io("cannot start \(launch.executable.lastPathComponent): \(error.localizedDescription)"))
+        }
+        p.standardOutput = output.writing
+        p.standardError = output.writing
         let h = WorkerHandle(slot: slot, process: p, fd: fds[0], folder: folder)
         p.terminationHandler = { [weak h] _ in h?.processEnded() }
+        defer { output.closeChildEnd() }
         do {
             try p.run()
         } catch {
@@ -78,7 +86,7 @@ final class WorkerHandle: @unchecked Sendable {
             return .failure(.io("cannot start \(launch.executable.lastPathComponent): \(error.localizedDescription)"))
         }
         close(fds[1])
-        let reader = pipe.fileHandleForReading
+        let reader = output.reading
         let tail = h.tail
         let t = Thread {
             var pending: [UInt8] = []
@@ -137,22 +145,23 @@ final class WorkerHandle: @unchecked Sendable {
     }
 
     func kill() {
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        if !process.hasExited { Glibc.kill(process.processIdentifier, SIGKILL) }
     }
 
     /// Waits for the process to end (killing it if it lingers after closing its socket) and describes how.
     @discardableResult
     func reap() -> String {
         var waited = 0
-        while process.isRunning && waited < 200 {
+        while !process.hasExited && waited < 200 {
             usleep(10_000)
             waited += 1
         }
-        if process.isRunning {
-            kill()
-            process.waitUntilExit()
+        if !process.hasExited { kill() }
+        // Not Foundation's view of the exit, which an unrelated process can hold up (see `hasExited`).
+        switch process.waitForExit() {
+        case .exited(let status): return "exited with status \(status)"
+        case .signalled(let signal): return "killed by signal \(Self.signalName(signal))"
         }
-        return exitDescription()
     }
 
     func exitDescription() -> String {

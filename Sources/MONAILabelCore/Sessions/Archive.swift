@@ -56,7 +56,8 @@ enum Archive {
             throw MONAILabelError.io("cannot run \((tool as NSString).lastPathComponent): \(error.localizedDescription)")
         }
         var exceeded: String?
-        while p.isRunning {
+        // hasExited, not isRunning: Foundation can see the exit only when an unrelated process exits too.
+        while !p.hasExited {
             usleep(pollInterval)
             exceeded = exceededLimit(dir, limits)
             if exceeded != nil {
@@ -64,7 +65,7 @@ enum Archive {
                 break
             }
         }
-        p.waitUntilExit()
+        let ended = p.waitForExit()
         err.fileHandleForReading.readabilityHandler = nil
         // The extractor may have finished between two looks.
         if exceeded == nil { exceeded = exceededLimit(dir, limits) }
@@ -72,7 +73,7 @@ enum Archive {
             try? FileManager.default.removeItem(at: dir)
             throw MONAILabelError.invalid("archive '\(fileName)' is refused: it expands to \(exceeded)")
         }
-        guard p.terminationStatus == 0 else {
+        guard ended == .exited(0) else {
             // The extractor names the spooled upload and the session folder by absolute path; the client knows
             // neither, so they become the upload's name and a plain phrase.
             let text = messages.text.trimmingCharacters(in: .whitespacesAndNewlines)
