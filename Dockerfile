@@ -22,10 +22,10 @@ RUN swift build -c release --static-swift-stdlib --product monailabel \
 
 FROM debian:bookworm-slim
 # Runtime libraries only: libtorch1.13 (what libtorch-dev builds against) brings its own dependencies; libdcmtk17
-# is DCMTK's (DICOM SEG and the DICOMweb datastore).
+# is DCMTK's (DICOM SEG and the DICOMweb datastore); libjemalloc2 the model workers' allocator.
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      libtorch1.13 libnifti2-2 libznz3 zlib1g libssl3 libopenblas0-openmp libdcmtk17 ca-certificates \
+      libtorch1.13 libnifti2-2 libznz3 zlib1g libssl3 libopenblas0-openmp libdcmtk17 libjemalloc2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/monailabel /usr/local/bin/libmonailabel_torch.so /usr/local/bin/
 COPY sample-apps /opt/monailabel/sample-apps

@@ -7,8 +7,9 @@ set -euo pipefail
 BUILD_PKGS=(libtorch-dev libnifti2-dev zlib1g-dev libssl-dev libopenblas0-openmp libdcmtk-dev libgloo-dev)
 # Tests: curl and openssl (HTTP/TLS tests), unzip (dataset archive), bsdtar (session archives), python3-venv (the
 # real Python client), python3-torch (checkpoint interop), dcmtk (dcmcrle / dcmcjpls), dicom3tools (dciodvfy
-# validates our SEGs), gdb (scripts/ci-stage.sh prints a hung stage's stacks).
-PKGS=("${BUILD_PKGS[@]}" libarchive-tools curl openssl unzip python3 python3-venv python3-torch dcmtk dicom3tools gdb)
+# validates our SEGs), gdb (scripts/ci-stage.sh prints a hung stage's stacks). Runtime: libjemalloc2, the model
+# workers' allocator (MONAI_LABEL_WORKER_ALLOCATOR).
+PKGS=("${BUILD_PKGS[@]}" libjemalloc2 libarchive-tools curl openssl unzip python3 python3-venv python3-torch dcmtk dicom3tools gdb)
 # DICOMweb tests: a real Orthanc with its DICOMweb plugin, started by the tests on their own ports and storage
 # (the package may also start a system service on 8042; the tests never use it).
 PKGS+=(orthanc orthanc-dicomweb)

@@ -60,6 +60,24 @@ import MONAILabel
         #expect(workers.map { $0["device"]?.stringValue ?? "" } == DeviceRouting.backendGroups())
     }
 
+    /// The worker's allocator is what MONAI_LABEL_WORKER_ALLOCATOR chose: libjemalloc is mapped into the worker
+    /// by default where Debian's libjemalloc2 is installed, and never with `glibc`.
+    @Test(.enabled(if: WorkerAllocator.jemallocInstalled, "libjemalloc2 is not installed"),
+          arguments: ["auto", "glibc"])
+    func worker_runsWithTheChosenAllocator(_ allocator: String) throws {
+        let tmp = TempDir()
+        let server = try startServer(tmp, environment: ["MONAI_LABEL_WORKER_ALLOCATOR": allocator])
+        defer { server.stop() }
+        let done = try infer(server)
+        #expect(done.status == 200, "\(done.text)")
+        let pid = try #require(firstWorker(try report(server))?["pid"]?.intValue)
+        // Read to the end: /proc files report size 0, and a one-shot read may stop at the first page.
+        let file = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(pid)/maps"))
+        defer { try? file.close() }
+        let maps = String(decoding: try file.readToEnd() ?? Data(), as: UTF8.self)
+        #expect(maps.contains("libjemalloc") == (allocator == "auto"))
+    }
+
     @Test func workerKilledMidInference_failsThatRequestOnly_nextSucceeds_infoStaysFast() throws {
         let tmp = TempDir()
         let server = try startServer(tmp)

@@ -182,6 +182,26 @@ import Testing
         }
     }
 
+    @Test func workerAllocator_unknownValue_isRefusedNamingIt() {
+        do {
+            _ = try Settings.fromEnvironment(appDir: URL(fileURLWithPath: "/a"), studies: "/s", conf: [:],
+                                             environment: ["MONAI_LABEL_WORKER_ALLOCATOR": "tcmalloc"])
+            Issue.record("tcmalloc was accepted")
+        } catch {
+            #expect("\(error)".contains("MONAI_LABEL_WORKER_ALLOCATOR"), "\(error)")
+        }
+    }
+
+    @Test func workerAllocator_launchEnvironment_preloadsJemallocOnlyWhenChosen() throws {
+        let glibc = try Settings.fromEnvironment(appDir: URL(fileURLWithPath: "/a"), studies: "/s", conf: [:],
+                                                 environment: ["MONAI_LABEL_WORKER_ALLOCATOR": "glibc"])
+        #expect(InferWorkerPool.Launch.inferWorker(settings: glibc).environment["LD_PRELOAD"] == nil)
+        let auto = try Settings.fromEnvironment(appDir: URL(fileURLWithPath: "/a"), studies: "/s", conf: [:], environment: [:])
+        #expect(auto.workerAllocator == .auto)
+        let preload = InferWorkerPool.Launch.inferWorker(settings: auto).environment["LD_PRELOAD"] ?? ""
+        #expect(preload.contains(WorkerAllocator.jemallocPath) == WorkerAllocator.jemallocInstalled, "\(preload)")
+    }
+
     @Test func inferWorkers_outOfRange_isRefused() {
         #expect(throws: MONAILabelError.self) {
             try Settings.fromEnvironment(appDir: URL(fileURLWithPath: "/a"), studies: "/s", conf: [:],

@@ -41,6 +41,10 @@ public struct Settings: Sendable, Equatable {
     /// processes so that a crash in tensor code fails one request, not the server. 0 runs models in the server
     /// process (the benchmark baseline and for debugging).
     public var inferWorkers = 1
+    /// The model workers' heap allocator (`MONAI_LABEL_WORKER_ALLOCATOR`: `auto`, the default, jemalloc where
+    /// Debian's libjemalloc2 is installed and glibc's malloc elsewhere; `glibc`; `jemalloc`, refused at start-up
+    /// when the library is missing). See `InferWorker.jemallocConf` for why.
+    public var workerAllocator = WorkerAllocator.auto
     /// Where sliding-window inference accumulates its output when a request's `sw_accumulate` does not say
     /// (`MONAI_LABEL_SW_ACCUMULATE`: `auto`, the default, on the GPU unless it lacks the free memory; `device`
     /// always there, as upstream; `cpu` always on the host).
@@ -152,6 +156,15 @@ public struct Settings: Sendable, Equatable {
                 throw MONAILabelError.invalid("MONAI_LABEL_SW_ACCUMULATE must be auto, device or cpu, not '\(v.prefix(40))'")
             }
             s.swAccumulate = mode
+        }
+        if let v = value("WORKER_ALLOCATOR") {
+            guard let a = WorkerAllocator(rawValue: v) else {
+                throw MONAILabelError.invalid("MONAI_LABEL_WORKER_ALLOCATOR must be auto, glibc or jemalloc, not '\(v.prefix(40))'")
+            }
+            guard a != .jemalloc || WorkerAllocator.jemallocInstalled else {
+                throw MONAILabelError.invalid("MONAI_LABEL_WORKER_ALLOCATOR is jemalloc but libjemalloc2 is not installed")
+            }
+            s.workerAllocator = a
         }
         try bool("CUDNN_BENCHMARK", &s.cudnnBenchmark)
         if let v = value("WORKER_MAX_MEMORY") {

@@ -18,9 +18,23 @@ public enum ProcessMemory {
         return unsafeBitCast(symbol, to: TrimFunction.self)
     }()
 
-    /// Returns the heap's free pages to the system (all arenas); true when the C library could trim.
+    private typealias MallctlFunction = @convention(c) (
+        UnsafePointer<CChar>?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?, UnsafeMutableRawPointer?, Int
+    ) -> Int32
+
+    /// jemalloc's control interface where jemalloc is preloaded (model workers, `MONAI_LABEL_WORKER_ALLOCATOR`):
+    /// it keeps freed pages past `malloc_trim`, which only reaches glibc's own arenas.
+    private static let mallctlFunction: MallctlFunction? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallctl") else { return nil }
+        return unsafeBitCast(symbol, to: MallctlFunction.self)
+    }()
+
+    /// Returns the heap's free pages to the system (all arenas, jemalloc's too where it is loaded); true when
+    /// the C library could trim.
     @discardableResult
     public static func trim() -> Bool {
+        // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena's unused dirty pages.
+        if let purge = mallctlFunction { _ = purge("arena.4096.purge", nil, nil, nil, 0) }
         guard let f = trimFunction else { return false }
         _ = f(0)
         return true
