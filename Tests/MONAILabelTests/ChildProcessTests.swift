@@ -19,6 +19,31 @@ private func spawnInheritingSleeper() throws -> pid_t {
     return pid
 }
 
+/// Starts `/bin/sh -c script` with its stdout and stderr on `output`.
+private func shell(_ script: String, output: FileHandle) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", script]
+    p.standardOutput = output
+    p.standardError = output
+    try p.run()
+    return p
+}
+
+/// `body`'s result when it returns within `seconds` on a thread of its own, else nil: a regressed wait fails
+/// its test instead of hanging the run.
+private func within<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () -> T) -> T? {
+    let result = Mutex<T?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Thread {
+        let value = body()
+        result.withLock { $0 = value }
+        done.signal()
+    }.start()
+    guard done.wait(timeout: .now() + seconds) == .success else { return nil }
+    return result.withLock { $0 }
+}
+
 /// A child's output channel reaches end-of-file when the child exits although another long-lived process was
 /// spawned while it was open: before, the job's `Pipe()` leaked into such a process (a model worker started
 /// beside a start-up scoring job) and the finished job stayed RUNNING as long as that process lived.
@@ -34,27 +59,12 @@ func childOutput_anotherProcessSpawnedMeanwhile_doesNotHoldItOpen() throws {
         var status: Int32 = 0
         waitpid(sleeper, &status, 0)
     }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-c", "echo out; echo err >&2"]
-    p.standardOutput = output.writing
-    p.standardError = output.writing
-    try p.run()
+    let p = try shell("echo out; echo err >&2", output: output.writing)
     output.closeChildEnd()
-    // Read on another thread so that a regression fails here instead of hanging the run.
-    let text = Mutex<String?>(nil)
-    let done = DispatchSemaphore(value: 0)
     let reader = output.reading
-    Thread {
-        let data = reader.readDataToEndOfFile()
-        text.withLock { $0 = String(decoding: data, as: UTF8.self) }
-        done.signal()
-    }.start()
-    let ended = done.wait(timeout: .now() + 20) == .success
-    #expect(ended, "no end-of-file 20 s after the child wrote its output: another process holds the channel")
-    if ended {
-        #expect(text.withLock { $0 } == "out\nerr\n")
-    }
+    let text = within(20) { String(decoding: reader.readDataToEndOfFile(), as: UTF8.self) }
+    #expect(text != nil, "no end-of-file 20 s after the child wrote its output: another process holds the channel")
+    if let text { #expect(text == "out\nerr\n") }
     p.waitUntilExit()
 }
 
@@ -65,12 +75,8 @@ func childOutput_anotherProcessSpawnedMeanwhile_doesNotHoldItOpen() throws {
 func waitForExit_anotherProcessHoldsFoundationsExitSocket_seesTheExitAtOnce() throws {
     let tmp = TempDir()
     let pidFile = tmp.url.appendingPathComponent("left-behind.pid")
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/sh")
-    p.arguments = ["-c", "sleep 600 < /dev/null > /dev/null 2>&1 & echo $! > '\(pidFile.path)'; exit 3"]
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    try p.run()
+    let p = try shell("sleep 600 < /dev/null > /dev/null 2>&1 & echo $! > '\(pidFile.path)'; exit 3",
+                      output: FileHandle.nullDevice)
     // Killing the process left behind ends a regressed wait (and Foundation's own).
     defer {
         if let text = try? String(contentsOf: pidFile, encoding: .utf8),
@@ -79,16 +85,9 @@ func waitForExit_anotherProcessHoldsFoundationsExitSocket_seesTheExitAtOnce() th
         }
         p.waitUntilExit()
     }
-    let exit = Mutex<ChildExit?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    Thread {
-        let e = p.waitForExit()
-        exit.withLock { $0 = e }
-        done.signal()
-    }.start()
-    let ended = done.wait(timeout: .now() + 20) == .success
-    #expect(ended, "waitForExit still waiting 20 s after the child exited")
-    #expect(exit.withLock { $0 } == .exited(3))
+    let exit = within(20) { p.waitForExit() }
+    #expect(exit != nil, "waitForExit still waiting 20 s after the child exited")
+    #expect(exit == .exited(3))
     #expect(p.hasExited)
 }
 

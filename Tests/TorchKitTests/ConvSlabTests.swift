@@ -12,6 +12,15 @@ extension TorchKitTests {
             var description: String {
                 "\(dims)d k\(kernel) s\(stride) p\(padding) d\(dilation)\(transposed ? " transposed op\(outputPadding)" : "")"
             }
+
+            /// A 3 -> 2 channel convolution of this geometry.
+            func conv() throws -> Conv {
+                try Conv(spatialDims: dims, inChannels: 3, outChannels: 2, kernelSize: [kernel], stride: [stride],
+                         padding: [padding], dilation: [dilation], transposed: transposed, outputPadding: [outputPadding])
+            }
+
+            /// A batch of 2 small inputs of odd sizes.
+            var inputShape: [Int] { [2, 3] + (dims == 3 ? [5, 6, 11] : [7, 11]) }
         }
 
         static let geometries: [Geometry] = [
@@ -28,10 +37,8 @@ extension TorchKitTests {
 
         @Test(arguments: geometries)
         func slabs_matchOneCall(_ g: Geometry) throws {
-            let conv = try Conv(spatialDims: g.dims, inChannels: 3, outChannels: 2, kernelSize: [g.kernel],
-                                stride: [g.stride], padding: [g.padding], dilation: [g.dilation],
-                                transposed: g.transposed, outputPadding: [g.outputPadding])
-            let shape = [2, 3] + (g.dims == 3 ? [5, 6, 11] : [7, 11])
+            let conv = try g.conv()
+            let shape = g.inputShape
             let x = try Tensor.randn(shape)
             let kernel = Array(repeating: g.kernel, count: g.dims)
             // A limit of a few rows' voxels: several slabs, the first and last padded.
@@ -52,10 +59,8 @@ extension TorchKitTests {
         /// The other way past the limit (libtorch 2.x's default): one call on a channels-last copy of the input.
         @Test(arguments: geometries.filter { $0.dims >= 2 })
         func channelsLastPath_matchesOneCall(_ g: Geometry) throws {
-            let conv = try Conv(spatialDims: g.dims, inChannels: 3, outChannels: 2, kernelSize: [g.kernel],
-                                stride: [g.stride], padding: [g.padding], dilation: [g.dilation],
-                                transposed: g.transposed, outputPadding: [g.outputPadding])
-            let shape = [2, 3] + (g.dims == 3 ? [5, 6, 11] : [7, 11])
+            let conv = try g.conv()
+            let shape = g.inputShape
             let x = try Tensor.randn(shape)
             // Past the limit, so `run` leaves the one-call path.
             _ = try #require(conv.slabs(inputShape: shape, kernel: Array(repeating: g.kernel, count: g.dims), limit: 40))
