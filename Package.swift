@@ -130,7 +130,7 @@ let package = Package(
         .executableTarget(name: "datastore-crash-child", dependencies: ["MONAILabelCore"], path: "Tests/CrashChild"),
         // Depends on the CLI so train tests can start `monailabel run_task` children.
         // Hostile inputs against the real binary (release when built), from outside: the daemon must survive each.
-        .testTarget(name: "CrashProbeTests", dependencies: ["TestSupport", "PACSTestSupport", "monailabel", "Imaging", "TorchCheckpoint"]),
+        .testTarget(name: "CrashProbeTests", dependencies: ["TestSupport", "PACSTestSupport", "monailabel", "Imaging", "TorchCheckpoint", "MONAILabelCore"]),
         .testTarget(name: "MONAILabelServerTests", dependencies: ["MONAILabelServer", "monailabel", "DICOMwebDatastore", "DICOMweb", "DICOM", "HTTPClient", "TestSupport", "PACSTestSupport", "WebToken"], exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6],

@@ -1,4 +1,5 @@
 import Foundation
+import MONAILabelCore
 import Testing
 import TestSupport
 
@@ -77,17 +78,25 @@ final class ProbeServer: @unchecked Sendable {
         env["MONAI_LABEL_TORCH_THREADS"] = "1"
         for (k, v) in environment { env[k] = v }
         p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
+        // Not a Pipe: a process another probe starts meanwhile could inherit it (see `ChildOutput`).
+        let channel = try ChildOutput()
+        p.standardOutput = channel.writing
+        p.standardError = channel.writing
         p.standardInput = FileHandle.nullDevice
         let buffer = output
         buffer.clear()
-        pipe.fileHandleForReading.readabilityHandler = { h in
+        channel.reading.readabilityHandler = { h in
             let d = h.availableData
-            if d.isEmpty { h.readabilityHandler = nil } else { buffer.append(d) }
+            if d.isEmpty {
+                h.readabilityHandler = nil
+                buffer.finish()
+            } else {
+                buffer.append(d)
+            }
         }
+        defer { channel.closeChildEnd() }
         try p.run()
+        channel.closeChildEnd()
         process = p
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
@@ -95,7 +104,11 @@ final class ProbeServer: @unchecked Sendable {
                 self.port = port
                 return
             }
-            if p.hasExited { throw ProbeError("server exited (\(exitStatus(of: p))) before serving:\n\(buffer.tail)") }
+            if p.hasExited {
+                // Its last words may still be on their way to the reader.
+                buffer.waitForEnd(within: 5)
+                throw ProbeError("server exited (\(exitStatus(of: p))) before serving:\n\(buffer.tail)")
+            }
             usleep(20_000)
         }
         throw ProbeError("server did not report its port within 60 s:\n\(buffer.tail)")
@@ -159,10 +172,11 @@ final class ProbeServer: @unchecked Sendable {
     }
 }
 
-/// The server's output, gathered from the pipe's reader thread.
+/// The server's output, gathered by its channel's readability handler.
 final class OutputBuffer: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = NSCondition()
     private var data = Data()
+    private var ended = false
 
     func append(_ d: Data) {
         lock.lock()
@@ -171,9 +185,26 @@ final class OutputBuffer: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// The output reached its end (the server and whatever it started closed it).
+    func finish() {
+        lock.lock()
+        ended = true
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Waits at most `seconds` for the end of the output.
+    func waitForEnd(within seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        lock.lock()
+        while !ended && lock.wait(until: deadline) {}
+        lock.unlock()
+    }
+
     func clear() {
         lock.lock()
         data = Data()
+        ended = false
         lock.unlock()
     }
 

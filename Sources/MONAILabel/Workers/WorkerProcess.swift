@@ -157,19 +157,17 @@ final class WorkerHandle: @unchecked Sendable {
             waited += 1
         }
         if !process.hasExited { kill() }
-        // Not Foundation's view of the exit, which an unrelated process can hold up (see `hasExited`).
+        return exitDescription()
+    }
+
+    /// How the process ended, from the kernel (not Foundation's view of the exit, which an unrelated process can
+    /// hold up: see `hasExited`); "still running" before it has.
+    func exitDescription() -> String {
+        guard process.hasExited else { return "still running" }
         switch process.waitForExit() {
         case .exited(let status): return "exited with status \(status)"
         case .signalled(let signal): return "killed by signal \(Self.signalName(signal))"
         }
-    }
-
-    func exitDescription() -> String {
-        guard !process.isRunning else { return "still running" }
-        if process.terminationReason == .uncaughtSignal {
-            return "killed by signal \(Self.signalName(process.terminationStatus))"
-        }
-        return "exited with status \(process.terminationStatus)"
     }
 
     func removeFolder() {
