@@ -47,7 +47,8 @@ public enum InferWorker {
     }
 
     /// glibc's malloc settings for a model worker that runs glibc's malloc (`WorkerAllocator.glibc`, or `auto`
-    /// without libjemalloc2; `GLIBC_TUNABLES`, read at process start; an inherited value is kept instead): blocks of 4 MiB and more get their own mappings, unmapped when freed, and those mappings use
+    /// without libjemalloc2; `GLIBC_TUNABLES`, read at process start; an inherited value is kept instead): blocks
+    /// of 4 MiB and more get their own mappings, unmapped when freed, and those mappings use
     /// transparent huge pages where the kernel offers them on request (`madvise`). By default glibc raises that
     /// threshold up to 32 MiB as large blocks are freed, after which activations come from arenas that fragment
     /// and keep freed pages: a warm 96x96x64 segmentation_spleen request peaked at 567-643 MB instead of 485 MB
