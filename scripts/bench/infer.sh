@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Inference benchmark: segmentation_spleen (the full-size UNet 16-32-64-128-256, untrained weights: timing only) on
-# CPU, ours beside MONAI 1.4's, in one run on one machine:
+# CPU, ours beside MONAI 1.4's and beside upstream MONAI Label 0.8.5's own server, in one run on one machine:
 #  - for each libtorch backend (Debian's 1.13, which `swift build` builds against, and PyTorch 2.13's CPU wheel,
 #    whose backend scripts/build-torch-backend.sh builds) and each volume (a synthetic 96x96x64 CT at
 #    1.5 x 1.5 x 2 mm; a 512x512x120 CT at 0.78 x 0.78 x 2.5 mm): our network stage (`latencies.infer`) and
 #    end-to-end time (curl's, output=json) for the first inference after start-up and the median of the warm
-#    ones, and the model worker's peak RSS per request (`latencies.peak_rss_mb`); on the 96x96x64 CT also the
-#    first inference on a server started with `--conf preload true`, once its background pre-warm is done;
+#    ones, in float32 and with bf16 autocast (`{"amp": true}`), and the model worker's peak RSS per request
+#    (`latencies.peak_rss_mb`); on the 96x96x64 CT also the first inference on a server started with
+#    `--conf preload true`, once its background pre-warm is done;
 #  - on the 96x96x64 CT: the window channels-last or contiguous (request param `channels_last`), sw_batch_size 1
-#    or 2 (roi 96^3, 8 windows), and the server's and its model worker's RSS once idle after N more inferences;
-#  - MONAI 1.4 with the same network and pipeline on the same torch (Debian's python3-torch, the 2.13 wheel):
-#    scripts/bench/monai_infer.py, run right after ours on the same volume (the machine's load drifts), and the
-#    ratios. (Upstream's server adds its own overhead to MONAI's pipeline.)
-# Every inference runs in the default single model worker; fp32 only (bf16: amp.sh). Each row is
-# printed as soon as it is measured, the summary at the end, with the load average.
+#    or 2 (roi 96^3, 8 windows), and the server's and its model worker's RSS once idle after N inferences;
+#  - MONAI 1.4 with the same network and pipeline on the same torch (Debian's python3-torch, the 2.13 wheel), fp32
+#    and bf16 autocast: scripts/bench/monai_infer.py, run right after ours on the same volume (the machine's load
+#    drifts);
+#  - upstream's server (UPSTREAM=0 skips it): MONAI Label 0.8.5 from PyPI on the 2.13 CPU wheel, serving its own
+#    radiology sample app (tag 0.8.5 of its repository: UPSTREAM_SRC names a clone, else one is made in
+#    .build/upstream-MONAILabel) with `--conf models segmentation_spleen --conf use_pretrained_model false`, the
+#    same POST /infer request (cold and warm, its `latencies.infer` and curl's time) and its process's peak RSS,
+#    right after MONAI's rows on the same volume; then the ratios.
+# Every inference of ours runs in the default single model worker. Each row is printed as soon as it is measured,
+# the summary at the end, with the load average.
 # Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead|alternate]
 #   full: both volumes, 5 warm runs on the 96x96x64 CT (WARM_RUNS) and 2 on the 512x512x120 one (WARM_LARGE), RSS
 #   after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS after 10 more; overhead: only the
@@ -21,7 +27,8 @@
 #   on the 96x96x64 CT, request by request (ROUNDS, default 7; scripts/bench/monai_alternate.py).
 #   CONFIG=debug measures a debug build (the network stage is libtorch's either way);
 #   SKIP_TORCH2=1 or TORCHES=1.13 measures Debian's libtorch only, TORCHES=2.13 the 2.13 wheel only;
-#   TORCH2_BACKEND=FILE uses an already built 2.13 backend; WARM_RUNS, WARM_LARGE and MANY_RUNS override the counts.
+#   TORCH2_BACKEND=FILE uses an already built 2.13 backend; WARM_RUNS, WARM_LARGE and MANY_RUNS override the counts;
+#   BF16=0 skips the bf16 rows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/bench/lib.sh
@@ -81,6 +88,36 @@ if [ -z "${SKIP_TORCH2:-}" ] && [ "${TORCHES:-1.13 2.13}" != 1.13 ]; then
   BACKENDS+=("2.13|$TORCH2_BACKEND")
 fi
 
+# Upstream's server: MONAI Label 0.8.5 and what its radiology app imports, on the 2.13 CPU wheel, in its own venv.
+# Its declared requirements are installed one by one rather than resolved (`--no-deps` for monailabel): they pull
+# sam2 (off here: `--conf sam2 false`) and PyPI's CUDA torch; pydicom 2.x is what its pydicom-seg still imports.
+UPSTREAM_PY=""
+if [ "${UPSTREAM:-1}" != 0 ]; then
+  UPSTREAM_VENV=.build/upstream-venv
+  if ! "$UPSTREAM_VENV/bin/python" -c "import monailabel, monai, torch, itk, fastapi, ignite" 2>/dev/null; then
+    python3 -m venv "$UPSTREAM_VENV"
+    "$UPSTREAM_VENV/bin/pip" install -q torch==2.13.0+cpu monai==1.4.0 'numpy<2' nibabel scikit-image itk tqdm \
+      psutil pillow tensorboard fire lmdb fastapi uvicorn python-multipart pydantic pydantic-settings httpx \
+      requests requests-toolbelt schedule timeloop expiringdict expiring_dict cachetools watchdog filelock pyyaml \
+      python-dotenv einops pynrrd pydicom==2.4.4 'dicomweb-client[gcp]==0.59.1' pynetdicom==2.0.2 pydicom-seg \
+      scipy scikit-learn shapely passlib pyjwt bcrypt girder-client numpymaxflow google-auth ninja >/dev/null
+    "$UPSTREAM_VENV/bin/pip" install -q --no-deps monailabel==0.8.5 pytorch-ignite==0.4.11 >/dev/null
+  fi
+  # The radiology app is not in the wheel: it comes from the repository's 0.8.5 tag.
+  UPSTREAM_SRC="${UPSTREAM_SRC:-.build/upstream-MONAILabel}"
+  [ -e "$UPSTREAM_SRC" ] || git clone -q --bare --depth 1 --branch 0.8.5 \
+    https://github.com/Project-MONAI/MONAILabel "$UPSTREAM_SRC"
+  mkdir -p "$WORK/upstream/stubs/torchvision"
+  git -C "$UPSTREAM_SRC" archive 0.8.5 sample-apps/radiology | tar -x -C "$WORK/upstream"
+  # monailabel.transform.post imports torchvision.utils' make_grid and save_image (used by none of
+  # segmentation_spleen's transforms); PyPI's torchvision wheels link CUDA's torch libraries and fail to import
+  # over the CPU wheel, so those two names are supplied as functions that raise.
+  : >"$WORK/upstream/stubs/torchvision/__init__.py"
+  printf 'def make_grid(*args, **kwargs):\n    raise NotImplementedError("bench stub")\n\n\ndef save_image(*args, **kwargs):\n    raise NotImplementedError("bench stub")\n' \
+    >"$WORK/upstream/stubs/torchvision/utils.py"
+  UPSTREAM_PY="$UPSTREAM_VENV/bin/python"
+fi
+
 : >"$WORK/rows"
 # request FILE [PARAMS]: one inference on spleen_00 (output=json) into FILE; prints curl's time.
 request() {
@@ -116,6 +153,14 @@ ours() {
   echo "$t" >"$WORK/cold.time"
   : >"$WORK/warm"
   for _ in $(seq 1 "$warm"); do t=$(request "$WORK/one.json"); echo "$t $(cat "$WORK/one.json")" >>"$WORK/warm"; done
+  # bf16 autocast: one untimed request (its kernels are built on first use), then the warm ones.
+  : >"$WORK/bf16"
+  if [ "${BF16:-1}" != 0 ]; then
+    request /dev/null '{"amp": true}' >/dev/null
+    for _ in $(seq 1 "$warm"); do
+      t=$(request "$WORK/one.json" '{"amp": true}'); echo "$t $(cat "$WORK/one.json")" >>"$WORK/bf16"
+    done
+  fi
   if [ "$size" = 96 ]; then
     : >"$WORK/layout"
     for _ in 1 2; do
@@ -135,12 +180,14 @@ ours() {
   fi
   kill "$PID"; wait "$PID" 2>/dev/null || true
   PID=""
-  python3 - "$torch" "$size" "$WORK/cold.time" "$WORK/cold.json" "$WORK/warm" "${layout:-/dev/null}" $rss $pre <<'PY' | tee -a "$WORK/rows"
+  python3 - "$torch" "$size" "$WORK/cold.time" "$WORK/cold.json" "$WORK/warm" "$WORK/bf16" "${layout:-/dev/null}" $rss $pre <<'PY' | tee -a "$WORK/rows"
 import json, statistics, sys
-torch, size, cold_time, cold_json, warm_file, layout_file, server_kb, worker_kb, pss_kb = sys.argv[1:10]
-pre_total, pre_network, prewarm = (sys.argv[10:13] + ["0", "0", "0"])[:3]
+torch, size, cold_time, cold_json, warm_file, bf16_file, layout_file, server_kb, worker_kb, pss_kb = sys.argv[1:11]
+pre_total, pre_network, prewarm = (sys.argv[11:14] + ["0", "0", "0"])[:3]
 cold = json.load(open(cold_json))["latencies"]
-warm = [(float(l.split(" ", 1)[0]), json.loads(l.split(" ", 1)[1])["latencies"]) for l in open(warm_file) if l.strip()]
+def runs(path):
+    return [(float(l.split(" ", 1)[0]), json.loads(l.split(" ", 1)[1])["latencies"]) for l in open(path) if l.strip()]
+warm, bf16 = runs(warm_file), runs(bf16_file)
 layout = {}
 for line in open(layout_file):
     key, network, peak = line.split()
@@ -149,19 +196,66 @@ print(json.dumps({"side": "ours", "torch": torch, "size": size,
     "cold_network": cold["infer"], "cold_total": float(open(cold_time).read()),
     "network": statistics.median(l["infer"] for _, l in warm), "total": statistics.median(t for t, _ in warm),
     "peak_rss_mb": max([cold.get("peak_rss_mb", 0)] + [l.get("peak_rss_mb", 0) for _, l in warm]),
+    "bf16_network": statistics.median(l["infer"] for _, l in bf16) if bf16 else 0,
+    "bf16_total": statistics.median(t for t, _ in bf16) if bf16 else 0,
+    "bf16_peak_rss_mb": max(l.get("peak_rss_mb", 0) for _, l in bf16) if bf16 else 0,
     "layout": layout,
     "preload_first_total": float(pre_total), "preload_first_network": float(pre_network or 0),
     "prewarm_s": float(prewarm or 0),
     "idle_server_mb": int(server_kb) // 1024, "idle_worker_mb": int(worker_kb) // 1024, "idle_pss_mb": int(pss_kb) // 1024}), flush=True)
 PY
 }
-# monai PYTHON TORCH SIZE: MONAI 1.4's pipeline on that volume; appends a JSON line to rows and prints it.
+# monai PYTHON TORCH SIZE [bf16]: MONAI 1.4's pipeline on that volume, fp32 or bf16 autocast; appends a JSON line to
+# rows and prints it.
 monai() {
   local w="$WARM"
   [ "$3" = 96 ] || w="$WARM_LARGE"
-  "$1" scripts/bench/monai_infer.py "$WORK/s$3/spleen_00.nii.gz" "$THREADS" "$w" 2>/dev/null \
+  BENCH_AMP="${4:-}" "$1" scripts/bench/monai_infer.py "$WORK/s$3/spleen_00.nii.gz" "$THREADS" "$w" 2>/dev/null \
     | python3 -c 'import json, sys; d = json.loads(sys.stdin.read()); d.update(side="monai", size=sys.argv[1], torch=".".join(d["torch"].split(".")[:2])); print(json.dumps(d))' "$3" \
-    | tee -a "$WORK/rows" || echo "MONAI 1.4 on $1: failed" >&2
+    | tee -a "$WORK/rows" || echo "MONAI 1.4 on $1 ${4:-fp32}: failed" >&2
+}
+# upstream SIZE: upstream's server on a copy of that volume's studies, its torch on THREADS threads; the first
+# inference after start-up and the warm ones (WARM, WARM_LARGE), its network stage (`latencies.infer`), curl's
+# time and its process's peak RSS; appends a JSON line to rows and prints it.
+upstream() {
+  local w="$WARM" port pid t
+  [ "$1" = 96 ] || w="$WARM_LARGE"
+  rm -rf "$WORK/upstream/s$1"
+  cp -r "$WORK/s$1" "$WORK/upstream/s$1"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PYTHONPATH="$WORK/upstream/stubs" MONAILABEL_PYEXE="$UPSTREAM_PY" MONAI_LABEL_SESSION_PATH="$WORK/upstream/sessions" \
+    MPLCONFIGDIR="$WORK/upstream/mpl" OMP_NUM_THREADS="$THREADS" "$(dirname "$UPSTREAM_PY")/monailabel" start_server \
+    --app "$WORK/upstream/sample-apps/radiology" --studies "$WORK/upstream/s$1" --conf models segmentation_spleen \
+    --conf use_pretrained_model false --conf sam2 false --conf skip_scoring true --conf skip_strategies true \
+    --host 127.0.0.1 --port "$port" >>"$WORK/upstream.log" 2>&1 &
+  pid=$!
+  PID=$pid
+  for _ in $(seq 1 1200); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/info/" && break
+    kill -0 "$pid" 2>/dev/null || { echo "upstream's server did not start: $WORK/upstream.log" >&2; tail -5 "$WORK/upstream.log" >&2; PID=""; return 0; }
+    sleep 0.1
+  done
+  : >"$WORK/upstream.runs"
+  for i in $(seq 0 "$w"); do
+    t=$(curl -sf -o "$WORK/up.json" -w '%{time_total}' -X POST -F 'params={}' \
+      "http://127.0.0.1:$port/infer/segmentation_spleen?image=spleen_00&output=json") || t=0
+    echo "$t $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["latencies"]["infer"])' "$WORK/up.json" 2>/dev/null || echo 0)" >>"$WORK/upstream.runs"
+  done
+  local peak
+  peak=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  PID=""
+  python3 - "$1" "$peak" "$WORK/upstream.runs" <<'PY' | tee -a "$WORK/rows"
+import json, statistics, sys
+size, peak, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+runs = [tuple(float(v) for v in line.split()) for line in open(path) if line.strip()]
+if any(t == 0 for t, _ in runs):
+    sys.exit("upstream's server failed a request")
+print(json.dumps({"side": "upstream", "torch": "2.13", "size": size, "precision": "fp32",
+    "cold_total": runs[0][0], "cold_network": runs[0][1],
+    "total": statistics.median(t for t, _ in runs[1:]), "network": statistics.median(n for _, n in runs[1:]),
+    "peak_rss_mb": peak}), flush=True)
+PY
 }
 # Each of our measurements right before MONAI's on the same torch and volume: the machine's load drifts.
 PYS=()
@@ -171,7 +265,12 @@ for i in "${!BACKENDS[@]}"; do
   b="${BACKENDS[$i]}"
   for size in $SIZES; do
     ours "${b%%|*}" "${b#*|}" "$size"
-    [ -z "${PYS[$i]}" ] || monai "${PYS[$i]}" "${b%%|*}" "$size"
+    if [ -n "${PYS[$i]}" ]; then
+      monai "${PYS[$i]}" "${b%%|*}" "$size"
+      [ "${BF16:-1}" = 0 ] || monai "${PYS[$i]}" "${b%%|*}" "$size" bf16
+    fi
+    # Upstream's server once per volume, after the last backend's rows.
+    [ -z "$UPSTREAM_PY" ] || [ "$i" != $((${#BACKENDS[@]} - 1)) ] || upstream "$size"
   done
 done
 unset MONAILABEL_TORCH_BACKEND
@@ -180,24 +279,43 @@ python3 - "$WORK/rows" "$THREADS" "$((MANY + WARM + 9))" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 threads, many = sys.argv[2], int(sys.argv[3])
-print(f"segmentation_spleen, full-size untrained UNet, fp32, {threads} torch threads; times in s, RSS in MB")
-print(f"{'volume':12s} {'torch':5s} {'side':6s} {'network':>8s} {'net cold':>8s} {'e2e':>7s} {'e2e cold':>8s} {'peak RSS':>8s}")
+print(f"segmentation_spleen, full-size untrained UNet, {threads} torch threads; times in s, RSS in MB")
+print(f"{'volume':12s} {'torch':5s} {'side':9s} {'prec':5s} {'network':>8s} {'net cold':>8s} {'e2e':>7s} {'e2e cold':>8s} {'peak RSS':>8s}")
 names = {"96": "96x96x64", "512": "512x512x120"}
+def row(r, side, prec, network, cold_network, total, cold_total, peak):
+    cold = lambda v: f"{v:8.2f}" if v else f"{'':8s}"
+    print(f"{names[r['size']]:12s} {r['torch']:5s} {side:9s} {prec:5s} {network:8.2f} {cold(cold_network)} "
+          f"{total:7.2f} {cold(cold_total)} {peak:8d}")
 for r in rows:
-    print(f"{names[r['size']]:12s} {r['torch']:5s} {r['side']:6s} {r['network']:8.2f} {r['cold_network']:8.2f} "
-          f"{r['total']:7.2f} {r['cold_total']:8.2f} {r['peak_rss_mb']:8d}")
+    if r["side"] == "ours":
+        row(r, "ours", "fp32", r["network"], r["cold_network"], r["total"], r["cold_total"], r["peak_rss_mb"])
+        if r.get("bf16_total"):
+            row(r, "ours", "bf16", r["bf16_network"], 0, r["bf16_total"], 0, r["bf16_peak_rss_mb"])
+    else:
+        row(r, r["side"], r.get("precision", "fp32"), r["network"], r["cold_network"], r["total"], r["cold_total"],
+            r["peak_rss_mb"])
+def find(side, r, prec="fp32"):
+    return next((x for x in rows if x["side"] == side and x["size"] == r["size"] and x.get("precision", "fp32") == prec
+                 and (side == "upstream" or x["torch"] == r["torch"])), None)
 for r in rows:
     if r["side"] != "ours":
         continue
-    m = next((x for x in rows if x["side"] == "monai" and x["size"] == r["size"] and x["torch"] == r["torch"]), None)
+    m, mb, u = find("monai", r), find("monai", r, "bf16"), find("upstream", r)
     line = f"{names[r['size']]} torch {r['torch']}: cold/warm e2e {r['cold_total'] / r['total']:.2f} (target <= 1.5)"
     if r.get("preload_first_total"):
         line += (f"; with preload (pre-warm {r['prewarm_s']:.2f} s) the first {r['preload_first_total']:.2f} s, "
                  f"network {r['preload_first_network']:.2f} s: {r['preload_first_total'] / r['total']:.2f}x the warm one")
-    if m:
-        line += (f"; network ours/MONAI {r['network'] / m['network']:.2f} (target <= 0.8); "
-                 f"e2e MONAI/ours {m['total'] / r['total']:.2f}x (target >= 2 against upstream's server)")
     print(line)
+    if m:
+        print(f"  fp32: network ours/MONAI {r['network'] / m['network']:.2f} (target <= 0.8); "
+              f"e2e MONAI's pipeline/ours {m['total'] / r['total']:.2f}x")
+    if mb and r.get("bf16_total"):
+        print(f"  bf16: network ours/MONAI {r['bf16_network'] / mb['network']:.2f}; ours bf16/fp32 network "
+              f"{r['bf16_network'] / r['network']:.2f}; e2e MONAI's pipeline/ours {mb['total'] / r['bf16_total']:.2f}x")
+    if u:
+        print(f"  fp32 e2e upstream's server (torch 2.13)/ours {u['total'] / r['total']:.2f}x (target >= 2); "
+              f"its network stage {u['network']:.2f} s, ours/its {r['network'] / u['network']:.2f}; "
+              f"peak RSS its process {u['peak_rss_mb']} MB, our model worker {r['peak_rss_mb']} MB")
     if r["size"] == "96":
         lay = r.get("layout", {})
         if "cl_true" in lay and "cl_false" in lay:

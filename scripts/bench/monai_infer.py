@@ -1,6 +1,8 @@
 """MONAI 1.4's side of scripts/bench/infer.sh: segmentation_spleen's pipeline on one image with the same network
 (full-size UNet, untrained weights: timing only), under whichever torch runs this script, on BENCH_DEVICE (default
-cpu; `cuda` for the GPU check, scripts/gpu-check/run.sh, where windows and the accumulated output stay on the GPU).
+cpu; `cuda` for the GPU check, scripts/gpu-check/run.sh, where windows and the accumulated output stay on the GPU),
+in float32 or, with BENCH_AMP=bf16, under bfloat16 autocast (the network stage; its output is cast back to float32,
+as our server's `amp` does).
 
 Prints one JSON line: the preprocessed shape, the network stage (sliding_window_inference, roi 160^3, overlap
 0.25) and the whole pipeline (LoadImaged .. SaveImaged, as upstream 0.8.5's task runs it) cold and as the
@@ -26,6 +28,9 @@ from monai.transforms import (Activationsd, AsDiscreted, Compose, EnsureChannelF
 image, threads, warm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ROI = tuple(int(v) for v in os.environ.get("BENCH_ROI", "160,160,160").split(","))
 DEVICE = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
+AMP = os.environ.get("BENCH_AMP", "")
+if AMP not in ("", "bf16"):
+    sys.exit(f"BENCH_AMP: {AMP!r} is neither empty nor bf16")
 torch.set_num_threads(threads)
 net = UNet(3, 1, 2, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2, norm="batch").eval().to(DEVICE)
 
@@ -58,10 +63,11 @@ def run():
     start = time.perf_counter()
     d = pre({"image": image})
     x = d["image"].as_tensor()[None].float().to(DEVICE)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=AMP == "bf16"):
         sync()
         t0 = time.perf_counter()
         y = sliding_window_inference(x, ROI, 1, net, overlap=0.25, mode="constant", sw_device=DEVICE, device=DEVICE)
+        y = y.float()
         sync()
         network = time.perf_counter() - t0
     d["pred"] = y[0]
@@ -74,6 +80,7 @@ cold_net, cold_total, shape = run()
 runs = [run() for _ in range(warm)]
 print(json.dumps({
     "torch": torch.__version__.split("+")[0], "device": str(DEVICE), "shape": shape, "largest_cc": bool(LARGEST_CC),
+    "precision": AMP or "fp32",
     "cold_network": cold_net, "cold_total": cold_total,
     "network": statistics.median(r[0] for r in runs), "total": statistics.median(r[1] for r in runs),
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
