@@ -330,6 +330,21 @@ PY
 fi
 
 [ "$MODE" = quick ] && exit 0
+# libtorch's own graph optimisations on MONAI's side (TorchScript freeze + optimize_for_inference against eager,
+# contiguous and channels-last), per torch: one 160^3 window.
+: >"$WORK/graph"
+for py in "${PYS[@]}"; do
+  [ -z "$py" ] || "$py" scripts/bench/monai_graph_modes.py "$THREADS" 3 >>"$WORK/graph" 2>/dev/null \
+    || echo "graph modes on $py: failed" >&2
+done
+python3 - "$WORK/graph" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    print(f"torch {d['torch']}, one 160^3 window: MONAI eager {d['eager']:.2f} s, eager channels-last "
+          f"{d['eager_channels_last']:.2f} s, TorchScript frozen + optimize_for_inference {d['frozen_optimized']:.2f} s "
+          f"(channels-last input {d['frozen_optimized_channels_last_input']:.2f} s)")
+PY
 # Model worker overhead: the same binary twice, in-process and with one model worker, on a 96x96x64 CT.
 MONAI_LABEL_INFER_WORKERS=0 bench_serve "$WORK/app" "$WORK/s96" segmentation_spleen "$THREADS"
 PORT0=$PORT
