@@ -24,8 +24,12 @@ extension Conv {
         return (foldedWeight, try foldedBias.contiguous())
     }
 
-    /// This convolution with another weight and bias (e.g. `folding`'s), same geometry.
-    public func forward(_ input: Tensor, weight w: Tensor, bias b: Tensor?) throws -> Tensor {
-        try run(input, weight: w, bias: b)
+    /// This convolution with another weight and bias (e.g. `folding`'s), same geometry; with `leakyReluSlope`
+    /// (inference only: autograd and autocast off) followed by a leaky ReLU of that slope, fused into the
+    /// convolution where the backend can (`Conv.fusesActivation`).
+    public func forward(_ input: Tensor, weight w: Tensor, bias b: Tensor?, leakyReluSlope: Double? = nil) throws
+        -> Tensor
+    {
+        try run(input, weight: w, bias: b, leakyReluSlope: leakyReluSlope)
     }
 }
