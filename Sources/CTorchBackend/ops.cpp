@@ -124,6 +124,34 @@ void check_spatial(size_t n) {
     if (n < 1 || n > 3) throw std::invalid_argument("pooling takes 1 to 3 spatial dims, got " + std::to_string(n));
 }
 
+// oneDNN's fused convolution + eltwise kernels (`mkldnn::_convolution_pointwise` and
+// `mkldnn::_convolution_transpose_pointwise`, the ops Inductor's CPU freezing emits), looked up in the dispatcher
+// at run time: libtorch 2.x registers them, older or mkldnn-less builds may not, and their schemas are internal
+// and may change, so an op counts only with exactly the argument names this file passes. Fusing the activation
+// into the convolution saves a full pass over the output (write, read, write) per layer.
+c10::optional<c10::OperatorHandle> find_pointwise(const char *name, std::initializer_list<const char *> args) {
+    if (!at::hasMKLDNN()) return c10::nullopt;
+    auto h = c10::Dispatcher::singleton().findSchema({name, ""});
+    if (!h || !h->hasKernelForDispatchKey(c10::DispatchKey::CPU)) return c10::nullopt;
+    const auto &have = h->schema().arguments();
+    if (have.size() != args.size() || h->schema().returns().size() != 1) return c10::nullopt;
+    size_t i = 0;
+    for (const char *a : args)
+        if (have[i++].name() != a) return c10::nullopt;
+    return h;
+}
+
+const c10::optional<c10::OperatorHandle> &pointwise_op(bool transposed) {
+    static const auto conv = find_pointwise(
+        "mkldnn::_convolution_pointwise",
+        {"X", "W", "B", "padding", "stride", "dilation", "groups", "attr", "scalars", "algorithm"});
+    static const auto deconv = find_pointwise(
+        "mkldnn::_convolution_transpose_pointwise",
+        {"X", "W", "B", "padding", "output_padding", "stride", "dilation", "groups", "attr", "scalars",
+         "algorithm"});
+    return transposed ? deconv : conv;
+}
+
 } // namespace
 
 extern "C" {
@@ -236,38 +264,6 @@ mlt_status mlt_convolution(mlt_tensor input, mlt_tensor weight, mlt_tensor bias,
         *out = wrap(at::convolution(x, w, b, s, p, d, transposed != 0, op, groups));
     });
 }
-
-namespace {
-
-// oneDNN's fused convolution + eltwise kernels (`mkldnn::_convolution_pointwise` and
-// `mkldnn::_convolution_transpose_pointwise`, the ops Inductor's CPU freezing emits), looked up in the dispatcher
-// at run time: libtorch 2.x registers them, older or mkldnn-less builds may not, and their schemas are internal
-// and may change, so an op counts only with exactly the argument names this file passes. Fusing the activation
-// into the convolution saves a full pass over the output (write, read, write) per layer.
-c10::optional<c10::OperatorHandle> find_pointwise(const char *name, std::initializer_list<const char *> args) {
-    if (!at::hasMKLDNN()) return c10::nullopt;
-    auto h = c10::Dispatcher::singleton().findSchema({name, ""});
-    if (!h || !h->hasKernelForDispatchKey(c10::DispatchKey::CPU)) return c10::nullopt;
-    const auto &have = h->schema().arguments();
-    if (have.size() != args.size() || h->schema().returns().size() != 1) return c10::nullopt;
-    size_t i = 0;
-    for (const char *a : args)
-        if (have[i++].name() != a) return c10::nullopt;
-    return h;
-}
-
-const c10::optional<c10::OperatorHandle> &pointwise_op(bool transposed) {
-    static const auto conv = find_pointwise(
-        "mkldnn::_convolution_pointwise",
-        {"X", "W", "B", "padding", "stride", "dilation", "groups", "attr", "scalars", "algorithm"});
-    static const auto deconv = find_pointwise(
-        "mkldnn::_convolution_transpose_pointwise",
-        {"X", "W", "B", "padding", "output_padding", "stride", "dilation", "groups", "attr", "scalars",
-         "algorithm"});
-    return transposed ? deconv : conv;
-}
-
-} // namespace
 
 int mlt_convolution_leaky_relu_available(int transposed) {
     try {
