@@ -51,6 +51,7 @@ static mlt_status (*p_mlt_stack)(const mlt_tensor *tensors, size_t count, int64_
 static mlt_status (*p_mlt_tensor_copy_)(mlt_tensor dst, mlt_tensor src, char **err);
 static mlt_status (*p_mlt_tensor_fill_)(mlt_tensor t, double value, char **err);
 static mlt_status (*p_mlt_tensor_add_scalar_)(mlt_tensor t, double value, char **err);
+static mlt_status (*p_mlt_tensor_add_)(mlt_tensor t, mlt_tensor other, char **err);
 static mlt_status (*p_mlt_tensor_uniform_)(mlt_tensor t, double low, double high, char **err);
 static mlt_status (*p_mlt_tensor_normal_)(mlt_tensor t, double mean, double std, char **err);
 static mlt_status (*p_mlt_tensor_set_requires_grad)(mlt_tensor t, int requires_grad, char **err);
@@ -77,6 +78,9 @@ static mlt_status (*p_mlt_instance_norm)(mlt_tensor input, mlt_tensor weight, ml
 static mlt_status (*p_mlt_group_norm)(mlt_tensor input, int64_t num_groups, mlt_tensor weight, mlt_tensor bias, double eps, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_layer_norm)(mlt_tensor input, const int64_t *normalized_shape, size_t ndim, mlt_tensor weight, mlt_tensor bias, double eps, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_leaky_relu)(mlt_tensor t, double slope, mlt_tensor *out, char **err);
+static mlt_status (*p_mlt_leaky_relu_)(mlt_tensor t, double slope, char **err);
+static int (*p_mlt_convolution_leaky_relu_available)(int transposed);
+static mlt_status (*p_mlt_convolution_leaky_relu)(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride, const int64_t *padding, const int64_t *dilation, const int64_t *output_padding, size_t nspatial, int transposed, int64_t groups, double slope, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_prelu)(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_elu)(mlt_tensor t, double alpha, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_dropout)(mlt_tensor t, double p, int training, int channelwise, mlt_tensor *out, char **err);
@@ -167,6 +171,7 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_tensor_copy_", (void **)&p_mlt_tensor_copy_},
     {"mlt_tensor_fill_", (void **)&p_mlt_tensor_fill_},
     {"mlt_tensor_add_scalar_", (void **)&p_mlt_tensor_add_scalar_},
+    {"mlt_tensor_add_", (void **)&p_mlt_tensor_add_},
     {"mlt_tensor_uniform_", (void **)&p_mlt_tensor_uniform_},
     {"mlt_tensor_normal_", (void **)&p_mlt_tensor_normal_},
     {"mlt_tensor_set_requires_grad", (void **)&p_mlt_tensor_set_requires_grad},
@@ -193,6 +198,9 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_group_norm", (void **)&p_mlt_group_norm},
     {"mlt_layer_norm", (void **)&p_mlt_layer_norm},
     {"mlt_leaky_relu", (void **)&p_mlt_leaky_relu},
+    {"mlt_leaky_relu_", (void **)&p_mlt_leaky_relu_},
+    {"mlt_convolution_leaky_relu_available", (void **)&p_mlt_convolution_leaky_relu_available},
+    {"mlt_convolution_leaky_relu", (void **)&p_mlt_convolution_leaky_relu},
     {"mlt_prelu", (void **)&p_mlt_prelu},
     {"mlt_elu", (void **)&p_mlt_elu},
     {"mlt_dropout", (void **)&p_mlt_dropout},
@@ -433,6 +441,10 @@ mlt_status mlt_tensor_add_scalar_(mlt_tensor t, double value, char **err) {
     mlt_load_or_die();
     return p_mlt_tensor_add_scalar_(t, value, err);
 }
+mlt_status mlt_tensor_add_(mlt_tensor t, mlt_tensor other, char **err) {
+    mlt_load_or_die();
+    return p_mlt_tensor_add_(t, other, err);
+}
 mlt_status mlt_tensor_uniform_(mlt_tensor t, double low, double high, char **err) {
     mlt_load_or_die();
     return p_mlt_tensor_uniform_(t, low, high, err);
@@ -536,6 +548,18 @@ mlt_status mlt_layer_norm(mlt_tensor input, const int64_t *normalized_shape, siz
 mlt_status mlt_leaky_relu(mlt_tensor t, double slope, mlt_tensor *out, char **err) {
     mlt_load_or_die();
     return p_mlt_leaky_relu(t, slope, out, err);
+}
+mlt_status mlt_leaky_relu_(mlt_tensor t, double slope, char **err) {
+    mlt_load_or_die();
+    return p_mlt_leaky_relu_(t, slope, err);
+}
+int mlt_convolution_leaky_relu_available(int transposed) {
+    mlt_load_or_die();
+    return p_mlt_convolution_leaky_relu_available(transposed);
+}
+mlt_status mlt_convolution_leaky_relu(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride, const int64_t *padding, const int64_t *dilation, const int64_t *output_padding, size_t nspatial, int transposed, int64_t groups, double slope, mlt_tensor *out, char **err) {
+    mlt_load_or_die();
+    return p_mlt_convolution_leaky_relu(input, weight, bias, stride, padding, dilation, output_padding, nspatial, transposed, groups, slope, out, err);
 }
 mlt_status mlt_prelu(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err) {
     mlt_load_or_die();

@@ -124,6 +124,34 @@ void check_spatial(size_t n) {
     if (n < 1 || n > 3) throw std::invalid_argument("pooling takes 1 to 3 spatial dims, got " + std::to_string(n));
 }
 
+// oneDNN's fused convolution + eltwise kernels (`mkldnn::_convolution_pointwise` and
+// `mkldnn::_convolution_transpose_pointwise`, the ops Inductor's CPU freezing emits), looked up in the dispatcher
+// at run time: libtorch 2.x registers them, older or mkldnn-less builds may not, and their schemas are internal
+// and may change, so an op counts only with exactly the argument names this file passes. Fusing the activation
+// into the convolution saves a full pass over the output (write, read, write) per layer.
+c10::optional<c10::OperatorHandle> find_pointwise(const char *name, std::initializer_list<const char *> args) {
+    if (!at::hasMKLDNN()) return c10::nullopt;
+    auto h = c10::Dispatcher::singleton().findSchema({name, ""});
+    if (!h || !h->hasKernelForDispatchKey(c10::DispatchKey::CPU)) return c10::nullopt;
+    const auto &have = h->schema().arguments();
+    if (have.size() != args.size() || h->schema().returns().size() != 1) return c10::nullopt;
+    size_t i = 0;
+    for (const char *a : args)
+        if (have[i++].name() != a) return c10::nullopt;
+    return h;
+}
+
+const c10::optional<c10::OperatorHandle> &pointwise_op(bool transposed) {
+    static const auto conv = find_pointwise(
+        "mkldnn::_convolution_pointwise",
+        {"X", "W", "B", "padding", "stride", "dilation", "groups", "attr", "scalars", "algorithm"});
+    static const auto deconv = find_pointwise(
+        "mkldnn::_convolution_transpose_pointwise",
+        {"X", "W", "B", "padding", "output_padding", "stride", "dilation", "groups", "attr", "scalars",
+         "algorithm"});
+    return transposed ? deconv : conv;
+}
+
 } // namespace
 
 extern "C" {
@@ -237,6 +265,47 @@ mlt_status mlt_convolution(mlt_tensor input, mlt_tensor weight, mlt_tensor bias,
     });
 }
 
+int mlt_convolution_leaky_relu_available(int transposed) {
+    try {
+        return pointwise_op(transposed != 0).has_value() ? 1 : 0;
+    } catch (...) {
+        return 0;
+    }
+}
+
+mlt_status mlt_convolution_leaky_relu(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride,
+                                      const int64_t *padding, const int64_t *dilation, const int64_t *output_padding,
+                                      size_t nspatial, int transposed, int64_t groups, double slope,
+                                      mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        const auto &op = pointwise_op(transposed != 0);
+        if (!op) throw std::runtime_error("this libtorch has no fused oneDNN convolution");
+        const auto &x = ref(input), &w = ref(weight);
+        if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat ||
+            static_cast<size_t>(w.dim()) != nspatial + 2 || x.dim() != w.dim())
+            throw std::invalid_argument("the fused convolution takes float32 CPU tensors of matching rank");
+        auto vec = [&](const int64_t *v) { return std::vector<int64_t>(v, v + nspatial); };
+        std::vector<c10::IValue> stack;
+        stack.reserve(11);
+        stack.emplace_back(x);
+        stack.emplace_back(w);
+        stack.emplace_back(bias ? c10::IValue(ref(bias)) : c10::IValue());
+        stack.emplace_back(vec(padding));
+        if (transposed != 0)
+            stack.emplace_back(output_padding ? vec(output_padding) : std::vector<int64_t>(nspatial, 0));
+        stack.emplace_back(vec(stride));
+        stack.emplace_back(vec(dilation));
+        stack.emplace_back(groups);
+        stack.emplace_back(std::string("leaky_relu"));
+        c10::List<c10::optional<at::Scalar>> scalars;
+        scalars.push_back(at::Scalar(slope));
+        stack.emplace_back(std::move(scalars));
+        stack.emplace_back(c10::IValue());
+        op->callBoxed(&stack);
+        *out = wrap(stack.at(0).toTensor());
+    });
+}
+
 mlt_status mlt_batch_norm(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, mlt_tensor running_mean,
                           mlt_tensor running_var, int training, double momentum, double eps, mlt_tensor *out,
                           char **err) {
@@ -272,6 +341,13 @@ mlt_status mlt_layer_norm(mlt_tensor input, const int64_t *normalized_shape, siz
 
 mlt_status mlt_leaky_relu(mlt_tensor t, double slope, mlt_tensor *out, char **err) {
     return guard(err, [&] { *out = wrap(at::leaky_relu(ref(t), slope)); });
+}
+
+mlt_status mlt_leaky_relu_(mlt_tensor t, double slope, char **err) {
+    return guard(err, [&] {
+        ref(t);
+        at::leaky_relu_(t->t, slope);
+    });
 }
 
 mlt_status mlt_prelu(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err) {

@@ -227,6 +227,13 @@ mlt_status mlt_tensor_fill_(mlt_tensor t, double value, char **err) {
     });
 }
 
+mlt_status mlt_tensor_add_(mlt_tensor t, mlt_tensor other, char **err) {
+    return guard(err, [&] {
+        ref(t);
+        t->t.add_(ref(other));
+    });
+}
+
 mlt_status mlt_tensor_add_scalar_(mlt_tensor t, double value, char **err) {
     return guard(err, [&] {
         ref(t);

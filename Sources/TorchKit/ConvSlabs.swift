@@ -26,13 +26,35 @@ extension Conv {
     /// `largeOutputsChannelsLast` as it applies to the loaded backend.
     static var runsLargeOutputsChannelsLast: Bool { largeOutputsChannelsLast ?? (Torch.version.major >= 2) }
 
+    /// Whether `run(_:weight:bias:leakyReluSlope:)` computes the convolution and its activation as one oneDNN
+    /// primitive (`Tensor.convLeakyRelu`) where it may: float32 CPU tensors, autograd and autocast off, a backend
+    /// that has the op (libtorch 2.x). nil (the default) fuses wherever it may; false always takes the convolution
+    /// followed by an in-place leaky ReLU. Task-local so that tests can compare the two on any backend.
+    @TaskLocal public static var fusesActivation: Bool? = nil
+
     /// Runs this convolution's geometry with `w` and `b`, in slabs of at most `limit` output voxels when autograd
     /// is off and the output is larger (or in one call on a channels-last input: `largeOutputsChannelsLast`), else
-    /// in one call.
-    func run(_ input: Tensor, weight w: Tensor, bias b: Tensor?, limit: Int = Conv.slabVoxels) throws -> Tensor {
+    /// in one call. With `leakyReluSlope` (inference only: autograd and autocast off) the result is
+    /// `leakyRelu(slope:)` of the convolution, fused into it where `fusesActivation` allows, else applied in place
+    /// on the fresh output: either way no second activation-sized tensor and no separate pass where fused.
+    func run(_ input: Tensor, weight w: Tensor, bias b: Tensor?, limit: Int = Conv.slabVoxels,
+             leakyReluSlope slope: Double? = nil) throws -> Tensor
+    {
+        if slope != nil, Torch.isGradEnabled || Autocast.isEnabled(on: input.device) {
+            throw TorchError(operation: "Conv", message: "a fused activation is for inference without autocast")
+        }
         func whole(_ x: Tensor) throws -> Tensor {
-            try x.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups,
-                       transposed: transposed, outputPadding: transposed ? outputPadding : nil)
+            if let slope, Conv.fusesActivation ?? true, x.device == .cpu, x.dtype == .float32, w.dtype == .float32,
+               b.map({ $0.dtype == .float32 }) ?? true, Tensor.hasFusedConvLeakyRelu(transposed: transposed)
+            {
+                return try x.convLeakyRelu(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation,
+                                           groups: groups, transposed: transposed,
+                                           outputPadding: transposed ? outputPadding : nil, slope: slope)
+            }
+            let y = try x.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation,
+                               groups: groups, transposed: transposed, outputPadding: transposed ? outputPadding : nil)
+            if let slope { try y.leakyReluInPlace(slope: slope) }
+            return y
         }
         let shape = input.shape
         guard !Torch.isGradEnabled, shape.count == spatialDims + 2, w.shape.count == spatialDims + 2,
@@ -59,7 +81,9 @@ extension Conv {
             if transposed { y = try y.narrow(dim: dim, start: slab.outputOffset, length: slab.outputLength) }
             parts.append(y)
         }
-        return try Tensor.cat(parts, dim: dim)
+        let y = try Tensor.cat(parts, dim: dim)
+        if let slope { try y.leakyReluInPlace(slope: slope) }
+        return y
     }
 
     /// One slab: the output rows `[start, start + outputLength)` along the last spatial axis come from the input

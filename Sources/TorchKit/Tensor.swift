@@ -242,6 +242,11 @@ public final class Tensor: @unchecked Sendable {
         try checked("addInPlace") { mlt_tensor_add_scalar_(handle, value, $0) }
     }
 
+    /// `self += other` (broadcast to this tensor's shape, in this tensor's dtype).
+    public func addInPlace(_ other: Tensor) throws {
+        try checked("addInPlace") { mlt_tensor_add_(handle, other.handle, $0) }
+    }
+
     /// Refills with uniform samples in [low, high) from the global generator.
     public func uniformInPlace(low: Double, high: Double) throws {
         try checked("uniformInPlace") { mlt_tensor_uniform_(handle, low, high, $0) }

@@ -223,6 +223,38 @@ extension Tensor {
         }
     }
 
+    /// Whether the backend has oneDNN's fused convolution + leaky ReLU (`convLeakyRelu`), for transposed or plain
+    /// convolutions: libtorch 2.x builds with mkldnn.
+    public static func hasFusedConvLeakyRelu(transposed: Bool) -> Bool {
+        mlt_convolution_leaky_relu_available(transposed ? 1 : 0) != 0
+    }
+
+    /// `conv(...).leakyRelu(slope:)` as one oneDNN primitive (`mkldnn::_convolution_pointwise`): float32 CPU
+    /// tensors, no autograd, only where `hasFusedConvLeakyRelu(transposed:)`.
+    public func convLeakyRelu(weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int], dilation: [Int],
+                              groups: Int = 1, transposed: Bool = false, outputPadding: [Int]? = nil,
+                              slope: Double) throws -> Tensor
+    {
+        let n = stride.count
+        guard padding.count == n, dilation.count == n, outputPadding.map({ $0.count == n }) ?? true else {
+            throw TorchError(operation: "convLeakyRelu", message: "stride, padding, dilation and output padding "
+                + "must have one value per spatial dim (\(stride), \(padding), \(dilation), \(outputPadding ?? []))")
+        }
+        let op = (outputPadding ?? Array(repeating: 0, count: n)).map { Int64($0) }
+        return try withInt64s(stride) { s, _ in
+            try withInt64s(padding) { p, _ in
+                try withInt64s(dilation) { d, _ in
+                    try op.withUnsafeBufferPointer { o in
+                        try producing("convLeakyRelu") { out, err in
+                            mlt_convolution_leaky_relu(handle, weight.handle, bias?.handle, s, p, d, o.baseAddress, n,
+                                                       transposed ? 1 : 0, Int64(groups), slope, out, err)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Batch normalization; in training the running stats (when given) are updated in place.
     public func batchNorm(weight: Tensor?, bias: Tensor?, runningMean: Tensor?, runningVar: Tensor?, training: Bool,
                           momentum: Double, eps: Double) throws -> Tensor
@@ -255,6 +287,11 @@ extension Tensor {
 
     public func leakyRelu(slope: Double = 0.01) throws -> Tensor {
         try producing("leakyRelu") { mlt_leaky_relu(handle, slope, $0, $1) }
+    }
+
+    /// `leakyRelu(slope:)` in place.
+    public func leakyReluInPlace(slope: Double) throws {
+        try checked("leakyReluInPlace") { mlt_leaky_relu_(handle, slope, $0) }
     }
 
     public func prelu(weight: Tensor) throws -> Tensor {

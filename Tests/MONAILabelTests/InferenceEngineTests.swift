@@ -72,6 +72,41 @@ import TorchKit
         #expect(try (a - b).abs().max().item() == 0)
     }
 
+    /// A folded Convolution block applies its one-parameter PReLU as a leaky ReLU inside the convolution (oneDNN's
+    /// fused primitive on libtorch 2.x, else in place): the same as conv -> BatchNorm -> PReLU unfolded, plain
+    /// and transposed, on contiguous and channels-last inputs, fused or not.
+    @Test(arguments: [false, true])
+    func convolutionBlock_foldedWithActivation_matchesConvNormPReLU(transposed: Bool) throws {
+        let block = try Convolution(spatialDims: 3, inChannels: 3, outChannels: 5, strides: [transposed ? 2 : 1],
+                                    act: .prelu, norm: .batch, isTransposed: transposed)
+        try Torch.withNoGrad {
+            try Self.randomiseNorms(block)
+            // Away from the default 0.25, so a slope taken from elsewhere cannot pass.
+            for (name, slot) in block.namedState() where name.hasSuffix(".A.weight") { try slot.tensor.fill(0.07) }
+        }
+        block.eval()
+        let plain = try Tensor.randn([2, 3, 6, 7, 5])
+        let unfolded = try Torch.withNoGrad { try block(plain) }
+        #expect(try unfolded.lt(0).sum().item() > 0, "some outputs take the slope")
+        #expect(try block.foldBatchNorm())
+        for x in [plain, try plain.contiguous(channelsLast: true)] {
+            for fuses in [true, false] {
+                let y = try Conv.$fusesActivation.withValue(fuses) { try Torch.withNoGrad { try block(x) } }
+                let diff = try (y - unfolded).abs().max().item()
+                #expect(diff < 1e-4, "fuses \(fuses): max abs difference \(diff)")
+            }
+        }
+    }
+
+    /// Autograd on, the folded block does not take the fused path (no backward there): gradients still flow.
+    @Test func convolutionBlock_foldedWithAutograd_stillDifferentiable() throws {
+        let block = try Convolution(spatialDims: 3, inChannels: 2, outChannels: 3, act: .prelu, norm: .batch)
+        block.eval()
+        #expect(try block.foldBatchNorm())
+        let y = try block(Tensor.randn([1, 2, 4, 4, 4]))
+        #expect(y.requiresGrad)
+    }
+
     @Test func adn_evaluatingDropout_isIdentity_mcDropoutStillSamples() throws {
         let block = try Convolution(spatialDims: 2, inChannels: 1, outChannels: 4, act: .prelu, norm: .batch,
                                     dropout: 0.5)

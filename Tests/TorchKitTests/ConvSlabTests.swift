@@ -75,6 +75,67 @@ extension TorchKitTests {
             }
         }
 
+        /// A convolution with a leaky ReLU applied by `run` (fused into oneDNN's primitive where the backend has
+        /// it, else in place on the output; in one call, in slabs, or on a channels-last copy) equals the
+        /// convolution followed by `leakyRelu`, for contiguous and channels-last inputs.
+        @Test(arguments: geometries)
+        func leakyReluSlope_matchesConvThenLeakyRelu(_ g: Geometry) throws {
+            let conv = try g.conv()
+            let shape = g.inputShape
+            let kernel = Array(repeating: g.kernel, count: g.dims)
+            #expect(conv.slabs(inputShape: shape, kernel: kernel, limit: 40) != nil)
+            let slope = 0.17
+            let plain = try Tensor.randn(shape)
+            let inputs = [plain] + (g.dims >= 2 ? [try plain.contiguous(channelsLast: true)] : [])
+            try Torch.withNoGrad {
+                let expected = try conv(plain).leakyRelu(slope: slope)
+                #expect(try expected.lt(0).sum().item() > 0, "\(g): some outputs take the slope")
+                for x in inputs {
+                    for fuses in [true, false] {
+                        for (limit, channelsLast) in [(Conv.slabVoxels, false), (40, false), (40, true)] {
+                            let y = try Conv.$fusesActivation.withValue(fuses) {
+                                try Conv.$largeOutputsChannelsLast.withValue(channelsLast) {
+                                    try conv.run(x, weight: conv.weight.tensor, bias: conv.bias?.tensor, limit: limit,
+                                                 leakyReluSlope: slope)
+                                }
+                            }
+                            #expect(y.shape == expected.shape)
+                            let diff = try y.sub(expected).abs().max().item()
+                            #expect(diff < 1e-5, "\(g) fuses \(fuses) limit \(limit) channels-last \(channelsLast): \(diff)")
+                        }
+                    }
+                }
+            }
+        }
+
+        /// libtorch 2.x's CPU builds have oneDNN's fused convolution, so there the fused path above is the one
+        /// tested; its op rejects what it cannot take instead of computing something else.
+        @Test func fusedConvLeakyRelu_availableOnLibtorch2_rejectsNonFloat32() throws {
+            if Torch.version.major >= 2 {
+                #expect(Tensor.hasFusedConvLeakyRelu(transposed: false))
+                #expect(Tensor.hasFusedConvLeakyRelu(transposed: true))
+            }
+            guard Tensor.hasFusedConvLeakyRelu(transposed: false) else { return }
+            let x = try Tensor.randn([1, 2, 4, 4, 4]).to(.float64)
+            let w = try Tensor.randn([3, 2, 3, 3, 3]).to(.float64)
+            #expect(throws: TorchError.self) {
+                try Torch.withNoGrad {
+                    try x.convLeakyRelu(weight: w, bias: nil, stride: [1, 1, 1], padding: [1, 1, 1],
+                                        dilation: [1, 1, 1], slope: 0.1)
+                }
+            }
+        }
+
+        /// The fused activation is for inference only: with autograd on, `run` refuses it (the fused op has no
+        /// backward) rather than returning a result that cannot be differentiated.
+        @Test func leakyReluSlope_withAutograd_throws() throws {
+            let conv = try Conv(spatialDims: 3, inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1)
+            #expect(throws: TorchError.self) {
+                try conv.forward(Tensor.randn([1, 1, 4, 4, 4]), weight: conv.weight.tensor, bias: conv.bias?.tensor,
+                                 leakyReluSlope: 0.1)
+            }
+        }
+
         @Test func smallOutput_runsInOneCall() throws {
             let conv = try Conv(spatialDims: 3, inChannels: 1, outChannels: 1, kernelSize: 3, padding: 1)
             #expect(conv.slabs(inputShape: [1, 1, 8, 8, 8], kernel: [3, 3, 3], limit: 512) == nil)

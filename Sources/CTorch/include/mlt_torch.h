@@ -144,6 +144,8 @@ mlt_status mlt_stack(const mlt_tensor *tensors, size_t count, int64_t dim, mlt_t
 mlt_status mlt_tensor_copy_(mlt_tensor dst, mlt_tensor src, char **err);
 mlt_status mlt_tensor_fill_(mlt_tensor t, double value, char **err);
 mlt_status mlt_tensor_add_scalar_(mlt_tensor t, double value, char **err);
+/* t += other (broadcast to t's shape). */
+mlt_status mlt_tensor_add_(mlt_tensor t, mlt_tensor other, char **err);
 mlt_status mlt_tensor_uniform_(mlt_tensor t, double low, double high, char **err);
 mlt_status mlt_tensor_normal_(mlt_tensor t, double mean, double std, char **err);
 
@@ -211,6 +213,17 @@ mlt_status mlt_group_norm(mlt_tensor input, int64_t num_groups, mlt_tensor weigh
 mlt_status mlt_layer_norm(mlt_tensor input, const int64_t *normalized_shape, size_t ndim, mlt_tensor weight,
                           mlt_tensor bias, double eps, mlt_tensor *out, char **err);
 mlt_status mlt_leaky_relu(mlt_tensor t, double slope, mlt_tensor *out, char **err);
+/* leaky_relu in place. */
+mlt_status mlt_leaky_relu_(mlt_tensor t, double slope, char **err);
+/* Non-zero when this libtorch has oneDNN's fused convolution + eltwise op (transposed or not) for float32 CPU
+ * tensors (libtorch 2.x builds with mkldnn). */
+int mlt_convolution_leaky_relu_available(int transposed);
+/* leaky_relu(convolution(...), slope) as one oneDNN primitive; arguments as mlt_convolution (output_padding only
+ * for transposed), float32 CPU tensors only, and only where mlt_convolution_leaky_relu_available. No autograd. */
+mlt_status mlt_convolution_leaky_relu(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride,
+                                      const int64_t *padding, const int64_t *dilation, const int64_t *output_padding,
+                                      size_t nspatial, int transposed, int64_t groups, double slope,
+                                      mlt_tensor *out, char **err);
 mlt_status mlt_prelu(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err);
 mlt_status mlt_elu(mlt_tensor t, double alpha, mlt_tensor *out, char **err);
 /* Channel-wise (whole feature maps, as nn.Dropout2d/3d) when `channelwise` is non-zero. */

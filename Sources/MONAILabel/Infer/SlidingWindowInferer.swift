@@ -216,8 +216,8 @@ public struct SlidingWindowInferer: Sendable {
                     var p = try pred.narrow(dim: 0, start: b, length: 1)
                     // Constant blending weighs every voxel 1: the product would only copy.
                     if mode != .constant { p = try p.mul(acc.weight) }
-                    let region = try window(acc.output, s)
-                    try region.copy(from: region.add(p))
+                    // In place: `add` then `copy` would allocate and write a window-sized temporary per window.
+                    try window(acc.output, s).addInPlace(p)
                 }
                 i += batch.count
             }
