@@ -218,7 +218,7 @@ monai() {
 # inference after start-up and the warm ones (WARM, WARM_LARGE), its network stage (`latencies.infer`), curl's
 # time and its process's peak RSS; appends a JSON line to rows and prints it.
 upstream() {
-  local w="$WARM" port pid t
+  local w="$WARM" port pid t i
   [ "$1" = 96 ] || w="$WARM_LARGE"
   rm -rf "$WORK/upstream/s$1"
   cp -r "$WORK/s$1" "$WORK/upstream/s$1"
