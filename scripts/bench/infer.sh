@@ -20,11 +20,12 @@
 #    right after MONAI's rows on the same volume; then the ratios.
 # Every inference of ours runs in the default single model worker. Each row is printed as soon as it is measured,
 # the summary at the end, with the load average.
-# Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead|alternate]
+# Usage: scripts/bench/infer.sh [THREADS=cores] [full|quick|overhead|alternate|upstream]
 #   full: both volumes, 5 warm runs on the 96x96x64 CT (WARM_RUNS) and 2 on the 512x512x120 one (WARM_LARGE), RSS
 #   after 100 more inferences; quick: the 96x96x64 CT only, 2 warm runs, RSS after 10 more; overhead: only the
 #   model worker split's overhead (in-process against one model worker); alternate: our network stage and MONAI's
-#   on the 96x96x64 CT, request by request (ROUNDS, default 7; scripts/bench/monai_alternate.py).
+#   on the 96x96x64 CT, request by request (ROUNDS, default 7; scripts/bench/monai_alternate.py); upstream: our
+#   server and upstream's on the 96x96x64 CT, request by request (ROUNDS, default 15), end to end.
 #   CONFIG=debug measures a debug build (the network stage is libtorch's either way);
 #   SKIP_TORCH2=1 or TORCHES=1.13 measures Debian's libtorch only, TORCHES=2.13 the 2.13 wheel only;
 #   TORCH2_BACKEND=FILE uses an already built 2.13 backend; WARM_RUNS, WARM_LARGE and MANY_RUNS override the counts;
@@ -38,6 +39,58 @@ bench_build "${CONFIG:-release}"
 mkdir -p "$WORK/app"
 cp sample-apps/radiology/app.json "$WORK/app/"
 "$BIN" datasets -d -o "$WORK/s96" --count 1 --labeled 0 --shape 96,96,64 --spacing 1.5,1.5,2 >/dev/null
+# Upstream's server: MONAI Label 0.8.5 and what its radiology app imports, on the 2.13 CPU wheel, in its own venv.
+# Its declared requirements are installed one by one rather than resolved (`--no-deps` for monailabel): they pull
+# sam2 (off here: `--conf sam2 false`) and PyPI's CUDA torch; pydicom 2.x is what its pydicom-seg still imports.
+# upstream_setup: makes that venv (once) and unpacks the app into WORK/upstream; sets UPSTREAM_PY. UPSTREAM=0 skips it.
+UPSTREAM_PY=""
+upstream_setup() {
+  [ "${UPSTREAM:-1}" != 0 ] || return 0
+  UPSTREAM_VENV=.build/upstream-venv
+  if ! "$UPSTREAM_VENV/bin/python" -c "import monailabel, monai, torch, itk, fastapi, ignite" 2>/dev/null; then
+    python3 -m venv "$UPSTREAM_VENV"
+    "$UPSTREAM_VENV/bin/pip" install -q torch==2.13.0+cpu monai==1.4.0 'numpy<2' nibabel scikit-image itk tqdm \
+      psutil pillow tensorboard fire lmdb fastapi uvicorn python-multipart pydantic pydantic-settings httpx \
+      requests requests-toolbelt schedule timeloop expiringdict expiring_dict cachetools watchdog filelock pyyaml \
+      python-dotenv einops pynrrd pydicom==2.4.4 'dicomweb-client[gcp]==0.59.1' pynetdicom==2.0.2 pydicom-seg \
+      scipy scikit-learn shapely passlib pyjwt bcrypt girder-client numpymaxflow google-auth ninja >/dev/null
+    "$UPSTREAM_VENV/bin/pip" install -q --no-deps monailabel==0.8.5 pytorch-ignite==0.4.11 >/dev/null
+  fi
+  # The radiology app is not in the wheel: it comes from the repository's 0.8.5 tag.
+  UPSTREAM_SRC="${UPSTREAM_SRC:-.build/upstream-MONAILabel}"
+  [ -e "$UPSTREAM_SRC" ] || git clone -q --bare --depth 1 --branch 0.8.5 \
+    https://github.com/Project-MONAI/MONAILabel "$UPSTREAM_SRC"
+  mkdir -p "$WORK/upstream/stubs/torchvision"
+  git -C "$UPSTREAM_SRC" archive 0.8.5 sample-apps/radiology | tar -x -C "$WORK/upstream"
+  # monailabel.transform.post imports torchvision.utils' make_grid and save_image (used by none of
+  # segmentation_spleen's transforms); PyPI's torchvision wheels link CUDA's torch libraries and fail to import
+  # over the CPU wheel, so those two names are supplied as functions that raise.
+  : >"$WORK/upstream/stubs/torchvision/__init__.py"
+  printf 'def make_grid(*args, **kwargs):\n    raise NotImplementedError("bench stub")\n\n\ndef save_image(*args, **kwargs):\n    raise NotImplementedError("bench stub")\n' \
+    >"$WORK/upstream/stubs/torchvision/utils.py"
+  UPSTREAM_PY="$UPSTREAM_VENV/bin/python"
+}
+# upstream_start SIZE: upstream's server on a copy of that volume's studies, its torch on THREADS threads; returns
+# once it answers /info/ (sets UP_PORT and UP_PID) or fails (prints its log's tail).
+upstream_start() {
+  rm -rf "$WORK/upstream/s$1"
+  cp -r "$WORK/s$1" "$WORK/upstream/s$1"
+  UP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  PYTHONPATH="$WORK/upstream/stubs" MONAILABEL_PYEXE="$UPSTREAM_PY" MONAI_LABEL_SESSION_PATH="$WORK/upstream/sessions" \
+    MPLCONFIGDIR="$WORK/upstream/mpl" OMP_NUM_THREADS="$THREADS" "$(dirname "$UPSTREAM_PY")/monailabel" start_server \
+    --app "$WORK/upstream/sample-apps/radiology" --studies "$WORK/upstream/s$1" --conf models segmentation_spleen \
+    --conf use_pretrained_model false --conf sam2 false --conf skip_scoring true --conf skip_strategies true \
+    --host 127.0.0.1 --port "$UP_PORT" >>"$WORK/upstream.log" 2>&1 &
+  UP_PID=$!
+  for _ in $(seq 1 1200); do
+    curl -sf -o /dev/null "http://127.0.0.1:$UP_PORT/info/" && return 0
+    kill -0 "$UP_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "upstream's server did not start: $WORK/upstream.log" >&2
+  tail -5 "$WORK/upstream.log" >&2
+  return 1
+}
 if [ "$MODE" = alternate ]; then
   # Our network stage and MONAI's alternating on the 96x96x64 CT (ROUNDS, default 7), per backend.
   [ "${TORCHES:-1.13 2.13}" = 2.13 ] || {
@@ -55,6 +108,46 @@ if [ "$MODE" = alternate ]; then
     .build/torch2-venv/bin/python scripts/bench/monai_alternate.py "$WORK/s96/spleen_00.nii.gz" "$PORT" "${ROUNDS:-7}" "$THREADS" 2>/dev/null
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
   }
+  exit 0
+fi
+if [ "$MODE" = upstream ]; then
+  # Our server and upstream's, both up on the 96x96x64 CT, the same request (output=json) alternating ROUNDS times
+  # (default 15) after two untimed requests each, per backend of ours: the end-to-end ratio with both sides under
+  # the same load (the sequential rows of `full` favour whichever side runs while the load falls).
+  upstream_setup
+  [ -n "$UPSTREAM_PY" ] || { echo "UPSTREAM=0: no upstream server to compare with" >&2; exit 2; }
+  upstream_start 96 || exit 1
+  UP=$UP_PID
+  PID=$UP
+  req() {
+    curl -sf -o /dev/null -w '%{time_total}\n' -X POST -F 'params={}' \
+      "http://127.0.0.1:$1/infer/segmentation_spleen?image=spleen_00&output=json"
+  }
+  for torch in ${TORCHES:-1.13 2.13}; do
+    if [ "$torch" = 1.13 ]; then
+      unset MONAILABEL_TORCH_BACKEND
+    else
+      export MONAILABEL_TORCH_BACKEND="${TORCH2_BACKEND:-$(scripts/torch-wheel-backend.sh | tail -1)}"
+    fi
+    bench_serve "$WORK/app" "$WORK/s96" segmentation_spleen "$THREADS"
+    PID="$UP $SERVED_PID"
+    for _ in 1 2; do req "$PORT" >/dev/null; req "$UP_PORT" >/dev/null; done
+    : >"$WORK/alt.ours"
+    : >"$WORK/alt.up"
+    for _ in $(seq 1 "${ROUNDS:-15}"); do req "$PORT" >>"$WORK/alt.ours"; req "$UP_PORT" >>"$WORK/alt.up"; done
+    kill "$SERVED_PID"; wait "$SERVED_PID" 2>/dev/null || true
+    PID=$UP
+    python3 - "$torch" "$WORK/alt.ours" "$WORK/alt.up" <<'PY'
+import statistics, sys
+ours = [float(v) for v in open(sys.argv[2]).read().split()]
+up = [float(v) for v in open(sys.argv[3]).read().split()]
+mo, mu = statistics.median(ours), statistics.median(up)
+print(f"96x96x64 POST /infer (output=json), {len(ours)} alternating rounds: ours (torch {sys.argv[1]}) median {mo:.3f} s "
+      f"({min(ours):.3f}-{max(ours):.3f}), upstream's server (torch 2.13) median {mu:.3f} s ({min(up):.3f}-{max(up):.3f}): "
+      f"{mu / mo:.2f}x (target >= 2)", flush=True)
+PY
+  done
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   exit 0
 fi
 if [ "$MODE" != overhead ]; then
@@ -88,36 +181,7 @@ if [ -z "${SKIP_TORCH2:-}" ] && [ "${TORCHES:-1.13 2.13}" != 1.13 ]; then
   BACKENDS+=("2.13|$TORCH2_BACKEND")
 fi
 
-# Upstream's server: MONAI Label 0.8.5 and what its radiology app imports, on the 2.13 CPU wheel, in its own venv.
-# Its declared requirements are installed one by one rather than resolved (`--no-deps` for monailabel): they pull
-# sam2 (off here: `--conf sam2 false`) and PyPI's CUDA torch; pydicom 2.x is what its pydicom-seg still imports.
-UPSTREAM_PY=""
-if [ "${UPSTREAM:-1}" != 0 ]; then
-  UPSTREAM_VENV=.build/upstream-venv
-  if ! "$UPSTREAM_VENV/bin/python" -c "import monailabel, monai, torch, itk, fastapi, ignite" 2>/dev/null; then
-    python3 -m venv "$UPSTREAM_VENV"
-    "$UPSTREAM_VENV/bin/pip" install -q torch==2.13.0+cpu monai==1.4.0 'numpy<2' nibabel scikit-image itk tqdm \
-      psutil pillow tensorboard fire lmdb fastapi uvicorn python-multipart pydantic pydantic-settings httpx \
-      requests requests-toolbelt schedule timeloop expiringdict expiring_dict cachetools watchdog filelock pyyaml \
-      python-dotenv einops pynrrd pydicom==2.4.4 'dicomweb-client[gcp]==0.59.1' pynetdicom==2.0.2 pydicom-seg \
-      scipy scikit-learn shapely passlib pyjwt bcrypt girder-client numpymaxflow google-auth ninja >/dev/null
-    "$UPSTREAM_VENV/bin/pip" install -q --no-deps monailabel==0.8.5 pytorch-ignite==0.4.11 >/dev/null
-  fi
-  # The radiology app is not in the wheel: it comes from the repository's 0.8.5 tag.
-  UPSTREAM_SRC="${UPSTREAM_SRC:-.build/upstream-MONAILabel}"
-  [ -e "$UPSTREAM_SRC" ] || git clone -q --bare --depth 1 --branch 0.8.5 \
-    https://github.com/Project-MONAI/MONAILabel "$UPSTREAM_SRC"
-  mkdir -p "$WORK/upstream/stubs/torchvision"
-  git -C "$UPSTREAM_SRC" archive 0.8.5 sample-apps/radiology | tar -x -C "$WORK/upstream"
-  # monailabel.transform.post imports torchvision.utils' make_grid and save_image (used by none of
-  # segmentation_spleen's transforms); PyPI's torchvision wheels link CUDA's torch libraries and fail to import
-  # over the CPU wheel, so those two names are supplied as functions that raise.
-  : >"$WORK/upstream/stubs/torchvision/__init__.py"
-  printf 'def make_grid(*args, **kwargs):\n    raise NotImplementedError("bench stub")\n\n\ndef save_image(*args, **kwargs):\n    raise NotImplementedError("bench stub")\n' \
-    >"$WORK/upstream/stubs/torchvision/utils.py"
-  UPSTREAM_PY="$UPSTREAM_VENV/bin/python"
-fi
-
+upstream_setup
 : >"$WORK/rows"
 # request FILE [PARAMS]: one inference on spleen_00 (output=json) into FILE; prints curl's time.
 request() {
@@ -218,23 +282,12 @@ monai() {
 # inference after start-up and the warm ones (WARM, WARM_LARGE), its network stage (`latencies.infer`), curl's
 # time and its process's peak RSS; appends a JSON line to rows and prints it.
 upstream() {
-  local w="$WARM" port pid t i
+  local w="$WARM" pid t i
   [ "$1" = 96 ] || w="$WARM_LARGE"
-  rm -rf "$WORK/upstream/s$1"
-  cp -r "$WORK/s$1" "$WORK/upstream/s$1"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  PYTHONPATH="$WORK/upstream/stubs" MONAILABEL_PYEXE="$UPSTREAM_PY" MONAI_LABEL_SESSION_PATH="$WORK/upstream/sessions" \
-    MPLCONFIGDIR="$WORK/upstream/mpl" OMP_NUM_THREADS="$THREADS" "$(dirname "$UPSTREAM_PY")/monailabel" start_server \
-    --app "$WORK/upstream/sample-apps/radiology" --studies "$WORK/upstream/s$1" --conf models segmentation_spleen \
-    --conf use_pretrained_model false --conf sam2 false --conf skip_scoring true --conf skip_strategies true \
-    --host 127.0.0.1 --port "$port" >>"$WORK/upstream.log" 2>&1 &
-  pid=$!
+  upstream_start "$1" || { PID="$UP_PID"; return 0; }
+  local port=$UP_PORT
+  pid=$UP_PID
   PID=$pid
-  for _ in $(seq 1 1200); do
-    curl -sf -o /dev/null "http://127.0.0.1:$port/info/" && break
-    kill -0 "$pid" 2>/dev/null || { echo "upstream's server did not start: $WORK/upstream.log" >&2; tail -5 "$WORK/upstream.log" >&2; PID=""; return 0; }
-    sleep 0.1
-  done
   : >"$WORK/upstream.runs"
   for i in $(seq 0 "$w"); do
     t=$(curl -sf -o "$WORK/up.json" -w '%{time_total}' -X POST -F 'params={}' \
