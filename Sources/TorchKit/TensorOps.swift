@@ -199,26 +199,11 @@ extension Tensor {
     public func conv(weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int], dilation: [Int],
                      groups: Int = 1, transposed: Bool = false, outputPadding: [Int]? = nil) throws -> Tensor
     {
-        let n = stride.count
-        guard padding.count == n, dilation.count == n, outputPadding.map({ $0.count == n }) ?? true else {
-            throw TorchError(operation: "conv", message: "stride, padding, dilation and output padding must have "
-                + "one value per spatial dim (\(stride), \(padding), \(dilation), \(outputPadding ?? []))")
-        }
-        let op = outputPadding.map { $0.map { Int64($0) } }
-        return try withInt64s(stride) { s, _ in
-            try withInt64s(padding) { p, _ in
-                try withInt64s(dilation) { d, _ in
-                    try producing("conv") { out, err in
-                        if let op {
-                            return op.withUnsafeBufferPointer {
-                                mlt_convolution(handle, weight.handle, bias?.handle, s, p, d, $0.baseAddress, n,
-                                                transposed ? 1 : 0, Int64(groups), out, err)
-                            }
-                        }
-                        return mlt_convolution(handle, weight.handle, bias?.handle, s, p, d, nil, n,
-                                               transposed ? 1 : 0, Int64(groups), out, err)
-                    }
-                }
+        try withConvGeometry("conv", stride: stride, padding: padding, dilation: dilation,
+                             outputPadding: outputPadding) { s, p, d, o, n in
+            try producing("conv") { out, err in
+                mlt_convolution(handle, weight.handle, bias?.handle, s, p, d, o, n, transposed ? 1 : 0, Int64(groups),
+                                out, err)
             }
         }
     }
@@ -235,21 +220,32 @@ extension Tensor {
                               groups: Int = 1, transposed: Bool = false, outputPadding: [Int]? = nil,
                               slope: Double) throws -> Tensor
     {
+        try withConvGeometry("convLeakyRelu", stride: stride, padding: padding, dilation: dilation,
+                             outputPadding: outputPadding) { s, p, d, o, n in
+            try producing("convLeakyRelu") { out, err in
+                mlt_convolution_leaky_relu(handle, weight.handle, bias?.handle, s, p, d, o, n, transposed ? 1 : 0,
+                                           Int64(groups), slope, out, err)
+            }
+        }
+    }
+
+    /// Checks that a convolution's per-dim parameters have one value per spatial dim each (`stride`'s count) and
+    /// hands them to `body` as int64 arrays, `outputPadding` as nil when absent, with that count.
+    private func withConvGeometry<R>(
+        _ operation: String, stride: [Int], padding: [Int], dilation: [Int], outputPadding: [Int]?,
+        _ body: (_ stride: UnsafePointer<Int64>?, _ padding: UnsafePointer<Int64>?, _ dilation: UnsafePointer<Int64>?,
+                 _ outputPadding: UnsafePointer<Int64>?, _ spatialDims: Int) throws -> R
+    ) throws -> R {
         let n = stride.count
         guard padding.count == n, dilation.count == n, outputPadding.map({ $0.count == n }) ?? true else {
-            throw TorchError(operation: "convLeakyRelu", message: "stride, padding, dilation and output padding "
-                + "must have one value per spatial dim (\(stride), \(padding), \(dilation), \(outputPadding ?? []))")
+            throw TorchError(operation: operation, message: "stride, padding, dilation and output padding must have "
+                + "one value per spatial dim (\(stride), \(padding), \(dilation), \(outputPadding ?? []))")
         }
-        let op = (outputPadding ?? Array(repeating: 0, count: n)).map { Int64($0) }
         return try withInt64s(stride) { s, _ in
             try withInt64s(padding) { p, _ in
                 try withInt64s(dilation) { d, _ in
-                    try op.withUnsafeBufferPointer { o in
-                        try producing("convLeakyRelu") { out, err in
-                            mlt_convolution_leaky_relu(handle, weight.handle, bias?.handle, s, p, d, o.baseAddress, n,
-                                                       transposed ? 1 : 0, Int64(groups), slope, out, err)
-                        }
-                    }
+                    guard let outputPadding else { return try body(s, p, d, nil, n) }
+                    return try withInt64s(outputPadding) { o, _ in try body(s, p, d, o, n) }
                 }
             }
         }
