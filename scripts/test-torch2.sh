@@ -25,7 +25,8 @@ if [ ! -f "$SCRIPTED/manifest.json" ] || [ scripts/fixtures/make_scripted_fixtur
 fi
 export MONAILABEL_SCRIPTED_FIXTURES="$PWD/$SCRIPTED"
 # TorchKit (the scripted fixtures included), the networks (SwinUNETR and UNETR included) against their PyTorch
-# fixtures, the MONAI bundle fixture and its train.json first step, the inference pipeline against MONAI's output,
+# fixtures, the MONAI bundle fixture and its train.json first step, the inference pipeline against MONAI's output
+# (and computing only the windows' kept boxes),
 # the briefly-trained DeepGrow/DeepEdit checks, what --version and /info/ report, `monailabel selftest`'s checks
 # on the CPU, mixed precision (autocast and the gradient scaler: TorchKit's suites, the pipeline's bf16 Dice, every
 # app network under bf16, bf16 training and the scaler in the shared training step), and the out-of-memory
@@ -34,7 +35,7 @@ export MONAILABEL_SCRIPTED_FIXTURES="$PWD/$SCRIPTED"
 TESTS=(
     TorchKitTests 'MONAILabelTests\.NetworkTests' 'MONAILabelTests\.TransformerNetworkTests' 'MONAILabelTests\.BundleTests'
     'MONAILabelTests\.BundleTrainTests'
-    'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
+    'MONAILabelTests\.InferenceEngineTests' 'MONAILabelTests\.OutputRegionTests' 'MONAILabelTests\.pipeline_' 'MONAILabelTests\.slidingWindow_'
     'MONAILabelTests\.argmaxOverChannels_' 'MONAILabelTests\.deepGrowPreAndPost_matchMONAI'
     'MONAILabelTests\.deepGrow3D_clickOnABlob' 'MONAILabelTests\.deepEdit_brieflyTrained'
     'MONAILabelTests\.DevicePlacementTests'

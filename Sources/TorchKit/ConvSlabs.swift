@@ -102,16 +102,8 @@ extension Conv {
     /// (padding beyond the dilated kernel; a transposed stride above the dilated kernel), which one call handles.
     func slabs(inputShape: [Int], kernel: [Int], limit: Int = Conv.slabVoxels) -> [Slab]? {
         let n = spatialDims
-        guard kernel.count == n, inputShape.count == n + 2 else { return nil }
-        var out: [Int] = []
-        for d in 0..<n {
-            let reach = dilation[d] * (kernel[d] - 1)
-            let size = transposed
-                ? (inputShape[d + 2] - 1) * stride[d] - 2 * padding[d] + reach + outputPadding[d] + 1
-                : (inputShape[d + 2] + 2 * padding[d] - reach - 1) / stride[d] + 1
-            guard size > 0 else { return nil }
-            out.append(size)
-        }
+        guard inputShape.count == n + 2, let out = outputSize(inputSize: Array(inputShape[2...]), kernel: kernel)
+        else { return nil }
         let axis = n - 1
         var perRow = 1
         for size in out.dropLast() {

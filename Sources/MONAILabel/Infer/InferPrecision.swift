@@ -37,4 +37,10 @@ extension LoadedNetwork {
         guard let autocast else { return try forward(x) }
         return try autocast.run { try forward(x) }.to(.float32)
     }
+
+    /// `forward(_:outputRegion:)` under `autocast` when there is one, its output back in float32.
+    func forward(_ x: Tensor, outputRegion region: [Range<Int>], autocast: Autocast?) throws -> Tensor {
+        guard let autocast else { return try forward(x, outputRegion: region) }
+        return try autocast.run { try forward(x, outputRegion: region) }.to(.float32)
+    }
 }

@@ -13,6 +13,13 @@ enum LoadedNetwork {
         case .script(let s): return try s.forward(x)
         }
     }
+
+    /// `forward(x)` narrowed to `region` of its spatial axes, computing only that where the network can
+    /// (`OutputRegionForward`).
+    func forward(_ x: Tensor, outputRegion region: [Range<Int>]) throws -> Tensor {
+        if case .module(let m) = self, let r = m as? any OutputRegionForward { return try r.forward(x, outputRegion: region) }
+        return try forward(x).narrowed(to: region)
+    }
 }
 
 /// One network instance per model and device, reused across requests and reloaded when the weights file on

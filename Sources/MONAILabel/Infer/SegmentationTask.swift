@@ -177,7 +177,10 @@ public final class SegmentationTask: ModelTask, @unchecked Sendable {
         let autocast = try InferPrecision.autocast(params: p, device: placement.device)
         return try placement.run { accumulate in
             try loader.withNetwork(on: placement.device) { net -> Tensor in
-                if let sw { return try sw(input, device: placement.device, accumulate: accumulate) { try net.forward($0, autocast: autocast) } }
+                if let sw {
+                    return try sw(input, device: placement.device, accumulate: accumulate,
+                                  predictingRegion: { try net.forward($0, outputRegion: $1, autocast: autocast) })
+                }
                 return try net.forward(input.to(placement.device), autocast: autocast)
             }
         }

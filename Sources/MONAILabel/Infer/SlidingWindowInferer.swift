@@ -135,6 +135,18 @@ public struct SlidingWindowInferer: Sendable {
     }
 
     /// Runs `predictor` over `input` (`[1, C, *spatial]`) and returns the blended output (`[1, K, *spatial]`).
+    public func callAsFunction(_ input: Tensor, device: Device? = nil, accumulate: AccumulateMode = .device,
+                               predictor: (Tensor) throws -> Tensor) throws -> Tensor
+    {
+        try callAsFunction(input, device: device, accumulate: accumulate,
+                           predictingRegion: { try predictor($0).narrowed(to: $1) })
+    }
+
+    /// Runs `predictor` over `input` (`[1, C, *spatial]`) and returns the blended output (`[1, K, *spatial]`).
+    /// `predictor` gets a batch of windows and the box of them (window coordinates, a range per spatial axis)
+    /// that the result keeps, and returns its output over that box only: a window that reaches past the image
+    /// (one smaller than the window is padded up to it) has its padded rim cropped away in the end, so a network
+    /// that can compute part of its output (`OutputRegionForward`) skips it.
     ///
     /// MONAI's `sw_device` / `device` split: each batch of windows is copied to `device` (default: the input's)
     /// where `predictor` runs; the blended output and the weight sum live where `accumulate` says (`.device`
@@ -142,7 +154,7 @@ public struct SlidingWindowInferer: Sendable {
     /// batch has told the class count, from the device's free memory). The input itself stays where it is.
     /// The result lies on the accumulation device.
     public func callAsFunction(_ input: Tensor, device: Device? = nil, accumulate: AccumulateMode = .device,
-                               predictor: (Tensor) throws -> Tensor) throws -> Tensor
+                               predictingRegion predictor: (Tensor, [Range<Int>]) throws -> Tensor) throws -> Tensor
     {
         let shape = input.shape
         let dims = shape.count - 2
@@ -161,28 +173,44 @@ public struct SlidingWindowInferer: Sendable {
         let padded = pad.contains(where: { $0 > 0 }) ? try input.pad(pad, mode: padding) : input
         let imageSize = (0..<dims).map { max(original[$0], roiSize[$0]) }
         let starts = Self.windowStarts(imageSize: imageSize, roi: roiSize, overlap: overlap)
+        // The image within the padded one (pad[] lists axes last-first).
+        let imageBox = (0..<dims).map { d in pad[(dims - 1 - d) * 2] ..< pad[(dims - 1 - d) * 2] + original[d] }
+        // The box of a batch of windows that lies on the image, in window coordinates: the union over the batch
+        // (every window of it is computed over the same box; a window's prediction is valid all over it).
+        func kept(_ batch: [[Int]]) -> [Range<Int>] {
+            (0..<dims).map { d in
+                let lo = batch.map { max(imageBox[d].lowerBound - $0[d], 0) }.min() ?? 0
+                let hi = batch.map { min(imageBox[d].upperBound - $0[d], roiSize[d]) }.max() ?? roiSize[d]
+                return lo < hi ? lo..<hi : 0..<roiSize[d]
+            }
+        }
         func window(_ t: Tensor, _ s: [Int]) throws -> Tensor {
             var w = t
             for d in 0..<dims { w = try w.narrow(dim: d + 2, start: s[d], length: roiSize[d]) }
             return w
         }
-        func predict(_ batch: [[Int]]) throws -> Tensor {
+        func predict(_ batch: [[Int]], region: [Range<Int>]) throws -> Tensor {
             let data = batch.count == 1
                 ? try window(padded, batch[0]) : try Tensor.cat(batch.map { try window(padded, $0) }, dim: 0)
             let pred = try predictor(channelsLast && (2...3).contains(dims)
-                ? try data.contiguous(channelsLast: true).to(swDevice) : try data.contiguous().to(swDevice))
+                ? try data.contiguous(channelsLast: true).to(swDevice) : try data.contiguous().to(swDevice), region)
             let predShape = pred.shape
-            guard predShape.count == dims + 2, Array(predShape[2...]) == roiSize, predShape[0] == batch.count else {
-                throw MONAILabelError.io("the network returned \(predShape) for windows of \(roiSize)")
+            guard predShape.count == dims + 2, Array(predShape[2...]) == region.map(\.count), predShape[0] == batch.count
+            else {
+                throw MONAILabelError.io("the network returned \(predShape) for windows of \(roiSize) kept at \(region)")
             }
             return pred
         }
 
         var result: Tensor
+        // Where `result`'s first row lies in the padded image, per axis.
+        var resultOrigin = Array(repeating: 0, count: dims)
         if starts.count == 1 {
             // One window covers the (padded) image: blending divides its prediction by the weight it was just
             // multiplied with, so the prediction is the output and no image-sized accumulator is needed.
-            result = try predict(starts)
+            let region = kept(starts)
+            result = try predict(starts, region: region)
+            resultOrigin = region.map(\.lowerBound)
             if accumulate == .cpu { result = try result.to(.cpu) }
         } else {
             // Accumulate each window's weighted prediction and the weights, then divide in place slab by slab.
@@ -193,7 +221,8 @@ public struct SlidingWindowInferer: Sendable {
             var i = 0
             while i < starts.count {
                 let batch = Array(starts[i..<min(i + swBatchSize, starts.count)])
-                var pred = try predict(batch)
+                let region = kept(batch)
+                var pred = try predict(batch, region: region)
                 if accumulators == nil {
                     // The blended output holds every class over the whole padded image.
                     do { try ImagingLimits.checkVoxels(imageSize, channels: pred.shape[1], what: "the sliding-window output") }
@@ -215,9 +244,9 @@ public struct SlidingWindowInferer: Sendable {
                 for (b, s) in batch.enumerated() {
                     var p = try pred.narrow(dim: 0, start: b, length: 1)
                     // Constant blending weighs every voxel 1: the product would only copy.
-                    if mode != .constant { p = try p.mul(acc.weight) }
+                    if mode != .constant { p = try p.mul(acc.weight.narrowed(to: region)) }
                     // In place: `add` then `copy` would allocate and write a window-sized temporary per window.
-                    try window(acc.output, s).addInPlace(p)
+                    try window(acc.output, s).narrowed(to: region).addInPlace(p)
                 }
                 i += batch.count
             }
@@ -231,14 +260,7 @@ public struct SlidingWindowInferer: Sendable {
             }
             result = acc.output
         }
-        // Crop the padding: pad[] lists axes last-first.
-        for d in 0..<dims {
-            let front = pad[(dims - 1 - d) * 2]
-            if front > 0 || imageSize[d] != original[d] {
-                result = try result.narrow(dim: d + 2, start: front, length: original[d])
-            }
-        }
-        return try result.contiguous()
+        return try result.narrowed(to: imageBox, origin: resultOrigin).contiguous()
     }
 
     /// Bytes of the accumulators for an image of `imageSize` voxels: the float output of `channels` classes and

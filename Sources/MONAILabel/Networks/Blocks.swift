@@ -87,6 +87,20 @@ public final class ADN: Module, Layer {
         return nil
     }
 
+    /// Whether this block acts on each voxel alone (so a box of its output needs only that box of its input):
+    /// norms that evaluate with running statistics (BatchNorm in eval mode), evaluating dropouts, activations;
+    /// not InstanceNorm or GroupNorm, whose statistics span the whole image, nor a dropout that samples.
+    var actsPerVoxel: Bool {
+        layers.allSatisfy { layer in
+            switch layer {
+            case let n as BatchNorm: return !n.isTraining && n.runningMean != nil
+            case let d as Dropout: return !d.isTraining
+            case is PReLU, is ReLU, is LeakyReLU: return true
+            default: return false
+            }
+        }
+    }
+
     /// Whether every dropout is evaluating (the identity).
     var dropoutsIdle: Bool { layers.allSatisfy { ($0 as? Dropout)?.isTraining != true } }
 
@@ -169,8 +183,8 @@ public final class Convolution: Module, Layer {
 /// `monai.networks.blocks.ResidualUnit`: `subunits` Convolutions ("conv.unitN") plus a residual path
 /// ("residual": identity, or a convolution when the stride or channel count changes).
 public final class ResidualUnit: Module, Layer {
-    private let units = Sequential()
-    private let residual: (any Layer)?
+    let units = Sequential()
+    let residual: (any Layer)?
 
     public init(spatialDims: Int, inChannels: Int, outChannels: Int, strides: [Int] = [1], kernelSize: [Int] = [3],
                 subunits: Int = 2, adnOrdering: String = "NDA", act: ActType? = .prelu,
@@ -206,8 +220,11 @@ public final class ResidualUnit: Module, Layer {
     }
 
     public func forward(_ input: Tensor) throws -> Tensor {
-        let res = try residual?(input) ?? input
-        let y = try units(input)
+        try sum(units(input), residual?(input) ?? input)
+    }
+
+    /// The units' output `y` plus the residual path's `res`.
+    func sum(_ y: Tensor, _ res: Tensor) throws -> Tensor {
         // Without autograd the units' fresh output can take the sum in place (one activation-sized allocation and
         // pass fewer); only when the dtypes agree, as under autocast `+` would promote.
         if !Torch.isGradEnabled, y.dtype == res.dtype, y.shape == res.shape {
@@ -220,7 +237,7 @@ public final class ResidualUnit: Module, Layer {
 
 /// `monai.networks.layers.SkipConnection` in "cat" mode: `cat([x, submodule(x)], dim: 1)`.
 public final class SkipConnection: Module, Layer {
-    private let submodule: any Layer
+    let submodule: any Layer
 
     public init(_ submodule: any Layer) throws {
         self.submodule = submodule

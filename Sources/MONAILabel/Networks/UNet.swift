@@ -3,7 +3,7 @@ import TorchKit
 /// `monai.networks.nets.UNet` (MONAI 1.4): same module tree and state-dict names
 /// (`model.0.conv.unit0.conv.weight`, `model.1.submodule...`), so MONAI checkpoints load one-to-one.
 public final class UNet: Module, Layer {
-    private let model: Sequential
+    let model: Sequential
 
     public init(spatialDims: Int, inChannels: Int, outChannels: Int, channels: [Int], strides: [Int],
                 kernelSize: Int = 3, upKernelSize: Int = 3, numResUnits: Int = 0, act: ActType = .prelu,
