@@ -81,6 +81,7 @@ static mlt_status (*p_mlt_leaky_relu)(mlt_tensor t, double slope, mlt_tensor *ou
 static mlt_status (*p_mlt_leaky_relu_)(mlt_tensor t, double slope, char **err);
 static int (*p_mlt_convolution_leaky_relu_available)(int transposed);
 static mlt_status (*p_mlt_convolution_leaky_relu)(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride, const int64_t *padding, const int64_t *dilation, const int64_t *output_padding, size_t nspatial, int transposed, int64_t groups, double slope, mlt_tensor *out, char **err);
+static mlt_status (*p_mlt_convolution_small)(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *padding, size_t nspatial, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_prelu)(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_elu)(mlt_tensor t, double alpha, mlt_tensor *out, char **err);
 static mlt_status (*p_mlt_dropout)(mlt_tensor t, double p, int training, int channelwise, mlt_tensor *out, char **err);
@@ -201,6 +202,7 @@ static const struct mlt_symbol mlt_symbols[] = {
     {"mlt_leaky_relu_", (void **)&p_mlt_leaky_relu_},
     {"mlt_convolution_leaky_relu_available", (void **)&p_mlt_convolution_leaky_relu_available},
     {"mlt_convolution_leaky_relu", (void **)&p_mlt_convolution_leaky_relu},
+    {"mlt_convolution_small", (void **)&p_mlt_convolution_small},
     {"mlt_prelu", (void **)&p_mlt_prelu},
     {"mlt_elu", (void **)&p_mlt_elu},
     {"mlt_dropout", (void **)&p_mlt_dropout},
@@ -560,6 +562,10 @@ int mlt_convolution_leaky_relu_available(int transposed) {
 mlt_status mlt_convolution_leaky_relu(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *stride, const int64_t *padding, const int64_t *dilation, const int64_t *output_padding, size_t nspatial, int transposed, int64_t groups, double slope, mlt_tensor *out, char **err) {
     mlt_load_or_die();
     return p_mlt_convolution_leaky_relu(input, weight, bias, stride, padding, dilation, output_padding, nspatial, transposed, groups, slope, out, err);
+}
+mlt_status mlt_convolution_small(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *padding, size_t nspatial, mlt_tensor *out, char **err) {
+    mlt_load_or_die();
+    return p_mlt_convolution_small(input, weight, bias, padding, nspatial, out, err);
 }
 mlt_status mlt_prelu(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err) {
     mlt_load_or_die();

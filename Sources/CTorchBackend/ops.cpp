@@ -1,5 +1,6 @@
 // Math and neural-network functions.
 #include "internal.h"
+#include <thread>
 
 using mlt::guard;
 using mlt::ints;
@@ -303,6 +304,141 @@ mlt_status mlt_convolution_leaky_relu(mlt_tensor input, mlt_tensor weight, mlt_t
         stack.emplace_back(c10::IValue());
         op->callBoxed(&stack);
         *out = wrap(stack.at(0).toTensor());
+    });
+}
+
+namespace {
+
+// The row loops of small_conv_planes are written for the compiler to vectorize, once per instruction set
+// (target_clones picks the clone at load time); GCC, which scripts/build-torch-backend.sh builds with at -O2,
+// vectorizes only with tree-vectorize on.
+#if defined(__x86_64__) && defined(__clang__)
+#define MLT_VECTOR_LOOPS __attribute__((target_clones("avx512f", "avx2", "default")))
+#elif defined(__x86_64__) && defined(__GNUC__)
+#define MLT_VECTOR_LOOPS __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize")))
+#elif defined(__GNUC__) && !defined(__clang__)
+#define MLT_VECTOR_LOOPS __attribute__((optimize("tree-vectorize")))
+#else
+#define MLT_VECTOR_LOOPS
+#endif
+
+// Geometry of one small convolution: input [C, D, H, W], weight [O, C, KD, KH, KW], output [O, OD, OH, OW].
+struct SmallConv {
+    int64_t C, O, D, H, W, KD, KH, KW, pd, ph, pw, OD, OH, OW;
+};
+
+// Output planes [od0, od1) of every output channel of one sample: each output row starts at the bias and takes
+// weight * input row for every input channel and kernel tap, the row loop running over the output columns whose
+// input column exists (the rest read the zero padding).
+MLT_VECTOR_LOOPS
+void small_conv_planes(const SmallConv &g, const float *x, const float *w, const float *b, float *y, int64_t od0,
+                       int64_t od1) {
+    const int64_t plane = g.OH * g.OW;
+    for (int64_t od = od0; od < od1; ++od) {
+        for (int64_t oc = 0; oc < g.O; ++oc) {
+            float *yp = y + (oc * g.OD + od) * plane;
+            const float init = b ? b[oc] : 0.f;
+            for (int64_t i = 0; i < plane; ++i) yp[i] = init;
+            for (int64_t ic = 0; ic < g.C; ++ic) {
+                for (int64_t kd = 0; kd < g.KD; ++kd) {
+                    const int64_t id = od - g.pd + kd;
+                    if (id < 0 || id >= g.D) continue;
+                    const float *xp = x + (ic * g.D + id) * g.H * g.W;
+                    const float *wk = w + ((oc * g.C + ic) * g.KD + kd) * g.KH * g.KW;
+                    for (int64_t kh = 0; kh < g.KH; ++kh) {
+                        for (int64_t oh = 0; oh < g.OH; ++oh) {
+                            const int64_t ih = oh - g.ph + kh;
+                            if (ih < 0 || ih >= g.H) continue;
+                            float *yr = yp + oh * g.OW;
+                            for (int64_t kw = 0; kw < g.KW; ++kw) {
+                                const float wv = wk[kh * g.KW + kw];
+                                const int64_t shift = kw - g.pw;
+                                const int64_t lo = std::max<int64_t>(0, -shift);
+                                const int64_t hi = std::min<int64_t>(g.OW, g.W - shift);
+                                const float *xr = xp + ih * g.W + shift;
+                                for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+} // namespace
+
+mlt_status mlt_convolution_small(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *padding,
+                                 size_t nspatial, mlt_tensor *out, char **err) {
+    return guard(err, [&] {
+        const auto &xin = ref(input), &win = ref(weight);
+        if (nspatial != 2 && nspatial != 3)
+            throw std::invalid_argument("the small convolution is 2-d or 3-d, not " + std::to_string(nspatial) + "-d");
+        const auto rank = static_cast<int64_t>(nspatial) + 2;
+        if (xin.dim() != rank || win.dim() != rank)
+            throw std::invalid_argument("the small convolution's input and weight must have " + std::to_string(rank) +
+                                        " dims");
+        if (!xin.device().is_cpu() || !win.device().is_cpu() || xin.scalar_type() != at::kFloat ||
+            win.scalar_type() != at::kFloat)
+            throw std::invalid_argument("the small convolution takes float32 CPU tensors");
+        auto b = opt(bias);
+        if (b && (!b->device().is_cpu() || b->scalar_type() != at::kFloat || b->dim() != 1 ||
+                  b->size(0) != win.size(0)))
+            throw std::invalid_argument("the small convolution's bias must be float32 on the CPU, one per output channel");
+        if ((at::GradMode::is_enabled() && (xin.requires_grad() || win.requires_grad() || (b && b->requires_grad()))))
+            throw std::invalid_argument("the small convolution has no autograd");
+        if (win.size(1) != xin.size(1))
+            throw std::invalid_argument("the small convolution's weight takes " + std::to_string(win.size(1)) +
+                                        " input channels, the input has " + std::to_string(xin.size(1)));
+        if (win.size(0) > MLT_SMALL_CONV_CHANNELS || win.size(1) > MLT_SMALL_CONV_CHANNELS)
+            throw std::invalid_argument("the small convolution takes at most " +
+                                        std::to_string(MLT_SMALL_CONV_CHANNELS) + " channels in and out");
+        // 2-d runs as 3-d with one plane.
+        auto x = (nspatial == 2 ? xin.unsqueeze(2) : xin).contiguous();
+        auto w = (nspatial == 2 ? win.unsqueeze(2) : win).contiguous();
+        auto bc = b ? b->contiguous() : at::Tensor();
+        const int64_t p0 = nspatial == 3 ? padding[0] : 0;
+        const int64_t p1 = padding[nspatial - 2], p2 = padding[nspatial - 1];
+        if (p0 < 0 || p1 < 0 || p2 < 0) throw std::invalid_argument("the small convolution's padding must be >= 0");
+        SmallConv g{x.size(1), w.size(0), x.size(2), x.size(3), x.size(4), w.size(2), w.size(3), w.size(4),
+                    p0, p1, p2, 0, 0, 0};
+        g.OD = g.D + 2 * g.pd - g.KD + 1;
+        g.OH = g.H + 2 * g.ph - g.KH + 1;
+        g.OW = g.W + 2 * g.pw - g.KW + 1;
+        if (g.OD <= 0 || g.OH <= 0 || g.OW <= 0)
+            throw std::invalid_argument("the small convolution's kernel is larger than its padded input");
+        const int64_t n = x.size(0);
+        auto y = at::empty({n, g.O, g.OD, g.OH, g.OW}, x.options());
+        const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
+        const float *bp = bc.defined() ? bc.data_ptr<float>() : nullptr;
+        float *yp = y.data_ptr<float>();
+        const int64_t in_sample = g.C * g.D * g.H * g.W, out_sample = g.O * g.OD * g.OH * g.OW;
+        // The samples' output planes split into one contiguous run per thread (planes write disjoint rows), on
+        // threads of our own: at::parallel_for is a header template whose OpenMP pragma only takes effect in a
+        // translation unit built with -fopenmp, which this one is not (clang's OpenMP runtime is not the libgomp
+        // that libtorch links), so it ran on one thread.
+        auto run = [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end;) {
+                const int64_t s = i / g.OD, od0 = i % g.OD, od1 = std::min(g.OD, od0 + (end - i));
+                small_conv_planes(g, xp + s * in_sample, wp, bp, yp + s * out_sample, od0, od1);
+                i += od1 - od0;
+            }
+        };
+        const int64_t planes = n * g.OD;
+        const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), planes));
+        std::vector<std::thread> helpers;
+        int64_t started = 1;
+        try {
+            helpers.reserve(static_cast<size_t>(threads - 1));
+            for (; started < threads; ++started)
+                helpers.emplace_back(run, planes * started / threads, planes * (started + 1) / threads);
+        } catch (const std::exception &) {
+            // No thread to be had (or no memory for one): this thread takes the runs not handed out.
+        }
+        run(0, planes / threads);
+        if (started < threads) run(planes * started / threads, planes);
+        for (auto &h : helpers) h.join();
+        *out = wrap(nspatial == 2 ? y.squeeze(2) : y);
     });
 }
 

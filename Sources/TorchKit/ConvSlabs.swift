@@ -32,6 +32,25 @@ extension Conv {
     /// followed by an in-place leaky ReLU. Task-local so that tests can compare the two on any backend.
     @TaskLocal public static var fusesActivation: Bool? = nil
 
+    /// Whether `run(_:weight:bias:leakyReluSlope:)` computes a convolution with few channels
+    /// (`Tensor.smallConvChannels` in and out; stride 1, dilation 1, one group, 2-d or 3-d) with the backend's own
+    /// loops (`Tensor.convSmall`) where it may: float32 CPU tensors, autograd and autocast off. nil (the default)
+    /// does wherever it may; false always takes libtorch's convolution. Task-local so that tests can compare the
+    /// two on any backend.
+    @TaskLocal public static var computesSmallDirectly: Bool? = nil
+
+    /// Whether `run` takes `Tensor.convSmall` for `x` and these weights.
+    private func runsSmall(_ x: Tensor, _ w: Tensor, _ b: Tensor?) -> Bool {
+        guard Conv.computesSmallDirectly ?? true, !transposed, groups == 1, (2...3).contains(spatialDims),
+              stride.allSatisfy({ $0 == 1 }), dilation.allSatisfy({ $0 == 1 }), x.device == .cpu,
+              x.dtype == .float32, w.dtype == .float32, b.map({ $0.dtype == .float32 }) ?? true,
+              !Torch.isGradEnabled, !Autocast.isEnabled(on: .cpu)
+        else { return false }
+        let shape = w.shape
+        return shape.count == spatialDims + 2 && shape[0] <= Tensor.smallConvChannels
+            && shape[1] <= Tensor.smallConvChannels
+    }
+
     /// Runs this convolution's geometry with `w` and `b`, in slabs of at most `limit` output voxels when autograd
     /// is off and the output is larger (or in one call on a channels-last input: `largeOutputsChannelsLast`), else
     /// in one call. With `leakyReluSlope` (inference only: autograd and autocast off) the result is
@@ -53,6 +72,12 @@ extension Conv {
             }
             let y = try x.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation,
                                groups: groups, transposed: transposed, outputPadding: transposed ? outputPadding : nil)
+            if let slope { try y.leakyReluInPlace(slope: slope) }
+            return y
+        }
+        if runsSmall(input, w, b) {
+            // No workspace beyond the output: no slabs needed either.
+            let y = try input.convSmall(weight: w, bias: b, padding: padding)
             if let slope { try y.leakyReluInPlace(slope: slope) }
             return y
         }

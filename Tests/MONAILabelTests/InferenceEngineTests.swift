@@ -54,6 +54,21 @@ import TorchKit
         #expect(try plain.abs().max().item() > 0.01, "the comparison is not of zeros")
     }
 
+    /// The folded up-sampling layers in each form (libtorch's transposed convolution, its sub-pixel form, its
+    /// phases) keep the unfolded network's outputs.
+    @Test(arguments: [TransposedRewrite.Form.native, .subpixel, .phases])
+    func unet_foldedInEachTransposedForm_matchesUnfolded(form: TransposedRewrite.Form) throws {
+        let net = try Self.smallUNet()
+        try Torch.withNoGrad { try Self.randomiseNorms(net) }
+        net.eval()
+        let input = try Tensor.randn([1, 1, 24, 32, 16])
+        let plain = try Torch.withNoGrad { try net(input) }
+        try Conv.$transposedForm.withValue(form) { _ = try InferenceEngine.prepare(net) }
+        let folded = try Torch.withNoGrad { try net(input) }
+        let diff = try (folded - plain).abs().max().item()
+        #expect(diff < 1e-4, "\(form): max abs difference \(diff)")
+    }
+
     @Test func foldedNetwork_trainedThenEvaluated_usesTheNewStatistics() throws {
         let net = try Self.smallUNet()
         try Torch.withNoGrad { try Self.randomiseNorms(net) }

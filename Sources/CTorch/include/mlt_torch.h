@@ -224,6 +224,13 @@ mlt_status mlt_convolution_leaky_relu(mlt_tensor input, mlt_tensor weight, mlt_t
                                       const int64_t *padding, const int64_t *dilation, const int64_t *output_padding,
                                       size_t nspatial, int transposed, int64_t groups, double slope,
                                       mlt_tensor *out, char **err);
+/* A 2-d or 3-d convolution (stride 1, dilation 1, one group; `padding` holds `nspatial` values) computed by the
+ * shim's own loops rather than oneDNN, for float32 CPU tensors with at most MLT_SMALL_CONV_CHANNELS input and
+ * output channels, where oneDNN pads both to blocks of 8 or 16 channels and runs several times slower. The output
+ * is contiguous. bias may be NULL. No autograd: inputs that require grad are refused. */
+#define MLT_SMALL_CONV_CHANNELS 4
+mlt_status mlt_convolution_small(mlt_tensor input, mlt_tensor weight, mlt_tensor bias, const int64_t *padding,
+                                 size_t nspatial, mlt_tensor *out, char **err);
 mlt_status mlt_prelu(mlt_tensor t, mlt_tensor weight, mlt_tensor *out, char **err);
 mlt_status mlt_elu(mlt_tensor t, double alpha, mlt_tensor *out, char **err);
 /* Channel-wise (whole feature maps, as nn.Dropout2d/3d) when `channelwise` is non-zero. */

@@ -126,6 +126,9 @@ public final class Convolution: Module, Layer {
     /// the folded convolution applies itself: fused into the oneDNN primitive on libtorch 2.x CPU float32, else in
     /// place on its output. Measured on MONAI's UNet at 160^3 (2.13 wheel, 2 threads): PReLU was 8% of a window.
     private var foldedSlope: Double?
+    /// The folded transposed convolution rewritten into ordinary convolutions (`Conv.rewritten`), where the
+    /// backend runs it faster that way (`Conv.preferredTransposedForm`).
+    private var foldedRewrite: TransposedRewrite?
 
     /// Per-dim arguments take one value or one per spatial dim; `padding` nil is MONAI's "same" padding and
     /// `outputPadding` nil is `stride - 1` (transposed only).
@@ -158,12 +161,14 @@ public final class Convolution: Module, Layer {
         if let adn, let norm = adn.leadingBatchNorm, let f = folded {
             if !norm.isTraining {
                 if let slope = foldedSlope, adn.dropoutsIdle, !Torch.isGradEnabled, !Autocast.isEnabled(on: input.device) {
+                    if let r = foldedRewrite { return try conv.run(input, rewrite: r, leakyReluSlope: slope) }
                     return try conv.forward(input, weight: f.weight, bias: f.bias, leakyReluSlope: slope)
                 }
                 return try adn.forwardAfterLeadingNorm(conv.forward(input, weight: f.weight, bias: f.bias))
             }
             // Training changes the weights and statistics the fold was taken from.
             folded = nil
+            foldedRewrite = nil
         }
         let y = try conv(input)
         return try adn?(y) ?? y
@@ -176,6 +181,8 @@ public final class Convolution: Module, Layer {
         guard let norm = adn?.leadingBatchNorm, !norm.isTraining else { return false }
         folded = try conv.folding(norm)
         foldedSlope = folded == nil ? nil : try adn?.leakySlopeAfterLeadingNorm()
+        foldedRewrite = nil
+        if let f = folded, foldedSlope != nil { foldedRewrite = try conv.rewritten(weight: f.weight, bias: f.bias) }
         return folded != nil
     }
 }

@@ -143,21 +143,33 @@ extension Sequential: BoxForward {
 }
 
 extension UNet: OutputRegionForward {
-    /// The down path and the skip connections run whole (every layer below the top reaches across most of the
-    /// window); the top up-sampling layer and its residual unit compute `region` and what it reads.
+    /// Levels below the top that compute boxes too; deeper ones run whole (their boxes cover most of their
+    /// input by then, as each level's box grows by its kernels' reach and halves).
+    static let regionLevels = 4
+
+    /// Each level (down, skip connection, up) runs its down path whole; the up-sampling layer and its residual
+    /// unit compute `region` and what it reads, and the level below is asked only for that box, down to
+    /// `regionLevels` levels.
     func forward(_ input: Tensor, outputRegion region: [Range<Int>]) throws -> Tensor {
-        let top = model.layers
-        guard top.count == 3, let skip = top[1] as? SkipConnection, let up = top[2] as? any BoxForward else {
-            return try forward(input).narrowed(to: region)
-        }
-        let x = try top[0](input)
-        let below = try skip.submodule(x)
+        try Self.level(model, input, region, depth: 0)
+    }
+
+    /// `region` of `block(input)` for one UNet level `block` = [down, SkipConnection(below), up].
+    private static func level(_ block: any Layer, _ input: Tensor, _ region: [Range<Int>], depth: Int) throws -> Tensor {
+        guard depth <= regionLevels, let seq = block as? Sequential, seq.layers.count == 3,
+              let skip = seq.layers[1] as? SkipConnection, let up = seq.layers[2] as? any BoxForward
+        else { return try block(input).narrowed(to: region) }
+        let x = try seq.layers[0](input)
         let size = Array(x.shape.dropFirst(2))
-        guard Array(below.shape.dropFirst(2)) == size, let box = up.inputBox(for: region, inputSize: size) else {
-            return try up(Tensor.cat([x, below], dim: 1)).narrowed(to: region)
+        guard let box = up.inputBox(for: region, inputSize: size) else {
+            return try up(skip(x)).narrowed(to: region)
         }
-        // The skip connection's concatenation, of the box only.
-        let joined = try Tensor.cat([x.narrowed(to: box), below.narrowed(to: box)], dim: 1)
+        // The skip connection's concatenation, of the box only; the level below computes just that box.
+        let below = try level(skip.submodule, x, box, depth: depth + 1)
+        guard Array(below.shape.dropFirst(2)) == box.map(\.count) else {
+            throw regionError("the level below returned \(below.shape) for the box \(box)")
+        }
+        let joined = try Tensor.cat([x.narrowed(to: box), below], dim: 1)
         return try up.forward(joined, inputSize: size, region: region)
     }
 }
