@@ -2,10 +2,14 @@ import Foundation
 
 extension Conv {
     /// The spatial size of this convolution's output for an input of spatial size `inputSize` and a kernel of
-    /// `kernel` (the weight's spatial sizes; folded weights keep them); nil when the counts do not match or an
-    /// axis would come out empty.
+    /// `kernel` (the weight's spatial sizes; folded weights keep them); nil when the counts do not match, a stride,
+    /// dilation or kernel size is below 1, or an axis would come out empty.
     public func outputSize(inputSize: [Int], kernel: [Int]) -> [Int]? {
-        guard inputSize.count == spatialDims, kernel.count == spatialDims else { return nil }
+        // A stride, dilation or kernel below 1 (a bundle's config can say anything) has no output to speak of;
+        // libtorch refuses it when the convolution runs.
+        guard inputSize.count == spatialDims, kernel.count == spatialDims, kernel.allSatisfy({ $0 > 0 }),
+              stride.allSatisfy({ $0 > 0 }), dilation.allSatisfy({ $0 > 0 })
+        else { return nil }
         var out: [Int] = []
         for d in 0..<spatialDims {
             let reach = dilation[d] * (kernel[d] - 1)

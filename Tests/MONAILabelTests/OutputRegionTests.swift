@@ -6,9 +6,11 @@ import TorchKit
 /// Computing only the box of a network's output that the sliding window keeps (the part of a window on the
 /// image) gives that box of the whole output.
 @Suite(.tags(.unit), .serialized) struct OutputRegionTests {
-    private static func unet(norm: NormType = .batch, dims: Int = 3) throws -> UNet {
+    private static func unet(norm: NormType = .batch, dims: Int = 3, resUnits: Int = 2, dropout: Double = 0) throws
+        -> UNet
+    {
         let net = try UNet(spatialDims: dims, inChannels: 1, outChannels: 2, channels: [4, 8, 16, 32],
-                           strides: [2, 2, 2], numResUnits: 2, norm: norm)
+                           strides: [2, 2, 2], numResUnits: resUnits, norm: norm, dropout: dropout)
         // Statistics and affine parameters away from their initial values, so the norms are not the identity.
         try Torch.withNoGrad {
             for (name, slot) in net.namedState() where name.contains(".N.") || name.contains("running") {
@@ -58,6 +60,14 @@ import TorchKit
         let net = try Self.unet(dims: 2)
         try InferenceEngine.prepare(net)
         try Self.check(net, input: Tensor.randn([2, 1, 32, 32]), regions: Self.ranges.map { [$0, 4..<13] })
+    }
+
+    /// Without residual units (up-sampling is the transposed convolution alone, conv-only at the top) and with
+    /// evaluating dropout.
+    @Test func unet_withoutResidualUnits_withDropout_regionMatchesWholeOutput() throws {
+        let net = try Self.unet(resUnits: 0, dropout: 0.2)
+        try InferenceEngine.prepare(net)
+        try Self.check(net, input: Tensor.randn([1, 1, 32, 32, 32]), regions: Self.regions3D)
     }
 
     /// InstanceNorm normalises with the whole image's statistics: no box of its output depends on a box of its

@@ -67,6 +67,17 @@ extension TorchKitTests {
             #expect(edge.offset == [0])
         }
 
+        /// A geometry a checkpoint's config might carry but libtorch refuses (stride or dilation 0) is no size and no
+        /// box rather than a division by zero.
+        @Test func zeroStrideOrDilation_hasNoSizeNorBox() throws {
+            let zeroStride = try Conv(spatialDims: 1, inChannels: 1, outChannels: 1, kernelSize: [3], stride: [0])
+            #expect(zeroStride.outputSize(inputSize: [10], kernel: [3]) == nil)
+            #expect(zeroStride.inputWindow(for: [0..<2], inputSize: [10], kernel: [3]) == nil)
+            #expect(zeroStride.slabs(inputShape: [1, 1, 10], kernel: [3], limit: 1) == nil)
+            let zeroDilation = try Conv(spatialDims: 1, inChannels: 1, outChannels: 1, kernelSize: [3], dilation: [0])
+            #expect(zeroDilation.outputSize(inputSize: [10], kernel: [3]) == nil)
+        }
+
         @Test func region_outsideTheOutput_hasNoBox() throws {
             let conv = try Conv(spatialDims: 1, inChannels: 1, outChannels: 1, kernelSize: 3, padding: 1)
             #expect(conv.inputWindow(for: [8..<11], inputSize: [10], kernel: [3]) == nil)

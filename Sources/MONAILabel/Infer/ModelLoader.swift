@@ -17,8 +17,10 @@ enum LoadedNetwork {
     /// `forward(x)` narrowed to `region` of its spatial axes, computing only that where the network can
     /// (`OutputRegionForward`).
     func forward(_ x: Tensor, outputRegion region: [Range<Int>]) throws -> Tensor {
-        if case .module(let m) = self, let r = m as? any OutputRegionForward { return try r.forward(x, outputRegion: region) }
-        return try forward(x).narrowed(to: region)
+        switch self {
+        case .module(let m): return try MONAILabel.forward(m, x, outputRegion: region)
+        case .script(let s): return try s.forward(x).narrowed(to: region)
+        }
     }
 }
 

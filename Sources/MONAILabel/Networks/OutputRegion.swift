@@ -12,6 +12,12 @@ protocol OutputRegionForward: Layer {
     func forward(_ input: Tensor, outputRegion region: [Range<Int>]) throws -> Tensor
 }
 
+/// `network(input)` narrowed to `region`, computing only that where the network can (`OutputRegionForward`).
+func forward(_ network: any Layer, _ input: Tensor, outputRegion region: [Range<Int>]) throws -> Tensor {
+    if let r = network as? any OutputRegionForward { return try r.forward(input, outputRegion: region) }
+    return try network(input).narrowed(to: region)
+}
+
 /// A layer that computes a box of its output from a box of its input.
 protocol BoxForward: Layer {
     /// The output's spatial size for an input of spatial size `inputSize`; nil when the layer cannot tell.
@@ -28,6 +34,9 @@ extension Tensor {
     /// This tensor's spatial axes (2...) narrowed to `box`, given relative to `origin` (the row each axis of this
     /// tensor starts at; zeros when nil). A view; throws when the box leaves the tensor.
     func narrowed(to box: [Range<Int>], origin: [Int]? = nil) throws -> Tensor {
+        guard box.count <= shape.count - 2, origin.map({ $0.count == box.count }) ?? true else {
+            throw regionError("a box of \(box.count) axes for a tensor of shape \(shape)")
+        }
         var t = self
         for (d, range) in box.enumerated() {
             let start = range.lowerBound - (origin?[d] ?? 0)

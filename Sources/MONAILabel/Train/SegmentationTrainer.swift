@@ -137,7 +137,7 @@ public final class SegmentationTrainer {
                 try Torch.withNoGrad {
                     for c in valCases {
                         let input = try Tensor(c.image.floats, shape: [1] + c.image.shape).to(device)
-                        let out = try inferer(input) { try net($0) }
+                        let out = try inferer(input, predictingRegion: { try forward(net, $0, outputRegion: $1) })
                         let pred = try out.argmax(dim: 1).to(dtype: .float32, device: .cpu).floats()
                         if let d = DiceMetric.mean(prediction: pred, truth: c.label.floats, classes: classes) { scores.append(d) }
                     }
