@@ -355,8 +355,8 @@ void small_conv_planes(const SmallConv &g, const float *x, const float *w, const
                                 const int64_t shift = kw - g.pw;
                                 const int64_t lo = std::max<int64_t>(0, -shift);
                                 const int64_t hi = std::min<int64_t>(g.OW, g.W - shift);
-                                const float *xr = xp + ih * g.W + shift;
-                                for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow];
+                                const float *xr = xp + ih * g.W;
+                                for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow + shift];
                             }
                         }
                     }
