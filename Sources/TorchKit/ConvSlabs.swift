@@ -51,6 +51,34 @@ extension Conv {
             && shape[1] <= Tensor.smallConvChannels
     }
 
+    /// Refuses a leaky ReLU slope (one applied by the convolution) with autograd or autocast on: it is applied in
+    /// place or inside oneDNN's primitive, for inference only.
+    static func checkActivationIsForInference(_ slope: Double?, on device: Device) throws {
+        if slope != nil, Torch.isGradEnabled || Autocast.isEnabled(on: device) {
+            throw TorchError(operation: "Conv", message: "a fused activation is for inference without autocast")
+        }
+    }
+
+    /// One libtorch convolution of `x` with that geometry, followed by a leaky ReLU of `slope` when there is one:
+    /// fused into oneDNN's primitive where `fusesActivation` allows and the backend has it (float32 CPU tensors),
+    /// else applied in place on the fresh output.
+    static func convolve(_ x: Tensor, weight w: Tensor, bias b: Tensor?, stride: [Int], padding: [Int],
+                         dilation: [Int], groups: Int = 1, transposed: Bool = false, outputPadding: [Int]? = nil,
+                         leakyReluSlope slope: Double?) throws -> Tensor
+    {
+        if let slope, Conv.fusesActivation ?? true, x.device == .cpu, x.dtype == .float32, w.dtype == .float32,
+           b.map({ $0.dtype == .float32 }) ?? true, Tensor.hasFusedConvLeakyRelu(transposed: transposed)
+        {
+            return try x.convLeakyRelu(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation,
+                                       groups: groups, transposed: transposed, outputPadding: outputPadding,
+                                       slope: slope)
+        }
+        let y = try x.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation, groups: groups,
+                           transposed: transposed, outputPadding: outputPadding)
+        if let slope { try y.leakyReluInPlace(slope: slope) }
+        return y
+    }
+
     /// Runs this convolution's geometry with `w` and `b`, in slabs of at most `limit` output voxels when autograd
     /// is off and the output is larger (or in one call on a channels-last input: `largeOutputsChannelsLast`), else
     /// in one call. With `leakyReluSlope` (inference only: autograd and autocast off) the result is
@@ -59,21 +87,11 @@ extension Conv {
     func run(_ input: Tensor, weight w: Tensor, bias b: Tensor?, limit: Int = Conv.slabVoxels,
              leakyReluSlope slope: Double? = nil) throws -> Tensor
     {
-        if slope != nil, Torch.isGradEnabled || Autocast.isEnabled(on: input.device) {
-            throw TorchError(operation: "Conv", message: "a fused activation is for inference without autocast")
-        }
+        try Conv.checkActivationIsForInference(slope, on: input.device)
         func whole(_ x: Tensor) throws -> Tensor {
-            if let slope, Conv.fusesActivation ?? true, x.device == .cpu, x.dtype == .float32, w.dtype == .float32,
-               b.map({ $0.dtype == .float32 }) ?? true, Tensor.hasFusedConvLeakyRelu(transposed: transposed)
-            {
-                return try x.convLeakyRelu(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation,
-                                           groups: groups, transposed: transposed,
-                                           outputPadding: transposed ? outputPadding : nil, slope: slope)
-            }
-            let y = try x.conv(weight: w, bias: b, stride: stride, padding: padding, dilation: dilation,
-                               groups: groups, transposed: transposed, outputPadding: transposed ? outputPadding : nil)
-            if let slope { try y.leakyReluInPlace(slope: slope) }
-            return y
+            try Conv.convolve(x, weight: w, bias: b, stride: stride, padding: padding, dilation: dilation,
+                              groups: groups, transposed: transposed, outputPadding: transposed ? outputPadding : nil,
+                              leakyReluSlope: slope)
         }
         if runsSmall(input, w, b) {
             // No workspace beyond the output: no slabs needed either.

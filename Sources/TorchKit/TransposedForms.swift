@@ -103,6 +103,7 @@ extension Conv {
     /// (autograd off); with `leakyReluSlope` followed by that leaky ReLU, fused into the convolution where the
     /// backend can. The result is contiguous.
     public func run(_ input: Tensor, rewrite: TransposedRewrite, leakyReluSlope slope: Double? = nil) throws -> Tensor {
+        try Conv.checkActivationIsForInference(slope, on: input.device)
         let n = spatialDims
         let shape = input.shape
         guard !Torch.isGradEnabled, hasPhaseForms, shape.count == n + 2 else {
@@ -111,18 +112,9 @@ extension Conv {
         }
         let sizes = Array(shape.dropFirst(2))
         let ones = Array(repeating: 1, count: n)
-        // conv (+ leaky ReLU) with `padding`: fused where the backend can, else in place after.
         func conv(_ k: Tensor, _ bias: Tensor?, padding: [Int]) throws -> Tensor {
-            if let slope, Conv.fusesActivation ?? true, input.device == .cpu, input.dtype == .float32,
-               k.dtype == .float32, bias.map({ $0.dtype == .float32 }) ?? true,
-               Tensor.hasFusedConvLeakyRelu(transposed: false), !Autocast.isEnabled(on: input.device)
-            {
-                return try input.convLeakyRelu(weight: k, bias: bias, stride: ones, padding: padding, dilation: ones,
-                                               slope: slope)
-            }
-            let y = try input.conv(weight: k, bias: bias, stride: ones, padding: padding, dilation: ones)
-            if let slope { try y.leakyReluInPlace(slope: slope) }
-            return y
+            try Conv.convolve(input, weight: k, bias: bias, stride: ones, padding: padding, dilation: ones,
+                              leakyReluSlope: slope)
         }
         switch rewrite.form {
         case .native:

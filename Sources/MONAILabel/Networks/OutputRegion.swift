@@ -94,11 +94,11 @@ extension ResidualUnit: BoxForward {
     }
 
     func forward(_ input: Tensor, inputSize: [Int], region: [Range<Int>]) throws -> Tensor {
-        guard let box = inputBox(for: region, inputSize: inputSize),
-              let unitsBox = units.inputBox(for: region, inputSize: inputSize),
+        guard let unitsBox = units.inputBox(for: region, inputSize: inputSize),
               let res = residualWindow(for: region, inputSize: inputSize)
         else { throw regionError("this residual unit cannot compute part of its output") }
-        let origin = box.map(\.lowerBound)
+        // `input` is `inputBox`'s box: the union of the two paths' boxes.
+        let origin = union(unitsBox, res.box).map(\.lowerBound)
         let y = try units.forward(input.narrowed(to: unitsBox, origin: origin), inputSize: inputSize, region: region)
         let x = try input.narrowed(to: res.box, origin: origin)
         let r = try residual.map { try $0(x).narrowed(to: region, origin: res.offset) } ?? x
