@@ -41,13 +41,15 @@ extension Conv {
     /// the output channels (`preferredTransposedForm`). Task-local so that tests can take each on any backend.
     @TaskLocal public static var transposedForm: TransposedRewrite.Form? = nil
 
-    /// `transposedForm`'s default for `outChannels`, as measured on MONAI's spleen UNet's up-sampling layers with
-    /// 2 threads (64 -> 16 channels at 40^3 in, 32 -> 2 at 74x74x66 in): below 8 output channels the sub-pixel
-    /// form (32 -> 2: 27 against 45 ms with libtorch 1.13, about 40 ms less per window with 2.13); with 8 or more
-    /// on libtorch 1.13 the phases (64 -> 16: 47 against 105 ms), and libtorch's own on 2.x, whose oneDNN
-    /// transposed convolution is the fastest there (27 ms against 50 ms in phases).
-    public static func preferredTransposedForm(outChannels: Int) -> TransposedRewrite.Form {
+    /// `transposedForm`'s default for `outChannels` on `device`, as measured on MONAI's spleen UNet's up-sampling
+    /// layers on the CPU with 2 threads (64 -> 16 channels at 40^3 in, 32 -> 2 at 74x74x66 in): below 8 output
+    /// channels the sub-pixel form (32 -> 2: 27 against 45 ms with libtorch 1.13, about 40 ms less per window with
+    /// 2.13); with 8 or more on libtorch 1.13 the phases (64 -> 16: 47 against 105 ms), and libtorch's own on 2.x,
+    /// whose oneDNN transposed convolution is the fastest there (27 ms against 50 ms in phases). Other devices
+    /// (CUDA: not measured) keep libtorch's own.
+    public static func preferredTransposedForm(outChannels: Int, device: Device = .cpu) -> TransposedRewrite.Form {
         if let chosen = transposedForm { return chosen }
+        guard device == .cpu else { return .native }
         if outChannels < 8 { return .subpixel }
         return Torch.version.major >= 2 ? .native : .phases
     }
@@ -57,14 +59,14 @@ extension Conv {
     private static let phaseTaps: [[Int64]] = [[1], [2, 0]]
 
     /// This transposed convolution's weight `w` (`[in, out, 3, 3(, 3)]`) and bias `b` rewritten for `form`
-    /// (default: `preferredTransposedForm` for its output channels); nil for `.native` or without
+    /// (default: `preferredTransposedForm` for its output channels and device); nil for `.native` or without
     /// `hasPhaseForms`. A snapshot: weights changed later need a new rewrite.
     public func rewritten(weight w: Tensor, bias b: Tensor?, form: TransposedRewrite.Form? = nil) throws
         -> TransposedRewrite?
     {
         guard hasPhaseForms, w.shape.count == spatialDims + 2 else { return nil }
         let n = spatialDims, inC = w.shape[0], outC = w.shape[1]
-        let chosen = form ?? Conv.preferredTransposedForm(outChannels: outC)
+        let chosen = form ?? Conv.preferredTransposedForm(outChannels: outC, device: w.device)
         let channelsLast = Conv.foldsChannelsLast(w)
         switch chosen {
         case .native:

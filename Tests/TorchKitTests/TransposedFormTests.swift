@@ -72,11 +72,12 @@ extension TorchKitTests {
             #expect(throws: TorchError.self) { try conv.run(Tensor.randn([1, 6, 3, 3, 3]), rewrite: rewrite) }
         }
 
-        /// Few output channels take the sub-pixel form everywhere; more take the phases where libtorch has no
-        /// oneDNN transposed convolution (1.13) and libtorch's own on 2.x.
+        /// On the CPU few output channels take the sub-pixel form; more take the phases where libtorch has no
+        /// oneDNN transposed convolution (1.13) and libtorch's own on 2.x; other devices keep libtorch's own.
         @Test func preferredForm_followsOutputChannelsAndBackend() {
             #expect(Conv.preferredTransposedForm(outChannels: 2) == .subpixel)
             #expect(Conv.preferredTransposedForm(outChannels: 16) == (Torch.version.major >= 2 ? .native : .phases))
+            #expect(Conv.preferredTransposedForm(outChannels: 2, device: .cuda(0)) == .native)
             Conv.$transposedForm.withValue(.native) { #expect(Conv.preferredTransposedForm(outChannels: 2) == .native) }
         }
     }
