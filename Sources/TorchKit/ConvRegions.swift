@@ -1,6 +1,9 @@
 import Foundation
 
 extension Conv {
+    /// The kernel's spatial sizes (the weight's trailing axes; folded and rewritten weights keep them).
+    public var kernelSize: [Int] { Array(weight.tensor.shape.dropFirst(2)) }
+
     /// The spatial size of this convolution's output for an input of spatial size `inputSize` and a kernel of
     /// `kernel` (the weight's spatial sizes; folded weights keep them); nil when the counts do not match, a stride,
     /// dilation or kernel size is below 1, or an axis would come out empty.

@@ -34,7 +34,7 @@ extension Conv {
     public var hasPhaseForms: Bool {
         transposed && groups == 1 && (2...3).contains(spatialDims) && stride.allSatisfy { $0 == 2 }
             && padding.allSatisfy { $0 == 1 } && outputPadding.allSatisfy { $0 == 1 }
-            && dilation.allSatisfy { $0 == 1 } && weight.tensor.shape.dropFirst(2).allSatisfy { $0 == 3 }
+            && dilation.allSatisfy { $0 == 1 } && kernelSize.allSatisfy { $0 == 3 }
     }
 
     /// The form inference computes such a transposed convolution in; nil (the default) decides by the backend and

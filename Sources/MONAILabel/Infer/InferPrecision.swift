@@ -34,13 +34,17 @@ enum InferPrecision {
 extension LoadedNetwork {
     /// `forward` under `autocast` when there is one, its output back in float32.
     func forward(_ x: Tensor, autocast: Autocast?) throws -> Tensor {
-        guard let autocast else { return try forward(x) }
-        return try autocast.run { try forward(x) }.to(.float32)
+        try under(autocast) { try forward(x) }
     }
 
     /// `forward(_:outputRegion:)` under `autocast` when there is one, its output back in float32.
     func forward(_ x: Tensor, outputRegion region: [Range<Int>], autocast: Autocast?) throws -> Tensor {
-        guard let autocast else { return try forward(x, outputRegion: region) }
-        return try autocast.run { try forward(x, outputRegion: region) }.to(.float32)
+        try under(autocast) { try forward(x, outputRegion: region) }
+    }
+
+    /// `body` under `autocast` when there is one, its output back in float32.
+    private func under(_ autocast: Autocast?, _ body: () throws -> Tensor) throws -> Tensor {
+        guard let autocast else { return try body() }
+        return try autocast.run(body).to(.float32)
     }
 }

@@ -57,17 +57,16 @@ private func regionError(_ what: String) -> TorchError {
 }
 
 extension Convolution: BoxForward {
-    private var kernel: [Int] { Array(conv.weight.tensor.shape.dropFirst(2)) }
-
-    func outputSize(_ inputSize: [Int]) -> [Int]? { conv.outputSize(inputSize: inputSize, kernel: kernel) }
+    func outputSize(_ inputSize: [Int]) -> [Int]? { conv.outputSize(inputSize: inputSize, kernel: conv.kernelSize) }
 
     func inputBox(for region: [Range<Int>], inputSize: [Int]) -> [Range<Int>]? {
         guard adn?.actsPerVoxel ?? true else { return nil }
-        return conv.inputWindow(for: region, inputSize: inputSize, kernel: kernel)?.box
+        return conv.inputWindow(for: region, inputSize: inputSize, kernel: conv.kernelSize)?.box
     }
 
     func forward(_ input: Tensor, inputSize: [Int], region: [Range<Int>]) throws -> Tensor {
-        guard adn?.actsPerVoxel ?? true, let w = conv.inputWindow(for: region, inputSize: inputSize, kernel: kernel)
+        guard adn?.actsPerVoxel ?? true,
+              let w = conv.inputWindow(for: region, inputSize: inputSize, kernel: conv.kernelSize)
         else { throw regionError("this convolution block cannot compute part of its output") }
         return try forward(input).narrowed(to: region, origin: w.offset)
     }
@@ -83,7 +82,7 @@ extension ResidualUnit: BoxForward {
             return outputSize(inputSize) == inputSize ? (region, Array(repeating: 0, count: region.count)) : nil
         }
         guard let c = conv as? Conv else { return nil }
-        return c.inputWindow(for: region, inputSize: inputSize, kernel: Array(c.weight.tensor.shape.dropFirst(2)))
+        return c.inputWindow(for: region, inputSize: inputSize, kernel: c.kernelSize)
     }
 
     func inputBox(for region: [Range<Int>], inputSize: [Int]) -> [Range<Int>]? {
